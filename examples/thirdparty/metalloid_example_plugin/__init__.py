@@ -1,0 +1,1 @@
+"""Placeholder: the example plugin is written in the runtime issue."""

@@ -1,0 +1,1 @@
+"""Announcer plugins shipped with metalloid, loaded through pluggy like third-party ones."""

@@ -1,0 +1,1 @@
+"""metalloid: the host process: CLI, supervisor, workers, config model, allocator, election, membership."""

@@ -1,0 +1,128 @@
+"""The behaviour an announcer plugin implements, and what the host gives it.
+
+An announcer is a class registered under a protocol name through the
+`metalloid_register_announcers` hook (see `supervisor.hookspecs`). The host
+runs each announcer in its own process (`supervisor.announcing.host`), builds
+it with an `AnnouncerHost`, and drives it:
+
+    start()                       once, before anything is owned: open sockets
+    update(view)                  whenever any fact changed; `view` is the whole present
+    tick(now)                     every ~50 ms, for timers (bursts, refreshes)
+    status()                      after update/tick, for /status and explain
+    stop(handover=...)            on shutdown: withdraw everything
+
+The host owns facts (config, assignments, live members); the announcer owns
+the policy (who announces: layer 2 elects one node, BGP uses every eligible
+node) and the wire. Everything here is public API for third-party plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+
+from supervisor.allocating.results import Assignment
+from supervisor.config.model import Config, IPAddress, ServiceKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerView:
+    """The whole present, as the host knows it. Replaces the previous view.
+
+    `mode` is "standalone" or "kubernetes". `members` are the node names
+    membership sees alive, this node included once it is up.
+    """
+
+    node_name: str
+    mode: str
+    config: Config
+    assignments: tuple[Assignment, ...]
+    members: frozenset[str]
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Announcement:
+    """One IP this node announces for a service, for /status and metrics."""
+
+    service: ServiceKey
+    ip: IPAddress
+    protocol: str
+    node: str
+    interfaces: tuple[str, ...] = ()
+    reason: str = ""
+
+
+class AnnouncerHost(Protocol):
+    """What the host offers an announcer (its only way to talk outward)."""
+
+    @property
+    def node_name(self) -> str: ...
+
+    @property
+    def log(self) -> logging.Logger: ...
+
+    def counter(self, name: str, documentation: str, labels: Mapping[str, str], value: float = 1.0) -> None:
+        """Add `value` to a counter in the node's /metrics."""
+
+    def gauge(self, name: str, documentation: str, labels: Mapping[str, str], value: float) -> None:
+        """Set a gauge in the node's /metrics."""
+
+    def observe(self, name: str, documentation: str, labels: Mapping[str, str], value: float) -> None:
+        """Record one observation in a histogram in the node's /metrics."""
+
+    def remove(self, name: str, labels: Mapping[str, str]) -> None:
+        """Drop one labelled series (e.g. metallb_speaker_announced on withdraw)."""
+
+
+@runtime_checkable
+class Announcer(Protocol):
+    """The behaviour every announcer plugin implements (see the module docstring)."""
+
+    protocol: ClassVar[str]
+
+    def start(self) -> None:
+        """Prepare to announce (open sockets, join groups); announce nothing yet.
+
+        Raise to fail the start: the host reports it and restarts the process.
+        """
+
+    def update(self, view: AnnouncerView) -> None:
+        """Reconcile with `view`: announce what this node should, withdraw the rest."""
+
+    def tick(self, now: float) -> None:
+        """Called about every 50 ms with `time.monotonic()`; for timers only."""
+
+    def status(self) -> Mapping[str, Any]:
+        """JSON-ready status; must include "announcements": [Announcement-like dicts]."""
+
+    def stop(self, *, handover: bool) -> None:
+        """Withdraw everything. `handover`: a graceful stop, peers take over now."""
+
+
+class AnnouncerFactory(Protocol):
+    protocol: ClassVar[str]
+
+    def __call__(self, host: AnnouncerHost) -> Announcer: ...
+
+
+class AnnouncerRegistry:
+    """Collects announcer classes by protocol name (the registry hook's argument)."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, AnnouncerFactory] = {}
+
+    def add(self, factory: AnnouncerFactory) -> None:
+        name = getattr(factory, "protocol", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"announcer {factory!r} has no 'protocol' name (a non-empty str class attribute)")
+        if name in self._factories:
+            raise ValueError(f"two announcers claim protocol {name!r}: {self._factories[name]!r} and {factory!r}")
+        self._factories[name] = factory
+
+    def get(self, name: str) -> AnnouncerFactory | None:
+        return self._factories.get(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._factories))

@@ -1,0 +1,392 @@
+"""The typed configuration model: MetalLB's resources as frozen dataclasses.
+
+Both modes feed this model: the standalone file watcher parses YAML documents
+into it, the Kubernetes watcher parses API objects (plain dicts) into it. Every
+object remembers where it came from (`Source`) so validation errors can point at
+a file and line. Nothing here does I/O or knows about processes; every value is
+immutable and picklable, so a whole `Config` can travel on a multiprocessing
+queue.
+
+This module only declares shapes and small pure queries on them; parsing lives in
+`supervisor.config.parsing`, validation in `supervisor.config.validation`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Mapping, TypeAlias
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Labels and annotations are kept as sorted tuples of pairs: hashable, picklable
+# and deterministic, which a dict is not (for hashing).
+Labels: TypeAlias = tuple[tuple[str, str], ...]
+
+EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def labels_of(mapping: Mapping[str, str] | None) -> Labels:
+    """Freeze a label mapping into the canonical sorted tuple form."""
+    return tuple(sorted((mapping or {}).items()))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """Where an object (or one of its fields) was written: file and 1-based line.
+
+    Objects that came from the Kubernetes API use `file="<api>"` and line 0.
+    """
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+API_SOURCE = Source(file="<api>", line=0)
+
+
+class SelectorOperator(enum.Enum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectorRequirement:
+    key: str
+    operator: SelectorOperator
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        match self.operator:
+            case SelectorOperator.IN:
+                return self.key in labels and labels[self.key] in self.values
+            case SelectorOperator.NOT_IN:
+                return self.key not in labels or labels[self.key] not in self.values
+            case SelectorOperator.EXISTS:
+                return self.key in labels
+            case SelectorOperator.DOES_NOT_EXIST:
+                return self.key not in labels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelSelector:
+    """A Kubernetes label selector (matchLabels ANDed with matchExpressions).
+
+    An empty selector matches everything, as in Kubernetes.
+    """
+
+    match_labels: Labels = ()
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str] | Labels) -> bool:
+        actual = dict(labels) if not isinstance(labels, Mapping) else labels
+        if any(actual.get(k) != v for k, v in self.match_labels):
+            return False
+        return all(req.matches(actual) for req in self.match_expressions)
+
+
+def any_selector_matches(selectors: tuple[LabelSelector, ...], labels: Mapping[str, str] | Labels) -> bool:
+    """MetalLB's rule for selector lists: no selectors means 'everything'."""
+    return not selectors or any(s.matches(labels) for s in selectors)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddressRange:
+    """One entry of `IPAddressPool.spec.addresses`, as an inclusive range.
+
+    `text` is what the user wrote (`10.0.10.0/24`, `10.0.10.10-10.0.10.99`,
+    `10.0.10.5`), kept for messages and status output.
+    """
+
+    first: IPAddress
+    last: IPAddress
+    text: str
+
+    @property
+    def version(self) -> int:
+        return self.first.version
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def __contains__(self, ip: object) -> bool:
+        if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            return False
+        return ip.version == self.first.version and self.first <= ip <= self.last
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceAllocation:
+    """`IPAddressPool.spec.serviceAllocation`: which services may use the pool."""
+
+    priority: int | None = None
+    namespaces: tuple[str, ...] = ()
+    namespace_selectors: tuple[LabelSelector, ...] = ()
+    service_selectors: tuple[LabelSelector, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IPAddressPool:
+    name: str
+    namespace: str = "metallb-system"
+    addresses: tuple[AddressRange, ...]
+    auto_assign: bool = True
+    avoid_buggy_ips: bool = False
+    service_allocation: ServiceAllocation | None = None
+    labels: Labels = ()
+    annotations: Labels = ()
+    source: Source = API_SOURCE
+
+    def contains(self, ip: IPAddress) -> bool:
+        """True when `ip` is usable from this pool (inside a range, not a buggy IP)."""
+        if self.avoid_buggy_ips and ip.version == 4 and int(ip) & 0xFF in (0, 255):
+            return False
+        return any(ip in r for r in self.addresses)
+
+    def families(self) -> frozenset[int]:
+        return frozenset(r.version for r in self.addresses)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class L2Advertisement:
+    name: str
+    namespace: str = "metallb-system"
+    ip_address_pools: tuple[str, ...] = ()
+    ip_address_pool_selectors: tuple[LabelSelector, ...] = ()
+    node_selectors: tuple[LabelSelector, ...] = ()
+    interfaces: tuple[str, ...] = ()
+    labels: Labels = ()
+    annotations: Labels = ()
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BGPPeer:
+    name: str
+    namespace: str = "metallb-system"
+    my_asn: int
+    peer_asn: int
+    peer_address: IPAddress
+    peer_port: int = 179
+    source_address: IPAddress | None = None
+    router_id: str | None = None
+    hold_time_seconds: float = 90.0
+    keepalive_time_seconds: float | None = None
+    ebgp_multihop: bool = False
+    password: str | None = None
+    vrf: str = ""
+    node_selectors: tuple[LabelSelector, ...] = ()
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BGPAdvertisement:
+    name: str
+    namespace: str = "metallb-system"
+    ip_address_pools: tuple[str, ...] = ()
+    ip_address_pool_selectors: tuple[LabelSelector, ...] = ()
+    aggregation_length: int = 32
+    aggregation_length_v6: int = 128
+    local_pref: int | None = None
+    communities: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+    node_selectors: tuple[LabelSelector, ...] = ()
+    source: Source = API_SOURCE
+
+
+class ExternalTrafficPolicy(enum.Enum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+class IPFamilyPolicy(enum.Enum):
+    SINGLE_STACK = "SingleStack"
+    PREFER_DUAL_STACK = "PreferDualStack"
+    REQUIRE_DUAL_STACK = "RequireDualStack"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServicePort:
+    name: str = ""
+    protocol: str = "TCP"
+    port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class ServiceKey:
+    """`namespace/name`: how every part of metalloid refers to a Service."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> ServiceKey:
+        namespace, _, name = text.partition("/")
+        if not name:
+            return cls(namespace="default", name=namespace)
+        return cls(namespace=namespace, name=name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """A `v1 Service`, reduced to what load balancing needs.
+
+    `requested_ips` merges `spec.loadBalancerIP` and the `loadBalancerIPs`
+    annotation (validation rejects a Service that sets both);
+    `requested_pool` comes from the `address-pool` annotation; `sharing_key`
+    from `allow-shared-ip`. `status_ips` is `status.loadBalancer.ingress`, the
+    IPs the Service already holds, which the allocator keeps when it can.
+    """
+
+    namespace: str
+    name: str
+    type: str = "LoadBalancer"
+    labels: Labels = ()
+    annotations: Labels = ()
+    selector: Labels = ()
+    ports: tuple[ServicePort, ...] = ()
+    requested_ips: tuple[IPAddress, ...] = ()
+    requested_pool: str | None = None
+    sharing_key: str | None = None
+    ip_families: tuple[int, ...] = (4,)
+    ip_family_policy: IPFamilyPolicy = IPFamilyPolicy.SINGLE_STACK
+    external_traffic_policy: ExternalTrafficPolicy = ExternalTrafficPolicy.CLUSTER
+    load_balancer_class: str | None = None
+    status_ips: tuple[IPAddress, ...] = ()
+    source: Source = API_SOURCE
+
+    @property
+    def key(self) -> ServiceKey:
+        return ServiceKey(namespace=self.namespace, name=self.name)
+
+    @property
+    def is_load_balancer(self) -> bool:
+        return self.type == "LoadBalancer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """A `v1 Node`: a membership peer. `addresses` are its InternalIPs."""
+
+    name: str
+    labels: Labels = ()
+    addresses: tuple[IPAddress, ...] = ()
+    network_unavailable: bool = False
+    ready: bool = True
+    source: Source = API_SOURCE
+
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    addresses: tuple[IPAddress, ...] = ()
+    node_name: str | None = None
+    ready: bool = True
+    serving: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service_name: str
+    endpoints: tuple[Endpoint, ...] = ()
+    source: Source = API_SOURCE
+
+    @property
+    def service_key(self) -> ServiceKey:
+        return ServiceKey(namespace=self.namespace, name=self.service_name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Namespace:
+    name: str
+    labels: Labels = ()
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipSettings:
+    """Heartbeat timings. Defaults give sub-second failover (see docs/failover.md)."""
+
+    port: int = 7946
+    interval_seconds: float = 0.1
+    # A peer is dead after this long without a heartbeat: 3 missed intervals
+    # plus slack for a scheduler hiccup on a busy node.
+    dead_after_seconds: float = 0.35
+    key_file: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The metalloid-only `Settings` object (kind `Settings`, group metalloid.io).
+
+    Holds what has no Kubernetes home in standalone mode. All optional.
+    """
+
+    state_dir: str | None = None
+    membership: MembershipSettings = field(default_factory=MembershipSettings)
+    # Standalone only: also bind announced IPs locally (see plugins/layer2).
+    bind_local: bool = False
+    # Re-send gratuitous ARP / unsolicited NA every N seconds (0 = off, MetalLB's way).
+    refresh_seconds: float = 0.0
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything metalloid knows about the cluster at one moment."""
+
+    pools: tuple[IPAddressPool, ...] = ()
+    l2_advertisements: tuple[L2Advertisement, ...] = ()
+    bgp_peers: tuple[BGPPeer, ...] = ()
+    bgp_advertisements: tuple[BGPAdvertisement, ...] = ()
+    services: tuple[Service, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    settings: Settings = field(default_factory=Settings)
+
+    def pool(self, name: str) -> IPAddressPool | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def service(self, key: ServiceKey) -> Service | None:
+        return next((s for s in self.services if s.key == key), None)
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def l2_advertisements_for(self, pool_name: str) -> tuple[L2Advertisement, ...]:
+        """The L2Advertisements covering a pool (MetalLB: none named = all pools)."""
+        return tuple(a for a in self.l2_advertisements if _covers(a.ip_address_pools, a.ip_address_pool_selectors, self.pool(pool_name)))
+
+    def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
+        return tuple(a for a in self.bgp_advertisements if _covers(a.ip_address_pools, a.ip_address_pool_selectors, self.pool(pool_name)))
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        ns = next((n for n in self.namespaces if n.name == name), None)
+        labels = dict(ns.labels) if ns else {}
+        # Kubernetes sets this label on every namespace; selectors rely on it.
+        labels.setdefault("kubernetes.io/metadata.name", name)
+        return labels
+
+
+def _covers(names: tuple[str, ...], selectors: tuple[LabelSelector, ...], pool: IPAddressPool | None) -> bool:
+    if pool is None:
+        return False
+    if not names and not selectors:
+        return True
+    return pool.name in names or any(s.matches(pool.labels) for s in selectors)

@@ -1,0 +1,65 @@
+"""The plugin contract: every hook metalloid calls, documented for plugin authors.
+
+A plugin is a module (or object) with functions decorated by `hookimpl`,
+published through the `metalloid.announcers` entry-point group in its
+pyproject.toml:
+
+    [project.entry-points."metalloid.announcers"]
+    myproto = "my_package.plugin"
+
+metalloid loads every module of that group into a pluggy PluginManager inside
+each announcer process (a PluginManager does not pickle, so it is never built
+in the supervisor and sent over) and calls `check_pending()`, so a misspelled
+hook name fails the load loudly instead of being silently ignored.
+
+Behaviour is not hooks: the registration hook hands over an announcer *class*
+implementing `supervisor.announcing.api.Announcer`, keyed by its `protocol`
+name. See docs/plugins.md for a complete, tested example.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from supervisor.announcing.api import AnnouncerRegistry
+    from supervisor.config.diagnostics import Diagnostic
+    from supervisor.config.model import Config
+
+PROJECT = "metalloid"
+ENTRY_POINT_GROUP = "metalloid.announcers"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def metalloid_register_announcers(registry: AnnouncerRegistry) -> None:
+    """Register this plugin's announcer classes.
+
+    Fires once per announcer process, right after the plugins are loaded and
+    before any announcer is built.
+
+    :param registry: call ``registry.add(MyAnnouncer)`` for each class; the
+        class's ``protocol`` attribute (e.g. ``"layer2"``, ``"bgp"``) is the
+        name operators enable and the ``protocol`` label in metrics. Two
+        plugins claiming the same protocol is an error at load time.
+    :return: nothing; registration is by side effect on ``registry``.
+    """
+
+
+@hookspec
+def metalloid_validate_config(config: Config) -> list[Diagnostic]:
+    """Contribute validation for the parts of the config this plugin consumes.
+
+    Fires on ``metalloid check``, ``metalloid plan`` and before every reload is
+    accepted, after metalloid's own validation passed parsing. Pure: no I/O.
+
+    :param config: the parsed config (``supervisor.config.model.Config``).
+    :return: a list of ``Diagnostic`` (``supervisor.config.diagnostics.error``
+        or ``warning``); an error rejects the config exactly like one of
+        metalloid's own, so a reload keeps the last good config. All plugins'
+        lists are concatenated (not ``firstresult``).
+    """

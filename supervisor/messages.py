@@ -1,0 +1,147 @@
+"""Every message that crosses a process boundary, in one module.
+
+Workers talk only through multiprocessing queues carrying these frozen, slotted,
+keyword-only dataclasses (plus the `Control.STOP` sentinel), dispatched with
+`match`. The union types at the bottom are closed: a worker that receives
+anything else has a bug, and says so.
+
+Flow (see DESIGN.md): watcher → ConfigLoaded/ConfigRejected → supervisor →
+allocator → AllocationDone → supervisor → announcers (as AnnouncerView) and
+membership; membership → MembersChanged → supervisor → announcers. Every worker
+sends WorkerHeartbeat, MetricUpdate and StatusReport to the supervisor.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeAlias
+
+from supervisor.allocating.results import AllocationResult
+from supervisor.announcing.api import AnnouncerView
+from supervisor.config.diagnostics import Diagnostic
+from supervisor.config.model import Config, ServiceKey
+
+
+class Control(enum.Enum):
+    """Sentinels. STOP: finish what you hold (announcers hand over) and exit 0."""
+
+    STOP = "stop"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigLoaded:
+    """A new valid config. `generation` increases with every load of this watcher."""
+
+    generation: int
+    config: Config
+    origin: str
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigRejected:
+    """A new config failed validation; the last good one stays in force."""
+
+    generation: int
+    origin: str
+    diagnostics: tuple[Diagnostic, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllocationDone:
+    """The allocator's answer for `generation` of the config."""
+
+    generation: int
+    result: AllocationResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberInfo:
+    name: str
+    alive: bool
+    last_heard_seconds: float | None
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembersChanged:
+    """The membership view: who is alive, and the full table for /status."""
+
+    alive: frozenset[str]
+    members: tuple[MemberInfo, ...] = ()
+    # Services whose assignment differs on some peer (standalone consistency).
+    digest_mismatch: tuple[tuple[str, tuple[ServiceKey, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewChanged:
+    """Supervisor → announcer: the facts changed; here is the whole present."""
+
+    view: AnnouncerView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerHeartbeat:
+    worker: str
+    pid: int
+    at: float
+
+
+class MetricOp(enum.Enum):
+    INC = "inc"
+    SET = "set"
+    OBSERVE = "observe"
+    REMOVE = "remove"
+
+
+class MetricKind(enum.Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricUpdate:
+    """A change to one time series in the supervisor's registry.
+
+    Workers never import prometheus_client: they describe the change and the
+    supervisor applies it (~12 µs per update, FACTS.md). The first update of a
+    name declares it (kind, documentation, label names).
+    """
+
+    name: str
+    kind: MetricKind
+    documentation: str
+    labels: tuple[tuple[str, str], ...] = ()
+    op: MetricOp = MetricOp.INC
+    value: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
+    """A worker's part of `/status` (JSON-ready), replacing its previous one."""
+
+    worker: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerFailed:
+    """A worker met an error it reports before exiting (shown in /status)."""
+
+    worker: str
+    error: str
+
+
+ToWorker: TypeAlias = ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | Control
+FromWorker: TypeAlias = (
+    ConfigLoaded
+    | ConfigRejected
+    | AllocationDone
+    | MembersChanged
+    | WorkerHeartbeat
+    | MetricUpdate
+    | StatusReport
+    | WorkerFailed
+)
