@@ -63,3 +63,4 @@ def metalloid_validate_config(config: Config) -> list[Diagnostic]:
         metalloid's own, so a reload keeps the last good config. All plugins'
         lists are concatenated (not ``firstresult``).
     """
+    raise NotImplementedError

@@ -14,8 +14,9 @@ sends WorkerHeartbeat, MetricUpdate and StatusReport to the supervisor.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeAlias
+from typing import Any, TypeAlias
 
 from supervisor.allocating.results import AllocationResult
 from supervisor.announcing.api import AnnouncerView

@@ -19,8 +19,9 @@ node) and the wire. Everything here is public API for third-party plugins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from supervisor.allocating.results import Assignment
 from supervisor.config.model import Config, IPAddress, ServiceKey

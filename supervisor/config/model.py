@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, TypeAlias
+from typing import TypeAlias
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -25,6 +26,17 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Labels: TypeAlias = tuple[tuple[str, str], ...]
 
 EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+# (field path, line) pairs such as ("spec.addresses[1]", 14): where each field of
+# an object was written, so validation can point at the offending field rather
+# than at the object. Excluded from equality: moving a line changes nothing.
+FieldLines: TypeAlias = tuple[tuple[str, int], ...]
+
+
+def field_source(source: Source, field_lines: FieldLines, path: str) -> Source:
+    """The Source of field `path` of an object, or the object's own when unknown."""
+    line = next((line for p, line in field_lines if p == path), 0)
+    return Source(file=source.file, line=line) if line else source
 
 
 def labels_of(mapping: Mapping[str, str] | None) -> Labels:
@@ -119,7 +131,7 @@ class AddressRange:
     def __contains__(self, ip: object) -> bool:
         if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
             return False
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +155,7 @@ class IPAddressPool:
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
     def contains(self, ip: IPAddress) -> bool:
         """True when `ip` is usable from this pool (inside a range, not a buggy IP)."""
@@ -165,6 +178,7 @@ class L2Advertisement:
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +198,7 @@ class BGPPeer:
     vrf: str = ""
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +214,7 @@ class BGPAdvertisement:
     peers: tuple[str, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
 
 class ExternalTrafficPolicy(enum.Enum):
@@ -264,6 +280,7 @@ class Service:
     load_balancer_class: str | None = None
     status_ips: tuple[IPAddress, ...] = ()
     source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
     @property
     def key(self) -> ServiceKey:
@@ -371,10 +388,12 @@ class Config:
 
     def l2_advertisements_for(self, pool_name: str) -> tuple[L2Advertisement, ...]:
         """The L2Advertisements covering a pool (MetalLB: none named = all pools)."""
-        return tuple(a for a in self.l2_advertisements if _covers(a.ip_address_pools, a.ip_address_pool_selectors, self.pool(pool_name)))
+        pool = self.pool(pool_name)
+        return tuple(a for a in self.l2_advertisements if _covers(a, pool))
 
     def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
-        return tuple(a for a in self.bgp_advertisements if _covers(a.ip_address_pools, a.ip_address_pool_selectors, self.pool(pool_name)))
+        pool = self.pool(pool_name)
+        return tuple(a for a in self.bgp_advertisements if _covers(a, pool))
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         ns = next((n for n in self.namespaces if n.name == name), None)
@@ -384,9 +403,9 @@ class Config:
         return labels
 
 
-def _covers(names: tuple[str, ...], selectors: tuple[LabelSelector, ...], pool: IPAddressPool | None) -> bool:
+def _covers(adv: L2Advertisement | BGPAdvertisement, pool: IPAddressPool | None) -> bool:
     if pool is None:
         return False
-    if not names and not selectors:
+    if not adv.ip_address_pools and not adv.ip_address_pool_selectors:
         return True
-    return pool.name in names or any(s.matches(pool.labels) for s in selectors)
+    return pool.name in adv.ip_address_pools or any(s.matches(pool.labels) for s in adv.ip_address_pool_selectors)

@@ -1,0 +1,89 @@
+"""Parse one `IPAddressPool.spec.addresses` entry into an `AddressRange`.
+
+MetalLB accepts three spellings: a CIDR (every address of the prefix, network
+and broadcast included), an inclusive `first-last` range, and (metalloid only,
+for convenience) a single IP. This module turns the text into a range or into a
+message saying what is wrong and how to fix it; it never raises and never
+enumerates addresses, so an IPv6 /64 costs the same as a /32.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from supervisor.config.model import AddressRange, IPAddress
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An IPv4 or IPv6 address, or None. Zone ids (`fe80::1%eth0`) are refused."""
+    if "%" in text:
+        return None
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def parse_address_range(text: str) -> AddressRange | str:
+    """The range `text` stands for, or an error message naming `text` and the fix."""
+    spelled = text.strip()
+    if not spelled:
+        return "empty address entry; write a CIDR (10.0.10.0/24), a range (10.0.10.10-10.0.10.99) or one IP"
+    if "/" in spelled:
+        return _parse_cidr(spelled)
+    if "-" in spelled:
+        return _parse_dash_range(spelled)
+    ip = parse_ip(spelled)
+    if ip is None:
+        return (
+            f"{spelled!r} is not an IP address, a CIDR or a range; "
+            "write e.g. 10.0.10.0/24, 10.0.10.10-10.0.10.99 or 10.0.10.5"
+        )
+    return AddressRange(first=ip, last=ip, text=spelled)
+
+
+def _parse_cidr(text: str) -> AddressRange | str:
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return (
+            f"{text!r} is not a valid CIDR; write an address and a prefix length "
+            "within the family (0-32 for IPv4, 0-128 for IPv6), e.g. 10.0.10.0/24"
+        )
+    if str(network) != _normalised(text):
+        # Host bits set: MetalLB silently takes the whole prefix, which is rarely
+        # what the user meant when writing a host address.
+        return (
+            f"{text!r} has host bits set; the prefix is {network}. Write {network} "
+            f"for the whole prefix, or a range such as {_as_range_hint(text, network)} for part of it"
+        )
+    return AddressRange(first=network.network_address, last=network.broadcast_address, text=text)
+
+
+def _normalised(text: str) -> str:
+    address, _, prefix = text.partition("/")
+    ip = parse_ip(address)
+    if ip is None or not prefix.strip().isdigit():
+        return text
+    return f"{ip}/{int(prefix)}"
+
+
+def _as_range_hint(text: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    first = parse_ip(text.partition("/")[0]) or network.network_address
+    return f"{first}-{network.broadcast_address}"
+
+
+def _parse_dash_range(text: str) -> AddressRange | str:
+    left, _, right = text.partition("-")
+    first, last = parse_ip(left), parse_ip(right)
+    if first is None or last is None:
+        bad = left.strip() if first is None else right.strip()
+        return f"range {text!r}: {bad!r} is not an IP address; write FIRST-LAST, e.g. 10.0.10.10-10.0.10.99"
+    if first.version != last.version:
+        return (
+            f"range {text!r} mixes IPv{first.version} and IPv{last.version}; "
+            "a range stays within one family, write one entry per family"
+        )
+    if last < first:
+        return f"range {text!r} is reversed ({first} is after {last}); write {last}-{first}"
+    return AddressRange(first=first, last=last, text=text)

@@ -1,0 +1,244 @@
+"""The heartbeat wire format, and the replay window that guards it.
+
+One UDP datagram per heartbeat, unicast to each peer (so it names its
+destination and can echo what the sender knows about the receiver):
+
+    offset  size  field
+    0       2     magic b"ML"
+    2       1     version (1)
+    3       1     type: 1 HEARTBEAT, 2 LEAVING
+    4       1     flags: bit 0 AUTH (a MAC trails the packet), bit 1 CHUNK
+    5       1     len(from), then 1 byte len(to)
+    7       ...   from (UTF-8 node name), to (UTF-8 node name)
+            8     incarnation: the sender's wall clock (ns) when it started
+            8     seq: increases by one with every packet of this incarnation
+            8     sent_at: the sender's wall clock (ns), informational
+            8     echo_incarnation: the receiver's incarnation as the sender last
+                  accepted it (0: none) — lets a node whose clock stepped back
+                  across a restart learn it must re-incarnate higher (see worker)
+            16    assignment digest (truncated sha256; zeros: not known yet)
+    if CHUNK: 2 index, 2 count, 2 length, then `length` bytes of the sender's
+              assignment table (sent only while digests differ, see consistency)
+    if AUTH:  32  HMAC-SHA256(key, every byte before it)
+
+`decode` never raises: it returns a `Heartbeat` or a `Dropped` reason, the way
+MetalLB's code returns "notOwner" instead of erroring. Replay protection needs
+memory, so it lives in `ReplayWindow`, which the detector owns.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+MAGIC = b"ML"
+VERSION = 1
+MAC_SIZE = 32
+DIGEST_SIZE = 16
+NO_DIGEST = bytes(DIGEST_SIZE)
+# Table chunks stay well under a 1500-byte MTU with the header and MAC around them.
+MAX_CHUNK = 1024
+MAX_NAME = 253  # a Kubernetes node name is a DNS subdomain: at most 253 bytes
+
+_PREFIX = struct.Struct("!2sBBBBB")
+_FIXED = struct.Struct(f"!QQQQ{DIGEST_SIZE}s")
+_CHUNK = struct.Struct("!HHH")
+_FLAG_AUTH = 0x01
+_FLAG_CHUNK = 0x02
+
+
+class PacketType(enum.IntEnum):
+    HEARTBEAT = 1
+    LEAVING = 2
+
+
+class DropReason(enum.Enum):
+    """Why a datagram was not accepted; the value is the metric label."""
+
+    MALFORMED = "malformed"
+    WRONG_VERSION = "wrong_version"
+    BAD_MAC = "bad_mac"
+    UNKNOWN_NODE = "unknown_node"
+    WRONG_DESTINATION = "wrong_destination"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dropped:
+    reason: DropReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    """One piece of the sender's assignment table (canonical lines, UTF-8)."""
+
+    index: int
+    count: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    type: PacketType
+    sender: str
+    receiver: str
+    incarnation: int
+    seq: int
+    sent_at_ns: int
+    echo_incarnation: int = 0
+    digest: bytes = NO_DIGEST
+    chunk: Chunk | None = None
+
+    @property
+    def leaving(self) -> bool:
+        return self.type is PacketType.LEAVING
+
+
+def encode(hb: Heartbeat, key: bytes | None) -> bytes:
+    """Serialise `hb`; with a key, append its HMAC-SHA256. `key=None` is insecure mode."""
+    sender, receiver = hb.sender.encode(), hb.receiver.encode()
+    if len(sender) > MAX_NAME or len(receiver) > MAX_NAME:
+        raise ValueError(f"node name longer than {MAX_NAME} bytes: {hb.sender!r} / {hb.receiver!r}")
+    if len(hb.digest) != DIGEST_SIZE:
+        raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(hb.digest)}")
+    flags = (_FLAG_AUTH if key is not None else 0) | (_FLAG_CHUNK if hb.chunk is not None else 0)
+    parts = [
+        _PREFIX.pack(MAGIC, VERSION, int(hb.type), flags, len(sender), len(receiver)),
+        sender,
+        receiver,
+        _FIXED.pack(hb.incarnation, hb.seq, hb.sent_at_ns, hb.echo_incarnation, hb.digest),
+    ]
+    if hb.chunk is not None:
+        if len(hb.chunk.data) > MAX_CHUNK:
+            raise ValueError(f"chunk of {len(hb.chunk.data)} bytes exceeds {MAX_CHUNK}")
+        parts += [_CHUNK.pack(hb.chunk.index, hb.chunk.count, len(hb.chunk.data)), hb.chunk.data]
+    body = b"".join(parts)
+    if key is None:
+        return body
+    return body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def decode(
+    data: bytes, *, key: bytes | None, receiver: str, known: frozenset[str] | set[str]
+) -> Heartbeat | Dropped:
+    """Parse and authenticate one datagram addressed to node `receiver`.
+
+    `key=None` is insecure mode: packets are accepted with or without a MAC
+    (a MAC cannot be checked without the key). With a key, a packet without a
+    valid MAC is `bad_mac`. `known` are the configured peer names.
+    """
+    if len(data) < _PREFIX.size:
+        return Dropped(reason=DropReason.MALFORMED, detail="short packet")
+    magic, version, ptype, flags, from_len, to_len = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        return Dropped(reason=DropReason.MALFORMED, detail="bad magic")
+    if version != VERSION:
+        return Dropped(reason=DropReason.WRONG_VERSION, detail=f"version {version}, this node speaks {VERSION}")
+    parsed = _parse_body(data, ptype, flags, from_len, to_len)
+    if isinstance(parsed, Dropped):
+        return parsed
+    hb, body_end = parsed
+    if flags & _FLAG_AUTH:
+        if key is not None:
+            expected = hmac.new(key, data[:body_end], hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, data[body_end:]):
+                return Dropped(reason=DropReason.BAD_MAC, detail="MAC does not match (different key?)")
+    elif key is not None:
+        return Dropped(reason=DropReason.BAD_MAC, detail="no MAC (peer runs insecure?)")
+    if hb.sender not in known:
+        return Dropped(reason=DropReason.UNKNOWN_NODE, detail=f"sender {hb.sender!r} is not a configured node")
+    if hb.receiver != receiver:
+        return Dropped(reason=DropReason.WRONG_DESTINATION, detail=f"addressed to {hb.receiver!r}")
+    return hb
+
+
+def _parse_body(data: bytes, ptype: int, flags: int, from_len: int, to_len: int) -> tuple[Heartbeat, int] | Dropped:
+    try:
+        packet_type = PacketType(ptype)
+    except ValueError:
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown type {ptype}")
+    if flags & ~(_FLAG_AUTH | _FLAG_CHUNK):
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown flags {flags:#x}")
+    pos = _PREFIX.size
+    mac_size = MAC_SIZE if flags & _FLAG_AUTH else 0
+    need = pos + from_len + to_len + _FIXED.size + mac_size
+    if len(data) < need:
+        return Dropped(reason=DropReason.MALFORMED, detail="truncated")
+    try:
+        sender = data[pos : pos + from_len].decode()
+        receiver = data[pos + from_len : pos + from_len + to_len].decode()
+    except UnicodeDecodeError:
+        return Dropped(reason=DropReason.MALFORMED, detail="node name is not UTF-8")
+    pos += from_len + to_len
+    incarnation, seq, sent_at, echo, digest = _FIXED.unpack_from(data, pos)
+    pos += _FIXED.size
+    chunk = None
+    if flags & _FLAG_CHUNK:
+        if len(data) < pos + _CHUNK.size + mac_size:
+            return Dropped(reason=DropReason.MALFORMED, detail="truncated chunk header")
+        index, count, length = _CHUNK.unpack_from(data, pos)
+        pos += _CHUNK.size
+        if length > MAX_CHUNK or index >= count or len(data) < pos + length + mac_size:
+            return Dropped(reason=DropReason.MALFORMED, detail="bad chunk")
+        chunk = Chunk(index=index, count=count, data=bytes(data[pos : pos + length]))
+        pos += length
+    if len(data) != pos + mac_size:
+        return Dropped(reason=DropReason.MALFORMED, detail="trailing bytes")
+    hb = Heartbeat(
+        type=packet_type,
+        sender=sender,
+        receiver=receiver,
+        incarnation=incarnation,
+        seq=seq,
+        sent_at_ns=sent_at,
+        echo_incarnation=echo,
+        digest=bytes(digest),
+        chunk=chunk,
+    )
+    return hb, pos
+
+
+class ReplayWindow:
+    """Per-peer high-water mark of (incarnation, seq): nothing old gets in twice.
+
+    A peer's packets are accepted only if they are newer than everything
+    accepted before: a higher incarnation (the peer restarted), or the same
+    incarnation with a higher sequence. An older incarnation is a replay of a
+    previous life of the peer. Reordered packets count as replays too — with a
+    100 ms heartbeat, the next packet makes up for a dropped one.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def check(self, peer: str, incarnation: int, seq: int) -> Dropped | None:
+        """None when (incarnation, seq) is fresh for `peer`; does not record it."""
+        last = self._seen.get(peer)
+        if last is None:
+            return None
+        if incarnation < last[0]:
+            return Dropped(
+                reason=DropReason.REPLAY, detail=f"older incarnation {incarnation} < {last[0]} (clock stepped back?)"
+            )
+        if incarnation == last[0] and seq <= last[1]:
+            return Dropped(reason=DropReason.REPLAY, detail=f"seq {seq} <= last seen {last[1]}")
+        return None
+
+    def accept(self, peer: str, incarnation: int, seq: int) -> Dropped | None:
+        """Check and, when fresh, record. Returns the drop, or None when accepted."""
+        dropped = self.check(peer, incarnation, seq)
+        if dropped is None:
+            self._seen[peer] = (incarnation, seq)
+        return dropped
+
+    def incarnation_of(self, peer: str) -> int:
+        """The peer's incarnation as last accepted (0: never heard)."""
+        return self._seen.get(peer, (0, 0))[0]
+
+    def forget(self, peer: str) -> None:
+        """Only for a peer removed from the config; a dead peer keeps its mark."""
+        self._seen.pop(peer, None)

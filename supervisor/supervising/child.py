@@ -1,0 +1,158 @@
+"""What every worker process does before and around its own loop.
+
+`child_main` is the target the supervisor hands to `multiprocessing` (spawn):
+it ties the child's life to the supervisor (PR_SET_PDEATHSIG plus a getppid
+re-check, so a SIGKILLed supervisor leaves no orphan), sets up logging with the
+worker's name, imports the worker's module by name (nothing is inherited, the
+start method is spawn) and runs `run(settings, inbox, outbox)`. An exception
+escaping the worker is reported as `WorkerFailed` and the process exits 1, so
+the supervisor restarts it.
+
+`serve` is the loop most workers share: take a message, hand it to the core,
+put the results, send a heartbeat every `heartbeat_seconds`, optionally call a
+timer. It works with `queue.Queue` too, which is how tests drive workers in
+threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from supervisor.messages import Control, FromWorker, ToWorker, WorkerFailed, WorkerHeartbeat
+from supervisor.supervising.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+class Inbox(Protocol):
+    def get(self, block: bool = ..., timeout: float | None = ...) -> Any: ...
+
+
+class Outbox(Protocol):
+    def put(self, obj: Any, block: bool = ..., timeout: float | None = ...) -> None: ...
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the supervisor dies; exit if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    # The parent may have died between our fork and the prctl: the signal
+    # would then never come, so check by hand once.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def child_main(entry: str, settings: WorkerSettings, inbox: Inbox, outbox: Outbox, parent_pid: int) -> None:
+    """Process target: `entry` is "package.module:function" taking (settings, inbox, outbox)."""
+    die_with_parent(parent_pid)
+    # SIGINT (Ctrl-C in a terminal) goes to the whole process group; the
+    # supervisor decides how workers stop, so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM from outside (or the supervisor's own fallback) exits quietly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _setup_logging(settings)
+    module_name, _, func_name = entry.partition(":")
+    try:
+        run = getattr(importlib.import_module(module_name), func_name)
+        run(settings, inbox, outbox)
+    except Exception as exc:
+        log.exception("worker.failed worker=%s error=%s", settings.name, exc)
+        outbox.put(WorkerFailed(worker=settings.name, error=f"{type(exc).__name__}: {exc}"))
+        _flush(outbox)
+        sys.exit(1)
+    _flush(outbox)
+
+
+def _setup_logging(settings: WorkerSettings) -> None:
+    try:
+        from supervisor.logs import setup_logging
+    except ImportError:  # pragma: no cover - until supervisor/logs.py lands
+        logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s {settings.name} %(message)s")
+        return
+    setup_logging(settings.name, fmt=settings.log_format, level=settings.log_level)
+
+
+def _flush(outbox: Outbox) -> None:
+    # A multiprocessing.Queue writes from a feeder thread; wait for it so the
+    # last messages (WorkerFailed, the final StatusReport) reach the supervisor.
+    close = getattr(outbox, "close", None)
+    join = getattr(outbox, "join_thread", None)
+    if close is not None and join is not None:
+        close()
+        join()
+
+
+class Heartbeat:
+    """Sends WorkerHeartbeat at most every `interval` seconds."""
+
+    def __init__(self, worker: str, outbox: Outbox, interval: float, clock: Callable[[], float] = time.monotonic):
+        self._worker = worker
+        self._outbox = outbox
+        self._interval = interval
+        self._clock = clock
+        self._last = float("-inf")
+
+    def due_in(self, now: float) -> float:
+        return max(0.0, self._last + self._interval - now)
+
+    def maybe(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        if now - self._last >= self._interval:
+            self._outbox.put(WorkerHeartbeat(worker=self._worker, pid=os.getpid(), at=now))
+            self._last = now
+
+
+def receive(inbox: Inbox, timeout: float) -> ToWorker | None:
+    try:
+        message: ToWorker = inbox.get(timeout=max(0.0, timeout))
+    except queue.Empty:
+        return None
+    return message
+
+
+def serve(
+    settings: WorkerSettings,
+    inbox: Inbox,
+    outbox: Outbox,
+    handle: Callable[[ToWorker], Iterable[FromWorker]],
+    *,
+    tick: Callable[[float], Iterable[FromWorker]] | None = None,
+    tick_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run a worker loop until Control.STOP arrives (then return)."""
+    beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds, clock)
+    beat.maybe()
+    period = tick_seconds if tick_seconds is not None else settings.tick_seconds
+    next_tick = clock()
+    while True:
+        now = clock()
+        timeout = beat.due_in(now)
+        if tick is not None:
+            timeout = min(timeout, max(0.0, next_tick - now))
+        message = receive(inbox, timeout)
+        if message is Control.STOP:
+            return
+        if message is not None:
+            for out in handle(message):
+                outbox.put(out)
+        now = clock()
+        if tick is not None and now >= next_tick:
+            for out in tick(now):
+                outbox.put(out)
+            next_tick = now + period
+        beat.maybe(now)

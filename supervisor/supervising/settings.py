@@ -1,0 +1,39 @@
+"""What a worker process is told when it is spawned: one picklable settings value.
+
+Every worker entry point is `run(settings, inbox, outbox)` and receives a
+`WorkerSettings`; each takes the fields it needs. It crosses the spawn boundary
+by pickling, so it holds only plain values (no open files, no loggers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    """The settings of one worker process.
+
+    `name` is the worker's name in /status, logs and metrics (e.g. "allocator",
+    "announcer-layer2"); `protocol` is set for announcer hosts only.
+    """
+
+    name: str
+    node_name: str
+    mode: str = "standalone"
+    config_paths: tuple[str, ...] = ()
+    state_dir: str | None = None
+    protocol: str | None = None
+    membership_key_file: str | None = None
+    insecure: bool = False
+    log_format: str = "text"
+    log_level: str = "info"
+    # How often a worker proves it is alive; the supervisor's hung deadline
+    # is several of these (see supervisor.supervising.supervisor).
+    heartbeat_seconds: float = 0.5
+    # File watcher: how often the config files are stat'ed, and how long they
+    # must stay unchanged before a reload (editors write in several steps).
+    poll_seconds: float = 0.2
+    debounce_seconds: float = 0.2
+    # Announcer hosts: the announcer's timer period.
+    tick_seconds: float = 0.05
