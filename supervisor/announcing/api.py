@@ -19,9 +19,9 @@ node) and the wire. Everything here is public API for third-party plugins.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 from supervisor.allocating.results import Assignment
 from supervisor.config.model import Config, IPAddress, ServiceKey
@@ -102,10 +102,9 @@ class Announcer(Protocol):
         """Withdraw everything. `handover`: a graceful stop, peers take over now."""
 
 
-class AnnouncerFactory(Protocol):
-    protocol: ClassVar[str]
-
-    def __call__(self, host: AnnouncerHost) -> Announcer: ...
+# An announcer class: called with the host, it builds the announcer. Its
+# `protocol` class attribute is read at registration.
+AnnouncerFactory: TypeAlias = Callable[[AnnouncerHost], Announcer]
 
 
 class AnnouncerRegistry:

@@ -24,6 +24,7 @@ dropped: a plugin's metric bug must never take the supervisor down.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import math
 import re
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.utils import floatToGoString
 
 from supervisor.messages import MetricKind, MetricOp, MetricUpdate
 
@@ -126,7 +126,7 @@ class _Family:
 
     def new_value(self) -> float | _Histogram:
         if self.spec.kind is MetricKind.HISTOGRAM:
-            bounds = HISTOGRAM_BUCKETS.get(self.spec.name, DEFAULT_BUCKETS) + (math.inf,)
+            bounds = (*HISTOGRAM_BUCKETS.get(self.spec.name, DEFAULT_BUCKETS), math.inf)
             return _Histogram(bounds=bounds, buckets=[0] * len(bounds))
         return 0.0
 
@@ -262,7 +262,7 @@ def _to_metric(family: _Family) -> Metric:
         labels = dict(zip(spec.label_names, key, strict=True))
         if isinstance(value, _Histogram):
             for bound, count in zip(value.bounds, value.buckets, strict=True):
-                metric.add_sample(spec.name + "_bucket", {**labels, "le": floatToGoString(bound)}, count)
+                metric.add_sample(spec.name + "_bucket", {**labels, "le": go_float(bound)}, count)
             metric.add_sample(spec.name + "_sum", labels, value.total)
             metric.add_sample(spec.name + "_count", labels, value.count)
         else:
@@ -302,10 +302,30 @@ def render_text(metrics: Iterable[Metric]) -> bytes:
             # Sorted by name with `le` last, as client_golang writes them.
             pairs = sorted(s.labels.items(), key=lambda kv: (kv[0] == "le", kv[0]))
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
-            out.append(f"{s.name}{{{labels}}} {floatToGoString(s.value)}\n" if labels
-                       else f"{s.name} {floatToGoString(s.value)}\n")
+            out.append(f"{s.name}{{{labels}}} {go_float(s.value)}\n" if labels
+                       else f"{s.name} {go_float(s.value)}\n")
     return "".join(out).encode()
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def go_float(value: float) -> str:
+    """Format a value as client_golang does (Go's shortest %g): 90, 0.25, 3.2595968e+07, +Inf."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "0"
+    number = decimal.Decimal(repr(float(value))).normalize()
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    magnitude = len(digits) + exponent - 1
+    # Go's shortest 'g' switches to an exponent below 1e-4 and from 1e6 up.
+    if -4 <= magnitude < 6:
+        return format(number, "f")
+    mantissa = "".join(map(str, digits))
+    mantissa = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
+    return f"{'-' if value < 0 else ''}{mantissa}e{'-' if magnitude < 0 else '+'}{abs(magnitude):02d}"

@@ -52,7 +52,8 @@ def label_selector(text: str | None) -> Predicate:
             key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
             checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
         elif term.startswith("!"):
-            checks.append(lambda lb, k=term[1:].strip(): k not in lb)
+            absent = term[1:].strip()
+            checks.append(lambda lb, k=absent: k not in lb)
         else:
             checks.append(lambda lb, k=term: k in lb)
 
@@ -76,11 +77,11 @@ def field_selector(text: str | None) -> Predicate:
     checks: list[Predicate] = []
     for term in _split_terms(text):
         if "!=" in term:
-            path, value = term.split("!=", 1)
-            checks.append(lambda o, p=path.strip(), v=value.strip(): field_value(o, p) != v)
+            path, value = (s.strip() for s in term.split("!=", 1))
+            checks.append(lambda o, p=path, v=value: field_value(o, p) != v)
         else:
-            path, value = term.replace("==", "=").split("=", 1)
-            checks.append(lambda o, p=path.strip(), v=value.strip(): field_value(o, p) == v)
+            path, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
+            checks.append(lambda o, p=path, v=value: field_value(o, p) == v)
     return lambda obj: all(check(obj) for check in checks)
 
 

@@ -29,8 +29,13 @@ class ApiError(Exception):
 
     def status(self) -> Obj:
         return {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
         }
 
 
@@ -73,7 +78,8 @@ class Store:
     def list(self, res: Resource, namespace: str | None) -> tuple[list[Obj], int]:
         with self.cond:
             items = [
-                copy.deepcopy(o) for (g, p, ns, _), o in sorted(self._objects.items())
+                copy.deepcopy(o)
+                for (g, p, ns, _), o in sorted(self._objects.items())
                 if g == res.group and p == res.plural and (namespace is None or ns == namespace)
             ]
             return items, self._rv
@@ -117,7 +123,8 @@ class Store:
             wanted_rv = (obj.get("metadata") or {}).get("resourceVersion")
             if wanted_rv not in (None, "") and str(wanted_rv) != current["metadata"]["resourceVersion"]:
                 raise ApiError(
-                    409, "Conflict",
+                    409,
+                    "Conflict",
                     f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
                     "please apply your changes to the latest version and try again",
                 )

@@ -1,0 +1,104 @@
+"""The BGP stub announcer: computes BGP's sessions and routes, speaks no BGP yet.
+
+The one declared stub of metalloid. It is a complete announcer for the host
+(registered, started, updated, reported, stopped like layer 2) whose wire is a
+record: the routes it would advertise to each peer, visible in `/status`,
+`metalloid explain` and metrics. A real BGP plugin replaces this class only;
+`routes.plan()` already carries everything a speaker needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from plugins.bgp_stub.routes import Plan, Route, plan
+from supervisor.api import AnnouncerHost, AnnouncerView
+
+ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
+SESSION_UP = "metallb_bgp_session_up"
+SPEAKER_ANNOUNCED = "metallb_speaker_announced"
+
+
+class BGPStubAnnouncer:
+    protocol: ClassVar[str] = "bgp"
+
+    def __init__(self, host: AnnouncerHost) -> None:
+        self.host = host
+        self.plan = Plan(sessions=(), routes=(), not_advertised=())
+        self._announced: set[tuple[tuple[str, str], ...]] = set()
+
+    def start(self) -> None:
+        self.host.log.info("bgp.stub_started node=%s note=records-routes-speaks-no-bgp", self.host.node_name)
+
+    def update(self, view: AnnouncerView) -> None:
+        before = {(r.peer, str(r.prefix)) for r in self.plan.routes}
+        self.plan = plan(view)
+        after = {(r.peer, str(r.prefix)) for r in self.plan.routes}
+        for peer, prefix in sorted(after - before):
+            self.host.log.info("bgp.route_added peer=%s prefix=%s", peer, prefix)
+        for peer, prefix in sorted(before - after):
+            self.host.log.info("bgp.route_withdrawn peer=%s prefix=%s", peer, prefix)
+        self._export_metrics(view)
+
+    def _export_metrics(self, view: AnnouncerView) -> None:
+        for session in self.plan.sessions:
+            count = sum(1 for r in self.plan.routes if r.peer == session.peer)
+            labels = {"peer": f"{session.peer_address}:{session.peer_port}"}
+            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
+                            labels, count)
+            # The stub never establishes a session; saying 0 is the truth.
+            self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", labels, 0)
+        current: set[tuple[tuple[str, str], ...]] = set()
+        for route in self.plan.routes:
+            for service in route.services:
+                current.add((("service", str(service)), ("protocol", "bgp"), ("node", view.node_name),
+                             ("ip", str(route.prefix.network_address))))
+        for series in sorted(current - self._announced):
+            self.host.gauge(SPEAKER_ANNOUNCED, "Services being announced from this node", dict(series), 1)
+        for series in sorted(self._announced - current):
+            self.host.remove(SPEAKER_ANNOUNCED, dict(series))
+        self._announced = current
+
+    def tick(self, now: float) -> None:
+        """Nothing is timed: a stub has no keepalives to send."""
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "stub": True,
+            "sockets_ready": True,
+            "sessions": [
+                {
+                    "peer": s.peer, "address": str(s.peer_address), "port": s.peer_port, "peer_asn": s.peer_asn,
+                    "my_asn": s.my_asn, "router_id": s.router_id, "hold_time_seconds": s.hold_time_seconds,
+                    "keepalive_time_seconds": s.keepalive_time_seconds, "ebgp_multihop": s.ebgp_multihop,
+                    "password_set": s.password_set, "vrf": s.vrf,
+                    "state": "Idle (stub: speaks no BGP)",
+                }
+                for s in self.plan.sessions
+            ],
+            "routes": [_route_json(r) for r in self.plan.routes],
+            "announcements": [
+                {"service": str(svc), "ip": str(r.prefix), "protocol": "bgp", "node": self.host.node_name,
+                 "interfaces": [], "reason": f"would advertise to peer {r.peer}"}
+                for r in self.plan.routes for svc in r.services
+            ],
+            "not_advertised": [{"service": str(k), "reason": why} for k, why in self.plan.not_advertised],
+        }
+
+    def stop(self, *, handover: bool) -> None:
+        for labels in sorted(self._announced):
+            self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
+        self._announced = set()
+        self.plan = Plan(sessions=(), routes=(), not_advertised=())
+        self.host.log.info("bgp.stub_stopped handover=%s", handover)
+
+
+def _route_json(route: Route) -> dict[str, Any]:
+    return {
+        "peer": route.peer,
+        "prefix": str(route.prefix),
+        "next_hop": str(route.next_hop) if route.next_hop else None,
+        "local_pref": route.local_pref,
+        "communities": list(route.communities),
+        "services": [str(s) for s in route.services],
+    }

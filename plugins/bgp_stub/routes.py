@@ -1,0 +1,155 @@
+"""BGP's policy as a pure function: which prefixes this node would advertise to which peer.
+
+Everything a real BGP speaker needs is computed here from the host's facts
+(`AnnouncerView`): the sessions (peer address and port, both ASNs, router id,
+source address, hold and keepalive times, password, multihop, VRF) and, per
+session, the routes (prefix after aggregation, next hop, local preference,
+communities, the services behind it). A real BGP plugin would feed these to a
+speaker; the stub records them. No I/O here.
+
+MetalLB's BGP rules kept: every eligible node announces (no election); an
+advertisement's nodeSelectors and a peer's nodeSelectors both restrict; an
+advertisement naming `peers` goes only to those; aggregationLength widens the
+prefix (a /24 aggregate for a /32 service IP).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from supervisor.api import (
+    AnnouncerView,
+    BGPAdvertisement,
+    BGPPeer,
+    IPAddress,
+    LabelSelector,
+    ServiceKey,
+    eligibility,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    """One BGP session this node would hold: all a speaker needs to open it."""
+
+    peer: str
+    peer_address: IPAddress
+    peer_port: int
+    peer_asn: int
+    my_asn: int
+    router_id: str | None
+    source_address: IPAddress | None
+    hold_time_seconds: float
+    keepalive_time_seconds: float
+    password_set: bool
+    ebgp_multihop: bool
+    vrf: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One prefix advertised to one peer."""
+
+    peer: str
+    prefix: IPNetwork
+    next_hop: IPAddress | None
+    local_pref: int | None
+    communities: tuple[str, ...]
+    services: tuple[ServiceKey, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    sessions: tuple[Session, ...]
+    routes: tuple[Route, ...]
+    # service -> why it is not advertised by this node (for explain)
+    not_advertised: tuple[tuple[ServiceKey, str], ...]
+
+
+def _selected(selectors: tuple[LabelSelector, ...], labels: dict[str, str]) -> bool:
+    return not selectors or any(s.matches(labels) for s in selectors)
+
+
+def sessions_for(view: AnnouncerView) -> tuple[Session, ...]:
+    node = view.config.node(view.node_name)
+    labels = node.label_map() if node else {}
+    return tuple(
+        Session(
+            peer=p.name,
+            peer_address=p.peer_address,
+            peer_port=p.peer_port,
+            peer_asn=p.peer_asn,
+            my_asn=p.my_asn,
+            router_id=p.router_id,
+            source_address=p.source_address,
+            hold_time_seconds=p.hold_time_seconds,
+            # BGP's default: a third of the hold time (RFC 4271 suggests it).
+            keepalive_time_seconds=p.keepalive_time_seconds or p.hold_time_seconds / 3,
+            password_set=bool(p.password),
+            ebgp_multihop=p.ebgp_multihop,
+            vrf=p.vrf,
+        )
+        for p in sorted(view.config.bgp_peers, key=lambda p: p.name)
+        if _selected(p.node_selectors, labels)
+    )
+
+
+def _prefix(ip: IPAddress, adv: BGPAdvertisement) -> IPNetwork:
+    length = adv.aggregation_length if ip.version == 4 else adv.aggregation_length_v6
+    return ipaddress.ip_network(f"{ip}/{length}", strict=False)
+
+
+def _next_hop(view: AnnouncerView, peer: BGPPeer, version: int) -> IPAddress | None:
+    if peer.source_address is not None and peer.source_address.version == version:
+        return peer.source_address
+    node = view.config.node(view.node_name)
+    return next((a for a in (node.addresses if node else ()) if a.version == version), None)
+
+
+def plan(view: AnnouncerView) -> Plan:
+    """The sessions and routes this node would have for `view`."""
+    config = view.config
+    sessions = sessions_for(view)
+    peers = {p.name: p for p in config.bgp_peers}
+    merged: dict[tuple[str, IPNetwork, int | None, tuple[str, ...]], list[ServiceKey]] = {}
+    skipped: list[tuple[ServiceKey, str]] = []
+    for assignment in sorted(view.assignments, key=lambda a: a.service):
+        service = config.service(assignment.service)
+        advs = config.bgp_advertisements_for(assignment.pool)
+        if service is None or not advs:
+            if service is not None:
+                skipped.append((assignment.service, f"no BGPAdvertisement covers pool {assignment.pool}"))
+            continue
+        advertised = False
+        for adv in advs:
+            eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members)
+            if view.node_name not in eligible.candidates:
+                reason = dict(eligible.excluded).get(view.node_name, "not a candidate")
+                skipped.append((assignment.service, f"BGPAdvertisement {adv.name}: {reason}"))
+                continue
+            for session in sessions:
+                if adv.peers and session.peer not in adv.peers:
+                    continue
+                for ip in assignment.ips:
+                    key = (session.peer, _prefix(ip, adv), adv.local_pref, tuple(sorted(adv.communities)))
+                    merged.setdefault(key, []).append(assignment.service)
+                    advertised = True
+        if not advertised and not sessions:
+            skipped.append((assignment.service, "no BGPPeer selects this node"))
+    routes = tuple(
+        Route(
+            peer=peer,
+            prefix=prefix,
+            next_hop=_next_hop(view, peers[peer], prefix.version),
+            local_pref=local_pref,
+            communities=communities,
+            services=tuple(sorted(set(services))),
+        )
+        for (peer, prefix, local_pref, communities), services in sorted(
+            merged.items(), key=lambda kv: (kv[0][0], kv[0][1].version, str(kv[0][1]))
+        )
+    )
+    return Plan(sessions=sessions, routes=routes, not_advertised=tuple(dict.fromkeys(skipped)))

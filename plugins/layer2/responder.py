@@ -1,0 +1,343 @@
+"""The wire side of layer 2: packet sockets per interface and the thread answering on them.
+
+One thread polls every open socket and answers ARP requests and Neighbor
+Solicitations for the IPs in `owned`, which the control side replaces as a
+whole (an immutable mapping swapped by one attribute assignment, atomic under
+the GIL): a request is checked against the mapping current when it is read,
+so a reply is never sent for an IP that was already withdrawn, and `update()`
+never blocks answering.
+
+Per interface there are two sockets, each with a kernel BPF filter (see
+`bpf`): one bound to ETH_P_ARP and one to ETH_P_IPV6. Binding to a protocol
+rather than ETH_P_ALL means the kernel never loops our own transmitted
+frames back to us. Sockets are opened before anything is owned (hot
+standby): a takeover then costs only the gratuitous burst.
+
+Counters are plain dicts written only by this thread; the control side reads
+copies and turns them into metric deltas on its tick, because a queue or a
+lock per packet would cost more than the reply itself at 100k requests/s.
+What this module does not do: decide what is owned, or when to send gratuitous
+frames (see `announcer`, `gratuitous`).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from plugins.layer2 import bpf, frames
+
+log = logging.getLogger(__name__)
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_DROP_MEMBERSHIP = 2
+PACKET_MR_MULTICAST = 0
+# Room for a burst of requests while the thread is descheduled: 4 MiB holds
+# ~5,000 queued frames (skb overhead included).
+RECEIVE_BUFFER = 4 << 20
+# Frames read from one socket before looking at the others, so a flood on one
+# interface does not starve another.
+BATCH = 512
+POLL_MS = 500
+
+_ARP_REPLY_HEAD = struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY)
+_ETHERTYPE_ARP = struct.pack("!H", frames.ETH_P_ARP)
+
+# Packed IP -> names of the interfaces it is answered on.
+OwnedMap = Mapping[bytes, frozenset[str]]
+EMPTY: OwnedMap = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Duplicate:
+    """Another MAC claimed an IP we own (an ARP reply, gratuitous ARP or NA)."""
+
+    ip: bytes
+    mac: bytes
+    interface: str
+
+
+@dataclass(slots=True, kw_only=True)
+class Port:
+    """One interface's sockets; `groups` are the multicast MACs joined on the IPv6 socket."""
+
+    name: str
+    index: int
+    mac: bytes
+    arp: socket.socket
+    ndp: socket.socket
+    groups: set[bytes] = field(default_factory=set)
+
+    def close(self) -> None:
+        self.arp.close()
+        self.ndp.close()
+
+
+def open_packet_socket(ifname: str, proto: int, program: bpf.Program) -> socket.socket:
+    """A non-blocking packet socket on `ifname` that only ever queued filtered frames.
+
+    Created with protocol 0 (receives nothing), filtered, then bound: no
+    unfiltered frame can slip in between socket() and SO_ATTACH_FILTER.
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        bpf.attach(sock, program)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind((ifname, proto))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Responder:
+    """Answers for `owned` IPs on every open port, from one thread."""
+
+    def __init__(self) -> None:
+        self._ports: Mapping[str, Port] = MappingProxyType({})
+        self._owned4: OwnedMap = EMPTY
+        self._owned6: OwnedMap = EMPTY
+        self._our_macs: frozenset[bytes] = frozenset()
+        self._retired: list[Port] = []
+        self._lock = threading.Lock()  # control side only: open/close/membership
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # Written only by the responder thread (see the module docstring).
+        self.requests: dict[bytes, int] = {}
+        self.responses: dict[bytes, int] = {}
+        self.ignored = 0
+        self.duplicates: collections.deque[Duplicate] = collections.deque(maxlen=1024)
+
+    # -- control side -------------------------------------------------------
+
+    @property
+    def ports(self) -> Mapping[str, Port]:
+        return self._ports
+
+    def open(self, name: str, index: int, mac: bytes) -> None:
+        """Open (or reopen, when the MAC changed) the sockets of one interface."""
+        with self._lock:
+            current = self._ports.get(name)
+            if current is not None and current.index == index and current.mac == mac:
+                return
+            arp = open_packet_socket(name, frames.ETH_P_ARP, bpf.ARP_FILTER)
+            try:
+                ndp = open_packet_socket(name, frames.ETH_P_IPV6, bpf.NDP_FILTER)
+            except OSError:
+                arp.close()
+                raise
+            ports = dict(self._ports)
+            ports[name] = Port(name=name, index=index, mac=mac, arp=arp, ndp=ndp)
+            self._publish(ports, retire=current)
+        log.info("layer2.socket.opened interface=%s mac=%s", name, frames.mac_text(mac))
+
+    def close(self, name: str) -> None:
+        with self._lock:
+            current = self._ports.get(name)
+            if current is None:
+                return
+            ports = dict(self._ports)
+            del ports[name]
+            self._publish(ports, retire=current)
+        log.info("layer2.socket.closed interface=%s", name)
+
+    def _publish(self, ports: dict[str, Port], *, retire: Port | None) -> None:
+        self._ports = MappingProxyType(ports)
+        self._our_macs = frozenset(p.mac for p in ports.values())
+        if retire is not None:
+            if self._thread is None:
+                retire.close()
+            else:
+                # The serving thread may be inside recv() on it: it closes it.
+                self._retired.append(retire)
+        self._wake()
+
+    def set_owned(self, owned4: OwnedMap, owned6: OwnedMap) -> None:
+        """Replace what is answered; joins the solicited-node groups IPv6 needs first."""
+        self._sync_groups(owned6)
+        self._owned4 = MappingProxyType(dict(owned4))
+        self._owned6 = MappingProxyType(dict(owned6))
+
+    def _sync_groups(self, owned6: OwnedMap) -> None:
+        with self._lock:
+            for port in self._ports.values():
+                wanted = {
+                    frames.multicast_mac(frames.solicited_node(ip)) for ip, names in owned6.items() if port.name in names
+                }
+                for group in wanted - port.groups:
+                    self._membership(port, group, PACKET_ADD_MEMBERSHIP)
+                for group in port.groups - wanted:
+                    self._membership(port, group, PACKET_DROP_MEMBERSHIP)
+                port.groups = wanted
+
+    @staticmethod
+    def _membership(port: Port, group: bytes, action: int) -> None:
+        mreq = struct.pack("iHH8s", port.index, PACKET_MR_MULTICAST, 6, group)
+        try:
+            port.ndp.setsockopt(SOL_PACKET, action, mreq)
+        except OSError as exc:
+            log.warning("layer2.multicast.failed interface=%s group=%s error=%s", port.name, group.hex(), exc)
+
+    def send(self, name: str, frame: bytes) -> bool:
+        """Transmit one frame on an interface; False when it is gone or down."""
+        port = self._ports.get(name)
+        if port is None:
+            return False
+        try:
+            port.arp.send(frame)
+        except OSError as exc:
+            log.debug("layer2.send.failed interface=%s error=%s", name, exc)
+            return False
+        return True
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="layer2-responder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._owned4 = self._owned6 = EMPTY
+        self._stopping = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        with self._lock:
+            for port in [*self._ports.values(), *self._retired]:
+                port.close()
+            self._ports = MappingProxyType({})
+            self._retired.clear()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    # -- responder thread ---------------------------------------------------
+
+    def _serve(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        by_fd: dict[int, tuple[Port, bool]] = {}
+        by_fd = self._register(poller, by_fd)
+        while not self._stopping:
+            for fd, _ in poller.poll(POLL_MS):
+                if fd == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    by_fd = self._register(poller, by_fd)
+                    continue
+                entry = by_fd.get(fd)
+                if entry is None:
+                    continue
+                port, is_arp = entry
+                try:
+                    if is_arp:
+                        self._drain_arp(port)
+                    else:
+                        self._drain_ndp(port)
+                except Exception:
+                    # Never let one odd frame or socket end answering.
+                    log.exception("layer2.responder.error interface=%s", port.name)
+
+    def _register(self, poller: select.poll, old: dict[int, tuple[Port, bool]]) -> dict[int, tuple[Port, bool]]:
+        for fd in old:
+            poller.unregister(fd)
+        with self._lock:
+            retired, self._retired = self._retired, []
+            ports = list(self._ports.values())
+        for port in retired:
+            port.close()
+        fresh: dict[int, tuple[Port, bool]] = {}
+        for port in ports:
+            for sock, is_arp in ((port.arp, True), (port.ndp, False)):
+                fresh[sock.fileno()] = (port, is_arp)
+                poller.register(sock, select.POLLIN)
+        return fresh
+
+    def _drain_arp(self, port: Port) -> None:
+        sock, mac, name = port.arp, port.mac, port.name
+        requests, responses = self.requests, self.responses
+        for _ in range(BATCH):
+            try:
+                frame = sock.recv(128)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # ENETDOWN is reported once when the link goes down; the
+                # socket works again when it comes back.
+                if exc.errno != errno.ENETDOWN:
+                    log.warning("layer2.recv.failed interface=%s error=%s", name, exc)
+                return
+            if len(frame) < frames.ARP_FRAME_LEN or frame[12:14] != _ETHERTYPE_ARP or frame[6:12] in self._our_macs:
+                self.ignored += 1
+                continue
+            owned = self._owned4
+            sender_mac = frame[22:28]
+            sender_ip = frame[28:32]
+            if sender_ip in owned and sender_mac not in self._our_macs:
+                self.duplicates.append(Duplicate(ip=sender_ip, mac=sender_mac, interface=name))
+                continue
+            if frame[20:22] != b"\x00\x01":
+                continue
+            target_ip = frame[38:42]
+            where = owned.get(target_ip)
+            if where is None or name not in where:
+                continue
+            requests[target_ip] = requests.get(target_ip, 0) + 1
+            try:
+                sock.send(sender_mac + mac + _ETHERTYPE_ARP + _ARP_REPLY_HEAD + mac + target_ip + sender_mac + sender_ip)
+            except OSError:
+                continue
+            responses[target_ip] = responses.get(target_ip, 0) + 1
+
+    def _drain_ndp(self, port: Port) -> None:
+        sock, mac, name = port.ndp, port.mac, port.name
+        for _ in range(BATCH):
+            try:
+                frame = sock.recv(256)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENETDOWN:
+                    log.warning("layer2.recv.failed interface=%s error=%s", name, exc)
+                return
+            packet = frames.parse_ndp(frame)
+            if packet is None or packet.eth_src in self._our_macs:
+                self.ignored += 1
+                continue
+            owned = self._owned6
+            where = owned.get(packet.target)
+            if where is None:
+                continue
+            if packet.type == frames.NDP_NA:
+                claimed = packet.link_addr or packet.eth_src
+                if claimed not in self._our_macs:
+                    self.duplicates.append(Duplicate(ip=packet.target, mac=claimed, interface=name))
+                continue
+            if name not in where:
+                continue
+            self.requests[packet.target] = self.requests.get(packet.target, 0) + 1
+            try:
+                port.arp.send(frames.na_reply(packet, mac))
+            except OSError:
+                continue
+            self.responses[packet.target] = self.responses.get(packet.target, 0) + 1

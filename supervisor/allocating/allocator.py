@@ -1,0 +1,345 @@
+"""The allocator: which LoadBalancer Service gets which IP, as a pure function.
+
+`allocate(config, previous)` takes the whole config and the assignments
+persisted so far and returns every Service's IPs or its pending reason, plus
+per-pool counts. No I/O, no clock, no randomness: every node that reads the
+same config and state computes the same answer, which is how a standalone
+cluster agrees without a coordinator.
+
+Order of work (MetalLB lost IPs after restarts by allocating in event order;
+here the order is fixed):
+
+1. Rebuild what Services already hold, in namespace/name order:
+   first `status.loadBalancer.ingress` (`Service.status_ips`), then, for
+   Services whose status is empty or no longer valid, `previous` (the
+   standalone state file). Status wins over the state file because it is what
+   the user sees and what `plan --write-status` pins: every node reads the
+   same file, while state files are per node. A held IP is kept while it is
+   still valid: inside one pool the Service may use (`serviceAllocation`, the
+   requested pool, the requested IPs), of the right families, and shareable
+   with whoever already holds it. `autoAssign: false` does not evict (as in
+   MetalLB). What is invalid is dropped with a warning.
+2. Allocate the rest, in namespace/name order, Services asking for specific
+   IPs first (so an auto-assigned Service never takes an IP that a Service
+   in the same file spells out), then everybody else. A pending Service never
+   takes an IP someone holds.
+
+The free-address bookkeeping lives in `freeips`, sharing rules in `sharing`,
+pool eligibility and families in `poolselect`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from supervisor.allocating.freeips import PoolIndex, Position
+from supervisor.allocating.poolselect import (
+    families_for,
+    family_name,
+    family_order,
+    held_family_problem,
+    primary_family,
+    priority_key,
+    refusal,
+    refusal_text,
+    requested_family_problem,
+)
+from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
+from supervisor.allocating.sharing import SHARING_ANNOTATION, Holder, sharing_conflict
+from supervisor.config.model import Config, IPAddress, IPAddressPool, IPFamilyPolicy, Service, ServiceKey
+
+log = logging.getLogger(__name__)
+
+_NO_PREVIOUS: Mapping[ServiceKey, tuple[IPAddress, ...]] = MappingProxyType({})
+# How many pools a "requested IP is in no pool" message lists before "… N more".
+_POOLS_LISTED = 5
+
+
+def allocate(
+    config: Config,
+    previous: Mapping[ServiceKey, tuple[IPAddress, ...]] = _NO_PREVIOUS,
+    *,
+    lb_class: str | None = None,
+) -> AllocationResult:
+    """Assign IPs to every LoadBalancer Service of `config` that metalloid serves.
+
+    `previous` is what was assigned before (the state file). `lb_class` is the
+    `spec.loadBalancerClass` this instance serves: None serves Services without
+    a class (MetalLB's default), a name serves only Services of that class.
+    """
+    run = _Run(config)
+    services = sorted(
+        (s for s in config.services if s.is_load_balancer and s.load_balancer_class == lb_class),
+        key=lambda s: s.key,
+    )
+    for service in services:
+        if service.status_ips:
+            run.keep(service, service.status_ips, "status.loadBalancer.ingress")
+    for service in services:
+        held = previous.get(service.key, ())
+        if not held:
+            continue
+        if service.key in run.assignments:
+            if set(held) != set(run.assignments[service.key].ips):
+                run.warnings.append(
+                    f"{service.key}: status.loadBalancer.ingress ({_ips(service.status_ips)}) differs from the "
+                    f"state file ({_ips(held)}); keeping the status"
+                )
+            continue
+        run.keep(service, held, "the state file")
+    for wants_ips in (True, False):
+        for service in services:
+            if service.key not in run.assignments and bool(service.requested_ips) is wants_ips:
+                run.assign_new(service)
+    return run.result(services)
+
+
+def _ips(ips: tuple[IPAddress, ...] | list[IPAddress]) -> str:
+    return ", ".join(str(ip) for ip in ips)
+
+
+def _dedupe(ips: tuple[IPAddress, ...]) -> list[IPAddress]:
+    return list(dict.fromkeys(ips))
+
+
+class _Run:
+    """The mutable bookkeeping of one `allocate` call (never escapes it)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.indexes: dict[str, PoolIndex] = {}
+        for pool in config.pools:
+            self.indexes.setdefault(pool.name, PoolIndex(pool))
+        self.holders: dict[IPAddress, Holder] = {}
+        # IPs held under a sharing key, per (pool, key, family): where a Service
+        # with that key looks first, so same-key Services co-locate (MetalLB).
+        self.shared: dict[tuple[str, str, int], list[IPAddress]] = {}
+        self.assignments: dict[ServiceKey, Assignment] = {}
+        self.pending: dict[ServiceKey, str] = {}
+        self.warnings: list[str] = []
+
+    # --- bookkeeping -------------------------------------------------------
+
+    def _commit(self, service: Service, pool: IPAddressPool, ips: list[IPAddress]) -> None:
+        index = self.indexes[pool.name]
+        for ip in ips:
+            holder = self.holders.get(ip)
+            if holder is not None:
+                holder.join(service)
+                continue
+            self.holders[ip] = Holder.first(ip, pool.name, service)
+            position = index.locate(ip)
+            if position is not None:
+                index.mark(position)
+            if service.sharing_key:
+                self.shared.setdefault((pool.name, service.sharing_key, ip.version), []).append(ip)
+        ordered = sorted(ips, key=lambda ip: family_order(service, {4, 6}).index(ip.version))
+        self.assignments[service.key] = Assignment(
+            service=service.key, ips=tuple(ordered), pool=pool.name, sharing_key=service.sharing_key
+        )
+        log.debug("ip.assigned service=%s ips=%s pool=%s", service.key, _ips(ordered), pool.name)
+
+    def _pool_holding(self, ip: IPAddress) -> IPAddressPool | None:
+        """The pool whose ranges contain `ip` (buggy or not); config order on overlap."""
+        return next((p for p in self.config.pools if any(ip in r for r in p.addresses)), None)
+
+    def _conflict(self, service: Service, ips: list[IPAddress]) -> str | None:
+        for ip in ips:
+            holder = self.holders.get(ip)
+            if holder is not None:
+                problem = sharing_conflict(holder, service)
+                if problem:
+                    return problem
+        return None
+
+    def _pool_for_ips(self, service: Service, ips: list[IPAddress], what: str) -> IPAddressPool | str:
+        """The one pool `ips` come from and `service` may use, or why there is none."""
+        pools: list[IPAddressPool] = []
+        for ip in ips:
+            pool = self._pool_holding(ip)
+            if pool is None:
+                return f"{what} {ip} is in no IPAddressPool ({self._pool_list()})"
+            if not pool.contains(ip):
+                return f"{what} {ip} ends in .0 or .255, which pool {pool.name} avoids (avoidBuggyIPs: true)"
+            pools.append(pool)
+        pool = pools[0]
+        if any(p.name != pool.name for p in pools):
+            spread = ", ".join(f"{ip} in {p.name}" for ip, p in zip(ips, pools, strict=True))
+            return f"{what}s must come from one pool ({spread})"
+        wanted = service.requested_pool
+        if wanted is not None and wanted != pool.name:
+            if self.config.pool(wanted) is None:
+                return f"pool {wanted} does not exist"
+            return f"{what} {ips[0]} is in pool {pool.name}, not in pool {wanted} (metallb.io/address-pool)"
+        why = refusal(pool, service, self.config.namespace_labels(service.namespace))
+        if why is not None:
+            return refusal_text(pool, service, why)
+        return pool
+
+    def _pool_list(self) -> str:
+        pools = self.config.pools
+        if not pools:
+            return "no pools are defined"
+        listed = [f"{p.name} {' '.join(r.text for r in p.addresses)}" for p in pools[:_POOLS_LISTED]]
+        more = f", … {len(pools) - _POOLS_LISTED} more" if len(pools) > _POOLS_LISTED else ""
+        return "pools: " + ", ".join(listed) + more
+
+    # --- pass 1: rebuild ---------------------------------------------------
+
+    def keep(self, service: Service, held: tuple[IPAddress, ...], origin: str) -> None:
+        """Keep the IPs `service` holds according to `origin` if they are still valid."""
+        ips = _dedupe(held)
+        problem = held_family_problem(service, [ip.version for ip in ips])
+        if problem is None and service.requested_ips and set(ips) != set(service.requested_ips):
+            problem = f"{service.key} now asks for {_ips(service.requested_ips)}"
+        pool: IPAddressPool | str = problem or self._pool_for_ips(service, ips, "IP")
+        if isinstance(pool, str):
+            self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {pool}")
+            return
+        conflict = self._conflict(service, ips)
+        if conflict is not None:
+            self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {conflict}")
+            return
+        self._commit(service, pool, ips)
+
+    # --- pass 2: new allocations ------------------------------------------
+
+    def assign_new(self, service: Service) -> None:
+        reason = self._assign_requested(service) if service.requested_ips else self._assign_auto(service)
+        if reason is not None:
+            self.pending[service.key] = reason
+            log.debug("ip.pending service=%s reason=%s", service.key, reason)
+
+    def _assign_requested(self, service: Service) -> str | None:
+        ips = _dedupe(service.requested_ips)
+        problem = requested_family_problem(service, [ip.version for ip in ips])
+        if problem is not None:
+            return problem
+        pool = self._pool_for_ips(service, ips, "requested IP")
+        if isinstance(pool, str):
+            return pool
+        conflict = self._conflict(service, ips)
+        if conflict is not None:
+            return conflict
+        self._commit(service, pool, ips)
+        return None
+
+    def _assign_auto(self, service: Service) -> str | None:
+        candidates = self._candidate_pools(service)
+        if isinstance(candidates, str):
+            return candidates
+        exhausted: list[str] = []
+        for pool, families in candidates:
+            picked: list[IPAddress] = []
+            for family in families:
+                ip = self._pick(self.indexes[pool.name], family, service)
+                if ip is None:
+                    index = self.indexes[pool.name]
+                    label = "" if families == (4,) else f" {family_name(family)}"
+                    exhausted.append(f"{pool.name} ({index.used(family)} of {index.total(family)}{label} assigned)")
+                    break
+                picked.append(ip)
+            else:
+                self._commit(service, pool, picked)
+                return None
+        plural = "pools" if len(exhausted) > 1 else "pool"
+        reason = f"no available IPs in {plural} {', '.join(dict.fromkeys(exhausted))}"
+        if service.sharing_key:
+            reason += f"; no IP already shared under {SHARING_ANNOTATION} {service.sharing_key!r} can take its ports"
+        return reason
+
+    def _candidate_pools(self, service: Service) -> list[tuple[IPAddressPool, tuple[int, ...]]] | str:
+        """The pools to try in order, each with the families to take, or why there are none."""
+        if service.requested_pool is not None:
+            named = self.config.pool(service.requested_pool)
+            if named is None:
+                return f"pool {service.requested_pool} does not exist"
+            pools = [named]
+        else:
+            pools = sorted(self.config.pools, key=priority_key)
+            if not pools:
+                return "no IPAddressPool exists; create one that covers the Service"
+        sized = [(p, families_for(service, p.families())) for p in pools]
+        fitting = [(p, f) for p, f in sized if f is not None]
+        if not fitting:
+            return self._no_family(service, pools)
+        if service.requested_pool is None:
+            auto = [(p, f) for p, f in fitting if p.auto_assign]
+            if not auto:
+                names = ", ".join(p.name for p, _ in fitting)
+                return (
+                    f"every pool that could serve it has autoAssign: false ({names}); name one with "
+                    "metallb.io/address-pool or ask for one of its IPs"
+                )
+            fitting = auto
+        labels = self.config.namespace_labels(service.namespace)
+        refusals = [(p, refusal(p, service, labels)) for p, _ in fitting]
+        allowed = [(p, f) for (p, f), (_, why) in zip(fitting, refusals, strict=True) if why is None]
+        if not allowed:
+            reasons = {why for _, why in refusals}
+            if len(fitting) == 1:
+                pool, why = refusals[0]
+                return refusal_text(pool, service, why or "")
+            if reasons == {"namespace"}:
+                return f"no pool allows namespace {service.namespace} (serviceAllocation)"
+            if reasons == {"labels"}:
+                return f"no pool selects {service.key} by its labels (serviceAllocation.serviceSelectors)"
+            return f"no pool allows {service.key} (serviceAllocation namespaces or serviceSelectors)"
+        if service.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
+            # Dual-stack-capable pools first: that is what "prefer" asks for.
+            allowed.sort(key=lambda pf: len(pf[1]) < 2)
+        return allowed
+
+    def _no_family(self, service: Service, pools: list[IPAddressPool]) -> str:
+        named = f"pool {service.requested_pool}" if service.requested_pool else None
+        match service.ip_family_policy:
+            case IPFamilyPolicy.REQUIRE_DUAL_STACK:
+                if named:
+                    return f"RequireDualStack but {named} does not have both IPv4 and IPv6"
+                return "RequireDualStack but no pool has both IPv4 and IPv6"
+            case IPFamilyPolicy.SINGLE_STACK:
+                family = family_name(primary_family(service))
+                return f"{named} has no {family} addresses" if named else f"no pool serves {family}"
+            case _:
+                return f"{named} has no addresses" if named else "no pool has any addresses"
+
+    def _pick(self, index: PoolIndex, family: int, service: Service) -> IPAddress | None:
+        """The lowest IP of `family` in spec order that `service` can take from the pool."""
+        best: Position | None = None
+        while (free := index.lowest_free(family)) is not None:
+            if index.ip_at(free) not in self.holders:
+                best = free
+                break
+            # Held through an overlapping pool (a config `check` rejects): mark and move on.
+            index.mark(free)
+        if service.sharing_key:
+            for ip in self.shared.get((index.pool.name, service.sharing_key, family), ()):
+                position = index.locate(ip)
+                if position is None or (best is not None and position.key() >= best.key()):
+                    continue
+                if sharing_conflict(self.holders[ip], service) is None:
+                    best = position
+        return None if best is None else index.ip_at(best)
+
+    # --- the answer ----------------------------------------------------------
+
+    def result(self, services: list[Service]) -> AllocationResult:
+        counts = tuple(
+            PoolCounts(
+                pool=name,
+                total_v4=index.total(4),
+                assigned_v4=index.used(4),
+                total_v6=index.total(6),
+                assigned_v6=index.used(6),
+            )
+            for name, index in self.indexes.items()
+        )
+        keys = [s.key for s in services]
+        return AllocationResult(
+            assignments={k: self.assignments[k] for k in keys if k in self.assignments},
+            pending={k: self.pending[k] for k in keys if k in self.pending},
+            pools=counts,
+            warnings=tuple(self.warnings),
+        )

@@ -1,0 +1,413 @@
+"""Turn Kubernetes-shaped objects (YAML documents or API dicts) into a `Config`.
+
+One parser for both modes: `parse_documents` takes what `loading` read from
+files (with line numbers), `parse_objects` takes plain dicts as the Kubernetes
+API returns them. Each object becomes a frozen model object or, when it is
+broken, diagnostics naming the field path, the value and the fix; parsing never
+raises. Checks that need more than one object (overlaps, references,
+duplicates) are `validation`'s job.
+
+This module dispatches by kind and parses MetalLB's kinds and metalloid's
+`Settings`; the core Kubernetes kinds live in `core_kinds`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.config import core_kinds
+from supervisor.config.addresses import parse_address_range, parse_ip
+from supervisor.config.diagnostics import Diagnostic, error, warning
+from supervisor.config.fields import Fields, ObjectContext, describe
+from supervisor.config.loading import Document
+from supervisor.config.model import (
+    BGPAdvertisement,
+    BGPPeer,
+    Config,
+    EndpointSlice,
+    IPAddressPool,
+    L2Advertisement,
+    MembershipSettings,
+    Namespace,
+    Node,
+    Service,
+    ServiceAllocation,
+    Settings,
+    Source,
+    labels_of,
+)
+from supervisor.config.selectors import parse_selectors
+
+METALLB_V1BETA1 = "metallb.io/v1beta1"
+METALLB_V1BETA2 = "metallb.io/v1beta2"
+SETTINGS_API_VERSION = "metalloid.io/v1alpha1"
+METALLB_NAMESPACE = "metallb-system"
+
+
+@dataclass(slots=True)
+class _Collected:
+    pools: list[IPAddressPool] = field(default_factory=list)
+    l2: list[L2Advertisement] = field(default_factory=list)
+    peers: list[BGPPeer] = field(default_factory=list)
+    bgp: list[BGPAdvertisement] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    slices: list[EndpointSlice] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    settings: list[Settings] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meta:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def parse_documents(docs: Iterable[Document]) -> tuple[Config, list[Diagnostic]]:
+    """Parse every document; return the Config of the valid objects and all diagnostics."""
+    collected = _Collected()
+    diagnostics: list[Diagnostic] = []
+    for doc in docs:
+        if doc.body is None:
+            continue  # an empty document (a stray `---`) is harmless
+        _parse_object(doc.body, doc.file, doc.line, doc.index, collected, diagnostics)
+    return _config_of(collected, diagnostics), diagnostics
+
+
+def parse_objects(objects: Iterable[Mapping[str, Any]], *, origin: str = "<api>") -> tuple[Config, list[Diagnostic]]:
+    """Parse plain dicts (as the Kubernetes API returns them); lines are 0."""
+    docs = [Document(file=origin, line=0, index=i, body=obj) for i, obj in enumerate(objects)]
+    return parse_documents(docs)
+
+
+def _config_of(collected: _Collected, diagnostics: list[Diagnostic]) -> Config:
+    for extra in collected.settings[1:]:
+        diagnostics.append(error(extra.source, "Settings", "-", f"a second Settings object (the first is at "
+                                 f"{collected.settings[0].source}); merge them into one"))
+    return Config(
+        pools=tuple(collected.pools),
+        l2_advertisements=tuple(collected.l2),
+        bgp_peers=tuple(collected.peers),
+        bgp_advertisements=tuple(collected.bgp),
+        services=tuple(collected.services),
+        nodes=tuple(collected.nodes),
+        endpoint_slices=tuple(collected.slices),
+        namespaces=tuple(collected.namespaces),
+        settings=collected.settings[0] if collected.settings else Settings(),
+    )
+
+
+def _parse_object(body: Any, file: str, line: int, index: int, out: _Collected, diags: list[Diagnostic]) -> None:
+    line = int(getattr(body, "line", 0) or line)
+    where = Source(file=file, line=line)
+    label = f"document-{index + 1}"
+    if not isinstance(body, Mapping):
+        diags.append(error(where, "YAML", label, f"document is {describe(body)}, not an object; each document "
+                                                 "needs apiVersion, kind and metadata"))
+        return
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        diags.append(error(where, str(kind) if isinstance(kind, str) else "YAML", label,
+                           f"object without a string apiVersion and kind (got apiVersion {describe(api_version)}, "
+                           f"kind {describe(kind)}); add e.g. apiVersion: metallb.io/v1beta1 and kind: IPAddressPool"))
+        return
+    if kind == "List" and api_version == "v1":
+        items = body.get("items")
+        for item in items if isinstance(items, list) else []:
+            _parse_object(item, file, line, index, out, diags)
+        return
+    spec = _KINDS.get(kind)
+    if spec is None:
+        diags.append(warning(where, kind, _name_hint(body), f"kind {kind} ({api_version}) is not used by "
+                                                          "metalloid and is ignored"))
+        return
+    versions, parse = spec
+    if api_version not in versions:
+        diags.append(error(where, kind, _name_hint(body), f"apiVersion {describe(api_version)} is not supported "
+                                                        f"for {kind}; use {' or '.join(versions)}"))
+        return
+    ctx = ObjectContext(file=file, line=line, kind=kind, name=_name_hint(body), diagnostics=diags)
+    parse(Fields(ctx, body, "", line), out)
+
+
+def _name_hint(body: Mapping[Any, Any]) -> str:
+    meta = body.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return name if isinstance(name, str) and name else "<unnamed>"
+
+
+def read_meta(top: Fields, *, default_namespace: str | None, qualified: bool = False) -> Meta:
+    """metadata.{name,namespace,labels,annotations}; names the object in later diagnostics.
+
+    `qualified` names it `namespace/name` (Services, EndpointSlices), since the
+    same name in two namespaces is two objects users tell apart that way.
+    """
+    meta = top.map("metadata")
+    if meta is None:
+        top.ctx.error(top.line, "metadata is missing; add metadata.name")
+        return Meta(name="<unnamed>", namespace=default_namespace or "", labels={}, annotations={})
+    name = meta.str("name")
+    if not name:
+        meta.ctx.error(meta.line, "metadata.name is missing or empty; every object needs a name")
+        name = "<unnamed>"
+    namespace = (meta.str("namespace") or default_namespace or "") if default_namespace is not None else ""
+    top.ctx.name = f"{namespace}/{name}" if qualified else name
+    return Meta(name=name, namespace=namespace, labels=meta.str_map("labels"), annotations=meta.str_map("annotations"))
+
+
+def _lines(ctx: ObjectContext) -> tuple[tuple[str, int], ...]:
+    return tuple(ctx.field_lines.items())
+
+
+def _pool(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    spec = top.map("spec")
+    if spec is None:
+        top.ctx.error(top.line, "spec is missing; an IPAddressPool needs spec.addresses")
+        return
+    spec.warn_unknown(frozenset({"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}))
+    ranges = []
+    for text, path, line in spec.strs("addresses"):
+        parsed = parse_address_range(text)
+        if isinstance(parsed, str):
+            top.ctx.error(line, f"{path}: {parsed}")
+        else:
+            ranges.append(parsed)
+    if not spec.list("addresses"):
+        spec.ctx.error(spec.line_of("addresses"), "spec.addresses is empty; list at least one CIDR, range or IP, "
+                                                  "e.g. - 10.0.10.10-10.0.10.99")
+    allocation = spec.map("serviceAllocation")
+    out.pools.append(IPAddressPool(
+        name=meta.name,
+        namespace=meta.namespace,
+        addresses=tuple(ranges),
+        auto_assign=spec.bool("autoAssign", True),
+        avoid_buggy_ips=spec.bool("avoidBuggyIPs", False),
+        service_allocation=_service_allocation(allocation) if allocation else None,
+        labels=labels_of(meta.labels),
+        annotations=labels_of(meta.annotations),
+        source=top.ctx.source(),
+        field_lines=_lines(top.ctx),
+    ))
+
+
+def _service_allocation(fields: Fields) -> ServiceAllocation:
+    fields.warn_unknown(frozenset({"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}))
+    return ServiceAllocation(
+        priority=fields.int("priority", None),
+        namespaces=tuple(v for v, _, _ in fields.strs("namespaces")),
+        namespace_selectors=parse_selectors(fields, "namespaceSelectors"),
+        service_selectors=parse_selectors(fields, "serviceSelectors"),
+    )
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+def _spec_or_empty(top: Fields) -> Fields:
+    return top.map("spec") or Fields(top.ctx, _EMPTY, "spec", top.line)
+
+
+def _l2(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    spec = _spec_or_empty(top)
+    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces"}))
+    out.l2.append(L2Advertisement(
+        name=meta.name,
+        namespace=meta.namespace,
+        ip_address_pools=tuple(v for v, _, _ in spec.strs("ipAddressPools")),
+        ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
+        node_selectors=parse_selectors(spec, "nodeSelectors"),
+        interfaces=tuple(v for v, _, _ in spec.strs("interfaces")),
+        labels=labels_of(meta.labels),
+        annotations=labels_of(meta.annotations),
+        source=top.ctx.source(),
+        field_lines=_lines(top.ctx),
+    ))
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(fields: Fields, key: str) -> float | None:
+    """A Kubernetes duration (`90s`, `1m30s`) in seconds; None when absent or wrong."""
+    text = fields.str(key)
+    if text is None:
+        if fields.has(key):
+            return None
+        return None
+    if not _DURATION.match(text):
+        fields.ctx.error(fields.line_of(key), f"{fields.path_of(key)}: {describe(text)} is not a duration; "
+                                              "write e.g. 90s or 1m30s")
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+_ASN_MAX = 4294967295
+
+
+def _peer(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    spec = top.map("spec")
+    if spec is None:
+        top.ctx.error(top.line, "spec is missing; a BGPPeer needs spec.myASN, spec.peerASN and spec.peerAddress")
+        return
+    spec.warn_unknown(frozenset({
+        "myASN", "peerASN", "peerAddress", "peerPort", "sourceAddress", "routerID", "holdTime", "keepaliveTime",
+        "ebgpMultiHop", "password", "passwordSecret", "vrf", "nodeSelectors", "bfdProfile", "connectTime",
+        "disableMP", "dynamicASN", "enableGracefulRestart",
+    }))
+    my_asn = spec.int("myASN", None, low=0, high=_ASN_MAX)
+    peer_asn = spec.int("peerASN", None, low=0, high=_ASN_MAX)
+    address_text = spec.str("peerAddress")
+    peer_address = parse_ip(address_text) if address_text is not None else None
+    for key, value in (("myASN", my_asn), ("peerASN", peer_asn)):
+        if value is None and not spec.has(key):
+            spec.ctx.error(spec.line, f"spec.{key} is missing; set the autonomous system number")
+    if address_text is None and not spec.has("peerAddress"):
+        spec.ctx.error(spec.line, "spec.peerAddress is missing; set the router's IP address")
+    elif address_text is not None and peer_address is None:
+        spec.ctx.error(spec.line_of("peerAddress"), f"spec.peerAddress: {describe(address_text)} is not an IP "
+                                                    "address; write e.g. 10.0.0.1")
+    source_text = spec.str("sourceAddress")
+    source_address = parse_ip(source_text) if source_text else None
+    if source_text and source_address is None:
+        spec.ctx.error(spec.line_of("sourceAddress"), f"spec.sourceAddress: {describe(source_text)} is not an IP "
+                                                      "address; write e.g. 10.0.10.1 or remove it")
+    hold = _duration(spec, "holdTime")
+    keepalive = _duration(spec, "keepaliveTime")
+    if hold is not None and 0 < hold < 3:
+        spec.ctx.error(spec.line_of("holdTime"), f"spec.holdTime: {spec.raw('holdTime')} is too short; BGP needs 0 "
+                                                 "(no keepalives) or at least 3s")
+        hold = None
+    if keepalive is not None and hold is not None and keepalive > hold:
+        spec.ctx.error(spec.line_of("keepaliveTime"), f"spec.keepaliveTime {spec.raw('keepaliveTime')} is longer "
+                                                      f"than spec.holdTime {spec.raw('holdTime')}; make it shorter")
+    peer_port = spec.int("peerPort", 179, low=1, high=65535)
+    multihop = spec.bool("ebgpMultiHop", False)
+    password = spec.str("password")
+    vrf = spec.str("vrf", "") or ""
+    router_id = spec.str("routerID")
+    selectors = parse_selectors(spec, "nodeSelectors")
+    if my_asn is None or peer_asn is None or peer_address is None:
+        return
+    out.peers.append(BGPPeer(
+        name=meta.name,
+        namespace=meta.namespace,
+        my_asn=my_asn,
+        peer_asn=peer_asn,
+        peer_address=peer_address,
+        peer_port=peer_port or 179,
+        source_address=source_address,
+        router_id=router_id,
+        hold_time_seconds=hold if hold is not None else 90.0,
+        keepalive_time_seconds=keepalive,
+        ebgp_multihop=multihop,
+        password=password,
+        vrf=vrf,
+        node_selectors=selectors,
+        source=top.ctx.source(),
+        field_lines=_lines(top.ctx),
+    ))
+
+
+def _bgp_advertisement(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    spec = _spec_or_empty(top)
+    spec.warn_unknown(frozenset({
+        "aggregationLength", "aggregationLengthV6", "localPref", "communities", "ipAddressPools",
+        "ipAddressPoolSelectors", "nodeSelectors", "peers",
+    }))
+    out.bgp.append(BGPAdvertisement(
+        name=meta.name,
+        namespace=meta.namespace,
+        ip_address_pools=tuple(v for v, _, _ in spec.strs("ipAddressPools")),
+        ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
+        aggregation_length=spec.int("aggregationLength", 32, low=0, high=32) or 0,
+        aggregation_length_v6=spec.int("aggregationLengthV6", 128, low=0, high=128) or 0,
+        local_pref=spec.int("localPref", None, low=0, high=_ASN_MAX),
+        communities=tuple(v for v, _, _ in spec.strs("communities")),
+        peers=tuple(v for v, _, _ in spec.strs("peers")),
+        node_selectors=parse_selectors(spec, "nodeSelectors"),
+        source=top.ctx.source(),
+        field_lines=_lines(top.ctx),
+    ))
+
+
+def _settings(top: Fields, out: _Collected) -> None:
+    read_meta(top, default_namespace=None)
+    spec = _spec_or_empty(top)
+    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership"}))
+    defaults = MembershipSettings()
+    membership = defaults
+    members = spec.map("membership")
+    if members is not None:
+        members.warn_unknown(frozenset({"port", "intervalSeconds", "deadAfterSeconds", "keyFile", "insecure"}))
+        interval = members.number("intervalSeconds", defaults.interval_seconds, low=0.001) or defaults.interval_seconds
+        dead_after = members.number("deadAfterSeconds", defaults.dead_after_seconds, low=0.001)
+        if dead_after is not None and dead_after <= interval:
+            members.ctx.error(members.line_of("deadAfterSeconds"),
+                              f"spec.membership.deadAfterSeconds {dead_after} is not longer than intervalSeconds "
+                              f"{interval}; a peer would be declared dead between two heartbeats, use at least "
+                              f"{round(interval * 3, 3)}")
+        membership = MembershipSettings(
+            port=members.int("port", defaults.port, low=1, high=65535) or defaults.port,
+            interval_seconds=interval,
+            dead_after_seconds=dead_after or defaults.dead_after_seconds,
+            key_file=members.str("keyFile"),
+            insecure=members.bool("insecure", False),
+        )
+    out.settings.append(Settings(
+        state_dir=spec.str("stateDir"),
+        membership=membership,
+        bind_local=spec.bool("bindLocal", False),
+        refresh_seconds=spec.number("refreshSeconds", 0.0, low=0.0) or 0.0,
+        source=top.ctx.source(),
+    ))
+
+
+_Parser = Callable[[Fields, _Collected], None]
+
+
+def _service(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace="default", qualified=True)
+    service = core_kinds.parse_service(top, meta.name, meta.namespace, meta.labels, meta.annotations)
+    if service is not None:
+        out.services.append(service)
+
+
+def _node(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=None)
+    out.nodes.append(core_kinds.parse_node(top, meta.name, meta.labels))
+
+
+def _endpoint_slice(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace="default", qualified=True)
+    found = core_kinds.parse_endpoint_slice(top, meta.name, meta.namespace, meta.labels)
+    if found is not None:
+        out.slices.append(found)
+
+
+def _namespace(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=None)
+    out.namespaces.append(Namespace(name=meta.name, labels=labels_of(meta.labels), source=top.ctx.source()))
+
+
+_KINDS: dict[str, tuple[tuple[str, ...], _Parser]] = {
+    "IPAddressPool": ((METALLB_V1BETA1,), _pool),
+    "L2Advertisement": ((METALLB_V1BETA1,), _l2),
+    "BGPPeer": ((METALLB_V1BETA1, METALLB_V1BETA2), _peer),
+    "BGPAdvertisement": ((METALLB_V1BETA1, METALLB_V1BETA2), _bgp_advertisement),
+    "Service": (("v1",), _service),
+    "Node": (("v1",), _node),
+    "EndpointSlice": (("discovery.k8s.io/v1",), _endpoint_slice),
+    "Namespace": (("v1",), _namespace),
+    "Settings": ((SETTINGS_API_VERSION,), _settings),
+}

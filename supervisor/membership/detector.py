@@ -1,0 +1,169 @@
+"""The failure detector: who is alive, from heartbeats and the passage of time.
+
+Pure: time is passed in (`now`, monotonic seconds), packets arrive already
+decoded, and every change comes back as a `Transition` value, so the rules are
+tested with a fake clock and no sockets (tests/test_membership_detector.py).
+
+The rules (docs/failover.md explains the numbers):
+- A peer is alive after `rise` accepted heartbeats in a row (each within
+  `dead_after` of the previous), dead when nothing valid arrived for
+  `dead_after_seconds`, and dead at once when it says LEAVING.
+- Replays are refused: a packet must be newer, by (incarnation, seq), than
+  everything accepted from that peer (`codec.ReplayWindow`).
+- Anti-flap on a starved host: silence counts only while *our own* loop was
+  running. When the gap between two ticks exceeds `stall_after`, we were not
+  scheduled (CPU starvation, a paused VM, SIGSTOP); the unobserved part of the
+  gap is added to every live peer's deadline instead of failing everyone over.
+  The worker also drains the socket before it ticks, so heartbeats that queued
+  up in the kernel during the stall are counted first.
+- At start, every configured peer is presumed alive until a startup grace ends
+  (2 × dead_after): a node that just started must not grab every IP for the
+  ~100 ms it takes to hear its peers. Peers added by a later config start dead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from supervisor.membership.codec import Dropped, Heartbeat, ReplayWindow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetectorSettings:
+    interval_seconds: float = 0.1
+    dead_after_seconds: float = 0.35
+    # Heartbeats in a row a dead peer needs to count as alive again.
+    rise: int = 2
+    # None: 2 × dead_after_seconds.
+    startup_grace_seconds: float | None = None
+    # None: 2 × interval_seconds. A loop that sleeps at most one interval and
+    # wakes later than twice that was not running.
+    stall_after_seconds: float | None = None
+
+    @property
+    def startup_grace(self) -> float:
+        g = self.startup_grace_seconds
+        return 2 * self.dead_after_seconds if g is None else g
+
+    @property
+    def stall_after(self) -> float:
+        s = self.stall_after_seconds
+        return 2 * self.interval_seconds if s is None else s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """A peer changed state. `silence_seconds`: for a deadline death, time since it was last heard."""
+
+    peer: str
+    alive: bool
+    reason: str  # "heartbeat" | "deadline" | "leaving" | "removed"
+    silence_seconds: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class PeerState:
+    alive: bool
+    heard_at: float | None = None
+    deadline: float = math.inf
+    streak: int = 0
+
+
+class FailureDetector:
+    """Liveness of the configured peers as seen from `node_name` (always alive itself)."""
+
+    def __init__(self, settings: DetectorSettings, *, node_name: str, peers: frozenset[str], now: float) -> None:
+        self.settings = settings
+        self.node_name = node_name
+        self.replay = ReplayWindow()
+        self.stalls = 0
+        self.stalled_seconds = 0.0
+        self._last_tick = now
+        grace = now + settings.startup_grace
+        self._peers: dict[str, PeerState] = {
+            p: PeerState(alive=True, deadline=grace) for p in sorted(peers) if p != node_name
+        }
+
+    # -- queries ----------------------------------------------------------------
+
+    def alive(self) -> frozenset[str]:
+        return frozenset([self.node_name, *(p for p, s in self._peers.items() if s.alive)])
+
+    def peers(self) -> dict[str, PeerState]:
+        return dict(self._peers)
+
+    def isolated(self) -> bool:
+        """True when there are peers and none of them is alive: firewall or partition."""
+        return bool(self._peers) and not any(s.alive for s in self._peers.values())
+
+    def ever_heard(self, peer: str) -> bool:
+        state = self._peers.get(peer)
+        return state is not None and state.heard_at is not None
+
+    # -- inputs -----------------------------------------------------------------
+
+    def set_peers(self, peers: frozenset[str], now: float) -> list[Transition]:
+        """A new config: removed peers vanish, new peers start dead (never heard)."""
+        changes: list[Transition] = []
+        wanted = {p for p in peers if p != self.node_name}
+        for gone in sorted(set(self._peers) - wanted):
+            if self._peers.pop(gone).alive:
+                changes.append(Transition(peer=gone, alive=False, reason="removed"))
+            self.replay.forget(gone)
+        for new in sorted(wanted - set(self._peers)):
+            self._peers[new] = PeerState(alive=False)
+        return changes
+
+    def receive(self, hb: Heartbeat, now: float) -> tuple[Dropped | None, list[Transition]]:
+        """An authenticated packet from a configured peer: replay-check it and apply it."""
+        state = self._peers.get(hb.sender)
+        if state is None:
+            # decode() checked the sender against the same peer set; a race with
+            # a config change is the only way here, and ignoring it is right.
+            return None, []
+        dropped = self.replay.accept(hb.sender, hb.incarnation, hb.seq)
+        if dropped is not None:
+            return dropped, []
+        if hb.leaving:
+            state.heard_at, state.streak, state.deadline = now, 0, math.inf
+            if state.alive:
+                state.alive = False
+                return None, [Transition(peer=hb.sender, alive=False, reason="leaving")]
+            return None, []
+        in_a_row = state.heard_at is not None and now - state.heard_at <= self.settings.dead_after_seconds
+        state.streak = state.streak + 1 if in_a_row else 1
+        state.heard_at = now
+        state.deadline = now + self.settings.dead_after_seconds
+        if not state.alive and state.streak >= self.settings.rise:
+            state.alive = True
+            return None, [Transition(peer=hb.sender, alive=True, reason="heartbeat")]
+        if not state.alive:
+            # Not yet risen: keep it dead, but do not let it expire while it talks.
+            state.deadline = math.inf
+        return None, []
+
+    def tick(self, now: float) -> list[Transition]:
+        """Advance time: apply the stall rule, then declare overdue peers dead."""
+        gap = now - self._last_tick
+        self._last_tick = now
+        if gap > self.settings.stall_after:
+            self._forgive_stall(gap, now)
+        changes: list[Transition] = []
+        for peer, state in self._peers.items():
+            if state.alive and now >= state.deadline:
+                state.alive, state.deadline, state.streak = False, math.inf, 0
+                silence = None if state.heard_at is None else now - state.heard_at
+                changes.append(Transition(peer=peer, alive=False, reason="deadline", silence_seconds=silence))
+        return changes
+
+    def _forgive_stall(self, gap: float, now: float) -> None:
+        # We slept through `gap`; only one interval of it was ours to sleep.
+        # The rest was not observed, so it must not count as the peers' silence.
+        unobserved = gap - self.settings.interval_seconds
+        self.stalls += 1
+        self.stalled_seconds += unobserved
+        cap = now + self.settings.dead_after_seconds
+        for state in self._peers.values():
+            if state.alive:
+                state.deadline = max(state.deadline, min(state.deadline + unobserved, cap))

@@ -1,0 +1,186 @@
+"""The standalone watcher: the config file(s) in, ConfigLoaded / ConfigRejected out.
+
+Polling, not inotify: a stat every `poll_seconds` is cheap, needs no extra
+dependency, and survives what inotify gets wrong (editors that rename over the
+file, ConfigMaps that swap a symlinked directory). A change is noticed on
+(mtime, size) and confirmed by a content hash, and only loaded once the files
+have been still for `debounce_seconds`, because editors and `kubectl cp` write
+in several steps. SIGHUP (forwarded by the supervisor) reloads at once.
+
+A reload goes through `load_config_files`, exactly like `metalloid check`,
+plus the plugins' validators, so a rejection carries the same messages. A
+rejected config changes nothing downstream: the supervisor keeps routing the
+last good one and only marks the config stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from supervisor.config.diagnostics import Diagnostic, error, has_errors
+from supervisor.config.model import Config, Source
+from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
+from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
+from supervisor.supervising.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[Sequence[str]], tuple[Config | None, list[Diagnostic]]]
+Fingerprint = tuple[tuple[int, int] | None, ...]
+
+
+def fingerprint(paths: Sequence[str]) -> Fingerprint:
+    found: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
+def content_hash(paths: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        except OSError as exc:
+            digest.update(f"<unreadable {exc.errno}>".encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def check_node(config: Config, node_name: str) -> list[Diagnostic]:
+    """This node must be one of the config's Nodes, when it lists any."""
+    if not config.nodes or config.node(node_name) is not None:
+        return []
+    names = ", ".join(sorted(n.name for n in config.nodes))
+    source = config.nodes[0].source
+    return [error(source, "Node", node_name,
+                  f"this node (--node {node_name}) is not among the config's Nodes ({names}); add a Node named "
+                  f"{node_name!r} with its InternalIP, or pass --node with one of the listed names")]
+
+
+def default_loader(node_name: str) -> Loader:
+    def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
+        from supervisor.config.loading import load_config_files
+
+        try:
+            config, diagnostics = load_config_files(paths, validators=_plugin_validators())
+        except OSError as exc:
+            return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
+                str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
+        if config is not None:
+            problems = check_node(config, node_name)
+            if problems:
+                return None, diagnostics + problems
+        return config, diagnostics
+
+    return load
+
+
+def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
+    try:
+        from supervisor import plugins_loader
+    except ImportError:  # pragma: no cover - until the loader lands
+        return []
+    validators = getattr(plugins_loader, "plugin_validators", None)
+    if validators is not None:
+        found: list[Callable[[Config], list[Diagnostic]]] = validators()
+        return found
+    return []
+
+
+class FileWatcherCore:
+    """Decides when to (re)load; `poll(now)` returns the messages to send."""
+
+    def __init__(self, paths: Sequence[str], *, load: Loader, debounce_seconds: float) -> None:
+        self.paths = tuple(paths)
+        self._load = load
+        self._debounce = debounce_seconds
+        self._seen: Fingerprint | None = None
+        self._changed_at: float | None = None
+        self._loaded_hash: str | None = None
+        self.generation = 0
+
+    def poll(self, now: float, *, force: bool = False) -> list[FromWorker]:
+        current = fingerprint(self.paths)
+        if force or self._seen is None:
+            self._seen, self._changed_at = current, None
+            return self.reload(reason="signal" if force else "start")
+        if current != self._seen:
+            # Something moved: wait until the files are still for the debounce.
+            self._seen, self._changed_at = current, now
+            return []
+        if self._changed_at is None or now - self._changed_at < self._debounce:
+            return []
+        self._changed_at = None
+        if content_hash(self.paths) == self._loaded_hash:
+            log.debug("config.unchanged origin=%s", self.origin)
+            return []
+        return self.reload(reason="changed")
+
+    @property
+    def origin(self) -> str:
+        return ",".join(self.paths)
+
+    def reload(self, *, reason: str) -> list[FromWorker]:
+        self.generation += 1
+        digest = content_hash(self.paths)
+        config, diagnostics = self._load(self.paths)
+        if config is None or has_errors(diagnostics):
+            errors = tuple(d for d in diagnostics if d.is_error)
+            for d in errors:
+                log.error("config.rejected origin=%s reason=%s diagnostic=%s", self.origin, reason, d)
+            # The hash is not remembered: fixing the file back to the last
+            # good bytes must reload it (and clear the stale flag).
+            self._loaded_hash = None
+            return [ConfigRejected(generation=self.generation, origin=self.origin, diagnostics=errors)]
+        self._loaded_hash = digest
+        warnings = tuple(d for d in diagnostics if not d.is_error)
+        log.info("config.loaded origin=%s reason=%s generation=%d services=%d pools=%d", self.origin, reason,
+                 self.generation, len(config.services), len(config.pools))
+        return [ConfigLoaded(generation=self.generation, config=config, origin=self.origin, warnings=warnings)]
+
+
+class _Hangup:
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.pending = True
+
+
+def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader | None = None,
+        install_signal: bool = True) -> None:
+    """Worker entry: poll until Control.STOP. `load` and `install_signal` are for tests."""
+    core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name),
+                           debounce_seconds=settings.debounce_seconds)
+    hangup = _Hangup()
+    if install_signal:
+        signal.signal(signal.SIGHUP, hangup)
+    beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds)
+    beat.maybe()
+    while True:
+        force, hangup.pending = hangup.pending, False
+        for message in core.poll(time.monotonic(), force=force):
+            outbox.put(message)
+        beat.maybe()
+        incoming = receive(inbox, settings.poll_seconds)
+        if incoming is Control.STOP:
+            return
+        # Tests (threads, where signals cannot reach) ask for a reload this way.
+        if incoming == RELOAD:  # type: ignore[comparison-overlap]
+            hangup.pending = True
+
+
+RELOAD = "reload"
