@@ -29,6 +29,7 @@ PURE = [
     "supervisor/electing/election.py",
     "supervisor/membership/codec.py",
     "supervisor/membership/detector.py",
+    "supervisor/membership/consistency.py",
     "supervisor/supervising/lifecycle.py",
     "supervisor/supervising/backoff.py",
 ]

@@ -34,7 +34,11 @@ Program = tuple[tuple[int, int, int, int], ...]
 # Offsets are from the start of the Ethernet header.
 ARP_FILTER: Program = (
     (_LD_H_ABS, 0, 0, 12),
-    (_JEQ_K, 0, 6, 0x0806),  # ethertype ARP, else reject
+    (_JEQ_K, 0, 10, 0x0806),  # ethertype ARP, else reject
+    (_LD_H_ABS, 0, 0, 14),
+    (_JEQ_K, 0, 8, 1),  # hardware type Ethernet
+    (_LD_H_ABS, 0, 0, 16),
+    (_JEQ_K, 0, 6, 0x0800),  # protocol type IPv4
     (_LD_H_ABS, 0, 0, 18),
     (_JEQ_K, 0, 4, 0x0604),  # hardware length 6, protocol length 4
     (_LD_H_ABS, 0, 0, 20),

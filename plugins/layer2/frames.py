@@ -187,7 +187,7 @@ def parse_ndp(frame: bytes) -> NdpPacket | None:
     if kind not in (NDP_NS, NDP_NA) or code != 0 or icmpv6_checksum(src_ip, dst_ip, payload) != 0:
         return None
     link_addr = _link_layer_option(payload[_NDP_HEAD.size :], OPT_SOURCE_LL if kind == NDP_NS else OPT_TARGET_LL)
-    if link_addr is False:
+    if link_addr is None:
         return None
     return NdpPacket(
         eth_src=src, eth_dst=dst, src_ip=src_ip, dst_ip=dst_ip, type=kind,
@@ -195,15 +195,15 @@ def parse_ndp(frame: bytes) -> NdpPacket | None:
     )  # fmt: skip
 
 
-def _link_layer_option(options: bytes, wanted: int) -> bytes | bool:
-    """The 6-byte address of option `wanted`; b"" when absent; False when options are malformed."""
+def _link_layer_option(options: bytes, wanted: int) -> bytes | None:
+    """The 6-byte address of option `wanted`; b"" when absent; None when options are malformed."""
     found = b""
     offset = 0
     while offset + 2 <= len(options):
         kind, length = options[offset], options[offset + 1] * 8
         # RFC 4861 §4.6: a zero-length option is invalid, drop the packet.
         if length == 0 or offset + length > len(options):
-            return False
+            return None
         if kind == wanted and length >= 8:
             found = options[offset + 2 : offset + 8]
         offset += length
@@ -257,7 +257,7 @@ def unsolicited_na(our_mac: bytes, ip: bytes) -> bytes:
 
 def solicited_node(ip: bytes) -> bytes:
     """ff02::1:ffXX:XXXX, the group a Neighbor Solicitation for `ip` is sent to."""
-    return bytes.fromhex("ff020000000000000000000000000001ff") + ip[13:]
+    return bytes.fromhex("ff0200000000000000000001ff") + ip[13:]
 
 
 def multicast_mac(group: bytes) -> bytes:

@@ -12,8 +12,9 @@ Keys are opaque (the announcer uses `(ip, interface)`). No I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 BURST_INTERVAL = 1.1
 BURST_DURATION = 5.0

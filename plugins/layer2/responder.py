@@ -30,9 +30,9 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from plugins.layer2 import bpf, frames
 
@@ -52,6 +52,7 @@ POLL_MS = 500
 
 _ARP_REPLY_HEAD = struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY)
 _ETHERTYPE_ARP = struct.pack("!H", frames.ETH_P_ARP)
+_ARP_REPLY_PREFIX = _ETHERTYPE_ARP + _ARP_REPLY_HEAD
 
 # Packed IP -> names of the interfaces it is answered on.
 OwnedMap = Mapping[bytes, frozenset[str]]
@@ -81,6 +82,10 @@ class Port:
     def close(self) -> None:
         self.arp.close()
         self.ndp.close()
+
+
+def _group(ip: bytes) -> bytes:
+    return frames.multicast_mac(frames.solicited_node(ip))
 
 
 def open_packet_socket(ifname: str, proto: int, program: bpf.Program) -> socket.socket:
@@ -174,9 +179,7 @@ class Responder:
     def _sync_groups(self, owned6: OwnedMap) -> None:
         with self._lock:
             for port in self._ports.values():
-                wanted = {
-                    frames.multicast_mac(frames.solicited_node(ip)) for ip, names in owned6.items() if port.name in names
-                }
+                wanted = {_group(ip) for ip, on in owned6.items() if port.name in on}
                 for group in wanted - port.groups:
                     self._membership(port, group, PACKET_ADD_MEMBERSHIP)
                 for group in port.groups - wanted:
@@ -304,7 +307,7 @@ class Responder:
                 continue
             requests[target_ip] = requests.get(target_ip, 0) + 1
             try:
-                sock.send(sender_mac + mac + _ETHERTYPE_ARP + _ARP_REPLY_HEAD + mac + target_ip + sender_mac + sender_ip)
+                sock.send(sender_mac + mac + _ARP_REPLY_PREFIX + mac + target_ip + sender_mac + sender_ip)
             except OSError:
                 continue
             responses[target_ip] = responses.get(target_ip, 0) + 1

@@ -70,10 +70,12 @@ def allocate(
     a class (MetalLB's default), a name serves only Services of that class.
     """
     run = _Run(config)
-    services = sorted(
-        (s for s in config.services if s.is_load_balancer and s.load_balancer_class == lb_class),
-        key=lambda s: s.key,
-    )
+    ours: dict[ServiceKey, Service] = {}
+    for service in config.services:
+        # A duplicate namespace/name is a `check` error; the first one wins here.
+        if service.is_load_balancer and service.load_balancer_class == lb_class:
+            ours.setdefault(service.key, service)
+    services = [ours[key] for key in sorted(ours)]
     for service in services:
         if service.status_ips:
             run.keep(service, service.status_ips, "status.loadBalancer.ingress")
@@ -194,15 +196,13 @@ class _Run:
         problem = held_family_problem(service, [ip.version for ip in ips])
         if problem is None and service.requested_ips and set(ips) != set(service.requested_ips):
             problem = f"{service.key} now asks for {_ips(service.requested_ips)}"
-        pool: IPAddressPool | str = problem or self._pool_for_ips(service, ips, "IP")
-        if isinstance(pool, str):
-            self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {pool}")
-            return
-        conflict = self._conflict(service, ips)
-        if conflict is not None:
-            self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {conflict}")
-            return
-        self._commit(service, pool, ips)
+        pool = self._pool_for_ips(service, ips, "IP") if problem is None else problem
+        if not isinstance(pool, str):
+            problem = self._conflict(service, ips)
+            if problem is None:
+                self._commit(service, pool, ips)
+                return
+        self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {problem or pool}")
 
     # --- pass 2: new allocations ------------------------------------------
 
@@ -288,8 +288,11 @@ class _Run:
                 return f"no pool selects {service.key} by its labels (serviceAllocation.serviceSelectors)"
             return f"no pool allows {service.key} (serviceAllocation namespaces or serviceSelectors)"
         if service.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
-            # Dual-stack-capable pools first: that is what "prefer" asks for.
-            allowed.sort(key=lambda pf: len(pf[1]) < 2)
+            # Both families from a dual-stack pool first (that is what "prefer"
+            # asks for), then one family from any pool, in priority order.
+            dual = [(p, f) for p, f in allowed if len(f) == 2]
+            single: list[tuple[IPAddressPool, tuple[int, ...]]] = [(p, (fam,)) for p, f in allowed for fam in f]
+            return dual + single
         return allowed
 
     def _no_family(self, service: Service, pools: list[IPAddressPool]) -> str:

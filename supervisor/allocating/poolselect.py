@@ -83,7 +83,8 @@ def requested_family_problem(service: Service, families: list[int]) -> str | Non
     """
     for family in (4, 6):
         if families.count(family) > 1:
-            return f"{service.key} asks for {families.count(family)} {family_name(family)} addresses; at most one per family"
+            count = families.count(family)
+            return f"{service.key} asks for {count} {family_name(family)} addresses; at most one per family"
     if service.ip_family_policy is IPFamilyPolicy.SINGLE_STACK and len(families) > 1:
         return f"{service.key} asks for both IPv4 and IPv6 but its ipFamilyPolicy is SingleStack"
     if service.ip_family_policy is IPFamilyPolicy.REQUIRE_DUAL_STACK and set(families) != {4, 6}:

@@ -45,7 +45,9 @@ def state_path(state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / FILENAME
 
 
-def encode(assignments: Mapping[ServiceKey, tuple[IPAddress, ...]], pools: Mapping[ServiceKey, str] | None = None) -> bytes:
+def encode(
+    assignments: Mapping[ServiceKey, tuple[IPAddress, ...]], pools: Mapping[ServiceKey, str] | None = None
+) -> bytes:
     """The file's bytes for `assignments` (deterministic: same state, same bytes)."""
     body: dict[str, Any] = {
         "format": FORMAT,
@@ -146,6 +148,8 @@ def check_writable(state_dir: str | os.PathLike[str]) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StateFileError(f"state directory {directory} cannot be created ({exc}); pass a writable --state-dir") from exc
+        raise StateFileError(
+            f"state directory {directory} cannot be created ({exc}); pass a writable --state-dir"
+        ) from exc
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StateFileError(f"state directory {directory} is not writable; fix its permissions or pass --state-dir")

@@ -83,6 +83,8 @@ class QueueHost:
 
 def jsonable(value: Any) -> Any:
     """A plugin's status made JSON-ready (dataclasses, IPs, keys, enums, tuples)."""
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address, ServiceKey)):
+        return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
@@ -90,8 +92,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [jsonable(v) for v in value]
         return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address, ServiceKey)):
-        return str(value)
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
     if value is None or isinstance(value, (str, int, float, bool)):

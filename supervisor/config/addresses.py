@@ -15,13 +15,31 @@ from supervisor.config.model import AddressRange, IPAddress
 
 
 def parse_ip(text: str) -> IPAddress | None:
-    """An IPv4 or IPv6 address, or None. Zone ids (`fe80::1%eth0`) are refused."""
+    """An IPv4 or IPv6 address, or None.
+
+    Refused like Kubernetes' own IP parsing does: zone ids (`fe80::1%eth0`) and
+    IPv4-mapped IPv6 (`::ffff:10.0.0.1`, which would be one IP in two families).
+    """
     if "%" in text:
         return None
     try:
-        return ipaddress.ip_address(text.strip())
+        ip = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return None
+    return ip
+
+
+def not_an_ip_hint(text: str) -> str:
+    """Why `text` is refused as an IP, for messages that already say it is not one."""
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f" (an IPv4-mapped IPv6 address: write {ip.ipv4_mapped})"
+    return ""
 
 
 def parse_address_range(text: str) -> AddressRange | str:
@@ -36,7 +54,7 @@ def parse_address_range(text: str) -> AddressRange | str:
     ip = parse_ip(spelled)
     if ip is None:
         return (
-            f"{spelled!r} is not an IP address, a CIDR or a range; "
+            f"{spelled!r} is not an IP address, a CIDR or a range{not_an_ip_hint(spelled)}; "
             "write e.g. 10.0.10.0/24, 10.0.10.10-10.0.10.99 or 10.0.10.5"
         )
     return AddressRange(first=ip, last=ip, text=spelled)
@@ -84,6 +102,6 @@ def _parse_dash_range(text: str) -> AddressRange | str:
             f"range {text!r} mixes IPv{first.version} and IPv{last.version}; "
             "a range stays within one family, write one entry per family"
         )
-    if last < first:
+    if int(last) < int(first):
         return f"range {text!r} is reversed ({first} is after {last}); write {last}-{first}"
     return AddressRange(first=first, last=last, text=text)

@@ -56,11 +56,11 @@ def _annotation(top: Fields, annotations: dict[str, str], suffix: str) -> tuple[
 def parse_service(
     top: Fields, name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str]
 ) -> Service | None:
-    spec = top.map("spec")
+    spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; a LoadBalancer Service needs spec.type: LoadBalancer and ports")
         return None
-    service_type = spec.str("type")
+    service_type = spec.get_str("type")
     if service_type is None:
         service_type = "ClusterIP"
     elif service_type not in _SERVICE_TYPES:
@@ -76,27 +76,27 @@ def parse_service(
             spec.ctx.error(spec.line_of("ipFamilies"), f"requested IP {ip} is IPv{ip.version} but the Service's "
                                                        f"ipFamilies are {_family_names(families)}; add IPv{ip.version} "
                                                        "to spec.ipFamilies or request an IP of the right family")
-    status = top.map("status")
-    load_balancer = status.map("loadBalancer") if status else None
+    status = top.get_map("status")
+    load_balancer = status.get_map("loadBalancer") if status else None
     status_ips: list[IPAddress] = []
-    for ingress in load_balancer.maps("ingress") if load_balancer else ():
-        text = ingress.str("ip")
+    for ingress in load_balancer.get_maps("ingress") if load_balancer else ():
+        text = ingress.get_str("ip")
         if text is None:
             continue  # hostname-only ingress entries are other controllers' business
-        ip = parse_ip(text)
-        if ip is None:
+        held = parse_ip(text)
+        if held is None:
             ingress.ctx.error(ingress.line_of("ip"), f"{ingress.path_of('ip')}: {describe(text)} is not an IP "
                                                      "address; fix or remove the status entry")
         else:
-            status_ips.append(ip)
+            status_ips.append(held)
     return Service(
         namespace=namespace,
         name=name,
         type=service_type,
         labels=labels_of(labels),
         annotations=labels_of(annotations),
-        selector=labels_of(spec.str_map("selector")),
-        ports=tuple(p for p in (_port(p) for p in spec.maps("ports")) if p is not None),
+        selector=labels_of(spec.get_str_map("selector")),
+        ports=tuple(p for p in (_port(p) for p in spec.get_maps("ports")) if p is not None),
         requested_ips=requested,
         requested_pool=pool,
         sharing_key=sharing_key,
@@ -104,7 +104,7 @@ def parse_service(
         ip_family_policy=policy,
         external_traffic_policy=_enum(spec, "externalTrafficPolicy", ExternalTrafficPolicy,
                                       ExternalTrafficPolicy.CLUSTER),
-        load_balancer_class=spec.str("loadBalancerClass"),
+        load_balancer_class=spec.get_str("loadBalancerClass"),
         status_ips=tuple(status_ips),
         source=top.ctx.source(),
         field_lines=tuple(top.ctx.field_lines.items()),
@@ -112,7 +112,7 @@ def parse_service(
 
 
 def _requested_ips(top: Fields, spec: Fields, annotations: dict[str, str]) -> tuple[IPAddress, ...]:
-    from_spec = spec.str("loadBalancerIP")
+    from_spec = spec.get_str("loadBalancerIP")
     from_annotation, key = _annotation(top, annotations, LOAD_BALANCER_IPS)
     if from_spec and from_annotation is not None:
         spec.ctx.error(spec.line_of("loadBalancerIP"),
@@ -146,7 +146,7 @@ def _requested_ips(top: Fields, spec: Fields, annotations: dict[str, str]) -> tu
 
 def _families(spec: Fields, policy: IPFamilyPolicy, requested: tuple[IPAddress, ...]) -> tuple[int, ...]:
     families: list[int] = []
-    for text, path, line in spec.strs("ipFamilies"):
+    for text, path, line in spec.get_strs("ipFamilies"):
         family = _FAMILIES.get(text)
         if family is None:
             spec.ctx.error(line, f"{path}: unknown family {describe(text)}; use IPv4 or IPv6")
@@ -173,7 +173,7 @@ def _family_names(families: tuple[int, ...]) -> str:
 
 
 def _enum(fields: Fields, key: str, kind: type[E], default: E) -> E:
-    text = fields.str(key)
+    text = fields.get_str(key)
     if text is None:
         return default
     for member in kind:
@@ -185,8 +185,8 @@ def _enum(fields: Fields, key: str, kind: type[E], default: E) -> E:
 
 
 def _port(fields: Fields) -> ServicePort | None:
-    port = fields.int("port", None, low=1, high=65535)
-    protocol = fields.str("protocol", "TCP") or "TCP"
+    port = fields.get_int("port", None, low=1, high=65535)
+    protocol = fields.get_str("protocol", "TCP") or "TCP"
     if protocol not in _PROTOCOLS:
         fields.ctx.error(fields.line_of("protocol"), f"{fields.path_of('protocol')}: unknown protocol "
                                                      f"{describe(protocol)}; use TCP, UDP or SCTP")
@@ -194,26 +194,26 @@ def _port(fields: Fields) -> ServicePort | None:
         if not fields.has("port"):
             fields.ctx.error(fields.line, f"{fields.path}: port is missing; set e.g. port: 80")
         return None
-    return ServicePort(name=fields.str("name", "") or "", protocol=protocol, port=port)
+    return ServicePort(name=fields.get_str("name", "") or "", protocol=protocol, port=port)
 
 
 def parse_node(top: Fields, name: str, labels: dict[str, str]) -> Node:
-    status = top.map("status")
+    status = top.get_map("status")
     addresses: list[IPAddress] = []
     unavailable, ready = False, True
     if status is not None:
-        for entry in status.maps("addresses"):
-            if entry.str("type") != "InternalIP":
+        for entry in status.get_maps("addresses"):
+            if entry.get_str("type") != "InternalIP":
                 continue
-            text = entry.str("address", "") or ""
+            text = entry.get_str("address", "") or ""
             ip = parse_ip(text)
             if ip is None:
                 entry.ctx.error(entry.line_of("address"), f"{entry.path_of('address')}: {describe(text)} is not an "
                                                           "IP address; write the node's InternalIP, e.g. 10.0.10.1")
             else:
                 addresses.append(ip)
-        for condition in status.maps("conditions"):
-            kind, state = condition.str("type"), condition.str("status")
+        for condition in status.get_maps("conditions"):
+            kind, state = condition.get_str("type"), condition.get_str("status")
             if kind == "NetworkUnavailable":
                 unavailable = state == "True"
             elif kind == "Ready":
@@ -228,20 +228,20 @@ def parse_endpoint_slice(top: Fields, name: str, namespace: str, labels: dict[st
         top.ctx.warning(top.line, f"has no label {SERVICE_NAME_LABEL}, so it belongs to no Service and is ignored; "
                                   "add the label naming its Service")
         return None
-    fqdn = top.str("addressType") == "FQDN"
+    fqdn = top.get_str("addressType") == "FQDN"
     endpoints: list[Endpoint] = []
-    for entry in top.maps("endpoints"):
+    for entry in top.get_maps("endpoints"):
         ips: list[IPAddress] = []
-        for text, path, line in entry.strs("addresses"):
+        for text, path, line in entry.get_strs("addresses"):
             ip = None if fqdn else parse_ip(text)
             if ip is None and not fqdn:
                 entry.ctx.error(line, f"{path}: {describe(text)} is not an IP address")
             elif ip is not None:
                 ips.append(ip)
-        conditions = entry.map("conditions")
-        ready = conditions.bool("ready", True) if conditions else True
-        serving = conditions.bool("serving", ready) if conditions else ready
-        endpoints.append(Endpoint(addresses=tuple(ips), node_name=entry.str("nodeName"), ready=ready,
+        conditions = entry.get_map("conditions")
+        ready = conditions.get_bool("ready", True) if conditions else True
+        serving = conditions.get_bool("serving", ready) if conditions else ready
+        endpoints.append(Endpoint(addresses=tuple(ips), node_name=entry.get_str("nodeName"), ready=ready,
                                   serving=serving))
     return EndpointSlice(namespace=namespace, name=name, service_name=service_name, endpoints=tuple(endpoints),
                          source=top.ctx.source())

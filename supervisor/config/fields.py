@@ -95,7 +95,7 @@ class Fields:
     def _wrong(self, key: str, expected: str) -> None:
         self.ctx.error(self.line_of(key), f"{self.path_of(key)}: expected {expected}, got {describe(self.raw(key))}")
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    def get_str(self, key: str, default: str | None = None) -> str | None:
         value = self.raw(key)
         if value is None:
             return default
@@ -105,7 +105,7 @@ class Fields:
         self._wrong(key, "a string")
         return default
 
-    def bool(self, key: str, default: bool) -> bool:
+    def get_bool(self, key: str, default: bool) -> bool:
         value = self.raw(key)
         if value is None:
             return default
@@ -115,7 +115,7 @@ class Fields:
         self._wrong(key, "true or false")
         return default
 
-    def int(self, key: str, default: int | None, *, low: int | None = None, high: int | None = None) -> int | None:
+    def get_int(self, key: str, default: int | None, *, low: int | None = None, high: int | None = None) -> int | None:
         value = self.raw(key)
         if value is None:
             return default
@@ -130,7 +130,7 @@ class Fields:
         self.line_of(key)
         return value
 
-    def number(self, key: str, default: float | None, *, low: float | None = None) -> float | None:
+    def get_number(self, key: str, default: float | None, *, low: float | None = None) -> float | None:
         value = self.raw(key)
         if value is None:
             return default
@@ -143,7 +143,7 @@ class Fields:
         self.line_of(key)
         return float(value)
 
-    def map(self, key: str) -> Fields | None:
+    def get_map(self, key: str) -> Fields | None:
         value = self.raw(key)
         if value is None:
             return None
@@ -153,7 +153,7 @@ class Fields:
         line = self.line_of(key)
         return Fields(self.ctx, value, self.path_of(key), int(getattr(value, "line", 0) or line))
 
-    def list(self, key: str) -> list[tuple[Any, str, int]] | None:
+    def get_list(self, key: str) -> list[tuple[Any, str, int]] | None:
         """Items as (value, path, line), or None when absent or not a list."""
         value = self.raw(key)
         if value is None:
@@ -164,17 +164,17 @@ class Fields:
         base = self.line_of(key)
         return [(item, f"{self.path_of(key)}[{i}]", line_in(value, i, base)) for i, item in enumerate(value)]
 
-    def maps(self, key: str) -> Iterator[Fields]:
-        for item, path, line in self.list(key) or []:
+    def get_maps(self, key: str) -> Iterator[Fields]:
+        for item, path, line in self.get_list(key) or []:
             if isinstance(item, Mapping):
                 yield Fields(self.ctx, item, path, int(getattr(item, "line", 0) or line))
             else:
                 self.ctx.error(line, f"{path}: expected a mapping, got {describe(item)}")
 
-    def strs(self, key: str) -> list[tuple[str, str, int]]:
+    def get_strs(self, key: str) -> list[tuple[str, str, int]]:
         """String items as (value, path, line); other items are errors."""
         found: list[tuple[str, str, int]] = []
-        for item, path, line in self.list(key) or []:
+        for item, path, line in self.get_list(key) or []:
             if isinstance(item, str):
                 self.ctx.field_lines.setdefault(path, line)
                 found.append((item, path, line))
@@ -182,9 +182,9 @@ class Fields:
                 self.ctx.error(line, f"{path}: expected a string, got {describe(item)}")
         return found
 
-    def str_map(self, key: str) -> dict[str, str]:
+    def get_str_map(self, key: str) -> dict[str, str]:
         """A string-to-string mapping (labels, annotations, selector)."""
-        sub = self.map(key)
+        sub = self.get_map(key)
         if sub is None:
             return {}
         found: dict[str, str] = {}

@@ -35,7 +35,7 @@ class LocatedDict(dict[Any, Any]):
 
     def line_of(self, key: Any) -> int:
         lines = getattr(self, "key_lines", None) or {}
-        return lines.get(key, self.line)
+        return int(lines.get(key, self.line))
 
 
 class LocatedList(list[Any]):
@@ -112,8 +112,8 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> LocatedList:
 
 
 _LineLoader.add_constructor(_BOOL_TAG, _construct_bool)
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)  # type: ignore[arg-type]
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)  # type: ignore[arg-type]
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
 def load_documents(path: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -174,7 +174,8 @@ def load_config_files(
 
     Returns every diagnostic (errors and warnings, file order), and the Config
     only when there is no error (None otherwise). Raises OSError when a file
-    cannot be read.
+    cannot be read. The validators (plugins' hooks) run only on a config
+    without errors.
     """
     from supervisor.config.parsing import parse_documents
     from supervisor.config.validation import validate
@@ -187,7 +188,11 @@ def load_config_files(
         diagnostics.extend(problems)
     config, problems = parse_documents(documents)
     diagnostics.extend(problems)
-    diagnostics.extend(validate(config))
+    # Objects that failed to parse are missing from `config`, so cross-object
+    # warnings ("no pool can serve this Service") would mostly echo those
+    # errors; they come back once the errors are fixed.
+    parsed_cleanly = not has_errors(diagnostics)
+    diagnostics.extend(d for d in validate(config) if d.is_error or parsed_cleanly)
     if not has_errors(diagnostics):
         for validator in validators:
             diagnostics.extend(validator(config))

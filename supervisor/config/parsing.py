@@ -147,17 +147,18 @@ def read_meta(top: Fields, *, default_namespace: str | None, qualified: bool = F
     `qualified` names it `namespace/name` (Services, EndpointSlices), since the
     same name in two namespaces is two objects users tell apart that way.
     """
-    meta = top.map("metadata")
+    meta = top.get_map("metadata")
     if meta is None:
         top.ctx.error(top.line, "metadata is missing; add metadata.name")
         return Meta(name="<unnamed>", namespace=default_namespace or "", labels={}, annotations={})
-    name = meta.str("name")
+    name = meta.get_str("name")
     if not name:
         meta.ctx.error(meta.line, "metadata.name is missing or empty; every object needs a name")
         name = "<unnamed>"
-    namespace = (meta.str("namespace") or default_namespace or "") if default_namespace is not None else ""
+    namespace = (meta.get_str("namespace") or default_namespace or "") if default_namespace is not None else ""
     top.ctx.name = f"{namespace}/{name}" if qualified else name
-    return Meta(name=name, namespace=namespace, labels=meta.str_map("labels"), annotations=meta.str_map("annotations"))
+    labels, annotations = meta.get_str_map("labels"), meta.get_str_map("annotations")
+    return Meta(name=name, namespace=namespace, labels=labels, annotations=annotations)
 
 
 def _lines(ctx: ObjectContext) -> tuple[tuple[str, int], ...]:
@@ -166,28 +167,28 @@ def _lines(ctx: ObjectContext) -> tuple[tuple[str, int], ...]:
 
 def _pool(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
-    spec = top.map("spec")
+    spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; an IPAddressPool needs spec.addresses")
         return
     spec.warn_unknown(frozenset({"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}))
     ranges = []
-    for text, path, line in spec.strs("addresses"):
+    for text, path, line in spec.get_strs("addresses"):
         parsed = parse_address_range(text)
         if isinstance(parsed, str):
             top.ctx.error(line, f"{path}: {parsed}")
         else:
             ranges.append(parsed)
-    if not spec.list("addresses"):
+    if not spec.get_list("addresses"):
         spec.ctx.error(spec.line_of("addresses"), "spec.addresses is empty; list at least one CIDR, range or IP, "
                                                   "e.g. - 10.0.10.10-10.0.10.99")
-    allocation = spec.map("serviceAllocation")
+    allocation = spec.get_map("serviceAllocation")
     out.pools.append(IPAddressPool(
         name=meta.name,
         namespace=meta.namespace,
         addresses=tuple(ranges),
-        auto_assign=spec.bool("autoAssign", True),
-        avoid_buggy_ips=spec.bool("avoidBuggyIPs", False),
+        auto_assign=spec.get_bool("autoAssign", True),
+        avoid_buggy_ips=spec.get_bool("avoidBuggyIPs", False),
         service_allocation=_service_allocation(allocation) if allocation else None,
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
@@ -199,8 +200,8 @@ def _pool(top: Fields, out: _Collected) -> None:
 def _service_allocation(fields: Fields) -> ServiceAllocation:
     fields.warn_unknown(frozenset({"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}))
     return ServiceAllocation(
-        priority=fields.int("priority", None),
-        namespaces=tuple(v for v, _, _ in fields.strs("namespaces")),
+        priority=fields.get_int("priority", None),
+        namespaces=tuple(v for v, _, _ in fields.get_strs("namespaces")),
         namespace_selectors=parse_selectors(fields, "namespaceSelectors"),
         service_selectors=parse_selectors(fields, "serviceSelectors"),
     )
@@ -210,7 +211,7 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def _spec_or_empty(top: Fields) -> Fields:
-    return top.map("spec") or Fields(top.ctx, _EMPTY, "spec", top.line)
+    return top.get_map("spec") or Fields(top.ctx, _EMPTY, "spec", top.line)
 
 
 def _l2(top: Fields, out: _Collected) -> None:
@@ -220,10 +221,10 @@ def _l2(top: Fields, out: _Collected) -> None:
     out.l2.append(L2Advertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.strs("ipAddressPools")),
+        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
-        interfaces=tuple(v for v, _, _ in spec.strs("interfaces")),
+        interfaces=tuple(v for v, _, _ in spec.get_strs("interfaces")),
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
         source=top.ctx.source(),
@@ -238,10 +239,8 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 def _duration(fields: Fields, key: str) -> float | None:
     """A Kubernetes duration (`90s`, `1m30s`) in seconds; None when absent or wrong."""
-    text = fields.str(key)
+    text = fields.get_str(key)
     if text is None:
-        if fields.has(key):
-            return None
         return None
     if not _DURATION.match(text):
         fields.ctx.error(fields.line_of(key), f"{fields.path_of(key)}: {describe(text)} is not a duration; "
@@ -255,7 +254,7 @@ _ASN_MAX = 4294967295
 
 def _peer(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
-    spec = top.map("spec")
+    spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; a BGPPeer needs spec.myASN, spec.peerASN and spec.peerAddress")
         return
@@ -264,9 +263,9 @@ def _peer(top: Fields, out: _Collected) -> None:
         "ebgpMultiHop", "password", "passwordSecret", "vrf", "nodeSelectors", "bfdProfile", "connectTime",
         "disableMP", "dynamicASN", "enableGracefulRestart",
     }))
-    my_asn = spec.int("myASN", None, low=0, high=_ASN_MAX)
-    peer_asn = spec.int("peerASN", None, low=0, high=_ASN_MAX)
-    address_text = spec.str("peerAddress")
+    my_asn = spec.get_int("myASN", None, low=0, high=_ASN_MAX)
+    peer_asn = spec.get_int("peerASN", None, low=0, high=_ASN_MAX)
+    address_text = spec.get_str("peerAddress")
     peer_address = parse_ip(address_text) if address_text is not None else None
     for key, value in (("myASN", my_asn), ("peerASN", peer_asn)):
         if value is None and not spec.has(key):
@@ -276,7 +275,7 @@ def _peer(top: Fields, out: _Collected) -> None:
     elif address_text is not None and peer_address is None:
         spec.ctx.error(spec.line_of("peerAddress"), f"spec.peerAddress: {describe(address_text)} is not an IP "
                                                     "address; write e.g. 10.0.0.1")
-    source_text = spec.str("sourceAddress")
+    source_text = spec.get_str("sourceAddress")
     source_address = parse_ip(source_text) if source_text else None
     if source_text and source_address is None:
         spec.ctx.error(spec.line_of("sourceAddress"), f"spec.sourceAddress: {describe(source_text)} is not an IP "
@@ -290,11 +289,11 @@ def _peer(top: Fields, out: _Collected) -> None:
     if keepalive is not None and hold is not None and keepalive > hold:
         spec.ctx.error(spec.line_of("keepaliveTime"), f"spec.keepaliveTime {spec.raw('keepaliveTime')} is longer "
                                                       f"than spec.holdTime {spec.raw('holdTime')}; make it shorter")
-    peer_port = spec.int("peerPort", 179, low=1, high=65535)
-    multihop = spec.bool("ebgpMultiHop", False)
-    password = spec.str("password")
-    vrf = spec.str("vrf", "") or ""
-    router_id = spec.str("routerID")
+    peer_port = spec.get_int("peerPort", 179, low=1, high=65535)
+    multihop = spec.get_bool("ebgpMultiHop", False)
+    password = spec.get_str("password")
+    vrf = spec.get_str("vrf", "") or ""
+    router_id = spec.get_str("routerID")
     selectors = parse_selectors(spec, "nodeSelectors")
     if my_asn is None or peer_asn is None or peer_address is None:
         return
@@ -328,13 +327,13 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
     out.bgp.append(BGPAdvertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.strs("ipAddressPools")),
+        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
-        aggregation_length=spec.int("aggregationLength", 32, low=0, high=32) or 0,
-        aggregation_length_v6=spec.int("aggregationLengthV6", 128, low=0, high=128) or 0,
-        local_pref=spec.int("localPref", None, low=0, high=_ASN_MAX),
-        communities=tuple(v for v, _, _ in spec.strs("communities")),
-        peers=tuple(v for v, _, _ in spec.strs("peers")),
+        aggregation_length=spec.get_int("aggregationLength", 32, low=0, high=32) or 0,
+        aggregation_length_v6=spec.get_int("aggregationLengthV6", 128, low=0, high=128) or 0,
+        local_pref=spec.get_int("localPref", None, low=0, high=_ASN_MAX),
+        communities=tuple(v for v, _, _ in spec.get_strs("communities")),
+        peers=tuple(v for v, _, _ in spec.get_strs("peers")),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
@@ -347,28 +346,28 @@ def _settings(top: Fields, out: _Collected) -> None:
     spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership"}))
     defaults = MembershipSettings()
     membership = defaults
-    members = spec.map("membership")
+    members = spec.get_map("membership")
     if members is not None:
         members.warn_unknown(frozenset({"port", "intervalSeconds", "deadAfterSeconds", "keyFile", "insecure"}))
-        interval = members.number("intervalSeconds", defaults.interval_seconds, low=0.001) or defaults.interval_seconds
-        dead_after = members.number("deadAfterSeconds", defaults.dead_after_seconds, low=0.001)
+        interval = members.get_number("intervalSeconds", None, low=0.001) or defaults.interval_seconds
+        dead_after = members.get_number("deadAfterSeconds", defaults.dead_after_seconds, low=0.001)
         if dead_after is not None and dead_after <= interval:
             members.ctx.error(members.line_of("deadAfterSeconds"),
                               f"spec.membership.deadAfterSeconds {dead_after} is not longer than intervalSeconds "
                               f"{interval}; a peer would be declared dead between two heartbeats, use at least "
                               f"{round(interval * 3, 3)}")
         membership = MembershipSettings(
-            port=members.int("port", defaults.port, low=1, high=65535) or defaults.port,
+            port=members.get_int("port", defaults.port, low=1, high=65535) or defaults.port,
             interval_seconds=interval,
             dead_after_seconds=dead_after or defaults.dead_after_seconds,
-            key_file=members.str("keyFile"),
-            insecure=members.bool("insecure", False),
+            key_file=members.get_str("keyFile"),
+            insecure=members.get_bool("insecure", False),
         )
     out.settings.append(Settings(
-        state_dir=spec.str("stateDir"),
+        state_dir=spec.get_str("stateDir"),
         membership=membership,
-        bind_local=spec.bool("bindLocal", False),
-        refresh_seconds=spec.number("refreshSeconds", 0.0, low=0.0) or 0.0,
+        bind_local=spec.get_bool("bindLocal", False),
+        refresh_seconds=spec.get_number("refreshSeconds", 0.0, low=0.0) or 0.0,
         source=top.ctx.source(),
     ))
 

@@ -20,8 +20,8 @@ def parse_selector(fields: Fields) -> LabelSelector | None:
     """One selector; None when it has an error (the error is recorded)."""
     before = len(fields.ctx.diagnostics)
     fields.warn_unknown(_SELECTOR_FIELDS)
-    match_labels = fields.str_map("matchLabels")
-    requirements = tuple(r for r in (_parse_requirement(e) for e in fields.maps("matchExpressions")) if r)
+    match_labels = fields.get_str_map("matchLabels")
+    requirements = tuple(r for r in (_parse_requirement(e) for e in fields.get_maps("matchExpressions")) if r)
     if any(d.is_error for d in fields.ctx.diagnostics[before:]):
         return None
     return LabelSelector(match_labels=labels_of(match_labels), match_expressions=requirements)
@@ -29,14 +29,14 @@ def parse_selector(fields: Fields) -> LabelSelector | None:
 
 def parse_selectors(fields: Fields, key: str) -> tuple[LabelSelector, ...]:
     """A list of selectors under `key` (nodeSelectors, ipAddressPoolSelectors, ...)."""
-    return tuple(s for s in (parse_selector(item) for item in fields.maps(key)) if s is not None)
+    return tuple(s for s in (parse_selector(item) for item in fields.get_maps(key)) if s is not None)
 
 
 def _parse_requirement(fields: Fields) -> SelectorRequirement | None:
     fields.warn_unknown(_REQUIREMENT_FIELDS)
-    key = fields.str("key")
-    operator_text = fields.str("operator")
-    values = tuple(v for v, _, _ in fields.strs("values"))
+    key = fields.get_str("key")
+    operator_text = fields.get_str("operator")
+    values = tuple(v for v, _, _ in fields.get_strs("values"))
     if key is None or not key:
         fields.ctx.error(fields.line, f"{fields.path}: a match expression needs a non-empty key")
         return None

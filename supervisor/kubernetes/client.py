@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,11 @@ class RawClient:
         if host:
             configuration.host = host
         elif kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
         # A failing API server must surface at once: our own loops back off (tenacity).
         configuration.retries = 0
         return cls(kubernetes.client.ApiClient(configuration), user_agent=user_agent)
@@ -120,13 +122,18 @@ class RawClient:
             )
         return payload
 
-    def watch(self, path: str, *, query: Mapping[str, str | int], timeout: float) -> Iterator[Obj]:
+    def watch(
+        self, path: str, *, query: Mapping[str, str | int], timeout: float, on_open: Callable[[Any], None] | None = None
+    ) -> Iterator[Obj]:
         """Yield watch events (dicts with `type` and `object`) until the server ends the stream.
 
-        An ERROR event becomes an `ApiError` (410 Gone included).
+        An ERROR event becomes an `ApiError` (410 Gone included). `on_open` gets
+        the raw urllib3 response, so another thread can `shutdown()` it to stop.
         """
         response = self._open("GET", path, query={**query, "watch": "true"}, timeout=(5.0, timeout))
         raw = response.response
+        if on_open is not None:
+            on_open(raw)
         try:
             if not 200 <= response.status < 300:
                 payload = _decode(raw.data)

@@ -122,9 +122,7 @@ def encode(hb: Heartbeat, key: bytes | None) -> bytes:
     return body + hmac.new(key, body, hashlib.sha256).digest()
 
 
-def decode(
-    data: bytes, *, key: bytes | None, receiver: str, known: frozenset[str] | set[str]
-) -> Heartbeat | Dropped:
+def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[str] | set[str]) -> Heartbeat | Dropped:
     """Parse and authenticate one datagram addressed to node `receiver`.
 
     `key=None` is insecure mode: packets are accepted with or without a MAC

@@ -17,7 +17,7 @@ The rules (docs/failover.md explains the numbers):
   The worker also drains the socket before it ticks, so heartbeats that queued
   up in the kernel during the stall are counted first.
 - At start, every configured peer is presumed alive until a startup grace ends
-  (2 × dead_after): a node that just started must not grab every IP for the
+  (2 x dead_after): a node that just started must not grab every IP for the
   ~100 ms it takes to hear its peers. Peers added by a later config start dead.
 """
 
@@ -35,9 +35,9 @@ class DetectorSettings:
     dead_after_seconds: float = 0.35
     # Heartbeats in a row a dead peer needs to count as alive again.
     rise: int = 2
-    # None: 2 × dead_after_seconds.
+    # None: 2 x dead_after_seconds.
     startup_grace_seconds: float | None = None
-    # None: 2 × interval_seconds. A loop that sleeps at most one interval and
+    # None: 2 x interval_seconds. A loop that sleeps at most one interval and
     # wakes later than twice that was not running.
     stall_after_seconds: float | None = None
 
@@ -96,6 +96,10 @@ class FailureDetector:
     def isolated(self) -> bool:
         """True when there are peers and none of them is alive: firewall or partition."""
         return bool(self._peers) and not any(s.alive for s in self._peers.values())
+
+    def next_deadline(self) -> float:
+        """When the next live peer expires if it stays silent (inf: none alive)."""
+        return min((s.deadline for s in self._peers.values() if s.alive), default=math.inf)
 
     def ever_heard(self, peer: str) -> bool:
         state = self._peers.get(peer)

@@ -75,7 +75,8 @@ def start_http_server(
             error.errno = exc.errno
             raise error from exc
         raise
-    thread = threading.Thread(target=httpd.serve_forever, name=f"http:{port}", daemon=True)
+    # A short poll interval makes close() (and so a SIGTERM exit) take ~0.1 s, not 0.5 s.
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
     thread.start()
     server = Server(httpd, thread)
     log.info("http.listening host=%s port=%d", server.host, server.port)

@@ -59,11 +59,12 @@ def die_with_parent(parent_pid: int) -> None:
 def child_main(entry: str, settings: WorkerSettings, inbox: Inbox, outbox: Outbox, parent_pid: int) -> None:
     """Process target: `entry` is "package.module:function" taking (settings, inbox, outbox)."""
     die_with_parent(parent_pid)
-    # SIGINT (Ctrl-C in a terminal) goes to the whole process group; the
-    # supervisor decides how workers stop, so workers ignore it.
+    # Ctrl-C in a terminal, systemd's default KillMode=control-group and
+    # `timeout` signal every process of the group at once; the supervisor
+    # decides the order (announcers hand over first) and SIGKILLs whatever
+    # outlives the grace period, so workers ignore both.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # SIGTERM from outside (or the supervisor's own fallback) exits quietly.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _setup_logging(settings)
     module_name, _, func_name = entry.partition(":")
     try:

@@ -136,7 +136,9 @@ def transition(ws: WorkerState, event: Event) -> WorkerState:
                     return replace(ws, state=State.FATAL, pid=None, exitcode=code, last_error=reason, retry_at=None)
                 # Died unasked (crash, kill -9, hung and killed): wait out the
                 # backoff delay, then respawn.
-                return replace(ws, state=State.BACKOFF, pid=None, exitcode=code, last_error=reason, retry_at=at + retry_in)
+                return replace(
+                    ws, state=State.BACKOFF, pid=None, exitcode=code, last_error=reason, retry_at=at + retry_in
+                )
             return ws
         case StopRequested():
             if ws.state in (State.STARTING, State.RUNNING):

@@ -71,11 +71,16 @@ def check_node(config: Config, node_name: str) -> list[Diagnostic]:
 
 
 def default_loader(node_name: str) -> Loader:
+    validators: list[Callable[[Config], list[Diagnostic]]] | None = None
+
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
         from supervisor.config.loading import load_config_files
 
+        nonlocal validators
+        if validators is None:
+            validators = _plugin_validators()
         try:
-            config, diagnostics = load_config_files(paths, validators=_plugin_validators())
+            config, diagnostics = load_config_files(paths, validators=validators)
         except OSError as exc:
             return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
                 str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
@@ -89,15 +94,10 @@ def default_loader(node_name: str) -> Loader:
 
 
 def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
-    try:
-        from supervisor import plugins_loader
-    except ImportError:  # pragma: no cover - until the loader lands
-        return []
-    validators = getattr(plugins_loader, "plugin_validators", None)
-    if validators is not None:
-        found: list[Callable[[Config], list[Diagnostic]]] = validators()
-        return found
-    return []
+    # The same plugin checks `metalloid check` runs, so a rejection reads the same.
+    from supervisor.commands.check import plugin_validators
+
+    return plugin_validators()
 
 
 class FileWatcherCore:
@@ -175,11 +175,11 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
         for message in core.poll(time.monotonic(), force=force):
             outbox.put(message)
         beat.maybe()
-        incoming = receive(inbox, settings.poll_seconds)
+        incoming: object = receive(inbox, settings.poll_seconds)
         if incoming is Control.STOP:
             return
         # Tests (threads, where signals cannot reach) ask for a reload this way.
-        if incoming == RELOAD:  # type: ignore[comparison-overlap]
+        if incoming == RELOAD:
             hangup.pending = True
 
 

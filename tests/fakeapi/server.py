@@ -89,6 +89,9 @@ class FakeApiServer:
         res = by_kind(obj["kind"])
         return self.store.create(res, obj.get("metadata", {}).get("namespace"), json.loads(json.dumps(obj)))
 
+    def store_resource(self, kind: str) -> Resource:
+        return by_kind(kind)
+
     def get(self, kind: str, namespace: str | None, name: str) -> Obj:
         return self.store.get(by_kind(kind), namespace, name)
 
@@ -149,6 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch -----------------------------------------------------------------------------
     def _serve(self, method: str) -> None:
+        try:
+            self._serve_one(method)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (a stopped watcher): nothing to answer
+
+    def _serve_one(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         agent = self.headers.get("User-Agent", "")

@@ -1,0 +1,323 @@
+"""The layer 2 announcer: the process-side shell around `planning` and `responder`.
+
+`start()` opens packet sockets on every suitable interface before anything is
+owned (hot standby); `update(view)` plans (pure), swaps the responder's owned
+map, starts gratuitous bursts for what was taken and withdraws what was lost;
+`tick(now)` sends due gratuitous frames, applies link changes from the netlink
+watcher (a link that comes back is announced again) and turns the responder's
+counters into metric deltas. Everything outward goes through the
+`AnnouncerHost`: this plugin uses nothing a third-party plugin could not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from plugins.layer2 import frames
+from plugins.layer2.gratuitous import GratuitousTimer
+from plugins.layer2.interfaces import Link, LinkWatcher, exclude_from_env, read_links, unsuitable
+from plugins.layer2.localbind import LocalBinder
+from plugins.layer2.planning import Ownership, Plan, plan
+from plugins.layer2.responder import Responder
+from supervisor.api import AnnouncerHost, AnnouncerView, IPAddress
+
+PROTOCOL = "layer2"
+REQUESTS = "metallb_layer2_requests_received"
+RESPONSES = "metallb_layer2_responses_sent"
+GRATUITOUS = "metallb_layer2_gratuitous_sent"
+ANNOUNCED = "metallb_speaker_announced"
+DUPLICATES = "metalloid_layer2_duplicate_announcements_total"
+_DOCS = {
+    REQUESTS: "Number of layer2 requests received for owned IPs",
+    RESPONSES: "Number of layer2 responses sent for owned IPs",
+    GRATUITOUS: "Number of gratuitous layer2 packets sent for owned IPs",
+    ANNOUNCED: "The node is announcing the service IP (1) over the protocol",
+    DUPLICATES: "ARP replies, gratuitous ARPs or NAs from another MAC for an IP this node announces",
+}
+# Log one duplicate (ip, mac) at most this often; the counter counts all.
+DUPLICATE_LOG_SECONDS = 10.0
+
+IPKey = tuple[IPAddress, str]  # (ip, interface): the unit of gratuitous bursts
+
+
+def _ip(packed: bytes) -> IPAddress:
+    return ipaddress.ip_address(packed)
+
+
+class Layer2Announcer:
+    """Answers ARP and NDP for the IPs this node wins (MetalLB's layer 2 mode)."""
+
+    protocol: ClassVar[str] = PROTOCOL
+
+    def __init__(
+        self,
+        host: AnnouncerHost,
+        *,
+        exclude: tuple[str, ...] | None = None,
+        responder: Responder | None = None,
+        binder: LocalBinder | None = None,
+        watch_links: bool = True,
+        list_links: Callable[[], tuple[Link, ...]] = read_links,
+    ) -> None:
+        self._host = host
+        self._list_links = list_links
+        self._exclude = exclude_from_env() if exclude is None else exclude
+        self._responder = responder or Responder()
+        self._binder = binder or LocalBinder()
+        self._watcher = LinkWatcher(self._links_changed) if watch_links else None
+        self._links: dict[str, Link] = {}
+        self._pending_links: tuple[Link, ...] | None = None  # set by the watcher thread
+        self._links_lock = threading.Lock()
+        self._view: AnnouncerView | None = None
+        self._plan: Plan | None = None
+        self._owned: dict[IPAddress, tuple[Ownership, tuple[str, ...]]] = {}
+        self._bound: set[IPAddress] = set()
+        self._timer: GratuitousTimer[IPKey] = GratuitousTimer()
+        self._flushed_requests: dict[bytes, int] = {}
+        self._flushed_responses: dict[bytes, int] = {}
+        self._duplicates: dict[tuple[str, str], dict[str, Any]] = {}
+        self._sockets_ready = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        for ip in self._safe_leftovers():
+            self._host.log.info("layer2.bind_local.leftover_removed ip=%s", ip)
+        self._apply_links(self._list_links())
+        self._responder.start()
+        if self._watcher is not None:
+            self._watcher.start()
+        self._sockets_ready = True
+        self._host.log.info(
+            "layer2.started node=%s interfaces=%s", self._host.node_name, ",".join(sorted(self._responder.ports))
+        )
+
+    def _safe_leftovers(self) -> tuple[IPAddress, ...]:
+        try:
+            return self._binder.remove_leftovers()
+        except Exception as exc:  # no permission, no netlink: report, keep answering
+            self._host.log.warning("layer2.bind_local.cleanup_failed error=%s", exc)
+            return ()
+
+    def update(self, view: AnnouncerView) -> None:
+        self._view = view
+        self._timer.set_refresh(view.config.settings.refresh_seconds)
+        self._plan = plan(view)
+        self._sync_ports()
+        self._reconcile(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        with self._links_lock:
+            pending, self._pending_links = self._pending_links, None
+        if pending is not None:
+            self._apply_links(pending, now=now)
+            self._reconcile(now)
+        for ip, ifname in self._timer.due(now):
+            self._send_gratuitous(ip, ifname)
+        self._flush_counters()
+        self._flush_duplicates(time.time())
+
+    def stop(self, *, handover: bool) -> None:
+        for ip in list(self._owned):
+            self._withdraw(ip)
+        self._responder.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
+        self._flush_counters()
+        self._sockets_ready = False
+        self._host.log.info("layer2.stopped node=%s handover=%s", self._host.node_name, handover)
+
+    # -- links --------------------------------------------------------------
+
+    def _links_changed(self, links: tuple[Link, ...]) -> None:
+        with self._links_lock:
+            self._pending_links = links
+
+    def _apply_links(self, links: tuple[Link, ...], *, now: float | None = None) -> None:
+        previous = self._links
+        self._links = {lk.name: lk for lk in links}
+        self._sync_ports()
+        if now is None:
+            return
+        for name, link in self._links.items():
+            old = previous.get(name)
+            if link.ready and (old is None or not old.ready or old.mac != link.mac):
+                self._reannounce(name, now)
+
+    def _reannounce(self, ifname: str, now: float) -> None:
+        for ip, (_, interfaces) in self._owned.items():
+            if ifname in interfaces:
+                self._host.log.info("layer2.link.up interface=%s ip=%s reannounce=true", ifname, ip)
+                self._timer.start((ip, ifname), now)
+
+    def _wanted_ports(self) -> dict[str, Link]:
+        named = self._plan.named_interfaces if self._plan else frozenset()
+        return {
+            name: link
+            for name, link in self._links.items()
+            if unsuitable(link, exclude=self._exclude, explicit=name in named) is None
+        }
+
+    def _sync_ports(self) -> None:
+        wanted = self._wanted_ports()
+        for name in set(self._responder.ports) - set(wanted):
+            self._responder.close(name)
+        for name, link in wanted.items():
+            try:
+                self._responder.open(name, link.index, link.mac)
+            except OSError as exc:
+                self._host.log.warning("layer2.socket.failed interface=%s error=%s", name, exc)
+
+    # -- announcing ---------------------------------------------------------
+
+    def _reconcile(self, now: float) -> None:
+        if self._plan is None or self._view is None:
+            return
+        ports = self._responder.ports
+        wanted: dict[IPAddress, tuple[Ownership, tuple[str, ...]]] = {}
+        for own in self._plan.owned:
+            names = own.interfaces or tuple(sorted(ports))
+            wanted[own.ip] = (own, tuple(n for n in names if n in ports))
+        # Withdraw first so the responder never holds an IP that is gone.
+        for ip in [ip for ip in self._owned if ip not in wanted or not wanted[ip][1]]:
+            self._withdraw(ip)
+        self._publish({ip: ifs for ip, (_, ifs) in wanted.items() if ifs})
+        for ip, (own, interfaces) in wanted.items():
+            if not interfaces:
+                continue
+            before = self._owned.get(ip)
+            old_services = before[0].services if before else ()
+            old_interfaces = before[1] if before else ()
+            self._owned[ip] = (own, interfaces)
+            for ifname in interfaces:
+                if ifname not in old_interfaces:
+                    self._timer.start((ip, ifname), now)
+            for ifname in old_interfaces:
+                if ifname not in interfaces:
+                    self._timer.cancel((ip, ifname))
+            for service in own.services:
+                if service not in old_services:
+                    self._host.gauge(ANNOUNCED, _DOCS[ANNOUNCED], self._announced_labels(str(service), ip), 1)
+                    self._host.log.info(
+                        "layer2.announce service=%s ip=%s interfaces=%s", service, ip, ",".join(interfaces)
+                    )
+            for service in old_services:
+                if service not in own.services:
+                    self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
+            self._bind(ip, own.bind_local)
+
+    def _publish(self, owned: Mapping[IPAddress, tuple[str, ...]]) -> None:
+        v4 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 4}
+        v6 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 6}
+        self._responder.set_owned(v4, v6)
+
+    def _withdraw(self, ip: IPAddress) -> None:
+        own, interfaces = self._owned.pop(ip)
+        self._publish({k: v[1] for k, v in self._owned.items()})
+        for ifname in interfaces:
+            self._timer.cancel((ip, ifname))
+        for service in own.services:
+            self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
+            self._host.log.info("layer2.withdraw service=%s ip=%s", service, ip)
+        self._bind(ip, False)
+
+    def _announced_labels(self, service: str, ip: IPAddress) -> dict[str, str]:
+        return {"service": service, "protocol": PROTOCOL, "node": self._host.node_name, "ip": str(ip)}
+
+    def _bind(self, ip: IPAddress, wanted: bool) -> None:
+        if wanted == (ip in self._bound):
+            return
+        try:
+            if wanted:
+                self._binder.bind(ip)
+                self._bound.add(ip)
+            else:
+                self._bound.discard(ip)
+                self._binder.unbind(ip)
+        except Exception as exc:
+            self._host.log.warning("layer2.bind_local.failed ip=%s wanted=%s error=%s", ip, wanted, exc)
+
+    def _send_gratuitous(self, ip: IPAddress, ifname: str) -> None:
+        link = self._links.get(ifname)
+        port = self._responder.ports.get(ifname)
+        if port is None or (link is not None and not link.ready):
+            return
+        if ip.version == 4:
+            batch: tuple[bytes, ...] = frames.gratuitous_arp(port.mac, ip.packed)
+        else:
+            batch = (frames.unsolicited_na(port.mac, ip.packed),)
+        sent = sum(self._responder.send(ifname, frame) for frame in batch)
+        if sent:
+            self._host.counter(GRATUITOUS, _DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
+
+    # -- metrics and status -------------------------------------------------
+
+    def _flush_counters(self) -> None:
+        for name, current, flushed in (
+            (REQUESTS, self._responder.requests, self._flushed_requests),
+            (RESPONSES, self._responder.responses, self._flushed_responses),
+        ):
+            # A copy: the responder thread keeps writing the original.
+            for packed, total in dict(current).items():
+                delta = total - flushed.get(packed, 0)
+                if delta > 0:
+                    self._host.counter(name, _DOCS[name], {"ip": str(_ip(packed))}, delta)
+                    flushed[packed] = total
+
+    def _flush_duplicates(self, wall: float) -> None:
+        queue = self._responder.duplicates
+        while queue:
+            dup = queue.popleft()
+            ip, mac = str(_ip(dup.ip)), frames.mac_text(dup.mac)
+            seen = self._duplicates.get((ip, mac))
+            if seen is None or wall - seen["last_logged"] >= DUPLICATE_LOG_SECONDS:
+                self._host.log.warning("layer2.duplicate ip=%s mac=%s interface=%s", ip, mac, dup.interface)
+                logged = wall
+            else:
+                logged = seen["last_logged"]
+            self._duplicates[(ip, mac)] = {
+                "ip": ip, "mac": mac, "interface": dup.interface,
+                "count": (seen["count"] if seen else 0) + 1, "last_seen": wall, "last_logged": logged,
+            }  # fmt: skip
+            self._host.counter(DUPLICATES, _DOCS[DUPLICATES], {"ip": ip}, 1)
+
+    def status(self) -> Mapping[str, Any]:
+        node = self._host.node_name
+        announcements = [
+            {
+                "service": str(service), "ip": str(ip), "protocol": PROTOCOL, "node": node,
+                "interfaces": list(interfaces), "reason": f"{node} won the election (MetalLB ranking)",
+            }
+            for ip, (own, interfaces) in sorted(self._owned.items(), key=lambda kv: (kv[0].version, int(kv[0])))
+            for service in own.services
+        ]  # fmt: skip
+        elections = []
+        for entry in self._plan.elections if self._plan else ():
+            reason = entry.not_announced_reason
+            if reason is None and entry.winner == node and entry.ip not in self._owned:
+                reason = "won the election but no suitable interface is open on this node"
+            elections.append(
+                {
+                    "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
+                    "ranking": list(entry.election.ranking) if entry.election else [],
+                    "excluded": [list(x) for x in entry.election.excluded] if entry.election else [],
+                    "not_announced_reason": reason,
+                }
+            )  # fmt: skip
+        interfaces = [
+            {"name": name, "mac": frames.mac_text(port.mac), "ready": name in self._links and self._links[name].ready}
+            for name, port in sorted(self._responder.ports.items())
+        ]
+        duplicates = [{k: v for k, v in d.items() if k != "last_logged"} for d in self._duplicates.values()]
+        return {
+            "announcements": announcements,
+            "elections": elections,
+            "interfaces": interfaces,
+            "sockets_ready": self._sockets_ready,
+            "duplicates": duplicates,
+            "bound_local": sorted(str(ip) for ip in self._bound),
+        }

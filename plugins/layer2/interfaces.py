@@ -1,0 +1,165 @@
+"""Which interfaces layer 2 answers on, and watching them change (netlink).
+
+Suitability is MetalLB's: broadcast-capable, ARP-capable, not loopback, not
+enslaved to a bond or bridge (the master answers), and not matching the
+exclude list MetalLB ships in its `metallb-excludel2` ConfigMap (container and
+overlay plumbing where an answer would only confuse). The list is configurable
+(`METALLOID_LAYER2_EXCLUDE`, comma-separated regular expressions) because
+labs and some hosts put real uplinks on names such as `veth*`. An interface an
+L2Advertisement names explicitly bypasses the exclude list: the operator asked
+for it. Whether a link is up is not part of suitability: sockets stay open on
+a link that is down, so it answers the moment it comes back.
+
+`LinkWatcher` follows RTM_NEWLINK/DELLINK/NEWADDR/DELADDR in its own thread
+with its own `IPRoute` (a pyroute2 socket made in one thread and read in
+another delivers nothing, shared/FACTS.md) and publishes each fresh snapshot
+of the links as an immutable tuple that the announcer picks up on its tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import select
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EXCLUDE_ENV = "METALLOID_LAYER2_EXCLUDE"
+# MetalLB's config/manifests excludel2 list.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    r"^docker.*", r"^cbr.*", r"^dummy.*", r"^virbr.*", r"^lxcbr.*", r"^veth.*", r"^lo$", r"^cali.*",
+    r"^tunl.*", r"^flannel.*", r"^kube-ipvs.*", r"^cni.*", r"^vxlan.calico.*", r"^vxlan-v6.calico.*",
+    r"^nodelocaldns.*",
+)  # fmt: skip
+
+IFF_UP = 0x1
+IFF_BROADCAST = 0x2
+IFF_LOOPBACK = 0x8
+IFF_RUNNING = 0x40
+IFF_NOARP = 0x80
+ARPHRD_ETHER = 1
+
+_EVENTS = frozenset({"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    name: str
+    index: int
+    mac: bytes
+    flags: int
+    ethernet: bool = True
+    enslaved: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Administratively up with carrier: frames sent now reach the wire."""
+        return self.flags & IFF_UP != 0 and self.flags & IFF_RUNNING != 0
+
+
+def exclude_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The exclude list: `METALLOID_LAYER2_EXCLUDE` when set (may be empty), else MetalLB's."""
+    value = (os.environ if environ is None else environ).get(EXCLUDE_ENV)
+    if value is None:
+        return DEFAULT_EXCLUDE
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def unsuitable(link: Link, *, exclude: Iterable[str], explicit: bool = False) -> str | None:
+    """Why layer 2 cannot answer on `link`, or None when it can."""
+    if link.flags & IFF_LOOPBACK:
+        return "loopback"
+    if not link.ethernet or len(link.mac) != 6:
+        return "not an Ethernet interface"
+    if not link.flags & IFF_BROADCAST:
+        return "no broadcast (point-to-point)"
+    if link.flags & IFF_NOARP:
+        return "ARP disabled (NOARP)"
+    if link.enslaved:
+        return "enslaved to a bond or bridge (its master answers)"
+    if not explicit:
+        for pattern in exclude:
+            if re.search(pattern, link.name):
+                return f"name matches the exclude list ({pattern})"
+    return None
+
+
+def link_from_message(msg: Any) -> Link | None:
+    """A `Link` from a pyroute2 RTM_NEWLINK message; None when it lacks a name or address."""
+    name = msg.get("ifname") or msg.get_attr("IFLA_IFNAME")
+    address = msg.get_attr("IFLA_ADDRESS")
+    if not name or not isinstance(address, str):
+        return None
+    try:
+        mac = bytes(int(part, 16) for part in address.split(":"))
+    except ValueError:
+        return None
+    return Link(
+        name=name,
+        index=int(msg["index"]),
+        mac=mac,
+        flags=int(msg["flags"]),
+        ethernet=msg.get("ifi_type", ARPHRD_ETHER) == ARPHRD_ETHER,
+        enslaved=bool(msg.get_attr("IFLA_MASTER")),
+    )
+
+
+def read_links() -> tuple[Link, ...]:
+    """A snapshot of this network namespace's links (one netlink dump)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return _dump(ipr)
+
+
+def _dump(ipr: Any) -> tuple[Link, ...]:
+    links = (link_from_message(m) for m in ipr.get_links())
+    return tuple(sorted((lk for lk in links if lk is not None), key=lambda lk: lk.index))
+
+
+class LinkWatcher:
+    """Publishes a fresh link snapshot after every batch of link/address events."""
+
+    def __init__(self, on_change: Callable[[tuple[Link, ...]], None]) -> None:
+        self._on_change = on_change
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="layer2-links", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        from pyroute2 import IPRoute
+
+        while not self._stopping.is_set():
+            try:
+                with IPRoute() as events, IPRoute() as dumps:
+                    events.bind()
+                    # Events between the start() snapshot and bind() would be
+                    # lost without this first dump.
+                    self._on_change(_dump(dumps))
+                    self._follow(events, dumps)
+            except Exception:
+                log.exception("layer2.links.watch_failed")
+                self._stopping.wait(1.0)
+
+    def _follow(self, events: Any, dumps: Any) -> None:
+        poller = select.poll()
+        poller.register(events.fileno(), select.POLLIN)
+        while not self._stopping.is_set():
+            if not poller.poll(200):
+                continue
+            if any(m.get("event") in _EVENTS for m in events.get()):
+                self._on_change(_dump(dumps))

@@ -1,0 +1,178 @@
+"""`metalloid plan FILE`: which Service gets which IP, computed offline from a config file.
+
+No network, no root, no running node: load the file the way `check` does, run
+the same pure allocator `metalloid run` runs, and print the answer. With
+`--write-status` the assignments are pinned into the file as each Service's
+`status.loadBalancer.ingress`, so every node reading it keeps those IPs.
+Rendering is a pure function of the result, so tests need no files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supervisor.allocating.results import AllocationResult
+    from supervisor.config.model import Config
+
+HELP = "show which Service gets which IP from which pool, offline (no cluster, no network)"
+DESCRIPTION = """\
+Reads a config file (IPAddressPools and LoadBalancer Services, as `kubectl
+apply` takes them), allocates every Service exactly as a running metalloid
+would, MetalLB's rules included (requested IPs, metallb.io/address-pool,
+autoAssign, avoidBuggyIPs, serviceAllocation, IP sharing, dual stack), and
+prints each Service's IP or why it is pending, then how full each pool is.
+IPs a Service already holds (status.loadBalancer.ingress) are kept while valid.
+
+  metalloid plan examples/homelab.yaml
+  metalloid plan examples/homelab.yaml -o json
+  metalloid plan examples/homelab.yaml --write-status   # pin the IPs into the file
+
+--write-status rewrites only each Service's status block (comments and every
+other line stay as written), so every node reading the file keeps the same
+IPs: a lock file for GitOps.
+
+Exit status: 0 the plan was printed (pending Services included), 1 the config
+has errors (printed as `metalloid check` prints them), 2 a file could not be
+read or written.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML config files, read together as one config")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                        help="output format (default: table)")
+    parser.add_argument("--write-status", action="store_true",
+                        help="pin the assignments into the file(s) as status.loadBalancer.ingress")
+    parser.add_argument("--lb-class", default=None, metavar="NAME",
+                        help="serve Services of this spec.loadBalancerClass (default: Services without a class)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from supervisor.allocating.allocator import allocate
+    from supervisor.config.loading import load_config_files
+
+    try:
+        config, diagnostics = load_config_files(args.files)
+    except OSError as exc:
+        print(f"metalloid plan: cannot read {exc.filename or '?'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for diagnostic in diagnostics:
+        print(diagnostic, file=sys.stderr)
+    if config is None:
+        errors = sum(1 for d in diagnostics if d.is_error)
+        print(f"metalloid plan: {errors} error{'s' if errors != 1 else ''} in the config; "
+              "fix them (see `metalloid check`) and plan again", file=sys.stderr)
+        return 1
+    result = allocate(config, lb_class=args.lb_class)
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    sys.stdout.write(render(result, args.output))
+    if args.write_status:
+        return _write_status(args.files, config, result, args.lb_class)
+    return 0
+
+
+def _write_status(files: list[str], config: Config, result: AllocationResult, lb_class: str | None) -> int:
+    import os
+    import tempfile
+
+    from supervisor.allocating.pinning import pin_status
+
+    pins = {s.key: result.ips_of(s.key) for s in config.services
+            if s.is_load_balancer and s.load_balancer_class == lb_class}
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", newline="") as handle:
+                text = handle.read()
+            new_text, touched = pin_status(text, pins)
+            if new_text != text:
+                # Atomic replace, keeping the file's mode: a crash leaves the old or the new file.
+                directory = os.path.dirname(os.path.abspath(path))
+                fd, temp = tempfile.mkstemp(dir=directory, prefix=".metalloid-plan-")
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                        out.write(new_text)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.chmod(temp, os.stat(path).st_mode & 0o7777)
+                    os.replace(temp, path)
+                except BaseException:
+                    os.unlink(temp)
+                    raise
+        except OSError as exc:
+            print(f"metalloid plan: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"{path}: pinned the status of {len(touched)} Service{'s' if len(touched) != 1 else ''}",
+              file=sys.stderr)
+    return 0
+
+
+def as_document(result: AllocationResult) -> dict[str, Any]:
+    """The JSON/YAML shape of DESIGN.md: services (sorted by namespace/name), then pools."""
+    services: list[dict[str, Any]] = []
+    for key in sorted([*result.assignments, *result.pending]):
+        assignment = result.assignments.get(key)
+        services.append({
+            "namespace": key.namespace,
+            "name": key.name,
+            "ips": [str(ip) for ip in assignment.ips] if assignment else [],
+            "pool": assignment.pool if assignment else None,
+            "pending": result.pending.get(key),
+        })
+    pools = [
+        {
+            "name": c.pool,
+            "total_v4": c.total_v4,
+            "assigned_v4": c.assigned_v4,
+            "available_v4": c.available_v4,
+            "total_v6": c.total_v6,
+            "assigned_v6": c.assigned_v6,
+            "available_v6": c.available_v6,
+        }
+        for c in result.pools
+    ]
+    return {"services": services, "pools": pools}
+
+
+def render(result: AllocationResult, output: str = "table") -> str:
+    document = as_document(result)
+    if output == "json":
+        import json
+
+        return json.dumps(document, indent=2) + "\n"
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+    return _table(document)
+
+
+def _columns(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Rows aligned the way `kubectl get` aligns them: three spaces between columns."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def _table(document: dict[str, Any]) -> str:
+    services = [
+        [s["namespace"], s["name"], ",".join(s["ips"]) or "<pending>", s["pool"] or "<none>",
+         "Assigned" if s["pending"] is None else f"Pending: {s['pending']}"]
+        for s in document["services"]
+    ]
+    lines = (_columns(["NAMESPACE", "NAME", "EXTERNAL-IP", "POOL", "STATUS"], services)
+             if services else ["No LoadBalancer Services in the config."])
+    pools = [
+        [p["name"], *(str(p[f"{what}_v{family}"]) for family in (4, 6) for what in ("total", "assigned", "available"))]
+        for p in document["pools"]
+    ]
+    lines.append("")
+    if pools:
+        lines += _columns(["POOL", "V4-TOTAL", "V4-ASSIGNED", "V4-AVAILABLE", "V6-TOTAL", "V6-ASSIGNED",
+                           "V6-AVAILABLE"], pools)
+    else:
+        lines.append("No IPAddressPools in the config.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,206 @@
+"""`metalloid run`: the standalone node (watcher(file) + allocator + membership + announcers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.config.model import Config
+    from supervisor.supervising.supervisor import WorkerSpec
+
+HELP = "run a standalone node from a config file: allocate, announce, fail over"
+DESCRIPTION = """\
+Run this node of a standalone (no Kubernetes) metalloid cluster. Every node runs
+the same config file; each allocates the same IPs (deterministically, and kept
+across restarts in --state-dir) and the nodes elect, per IP, the one that
+answers ARP/NDP for it.
+
+Processes: a supervisor spawns a config watcher, the allocator, the membership
+worker (when the config lists other Nodes) and one announcer process per
+protocol, restarts any that dies or hangs, and serves /metrics, /healthz,
+/readyz and /status on --metrics-port. SIGHUP reloads the config now (it is
+also reloaded when the file changes); SIGTERM hands the IPs over and exits 0.
+
+Every option can also come from the environment: METALLOID_CONFIG (comma-separated),
+METALLOID_NODE, METALLOID_STATE_DIR, METALLOID_METRICS_PORT, METALLOID_METRICS_HOST,
+METALLOID_MEMBERSHIP_KEY_FILE, METALLOID_ANNOUNCERS.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT; 1 bad config, state file or flags at start;
+3 a worker kept failing (restart budget spent; systemd or the kubelet takes over).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--config", action="append", metavar="FILE",
+                        help="config file (repeatable; env METALLOID_CONFIG)")
+    parser.add_argument("--node", default=env("METALLOID_NODE"),
+                        help="this node's name, one of the config's Nodes (env METALLOID_NODE)")
+    parser.add_argument("--state-dir", default=env("METALLOID_STATE_DIR", "/var/lib/metalloid"),
+                        help="where assignments persist (default: /var/lib/metalloid)")
+    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
+                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472; 0 = any free)")
+    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
+                        help="address the HTTP server binds (default: 0.0.0.0)")
+    parser.add_argument("--membership-key-file", default=env("METALLOID_MEMBERSHIP_KEY_FILE"),
+                        help="shared secret authenticating membership heartbeats (same file on every node)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow membership without a key (trusted networks only)")
+    parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS"), metavar="LIST",
+                        help="comma-separated announcer protocols to run (default: layer2, bgp when BGPPeers "
+                             "exist, and every installed third-party protocol)")
+    parser.add_argument("--grace-period", type=float, default=5.0, metavar="SECONDS",
+                        help="how long SIGTERM waits for workers to hand over and exit (default: 5)")
+    parser.add_argument("--restart-budget", type=int, default=10, metavar="N",
+                        help="restarts allowed per worker within --restart-window before metalloid gives up "
+                             "and exits 3 (default: 10)")
+    parser.add_argument("--restart-window", type=float, default=60.0, metavar="SECONDS",
+                        help="the restart budget's time window (default: 60)")
+    parser.add_argument("--hung-timeout", type=float, default=3.0, metavar="SECONDS",
+                        help="a worker silent (no heartbeat) this long is killed and restarted (default: 3)")
+    from supervisor.logs import add_logging_arguments
+
+    add_logging_arguments(parser)
+
+
+def _fail(message: str) -> int:
+    print(f"metalloid run: {message}", file=sys.stderr)
+    return 1
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("metalloid")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
+        return "0+unknown"
+
+
+def select_announcers(config: Config, requested: str | None) -> tuple[list[str], str | None]:
+    """The announcer protocols to run, or an error message."""
+    import importlib.metadata
+
+    from supervisor.hookspecs import ENTRY_POINT_GROUP
+    from supervisor.plugins_loader import EXTRA_PLUGINS_ENV
+
+    installed = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
+    if requested:
+        names = [n.strip() for n in requested.split(",") if n.strip()]
+        unknown = [n for n in names if n not in installed]
+        if unknown and not os.environ.get(EXTRA_PLUGINS_ENV):
+            return [], (f"--announcers: no installed plugin named {', '.join(unknown)} "
+                        f"(installed: {', '.join(installed) or 'none'}); install it or fix the list")
+        return list(dict.fromkeys(names)), None
+    # Entry-point names are the protocol names by convention (layer2, bgp, ...).
+    return [n for n in installed if n != "bgp" or config.bgp_peers], None
+
+
+def build_specs(args: argparse.Namespace, config: Config, announcers: list[str]) -> list[WorkerSpec]:
+    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER
+    from supervisor.supervising.supervisor import WorkerSpec
+
+    def settings(name: str, protocol: str | None = None) -> WorkerSettings:
+        return WorkerSettings(
+            name=name, node_name=args.node, config_paths=tuple(args.config), state_dir=args.state_dir,
+            protocol=protocol, membership_key_file=args.membership_key_file, insecure=args.insecure,
+            log_format=args.log_format, log_level=args.log_level,
+        )
+
+    specs = [
+        WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run",
+                   settings=settings("watcher")),
+        WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
+                   settings=settings("allocator")),
+    ]
+    # Membership only matters with peers; without, the live members are this node alone.
+    if any(n.name != args.node for n in config.nodes):
+        specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
+                                settings=settings("membership")))
+    for protocol in announcers:
+        specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
+                                settings=settings(f"announcer-{protocol}", protocol)))
+    return specs
+
+
+def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
+    """Load the config and check the state file and key once, before any process starts."""
+    from supervisor.allocating import statefile
+    from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
+    from supervisor.watching.file_watcher import default_loader
+
+    config, diagnostics = default_loader(args.node)(args.config)
+    for d in diagnostics:
+        print(d, file=sys.stderr)
+    if config is None:
+        return None, f"the config is not valid ({sum(d.is_error for d in diagnostics)} error(s) above); " \
+                     f"`metalloid check {' '.join(args.config)}` shows the same"
+    try:
+        statefile.check_writable(args.state_dir)
+        statefile.load(args.state_dir)
+    except statefile.StateFileError as exc:
+        return None, str(exc)
+    try:
+        key = read_key_file(args.membership_key_file) if args.membership_key_file else None
+    except KeyFileError as exc:
+        return None, str(exc)
+    problem = key_problem(config, node_name=args.node, key=key, insecure=args.insecure)
+    if problem:
+        return None, problem
+    return config, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from supervisor.logs import setup_logging
+
+    if not args.config and os.environ.get("METALLOID_CONFIG"):
+        args.config = [p for p in os.environ["METALLOID_CONFIG"].split(",") if p]
+    if not args.config:
+        return _fail("--config FILE is required (or set METALLOID_CONFIG)")
+    if not args.node:
+        return _fail("--node NAME is required (or set METALLOID_NODE): this node's name among the config's Nodes")
+    try:
+        setup_logging("supervisor", fmt=args.log_format, level=args.log_level)
+    except ValueError as exc:
+        return _fail(str(exc))
+    args.config = [os.path.abspath(p) for p in args.config]
+    args.state_dir = os.path.abspath(args.state_dir)
+    config, problem = _preflight(args)
+    if config is None:
+        return _fail(problem or "cannot start")
+    announcers, problem = select_announcers(config, args.announcers)
+    if problem:
+        return _fail(problem)
+    return _serve(args, build_specs(args, config, announcers))
+
+
+def _serve(args: argparse.Namespace, specs: list[WorkerSpec]) -> int:
+    import logging
+
+    from supervisor.serving.http import PortInUseError, start_http_server
+    from supervisor.serving.metrics import MetricsRegistry
+    from supervisor.supervising.backoff import BackoffSettings
+    from supervisor.supervising.supervisor import Supervisor, SupervisorSettings
+
+    log = logging.getLogger("supervisor.commands.run")
+    metrics = MetricsRegistry()
+    settings = SupervisorSettings(
+        node_name=args.node, version=_version(), grace_seconds=args.grace_period, hung_seconds=args.hung_timeout,
+        backoff=BackoffSettings(budget=args.restart_budget, window_seconds=args.restart_window),
+    )
+    sup = Supervisor(specs, settings, metrics=metrics)
+    sup.install_signal_handlers()
+    try:
+        server = start_http_server(args.metrics_port, host=args.metrics_host, status=sup.status,
+                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
+    except PortInUseError as exc:
+        return _fail(str(exc))
+    log.info("run.starting node=%s workers=%s", args.node, ",".join(s.name for s in specs))
+    try:
+        return sup.run()
+    finally:
+        server.close()

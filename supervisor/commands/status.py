@@ -1,0 +1,171 @@
+"""`metalloid status`: what a running node knows, printed the way `kubectl get` prints it.
+
+Reads the node's /status over HTTP (nothing else: no config file, no root) and
+prints services, pools, members, workers and the config's state, or the raw
+document with `-o json|yaml`. Rendering is a pure function of the document so
+tests need no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+HELP = "show a running node's services, pools, members and workers (reads /status)"
+DESCRIPTION = """\
+Show what a running metalloid node knows: which Service has which IP from which
+pool and which node announces it, pool usage per address family, the members
+this node sees and the state of its worker processes. Reads GET /status from
+the node's HTTP port (--metrics-port of `metalloid run`, default 7472).
+
+  metalloid status
+  metalloid status --endpoint http://10.0.10.2:7472 -o yaml
+  metalloid status --watch
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default="http://127.0.0.1:7472",
+                        help="the node's HTTP address (default: http://127.0.0.1:7472)")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                        help="output format (default: table)")
+    parser.add_argument("-w", "--watch", action="store_true", help="print again every --interval seconds")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between prints with --watch")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the node (default: 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C ends --watch; not an error
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from supervisor.serving.client import StatusUnavailable, fetch_status
+
+    while True:
+        try:
+            text = format_status(fetch_status(args.endpoint, timeout=args.timeout), args.output)
+            code = 0
+        except StatusUnavailable as exc:
+            text, code = f"metalloid status: {exc}\n", 1
+        if args.watch and sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[2J")
+        (sys.stdout if code == 0 else sys.stderr).write(text)
+        sys.stdout.flush()
+        if not args.watch:
+            return code
+        time.sleep(args.interval)
+
+
+def format_status(status: dict[str, Any], output: str = "table") -> str:
+    if output == "json":
+        import json
+
+        return json.dumps(status, indent=2) + "\n"
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(status, sort_keys=False, default_flow_style=False))
+    return render_tables(status)
+
+
+def render_tables(status: dict[str, Any]) -> str:
+    from supervisor.serving.tables import render_table
+
+    parts = [_header(status)]
+    services = status.get("services") or []
+    parts.append("SERVICES\n" + render_table(
+        ["NAMESPACE", "NAME", "EXTERNAL-IP", "POOL", "ANNOUNCED-BY", "STATUS"],
+        [_service_row(s) for s in services],
+    ) if services else "SERVICES: none of type LoadBalancer\n")
+    pending = [s for s in services if s.get("pending")]
+    if pending:
+        parts.append("".join(
+            f"{s['namespace']}/{s['name']} is pending: {s['pending']}\n"
+            f"  (metalloid explain {s['namespace']}/{s['name']})\n" for s in pending))
+    pools = status.get("pools") or []
+    if pools:
+        parts.append("POOLS\n" + _pool_table(pools))
+    members = status.get("members") or []
+    if members:
+        parts.append("MEMBERS\n" + render_table(["NAME", "ALIVE", "LAST-HEARD", "CONSISTENT"],
+                                                [_member_row(m) for m in members]))
+    workers = status.get("workers") or []
+    if workers:
+        parts.append("WORKERS\n" + render_table(["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-ERROR"],
+                                                [_worker_row(w) for w in workers]))
+    return "\n".join(parts)
+
+
+def _header(status: dict[str, Any]) -> str:
+    from supervisor.serving.tables import NONE
+
+    config = status.get("config") or {}
+    lines = [
+        f"NODE: {status.get('node', NONE)}   MODE: {status.get('mode', NONE)}   VERSION: {status.get('version', NONE)}",
+    ]
+    if not config.get("loaded", False):
+        state = "NOT LOADED"
+    elif config.get("stale"):
+        state = "STALE (the latest change was rejected; the last good config is in force)"
+    else:
+        state = "loaded"
+    lines.append(f"CONFIG: {config.get('origin', NONE)}   GENERATION: {config.get('generation', NONE)}   "
+                 f"STATE: {state}")
+    lines += [f"  error: {e}" for e in config.get("errors") or []]
+    lines += [f"  warning: {w}" for w in config.get("warnings") or []]
+    return "\n".join(lines) + "\n"
+
+
+def _service_row(service: dict[str, Any]) -> list[object]:
+    ips = service.get("ips") or []
+    announced: dict[str, list[str]] = service.get("announced") or {}
+    by = ", ".join(f"{node} ({protocol})" for protocol, nodes in sorted(announced.items()) for node in nodes)
+    if service.get("pending"):
+        state = "Pending"
+    elif by:
+        state = "Announced"
+    else:
+        state = "NotAnnounced"
+    return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",
+            service.get("pool"), by, state]
+
+
+def _pool_table(pools: list[dict[str, Any]]) -> str:
+    from supervisor.serving.tables import render_table
+
+    families = [f for f in ("v4", "v6") if any(p.get(f"total_{f}") for p in pools)] or ["v4"]
+    headers = ["NAME", "ADDRESSES"]
+    for family in families:
+        tag = "IPV4" if family == "v4" else "IPV6"
+        headers += [f"{tag}-TOTAL", f"{tag}-ASSIGNED", f"{tag}-AVAILABLE"]
+    rows: list[list[object]] = []
+    for pool in pools:
+        row: list[object] = [pool.get("name"), ",".join(pool.get("addresses") or [])]
+        for family in families:
+            row += [pool.get(f"total_{family}", 0), pool.get(f"assigned_{family}", 0),
+                    pool.get(f"available_{family}", 0)]
+        rows.append(row)
+    return render_table(headers, rows)
+
+
+def _member_row(member: dict[str, Any]) -> list[object]:
+    from supervisor.serving.tables import human_duration
+
+    heard = member.get("last_heard_seconds")
+    mismatch = member.get("digest_mismatch") or []
+    consistent = "yes" if not mismatch else "NO: " + ", ".join(str(m) for m in mismatch)
+    return [member.get("name"), "yes" if member.get("alive") else "NO",
+            "<never>" if heard is None else human_duration(heard) + " ago", consistent]
+
+
+def _worker_row(worker: dict[str, Any]) -> list[object]:
+    from supervisor.serving.tables import human_duration
+
+    uptime = worker.get("uptime_seconds")
+    return [worker.get("name"), worker.get("state"), worker.get("pid"), worker.get("restarts", 0),
+            None if uptime is None else human_duration(uptime), worker.get("last_error")]

@@ -1,0 +1,79 @@
+"""The watcher's in-memory copy of the watched objects, per kind.
+
+Kept as the API's own dicts (minus managedFields, which is most of a Service's
+bytes and nothing metalloid reads), so a snapshot is what `parse_objects`
+takes, exactly as the YAML path does. A version counter tells the emitter that
+something changed; `synced` says every kind has been listed at least once, so
+nobody allocates against a half-known cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from supervisor.kubernetes.kinds import Kind
+
+Obj = dict[str, Any]
+
+
+def _slim(kind: Kind, obj: Mapping[str, Any]) -> Obj:
+    slim = dict(obj)
+    meta = dict(slim.get("metadata") or {})
+    meta.pop("managedFields", None)
+    slim["metadata"] = meta
+    # List items of built-in kinds carry no kind/apiVersion; parse_objects needs them.
+    slim["kind"], slim["apiVersion"] = kind.kind, kind.api_version
+    return slim
+
+
+def key_of(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+class ObjectCache:
+    def __init__(self, kinds: Iterable[Kind]) -> None:
+        self._kinds = {k.kind: k for k in kinds}
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {k: {} for k in self._kinds}
+        self._listed: set[str] = set()
+        self._lock = threading.RLock()
+        self.changed = threading.Condition(self._lock)
+        self.version = 0
+
+    def replace(self, kind: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh list: drop everything known of `kind` (deletions missed during a 410 included)."""
+        k = self._kinds[kind]
+        fresh = {key_of(o): _slim(k, o) for o in items}
+        with self._lock:
+            self._objects[kind] = fresh
+            self._listed.add(kind)
+            self._bump()
+
+    def apply(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> None:
+        k = self._kinds[kind]
+        with self._lock:
+            if event_type == "DELETED":
+                if self._objects[kind].pop(key_of(obj), None) is None:
+                    return
+            else:
+                self._objects[kind][key_of(obj)] = _slim(k, obj)
+            self._bump()
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._objects[kind].get((namespace, name))
+
+    def objects(self, kind: str) -> list[Obj]:
+        with self._lock:
+            return list(self._objects[kind].values())
+
+    @property
+    def synced(self) -> bool:
+        with self._lock:
+            return self._listed >= set(self._kinds)
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed.notify_all()

@@ -1,0 +1,138 @@
+"""The controller's Kubernetes side: watcher + lease + status writer, around an allocator.
+
+`ControllerCore` is what the k8s watcher worker does with allocations in the
+`metalloid controller` role: it writes an `AllocationDone` only while this
+replica holds the lease, and only one computed from a config emitted after it
+became leader (a follower's older answer may predate the previous leader's
+last writes). `ControllerLoop` runs the whole controller in threads of one
+process (watcher → allocate → writer), which is what the tests and benchmarks
+drive and what `metalloid controller` falls back to without the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from supervisor.kubernetes import events
+from supervisor.kubernetes.assignments import previous_from_status
+from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.leaderelection import LeaderElector, LeaseTimings
+from supervisor.kubernetes.statuswriter import StatusWriter
+from supervisor.messages import AllocationDone, ConfigLoaded, ConfigRejected
+from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerOptions:
+    namespace: str = "metallb-system"
+    lb_class: str | None = None
+    lease_name: str = "metalloid-controller"
+    identity: str = "metalloid-controller"
+    timings: LeaseTimings = field(default_factory=LeaseTimings)
+    watch: WatchOptions | None = None
+
+
+class ControllerCore:
+    def __init__(
+        self,
+        client: RawClient,
+        options: ControllerOptions,
+        emit: Callable[[Emitted], None],
+        *,
+        metric: Callable[[str, float], None] = lambda name, value: None,
+    ) -> None:
+        watch = options.watch or WatchOptions(namespace=options.namespace)
+        # The writer filters by class itself; the watcher hands the allocator our Services only.
+        watch = replace(watch, lb_class=options.lb_class)
+        self.watcher = KubeWatcher(client, watch, emit)
+        self.elector = LeaderElector(
+            client,
+            namespace=options.namespace,
+            name=options.lease_name,
+            identity=options.identity,
+            timings=options.timings,
+            on_change=self._leadership,
+        )
+        self.writer = StatusWriter(
+            client,
+            lb_class=options.lb_class,
+            may_write=self.elector.is_leader,
+            metric=metric,
+            recorder=events.EventRecorder(client, component="metallb-controller", on_write=None),
+        )
+        self.min_generation = 1 << 62  # nothing is written before we lead
+        self._lock = threading.Lock()
+        self._elector_thread = threading.Thread(target=self.elector.run, name="lease", daemon=True)
+
+    def start(self) -> None:
+        self.watcher.start()
+        self._elector_thread.start()
+
+    def stop(self, *, release: bool = True) -> None:
+        self.elector.release_on_stop = release
+        self.elector.stopping.set()
+        self.watcher.stop()
+        self._elector_thread.join(2.0)
+
+    def _leadership(self, leader: bool) -> None:
+        if leader:
+            with self._lock:
+                self.min_generation = self.watcher.generation + 1
+            self.watcher.force_emit()
+
+    def allocation_done(self, done: AllocationDone) -> int:
+        with self._lock:
+            if not self.elector.is_leader() or done.generation < self.min_generation:
+                return 0
+            cache = self.watcher.cache
+            return self.writer.apply(done.result, cache.objects("Service"), cache.objects("IPAddressPool"))
+
+    def config_rejected(self, rejected: ConfigRejected) -> None:
+        with self._lock:
+            if self.elector.is_leader():
+                self.writer.report_invalid(rejected.diagnostics, self.watcher.snapshot())
+
+
+class ControllerLoop:
+    """The whole controller in threads: watcher → allocate → status writer."""
+
+    def __init__(self, client: RawClient, options: ControllerOptions) -> None:
+        self._queue: queue.Queue[Emitted | None] = queue.Queue()
+        self.core = ControllerCore(client, options, self._queue.put)
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self.allocations = 0
+
+    def start(self) -> ControllerLoop:
+        self.core.start()
+        self._thread.start()
+        return self
+
+    def stop(self, *, release: bool = True) -> None:
+        self.core.stop(release=release)
+        self._queue.put(None)
+        self._thread.join(5.0)
+
+    def _run(self) -> None:
+        from supervisor.allocating.allocator import allocate
+
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            if None in batch:
+                return
+            # Only the newest config matters: a burst of events is one allocation.
+            message = batch[-1]
+            match message:
+                case ConfigLoaded(generation=generation, config=config):
+                    result = allocate(config, previous_from_status(config))
+                    self.allocations += 1
+                    self.core.allocation_done(AllocationDone(generation=generation, result=result))
+                case ConfigRejected():
+                    self.core.config_rejected(message)

@@ -1,0 +1,262 @@
+"""The controller's output: Service status, the pool annotation, pool status, Events.
+
+Takes an `AllocationResult` and the watcher's cached objects and writes only
+what differs: `status.loadBalancer.ingress` through the status subresource
+(with the object's resourceVersion as a precondition; a 409 re-reads and tries
+again), the `metallb.io/ip-allocated-from-pool` annotation on the Service,
+IPAddressPool `status.{assigned,available}IPv{4,6}`. A Service that stops
+being ours (type changed, another loadBalancerClass) and still carries our
+annotation is cleared. Services of another class without our annotation are
+never touched: another load balancer owns them.
+
+Events carry MetalLB's reasons and are written on change only (`events`).
+Every write first asks `may_write()` (the lease): a controller that is not the
+leader, or no longer sure it is, writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.allocating.results import AllocationResult, PoolCounts
+from supervisor.config.diagnostics import Diagnostic
+from supervisor.config.model import ServiceKey
+from supervisor.kubernetes import events, kinds
+from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
+LEGACY_PREFIX = "metallb.universe.tf/"
+UPDATES = "metallb_k8s_client_updates_total"
+UPDATE_ERRORS = "metallb_k8s_client_update_errors_total"
+CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Desired:
+    """What one Service should show. `pending` is the allocator's reason when it has no IP."""
+
+    ips: tuple[str, ...]
+    pool: str | None
+    pending: str | None = None
+    released: bool = False  # not ours any more: clear what we wrote
+
+
+def ingress_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return tuple(str(i.get("ip")) for i in ingress if isinstance(i, dict) and i.get("ip"))
+
+
+def annotation_of(obj: Mapping[str, Any]) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(POOL_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def key_of(obj: Mapping[str, Any]) -> ServiceKey:
+    meta = obj.get("metadata") or {}
+    return ServiceKey(namespace=str(meta.get("namespace") or "default"), name=str(meta.get("name")))
+
+
+def desired_for(obj: Mapping[str, Any], result: AllocationResult, *, lb_class: str | None) -> Desired | None:
+    """What `obj` should show after `result`; None when it is not ours to touch."""
+    spec = obj.get("spec") or {}
+    key = key_of(obj)
+    ours = spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == lb_class
+    if ours:
+        if key in result.assignments:
+            found = result.assignments[key]
+            return Desired(ips=tuple(str(ip) for ip in found.ips), pool=found.pool)
+        if key in result.pending:
+            return Desired(ips=(), pool=None, pending=result.pending[key])
+        return None  # the result predates this Service: the next one covers it
+    if annotation_of(obj) is not None:
+        return Desired(ips=(), pool=None, released=True)
+    return None
+
+
+def pool_status(counts: PoolCounts) -> dict[str, int]:
+    return {
+        "assignedIPv4": counts.assigned_v4,
+        "assignedIPv6": counts.assigned_v6,
+        "availableIPv4": counts.available_v4,
+        "availableIPv6": counts.available_v6,
+    }
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        client: RawClient,
+        *,
+        lb_class: str | None = None,
+        may_write: Callable[[], bool] = lambda: True,
+        metric: Callable[[str, float], None] = lambda name, value: None,
+        recorder: events.EventRecorder | None = None,
+    ) -> None:
+        self.client = client
+        self.lb_class = lb_class
+        self.may_write = may_write
+        self.metric = metric
+        self.recorder = recorder or events.EventRecorder(client, component="metallb-controller")
+        self.updates = 0
+        self.errors = 0
+
+    # -- services -----------------------------------------------------------------------------
+    def apply(self, result: AllocationResult, services: Iterable[Obj], pools: Iterable[Obj] = ()) -> int:
+        """Reconcile every Service and pool with `result`; returns the number of writes."""
+        before = self.updates
+        for obj in services:
+            if not self.may_write():
+                break
+            want = desired_for(obj, result, lb_class=self.lb_class)
+            if want is not None:
+                self._service(obj, want)
+        for pool in pools:
+            if not self.may_write():
+                break
+            self._pool(pool, result)
+        return self.updates - before
+
+    def _service(self, obj: Obj, want: Desired) -> None:
+        key = key_of(obj)
+        self._deprecations(obj)
+        had = ingress_of(obj)
+        if annotation_of(obj) != want.pool:
+            patch = {"metadata": {"annotations": {POOL_ANNOTATION: want.pool}}}
+            updated = self._write("PATCH", kinds.SERVICE.path(key.namespace, key.name), patch, f"service {key}")
+            if updated is None:
+                return
+            obj = updated
+        if set(ingress_of(obj)) != set(want.ips):
+            obj = self._write_ingress(obj, want) or obj
+        changed = set(had) != set(want.ips)
+        if want.pending is not None:
+            self._event(
+                obj, events.WARNING, events.ALLOCATION_FAILED, f'Failed to allocate IP for "{key}": {want.pending}'
+            )
+        elif changed and want.ips:
+            ips = json.dumps(list(want.ips))
+            self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned IP {ips}")
+        if changed and had and not want.ips:
+            why = (
+                "service is no longer a LoadBalancer of this class"
+                if want.released
+                else "current IP not allowed by config"
+            )
+            self._event(obj, events.NORMAL, events.CLEAR_ASSIGNMENT, f"{why}, clearing {json.dumps(list(had))}")
+
+    def _write_ingress(self, obj: Obj, want: Desired) -> Obj | None:
+        key = key_of(obj)
+        path = kinds.SERVICE.path(key.namespace, key.name, "status")
+        for _ in range(CONFLICT_RETRIES):
+            body = {
+                "metadata": {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in want.ips] if want.ips else None}},
+            }
+            if not self.may_write():
+                return None
+            try:
+                written = self.client.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+            except ApiError as exc:
+                if exc.code != 409:
+                    self._failed(f"service {key} status", exc)
+                    return None
+                log.info("status.conflict service=%s action=reread", key)
+                try:
+                    obj = self.client.request("GET", kinds.SERVICE.path(key.namespace, key.name))
+                except ApiError as again:
+                    self._failed(f"service {key} status", again)
+                    return None
+                if set(ingress_of(obj)) == set(want.ips):
+                    return obj
+                continue
+            self._ok()
+            log.info("status.written service=%s ips=%s", key, ",".join(want.ips) or "-")
+            return written
+        self._failed(f"service {key} status", ApiError(409, "Conflict", "still conflicting after re-reads"))
+        return None
+
+    def _deprecations(self, obj: Obj) -> None:
+        for name in sorted((obj.get("metadata") or {}).get("annotations") or {}):
+            if name.startswith(LEGACY_PREFIX):
+                new = "metallb.io/" + name[len(LEGACY_PREFIX) :]
+                self._event(
+                    obj,
+                    events.WARNING,
+                    events.DEPRECATED_ANNOTATION,
+                    f"Service uses deprecated annotation {name!r}, use {new!r} instead",
+                )
+
+    # -- pools --------------------------------------------------------------------------------
+    def _pool(self, pool: Obj, result: AllocationResult) -> None:
+        name = str((pool.get("metadata") or {}).get("name"))
+        counts = next((c for c in result.pools if c.pool == name), None)
+        if counts is None:
+            return
+        want = pool_status(counts)
+        have = pool.get("status") or {}
+        if all(have.get(k) == v for k, v in want.items()):
+            return
+        namespace = (pool.get("metadata") or {}).get("namespace")
+        path = kinds.IP_ADDRESS_POOL.path(namespace, name, "status")
+        if self._write("PATCH", path, {"status": want}, f"ipaddresspool {name}") is not None:
+            log.info("pool.status pool=%s %s", name, " ".join(f"{k}={v}" for k, v in want.items()))
+
+    # -- invalid configuration ----------------------------------------------------------------
+    def report_invalid(self, diagnostics: Iterable[Diagnostic], objects: Iterable[Obj]) -> None:
+        """A Warning Event on each offending object, and a condition on pools that have one."""
+        by_name = {(o.get("kind"), (o.get("metadata") or {}).get("name")): o for o in objects}
+        for diag in diagnostics:
+            if not diag.is_error or not self.may_write():
+                continue
+            obj = by_name.get((diag.kind, diag.name))
+            if obj is None:
+                continue
+            kind = next((k for k in kinds.WATCHED if k.kind == diag.kind), kinds.IP_ADDRESS_POOL)
+            self._event(obj, events.WARNING, events.INVALID_CONFIGURATION, diag.message, kind=kind)
+            if kind is kinds.IP_ADDRESS_POOL:
+                condition = {
+                    "type": "Valid",
+                    "status": "False",
+                    "reason": events.INVALID_CONFIGURATION,
+                    "message": diag.message,
+                }
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                if condition not in [{k: c.get(k) for k in condition} for c in conditions]:
+                    meta = obj.get("metadata") or {}
+                    path = kinds.IP_ADDRESS_POOL.path(meta.get("namespace"), meta.get("name"), "status")
+                    self._write(
+                        "PATCH", path, {"status": {"conditions": [condition]}}, f"ipaddresspool {meta.get('name')}"
+                    )
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _event(self, obj: Obj, event_type: str, reason: str, message: str, *, kind: kinds.Kind = kinds.SERVICE) -> None:
+        if self.may_write():
+            self.recorder.record(obj, kind, event_type, reason, message)
+
+    def _write(self, method: str, path: str, body: Obj, what: str) -> Obj | None:
+        if not self.may_write():
+            return None
+        try:
+            written = self.client.request(method, path, body=body, content_type=MERGE_PATCH)
+        except ApiError as exc:
+            self._failed(what, exc)
+            return None
+        self._ok()
+        return written
+
+    def _ok(self) -> None:
+        self.updates += 1
+        self.metric(UPDATES, 1.0)
+
+    def _failed(self, what: str, exc: ApiError) -> None:
+        self.errors += 1
+        self.metric(UPDATE_ERRORS, 1.0)
+        log.warning("status.failed object=%s error=%s", what, exc)

@@ -1,0 +1,116 @@
+"""A /status-shaped document computed from a config file alone, for offline `explain`.
+
+`metalloid explain ns/name --config FILE` has no running node to ask, so it
+computes what a node would report: the allocator's answer for the file, and
+for each assigned Service the layer 2 election (MetalLB's ranking) with every
+Node of the file considered alive, since there is no membership to ask. BGP
+(a stub in this release) is shown as "every eligible node", its policy.
+
+The document has the /status shape (see `supervisor.serving.http`) plus two
+fields a live node may also send: `requested` (what the Service asked for)
+and `advertisements` (the advertisements covering its pool, per protocol).
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.allocating.results import AllocationResult
+from supervisor.config.model import Config, LabelSelector, Service, ServiceKey
+from supervisor.electing.election import elect_layer2, eligibility, rank
+
+
+def offline_status(
+    config: Config, result: AllocationResult, *, origin: str, members: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The /status a node would serve for `config`; `members` defaults to every Node in it."""
+    alive = frozenset(n.name for n in config.nodes) if members is None else members
+    keys = sorted(set(result.assignments) | set(result.pending))
+    services = [_service(config, result, key, alive) for key in keys]
+    return {
+        "node": "<offline>",
+        "mode": "offline",
+        "version": "",
+        "config": {"origin": origin, "generation": 0, "loaded": True, "stale": False, "errors": [],
+                   "warnings": list(result.warnings)},
+        "pools": [_pool(config, counts.pool, counts) for counts in result.pools],
+        "services": services,
+        "announcements": [
+            {"service": s["namespace"] + "/" + s["name"], "ip": s["ips"][0], "protocol": protocol, "node": node,
+             "interfaces": [], "reason": "offline: computed, not announced"}
+            for s in services for protocol, nodes in s["announced"].items() for node in nodes
+        ],
+        "members": [{"name": n.name, "alive": n.name in alive, "last_heard_seconds": None, "digest_mismatch": []}
+                    for n in config.nodes],
+        "workers": [],
+        "plugins": {},
+    }
+
+
+def _pool(config: Config, name: str, counts: Any) -> dict[str, Any]:
+    pool = config.pool(name)
+    return {
+        "name": name,
+        "addresses": [r.text for r in pool.addresses] if pool else [],
+        "total_v4": counts.total_v4, "assigned_v4": counts.assigned_v4, "available_v4": counts.available_v4,
+        "total_v6": counts.total_v6, "assigned_v6": counts.assigned_v6, "available_v6": counts.available_v6,
+    }
+
+
+def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: frozenset[str]) -> dict[str, Any]:
+    service = config.service(key)
+    assignment = result.assignments.get(key)
+    entry: dict[str, Any] = {
+        "namespace": key.namespace,
+        "name": key.name,
+        "ips": [str(ip) for ip in assignment.ips] if assignment else [],
+        "pool": assignment.pool if assignment else None,
+        "pending": result.pending.get(key),
+        "announced": {},
+        "elections": {},
+        "requested": _requested(service),
+        "advertisements": {},
+    }
+    if assignment is None or service is None or not assignment.ips:
+        return entry
+    l2 = config.l2_advertisements_for(assignment.pool)
+    bgp = config.bgp_advertisements_for(assignment.pool)
+    entry["advertisements"] = {"layer2": [a.name for a in l2], "bgp": [a.name for a in bgp]}
+    first_ip = assignment.ips[0]
+    if l2:
+        eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in l2), members=alive)
+        election = elect_layer2(eligible, first_ip)
+        entry["elections"]["layer2"] = {"winner": election.winner, "ranking": list(election.ranking),
+                                        "excluded": [list(e) for e in election.excluded]}
+        if election.winner:
+            entry["announced"]["layer2"] = [election.winner]
+    if bgp:
+        eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in bgp), members=alive)
+        entry["elections"]["bgp"] = {"winner": None, "ranking": list(rank(eligible.candidates, first_ip)),
+                                     "excluded": [list(e) for e in eligible.excluded]}
+        if eligible.candidates:
+            entry["announced"]["bgp"] = sorted(eligible.candidates)
+    return entry
+
+
+def _union(selector_lists: Any) -> tuple[LabelSelector, ...]:
+    """The node selectors of several advertisements: one without selectors selects every node."""
+    union: list[LabelSelector] = []
+    for selectors in selector_lists:
+        if not selectors:
+            return ()
+        union.extend(selectors)
+    return tuple(union)
+
+
+def _requested(service: Service | None) -> dict[str, Any]:
+    if service is None:
+        return {}
+    return {
+        "ips": [str(ip) for ip in service.requested_ips],
+        "pool": service.requested_pool,
+        "status_ips": [str(ip) for ip in service.status_ips],
+        "sharing_key": service.sharing_key,
+        "external_traffic_policy": service.external_traffic_policy.value,
+    }

@@ -1,0 +1,120 @@
+"""The last full state the supervisor routed, so a restarted worker catches up at once.
+
+The supervisor is a router with a memory: it keeps the last accepted config,
+the allocation computed for it, the membership view and every worker's last
+status. When a worker comes back after a crash it gets, immediately, exactly
+what it would have accumulated (`replay`): the allocator the config, the
+membership worker the config and the allocation, an announcer the current
+`AnnouncerView`. No worker keeps state the supervisor cannot rebuild.
+
+Generations are the supervisor's own: a restarted watcher counts from 1 again,
+so `accept_config` renumbers, and an unchanged config (the watcher re-reading
+the file after its restart) routes nothing at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.announcing.api import AnnouncerView
+from supervisor.config.model import Config
+from supervisor.messages import (
+    AllocationDone,
+    ConfigLoaded,
+    ConfigRejected,
+    MembersChanged,
+    ToWorker,
+    ViewChanged,
+)
+
+# Worker roles: what each kind of worker is sent and replayed.
+WATCHER = "watcher"
+ALLOCATOR = "allocator"
+MEMBERSHIP = "membership"
+ANNOUNCER = "announcer"
+
+
+@dataclass(slots=True, kw_only=True)
+class RoutedState:
+    node_name: str
+    mode: str = "standalone"
+    generation: int = 0
+    loaded: ConfigLoaded | None = None
+    # The last rejection since the last accepted config; None = not stale.
+    rejected: ConfigRejected | None = None
+    ever_rejected: bool = False
+    # Configs sent to the allocator whose AllocationDone has not come back yet.
+    in_flight: dict[int, Config] = field(default_factory=dict)
+    allocation: AllocationDone | None = None
+    allocated_config: Config | None = None
+    members: MembersChanged | None = None
+    statuses: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def accept_config(self, message: ConfigLoaded) -> ConfigLoaded | None:
+        """Record a new valid config; the message to route, or None when nothing changed."""
+        self.rejected = None
+        if self.loaded is not None and self.loaded.config == message.config:
+            return None
+        self.generation += 1
+        renumbered = dataclasses.replace(message, generation=self.generation)
+        self.loaded = renumbered
+        self.in_flight[self.generation] = message.config
+        return renumbered
+
+    def reject_config(self, message: ConfigRejected) -> None:
+        # The last good config stays in force; only the stale flag changes.
+        self.rejected = message
+        self.ever_rejected = True
+
+    def accept_allocation(self, message: AllocationDone) -> bool:
+        """Record the allocator's answer; False for one older than what we hold."""
+        config = self.in_flight.get(message.generation)
+        if config is None or (self.allocation is not None and message.generation < self.allocation.generation):
+            return False
+        for generation in [g for g in self.in_flight if g <= message.generation]:
+            del self.in_flight[generation]
+        self.allocation = message
+        self.allocated_config = config
+        return True
+
+    @property
+    def stale(self) -> bool:
+        return self.rejected is not None
+
+    def alive(self) -> frozenset[str]:
+        """Live members; without a membership worker (yet), this node alone."""
+        if self.members is None:
+            return frozenset({self.node_name})
+        return self.members.alive
+
+    def view(self) -> AnnouncerView | None:
+        if self.allocation is None or self.allocated_config is None:
+            return None
+        result = self.allocation.result
+        return AnnouncerView(
+            node_name=self.node_name,
+            mode=self.mode,
+            config=self.allocated_config,
+            assignments=tuple(result.assignments[key] for key in sorted(result.assignments)),
+            members=self.alive(),
+            generation=self.allocation.generation,
+        )
+
+    def replay(self, role: str) -> list[ToWorker]:
+        """What a (re)started worker of `role` must receive to be up to date."""
+        messages: list[ToWorker] = []
+        if role == ALLOCATOR and self.loaded is not None:
+            messages.append(self.loaded)
+        elif role == MEMBERSHIP:
+            if self.loaded is not None:
+                messages.append(self.loaded)
+            if self.allocation is not None:
+                messages.append(self.allocation)
+        elif role == ANNOUNCER:
+            view = self.view()
+            if view is not None:
+                messages.append(ViewChanged(view=view))
+        return messages

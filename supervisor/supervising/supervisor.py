@@ -1,0 +1,479 @@
+"""The supervisor process shell: spawn workers, route their messages, restart them.
+
+Every worker is its own OS process (start method "spawn", chosen explicitly:
+nothing is inherited, the same on every Python version, see
+docs/runtime.md and BENCHMARKS.md for the memory trade-off) with its own inbox
+and outbox `multiprocessing.Queue`. One queue pair per worker, recreated on
+every spawn, so a worker killed in the middle of a write can only ever corrupt
+its own queue, which dies with it. The loop waits with
+`multiprocessing.connection.wait()` on every worker's `Process.sentinel` (death)
+and its outbox reader (messages), with a 50 ms timeout for timers.
+
+Everything that decides is elsewhere and pure: `lifecycle` (states),
+`backoff` (delays and budget), `state` (what to route and replay), `status`
+(the /status document). This module only moves messages and processes.
+
+Signals: SIGTERM/SIGINT stop gracefully (announcers first, so they hand over,
+then the rest; SIGKILL for whatever outlives the grace period; exit 0).
+SIGHUP is forwarded to the watcher (reload now). A worker whose restart budget
+is spent stops the run with exit code 3 (EXIT_WORKER_FATAL).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.context
+import multiprocessing.queues
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from types import FrameType
+from typing import Any, Final
+
+from supervisor.messages import (
+    AllocationDone,
+    ConfigLoaded,
+    ConfigRejected,
+    Control,
+    FromWorker,
+    MembersChanged,
+    MetricKind,
+    MetricOp,
+    MetricUpdate,
+    StatusReport,
+    ToWorker,
+    ViewChanged,
+    WorkerFailed,
+    WorkerHeartbeat,
+)
+from supervisor.serving.metrics import MetricsRegistry
+from supervisor.supervising import lifecycle
+from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
+from supervisor.supervising.lifecycle import State, WorkerState
+from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
+from supervisor.supervising.status import build_status, readiness
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_WORKER_FATAL = 3
+START_METHOD: Final = "spawn"
+CHILD_MAIN = "supervisor.supervising.child:child_main"
+# The loop's timer resolution: start windows, hung checks and backoff retries
+# are all judged at this granularity.
+LOOP_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSpec:
+    """A worker to run: `entry` is "module:function" taking (settings, inbox, outbox)."""
+
+    name: str
+    role: str
+    entry: str
+    settings: WorkerSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorSettings:
+    node_name: str
+    mode: str = "standalone"
+    version: str = "0"
+    grace_seconds: float = 5.0
+    # No heartbeat for this long = hung (six missed 0.5 s heartbeats; an
+    # allocation of thousands of services stays well below it).
+    hung_seconds: float = 3.0
+    start_seconds: float = 0.5
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
+
+
+class _Slot:
+    """One worker: its spec, lifecycle state, restart policy and current process."""
+
+    def __init__(self, spec: WorkerSpec, settings: SupervisorSettings, clock: Callable[[], float]) -> None:
+        self.spec = spec
+        self.ws = WorkerState(name=spec.name, start_seconds=settings.start_seconds)
+        self.policy = RestartPolicy(settings.backoff, clock=clock)
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.inbox: multiprocessing.queues.Queue[Any] | None = None
+        self.outbox: multiprocessing.queues.Queue[Any] | None = None
+        self.failure: str | None = None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        specs: list[WorkerSpec],
+        settings: SupervisorSettings,
+        *,
+        metrics: MetricsRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._clock = clock
+        self._ctx = multiprocessing.get_context(START_METHOD)
+        self._slots = [_Slot(spec, settings, clock) for spec in specs]
+        self.state = RoutedState(node_name=settings.node_name, mode=settings.mode)
+        self.lock = threading.Lock()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._stopping_since: float | None = None
+        self._phase2 = False
+        self._exit_code: int | None = None
+        self._pool_names: set[str] = set()
+        self._last_loop = clock()
+        self._ready = False
+
+    # -- public: the HTTP thread reads these ---------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
+                         for s in self._slots if s.spec.role == ANNOUNCER}
+            return build_status(self.state, [s.ws for s in self._slots], now=self._clock(),
+                                version=self.settings.version, protocols=protocols)
+
+    def readyz(self) -> tuple[bool, str]:
+        with self.lock:
+            announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
+            return readiness(self.state, [s.ws for s in self._slots], announcers)
+
+    def healthz(self) -> tuple[bool, str]:
+        with self.lock:
+            fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL]
+            if fatal:
+                return False, f"worker {fatal[0]} is FATAL (restart budget spent)"
+            if self._clock() - self._last_loop > 2.0:
+                return False, "the supervisor loop is stuck"
+            return True, "ok"
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+    def install_signal_handlers(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self._stop_requested = True
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self._reload_requested = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        for slot in self._slots:
+            self._spawn(slot)
+        while self._exit_code is None:
+            handles: list[Any] = []
+            for slot in self._slots:
+                if slot.process is not None:
+                    handles.append(slot.process.sentinel)
+                if slot.outbox is not None:
+                    handles.append(slot.outbox._reader)  # type: ignore[attr-defined]
+            multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+            with self.lock:
+                self._step()
+        log.info("supervisor.exited code=%d", self._exit_code)
+        return self._exit_code
+
+    def _step(self) -> None:
+        now = self._clock()
+        self._last_loop = now
+        for slot in self._slots:
+            self._drain(slot)
+        for slot in self._slots:
+            if slot.process is not None and slot.process.exitcode is not None:
+                self._exited(slot, now)
+        if self._reload_requested:
+            self._reload_requested = False
+            self._forward_hup()
+        if self._stop_requested and self._stopping_since is None:
+            self._begin_stop(now)
+        for slot in self._slots:
+            self._tick(slot, now)
+        if self._stopping_since is not None:
+            self._continue_stop(now)
+        else:
+            self._log_readiness()
+
+    def _log_readiness(self) -> None:
+        announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
+        ready, why = readiness(self.state, [s.ws for s in self._slots], announcers)
+        if ready != self._ready:
+            self._ready = ready
+            if ready:
+                log.info("supervisor.ready generation=%d", self.state.generation)
+            else:
+                log.warning("supervisor.not_ready reason=%s", why)
+
+    def _drain(self, slot: _Slot) -> None:
+        outbox = slot.outbox
+        if outbox is None:
+            return
+        while True:
+            try:
+                message = outbox.get(block=False)
+            except queue.Empty:
+                return
+            except (EOFError, OSError) as exc:
+                # The worker exited (EOF), maybe in the middle of a write: this
+                # queue is finished; the sentinel reports the exit itself.
+                log.debug("queue.closed worker=%s error=%r", slot.spec.name, exc)
+                slot.outbox = None
+                return
+            self._route(slot, message)
+
+    def _tick(self, slot: _Slot, now: float) -> None:
+        before = slot.ws.state
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Tick(at=now))
+        if before is not slot.ws.state:
+            log.info("worker.running worker=%s pid=%s", slot.ws.name, slot.ws.pid)
+        hung = lifecycle.hung(slot.ws, now, deadline=self.settings.hung_seconds)
+        if hung and slot.process is not None and slot.failure is None:
+            slot.failure = f"hung: no heartbeat for {self.settings.hung_seconds:g}s, killed"
+            log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, self.settings.hung_seconds)
+            slot.process.kill()
+        if self._stopping_since is None and lifecycle.restart_due(slot.ws, now):
+            self._spawn(slot)
+        if slot.inbox is not None:
+            self._metric("metalloid_queue_depth", MetricKind.GAUGE, "Messages waiting in a worker's inbox",
+                         {"worker": slot.spec.name}, MetricOp.SET, float(_qsize(slot.inbox)))
+
+    # -- processes -----------------------------------------------------------
+
+    def _spawn(self, slot: _Slot) -> None:
+        ctx = self._ctx
+        inbox: multiprocessing.queues.Queue[Any] = ctx.Queue()
+        outbox: multiprocessing.queues.Queue[Any] = ctx.Queue()
+        process = ctx.Process(
+            target=_child_target(),
+            args=(slot.spec.entry, slot.spec.settings, inbox, outbox, os.getpid()),
+            name=f"metalloid-{slot.spec.name}",
+            daemon=False,
+        )
+        process.start()
+        # Close our copies of the ends only the child uses: a child killed in
+        # the middle of a write then shows up as EOF instead of a reader
+        # blocked forever on half a message.
+        outbox._writer.close()  # type: ignore[attr-defined]
+        inbox._reader.close()  # type: ignore[attr-defined]
+        first = slot.ws.started_at is None
+        slot.process, slot.inbox, slot.outbox, slot.failure = process, inbox, outbox, None
+        assert process.pid is not None
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Spawned(pid=process.pid, at=self._clock()))
+        log.info("worker.spawned worker=%s pid=%d restarts=%d", slot.spec.name, process.pid, slot.ws.restarts)
+        if not first:
+            self._metric("metalloid_worker_restarts_total", MetricKind.COUNTER,
+                         "Times a worker process was restarted after it died or hung",
+                         {"worker": slot.spec.name}, MetricOp.INC, 1.0)
+        for message in self.state.replay(slot.spec.role):
+            inbox.put(message)
+
+    def _exited(self, slot: _Slot, now: float) -> None:
+        process = slot.process
+        assert process is not None
+        self._drain(slot)
+        code = process.exitcode
+        error = slot.failure
+        if error is None and code not in (0, None):
+            error = f"exited with code {code}" if code is not None and code > 0 else f"killed by signal {-(code or 0)}"
+        ran_for = now - (slot.ws.started_at or now)
+        retry_in: float | None = 0.0
+        if slot.ws.state in (State.STARTING, State.RUNNING):
+            if self._stopping_since is not None:
+                slot.ws = lifecycle.transition(slot.ws, lifecycle.StopRequested(at=now))
+            else:
+                retry_in = slot.policy.record_failure(ran_for=ran_for)
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=code, error=error, retry_in=retry_in))
+        self._discard(slot)
+        if slot.ws.state is State.BACKOFF:
+            log.warning("worker.died worker=%s code=%s error=%s retry_in=%.3f", slot.ws.name, code, error,
+                        retry_in or 0.0)
+        elif slot.ws.state is State.FATAL:
+            log.critical("supervisor.giving_up worker=%s restarts=%d window=%gs last_error=%s "
+                         "fix=see the worker's log lines above; systemd or the kubelet restarts metalloid",
+                         slot.ws.name, slot.policy.restarts_in_window(),
+                         self.settings.backoff.window_seconds, slot.ws.last_error)
+            if self._stopping_since is None:
+                self._exit_after_stop = EXIT_WORKER_FATAL
+                self._begin_stop(now)
+        else:
+            log.info("worker.exited worker=%s code=%s", slot.ws.name, code)
+
+    def _discard(self, slot: _Slot) -> None:
+        if slot.inbox is not None:
+            # Whatever is still buffered for a dead reader must not block our exit.
+            slot.inbox.cancel_join_thread()
+            slot.inbox.close()
+        if slot.outbox is not None:
+            slot.outbox.close()
+        if slot.process is not None:
+            slot.process.join(timeout=0)
+            slot.process.close()
+        slot.process, slot.inbox, slot.outbox = None, None, None
+
+    # -- stopping ------------------------------------------------------------
+
+    _exit_after_stop = EXIT_OK
+
+    def _begin_stop(self, now: float) -> None:
+        log.info("supervisor.stopping grace=%gs", self.settings.grace_seconds)
+        self._stopping_since = now
+        # Announcers first: they withdraw and tell their peers, who take over
+        # while the rest of this node is still up.
+        self._stop_role(lambda s: s.spec.role == ANNOUNCER, now)
+
+    def _continue_stop(self, now: float) -> None:
+        assert self._stopping_since is not None
+        elapsed = now - self._stopping_since
+        announcers_gone = all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER)
+        if not self._phase2 and (announcers_gone or elapsed > self.settings.grace_seconds / 2):
+            self._phase2 = True
+            self._stop_role(lambda s: True, now)
+        if all(s.process is None for s in self._slots):
+            self._exit_code = self._exit_after_stop
+            return
+        if elapsed > self.settings.grace_seconds:
+            for slot in self._slots:
+                if slot.process is not None:
+                    log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
+                    slot.process.kill()
+
+    def _stop_role(self, which: Callable[[_Slot], bool], now: float) -> None:
+        for slot in self._slots:
+            if not which(slot) or slot.ws.state is State.STOPPING:
+                continue
+            slot.ws = lifecycle.transition(slot.ws, lifecycle.StopRequested(at=now))
+            if slot.ws.state is State.STOPPING and slot.inbox is not None:
+                slot.inbox.put(Control.STOP)
+
+    def _forward_hup(self) -> None:
+        for slot in self._slots:
+            if slot.spec.role == WATCHER and slot.process is not None and slot.process.pid:
+                log.info("config.reload_requested worker=%s", slot.spec.name)
+                os.kill(slot.process.pid, signal.SIGHUP)
+
+    # -- routing -------------------------------------------------------------
+
+    def _send(self, role: str, message: ToWorker) -> None:
+        for slot in self._slots:
+            if slot.spec.role == role and slot.inbox is not None and slot.ws.state in (State.STARTING, State.RUNNING):
+                slot.inbox.put(message)
+
+    def _route(self, slot: _Slot, message: FromWorker) -> None:
+        match message:
+            case WorkerHeartbeat():
+                slot.ws = lifecycle.transition(slot.ws, lifecycle.HeartbeatSeen(at=self._clock()))
+            case MetricUpdate():
+                self.metrics.apply(message)
+            case StatusReport(worker=_, payload=payload):
+                self.state.statuses[slot.spec.name] = payload
+            case WorkerFailed(error=error):
+                slot.failure = error
+            case ConfigLoaded():
+                self._config_loaded(message)
+            case ConfigRejected():
+                self.state.reject_config(message)
+                self._reload_metric("rejected")
+                self._config_flags()
+            case AllocationDone():
+                if self.state.accept_allocation(message):
+                    self._send(MEMBERSHIP, message)
+                    self._pool_metrics(message)
+                    self._announce()
+            case MembersChanged():
+                self.state.members = message
+                self._announce()
+            case _:  # a closed union, but a buggy worker may send anything
+                log.warning(  # type: ignore[unreachable]
+                    "message.unexpected worker=%s type=%s", slot.spec.name, type(message).__name__)
+
+    def _config_loaded(self, message: ConfigLoaded) -> None:
+        routed = self.state.accept_config(message)
+        self._reload_metric("ok" if routed is not None else "unchanged")
+        self._config_flags()
+        if routed is not None:
+            log.info("config.routed generation=%d", routed.generation)
+            self._send(ALLOCATOR, routed)
+            self._send(MEMBERSHIP, routed)
+
+    def _announce(self) -> None:
+        view = self.state.view()
+        if view is not None:
+            self._send(ANNOUNCER, ViewChanged(view=view))
+
+    # -- metrics -------------------------------------------------------------
+
+    def _metric(self, name: str, kind: MetricKind, doc: str, labels: dict[str, str], op: MetricOp,
+                value: float) -> None:
+        self.metrics.apply(MetricUpdate(name=name, kind=kind, documentation=doc, labels=tuple(labels.items()),
+                                        op=op, value=value))
+
+    def _reload_metric(self, result: str) -> None:
+        self._metric("metalloid_config_reloads_total", MetricKind.COUNTER,
+                     "Config loads by result (ok, unchanged, rejected)", {"result": result}, MetricOp.INC, 1.0)
+
+    def _config_flags(self) -> None:
+        loaded = 1.0 if self.state.loaded is not None else 0.0
+        stale = 1.0 if self.state.stale else 0.0
+        for name, value in (("metallb_k8s_client_config_loaded_bool", loaded),
+                            ("metallb_k8s_client_config_stale_bool", stale)):
+            self._metric(name, MetricKind.GAUGE, "", {}, MetricOp.SET, value)
+
+    def _pool_metrics(self, message: AllocationDone) -> None:
+        names = set()
+        for c in message.result.pools:
+            names.add(c.pool)
+            labels = {"pool": c.pool}
+            for name, value in (
+                ("metallb_allocator_addresses_total", c.total_v4 + c.total_v6),
+                ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
+                ("metallb_allocator_ipv4_addresses_total", c.total_v4),
+                ("metallb_allocator_ipv4_addresses_in_use_total", c.assigned_v4),
+                ("metallb_allocator_ipv6_addresses_total", c.total_v6),
+                ("metallb_allocator_ipv6_addresses_in_use_total", c.assigned_v6),
+            ):
+                self._metric(name, MetricKind.GAUGE, "", labels, MetricOp.SET, float(value))
+        for gone in self._pool_names - names:
+            for name in ("metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
+                         "metallb_allocator_ipv4_addresses_total", "metallb_allocator_ipv4_addresses_in_use_total",
+                         "metallb_allocator_ipv6_addresses_total", "metallb_allocator_ipv6_addresses_in_use_total"):
+                self._metric(name, MetricKind.GAUGE, "", {"pool": gone}, MetricOp.REMOVE, 0.0)
+        self._pool_names = names
+
+    # -- introspection for tests and the bench -------------------------------
+
+    def worker_pids(self) -> dict[str, int | None]:
+        with self.lock:
+            return {s.spec.name: s.ws.pid for s in self._slots}
+
+    def worker_states(self) -> dict[str, WorkerState]:
+        with self.lock:
+            return {s.spec.name: replace(s.ws) for s in self._slots}
+
+
+def _qsize(q: multiprocessing.queues.Queue[Any]) -> int:
+    try:
+        return q.qsize()
+    except (NotImplementedError, OSError):  # pragma: no cover - macOS
+        return 0
+
+
+def _child_target() -> Callable[..., None]:
+    from supervisor.supervising.child import child_main
+
+    return child_main

@@ -1,0 +1,97 @@
+"""Helpers the Kubernetes-mode tests share: the runbook's manifests, polling, controllers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
+from supervisor.kubernetes.leaderelection import LeaseTimings
+from supervisor.watching.k8s_watcher import WatchOptions
+from tests.fakeapi.server import FakeApiServer
+
+T = TypeVar("T")
+
+# The runbook's manifests, exactly as written there (shared/seed).
+RUNBOOK_POOL = """\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: first-pool
+  namespace: metallb-system
+spec:
+  addresses:
+    - 10.0.10.10-10.0.10.99 # 90 available IPs
+  autoAssign: true
+  avoidBuggyIPs: false
+"""
+RUNBOOK_L2 = """\
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata:
+  name: first-pool
+  namespace: metallb-system
+spec:
+  ipAddressPools:
+    - first-pool
+"""
+
+FAST_LEASE = LeaseTimings(lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
+
+
+def service(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], **spec},
+    }
+
+
+def pool(name: str, *addresses: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": name, "namespace": "metallb-system"},
+        "spec": {"addresses": list(addresses)},
+    }
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll until `check()` is truthy and return it; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
+        time.sleep(0.01)
+
+
+def ingress(api: FakeApiServer, name: str, namespace: str = "default") -> list[str]:
+    obj = api.get("Service", namespace, name)
+    return [i["ip"] for i in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+
+
+def events_for(api: FakeApiServer, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    return [e for e in api.list("Event", namespace) if e["involvedObject"]["name"] == name]
+
+
+def controller_options(identity: str = "controller-a", **kw: Any) -> ControllerOptions:
+    watch = WatchOptions(debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.3)
+    return ControllerOptions(identity=identity, timings=FAST_LEASE, watch=watch, **kw)
+
+
+@contextmanager
+def running_controller(api: FakeApiServer, identity: str = "controller-a", **kw: Any) -> Iterator[ControllerLoop]:
+    client = RawClient.connect(host=api.url, user_agent=f"metalloid/{identity}")
+    loop = ControllerLoop(client, controller_options(identity, **kw)).start()
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        client.close()

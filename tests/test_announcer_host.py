@@ -1,0 +1,140 @@
+"""The announcer host driven in a thread with queue.Queue, using the recording plugin."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.allocating.results import Assignment
+from supervisor.announcing import host
+from supervisor.announcing.api import Announcement, AnnouncerView
+from supervisor.config.model import Config, ServiceKey
+from supervisor.messages import (
+    Control,
+    MetricKind,
+    MetricOp,
+    MetricUpdate,
+    StatusReport,
+    ViewChanged,
+    WorkerHeartbeat,
+)
+from supervisor.supervising.settings import WorkerSettings
+
+KEY = ServiceKey(namespace="default", name="web")
+VIEW = AnnouncerView(
+    node_name="n1", mode="standalone", config=Config(),
+    assignments=(Assignment(service=KEY, ips=(ipaddress.ip_address("10.0.0.5"),), pool="p"),),
+    members=frozenset({"n1"}), generation=3,
+)
+
+
+@pytest.fixture(autouse=True)
+def recording_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("METALLOID_EXTRA_PLUGINS", "tests.recording_plugin:plugin")
+    monkeypatch.setenv("METALLOID_RECORDING_LOG", str(log))
+    return log
+
+
+class Running:
+    def __init__(self, protocol: str) -> None:
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.outbox: queue.Queue[Any] = queue.Queue()
+        self.error: BaseException | None = None
+        settings = WorkerSettings(name=f"announcer-{protocol}", node_name="n1", protocol=protocol,
+                                  heartbeat_seconds=0.05, tick_seconds=0.01)
+        self.thread = threading.Thread(target=self._run, args=(settings,), daemon=True)
+        self.thread.start()
+
+    def _run(self, settings: WorkerSettings) -> None:
+        try:
+            host.run(settings, self.inbox, self.outbox)
+        except BaseException as exc:
+            self.error = exc
+
+    def next(self, kind: type, timeout: float = 5.0) -> Any:
+        while True:
+            message = self.outbox.get(timeout=timeout)
+            if isinstance(message, kind):
+                return message
+
+    def stop(self) -> None:
+        self.inbox.put(Control.STOP)
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_view_in_status_and_metrics_out_stop_hands_over(recording_plugin: Path) -> None:
+    w = Running("recording")
+    first = w.next(StatusReport)
+    assert first.payload["announcements"] == [] and first.payload["sockets_ready"] is True
+    w.next(WorkerHeartbeat)
+    w.inbox.put(ViewChanged(view=VIEW))
+    metric = w.next(MetricUpdate)
+    assert metric.name == "metallb_speaker_announced" and ("ip", "10.0.0.5") in metric.labels
+    report = w.next(StatusReport)
+    assert report.payload["announcements"] == [
+        {"service": "default/web", "ip": "10.0.0.5", "protocol": "recording", "node": "n1"}]
+    w.stop()
+    assert w.error is None
+    assert [c["call"] for c in calls(recording_plugin)] == ["start", "update", "stop"]
+    assert calls(recording_plugin)[-1]["handover"] is True
+
+
+def test_unknown_protocol_names_what_is_registered() -> None:
+    w = Running("nope")
+    w.thread.join(timeout=5)
+    assert isinstance(w.error, LookupError)
+    assert "'nope'" in str(w.error) and "recording" in str(w.error)
+
+
+def test_plugin_exception_escapes_so_the_process_exits_nonzero() -> None:
+    w = Running("crashy")
+    w.next(StatusReport)
+    w.inbox.put(ViewChanged(view=VIEW))
+    w.thread.join(timeout=5)
+    assert isinstance(w.error, RuntimeError)
+
+
+class ListOutbox:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        self.items.append(obj)
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "op", "value"),
+    [
+        (lambda h: h.counter("c", "doc", {"a": "1"}), MetricKind.COUNTER, MetricOp.INC, 1.0),
+        (lambda h: h.gauge("c", "doc", {"a": "1"}, 7), MetricKind.GAUGE, MetricOp.SET, 7.0),
+        (lambda h: h.observe("c", "doc", {"a": "1"}, 0.2), MetricKind.HISTOGRAM, MetricOp.OBSERVE, 0.2),
+        (lambda h: h.remove("c", {"a": "1"}), MetricKind.GAUGE, MetricOp.REMOVE, 0.0),
+    ],
+    ids=["counter", "gauge", "observe", "remove"],
+)
+def test_host_metric_calls_become_metric_updates(call: Any, kind: MetricKind, op: MetricOp, value: float) -> None:
+    out = ListOutbox()
+    call(host.QueueHost(node_name="n1", protocol="x", outbox=out))
+    [update] = out.items
+    assert (update.name, update.kind, update.op, update.value, update.labels) == ("c", kind, op, value, (("a", "1"),))
+
+
+def test_jsonable_status() -> None:
+    a = Announcement(service=KEY, ip=ipaddress.ip_address("fd00::1"), protocol="layer2", node="n1")
+    assert host.jsonable({"announcements": (a,), "set": frozenset({"b", "a"})}) == {
+        "announcements": [{"service": "default/web", "ip": "fd00::1", "protocol": "layer2", "node": "n1",
+                           "interfaces": [], "reason": ""}],
+        "set": ["a", "b"],
+    }

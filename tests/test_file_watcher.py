@@ -1,0 +1,145 @@
+"""The standalone file watcher: debounce, hash, SIGHUP-forced reloads, rejection with check's messages."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.config.diagnostics import Diagnostic, error
+from supervisor.config.model import Config, Source
+from supervisor.messages import ConfigLoaded, ConfigRejected, Control, WorkerHeartbeat
+from supervisor.supervising.settings import WorkerSettings
+from supervisor.watching import file_watcher
+from supervisor.watching.file_watcher import FileWatcherCore
+from tests.runtime_helpers import config_text
+
+
+class FakeLoader:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail = False
+
+    def __call__(self, paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
+        self.calls += 1
+        if self.fail:
+            return None, [error(Source(file=paths[0], line=3), "IPAddressPool", "p", "bad")]
+        return Config(), []
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, FakeLoader, FileWatcherCore]:
+    path = tmp_path / "c.yaml"
+    path.write_text("a")
+    loader = FakeLoader()
+    return path, loader, FileWatcherCore([str(path)], load=loader, debounce_seconds=0.2)
+
+
+def _touch(path: Path, text: str, mtime_ns: int) -> None:
+    path.write_text(text)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_loads_at_start(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    _, loader, core = setup
+    [msg] = core.poll(0.0)
+    assert isinstance(msg, ConfigLoaded) and msg.generation == 1 and loader.calls == 1
+
+
+def test_change_waits_for_the_debounce(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    path, loader, core = setup
+    core.poll(0.0)
+    _touch(path, "bb", 10**18)
+    assert core.poll(1.0) == []  # change seen
+    assert core.poll(1.1) == []  # still inside the debounce
+    [msg] = core.poll(1.25)
+    assert isinstance(msg, ConfigLoaded) and msg.generation == 2 and loader.calls == 2
+
+
+def test_a_change_during_the_debounce_restarts_it(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    path, loader, core = setup
+    core.poll(0.0)
+    _touch(path, "bb", 10**18)
+    core.poll(1.0)
+    _touch(path, "bbb", 10**18 + 1)
+    assert core.poll(1.25) == []
+    assert len(core.poll(1.5)) == 1
+
+
+def test_touch_without_content_change_does_not_reload(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    path, loader, core = setup
+    core.poll(0.0)
+    os.utime(path, ns=(10**18, 10**18))
+    core.poll(1.0)
+    assert core.poll(2.0) == [] and loader.calls == 1
+
+
+def test_force_reloads_even_when_unchanged(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    _, loader, core = setup
+    core.poll(0.0)
+    [msg] = core.poll(0.1, force=True)
+    assert isinstance(msg, ConfigLoaded) and loader.calls == 2
+
+
+def test_rejected_then_fixed_back_reloads(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
+    path, loader, core = setup
+    core.poll(0.0)
+    loader.fail = True
+    _touch(path, "broken", 10**18)
+    core.poll(1.0)
+    [rejected] = core.poll(2.0)
+    assert isinstance(rejected, ConfigRejected) and "bad" in str(rejected.diagnostics[0])
+    loader.fail = False
+    _touch(path, "a", 10**18 + 5)  # the old good bytes again
+    core.poll(3.0)
+    [loaded] = core.poll(4.0)
+    assert isinstance(loaded, ConfigLoaded)
+
+
+def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(1, node="n1"))
+    config, diagnostics = file_watcher.default_loader("n9")([str(path)])
+    assert config is None
+    assert any("--node n9" in str(d) and "n1" in str(d) for d in diagnostics)
+    config, _ = file_watcher.default_loader("n1")([str(path)])
+    assert config is not None
+
+
+def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_path: Path) -> None:
+    from supervisor.commands.check import plugin_validators
+    from supervisor.config.loading import load_config_files
+
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(2))
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                              debounce_seconds=0.05, heartbeat_seconds=0.05)
+    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
+                              kwargs={"install_signal": False}, daemon=True)
+    thread.start()
+
+    def next_config() -> Any:
+        while True:
+            message = outbox.get(timeout=5)
+            if not isinstance(message, WorkerHeartbeat):
+                return message
+
+    first = next_config()
+    assert isinstance(first, ConfigLoaded) and len(first.config.services) == 2
+    path.write_text(config_text(2).replace("10.20.0.0/16", "10.20.0.0/33"))
+    rejected = next_config()
+    assert isinstance(rejected, ConfigRejected)
+    _, expected = load_config_files([str(path)], validators=plugin_validators())
+    assert [str(d) for d in rejected.diagnostics] == [str(d) for d in expected if d.is_error]
+    inbox.put(file_watcher.RELOAD)
+    assert isinstance(next_config(), ConfigRejected)
+    inbox.put(Control.STOP)
+    thread.join(timeout=5)
+    assert not thread.is_alive()

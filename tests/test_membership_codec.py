@@ -1,0 +1,222 @@
+"""The heartbeat wire format: round trips, authentication, replay window, garbage."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.membership.codec import (
+    MAX_CHUNK,
+    Chunk,
+    Dropped,
+    DropReason,
+    Heartbeat,
+    PacketType,
+    ReplayWindow,
+    decode,
+    encode,
+)
+
+KEY = b"s3cret-membership-key"
+KNOWN = frozenset({"a", "b", "c"})
+
+
+def hb(**overrides: object) -> Heartbeat:
+    fields: dict[str, object] = {
+        "type": PacketType.HEARTBEAT,
+        "sender": "a",
+        "receiver": "b",
+        "incarnation": 1_700_000_000_000_000_000,
+        "seq": 7,
+        "sent_at_ns": 1_700_000_000_123_456_789,
+        "echo_incarnation": 42,
+        "digest": bytes(range(16)),
+    }
+    fields.update(overrides)
+    return Heartbeat(**fields)  # type: ignore[arg-type]
+
+
+def dec(data: bytes, key: bytes | None = KEY, receiver: str = "b") -> Heartbeat | Dropped:
+    return decode(data, key=key, receiver=receiver, known=KNOWN)
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        hb(),
+        hb(type=PacketType.LEAVING),
+        hb(chunk=Chunk(index=1, count=3, data=b"default/web=10.0.10.10@pool\n")),
+        hb(chunk=Chunk(index=0, count=1, data=b"")),
+        hb(digest=bytes(16), echo_incarnation=0),
+    ],
+    ids=["heartbeat", "leaving", "chunk", "empty-chunk", "no-digest"],
+)
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "insecure"])
+def test_round_trip(packet: Heartbeat, key: bytes | None) -> None:
+    assert dec(encode(packet, key), key=key) == packet
+
+
+def test_unicode_node_names_round_trip() -> None:
+    packet = hb(sender="nöde-1", receiver="b")
+    assert decode(encode(packet, KEY), key=KEY, receiver="b", known=frozenset({"nöde-1"})) == packet
+
+
+def reason(result: Heartbeat | Dropped) -> DropReason | None:
+    return result.reason if isinstance(result, Dropped) else None
+
+
+def flip(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
+
+
+@pytest.mark.parametrize("index", [5, 8, 12, 20, 30, 40, 50, -1], ids=lambda i: f"byte{i}")
+def test_any_tampered_byte_is_rejected(index: int) -> None:
+    result = dec(flip(encode(hb(), KEY), index))
+    # Tampering the length fields makes the packet unparsable; anything else fails the MAC.
+    assert reason(result) in {DropReason.BAD_MAC, DropReason.MALFORMED}
+    assert not isinstance(result, Heartbeat)
+
+
+def test_tampered_seq_is_bad_mac() -> None:
+    data = encode(hb(seq=7), KEY)
+    forged = data.replace((7).to_bytes(8, "big"), (8).to_bytes(8, "big"), 1)
+    assert forged != data
+    assert reason(dec(forged)) is DropReason.BAD_MAC
+
+
+@pytest.mark.parametrize(
+    ("sent_with", "read_with", "expected"),
+    [
+        (b"other-key", KEY, DropReason.BAD_MAC),
+        (None, KEY, DropReason.BAD_MAC),  # a forged packet without a key
+        (KEY, None, None),  # insecure receivers cannot check a MAC and accept
+    ],
+    ids=["wrong-key", "no-mac", "insecure-receiver"],
+)
+def test_authentication(sent_with: bytes | None, read_with: bytes | None, expected: DropReason | None) -> None:
+    assert reason(dec(encode(hb(), sent_with), key=read_with)) is expected
+
+
+@pytest.mark.parametrize(
+    ("packet", "receiver", "expected"),
+    [
+        (hb(sender="mallory"), "b", DropReason.UNKNOWN_NODE),
+        (hb(receiver="c"), "b", DropReason.WRONG_DESTINATION),
+    ],
+    ids=["unknown-sender", "for-another-node"],
+)
+def test_who(packet: Heartbeat, receiver: str, expected: DropReason) -> None:
+    assert reason(dec(encode(packet, KEY), receiver=receiver)) is expected
+
+
+def test_wrong_version() -> None:
+    data = bytearray(encode(hb(), KEY))
+    data[2] = 9
+    assert reason(dec(bytes(data))) is DropReason.WRONG_VERSION
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"ML", b"XX\x01\x01\x01\x01\x01", b"ML\x01\x07\x01\x01\x01", b"ML\x01\x01\x80\x01\x01"],
+    ids=["empty", "magic-only", "bad-magic", "bad-type", "bad-flags"],
+)
+def test_malformed(data: bytes) -> None:
+    assert reason(dec(data)) is DropReason.MALFORMED
+
+
+def test_truncated_and_trailing_bytes_are_malformed() -> None:
+    data = encode(hb(), KEY)
+    assert reason(dec(data[:-1])) in {DropReason.MALFORMED, DropReason.BAD_MAC}
+    assert reason(dec(data + b"\x00")) in {DropReason.MALFORMED, DropReason.BAD_MAC}
+    plain = encode(hb(), None)
+    assert reason(dec(plain + b"x", key=None)) is DropReason.MALFORMED
+    assert reason(dec(plain[:-3], key=None)) is DropReason.MALFORMED
+
+
+def test_encode_refuses_oversized_chunk() -> None:
+    with pytest.raises(ValueError, match="chunk"):
+        encode(hb(chunk=Chunk(index=0, count=1, data=b"x" * (MAX_CHUNK + 1))), KEY)
+
+
+@given(st.binary(max_size=600))
+def test_garbage_never_raises(data: bytes) -> None:
+    result = dec(data)
+    assert isinstance(result, Dropped)
+
+
+@given(st.binary(max_size=80), st.integers(min_value=0, max_value=200))
+def test_mutated_genuine_packets_never_raise(noise: bytes, at: int) -> None:
+    data = encode(hb(chunk=Chunk(index=0, count=2, data=b"x=y\n")), KEY)
+    at = min(at, len(data))
+    mutated = data[:at] + noise + data[at + len(noise) :]
+    result = dec(mutated)
+    assert isinstance(result, (Heartbeat, Dropped))
+    if mutated != data:
+        assert isinstance(result, Dropped)
+    # Insecure receivers must not crash either.
+    assert isinstance(dec(mutated, key=None), (Heartbeat, Dropped))
+
+
+# -- replay window ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("history", "incarnation", "seq", "accepted"),
+    [
+        ([], 5, 1, True),
+        ([(5, 1)], 5, 2, True),
+        ([(5, 1)], 5, 1, False),  # the same packet again
+        ([(5, 3)], 5, 2, False),  # older sequence (reordered or replayed)
+        ([(5, 3)], 6, 0, True),  # the peer restarted: a newer incarnation
+        ([(5, 3)], 4, 99, False),  # a previous life of the peer
+        ([(5, 3), (6, 0)], 5, 4, False),  # once restarted, the old life is over
+    ],
+    ids=["first", "next", "duplicate", "older-seq", "newer-incarnation", "older-incarnation", "old-life"],
+)
+def test_replay_window(history: list[tuple[int, int]], incarnation: int, seq: int, accepted: bool) -> None:
+    window = ReplayWindow()
+    for inc, s in history:
+        assert window.accept("a", inc, s) is None
+    result = window.accept("a", incarnation, seq)
+    assert (result is None) is accepted
+    if result is not None:
+        assert result.reason is DropReason.REPLAY
+
+
+def test_replay_window_is_per_peer_and_check_does_not_record() -> None:
+    window = ReplayWindow()
+    assert window.accept("a", 5, 10) is None
+    assert window.accept("b", 5, 1) is None  # b's numbers are its own
+    assert window.check("c", 1, 1) is None
+    assert window.check("c", 1, 1) is None  # check alone records nothing
+    assert window.incarnation_of("a") == 5
+    assert window.incarnation_of("c") == 0
+
+
+def test_replayed_genuine_packet_is_rejected_end_to_end() -> None:
+    window = ReplayWindow()
+    data = encode(hb(seq=1), KEY)
+    first = dec(data)
+    assert isinstance(first, Heartbeat)
+    assert window.accept(first.sender, first.incarnation, first.seq) is None
+    again = dec(data)
+    assert isinstance(again, Heartbeat)  # authentic bytes...
+    dropped = window.accept(again.sender, again.incarnation, again.seq)
+    assert dropped is not None and dropped.reason is DropReason.REPLAY  # ...but seen before
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=30))
+def test_replay_window_accepts_a_strictly_increasing_sequence(packets: list[tuple[int, int]]) -> None:
+    window = ReplayWindow()
+    accepted = [p for p in packets if window.accept("a", *p) is None]
+    assert accepted == sorted(set(accepted))
+    assert all(x < y for x, y in itertools.pairwise(accepted))
+
+
+def test_heartbeat_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hb().seq = 3  # type: ignore[misc]

@@ -1,0 +1,264 @@
+"""Membership workers as real processes on loopback: detection, LEAVING, forgery, replay.
+
+Each node binds its own 127.0.0.x address and its own port (the per-node
+`ports` override), talks real UDP, and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from supervisor.allocating.results import AllocationResult, Assignment
+from supervisor.config.model import Config, MembershipSettings, Node, ServiceKey, Settings
+from supervisor.membership.codec import Heartbeat, PacketType, decode, encode
+from supervisor.membership.worker import MembershipWorkerSettings, read_key_file, run
+from supervisor.messages import (
+    AllocationDone,
+    ConfigLoaded,
+    Control,
+    MembersChanged,
+    MetricUpdate,
+    WorkerFailed,
+    WorkerHeartbeat,
+)
+
+CTX = multiprocessing.get_context("spawn")
+KEY = b"test-membership-key"
+BASE = 30 + os.getpid() % 200  # 127.0.0.BASE.. : distinct per test run
+
+
+def free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    names: tuple[str, ...]
+    addresses: dict[str, str]
+    ports: dict[str, int]
+    interval: float = 0.1
+    dead_after: float = 0.35
+
+    def config(self) -> Config:
+        nodes = tuple(Node(name=n, addresses=(ipaddress.IPv4Address(self.addresses[n]),)) for n in self.names)
+        ms = MembershipSettings(interval_seconds=self.interval, dead_after_seconds=self.dead_after)
+        return Config(nodes=nodes, settings=Settings(membership=ms))
+
+
+def make_cluster(names: tuple[str, ...], **kw: float) -> Cluster:
+    addresses = {n: f"127.0.0.{BASE + i}" for i, n in enumerate(names)}
+    return Cluster(names=names, addresses=addresses, ports={n: free_port(a) for n, a in addresses.items()}, **kw)
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: Any
+    inbox: Any
+    outbox: Any
+    seen: list[object] = field(default_factory=list)
+
+    def wait_for(self, pred: Callable[[object], bool], timeout: float = 5.0, *, past: bool = False) -> object:
+        """The first message that satisfies `pred` (fails after `timeout`).
+
+        Only messages that arrive from now on count, unless `past`: then one
+        already received counts too.
+        """
+        if past:
+            for msg in self.seen:
+                if pred(msg):
+                    return msg
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.name}: no matching message within {timeout}s; last: {self.seen[-5:]}")
+            try:
+                msg = self.outbox.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.seen.append(msg)
+            if pred(msg):
+                return msg
+
+    def wait_members(self, pred: Callable[[MembersChanged], bool], timeout: float = 5.0) -> MembersChanged:
+        msg = self.wait_for(lambda m: isinstance(m, MembersChanged) and pred(m), timeout)
+        assert isinstance(msg, MembersChanged)
+        return msg
+
+    def rejected(self, reason: str, timeout: float = 5.0) -> MetricUpdate:
+        msg = self.wait_for(
+            lambda m: (
+                isinstance(m, MetricUpdate)
+                and m.name == "metalloid_heartbeats_rejected_total"
+                and m.labels == (("reason", reason),)
+            ),
+            timeout,
+        )
+        assert isinstance(msg, MetricUpdate)
+        return msg
+
+
+def heard_all(m: MembersChanged) -> bool:
+    return all(i.alive and i.last_heard_seconds is not None for i in m.members)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(cluster: Cluster, name: str, key: bytes | None = KEY, **kw: Any) -> Worker:
+        settings = MembershipWorkerSettings(
+            node_name=name, key=key, ports=tuple(cluster.ports.items()), report_every_seconds=0.2, **kw
+        )
+        inbox, outbox = CTX.Queue(), CTX.Queue()
+        proc = CTX.Process(target=run, args=(settings, inbox, outbox), name=f"membership-{name}", daemon=True)
+        proc.start()
+        worker = Worker(name=name, proc=proc, inbox=inbox, outbox=outbox)
+        started.append(worker)
+        inbox.put(ConfigLoaded(generation=1, config=cluster.config(), origin="test"))
+        return worker
+
+    yield start
+    for w in started:
+        if w.proc.is_alive():
+            os.kill(w.proc.pid, signal.SIGKILL)
+        w.proc.join(5)
+
+
+def test_killed_node_is_declared_dead_within_the_deadline(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b", "c"))
+    a, b, c = (spawn(cluster, n) for n in cluster.names)
+    for w in (a, b):
+        m = w.wait_members(heard_all)
+        assert m.alive == {"a", "b", "c"}
+    os.kill(c.proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    m = a.wait_members(lambda m: "c" not in m.alive, timeout=3.0)
+    elapsed = time.monotonic() - killed
+    assert m.alive == {"a", "b"}
+    assert elapsed < 1.5, f"detection took {elapsed:.3f}s"
+    detection = a.wait_for(
+        lambda m: isinstance(m, MetricUpdate) and m.name == "metalloid_failover_detection_seconds", past=True
+    )
+    assert isinstance(detection, MetricUpdate)
+    # Measured from c's last heartbeat: the deadline, plus at most about one loop turn.
+    assert 0.35 <= detection.value < 0.35 + 0.2
+    b.wait_members(lambda m: m.alive == {"a", "b"}, timeout=3.0)
+
+
+def test_stop_sends_leaving_and_peers_react_at_once(spawn: Callable[..., Worker]) -> None:
+    # A long deadline, so that only LEAVING can explain a quick death.
+    cluster = make_cluster(("a", "b"), dead_after=5.0)
+    a, b = (spawn(cluster, n) for n in cluster.names)
+    a.wait_members(heard_all)
+    b.wait_members(heard_all)
+    stopped = time.monotonic()
+    b.inbox.put(Control.STOP)
+    a.wait_members(lambda m: m.alive == {"a"}, timeout=4.0)
+    assert time.monotonic() - stopped < 2.0
+    b.proc.join(5)
+    assert b.proc.exitcode == 0
+
+
+def test_forged_and_replayed_packets_are_rejected(spawn: Callable[..., Worker]) -> None:
+    # "d" is played by the test: a real socket that sends and receives heartbeats.
+    cluster = make_cluster(("a", "d"), dead_after=5.0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as d:
+        d.bind((cluster.addresses["d"], cluster.ports["d"]))
+        d.settimeout(5.0)
+        a = spawn(cluster, "a")
+        target = (cluster.addresses["a"], cluster.ports["a"])
+
+        # What a sends to d is authenticated and addressed to d.
+        data, _ = d.recvfrom(4096)
+        got = decode(data, key=KEY, receiver="d", known={"a"})
+        assert isinstance(got, Heartbeat) and got.sender == "a" and got.type is PacketType.HEARTBEAT
+
+        def from_d(seq: int, key: bytes | None) -> bytes:
+            hb = Heartbeat(
+                type=PacketType.HEARTBEAT, sender="d", receiver="a", incarnation=5, seq=seq, sent_at_ns=time.time_ns()
+            )
+            return encode(hb, key)
+
+        d.sendto(from_d(1, None), target)  # forged: no key, no MAC
+        a.rejected("bad_mac")
+        d.sendto(from_d(1, b"guessed-key"), target)
+        a.rejected("bad_mac")
+
+        genuine = [from_d(seq, KEY) for seq in (1, 2, 3)]
+        for packet in genuine:
+            d.sendto(packet, target)
+        a.wait_members(lambda m: any(i.name == "d" and i.last_heard_seconds is not None for i in m.members))
+        d.sendto(genuine[1], target)  # a recorded genuine packet, played again
+        a.rejected("replay")
+        d.sendto(b"\x00garbage", target)
+        a.rejected("malformed")
+
+
+def test_multi_node_config_without_key_refuses_to_start(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"))
+    a = spawn(cluster, "a", key=None)
+    failed = a.wait_for(lambda m: isinstance(m, WorkerFailed))
+    assert isinstance(failed, WorkerFailed) and "--membership-key-file" in failed.error
+    a.proc.join(5)
+    assert a.proc.exitcode == 2
+
+
+def test_insecure_mode_runs_without_a_key(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"))
+    a, _b = spawn(cluster, "a", key=None, insecure=True), spawn(cluster, "b", key=None, insecure=True)
+    assert a.wait_members(heard_all).alive == {"a", "b"}
+    assert a.wait_for(lambda m: isinstance(m, WorkerHeartbeat))
+
+
+def test_single_node_is_alive_alone(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a",))
+    a = spawn(cluster, "a", key=None)
+    m = a.wait_members(lambda m: True)
+    assert m.alive == {"a"} and [i.name for i in m.members] == ["a"]
+
+
+def allocation(ip: str) -> AllocationDone:
+    key = ServiceKey(namespace="default", name="web")
+    result = AllocationResult(
+        assignments={key: Assignment(service=key, ips=(ipaddress.IPv4Address(ip),), pool="lan")}, pending={}, pools=()
+    )
+    return AllocationDone(generation=1, result=result)
+
+
+def test_digest_mismatch_names_the_service(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"))
+    a = spawn(cluster, "a", consistency_grace_seconds=0.5)
+    b = spawn(cluster, "b", consistency_grace_seconds=0.5)
+    a.inbox.put(allocation("10.0.10.10"))
+    b.inbox.put(allocation("10.0.10.11"))
+    m = a.wait_members(lambda m: bool(m.digest_mismatch))
+    assert m.digest_mismatch == (("b", (ServiceKey(namespace="default", name="web"),)),)
+    b.inbox.put(allocation("10.0.10.10"))  # b is fixed: the report clears
+    a.wait_members(lambda m: not m.digest_mismatch and all(i.digest == m.members[0].digest for i in m.members))
+
+
+def test_key_file(tmp_path: Any) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"  secret\n")
+    assert read_key_file(path) == b"secret"
+    path.write_bytes(b"\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_key_file(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_key_file(tmp_path / "missing")
