@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.layer2_lab import CLIENT_V4, NODE_V4, Lab, sh  # noqa: E402
+from tests.layer2_lab import CLIENT_V4, NODE_V4, Lab, sh
 
 VIP = "10.99.0.10"
 
@@ -107,12 +107,19 @@ def rss_mib(pid: int) -> float:
 
 
 def client_rx(lab: Lab) -> int:
-    return int(Path(f"/proc/{os.getpid()}/status").exists() and sh(
-        "ip", "netns", "exec", lab.client, "cat", "/sys/class/net/eth0/statistics/rx_packets").stdout)  # fmt: skip
+    return int(sh("ip", "netns", "exec", lab.client, "cat", "/sys/class/net/eth0/statistics/rx_packets").stdout)
 
 
 def counter(lab: Lab, name: str) -> float:
     return float(lab.status()["metrics"].get(f"{name}{{ip={VIP}}}", 0))
+
+
+def socket_drops(lab: Lab) -> int:
+    return sum(lab.status()["socket_drops"].values())
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 1)[0]
 
 
 def main() -> int:
@@ -129,6 +136,7 @@ def main() -> int:
         time.sleep(0.2)
         assert lab.harness is not None
         pid = lab.harness.pid
+        print(f"{os.cpu_count()} cores, load average {loadavg()} at start")
         print(f"responder RSS after start: {rss_mib(pid):.1f} MiB")
 
         done = lab.client_python(LATENCY, str(args.samples), CLIENT_V4, f"{NODE_V4},{VIP}", timeout=300)
@@ -142,11 +150,11 @@ def main() -> int:
         print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
 
         print(f"throughput, paced floods of {args.seconds:.0f} s:")
-        print("  target/s   sent/s   seen/s  replied/s  client-rx/s  drops  responder CPU")
+        print("  target/s   sent/s   seen/s  replied/s  client-rx/s  unanswered  socket-drops  responder CPU")
         for rate in (int(r) for r in args.rates.split(",")):
             seen0, replied0, rx0 = counter(lab, "metallb_layer2_requests_received"), counter(
                 lab, "metallb_layer2_responses_sent"), client_rx(lab)  # fmt: skip
-            cpu0 = cpu_seconds(pid)
+            cpu0, drops0 = cpu_seconds(pid), socket_drops(lab)
             flood = json.loads(
                 lab.client_python(FLOOD, str(rate), str(args.seconds), CLIENT_V4, VIP, timeout=120).stdout
             )
@@ -155,13 +163,14 @@ def main() -> int:
             seen = counter(lab, "metallb_layer2_requests_received") - seen0
             replied = counter(lab, "metallb_layer2_responses_sent") - replied0
             rx = client_rx(lab) - rx0
+            dropped = socket_drops(lab) - drops0
             secs = flood["seconds"]
-            drops = flood["sent"] - replied
             print(
                 f"  {rate:8d} {flood['sent'] / secs:8.0f} {seen / secs:8.0f} {replied / secs:10.0f}"
-                f" {rx / secs:12.0f} {drops:6.0f}  {100 * cpu / secs:5.0f}% of one core"
+                f" {rx / secs:12.0f} {flood['sent'] - replied:11.0f} {dropped:13d}"
+                f"  {100 * cpu / secs:5.0f}% of one core"
             )
-        print(f"responder RSS after floods: {rss_mib(pid):.1f} MiB")
+        print(f"responder RSS after floods: {rss_mib(pid):.1f} MiB; load average {loadavg()} at the end")
     finally:
         lab.destroy()
     return 0

@@ -501,3 +501,76 @@ def test_garbage_never_raises(objects: list[Any]) -> None:
     validated = validate(config)
     for d in [*diagnostics, *validated]:
         assert str(d).startswith("<api>:0: ")
+
+
+def _obj(api_version: str, kind: str, spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "spec": spec, **extra}
+
+
+WRONG_FIELDS = [
+    ("addresses-not-list", _obj("metallb.io/v1beta1", "IPAddressPool", {"addresses": "10.0.0.0/24"}),
+     'spec.addresses: expected a list, got "10.0.0.0/24"'),
+    ("addresses-empty", _obj("metallb.io/v1beta1", "IPAddressPool", {"addresses": []}),
+     "spec.addresses is empty"),
+    ("priority-not-int", _obj("metallb.io/v1beta1", "IPAddressPool",
+                              {"addresses": ["10.0.0.1"], "serviceAllocation": {"priority": "high"}}),
+     'spec.serviceAllocation.priority: expected an integer, got "high"'),
+    ("exists-with-values", _obj("metallb.io/v1beta1", "L2Advertisement", {"nodeSelectors": [
+        {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["b"]}]}]}),
+     "operator Exists on 'a' takes no values"),
+    ("interfaces-not-strings", _obj("metallb.io/v1beta1", "L2Advertisement", {"interfaces": [1]}),
+     "spec.interfaces[0]: expected a string, got 1"),
+    ("peer-missing-asn", _obj("metallb.io/v1beta1", "BGPPeer", {"myASN": 1, "peerAddress": "10.0.0.1"}),
+     "spec.peerASN is missing"),
+    ("peer-bad-hold-time", _obj("metallb.io/v1beta1", "BGPPeer",
+                                {"myASN": 1, "peerASN": 2, "peerAddress": "10.0.0.1", "holdTime": "90"}),
+     'spec.holdTime: "90" is not a duration'),
+    ("peer-hold-time-too-short", _obj("metallb.io/v1beta1", "BGPPeer",
+                                      {"myASN": 1, "peerASN": 2, "peerAddress": "10.0.0.1", "holdTime": "2s"}),
+     "spec.holdTime: 2s is too short"),
+    ("peer-bad-address", _obj("metallb.io/v1beta1", "BGPPeer", {"myASN": 1, "peerASN": 2, "peerAddress": "r1"}),
+     'spec.peerAddress: "r1" is not an IP address'),
+    ("port-not-int", _obj("v1", "Service", {"type": "LoadBalancer", "ports": [{"port": "80"}]}),
+     'spec.ports[0].port: expected an integer, got "80"'),
+    ("port-out-of-range", _obj("v1", "Service", {"type": "LoadBalancer", "ports": [{"port": 70000}]}),
+     "spec.ports[0].port: 70000 is out of range; use a value between 1 and 65535"),
+    ("bad-protocol", _obj("v1", "Service", {"type": "LoadBalancer", "ports": [{"port": 1, "protocol": "ICMP"}]}),
+     'unknown protocol "ICMP"'),
+    ("bad-family-policy", _obj("v1", "Service", {"type": "LoadBalancer", "ipFamilyPolicy": "Dual"}),
+     'spec.ipFamilyPolicy: unknown value "Dual"; use one of SingleStack, PreferDualStack, RequireDualStack'),
+    ("bad-traffic-policy", _obj("v1", "Service", {"type": "LoadBalancer", "externalTrafficPolicy": "local"}),
+     'spec.externalTrafficPolicy: unknown value "local"'),
+    ("bad-family", _obj("v1", "Service", {"type": "LoadBalancer", "ipFamilies": ["IPv5"]}),
+     'spec.ipFamilies[0]: unknown family "IPv5"'),
+    ("two-families-single-stack", _obj("v1", "Service", {"type": "LoadBalancer", "ipFamilies": ["IPv4", "IPv6"]}),
+     "ipFamilyPolicy is SingleStack"),
+    ("request-of-wrong-family", _obj("v1", "Service", {"type": "LoadBalancer", "loadBalancerIP": "fd00::1",
+                                                      "ipFamilies": ["IPv4"]}),
+     "requested IP fd00::1 is IPv6 but the Service's ipFamilies are IPv4"),
+    ("two-ipv4-in-annotation", {**_obj("v1", "Service", {"type": "LoadBalancer"}), "metadata": {
+        "name": "x", "annotations": {"metallb.io/loadBalancerIPs": "10.0.0.1,10.0.0.2"}}},
+     "must hold at most one IPv4 and one IPv6 address"),
+    ("bad-type", _obj("v1", "Service", {"type": "Loadbalancer"}), 'spec.type: unknown type "Loadbalancer"'),
+    ("bad-status-ip", _obj("v1", "Service", {"type": "LoadBalancer"},
+                           status={"loadBalancer": {"ingress": [{"ip": "x"}]}}),
+     'status.loadBalancer.ingress[0].ip: "x" is not an IP address'),
+    ("label-not-string", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": 1}}},
+     "metadata.labels.a: expected a string, got 1; quote it"),
+    ("name-missing", {"apiVersion": "v1", "kind": "Namespace", "metadata": {}}, "metadata.name is missing"),
+    ("node-bad-address", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+                          "status": {"addresses": [{"type": "InternalIP", "address": "n1"}]}},
+     'status.addresses[0].address: "n1" is not an IP address'),
+    ("settings-dead-before-interval", _obj("metalloid.io/v1alpha1", "Settings", {"membership": {
+        "intervalSeconds": 0.5, "deadAfterSeconds": 0.2}}), "deadAfterSeconds 0.2 is not longer than intervalSeconds"),
+    ("settings-bad-port", _obj("metalloid.io/v1alpha1", "Settings", {"membership": {"port": True}}),
+     "spec.membership.port: expected an integer, got true"),
+    ("not-an-object", ["a", "list"], "document is a list, not an object"),
+    ("no-kind", {"apiVersion": "v1"}, "object without a string apiVersion and kind"),
+]
+
+
+@pytest.mark.parametrize(("obj", "fragment"), [pytest.param(*w[1:], id=w[0]) for w in WRONG_FIELDS])
+def test_wrong_fields_are_errors_naming_the_field(obj: Any, fragment: str) -> None:
+    _, diagnostics = parse_objects([obj])
+    found = [str(d) for d in diagnostics if d.is_error]
+    assert any(fragment in f for f in found), found

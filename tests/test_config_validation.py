@@ -146,7 +146,7 @@ CASES: list[tuple[str, str, Severity, int, tuple[str, ...]]] = [
      ("no pool can give it an IPv4 address (p: autoAssign is false)", "metallb.io/address-pool")),
     ("service-excluded-by-service-allocation", pool("p", "10.0.0.0/24")
      + "  serviceAllocation:\n    namespaces: [prod]\n" + L2_ALL + service("ports: [{port: 80}]"),
-     Severity.WARNING, 15, ("serviceAllocation of p excludes namespace 'default'",)),
+     Severity.WARNING, 14, ("serviceAllocation of p excludes namespace 'default'",)),
     ("service-ip-avoided-as-buggy", pool("p", "10.0.0.0/24") + "  avoidBuggyIPs: true\n" + L2_ALL
      + service("loadBalancerIP: 10.0.0.255"), Severity.WARNING, 20,
      ("requested IP 10.0.0.255 ends in .0 or .255 and pool 'p' sets avoidBuggyIPs",)),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_support import DEPLOY, REPO
+from tests.deploy_support import DEPLOY
 
 UNIT = DEPLOY / "systemd" / "metalloid.service"
 EXAMPLE = DEPLOY / "standalone" / "etc-metalloid" / "metalloid.yaml"
@@ -89,7 +89,7 @@ def test_example_layout_documents_the_key() -> None:
 
 
 def test_dockerfile_runs_as_non_root() -> None:
-    text = (REPO / "Dockerfile").read_text()
+    text = (DEPLOY / "Dockerfile").read_text()
     final_stage = text.split("\nFROM ")[-1]
     users = re.findall(r"^USER\s+(\S+)", final_stage, flags=re.MULTILINE)
     assert users, "the final stage must set USER"

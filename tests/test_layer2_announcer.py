@@ -91,6 +91,9 @@ class FakeResponder:
     def set_owned(self, owned4: Mapping[bytes, frozenset[str]], owned6: Mapping[bytes, frozenset[str]]) -> None:
         self.owned4, self.owned6 = dict(owned4), dict(owned6)
 
+    def take_drops(self) -> dict[str, int]:
+        return {}
+
     def send(self, name: str, frame: bytes) -> bool:
         self.sent.append((name, frame))
         return True

@@ -35,9 +35,10 @@ class Node:
     """One `metalloid run` subprocess and its HTTP endpoint."""
 
     def __init__(self, tmp: Path, *, announcers: str = "recording,recording2", services: int = 10,
-                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 config: str | None = None) -> None:
         self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(services))
+        self.config.write_text(config if config is not None else config_text(services))
         self.calls = tmp / "calls.jsonl"
         self.stderr = tmp / "stderr.log"
         self.port = free_port()
@@ -204,9 +205,7 @@ def test_restart_of_everything_keeps_ips(tmp_path: Path) -> None:
     finally:
         first.close()
     # Same state dir, and a config whose services come in another order with one removed.
-    second = Node(tmp_path)
-    second.config.write_text(config_text(0, names=[f"svc-{i}" for i in reversed(range(1, 10))]))
-    second.proc.send_signal(signal.SIGHUP)
+    second = Node(tmp_path, config=config_text(0, names=[f"svc-{i}" for i in reversed(range(1, 10))]))
     try:
         wait_for(lambda: len(second.ips()) == 9 and second.ready(), 15, what="9 services")
         assert second.ips() == {k: v for k, v in ips.items() if k != "default/svc-0"}

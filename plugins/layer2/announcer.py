@@ -31,12 +31,14 @@ RESPONSES = "metallb_layer2_responses_sent"
 GRATUITOUS = "metallb_layer2_gratuitous_sent"
 ANNOUNCED = "metallb_speaker_announced"
 DUPLICATES = "metalloid_layer2_duplicate_announcements_total"
+SOCKET_DROPS = "metalloid_layer2_socket_drops_total"
 _DOCS = {
     REQUESTS: "Number of layer2 requests received for owned IPs",
     RESPONSES: "Number of layer2 responses sent for owned IPs",
     GRATUITOUS: "Number of gratuitous layer2 packets sent for owned IPs",
     ANNOUNCED: "The node is announcing the service IP (1) over the protocol",
     DUPLICATES: "ARP replies, gratuitous ARPs or NAs from another MAC for an IP this node announces",
+    SOCKET_DROPS: "ARP/NDP frames the kernel dropped because the responder's socket queue was full",
 }
 # Log one duplicate (ip, mac) at most this often; the counter counts all.
 DUPLICATE_LOG_SECONDS = 10.0
@@ -80,6 +82,7 @@ class Layer2Announcer:
         self._flushed_requests: dict[bytes, int] = {}
         self._flushed_responses: dict[bytes, int] = {}
         self._duplicates: dict[tuple[str, str], dict[str, Any]] = {}
+        self._socket_drops: dict[str, int] = {}
         self._sockets_ready = False
 
     # -- lifecycle ----------------------------------------------------------
@@ -267,6 +270,9 @@ class Layer2Announcer:
                 if delta > 0:
                     self._host.counter(name, _DOCS[name], {"ip": str(_ip(packed))}, delta)
                     flushed[packed] = total
+        for ifname, dropped in self._responder.take_drops().items():
+            self._socket_drops[ifname] = self._socket_drops.get(ifname, 0) + dropped
+            self._host.counter(SOCKET_DROPS, _DOCS[SOCKET_DROPS], {"interface": ifname}, dropped)
 
     def _flush_duplicates(self, wall: float) -> None:
         queue = self._responder.duplicates
@@ -320,4 +326,5 @@ class Layer2Announcer:
             "sockets_ready": self._sockets_ready,
             "duplicates": duplicates,
             "bound_local": sorted(str(ip) for ip in self._bound),
+            "socket_drops": dict(self._socket_drops),
         }

@@ -42,9 +42,13 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_DROP_MEMBERSHIP = 2
 PACKET_MR_MULTICAST = 0
-# Room for a burst of requests while the thread is descheduled: 4 MiB holds
-# ~5,000 queued frames (skb overhead included).
-RECEIVE_BUFFER = 4 << 20
+PACKET_STATISTICS = 6
+# Room for requests queued while the thread is descheduled on a busy host:
+# 16 MiB holds ~20,000 frames (skb overhead included), 200 ms at 100k/s. Only
+# memory actually queued is used. SO_RCVBUFFORCE (CAP_NET_ADMIN, which the
+# speaker has) passes net.core.rmem_max; without it the kernel caps silently.
+RECEIVE_BUFFER = 16 << 20
+SO_RCVBUFFORCE = 33
 # Frames read from one socket before looking at the others, so a flood on one
 # interface does not starve another.
 BATCH = 512
@@ -97,7 +101,10 @@ def open_packet_socket(ifname: str, proto: int, program: bpf.Program) -> socket.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         bpf.attach(sock, program)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.bind((ifname, proto))
         sock.setblocking(False)
     except OSError:
@@ -193,6 +200,22 @@ class Responder:
             port.ndp.setsockopt(SOL_PACKET, action, mreq)
         except OSError as exc:
             log.warning("layer2.multicast.failed interface=%s group=%s error=%s", port.name, group.hex(), exc)
+
+    def take_drops(self) -> dict[str, int]:
+        """Frames the kernel dropped because a socket's queue was full, per interface, since the last call.
+
+        PACKET_STATISTICS resets on every read, so each call returns a delta.
+        """
+        drops: dict[str, int] = {}
+        for port in list(self._ports.values()):
+            for sock in (port.arp, port.ndp):
+                try:
+                    _, dropped = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                except OSError:
+                    continue
+                if dropped:
+                    drops[port.name] = drops.get(port.name, 0) + dropped
+        return drops
 
     def send(self, name: str, frame: bytes) -> bool:
         """Transmit one frame on an interface; False when it is gone or down."""

@@ -87,7 +87,7 @@ def parse_objects(objects: Iterable[Mapping[str, Any]], *, origin: str = "<api>"
 
 def _config_of(collected: _Collected, diagnostics: list[Diagnostic]) -> Config:
     for extra in collected.settings[1:]:
-        diagnostics.append(error(extra.source, "Settings", "-", f"a second Settings object (the first is at "
+        diagnostics.append(error(extra.source, "Settings", "settings", f"a second Settings object (the first is at "
                                  f"{collected.settings[0].source}); merge them into one"))
     return Config(
         pools=tuple(collected.pools),

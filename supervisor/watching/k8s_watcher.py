@@ -187,6 +187,8 @@ class KubeWatcher:
     def _opened(self, stream: Any) -> None:
         with self._streams_lock:
             self._streams.add(stream)
+        if self.stopping.is_set():  # stop() ran while this request was in flight
+            stream.shutdown()
 
     def _closed(self) -> None:
         with self._streams_lock:
