@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.allocating.allocator import allocate  # noqa: E402
-from supervisor.config.model import (  # noqa: E402
+from supervisor.allocating.allocator import allocate
+from supervisor.config.model import (
     AddressRange,
     Config,
+    IPAddress,
     IPAddressPool,
     Service,
     ServiceKey,
@@ -53,8 +54,9 @@ def _config(pool_text: str, services: int, family: int) -> Config:
     )
 
 
-def _median_seconds(config: Config, previous: dict[ServiceKey, tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]],
-                    repeat: int) -> tuple[float, int]:
+def _median_seconds(
+    config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]], repeat: int
+) -> tuple[float, int]:
     timings = []
     assigned = 0
     for _ in range(repeat):

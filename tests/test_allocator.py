@@ -431,7 +431,8 @@ def test_result_keys_sorted_and_deterministic() -> None:
 
 def test_huge_ipv6_pool_is_not_enumerated() -> None:
     """A /16 of IPv6 (2**112 addresses) allocates at once; enumerating would never finish."""
-    config = Config(pools=(pool("big", "fd00::/16"),), services=tuple(svc(f"s{i:03}", families=(6,)) for i in range(100)))
+    services = tuple(svc(f"s{i:03}", families=(6,)) for i in range(100))
+    config = Config(pools=(pool("big", "fd00::/16"),), services=services)
     result = allocate(config)
     assert outcome(result, "s099", False) == "fd00::63"
     assert counts(result)["big"] == (0, 0, 2**112, 100)

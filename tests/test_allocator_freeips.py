@@ -25,7 +25,9 @@ def _range(first: str, last: str) -> AddressRange:
     marks=st.lists(st.integers(0, 999), max_size=60),
     take_lowest=st.integers(0, 40),
 )
-def test_lowest_free_matches_brute_force(start: int, size: int, buggy: bool, marks: list[int], take_lowest: int) -> None:
+def test_lowest_free_matches_brute_force(
+    start: int, size: int, buggy: bool, marks: list[int], take_lowest: int
+) -> None:
     r = AddressRange(first=ipaddress.IPv4Address(start), last=ipaddress.IPv4Address(start + size - 1), text="x")
     index = RangeIndex(r, avoid_buggy_ips=buggy)
     used: set[int] = set()
@@ -69,9 +71,8 @@ def test_buggy_count(first: int, last: int, expected: int) -> None:
 
 
 def test_pool_index_skips_full_ranges_and_other_family() -> None:
-    pool = IPAddressPool(
-        name="p", addresses=(_range("10.0.0.1", "10.0.0.1"), _range("fd00::1", "fd00::2"), _range("10.0.0.9", "10.0.0.9"))
-    )
+    ranges = (_range("10.0.0.1", "10.0.0.1"), _range("fd00::1", "fd00::2"), _range("10.0.0.9", "10.0.0.9"))
+    pool = IPAddressPool(name="p", addresses=ranges)
     index = PoolIndex(pool)
     first = index.lowest_free(4)
     assert first is not None and index.ip_at(first) == ipaddress.ip_address("10.0.0.1")

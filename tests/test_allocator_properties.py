@@ -36,7 +36,12 @@ from supervisor.config.model import (
 )
 
 # METALLOID_PROPERTY_EXAMPLES=5000 for a long bug hunt; the default keeps CI fast.
-SETTINGS = settings(max_examples=int(os.environ.get("METALLOID_PROPERTY_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("METALLOID_PROPERTY_EXAMPLES", "250")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+Previous = dict[ServiceKey, tuple[IPAddress, ...]]
 
 # Every range lives in its own block, two /24s (or IPv6 /112s) apart, so ranges
 # never overlap, may cross a .255/.0 boundary, and can grow without touching a neighbour.
@@ -123,7 +128,7 @@ def held(result: AllocationResult) -> dict[ServiceKey, tuple[IPAddress, ...]]:
 
 @SETTINGS
 @given(configs(), previouses)
-def test_no_ip_held_twice_without_valid_sharing(config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]]) -> None:
+def test_no_ip_held_twice_without_valid_sharing(config: Config, previous: Previous) -> None:
     result = allocate(config, previous)
     holders: dict[IPAddress, list[Service]] = defaultdict(list)
     for key, assignment in result.assignments.items():
@@ -145,7 +150,7 @@ def test_no_ip_held_twice_without_valid_sharing(config: Config, previous: dict[S
 
 @SETTINGS
 @given(configs(), previouses)
-def test_every_ip_inside_its_pool_and_family(config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]]) -> None:
+def test_every_ip_inside_its_pool_and_family(config: Config, previous: Previous) -> None:
     result = allocate(config, previous)
     lb = {s.key for s in config.services}
     assert set(result.assignments) | set(result.pending) == lb
@@ -171,7 +176,7 @@ def test_every_ip_inside_its_pool_and_family(config: Config, previous: dict[Serv
 
 @SETTINGS
 @given(configs(), previouses)
-def test_output_is_a_fixed_point(config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]]) -> None:
+def test_output_is_a_fixed_point(config: Config, previous: Previous) -> None:
     first = allocate(config, previous)
     again = allocate(config, held(first))
     assert again.assignments == first.assignments
@@ -186,7 +191,7 @@ def test_output_is_a_fixed_point(config: Config, previous: dict[ServiceKey, tupl
 @SETTINGS
 @given(configs(), previouses, st.integers(1, 200), st.none() | st.integers(0, 3), st.booleans())
 def test_assignments_survive_new_pool_and_growing_ranges(
-    config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]], grow: int, priority: int | None, v6: bool
+    config: Config, previous: Previous, grow: int, priority: int | None, v6: bool
 ) -> None:
     first = allocate(config, previous)
     grown = tuple(
@@ -212,7 +217,7 @@ def test_assignments_survive_new_pool_and_growing_ranges(
 
 @SETTINGS
 @given(configs(), previouses)
-def test_counts_equal_a_recount(config: Config, previous: dict[ServiceKey, tuple[IPAddress, ...]]) -> None:
+def test_counts_equal_a_recount(config: Config, previous: Previous) -> None:
     result = allocate(config, previous)
     for counts in result.pools:
         pool = config.pool(counts.pool)

@@ -135,6 +135,17 @@ CASES = [
         excluded=(("n1", NO_LOCAL_ENDPOINT), ("n2", NO_LOCAL_ENDPOINT)),
     ),
     Case(
+        # MetalLB's rule: a terminating endpoint (ready false) that still serves
+        # keeps its node a candidate, so mixed clusters elect the same node.
+        "etp-local-terminating-but-serving-endpoint",
+        THREE,
+        ALL3,
+        service=WEB_LOCAL,
+        slices=endpoints(("n2", False, True)),
+        candidates=("n2",),
+        excluded=(("n1", NO_LOCAL_ENDPOINT), ("n3", NO_LOCAL_ENDPOINT)),
+    ),
+    Case(
         "etp-local-known-empty-means-nobody",
         THREE,
         ALL3,

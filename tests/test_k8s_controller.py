@@ -151,9 +151,10 @@ def test_restarts_change_no_ip(api: FakeApiServer) -> None:
     """100 controller restarts (crash or graceful), services created in bursts in between and during."""
     api.create(pool("big", "10.0.0.0/24"))
     rng = random.Random(6)
-    client = RawClient.connect(host=api.url, user_agent="metalloid/controller-a")
     created = 0
     for restart in range(100):
+        # A fresh client each time, as a restarted process would have.
+        client = RawClient.connect(host=api.url, user_agent="metalloid/controller-a")
         loop = ControllerLoop(client, controller_options("controller-a")).start()
         for _ in range(rng.randint(0, 3)):
             api.create(service(f"s{created:03d}"))
@@ -163,6 +164,8 @@ def test_restarts_change_no_ip(api: FakeApiServer) -> None:
         elif rng.random() < 0.5:
             wait_for(lambda lp=loop: lp.allocations >= 1, what="one allocation")
         loop.stop(release=rng.random() < 0.5)
+        client.close()
+    client = RawClient.connect(host=api.url, user_agent="metalloid/controller-a")
     final = ControllerLoop(client, controller_options("controller-a")).start()
     try:
         wait_for(lambda: all(ingress(api, f"s{i:03d}") for i in range(created)), timeout=10, what="all IPs")
@@ -199,7 +202,7 @@ def test_survives_outage_and_410(runbook: FakeApiServer) -> None:
         api.break_watches()
         api.create(service("after-410"))
         assert wait_for(lambda: ingress(api, "after-410"), timeout=10) == ["10.0.10.13"]
-        assert loop.core.watcher.relists >= 1
+        wait_for(lambda: loop.core.watcher.relists >= 1, what="a re-list after 410 Gone")
         # A deletion during the gap is seen by the re-list: its IP is free again.
         api.faults.gone_next_watches = 8
         api.store.delete(api.store_resource("Service"), "default", "before")

@@ -53,6 +53,50 @@ for i in range(30000):
 """
 
 
+KERNEL_FILTERS = r"""
+import json, socket, struct, sys
+sys.path.insert(0, sys.argv[1])
+from plugins.layer2 import bpf, frames
+mac = bytes.fromhex("02000000ee01")
+sockets = {}
+for name, program in (("arp", bpf.ARP_FILTER), ("ndp", bpf.NDP_FILTER)):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    bpf.attach(s, program)
+    s.bind(("eth0", 0x0003))  # ETH_P_ALL: sees our own outgoing frames, through the filter
+    s.settimeout(0.3)
+    sockets[name] = s
+ipv4_udp = b"\xff" * 6 + mac + b"\x08\x00" + b"\x45" + b"\x00" * 40
+ipv6_udp = b"\x33\x33\x00\x00\x00\x01" + mac + b"\x86\xdd" + b"\x60\x00\x00\x00\x00\x08\x11\xff" + b"\x00" * 40
+sent = {
+    "arp": frames.gratuitous_arp(mac, bytes([10, 99, 0, 77]))[0],
+    "ns": frames.build_ns(eth_src=mac, src_ip=bytes(15) + b"\x01", target=bytes(15) + b"\x77"),
+    "ipv4": ipv4_udp,
+    "ipv6": ipv6_udp,
+}
+out = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+out.bind(("eth0", 0))
+for frame in sent.values():
+    out.send(frame)
+got = {}
+for name, s in sockets.items():
+    got[name] = []
+    try:
+        while True:
+            data = s.recv(256)
+            got[name].append(next(k for k, f in sent.items() if data == f[: len(data)]))
+    except (TimeoutError, StopIteration):
+        pass
+print(json.dumps(got))
+"""
+
+
+def test_kernel_filters_pass_arp_and_ndp_only(lab: Lab) -> None:
+    from tests.layer2_lab import ROOT
+
+    got = json.loads(lab.client_python(KERNEL_FILTERS, str(ROOT)).stdout)
+    assert got == {"arp": ["arp"], "ndp": ["ns"]}
+
+
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     lab = Lab("l2")

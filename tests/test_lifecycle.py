@@ -101,3 +101,9 @@ def test_heartbeat_updates_liveness() -> None:
 )
 def test_hung(ws: WorkerState, now: float, expected: bool) -> None:
     assert hung(ws, now, deadline=3.0) is expected
+
+
+def test_before_the_first_heartbeat_the_start_deadline_applies() -> None:
+    assert not hung(STARTING, 105.0, deadline=3.0, start_deadline=10.0)
+    assert hung(STARTING, 110.5, deadline=3.0, start_deadline=10.0)
+    assert hung(STARTING_BEAT, 103.2, deadline=3.0, start_deadline=10.0)

@@ -177,7 +177,8 @@ def test_pin_status_replaces_stale_block_and_keeps_comments() -> None:
     assert touched == [ServiceKey(namespace="default", name="web")]
     assert "10.9.9.9" not in new
     assert "  name: web  # the web front\n" in new
-    assert "status:\n  loadBalancer:\n    ingress:\n    - ip: 10.0.0.11\n# a comment at column 0 after status\nspec:" in new
+    block = "status:\n  loadBalancer:\n    ingress:\n    - ip: 10.0.0.11\n"
+    assert block + "# a comment at column 0 after status\nspec:" in new
     assert "- ip: 10.7.7.7" in new  # a Service not in pins is left alone
     assert new.startswith("# head comment\n")
 

@@ -84,6 +84,7 @@ class Layer2Announcer:
         self._duplicates: dict[tuple[str, str], dict[str, Any]] = {}
         self._socket_drops: dict[str, int] = {}
         self._sockets_ready = False
+        self._socket_errors: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -94,7 +95,8 @@ class Layer2Announcer:
         self._responder.start()
         if self._watcher is not None:
             self._watcher.start()
-        self._sockets_ready = True
+        # Ready means every interface we should answer on has its sockets open.
+        self._sockets_ready = not self._socket_errors
         self._host.log.info(
             "layer2.started node=%s interfaces=%s", self._host.node_name, ",".join(sorted(self._responder.ports))
         )
@@ -172,8 +174,14 @@ class Layer2Announcer:
         for name, link in wanted.items():
             try:
                 self._responder.open(name, link.index, link.mac)
+                self._socket_errors.pop(name, None)
             except OSError as exc:
+                self._socket_errors[name] = str(exc)
                 self._host.log.warning("layer2.socket.failed interface=%s error=%s", name, exc)
+        for name in set(self._socket_errors) - set(wanted):
+            del self._socket_errors[name]
+        if self._sockets_ready or self._socket_errors:
+            self._sockets_ready = not self._socket_errors
 
     # -- announcing ---------------------------------------------------------
 
@@ -327,4 +335,5 @@ class Layer2Announcer:
             "duplicates": duplicates,
             "bound_local": sorted(str(ip) for ip in self._bound),
             "socket_drops": dict(self._socket_drops),
+            "socket_errors": dict(self._socket_errors),
         }

@@ -75,27 +75,29 @@ def allocate(
         # A duplicate namespace/name is a `check` error; the first one wins here.
         if service.is_load_balancer and service.load_balancer_class == lb_class:
             ours.setdefault(service.key, service)
-    services = [ours[key] for key in sorted(ours)]
-    for service in services:
+    # (key, service) pairs: `Service.key` builds a new ServiceKey on every call,
+    # which would dominate the cost of an allocation.
+    services = [(key, ours[key]) for key in sorted(ours)]
+    for key, service in services:
         if service.status_ips:
-            run.keep(service, service.status_ips, "status.loadBalancer.ingress")
-    for service in services:
-        held = previous.get(service.key, ())
+            run.keep(key, service, service.status_ips, "status.loadBalancer.ingress")
+    for key, service in services:
+        held = previous.get(key, ())
         if not held:
             continue
-        if service.key in run.assignments:
-            if set(held) != set(run.assignments[service.key].ips):
+        if key in run.assignments:
+            if set(held) != set(run.assignments[key].ips):
                 run.warnings.append(
-                    f"{service.key}: status.loadBalancer.ingress ({_ips(service.status_ips)}) differs from the "
+                    f"{key}: status.loadBalancer.ingress ({_ips(service.status_ips)}) differs from the "
                     f"state file ({_ips(held)}); keeping the status"
                 )
             continue
-        run.keep(service, held, "the state file")
+        run.keep(key, service, held, "the state file")
     for wants_ips in (True, False):
-        for service in services:
-            if service.key not in run.assignments and bool(service.requested_ips) is wants_ips:
-                run.assign_new(service)
-    return run.result(services)
+        for key, service in services:
+            if key not in run.assignments and bool(service.requested_ips) is wants_ips:
+                run.assign_new(key, service)
+    return run.result([key for key, _ in services])
 
 
 def _ips(ips: tuple[IPAddress, ...] | list[IPAddress]) -> str:
@@ -114,7 +116,12 @@ class _Run:
         self.indexes: dict[str, PoolIndex] = {}
         for pool in config.pools:
             self.indexes.setdefault(pool.name, PoolIndex(pool))
-        self.holders: dict[IPAddress, Holder] = {}
+        self.by_priority = sorted(config.pools, key=priority_key)
+        self.families = {pool.name: pool.families() for pool in config.pools}
+        self._namespace_labels: dict[str, dict[str, str]] = {}
+        # Per family, keyed by the integer value: hashing an int is far cheaper
+        # than hashing an ipaddress object, and `_pick` never builds one.
+        self.holders: dict[int, dict[int, Holder]] = {4: {}, 6: {}}
         # IPs held under a sharing key, per (pool, key, family): where a Service
         # with that key looks first, so same-key Services co-locate (MetalLB).
         self.shared: dict[tuple[str, str, int], list[IPAddress]] = {}
@@ -124,34 +131,44 @@ class _Run:
 
     # --- bookkeeping -------------------------------------------------------
 
-    def _commit(self, service: Service, pool: IPAddressPool, ips: list[IPAddress]) -> None:
+    def holder(self, ip: IPAddress) -> Holder | None:
+        return self.holders[ip.version].get(int(ip))
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        labels = self._namespace_labels.get(namespace)
+        if labels is None:
+            labels = self._namespace_labels[namespace] = self.config.namespace_labels(namespace)
+        return labels
+
+    def _commit(self, key: ServiceKey, service: Service, pool: IPAddressPool, ips: list[IPAddress]) -> None:
         index = self.indexes[pool.name]
         for ip in ips:
-            holder = self.holders.get(ip)
+            holder = self.holder(ip)
             if holder is not None:
-                holder.join(service)
+                holder.join(key, service)
                 continue
-            self.holders[ip] = Holder.first(ip, pool.name, service)
+            self.holders[ip.version][int(ip)] = Holder.first(ip, pool.name, key, service)
             position = index.locate(ip)
             if position is not None:
                 index.mark(position)
             if service.sharing_key:
                 self.shared.setdefault((pool.name, service.sharing_key, ip.version), []).append(ip)
-        ordered = sorted(ips, key=lambda ip: family_order(service, {4, 6}).index(ip.version))
-        self.assignments[service.key] = Assignment(
-            service=service.key, ips=tuple(ordered), pool=pool.name, sharing_key=service.sharing_key
-        )
-        log.debug("ip.assigned service=%s ips=%s pool=%s", service.key, _ips(ordered), pool.name)
+        if len(ips) > 1:
+            order = family_order(service, {4, 6})
+            ips = sorted(ips, key=lambda ip: order.index(ip.version))
+        self.assignments[key] = Assignment(service=key, ips=tuple(ips), pool=pool.name, sharing_key=service.sharing_key)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("ip.assigned service=%s ips=%s pool=%s", key, _ips(ips), pool.name)
 
     def _pool_holding(self, ip: IPAddress) -> IPAddressPool | None:
         """The pool whose ranges contain `ip` (buggy or not); config order on overlap."""
         return next((p for p in self.config.pools if any(ip in r for r in p.addresses)), None)
 
-    def _conflict(self, service: Service, ips: list[IPAddress]) -> str | None:
+    def _conflict(self, key: ServiceKey, service: Service, ips: list[IPAddress]) -> str | None:
         for ip in ips:
-            holder = self.holders.get(ip)
+            holder = self.holder(ip)
             if holder is not None:
-                problem = sharing_conflict(holder, service)
+                problem = sharing_conflict(holder, key, service)
                 if problem:
                     return problem
         return None
@@ -175,7 +192,7 @@ class _Run:
             if self.config.pool(wanted) is None:
                 return f"pool {wanted} does not exist"
             return f"{what} {ips[0]} is in pool {pool.name}, not in pool {wanted} (metallb.io/address-pool)"
-        why = refusal(pool, service, self.config.namespace_labels(service.namespace))
+        why = refusal(pool, service, self.namespace_labels(service.namespace))
         if why is not None:
             return refusal_text(pool, service, why)
         return pool
@@ -190,29 +207,30 @@ class _Run:
 
     # --- pass 1: rebuild ---------------------------------------------------
 
-    def keep(self, service: Service, held: tuple[IPAddress, ...], origin: str) -> None:
+    def keep(self, key: ServiceKey, service: Service, held: tuple[IPAddress, ...], origin: str) -> None:
         """Keep the IPs `service` holds according to `origin` if they are still valid."""
         ips = _dedupe(held)
         problem = held_family_problem(service, [ip.version for ip in ips])
         if problem is None and service.requested_ips and set(ips) != set(service.requested_ips):
-            problem = f"{service.key} now asks for {_ips(service.requested_ips)}"
+            problem = f"{key} now asks for {_ips(service.requested_ips)}"
         pool = self._pool_for_ips(service, ips, "IP") if problem is None else problem
         if not isinstance(pool, str):
-            problem = self._conflict(service, ips)
+            problem = self._conflict(key, service, ips)
             if problem is None:
-                self._commit(service, pool, ips)
+                self._commit(key, service, pool, ips)
                 return
-        self.warnings.append(f"{service.key}: dropping {_ips(ips)} from {origin}: {problem or pool}")
+        self.warnings.append(f"{key}: dropping {_ips(ips)} from {origin}: {problem or pool}")
 
     # --- pass 2: new allocations ------------------------------------------
 
-    def assign_new(self, service: Service) -> None:
-        reason = self._assign_requested(service) if service.requested_ips else self._assign_auto(service)
+    def assign_new(self, key: ServiceKey, service: Service) -> None:
+        assign = self._assign_requested if service.requested_ips else self._assign_auto
+        reason = assign(key, service)
         if reason is not None:
-            self.pending[service.key] = reason
-            log.debug("ip.pending service=%s reason=%s", service.key, reason)
+            self.pending[key] = reason
+            log.debug("ip.pending service=%s reason=%s", key, reason)
 
-    def _assign_requested(self, service: Service) -> str | None:
+    def _assign_requested(self, key: ServiceKey, service: Service) -> str | None:
         ips = _dedupe(service.requested_ips)
         problem = requested_family_problem(service, [ip.version for ip in ips])
         if problem is not None:
@@ -220,13 +238,13 @@ class _Run:
         pool = self._pool_for_ips(service, ips, "requested IP")
         if isinstance(pool, str):
             return pool
-        conflict = self._conflict(service, ips)
+        conflict = self._conflict(key, service, ips)
         if conflict is not None:
             return conflict
-        self._commit(service, pool, ips)
+        self._commit(key, service, pool, ips)
         return None
 
-    def _assign_auto(self, service: Service) -> str | None:
+    def _assign_auto(self, key: ServiceKey, service: Service) -> str | None:
         candidates = self._candidate_pools(service)
         if isinstance(candidates, str):
             return candidates
@@ -234,7 +252,7 @@ class _Run:
         for pool, families in candidates:
             picked: list[IPAddress] = []
             for family in families:
-                ip = self._pick(self.indexes[pool.name], family, service)
+                ip = self._pick(self.indexes[pool.name], family, key, service)
                 if ip is None:
                     index = self.indexes[pool.name]
                     label = "" if families == (4,) else f" {family_name(family)}"
@@ -242,7 +260,7 @@ class _Run:
                     break
                 picked.append(ip)
             else:
-                self._commit(service, pool, picked)
+                self._commit(key, service, pool, picked)
                 return None
         plural = "pools" if len(exhausted) > 1 else "pool"
         reason = f"no available IPs in {plural} {', '.join(dict.fromkeys(exhausted))}"
@@ -258,10 +276,10 @@ class _Run:
                 return f"pool {service.requested_pool} does not exist"
             pools = [named]
         else:
-            pools = sorted(self.config.pools, key=priority_key)
+            pools = self.by_priority
             if not pools:
                 return "no IPAddressPool exists; create one that covers the Service"
-        sized = [(p, families_for(service, p.families())) for p in pools]
+        sized = [(p, families_for(service, self.families[p.name])) for p in pools]
         fitting = [(p, f) for p, f in sized if f is not None]
         if not fitting:
             return self._no_family(service, pools)
@@ -274,7 +292,7 @@ class _Run:
                     "metallb.io/address-pool or ask for one of its IPs"
                 )
             fitting = auto
-        labels = self.config.namespace_labels(service.namespace)
+        labels = self.namespace_labels(service.namespace)
         refusals = [(p, refusal(p, service, labels)) for p, _ in fitting]
         allowed = [(p, f) for (p, f), (_, why) in zip(fitting, refusals, strict=True) if why is None]
         if not allowed:
@@ -308,11 +326,12 @@ class _Run:
             case _:
                 return f"{named} has no addresses" if named else "no pool has any addresses"
 
-    def _pick(self, index: PoolIndex, family: int, service: Service) -> IPAddress | None:
+    def _pick(self, index: PoolIndex, family: int, key: ServiceKey, service: Service) -> IPAddress | None:
         """The lowest IP of `family` in spec order that `service` can take from the pool."""
         best: Position | None = None
+        held = self.holders[family]
         while (free := index.lowest_free(family)) is not None:
-            if index.ip_at(free) not in self.holders:
+            if index.int_at(free) not in held:
                 best = free
                 break
             # Held through an overlapping pool (a config `check` rejects): mark and move on.
@@ -322,13 +341,13 @@ class _Run:
                 position = index.locate(ip)
                 if position is None or (best is not None and position.key() >= best.key()):
                     continue
-                if sharing_conflict(self.holders[ip], service) is None:
+                if sharing_conflict(held[int(ip)], key, service) is None:
                     best = position
         return None if best is None else index.ip_at(best)
 
     # --- the answer ----------------------------------------------------------
 
-    def result(self, services: list[Service]) -> AllocationResult:
+    def result(self, keys: list[ServiceKey]) -> AllocationResult:
         counts = tuple(
             PoolCounts(
                 pool=name,
@@ -339,7 +358,6 @@ class _Run:
             )
             for name, index in self.indexes.items()
         )
-        keys = [s.key for s in services]
         return AllocationResult(
             assignments={k: self.assignments[k] for k in keys if k in self.assignments},
             pending={k: self.pending[k] for k in keys if k in self.pending},

@@ -70,6 +70,9 @@ class RangeIndex:
     def ip_at(self, offset: int) -> IPAddress:
         return _make_ip(self.range.version, self._base + offset)
 
+    def int_at(self, offset: int) -> int:
+        return self._base + offset
+
     def is_buggy(self, offset: int) -> bool:
         return self._buggy and (self._base + offset) & 0xFF in (0, 255)
 
@@ -158,6 +161,10 @@ class PoolIndex:
 
     def ip_at(self, position: Position) -> IPAddress:
         return self.ranges[position.range_index].ip_at(position.offset)
+
+    def int_at(self, position: Position) -> int:
+        """The integer value of the address at `position` (no ipaddress object built)."""
+        return self.ranges[position.range_index].int_at(position.offset)
 
     def mark(self, position: Position) -> None:
         self.ranges[position.range_index].mark(position.offset)

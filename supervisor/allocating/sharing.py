@@ -44,22 +44,22 @@ class Holder:
     services: dict[ServiceKey, frozenset[Port]] = field(default_factory=dict)
 
     @classmethod
-    def first(cls, ip: IPAddress, pool: str, service: Service) -> Holder:
+    def first(cls, ip: IPAddress, pool: str, key: ServiceKey, service: Service) -> Holder:
         holder = cls(ip=ip, pool=pool, sharing_key=service.sharing_key, backend=backend_key(service))
-        holder.services[service.key] = ports_of(service)
+        holder.services[key] = ports_of(service)
         return holder
 
-    def join(self, service: Service) -> None:
-        self.services[service.key] = ports_of(service)
+    def join(self, key: ServiceKey, service: Service) -> None:
+        self.services[key] = ports_of(service)
 
 
 def _policy(backend: Labels | None) -> str:
     return "Cluster" if backend is None else "Local"
 
 
-def sharing_conflict(holder: Holder, service: Service) -> str | None:
-    """Why `service` may not hold `holder.ip` too, or None when it may."""
-    others = sorted(k for k in holder.services if k != service.key)
+def sharing_conflict(holder: Holder, key: ServiceKey, service: Service) -> str | None:
+    """Why `service` (named `key`) may not hold `holder.ip` too, or None when it may."""
+    others = sorted(k for k in holder.services if k != key)
     if not others:
         return None
     first = others[0]
@@ -69,14 +69,14 @@ def sharing_conflict(holder: Holder, service: Service) -> str | None:
         ours = repr(service.sharing_key) if service.sharing_key else "none"
         return (
             f"IP {ip} is held by {first} without a matching {SHARING_ANNOTATION} key "
-            f"({first} has {theirs}, {service.key} has {ours})"
+            f"({first} has {theirs}, {key} has {ours})"
         )
     ours_backend = backend_key(service)
     if ours_backend != holder.backend:
         if (ours_backend is None) != (holder.backend is None):
             return (
                 f"IP {ip} is shared with {first} ({SHARING_ANNOTATION}: {holder.sharing_key}), but {first} has "
-                f"externalTrafficPolicy {_policy(holder.backend)} and {service.key} has {_policy(ours_backend)}; "
+                f"externalTrafficPolicy {_policy(holder.backend)} and {key} has {_policy(ours_backend)}; "
                 "services sharing an IP need the same policy"
             )
         return (
@@ -88,5 +88,5 @@ def sharing_conflict(holder: Holder, service: Service) -> str | None:
         clash = sorted(holder.services[other] & ports)
         if clash:
             port, protocol = clash[0]
-            return f"port {port}/{protocol} of {service.key} clashes with {other} on shared IP {ip}"
+            return f"port {port}/{protocol} of {key} clashes with {other} on shared IP {ip}"
     return None

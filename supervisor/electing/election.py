@@ -33,7 +33,7 @@ NOT_A_MEMBER = "not alive in membership (no heartbeat within the deadline)"
 EXCLUDED_LABEL = f"labelled {EXCLUDE_FROM_LB_LABEL}"
 NETWORK_UNAVAILABLE = "condition NetworkUnavailable is true"
 NOT_SELECTED = "not selected by the nodeSelectors of any advertisement for the pool"
-NO_LOCAL_ENDPOINT = "externalTrafficPolicy is Local and it hosts no ready endpoint"
+NO_LOCAL_ENDPOINT = "externalTrafficPolicy is Local and it hosts no serving endpoint"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,9 +74,10 @@ def nodes_with_local_endpoint(config: Config, service: ServiceKey) -> frozenset[
     slices = [s for s in config.endpoint_slices if s.service_key == service]
     if not slices:
         return None
-    return frozenset(
-        e.node_name for s in slices for e in s.endpoints if e.node_name and e.ready and e.serving
-    )
+    # MetalLB counts `serving` endpoints (the parser falls back to `ready` when
+    # the condition is absent), so a terminating endpoint that still serves
+    # keeps its node a candidate: mixed clusters must pick the same winner.
+    return frozenset(e.node_name for s in slices for e in s.endpoints if e.node_name and e.serving)
 
 
 def eligibility(

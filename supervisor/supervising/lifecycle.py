@@ -157,13 +157,17 @@ def restart_due(ws: WorkerState, now: float) -> bool:
     return ws.state is State.BACKOFF and ws.retry_at is not None and now >= ws.retry_at
 
 
-def hung(ws: WorkerState, now: float, *, deadline: float) -> bool:
+def hung(ws: WorkerState, now: float, *, deadline: float, start_deadline: float | None = None) -> bool:
     """True when a live worker has sent no heartbeat for `deadline` seconds.
 
-    A STARTING worker is measured from its spawn (imports count against it);
-    STOPPING is not judged here, the grace period governs it.
+    Before its first heartbeat a worker is measured from its spawn against
+    `start_deadline` (default: `deadline`): interpreter start and imports on a
+    loaded 2-core node can take seconds, which is slow, not hung. STOPPING is
+    not judged here, the grace period governs it.
     """
     if ws.state not in (State.STARTING, State.RUNNING):
         return False
-    last = ws.last_heartbeat if ws.last_heartbeat is not None else ws.started_at
-    return last is not None and now - last > deadline
+    if ws.last_heartbeat is None:
+        limit = deadline if start_deadline is None else start_deadline
+        return ws.started_at is not None and now - ws.started_at > limit
+    return now - ws.last_heartbeat > deadline

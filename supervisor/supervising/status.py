@@ -4,7 +4,8 @@
 stable. Announcers contribute through their StatusReport payloads:
 "announcements" (a list of Announcement-like dicts: service, ip, protocol,
 node, interfaces, reason), optionally "elections" ({"ns/name": {"winner",
-"ranking", "excluded"}}) and "sockets_ready" (readiness). The whole payload is
+"ranking", "excluded"}}, or a list of such dicts each with a "service" key, as
+the layer2 plugin sends) and "sockets_ready" (readiness). The whole payload is
 also shown under "plugins", keyed by protocol.
 """
 
@@ -102,6 +103,12 @@ def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]],
             found = payload.get("elections")
             if isinstance(found, Mapping) and name in found:
                 elections[protocol] = found[name]
+            elif isinstance(found, (list, tuple)):
+                # The layer2 plugin reports a list of {"service", "ip", "winner", ...}.
+                for entry in found:
+                    if isinstance(entry, Mapping) and entry.get("service") == name:
+                        elections[protocol] = dict(entry)
+                        break
         services.append({
             "namespace": key.namespace,
             "name": key.name,

@@ -91,6 +91,9 @@ class SupervisorSettings:
     # allocation of thousands of services stays well below it).
     hung_seconds: float = 3.0
     start_seconds: float = 0.5
+    # Spawn to first heartbeat: a fresh interpreter plus imports, slow on a
+    # busy node without bytecode caches; slow is not hung.
+    start_deadline_seconds: float = 15.0
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
 
@@ -242,7 +245,8 @@ class Supervisor:
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Tick(at=now))
         if before is not slot.ws.state:
             log.info("worker.running worker=%s pid=%s", slot.ws.name, slot.ws.pid)
-        hung = lifecycle.hung(slot.ws, now, deadline=self.settings.hung_seconds)
+        hung = lifecycle.hung(slot.ws, now, deadline=self.settings.hung_seconds,
+                              start_deadline=max(self.settings.start_deadline_seconds, self.settings.hung_seconds))
         if hung and slot.process is not None and slot.failure is None:
             slot.failure = f"hung: no heartbeat for {self.settings.hung_seconds:g}s, killed"
             log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, self.settings.hung_seconds)

@@ -59,9 +59,9 @@ class FakeApiServer:
         self.closing = threading.Event()
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"api": self})
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._http = _Server(("127.0.0.1", 0), handler)
         self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, name="fakeapi", daemon=True)
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), name="fakeapi", daemon=True)
 
     @property
     def url(self) -> str:
@@ -127,6 +127,13 @@ class FakeApiServer:
     def log(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops SYNs when a watcher opens its eight
+    # lists at once; the client then waits a full second to retransmit.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class _Handler(BaseHTTPRequestHandler):
