@@ -142,7 +142,9 @@ def test_invalid_config_is_a_warning_event_and_condition_and_keeps_last_good(run
             what="InvalidConfiguration event",
         )
         assert events[0]["type"] == "Warning" and events[0]["involvedObject"]["name"] == "broken"
-        conditions = wait_for(lambda: (api.get("IPAddressPool", "metallb-system", "broken").get("status") or {}).get("conditions"))
+        conditions = wait_for(
+            lambda: (api.get("IPAddressPool", "metallb-system", "broken").get("status") or {}).get("conditions")
+        )
         assert conditions[0]["status"] == "False"
         assert ingress(api, "a") == ["10.0.10.10"]
 
@@ -177,7 +179,9 @@ def test_restarts_change_no_ip(api: FakeApiServer) -> None:
     history: dict[str, list[tuple[str, ...]]] = {}
     for event in api.store._events:
         if event.plural == "services":
-            ips = tuple(i["ip"] for i in ((event.obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+            ips = tuple(
+                i["ip"] for i in ((event.obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            )
             seen = history.setdefault(event.obj["metadata"]["name"], [])
             if not seen or seen[-1] != ips:
                 seen.append(ips)
