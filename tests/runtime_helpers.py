@@ -9,7 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 METALLOID = REPO / ".venv" / "bin" / "metalloid"
@@ -85,10 +85,9 @@ def get_text(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-T = TypeVar("T")
 
-
-def wait_for(check: Callable[[], T | None], timeout: float, interval: float = 0.02, what: str = "") -> T:
+def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

@@ -436,3 +436,30 @@ def test_huge_ipv6_pool_is_not_enumerated() -> None:
     result = allocate(config)
     assert outcome(result, "s099", False) == "fd00::63"
     assert counts(result)["big"] == (0, 0, 2**112, 100)
+
+
+def test_duplicate_names_first_wins() -> None:
+    """Duplicate pools or Services are `check` errors; allocation still answers, first one wins."""
+    config = Config(
+        pools=(pool("p", "10.0.0.10"), pool("q", "10.0.5.5"), pool("p", "10.0.9.9")),
+        services=(svc("a", ports=(80,)), svc("a", ports=(443,), ip="10.0.9.9")),
+    )
+    result = allocate(config)
+    assert outcome(result, "a", True) == "10.0.0.10@p"
+    assert counts(result) == {"p": (1, 1, 0, 0), "q": (1, 0, 0, 0)}
+
+
+def test_pending_reason_is_as_of_the_final_state() -> None:
+    """Found by hypothesis: a reason written at the Service's turn changed on the next run.
+
+    At a/s1's turn only IPv6 is exhausted; a/s2 then takes the last IPv4. The reason
+    must describe the end state (what a re-run sees), so both runs agree.
+    """
+    config = Config(
+        pools=(pool("d", "10.0.0.1", "fd00::1"),),
+        services=(svc("a/s0", families=(6,)), svc("a/s1", policy="RequireDualStack", families=(4, 6)), svc("a/s2")),
+    )
+    first = allocate(config)
+    again = allocate(config, {k: a.ips for k, a in first.assignments.items()})
+    reason = "no available IPs in pool d (1 of 1 IPv4 assigned)"
+    assert first.pending == again.pending == {ServiceKey.parse("a/s1"): reason}

@@ -15,6 +15,7 @@ import dataclasses
 import ipaddress
 import os
 from collections import defaultdict
+from random import Random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,6 +187,23 @@ def test_output_is_a_fixed_point(config: Config, previous: Previous) -> None:
     pinned = dataclasses.replace(config, services=tuple(
         dataclasses.replace(s, status_ips=first.ips_of(s.key)) for s in config.services))
     assert held(allocate(pinned)) == held(first)
+
+
+@SETTINGS
+@given(configs(), previouses, st.randoms(use_true_random=False))
+def test_input_order_does_not_matter(config: Config, previous: Previous, random: Random) -> None:
+    services, pools, held_before = list(config.services), list(config.pools), list(previous.items())
+    random.shuffle(services)
+    random.shuffle(held_before)
+    shuffled = dataclasses.replace(config, services=tuple(services))
+    first, second = allocate(config, previous), allocate(shuffled, dict(held_before))
+    assert first.assignments == second.assignments
+    assert first.pending == second.pending
+    assert list(first.assignments) == sorted(first.assignments)
+    # Pool order only changes the order of the counts (and of names in messages).
+    random.shuffle(pools)
+    reordered = allocate(dataclasses.replace(config, pools=tuple(pools)), previous)
+    assert held(reordered) == held(first)
 
 
 @SETTINGS

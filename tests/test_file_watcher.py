@@ -62,7 +62,7 @@ def test_change_waits_for_the_debounce(setup: tuple[Path, FakeLoader, FileWatche
 
 
 def test_a_change_during_the_debounce_restarts_it(setup: tuple[Path, FakeLoader, FileWatcherCore]) -> None:
-    path, loader, core = setup
+    path, _, core = setup
     core.poll(0.0)
     _touch(path, "bb", 10**18)
     core.poll(1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -131,7 +132,7 @@ def test_two_controllers_never_both_write(api: FakeApiServer) -> None:
         for loop in loops.values():
             loop.stop()
     spans = sorted((start, end, who) for who, found in intervals.items() for start, end in found)
-    for (_, end, who), (start, _, next_who) in zip(spans, spans[1:], strict=False):
+    for (_, end, who), (start, _, next_who) in itertools.pairwise(spans):
         assert end <= start, f"{who} still led at {end} when {next_who} took over at {start}"
     writes = [r for r in api.writes() if "/leases" not in r.path and r.code < 300]
     assert {r.agent.split("/")[-1] for r in writes} == {"a", "b"}  # each led once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -138,6 +139,11 @@ def test_write_status_round_trip_homelab(capsys: pytest.CaptureFixture[str], tmp
     written = path.read_text()
     assert written != original
     assert strip_service_status(written) == strip_service_status(original)
+    # No Service had a status yet: the edit only inserts lines, and only status blocks.
+    matcher = difflib.SequenceMatcher(a=original.splitlines(), b=written.splitlines(), autojunk=False)
+    edits = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    assert [op[0] for op in edits] == ["insert", "insert"]
+    assert [written.splitlines()[op[3]] for op in edits] == ["status:", "status:"]
     documents = list(yaml.safe_load_all(written))
     by_name = {d["metadata"]["name"]: d for d in documents if d and d.get("kind") == "Service"}
     assert by_name["ingress-nginx-controller"]["status"] == {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}}

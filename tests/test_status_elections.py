@@ -41,3 +41,18 @@ def test_election_reaches_the_service_entry(elections: Any) -> None:
 def test_no_election_for_other_services() -> None:
     service = _status([{"service": "other/svc", "winner": "n1", "ranking": ["n1"], "excluded": []}])["services"][0]
     assert service["elections"] == {}
+
+
+@pytest.mark.parametrize(("winner", "announced", "expected"), [
+    pytest.param("n3", {}, ["n3 (layer2)", "Elected"], id="another-node-won"),
+    pytest.param("n2", {}, ["<none>", "NotAnnounced"], id="this-node-won-but-does-not-announce"),
+    pytest.param("n2", {"layer2": ["n2"]}, ["n2 (layer2)", "Announced"], id="this-node-announces"),
+])
+def test_status_table_names_the_elected_node(winner: str, announced: dict[str, list[str]],
+                                              expected: list[str]) -> None:
+    from supervisor.commands.status import format_status
+
+    document = _status([{"service": str(KEY), "ip": "10.0.10.10", **ELECTION, "winner": winner}])
+    document["services"][0]["announced"] = announced
+    row = next(line for line in format_status(document).splitlines() if line.startswith("ingress-nginx"))
+    assert " ".join(row.split()[4:]) == " ".join(expected)

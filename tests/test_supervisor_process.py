@@ -130,7 +130,7 @@ def test_kill_9_a_worker_heals_replays_and_keeps_ips(node: Node, worker: str) ->
         # Replayed at once: the new process was told the present without any config change.
         updates = wait_for(lambda: [c for c in node.recorded() if c["pid"] == new_pid and c["call"] == "update"], 5)
         assert {k: v for k, v in updates[0]["assignments"].items()} == before_ips
-    assert 'metalloid_worker_restarts_total{worker="%s"} 1' % worker in get_text(f"{node.url}/metrics")[1]
+    assert f'metalloid_worker_restarts_total{{worker="{worker}"}} 1' in get_text(f"{node.url}/metrics")[1]
     # Generous for a loaded CI machine; bench/runtime.py measures the real figure (target 1 s).
     assert healed_in < 5
 
@@ -190,7 +190,7 @@ def test_invalid_reload_keeps_the_old_config(node: Node) -> None:
 def test_valid_reload_adds_a_service_and_keeps_the_others(node: Node) -> None:
     before_ips = node.ips()
     node.config.write_text(config_text(11))
-    after = wait_for(lambda: len(ips := node.ips()) == 11 and ips, 5, what="11 services")
+    after: dict[str, list[str]] = wait_for(lambda: len(ips := node.ips()) == 11 and ips, 5, what="11 services")
     assert {k: v for k, v in after.items() if k in before_ips} == before_ips
     assert after["default/svc-10"] not in before_ips.values()
 

@@ -97,6 +97,9 @@ def allocate(
         for key, service in services:
             if key not in run.assignments and bool(service.requested_ips) is wants_ips:
                 run.assign_new(key, service)
+    for key, service in services:
+        if key in run.pending:
+            run.explain_pending(key, service)
     return run.result([key for key, _ in services])
 
 
@@ -113,11 +116,14 @@ class _Run:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.indexes: dict[str, PoolIndex] = {}
+        # A duplicate pool name is a `check` error; the first one wins, as in `Config.pool`.
+        first: dict[str, IPAddressPool] = {}
         for pool in config.pools:
-            self.indexes.setdefault(pool.name, PoolIndex(pool))
-        self.by_priority = sorted(config.pools, key=priority_key)
-        self.families = {pool.name: pool.families() for pool in config.pools}
+            first.setdefault(pool.name, pool)
+        self.pools = list(first.values())
+        self.indexes = {pool.name: PoolIndex(pool) for pool in self.pools}
+        self.by_priority = sorted(self.pools, key=priority_key)
+        self.families = {pool.name: pool.families() for pool in self.pools}
         self._namespace_labels: dict[str, dict[str, str]] = {}
         # Per family, keyed by the integer value: hashing an int is far cheaper
         # than hashing an ipaddress object, and `_pick` never builds one.
@@ -162,7 +168,7 @@ class _Run:
 
     def _pool_holding(self, ip: IPAddress) -> IPAddressPool | None:
         """The pool whose ranges contain `ip` (buggy or not); config order on overlap."""
-        return next((p for p in self.config.pools if any(ip in r for r in p.addresses)), None)
+        return next((p for p in self.pools if any(ip in r for r in p.addresses)), None)
 
     def _conflict(self, key: ServiceKey, service: Service, ips: list[IPAddress]) -> str | None:
         for ip in ips:
@@ -198,7 +204,7 @@ class _Run:
         return pool
 
     def _pool_list(self) -> str:
-        pools = self.config.pools
+        pools = self.pools
         if not pools:
             return "no pools are defined"
         listed = [f"{p.name} {' '.join(r.text for r in p.addresses)}" for p in pools[:_POOLS_LISTED]]
@@ -224,13 +230,32 @@ class _Run:
     # --- pass 2: new allocations ------------------------------------------
 
     def assign_new(self, key: ServiceKey, service: Service) -> None:
-        assign = self._assign_requested if service.requested_ips else self._assign_auto
-        reason = assign(key, service)
-        if reason is not None:
-            self.pending[key] = reason
-            log.debug("ip.pending service=%s reason=%s", key, reason)
+        found = self._find(key, service)
+        if isinstance(found, str):
+            self.pending[key] = found
+        else:
+            self._commit(key, service, *found)
 
-    def _assign_requested(self, key: ServiceKey, service: Service) -> str | None:
+    def explain_pending(self, key: ServiceKey, service: Service) -> None:
+        """Say why `service` is pending as of the final state, not as of its turn.
+
+        Its turn came before later Services took more IPs; the final state is
+        what a re-run (with this run's output as `previous`) sees, so the reason
+        stays the same from run to run. Nothing freed up since its turn (a run
+        only ever takes IPs), so it still cannot be served.
+        """
+        found = self._find(key, service)
+        if isinstance(found, str):
+            self.pending[key] = found
+        log.debug("ip.pending service=%s reason=%s", key, self.pending[key])
+
+    def _find(self, key: ServiceKey, service: Service) -> tuple[IPAddressPool, list[IPAddress]] | str:
+        """The pool and IPs `service` would get now, or why it gets none."""
+        if service.requested_ips:
+            return self._find_requested(key, service)
+        return self._find_auto(key, service)
+
+    def _find_requested(self, key: ServiceKey, service: Service) -> tuple[IPAddressPool, list[IPAddress]] | str:
         ips = _dedupe(service.requested_ips)
         problem = requested_family_problem(service, [ip.version for ip in ips])
         if problem is not None:
@@ -241,10 +266,9 @@ class _Run:
         conflict = self._conflict(key, service, ips)
         if conflict is not None:
             return conflict
-        self._commit(key, service, pool, ips)
-        return None
+        return pool, ips
 
-    def _assign_auto(self, key: ServiceKey, service: Service) -> str | None:
+    def _find_auto(self, key: ServiceKey, service: Service) -> tuple[IPAddressPool, list[IPAddress]] | str:
         candidates = self._candidate_pools(service)
         if isinstance(candidates, str):
             return candidates
@@ -260,8 +284,7 @@ class _Run:
                     break
                 picked.append(ip)
             else:
-                self._commit(key, service, pool, picked)
-                return None
+                return pool, picked
         plural = "pools" if len(exhausted) > 1 else "pool"
         reason = f"no available IPs in {plural} {', '.join(dict.fromkeys(exhausted))}"
         if service.sharing_key:

@@ -89,7 +89,9 @@ class RangeIndex:
         return gap <= _MAX_BUGGY_RUN and all(self.is_buggy(o) for o in range(after + 1, before))
 
     def mark(self, offset: int) -> None:
-        """Take `offset` (must be inside the range, free and not buggy)."""
+        """Take `offset` (inside the range); taking it twice, or a buggy one, does nothing."""
+        if self.is_buggy(offset):
+            return
         i = bisect_right(self._starts, offset) - 1
         if i >= 0 and offset <= self._ends[i]:
             return

@@ -133,7 +133,10 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
     from supervisor.watching.file_watcher import default_loader
 
-    config, diagnostics = default_loader(args.node)(args.config)
+    # Without the plugins' validators: importing every plugin would stay in the
+    # supervisor's memory for good. The watcher runs them (a config they reject
+    # leaves the node running, not ready, with the errors in /status).
+    config, diagnostics = default_loader(args.node, plugins=False)(args.config)
     for d in diagnostics:
         print(d, file=sys.stderr)
     if config is None:
@@ -145,7 +148,9 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     except statefile.StateFileError as exc:
         return None, str(exc)
     try:
-        key = read_key_file(args.membership_key_file) if args.membership_key_file else None
+        # The command line wins; Settings spec.membership.keyFile is the fallback (as in the worker).
+        key_file = args.membership_key_file or config.settings.membership.key_file
+        key = read_key_file(key_file) if key_file else None
     except KeyFileError as exc:
         return None, str(exc)
     problem = key_problem(config, node_name=args.node, key=key, insecure=args.insecure)

@@ -80,7 +80,7 @@ def render_tables(status: dict[str, Any]) -> str:
     services = status.get("services") or []
     parts.append("SERVICES\n" + render_table(
         ["NAMESPACE", "NAME", "EXTERNAL-IP", "POOL", "ANNOUNCED-BY", "STATUS"],
-        [_service_row(s) for s in services],
+        [_service_row(s, str(status.get("node", ""))) for s in services],
     ) if services else "SERVICES: none of type LoadBalancer\n")
     pending = [s for s in services if s.get("pending")]
     if pending:
@@ -121,14 +121,22 @@ def _header(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _service_row(service: dict[str, Any]) -> list[object]:
+def _service_row(service: dict[str, Any], this_node: str = "") -> list[object]:
     ips = service.get("ips") or []
     announced: dict[str, list[str]] = service.get("announced") or {}
     by = ", ".join(f"{node} ({protocol})" for protocol, nodes in sorted(announced.items()) for node in nodes)
+    # A node sees only its own announcements; for the others it knows whom the
+    # election chose ("Elected": ask that node to confirm it announces).
+    elsewhere = [(protocol, str(e["winner"])) for protocol, e in sorted((service.get("elections") or {}).items())
+                 if isinstance(e, dict) and e.get("winner") and e.get("winner") != this_node
+                 and protocol not in announced]
     if service.get("pending"):
         state = "Pending"
     elif by:
         state = "Announced"
+    elif elsewhere:
+        by = ", ".join(f"{node} ({protocol})" for protocol, node in elsewhere)
+        state = "Elected"
     else:
         state = "NotAnnounced"
     return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",

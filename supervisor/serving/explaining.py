@@ -147,8 +147,9 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
                             f"candidates by sha256(\"<node>#{ip}\"), MetalLB's rule, so all agree without a "
                             f"leader; {winner} is first")
             if winner not in nodes:
-                entry["why"] += (f", but {status.get('node')} has not seen it announce yet (it may be taking "
-                                 "over right now; ask that node with --endpoint)")
+                entry["why"] += (f", but {status.get('node')} has not seen it announce yet: a node reports only "
+                                 f"its own announcements, so ask {winner} (--endpoint http://<{winner}>:7472) "
+                                 "to confirm")
         elif nodes:
             entry["state"] = "announced"
             entry["why"] = ("BGP mode: every eligible node announces it and the router spreads the traffic"

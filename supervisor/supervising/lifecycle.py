@@ -87,7 +87,7 @@ class WorkerState:
     # Seconds a new process must stay alive (and have sent one heartbeat)
     # before it counts as RUNNING: a worker that crashes while importing is
     # not "running" (supervisord's startsecs).
-    start_seconds: float = 0.5
+    start_seconds: float = 0.3
 
     @property
     def alive(self) -> bool:

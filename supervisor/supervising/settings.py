@@ -37,3 +37,11 @@ class WorkerSettings:
     debounce_seconds: float = 0.2
     # Announcer hosts: the announcer's timer period.
     tick_seconds: float = 0.05
+    # Kubernetes mode (controller / speaker): where the API is and what this
+    # instance serves. `kubeconfig` None = in-cluster config when in a pod.
+    kubeconfig: str | None = None
+    api_host: str | None = None
+    namespace: str = "metallb-system"
+    lb_class: str | None = None
+    lease_name: str = "metalloid-controller"
+    k8s_role: str = ""  # "controller" or "speaker"

@@ -1,8 +1,8 @@
 """The supervisor process shell: spawn workers, route their messages, restart them.
 
 Every worker is its own OS process (start method "spawn", chosen explicitly:
-nothing is inherited, the same on every Python version, see
-docs/runtime.md and BENCHMARKS.md for the memory trade-off) with its own inbox
+nothing is inherited, the same on every Python version; BENCHMARKS.md has
+the memory trade-off) with its own inbox
 and outbox `multiprocessing.Queue`. One queue pair per worker, recreated on
 every spawn, so a worker killed in the middle of a write can only ever corrupt
 its own queue, which dies with it. The loop waits with
@@ -90,7 +90,9 @@ class SupervisorSettings:
     # No heartbeat for this long = hung (six missed 0.5 s heartbeats; an
     # allocation of thousands of services stays well below it).
     hung_seconds: float = 3.0
-    start_seconds: float = 0.5
+    # The start window: long enough to catch a worker dying in its first
+    # message, short enough that kill -9 → RUNNING stays under a second.
+    start_seconds: float = 0.3
     # Spawn to first heartbeat: a fresh interpreter plus imports, slow on a
     # busy node without bytecode caches; slow is not hung.
     start_deadline_seconds: float = 15.0

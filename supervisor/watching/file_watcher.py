@@ -70,8 +70,9 @@ def check_node(config: Config, node_name: str) -> list[Diagnostic]:
                   f"{node_name!r} with its InternalIP, or pass --node with one of the listed names")]
 
 
-def default_loader(node_name: str) -> Loader:
-    validators: list[Callable[[Config], list[Diagnostic]]] | None = None
+def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
+    """`load_config_files` plus the node check; `plugins`: run the plugins' validators too."""
+    validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
         from supervisor.config.loading import load_config_files
@@ -169,8 +170,10 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
     if install_signal:
         signal.signal(signal.SIGHUP, hangup)
     beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds)
-    beat.maybe()
     while True:
+        # Beat before a (possibly long) load, so a restarted watcher counts
+        # as alive while it parses a big config.
+        beat.maybe()
         force, hangup.pending = hangup.pending, False
         for message in core.poll(time.monotonic(), force=force):
             outbox.put(message)

@@ -4,7 +4,7 @@ One thread per kind lists, then watches from the listed resourceVersion with
 bookmarks; a 410 Gone re-lists (the cache is replaced, so deletions missed in
 the gap disappear too); any other failure reconnects after a tenacity backoff
 and resumes from the last version seen. When the cache changes (debounced
-~50 ms, at most `max_delay` late under a constant stream) the whole cache goes
+~50 ms, at most `max_delay` (100 ms) late under a constant stream) the whole cache goes
 through `parse_objects`, exactly like the YAML path, so the allocator and the
 announcers cannot tell which mode they are in. Nothing is emitted before every
 kind has been listed once: allocating against a half-known cluster would hand
@@ -49,7 +49,7 @@ class WatchOptions:
     speaker_pods: bool = False
     pod_selector: str = SPEAKER_SELECTOR
     debounce_seconds: float = 0.05
-    max_delay_seconds: float = 0.5
+    max_delay_seconds: float = 0.1
     # Servers end watches after this; a fresh one resumes from the last version.
     watch_timeout_seconds: int = 300
     backoff_max_seconds: float = 10.0

@@ -1,0 +1,100 @@
+"""`metalloid speaker`: the Kubernetes DaemonSet (watch, membership, announce)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "Kubernetes speaker: announce the Services' IPs from this node (MetalLB's speaker)"
+DESCRIPTION = """\
+Run metalloid's speaker on one node (a DaemonSet with hostNetwork and NET_RAW),
+in place of MetalLB's. It reads the assignments the controller wrote in Service
+status, finds its peers from the speaker pods (labels app=metalloid,
+component=speaker in --namespace), exchanges heartbeats with them, and answers
+ARP/NDP for the IPs this node wins (MetalLB's election). When the API server is
+unreachable it keeps announcing the last known state.
+
+The node name comes from --node, $NODE_NAME (downward API) or $METALLOID_NODE.
+Credentials: the pod's service account, else --kubeconfig.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--node", default=env("NODE_NAME") or env("METALLOID_NODE"),
+                        help="this node's name (env NODE_NAME from the downward API, or METALLOID_NODE)")
+    parser.add_argument("--kubeconfig", default=env("KUBECONFIG"), metavar="PATH",
+                        help="kubeconfig file (default: in-cluster service account, else ~/.kube/config)")
+    parser.add_argument("--namespace", default=env("METALLOID_NAMESPACE") or env("POD_NAMESPACE") or "metallb-system",
+                        help="where the metallb.io resources and the speaker pods live (default: metallb-system)")
+    parser.add_argument("--membership-key-file", default=env("METALLOID_MEMBERSHIP_KEY_FILE",
+                                                              "/etc/metalloid/memberlist/secretkey"),
+                        help="shared secret authenticating heartbeats (default: /etc/metalloid/memberlist/secretkey)")
+    parser.add_argument("--insecure", action="store_true", help="allow membership without a key (trusted networks)")
+    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
+                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
+    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
+                        help="address the HTTP server binds (default: 0.0.0.0)")
+    parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS", "layer2"), metavar="LIST",
+                        help="comma-separated announcer protocols (default: layer2)")
+    parser.add_argument("--api-server", default=env("METALLOID_API_SERVER"), metavar="URL", help=argparse.SUPPRESS)
+    from supervisor.logs import add_logging_arguments
+
+    add_logging_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from supervisor.commands.run import _version
+    from supervisor.logs import setup_logging
+    from supervisor.serving.http import PortInUseError, start_http_server
+    from supervisor.serving.metrics import MetricsRegistry
+    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, WATCHER
+    from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
+
+    if not args.node:
+        print("metalloid speaker: --node is required (or NODE_NAME from the downward API)", file=sys.stderr)
+        return 1
+    try:
+        setup_logging("supervisor", fmt=args.log_format, level=args.log_level)
+    except ValueError as exc:
+        print(f"metalloid speaker: {exc}", file=sys.stderr)
+        return 1
+    wanted = args.membership_key_file
+    key_file = wanted if wanted and os.path.exists(wanted) else None
+    if key_file is None and not args.insecure:
+        print(f"metalloid speaker: membership key file {args.membership_key_file} not found; mount the "
+              "memberlist Secret there or pass --insecure on a trusted network", file=sys.stderr)
+        return 1
+
+    def settings(name: str, protocol: str | None = None) -> WorkerSettings:
+        return WorkerSettings(
+            name=name, node_name=args.node, mode="kubernetes", k8s_role="speaker", protocol=protocol,
+            kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace,
+            membership_key_file=key_file, insecure=args.insecure, log_format=args.log_format, log_level=args.log_level,
+        )
+
+    specs = [
+        WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.kubernetes.worker:run",
+                   settings=settings("watcher")),
+        WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
+                   settings=settings("membership")),
+    ]
+    for protocol in [p.strip() for p in args.announcers.split(",") if p.strip()]:
+        specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
+                                settings=settings(f"announcer-{protocol}", protocol)))
+    metrics = MetricsRegistry()
+    sup = Supervisor(specs, SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version()),
+                     metrics=metrics)
+    sup.install_signal_handlers()
+    try:
+        server = start_http_server(args.metrics_port, host=args.metrics_host, status=sup.status,
+                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
+    except PortInUseError as exc:
+        print(f"metalloid speaker: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return sup.run()
+    finally:
+        server.close()

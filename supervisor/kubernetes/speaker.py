@@ -1,0 +1,75 @@
+"""The speaker's Kubernetes side: assignments from Service status, and `nodeAssigned` Events.
+
+The speaker never allocates. Its "allocation" is what the controller wrote:
+`assignments_from_status`, sent on as an `AllocationDone` right after each
+`ConfigLoaded`, so the supervisor and the announcers run exactly as in
+standalone mode. When the API server is unreachable nothing new arrives and
+the supervisor keeps routing the last state: announcing continues, and
+failover (membership heartbeats) does not depend on the API.
+
+`NodeAssignedReporter` emits MetalLB's `nodeAssigned` Event when this node
+becomes the layer 2 winner for a Service (not on every reconcile).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from supervisor.allocating.results import AllocationResult
+from supervisor.config.model import Config, ServiceKey
+from supervisor.electing.election import elect_layer2, eligibility
+from supervisor.kubernetes import events, kinds
+from supervisor.kubernetes.assignments import assignments_from_status
+
+log = logging.getLogger(__name__)
+
+
+def speaker_allocation(config: Config) -> AllocationResult:
+    found = assignments_from_status(config)
+    return AllocationResult(assignments={a.service: a for a in found}, pending={}, pools=())
+
+
+def layer2_winners(config: Config, result: AllocationResult, members: frozenset[str]) -> dict[ServiceKey, str]:
+    """Service → the node MetalLB's layer 2 ranking picks among live, eligible members."""
+    winners: dict[ServiceKey, str] = {}
+    for key, assignment in result.assignments.items():
+        service = config.service(key)
+        ads = config.l2_advertisements_for(assignment.pool)
+        if service is None or not ads or not assignment.ips:
+            continue
+        selectors = tuple(s for ad in ads for s in ad.node_selectors) if all(ad.node_selectors for ad in ads) else ()
+        elected = elect_layer2(
+            eligibility(config, service, node_selectors=selectors, members=members), assignment.ips[0]
+        )
+        if elected.winner:
+            winners[key] = elected.winner
+    return winners
+
+
+class NodeAssignedReporter:
+    def __init__(self, recorder: events.EventRecorder, node_name: str) -> None:
+        self.recorder = recorder
+        self.node_name = node_name
+        self._announcing: set[ServiceKey] = set()
+
+    def update(
+        self, winners: Mapping[ServiceKey, str], service_object: Callable[[ServiceKey], Mapping[str, Any] | None]
+    ) -> int:
+        mine = {key for key, node in winners.items() if node == self.node_name}
+        written = 0
+        for key in sorted(mine - self._announcing):
+            obj = service_object(key)
+            if obj is not None and self.recorder.record(
+                obj,
+                kinds.SERVICE,
+                events.NORMAL,
+                events.NODE_ASSIGNED,
+                f'announcing from node "{self.node_name}" with protocol "layer2"',
+            ):
+                written += 1
+        for key in self._announcing - mine:
+            self.recorder.forget("Service", key.namespace, key.name)
+        self._announcing = mine
+        return written

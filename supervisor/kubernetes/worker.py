@@ -1,0 +1,152 @@
+"""The Kubernetes worker process: `run(settings, inbox, outbox)` for both roles.
+
+controller: watcher + allocator + lease + status writer in one process. The
+allocator is pure and cheap, and keeping it next to the writer means an
+allocation is written only by the replica that computed it, from the config it
+computed it on. ConfigLoaded and AllocationDone still go to the supervisor, so
+/status, /metrics and `metalloid explain` work as in standalone mode.
+
+speaker: watcher (with the speaker pods as membership peers) that sends
+ConfigLoaded then an AllocationDone rebuilt from Service status; the
+supervisor routes them to membership and the announcers as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from supervisor.messages import (
+    AllocationDone,
+    ConfigLoaded,
+    ConfigRejected,
+    Control,
+    MembersChanged,
+    MetricKind,
+    MetricUpdate,
+)
+from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
+from supervisor.supervising.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from supervisor.kubernetes.client import RawClient
+
+log = logging.getLogger(__name__)
+
+Put = Callable[[object], None]
+Handlers = tuple[Callable[[], None], Callable[[object], None]]
+
+_DOCS = {
+    "metallb_k8s_client_updates_total": "Number of k8s object updates that have been applied.",
+    "metallb_k8s_client_update_errors_total": "Number of k8s object updates that failed for some reason.",
+}
+
+
+def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+    from supervisor.kubernetes.client import RawClient
+
+    client = RawClient.connect(
+        kubeconfig=settings.kubeconfig,
+        host=settings.api_host,
+        user_agent=f"metalloid-{settings.k8s_role or 'watcher'}/{settings.node_name}",
+    )
+    lock = threading.Lock()
+
+    def put(message: object) -> None:
+        with lock:  # the emitter thread and this loop share the outbox
+            outbox.put(message)
+
+    def metric(name: str, value: float) -> None:
+        put(MetricUpdate(name=name, kind=MetricKind.COUNTER, documentation=_DOCS.get(name, name), value=value))
+
+    if settings.k8s_role == "controller":
+        stop, on_message = _controller(settings, client, put, metric)
+    else:
+        stop, on_message = _speaker(settings, client, put)
+    beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds)
+    try:
+        while True:
+            with lock:
+                beat.maybe()
+            message = receive(inbox, beat.due_in(time.monotonic()))
+            if message is Control.STOP:
+                return
+            if message is not None:
+                on_message(message)
+    finally:
+        stop()
+        client.close()
+
+
+def _controller(
+    settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
+) -> Handlers:
+    from supervisor.allocating.allocator import allocate
+    from supervisor.kubernetes.assignments import previous_from_status
+    from supervisor.kubernetes.controller import ControllerCore, ControllerOptions
+    from supervisor.watching.k8s_watcher import WatchOptions
+
+    core: ControllerCore
+
+    def emit(message: ConfigLoaded | ConfigRejected) -> None:
+        put(message)
+        if isinstance(message, ConfigLoaded):
+            result = allocate(message.config, previous_from_status(message.config))
+            done = AllocationDone(generation=message.generation, result=result)
+            put(done)
+            core.allocation_done(done)
+        else:
+            core.config_rejected(message)
+
+    options = ControllerOptions(
+        namespace=settings.namespace,
+        lb_class=settings.lb_class,
+        lease_name=settings.lease_name,
+        identity=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or settings.node_name,
+        watch=WatchOptions(namespace=settings.namespace),
+    )
+    core = ControllerCore(client, options, emit, metric=metric)
+    core.start()
+    return core.stop, lambda message: None
+
+
+def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
+    from supervisor.kubernetes.events import EventRecorder
+    from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
+    from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
+
+    reporter = NodeAssignedReporter(
+        EventRecorder(client, component="metallb-speaker", host=settings.node_name), settings.node_name
+    )
+    state: dict[str, object] = {"members": frozenset({settings.node_name})}
+
+    def report() -> None:
+        loaded, done = state.get("config"), state.get("done")
+        if isinstance(loaded, ConfigLoaded) and isinstance(done, AllocationDone):
+            members = state["members"]
+            assert isinstance(members, frozenset)
+            winners = layer2_winners(loaded.config, done.result, members)
+            reporter.update(winners, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+
+    def emit(message: ConfigLoaded | ConfigRejected) -> None:
+        put(message)
+        if isinstance(message, ConfigLoaded):
+            done = AllocationDone(generation=message.generation, result=speaker_allocation(message.config))
+            put(done)
+            state.update(config=message, done=done)
+            report()
+
+    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit)
+    watcher.start()
+
+    def on_message(message: object) -> None:
+        # Membership views reach us only if the supervisor routes them here (nodeAssigned events).
+        if isinstance(message, MembersChanged):
+            state["members"] = message.alive
+            report()
+
+    return watcher.stop, on_message

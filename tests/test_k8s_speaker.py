@@ -1,0 +1,178 @@
+"""The speaker's Kubernetes side: peers from speaker pods, assignments from status, nodeAssigned."""
+
+from __future__ import annotations
+
+import ipaddress
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from supervisor.config.model import Config, IPAddressPool, Service, ServiceKey
+from supervisor.config.parsing import parse_objects
+from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_status
+from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.events import EventRecorder
+from supervisor.kubernetes.peers import nodes_with_speaker_addresses, speaker_addresses
+from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
+from supervisor.messages import ConfigLoaded
+from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
+from tests.fakeapi import FakeApiServer
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, service, wait_for
+
+
+def pod(
+    name: str, node: str, ip: str | None, *, phase: str = "Running", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "metallb-system",
+            "labels": labels if labels is not None else {"app": "metalloid", "component": "speaker"},
+        },
+        "spec": {"nodeName": node},
+        "status": {"phase": phase, "hostIP": ip, "podIP": ip} if ip else {"phase": phase},
+    }
+
+
+def node(name: str, ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([pod("s1", "n1", "192.0.2.1")], {"n1": "192.0.2.1"}),
+        ([pod("s1", "n1", None)], {}),
+        ([pod("s1", "n1", "192.0.2.1", phase="Pending")], {}),
+        ([pod("s1", "n1", "192.0.2.1"), pod("s2", "n2", "192.0.2.2")], {"n1": "192.0.2.1", "n2": "192.0.2.2"}),
+    ],
+    ids=["running", "no-ip-yet", "pending", "two-nodes"],
+)
+def test_speaker_addresses(pods: list[dict[str, Any]], expected: dict[str, str]) -> None:
+    assert speaker_addresses(pods) == expected
+
+
+def test_nodes_take_the_speaker_pod_address_and_nodes_without_one_have_none() -> None:
+    rewritten = nodes_with_speaker_addresses(
+        [node("n1", "10.0.0.1"), node("n2", "10.0.0.2")], [pod("s", "n1", "192.0.2.1")]
+    )
+    config, _ = parse_objects(rewritten)
+    assert {n.name: tuple(map(str, n.addresses)) for n in config.nodes} == {"n1": ("192.0.2.1",), "n2": ()}
+
+
+def test_assignments_from_status_use_the_annotation_then_the_pool_holding_the_ip() -> None:
+    pool = IPAddressPool(
+        name="first-pool",
+        addresses=parse_objects(
+            [
+                {
+                    "apiVersion": "metallb.io/v1beta1",
+                    "kind": "IPAddressPool",
+                    "metadata": {"name": "first-pool"},
+                    "spec": {"addresses": ["10.0.10.10-10.0.10.99"]},
+                }
+            ]
+        )[0]
+        .pools[0]
+        .addresses,
+    )
+    ip = ipaddress.ip_address("10.0.10.10")
+    config = Config(
+        pools=(pool,),
+        services=(
+            Service(namespace="a", name="annotated", status_ips=(ip,), annotations=((POOL_ANNOTATION, "other"),)),
+            Service(namespace="a", name="plain", status_ips=(ipaddress.ip_address("10.0.10.11"),)),
+            Service(namespace="a", name="pending"),
+            Service(namespace="a", name="cluster-ip", type="ClusterIP", status_ips=(ip,)),
+        ),
+    )
+    found = {str(a.service): (tuple(map(str, a.ips)), a.pool) for a in assignments_from_status(config)}
+    assert found == {"a/annotated": (("10.0.10.10",), "other"), "a/plain": (("10.0.10.11",), "first-pool")}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    import yaml
+
+    with FakeApiServer(bookmark_interval=0.2) as server:
+        server.create(yaml.safe_load(RUNBOOK_POOL))
+        server.create(yaml.safe_load(RUNBOOK_L2))
+        yield server
+
+
+def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage(api: FakeApiServer) -> None:
+    api.create(node("n1", "10.0.0.1"))
+    api.create(node("n2", "10.0.0.2"))
+    created = api.create(pod("speaker-a", "n1", None))
+    api.update_status("Pod", "metallb-system", created["metadata"]["name"], {"phase": "Running", "hostIP": "192.0.2.1"})
+    api.create(pod("unrelated", "n2", "192.0.2.9", labels={"app": "other"}))
+    api.create(service("web"))
+    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
+    out: queue.Queue[Emitted] = queue.Queue()
+    options = WatchOptions(speaker_pods=True, debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.2)
+    watcher = KubeWatcher(RawClient.connect(host=api.url), options, out.put)
+    watcher.start()
+    try:
+        loaded = out.get(timeout=5)
+        assert isinstance(loaded, ConfigLoaded)
+        assert {n.name: tuple(map(str, n.addresses)) for n in loaded.config.nodes} == {"n1": ("192.0.2.1",), "n2": ()}
+        result = speaker_allocation(loaded.config)
+        assert {str(k): tuple(map(str, a.ips)) for k, a in result.assignments.items()} == {
+            "default/web": ("10.0.10.10",)
+        }
+        with api.outage("close"):
+            wait_for(lambda: watcher.reconnects > 0)
+            assert out.empty()  # nothing new: the supervisor keeps routing the last state
+            assert watcher.last_good is loaded
+        api.create(pod("speaker-b", "n2", None))
+        api.update_status("Pod", "metallb-system", "speaker-b", {"phase": "Running", "hostIP": "192.0.2.2"})
+
+        def n2_address() -> tuple[str, ...]:
+            latest = out.get(timeout=5)
+            assert isinstance(latest, ConfigLoaded)
+            return {n.name: tuple(map(str, n.addresses)) for n in latest.config.nodes}["n2"]
+
+        assert wait_for(n2_address) == ("192.0.2.2",)
+    finally:
+        watcher.stop()
+
+
+def test_node_assigned_only_when_this_node_starts_announcing(api: FakeApiServer) -> None:
+    import yaml
+
+    api.create(service("web"))
+    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
+    objects = [
+        yaml.safe_load(RUNBOOK_POOL),
+        yaml.safe_load(RUNBOOK_L2),
+        node("n1", "10.0.0.1"),
+        node("n2", "10.0.0.2"),
+        {**api.get("Service", "default", "web"), "kind": "Service", "apiVersion": "v1"},
+    ]
+    config, _ = parse_objects(objects)
+    result = speaker_allocation(config)
+    both = layer2_winners(config, result, frozenset({"n1", "n2"}))
+    winner = both[ServiceKey(namespace="default", name="web")]
+    loser = "n2" if winner == "n1" else "n1"
+    assert layer2_winners(config, result, frozenset({loser})) == {ServiceKey(namespace="default", name="web"): loser}
+    client = RawClient.connect(host=api.url)
+    reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host=winner), winner)
+
+    def lookup(key: ServiceKey) -> dict[str, Any]:
+        return api.get("Service", key.namespace, key.name)
+
+    assert reporter.update(both, lookup) == 1
+    assert reporter.update(both, lookup) == 0  # a second reconcile says nothing
+    events = events_for(api, "web")
+    assert [(e["reason"], e["message"]) for e in events] == [
+        ("nodeAssigned", f'announcing from node "{winner}" with protocol "layer2"')
+    ]
