@@ -145,7 +145,11 @@ class Demo:
         self.result.pools = status.get("pools", [])
         for svc in self.result.services:
             where = ", ".join(svc.get("ips") or []) or "<pending>"
-            owners = ", ".join(n for nodes in (svc.get("announced") or {}).values() for n in nodes)
+            # A node sees only its own announcements; the election says who
+            # announces everywhere (every node computes the same winner).
+            owners = ", ".join(
+                f"{e['winner']} ({proto})" for proto, e in (svc.get("elections") or {}).items() if e.get("winner")
+            )
             self.say(f"  {svc['namespace']}/{svc['name']}: {where}" + (f"  announced by {owners}" if owners else ""))
             if svc.get("pending"):
                 self.result.pending[f"{svc['namespace']}/{svc['name']}"] = svc["pending"]
@@ -236,7 +240,9 @@ class Demo:
             f"  ip netns exec {ns['n2']} {sys.executable} -m supervisor.cli status",
             f"  ip netns exec {ns['n2']} {sys.executable} -m supervisor.cli explain pihole/pi-hole",
             f"  logs: {self.workdir}/n*.log",
-            "Remove it with: " + " && ".join(f"ip netns del {n}" for n in [*ns.values(), self.lab.bridge_ns]),
+            "Remove it with:",
+            "  kill " + " ".join(str(p.pid) for p in self.lab.running()) + "   # metalloid, the app and the probe",
+            "  " + " && ".join(f"ip netns del {n}" for n in [*ns.values(), self.lab.bridge_ns]),
         ])
 
 

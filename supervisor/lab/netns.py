@@ -168,6 +168,10 @@ class Lab:
         self._procs.append(proc)
         return proc
 
+    def running(self) -> list[subprocess.Popen[bytes]]:
+        """The processes this lab started that are still alive."""
+        return [p for p in self._procs if p.poll() is None]
+
     def link(self, host: str, up: bool) -> None:
         """Cut or restore a host's cable (its bridge port), as unplugging would."""
         peer = f"p{self._hosts[host].index}"
