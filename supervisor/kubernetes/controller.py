@@ -12,7 +12,6 @@ drive and what `metalloid controller` falls back to without the supervisor.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -100,39 +99,31 @@ class ControllerCore:
 
 
 class ControllerLoop:
-    """The whole controller in threads: watcher → allocate → status writer."""
+    """The whole controller in threads: watcher → allocate → status writer.
+
+    Allocation and writes run in the watcher's emitter thread, as in the
+    worker process: while a batch of writes is in flight no new config is
+    parsed, and the next one is the state after the whole batch.
+    """
 
     def __init__(self, client: RawClient, options: ControllerOptions) -> None:
-        self._queue: queue.Queue[Emitted | None] = queue.Queue()
-        self.core = ControllerCore(client, options, self._queue.put)
-        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self.core = ControllerCore(client, options, self._handle)
         self.allocations = 0
 
     def start(self) -> ControllerLoop:
         self.core.start()
-        self._thread.start()
         return self
 
     def stop(self, *, release: bool = True) -> None:
         self.core.stop(release=release)
-        self._queue.put(None)
-        self._thread.join(5.0)
 
-    def _run(self) -> None:
+    def _handle(self, message: Emitted) -> None:
         from supervisor.allocating.allocator import allocate
 
-        while True:
-            batch = [self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get())
-            if None in batch:
-                return
-            # Only the newest config matters: a burst of events is one allocation.
-            message = batch[-1]
-            match message:
-                case ConfigLoaded(generation=generation, config=config):
-                    result = allocate(config, previous_from_status(config))
-                    self.allocations += 1
-                    self.core.allocation_done(AllocationDone(generation=generation, result=result))
-                case ConfigRejected():
-                    self.core.config_rejected(message)
+        match message:
+            case ConfigLoaded(generation=generation, config=config):
+                result = allocate(config, previous_from_status(config))
+                self.allocations += 1
+                self.core.allocation_done(AllocationDone(generation=generation, result=result))
+            case ConfigRejected():
+                self.core.config_rejected(message)

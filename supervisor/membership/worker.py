@@ -18,6 +18,7 @@ watch Kubernetes (the watcher feeds Node objects through ConfigLoaded).
 from __future__ import annotations
 
 import collections
+import errno
 import ipaddress
 import logging
 import math
@@ -114,10 +115,13 @@ def key_problem(config: Config, *, node_name: str, key: bytes | None, insecure: 
     peers = [n.name for n in config.nodes if n.name != node_name]
     if not peers or key is not None or insecure or config.settings.membership.insecure:
         return None
+    shown = ", ".join(sorted(peers)[:3]) + ("…" if len(peers) > 3 else "")
     return (
-        f"membership: the config has {len(peers)} peer node(s) ({', '.join(sorted(peers)[:3])}…) but no "
-        "membership key: pass --membership-key-file PATH (the same secret on every node), or set "
-        "Settings spec.membership.insecure: true to run unauthenticated on a trusted network"
+        f"membership: the config has {len(peers)} peer node(s) ({shown}) but no membership key, and "
+        "unauthenticated heartbeats would let anyone on the LAN move your IPs. Create one secret for all "
+        "nodes (e.g. `openssl rand -hex 32 > /etc/metalloid/membership.key`, copied to every node) and pass "
+        "--membership-key-file PATH; or, on a trusted lab network only, pass --insecure "
+        "(or set Settings spec.membership.insecure: true)"
     )
 
 
@@ -342,7 +346,23 @@ class _Worker:
             self.sock.close()
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(want)
+        try:
+            sock.bind(want)
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                sock.close()
+                raise
+            # The Node's InternalIP is not on this host (a copied config, a
+            # renumbered host). Heartbeats are authenticated by name and key,
+            # not by source address, so listen everywhere rather than crash-loop;
+            # peers can only reach us if that address routes here, so say so.
+            log.warning(
+                "membership.address_not_local node=%s address=%s note=listening on all addresses; peers send "
+                "heartbeats to %s, so fix the Node's InternalIP if it is not this host's",
+                self.s.node_name, want[0], want[0],
+            )
+            want = ("::" if family == socket.AF_INET6 else "0.0.0.0", want[1])
+            sock.bind(want)
         sock.setblocking(False)
         self.sock, self.bound = sock, want
 

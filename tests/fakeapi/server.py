@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +98,16 @@ class FakeApiServer:
 
     def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
         return self.store.list(by_kind(kind), namespace)[0]
+
+    def count(self, kind: str, predicate: Callable[[Obj], bool]) -> int:
+        """How many stored objects of `kind` satisfy `predicate` (no copies: cheap to poll)."""
+        res = by_kind(kind)
+        with self.store.cond:
+            return sum(
+                1
+                for (g, p, _, _), o in self.store._objects.items()
+                if (g, p) == (res.group, res.plural) and predicate(o)
+            )
 
     def update_status(self, kind: str, namespace: str | None, name: str, status: Obj) -> Obj:
         return self.store.update(by_kind(kind), namespace, name, {"status": status}, subresource="status")

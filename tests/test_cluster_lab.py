@@ -1,0 +1,479 @@
+"""Three real `metalloid run` nodes and a client on one bridge: issues 4 and 5 end to end.
+
+One lab per module (building it and starting three nodes costs seconds, so the
+tests share it): namespaces `mlt<pid>k-*`, nodes n1-n3 (10.0.10.1-3) running the
+homelab example plus `bindLocal` and the third-party `example` announcer, a tiny
+app on each node answering with its name, and a client at 10.0.10.100 that
+resolves, arpings and probes the announced IP like a user would. The
+`healthy` fixture puts the cluster back together between tests (restarts a
+stopped node, plugs cables back in, restores the config and waits until every
+node sees every member alive and the client is served by the election
+winner) instead of rebuilding it.
+
+Everything is observed from outside the processes: the client's kernel
+neighbour table, arping's exit code and replies, the client's TCP probe,
+/status and /metrics fetched over the lab network. The only timing assertions
+are the failover bounds the issue sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.lab.netns import Lab, list_netns, require_root
+from supervisor.lab.probe import Outage, Sample, outages, parse_line
+from supervisor.membership.codec import Heartbeat, PacketType, encode
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = ("n1", "n2", "n3")
+CLIENT = "client"
+VIP = "10.0.10.10"
+UNASSIGNED = "10.0.10.11"
+ETP_IP = "10.0.10.50"
+APP_PORT = 8080
+HTTP_PORT = 7472
+MEMBERSHIP_PORT = 7946
+SERVICE = "ingress-nginx/ingress-nginx-controller"
+
+SETTINGS = """
+---
+apiVersion: metalloid.io/v1alpha1
+kind: Settings
+metadata:
+  name: lab
+spec:
+  bindLocal: true
+"""
+
+# An extra Service with externalTrafficPolicy: Local whose only endpoint sits
+# on {node}; its IP is requested so the homelab's allocation is unchanged.
+ETP_LOCAL = """
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  type: LoadBalancer
+  loadBalancerIP: {ip}
+  externalTrafficPolicy: Local
+  selector:
+    app: web
+  ports:
+    - port: 8080
+      protocol: TCP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: shop
+  labels:
+    kubernetes.io/service-name: web
+addressType: IPv4
+endpoints:
+  - addresses: [10.244.0.5]
+    nodeName: {node}
+    conditions: {{ready: true, serving: true}}
+"""
+
+BROKEN = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: first-pool
+spec:
+  addresses: [not-an-address]
+"""
+
+# Fetches several URLs in one interpreter start (from the client namespace);
+# prints a JSON list with the body or null for each.
+FETCH = (
+    "import json,sys,urllib.request\n"
+    "out=[]\n"
+    "for u in sys.argv[1:]:\n"
+    "    try: out.append(urllib.request.urlopen(u,timeout=2).read().decode())\n"
+    "    except Exception: out.append(None)\n"
+    "print(json.dumps(out))\n"
+)
+
+# Captures one genuine heartbeat from the wire in a node's namespace: the
+# UDP payload of the first IPv4 datagram to the membership port from `src`.
+CAPTURE = (
+    "import socket,struct,sys\n"
+    "src,port=sys.argv[1],int(sys.argv[2])\n"
+    "s=socket.socket(socket.AF_PACKET,socket.SOCK_DGRAM,socket.htons(0x0800))\n"
+    "s.settimeout(3)\n"
+    "while True:\n"
+    "    p=s.recv(4096)\n"
+    "    ihl=(p[0]&15)*4\n"
+    "    if p[9]!=17 or socket.inet_ntoa(p[12:16])!=src: continue\n"
+    "    if struct.unpack('!H',p[ihl+2:ihl+4])[0]!=port: continue\n"
+    "    sys.stdout.write(p[ihl+8:].hex()); break\n"
+)
+
+
+class Cluster:
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.config = workdir / "homelab.yaml"
+        self.base_config = (ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
+        self.key = workdir / "membership.key"
+        self.key.write_text(secrets.token_hex(32))
+        self.key.chmod(0o600)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.write_config(self.base_config)
+
+    # -- processes ------------------------------------------------------------
+
+    def example_out(self, node: str) -> Path:
+        return self.workdir / f"example-{node}.json"
+
+    def start(self, node: str) -> None:
+        state = self.workdir / f"state-{node}"
+        state.mkdir(exist_ok=True)
+        env = {**os.environ, "METALLOID_EXAMPLE_OUT": str(self.example_out(node))}
+        with open(self.workdir / f"{node}.log", "ab") as log:
+            self.procs[node] = self.lab.spawn(
+                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config),
+                "--node", node, "--state-dir", str(state), "--metrics-port", str(HTTP_PORT),
+                "--membership-key-file", str(self.key), "--announcers", "layer2,example",
+                stdout=log.fileno(), stderr=subprocess.STDOUT, env=env,
+            )
+
+    def signal(self, node: str, sig: int) -> None:
+        """Signal the node's whole metalloid (the process group led by the spawned PID)."""
+        os.killpg(self.procs[node].pid, sig)
+
+    def running(self, node: str) -> bool:
+        proc = self.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def write_config(self, text: str) -> None:
+        # Atomically, as an editor or a ConfigMap would: nodes never read half a file.
+        temporary = self.config.with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, self.config)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {node}.log (tail)\n" + (self.workdir / f"{node}.log").read_text(errors="replace")[-3000:]
+            for node in NODES if (self.workdir / f"{node}.log").exists()
+        )
+
+    # -- observing from the client ----------------------------------------------
+
+    def fetch(self, path: str, nodes: tuple[str, ...] = NODES) -> dict[str, str | None]:
+        urls = [f"http://{self.lab.host(n).ip}:{HTTP_PORT}{path}" for n in nodes]
+        out = self.lab.run(CLIENT, sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
+        try:
+            bodies = json.loads(out.stdout)
+        except ValueError:
+            bodies = [None] * len(nodes)
+        return dict(zip(nodes, bodies, strict=True))
+
+    def statuses(self, nodes: tuple[str, ...] = NODES) -> dict[str, dict[str, Any] | None]:
+        return {n: json.loads(body) if body else None for n, body in self.fetch("/status", nodes).items()}
+
+    def metric(self, node: str, name: str, labels: str) -> float:
+        text = self.fetch("/metrics", (node,))[node] or ""
+        match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    def served_by(self) -> str | None:
+        out = self.lab.run(CLIENT, sys.executable, "-m", "supervisor.lab.probe", "--target", f"{VIP}:{APP_PORT}",
+                           "--duration", "0.001", "--timeout", "0.5", check=False)
+        sample = parse_line(out.stdout.strip().splitlines()[0]) if out.stdout.strip() else None
+        return sample.served_by if sample else None
+
+    def arping(self, ip: str, count: int = 2) -> tuple[int, set[str]]:
+        """arping's exit code and the set of MACs that replied."""
+        out = self.lab.run(CLIENT, "arping", "-c", str(count), "-w", "1", "-i", "eth0", ip, check=False)
+        macs = {m.lower() for m in re.findall(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})", out.stdout)}
+        return out.returncode, macs
+
+    def winner(self, ip: str, status: dict[str, Any] | None) -> str | None:
+        for svc in (status or {}).get("services", []):
+            election = (svc.get("elections") or {}).get("layer2") or {}
+            if election.get("ip") == ip:
+                return election.get("winner")  # type: ignore[no-any-return]
+        return None
+
+    def all_alive(self) -> bool:
+        statuses = self.statuses()
+        return all(
+            s is not None and sorted(m["name"] for m in s["members"] if m["alive"]) == list(NODES)
+            for s in statuses.values()
+        )
+
+    def probe(self, act: Callable[[], None], seconds: float = 4.0) -> tuple[float, list[Sample]]:
+        """Probe the VIP every 10 ms; once it answers, `act()`; return (time acted, samples)."""
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.lab.host(CLIENT).netns, sys.executable, "-m", "supervisor.lab.probe",
+             "--target", f"{VIP}:{APP_PORT}", "--interval", "0.01", "--timeout", "0.05",
+             "--duration", str(seconds + 3)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        ok = 0
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                sample = parse_line(line)
+                ok = ok + 1 if sample and sample.served_by else 0
+                if ok >= 20:  # 200 ms of steady answers before the failure
+                    break
+            acted = time.monotonic()
+            act()
+            rest, _ = proc.communicate(timeout=seconds + 20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        lines += rest.splitlines()
+        return acted, [s for s in (parse_line(line) for line in lines) if s is not None]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, cluster: Cluster) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{cluster.logs()}")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    problem = require_root()
+    if problem:
+        pytest.fail(problem)
+    prefix = f"mlt{os.getpid() % 10000}k"
+    workdir = Path(tempfile.mkdtemp(prefix="metalloid-cluster-lab-"))
+    lab = Lab(prefix=prefix, hosts=[*NODES, CLIENT], host_index={CLIENT: 100})
+    try:
+        lab.create()
+        c = Cluster(lab, workdir)
+        for node in NODES:
+            lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(APP_PORT))
+            c.start(node)
+        yield c
+    finally:
+        lab.destroy()
+    assert not [n for n in list_netns() if n.startswith(prefix + "-")]
+
+
+@pytest.fixture
+def healthy(cluster: Cluster) -> Cluster:
+    """The cluster as it started: every node up and plugged in, the homelab config, the winner serving."""
+    for node in NODES:
+        cluster.lab.link(node, up=True)
+    if cluster.config.read_text() != cluster.base_config:
+        cluster.write_config(cluster.base_config)
+    for node in NODES:
+        if not cluster.running(node):
+            cluster.start(node)
+    wait_for("every node's /readyz", lambda: all(cluster.fetch("/readyz").values()), 30, cluster)
+    wait_for("every node to see all three members alive, config not stale", lambda: cluster.all_alive() and all(
+        s is not None and not s["config"]["stale"] and s["config"]["origin"] for s in cluster.statuses().values()
+    ), 30, cluster)
+
+    def winner_serves() -> bool:
+        winners = {cluster.winner(VIP, s) for s in cluster.statuses().values()}
+        return len(winners) == 1 and None not in winners and cluster.served_by() == winners.pop()
+
+    wait_for(f"the election winner to serve {VIP}", winner_serves, 15, cluster)
+    return cluster
+
+
+def owner(cluster: Cluster) -> str:
+    winner = cluster.winner(VIP, cluster.statuses(("n1",))["n1"])
+    assert winner is not None
+    return winner
+
+
+def failover_gap(samples: list[Sample], before: str, since: float) -> Outage | None:
+    """The client's gap from the failure to the first answer from another node."""
+    gaps = [o for o in outages([s for s in samples if s.at >= since - 0.05]) if o.before == before]
+    return next((g for g in gaps if g.after not in (None, before)), None)
+
+
+# -- issue 4: the homelab on three nodes ---------------------------------------
+
+
+def test_client_resolves_the_vip_to_the_winner_only(healthy: Cluster) -> None:
+    c = healthy
+    winner = owner(c)
+    c.lab.flush_neighbours(CLIENT)
+    code, macs = c.arping(VIP, count=3)
+    assert code == 0
+    assert macs == {c.lab.mac(winner)}, f"{VIP} answered by {macs}; winner {winner} is {c.lab.mac(winner)}"
+    assert c.served_by() == winner
+    assert c.lab.neighbour(CLIENT, VIP)[0] == c.lab.mac(winner)
+
+
+def test_nothing_answers_for_an_unassigned_ip(healthy: Cluster) -> None:
+    code, macs = healthy.arping(UNASSIGNED)
+    assert (code, macs) == (1, set())
+
+
+def test_example_plugin_announces_what_layer2_announces(healthy: Cluster) -> None:
+    c = healthy
+
+    def pairs(announcements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(a["service"], a["ip"]) for a in announcements}
+
+    def agree() -> bool:
+        for node, status in c.statuses().items():
+            out = c.example_out(node)
+            if status is None or not out.exists():
+                return False
+            layer2 = pairs(status["plugins"]["layer2"]["announcements"])
+            example = pairs(json.loads(out.read_text())["announcements"])
+            if layer2 != example:
+                return False
+        return True
+
+    # The example writes its file from its own process: wait for it to settle.
+    wait_for("the example plugin's files to match layer2 on every node", agree, 10, c)
+    winner = owner(c)
+    assert pairs(json.loads(c.example_out(winner).read_text())["announcements"]) == {(SERVICE, VIP)}
+    for node in set(NODES) - {winner}:
+        assert json.loads(c.example_out(node).read_text())["announcements"] == []
+
+
+# -- issue 5: membership and failover -------------------------------------------
+
+
+def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: Cluster) -> None:
+    c = healthy
+    winner = owner(c)
+    victim = next(n for n in NODES if n != winner)  # the node we try to fool
+    bad_mac = 'reason="bad_mac"'
+    replay = 'reason="replay"'
+    before = (c.metric(victim, "metalloid_heartbeats_rejected_total", bad_mac),
+              c.metric(victim, "metalloid_heartbeats_rejected_total", replay))
+
+    # A genuine heartbeat from the winner to the victim, taken off the wire.
+    captured = c.lab.run(victim, sys.executable, "-c", CAPTURE, c.lab.host(winner).ip, str(MEMBERSHIP_PORT),
+                         timeout=10)
+    genuine = bytes.fromhex(captured.stdout)
+    assert len(genuine) > 32 and genuine[:2] == b"ML"
+    # Forged: "the winner is leaving", far in its future, with a wrong key.
+    forged = encode(Heartbeat(type=PacketType.LEAVING, sender=winner, receiver=victim, incarnation=2**62,
+                              seq=2**40, sent_at_ns=time.time_ns()), secrets.token_bytes(32))
+    # Forged without any MAC at all (an insecure peer, or an attacker).
+    unsigned = encode(Heartbeat(type=PacketType.LEAVING, sender=winner, receiver=victim, incarnation=2**62,
+                                seq=2**40, sent_at_ns=time.time_ns()), None)
+    packets = [forged.hex(), unsigned.hex(), genuine.hex(), genuine.hex()]
+    send = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "for p in sys.argv[2:]: s.sendto(bytes.fromhex(p),(sys.argv[1],%d))\n" % MEMBERSHIP_PORT
+    )
+    c.lab.run(CLIENT, sys.executable, "-c", send, c.lab.host(victim).ip, *packets)
+
+    def counted() -> bool:
+        now = (c.metric(victim, "metalloid_heartbeats_rejected_total", bad_mac),
+               c.metric(victim, "metalloid_heartbeats_rejected_total", replay))
+        return now[0] >= before[0] + 2 and now[1] >= before[1] + 2
+
+    wait_for("the forged and replayed heartbeats to be counted as rejected", counted, 5, c)
+    # Nothing moved: the victim still sees the winner alive and elected, and
+    # the client is still served by the winner's MAC.
+    status = c.statuses((victim,))[victim]
+    assert status is not None
+    assert {m["name"]: m["alive"] for m in status["members"]}[winner] is True
+    assert c.winner(VIP, status) == winner
+    assert c.arping(VIP)[1] == {c.lab.mac(winner)}
+    assert c.served_by() == winner
+
+
+def test_etp_local_follows_the_endpoint(healthy: Cluster) -> None:
+    c = healthy
+    from ipaddress import ip_address
+
+    from supervisor.electing.election import rank
+
+    by_hash = rank(NODES, ip_address(ETP_IP))
+    first, second = by_hash[1], by_hash[2]  # both lose the plain hash election
+    c.write_config(c.base_config + ETP_LOCAL.format(ip=ETP_IP, node=first))
+
+    def answered_by(node: str) -> Callable[[], bool]:
+        return lambda: c.arping(ETP_IP, count=1)[1] == {c.lab.mac(node)}
+
+    wait_for(f"{ETP_IP} to be answered by {first}, the node with the endpoint", answered_by(first), 10, c)
+    # The client now has an entry for the IP (ping fills it: the owner binds
+    # the IP locally); the move must update it with no request from the client.
+    c.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", ETP_IP)
+    assert c.lab.neighbour(CLIENT, ETP_IP)[0] == c.lab.mac(first)
+    c.write_config(c.base_config + ETP_LOCAL.format(ip=ETP_IP, node=second))
+    wait_for(f"the client's entry for {ETP_IP} to switch to {second} (gratuitous ARP)",
+             lambda: c.lab.neighbour(CLIENT, ETP_IP)[0] == c.lab.mac(second), 10, c)
+    assert c.arping(ETP_IP)[1] == {c.lab.mac(second)}
+    # The homelab's IP did not move.
+    assert c.served_by() == owner(c)
+
+
+def test_invalid_reload_keeps_the_ip_announced_and_marks_config_stale(healthy: Cluster) -> None:
+    c = healthy
+    winner = owner(c)
+    c.write_config(BROKEN)
+    wait_for("every node to mark its config stale", lambda: all(
+        s is not None and s["config"]["stale"] for s in c.statuses().values()), 10, c)
+    c.lab.flush_neighbours(CLIENT)
+    assert c.arping(VIP) == (0, {c.lab.mac(winner)})
+    assert c.served_by() == winner
+    status = c.statuses((winner,))[winner]
+    assert status is not None and status["config"]["errors"]
+
+
+def test_sigterm_hands_over_with_no_measurable_gap(healthy: Cluster) -> None:
+    c = healthy
+    before = owner(c)
+    acted, samples = c.probe(lambda: c.signal(before, signal.SIGTERM), seconds=2.0)
+    gap = failover_gap(samples, before, acted)
+    assert gap is not None, f"no handover seen; last answers {[s.served_by for s in samples[-10:]]}"
+    assert gap.seconds < 0.2, f"SIGTERM handover {before}->{gap.after} took {gap.seconds * 1000:.0f} ms"
+    assert c.procs[before].wait(timeout=10) == 0
+    assert c.served_by() == gap.after
+
+
+def test_link_down_fails_over(healthy: Cluster) -> None:
+    c = healthy
+    before = owner(c)
+    acted, samples = c.probe(lambda: c.lab.link(before, up=False), seconds=3.0)
+    gap = failover_gap(samples, before, acted)
+    assert gap is not None, f"no failover seen; last answers {[s.served_by for s in samples[-10:]]}"
+    assert gap.seconds < 1.0
+    assert c.lab.neighbour(CLIENT, VIP)[0] == c.lab.mac(gap.after or "")
+
+
+def test_kill_9_of_the_owner_fails_over_in_under_a_second(healthy: Cluster) -> None:
+    c = healthy
+    before = owner(c)
+    acted, samples = c.probe(lambda: c.signal(before, signal.SIGKILL), seconds=3.0)
+    gap = failover_gap(samples, before, acted)
+    assert gap is not None, f"no failover seen; last answers {[s.served_by for s in samples[-10:]]}"
+    assert gap.seconds < 1.0, f"kill -9 failover {before}->{gap.after} took {gap.seconds * 1000:.0f} ms"
+    # The client's kernel now resolves the IP to the new owner, and only to it.
+    assert c.arping(VIP)[1] == {c.lab.mac(gap.after or "")}
+
