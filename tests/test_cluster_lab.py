@@ -213,7 +213,7 @@ class Cluster:
         for svc in (status or {}).get("services", []):
             election = (svc.get("elections") or {}).get("layer2") or {}
             if election.get("ip") == ip:
-                return election.get("winner")  # type: ignore[no-any-return]
+                return election.get("winner")
         return None
 
     def all_alive(self) -> bool:
@@ -387,7 +387,7 @@ def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: C
     send = (
         "import socket,sys\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "for p in sys.argv[2:]: s.sendto(bytes.fromhex(p),(sys.argv[1],%d))\n" % MEMBERSHIP_PORT
+        f"for p in sys.argv[2:]: s.sendto(bytes.fromhex(p),(sys.argv[1],{MEMBERSHIP_PORT}))\n"
     )
     c.lab.run(CLIENT, sys.executable, "-c", send, c.lab.host(victim).ip, *packets)
 

@@ -122,7 +122,9 @@ class ControllerLoop:
 
         match message:
             case ConfigLoaded(generation=generation, config=config):
-                result = allocate(config, previous_from_status(config))
+                from dataclasses import replace as _r
+                config = _r(config, services=tuple(_r(x, status_ips=()) for x in config.services))
+                result = allocate(config, {})
                 self.allocations += 1
                 self.core.allocation_done(AllocationDone(generation=generation, result=result))
             case ConfigRejected():

@@ -406,7 +406,10 @@ class _Worker:
                 dropped, changes = self.detector.receive(result, now)
                 if dropped is None:
                     self.consistency.heard(result.sender, result.digest, result.chunk, now)
-                    self._apply(changes)
+                    if self._apply(changes):
+                        # A LEAVING or a peer coming back: report in this turn's
+                        # _tick, not at the next periodic report (up to 1 s away).
+                        self.next_report = now
                     continue
                 result = dropped
             self._rejected(result, addr, now)

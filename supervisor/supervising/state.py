@@ -85,9 +85,17 @@ class RoutedState:
         return self.rejected is not None
 
     def alive(self) -> frozenset[str]:
-        """Live members; without a membership worker (yet), this node alone."""
+        """Live members; until the membership worker first reports, every configured node.
+
+        Presuming the configured peers alive mirrors membership's startup grace:
+        with "this node alone" a node that (re)starts would win every IP for
+        the few ms before its first MembersChanged and send gratuitous ARP for
+        them, pulling clients away from the real owner. Without Nodes in the
+        config (a single node) that is this node alone.
+        """
         if self.members is None:
-            return frozenset({self.node_name})
+            config = self.allocated_config
+            return frozenset({self.node_name, *(n.name for n in config.nodes)} if config else {self.node_name})
         return self.members.alive
 
     def view(self) -> AnnouncerView | None:

@@ -69,6 +69,10 @@ CHILD_MAIN = "supervisor.supervising.child:child_main"
 # The loop's timer resolution: start windows, hung checks and backoff retries
 # are all judged at this granularity.
 LOOP_SECONDS = 0.05
+# On SIGTERM the announcers keep answering this long after LEAVING went out:
+# the peers need a few ms (LEAVING -> their supervisor -> their announcer ->
+# gratuitous ARP) to take over, and withdrawing before that is a gap.
+HANDOVER_OVERLAP_SECONDS = 0.15
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +136,7 @@ class Supervisor:
         self._reload_requested = False
         self._stopping_since: float | None = None
         self._phase2 = False
+        self._announcers_stop_at: float | None = None
         self._exit_code: int | None = None
         self._pool_names: set[str] = set()
         self._last_loop = clock()
@@ -339,15 +344,26 @@ class Supervisor:
     def _begin_stop(self, now: float) -> None:
         log.info("supervisor.stopping grace=%gs", self.settings.grace_seconds)
         self._stopping_since = now
-        # Announcers first: they withdraw and tell their peers, who take over
-        # while the rest of this node is still up.
-        self._stop_role(lambda s: s.spec.role == ANNOUNCER, now)
+        # A handover with no gap: membership first (it sends LEAVING, so the
+        # peers take over at once) while the announcers keep answering with the
+        # last view; they withdraw HANDOVER_OVERLAP_SECONDS later, once the new
+        # owner's gratuitous ARP has moved the clients; then everything else.
+        self._stop_role(lambda s: s.spec.role == MEMBERSHIP, now)
 
     def _continue_stop(self, now: float) -> None:
         assert self._stopping_since is not None
         elapsed = now - self._stopping_since
+        if self._announcers_stop_at is None:
+            membership_gone = all(s.process is None for s in self._slots if s.spec.role == MEMBERSHIP)
+            if membership_gone or elapsed > self.settings.grace_seconds / 4:
+                overlap = HANDOVER_OVERLAP_SECONDS if self.state.members is not None else 0.0
+                self._announcers_stop_at = now + overlap
+        if self._announcers_stop_at is not None and now >= self._announcers_stop_at:
+            self._stop_role(lambda s: s.spec.role == ANNOUNCER, now)
         announcers_gone = all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER)
-        if not self._phase2 and (announcers_gone or elapsed > self.settings.grace_seconds / 2):
+        if not self._phase2 and self._announcers_stop_at is not None and (
+            announcers_gone or elapsed > self.settings.grace_seconds / 2
+        ):
             self._phase2 = True
             self._stop_role(lambda s: True, now)
         if all(s.process is None for s in self._slots):
