@@ -4,23 +4,43 @@ In a private lab (a bridge, n1-n3, a client; network namespaces made here and
 removed at the end), the client connects to 10.0.10.10:8080 every 10 ms while
 the bench fails the owner, and prints p50/p99/max of:
 
-- outage: the longest run of failed connects around the failure;
-- switch: from the failure to the first answer from another node.
+- outage: the longest run of failed connects after the failure;
+- switch: from the failure to the first answer from another node (for `crash`
+  this is the figure that counts: the dead daemon's node still holds the IP and
+  serves it, so the client sees no failed connect until another node's
+  gratuitous ARP moves it).
 
 Scenarios: `death` (the owner's link cut and its daemon SIGKILLed at the same
-instant, like a power loss), `crash` (SIGKILL of the daemon on a live node),
-`sigterm` (a clean stop), `linkdown` (the cable alone). keepalived (Debian's
-package, VRRPv3) runs in the same namespaces as the baseline, with
-`advert_int 1` and with the interval metalloid's heartbeat uses, and the ratios
-are printed.
+instant, like a power loss), `crash` (SIGKILL of all the daemon's processes on
+a live node), `sigterm` (a clean stop), `linkdown` (the cable alone; metalloid
+only, keepalived has no link tracking configured here). Each daemon runs in the
+same namespaces: metalloid with its defaults and with its heartbeat interval set
+to each keepalived `advert_int` (deadline 3.5 intervals, as the defaults), and
+keepalived (Debian's package, VRRPv3) with `advert_int 1` and 0.1 (the
+smallest it accepts below 1 s in steps of 0.01 is 0.01; 0.1 matches metalloid's
+default heartbeat). The ratios at the same interval are printed at the end.
+
+A trial does not restart the cluster: it waits for the steady state (every
+daemon up, the expected owner holding the IP, the client served by it and its
+neighbour entry on the owner's MAC), fails the owner, measures, then restores
+that one node (cable back, stale VIP removed, daemon restarted) and waits for
+the steady state again.
+
+`--soak SECONDS` runs metalloid (defaults) with CPU hogs in the nodes'
+namespaces (two busy loops per core by default) and counts owner changes and
+outages seen by the client and `peer_dead` deaths in the nodes' logs: there
+must be none.
 
     sudo .venv/bin/python bench/failover.py --trials 20
     sudo .venv/bin/python bench/failover.py --trials 5 --only keepalived
+    sudo .venv/bin/python bench/failover.py --trials 0 --soak 300
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import secrets
@@ -31,20 +51,33 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from supervisor.electing.election import rank  # noqa: E402
 from supervisor.lab.netns import Lab  # noqa: E402
-from supervisor.lab.probe import outages, parse_line  # noqa: E402
+from supervisor.lab.probe import Sample, outages, parse_line  # noqa: E402
 
 NODES = ("n1", "n2", "n3")
 VIP = "10.0.10.10"
 PORT = 8080
+HTTP_PORT = 7472
 SCENARIOS = ("death", "crash", "sigterm", "linkdown")
+
+FETCH = (
+    "import json,sys,urllib.request\n"
+    "out=[]\n"
+    "for u in sys.argv[1:]:\n"
+    "    try: out.append(json.loads(urllib.request.urlopen(u,timeout=2).read()))\n"
+    "    except Exception: out.append(None)\n"
+    "print(json.dumps(out))\n"
+)
 
 
 @dataclass(frozen=True)
@@ -56,17 +89,26 @@ class Trial:
 
 
 class Cluster:
-    """Three daemons in the lab; subclasses say how to start one and who owns the VIP."""
+    """Three daemons in the lab; subclasses say how to start one and what steady means."""
 
     name = "?"
+    expected_owner = "n1"
 
     def __init__(self, lab: Lab, workdir: Path) -> None:
         self.lab = lab
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, node: str) -> None:
         raise NotImplementedError
+
+    def steady(self) -> bool:
+        raise NotImplementedError
+
+    def settle_seconds(self) -> float:
+        """How long to wait for the steady state after a restore."""
+        return 30.0
 
     def start_all(self) -> None:
         for node in NODES:
@@ -85,6 +127,11 @@ class Cluster:
     def stop_all(self) -> None:
         for node in list(self.procs):
             self.stop(node, signal.SIGKILL)
+        clear_vips(self.lab)
+
+    def client_on(self, node: str) -> bool:
+        """The client is served by `node` and its kernel resolves the VIP to `node`'s MAC."""
+        return served_by(self.lab) == node and self.lab.neighbour("client", VIP)[0] == self.lab.mac(node)
 
 
 class Keepalived(Cluster):
@@ -116,20 +163,30 @@ vrrp_instance VI_1 {{
         run = self.workdir / f"run-{node}"
         run.mkdir(exist_ok=True)
         self.procs[node] = self.lab.spawn(
-            node, "keepalived", "-n", "-P", "-G", "-f", str(conf), "-p", str(run / "k.pid"),
+            node, "keepalived", "-n", "-l", "-P", "-G", "-f", str(conf), "-p", str(run / "k.pid"),
             "-r", str(run / "v.pid"), "-c", str(run / "c.pid"),
         )
+
+    def steady(self) -> bool:
+        # n1 (highest priority, preempting) is master and the only holder of the VIP.
+        holders = [n for n in NODES if holds_vip(self.lab, n, "eth0")]
+        return holders == [self.expected_owner] and all(n in self.procs for n in NODES) and self.client_on(
+            self.expected_owner)
+
+    def settle_seconds(self) -> float:
+        return 10 + 10 * self.advert_int
 
 
 class Metalloid(Cluster):
     def __init__(self, lab: Lab, workdir: Path, interval: float | None) -> None:
         super().__init__(lab, workdir)
         self.name = "metalloid" + (f" interval={interval:g}s" if interval else " (defaults)")
+        self.interval = interval or 0.1
         config = (ROOT / "examples" / "homelab.yaml").read_text()
         membership = ""
         if interval:
-            # Same deadline rule as the defaults: 3.5 intervals without a heartbeat.
-            membership = f"\n  membership:\n    intervalSeconds: {interval}\n    deadAfterSeconds: {interval * 3.5}"
+            # Same deadline rule as the defaults (0.1 s / 0.35 s): 3.5 intervals of silence.
+            membership = f"\n  membership:\n    intervalSeconds: {interval}\n    deadAfterSeconds: {interval * 3.5:g}"
         config += (
             "\n---\napiVersion: metalloid.io/v1alpha1\nkind: Settings\nmetadata:\n  name: bench\n"
             f"spec:\n  bindLocal: true{membership}\n"
@@ -138,97 +195,172 @@ class Metalloid(Cluster):
         self.config.write_text(config)
         self.key = workdir / "key"
         self.key.write_text(secrets.token_hex(32))
+        # Every node computes MetalLB's ranking; with all three alive the first wins.
+        self.expected_owner = rank(NODES, ip_address(VIP))[0]
 
     def start(self, node: str) -> None:
         state = self.workdir / f"state-{node}"
         state.mkdir(exist_ok=True)
-        log = open(self.workdir / f"{node}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.procs[node] = self.lab.spawn(
-            node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config), "--node", node,
-            "--state-dir", str(state), "--membership-key-file", str(self.key), "--metrics-port", "7472",
-            stdout=log.fileno(), stderr=subprocess.STDOUT,
+        with open(self.workdir / f"{node}.log", "ab") as log:
+            self.procs[node] = self.lab.spawn(
+                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config), "--node", node,
+                "--state-dir", str(state), "--membership-key-file", str(self.key), "--metrics-port", str(HTTP_PORT),
+                "--announcers", "layer2", stdout=log.fileno(), stderr=subprocess.STDOUT,
+            )
+
+    def steady(self) -> bool:
+        if not all(n in self.procs and self.procs[n].poll() is None for n in NODES):
+            return False
+        statuses = fetch_status(self.lab)
+        for status in statuses:
+            if status is None or sorted(m["name"] for m in status["members"] if m["alive"]) != list(NODES):
+                return False
+        return self.client_on(self.expected_owner)
+
+    def settle_seconds(self) -> float:
+        return 30 + 10 * self.interval
+
+    def deaths_logged(self) -> int:
+        return sum(
+            (self.workdir / f"{n}.log").read_text(errors="replace").count("membership.peer_dead")
+            for n in NODES if (self.workdir / f"{n}.log").exists()
         )
 
 
-def served_by(lab: Lab, timeout: float = 0.5) -> str | None:
+# -- observing from the client -------------------------------------------------
+
+
+def served_by(lab: Lab, timeout: float = 0.3) -> str | None:
     out = lab.run("client", sys.executable, "-m", "supervisor.lab.probe", "--target", f"{VIP}:{PORT}",
                   "--duration", "0.001", "--timeout", str(timeout), check=False)
     sample = parse_line(out.stdout.strip()) if out.stdout.strip() else None
     return sample.served_by if sample else None
 
 
-def wait_until(check: object, timeout: float) -> bool:
+def fetch_status(lab: Lab) -> list[dict[str, Any] | None]:
+    urls = [f"http://{lab.host(n).ip}:{HTTP_PORT}/status" for n in NODES]
+    out = lab.run("client", sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
+    try:
+        return list(json.loads(out.stdout))
+    except ValueError:
+        return [None] * len(NODES)
+
+
+def holds_vip(lab: Lab, node: str, dev: str) -> bool:
+    return bool(lab.run(node, "ip", "-4", "-o", "addr", "show", "dev", dev, "to", f"{VIP}/32",
+                        check=False).stdout.strip())
+
+
+def clear_vips(lab: Lab, nodes: tuple[str, ...] = NODES) -> None:
+    # A SIGKILLed keepalived leaves its VIP on eth0, where the kernel keeps
+    # answering ARP for it; metalloid's leftover on lo is harmless (arp_ignore)
+    # and removed at its next start, but clear it too for a clean baseline.
+    for node in nodes:
+        lab.run(node, "ip", "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
+        lab.run(node, "ip", "addr", "del", f"{VIP}/32", "dev", "lo", check=False)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, pause: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return True
-        time.sleep(0.1)
+        time.sleep(pause)
     return False
 
 
-def all_members_alive(lab: Lab) -> bool:
-    for node in NODES:
+def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[float, list[Sample]]:
+    """Probe every 10 ms; after 0.5 s of steady answers `act()`; stop once another node has
+    answered 50 times in a row (0.5 s) or after `cap` seconds."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.host("client").netns, sys.executable, "-m", "supervisor.lab.probe",
+         "--target", f"{VIP}:{PORT}", "--interval", "0.01", "--timeout", "0.05", "--duration", str(cap + 10)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    samples: list[Sample] = []
+    acted: float | None = None
+    streak = 0
+    try:
+        for line in proc.stdout:
+            sample = parse_line(line)
+            if sample is None:
+                continue
+            samples.append(sample)
+            if acted is None:
+                streak = streak + 1 if sample.served_by == owner else 0
+                if streak >= 50:
+                    acted = time.monotonic()
+                    act()
+                    streak = 0
+                continue
+            streak = streak + 1 if sample.served_by not in (None, owner) else 0
+            if streak >= 50 or time.monotonic() - acted > cap:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    if acted is None:
+        raise RuntimeError(f"the client was never served steadily by {owner}")
+    return acted, samples
+
+
+# -- a trial -------------------------------------------------------------------
+
+
+def fail(cluster: Cluster, owner: str, scenario: str) -> None:
+    if scenario in ("death", "linkdown"):
+        cluster.lab.link(owner, up=False)
+    if scenario in ("death", "crash"):
+        cluster.stop(owner, signal.SIGKILL)
+    elif scenario == "sigterm":
+        proc = cluster.procs[owner]
+        os.killpg(proc.pid, signal.SIGTERM)  # returns at once; the stop is waited for in restore()
+
+
+def restore(cluster: Cluster, owner: str) -> None:
+    """Put the failed node back: cable in, stale VIP gone, daemon restarted if it is not running."""
+    proc = cluster.procs.get(owner)
+    if proc is not None:
         try:
-            url = f"http://{lab.host(node).ip}:7472/status"
-            out = lab.run("client", sys.executable, "-c",
-                          f"import urllib.request;print(urllib.request.urlopen({url!r},timeout=1).read().decode())",
-                          check=False)
-            members = json.loads(out.stdout)["members"]
-        except (ValueError, KeyError):
-            return False
-        if len([m for m in members if m["alive"]]) != len(NODES):
-            return False
-    return True
+            proc.wait(timeout=15)  # a SIGTERMed daemon finishing its handover
+        except subprocess.TimeoutExpired:
+            if isinstance(cluster, Metalloid):
+                cluster.lab.link(owner, up=True)  # linkdown: metalloid kept running
+                return
+            cluster.stop(owner, signal.SIGKILL)
+        cluster.procs.pop(owner, None)
+    if isinstance(cluster, Keepalived):
+        clear_vips(cluster.lab, (owner,))
+    cluster.lab.link(owner, up=True)
+    cluster.start(owner)
 
 
 def trial(cluster: Cluster, scenario: str) -> Trial:
-    lab = cluster.lab
-    cluster.start_all()
-    try:
-        if not wait_until(lambda: served_by(lab) is not None, 30):
-            raise RuntimeError(f"{cluster.name}: nobody serves {VIP} after 30 s")
-        if isinstance(cluster, Metalloid) and not wait_until(lambda: all_members_alive(lab), 15):
-            raise RuntimeError("metalloid members did not all come up")
-        owner = served_by(lab)
-        assert owner is not None
-        probe = subprocess.Popen(
-            ["ip", "netns", "exec", lab.host("client").netns, sys.executable, "-m", "supervisor.lab.probe",
-             "--target", f"{VIP}:{PORT}", "--interval", "0.01", "--timeout", "0.05", "--duration", "8"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        time.sleep(1.0)
-        failed_at = time.monotonic()
-        if scenario in ("death", "linkdown"):
-            lab.link(owner, up=False)
-        if scenario in ("death", "crash"):
-            cluster.stop(owner, signal.SIGKILL)
-        elif scenario == "sigterm":
-            cluster.stop(owner, signal.SIGTERM)
-        out, _ = probe.communicate(timeout=30)
-        samples = [s for s in (parse_line(line) for line in out.splitlines()) if s is not None]
-        after = next((s for s in samples if s.at >= failed_at and s.served_by not in (None, owner)), None)
-        gaps = [o for o in outages([s for s in samples if s.at >= failed_at - 0.05]) if o.before == owner]
-        return Trial(
-            outage=max((g.seconds for g in gaps), default=0.0) if after else None,
-            switch=(after.at - failed_at) if after else None,
-            before=owner,
-            after=after.served_by if after else None,
-        )
-    finally:
-        cluster.stop_all()
-        for node in NODES:
-            lab.link(node, up=True)
-            # A SIGKILLed keepalived leaves its VIP on eth0 (and metalloid, by
-            # design, on lo until its next start): clear both so the next trial
-            # starts with no owner.
-            lab.run(node, "ip", "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
-            lab.run(node, "ip", "addr", "del", f"{VIP}/32", "dev", "lo", check=False)
-        lab.flush_neighbours("client")
+    owner = cluster.expected_owner
+    if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
+        raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
+                           f"after {cluster.settle_seconds():.0f} s")
+    interval = cluster.advert_int if isinstance(cluster, Keepalived) else cast(Metalloid, cluster).interval
+    acted, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval)
+    after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
+    gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
+    if scenario == "linkdown":
+        # Wait until metalloid on the cut-off node noticed, so that restoring
+        # the cable is a real "link comes back" (re-announced), not a blip.
+        time.sleep(1.5)
+    restore(cluster, owner)
+    return Trial(
+        outage=max((g.seconds for g in gaps), default=0.0) if after else None,
+        switch=(after.at - acted) if after else None,
+        before=owner,
+        after=after.served_by if after else None,
+    )
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summarise(name: str, scenario: str, trials: list[Trial]) -> dict[str, object]:
@@ -243,50 +375,110 @@ def summarise(name: str, scenario: str, trials: list[Trial]) -> dict[str, object
     return row
 
 
+# -- the soak --------------------------------------------------------------------
+
+
+def soak(lab: Lab, workdir: Path, seconds: float, hogs: int) -> dict[str, object]:
+    cluster = Metalloid(lab, workdir / "soak", None)
+    cluster.start_all()
+    hog_procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
+            raise RuntimeError("soak: no steady state")
+        deaths_before = cluster.deaths_logged()
+        for i in range(hogs):
+            hog_procs.append(lab.spawn(NODES[i % len(NODES)], sys.executable, "-c", "while True: pass"))
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.host("client").netns, sys.executable, "-m", "supervisor.lab.probe",
+             "--target", f"{VIP}:{PORT}", "--interval", "0.01", "--timeout", "0.2", "--duration", str(seconds)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        out, _ = proc.communicate(timeout=seconds + 60)
+        samples = [s for s in (parse_line(line) for line in out.splitlines()) if s is not None]
+        gaps = outages(samples)
+        owners = [s.served_by for s in samples if s.served_by]
+        changes = sum(1 for a, b in itertools.pairwise(owners) if a != b)
+        return {
+            "daemon": cluster.name, "scenario": f"soak {seconds:g}s, {hogs} CPU hogs on {os.cpu_count()} cores",
+            "probes": len(samples), "failed_probes": sum(1 for s in samples if s.served_by is None),
+            "owner_changes": changes, "outages": len(gaps),
+            "longest_outage_ms": round(max((g.seconds for g in gaps), default=0.0) * 1000, 1),
+            "peer_deaths_logged": cluster.deaths_logged() - deaths_before,
+            "served_by": sorted(set(owners)),
+        }
+    finally:
+        for hog in hog_procs:
+            lab.stop(hog, signal.SIGKILL)
+        cluster.stop_all()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--only", choices=("metalloid", "keepalived"), default=None)
-    parser.add_argument("--interval", type=float, default=0.1, help="metalloid heartbeat = keepalived advert_int")
+    parser.add_argument("--intervals", default="1,0.1",
+                        help="keepalived advert_int values; metalloid also runs with each as its heartbeat interval")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of the CPU-loaded no-flap run (0: skip)")
+    parser.add_argument("--hogs", type=int, default=2 * (os.cpu_count() or 1), help="busy loops during the soak")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/failover.py needs root (network namespaces)", file=sys.stderr)
         return 2
     scenarios = [s for s in args.scenarios.split(",") if s]
+    intervals = [float(i) for i in args.intervals.split(",") if i]
     rows: list[dict[str, object]] = []
     workdir = Path(tempfile.mkdtemp(prefix="metalloid-failover-"))
     with Lab(prefix=f"mlb{os.getpid() % 10000}", hosts=[*NODES, "client"], host_index={"client": 100}) as lab:
         for node in NODES:
             lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(PORT))
-        clusters: list[Cluster] = []
-        if args.only != "keepalived":
-            clusters += [Metalloid(lab, workdir, None), Metalloid(lab, workdir / "same", args.interval)]
-        if args.only != "metalloid" and shutil.which("keepalived"):
-            clusters += [Keepalived(lab, workdir, 1.0), Keepalived(lab, workdir, args.interval)]
-        for cluster in clusters:
-            cluster.workdir.mkdir(exist_ok=True, parents=True)
-            if isinstance(cluster, Metalloid) and cluster.workdir != workdir:
-                cluster.__init__(lab, cluster.workdir, args.interval)  # type: ignore[misc]
-            for scenario in scenarios:
-                if isinstance(cluster, Keepalived) and scenario == "linkdown":
-                    continue  # keepalived has no link tracking configured: it never fails over
-                results = [trial(cluster, scenario) for _ in range(args.trials)]
-                row = summarise(cluster.name, scenario, results)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        makers: list[Callable[[], Cluster]] = []
+        if args.only != "keepalived" and args.trials:
+            makers.append(functools.partial(Metalloid, lab, workdir / "metalloid-defaults", None))
+            makers += [functools.partial(Metalloid, lab, workdir / f"metalloid-{i:g}", i)
+                       for i in intervals if i != 0.1]
+        if args.only != "metalloid" and args.trials:
+            if shutil.which("keepalived") is None:
+                print("keepalived not installed (apt-get install keepalived): baseline skipped", file=sys.stderr)
+            else:
+                makers += [functools.partial(Keepalived, lab, workdir / f"keepalived-{i:g}", i) for i in intervals]
+        for make in makers:
+            cluster = make()
+            cluster.start_all()
+            try:
+                for scenario in scenarios:
+                    if isinstance(cluster, Keepalived) and scenario == "linkdown":
+                        continue  # no link tracking configured: keepalived never fails over on it
+                    results = [trial(cluster, scenario) for _ in range(args.trials)]
+                    row = summarise(cluster.name, scenario, results)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                cluster.stop_all()
+                for node in NODES:
+                    lab.link(node, up=True)
+                lab.flush_neighbours("client")
+        if args.soak > 0:
+            print(json.dumps(soak(lab, workdir, args.soak, args.hogs)), flush=True)
     by_key = {(r["daemon"], r["scenario"]): r for r in rows}
-    print("\nratios (metalloid / keepalived, outage p50, same interval):")
-    for scenario in scenarios:
-        mine = by_key.get((f"metalloid interval={args.interval:g}s", scenario))
-        theirs = by_key.get((f"keepalived advert_int={args.interval:g}s", scenario))
-        if mine and theirs and theirs.get("outage_p50_ms"):
-            ratio = float(mine.get("outage_p50_ms", 0.0)) / float(theirs["outage_p50_ms"])  # type: ignore[arg-type]
-            print(f"  {scenario}: {ratio:.2f}")
+    if rows:
+        print("\nratios (metalloid / keepalived at the same interval; outage p50, and switch p50 for crash):")
+    for interval in intervals:
+        mine_name = "metalloid (defaults)" if interval == 0.1 else f"metalloid interval={interval:g}s"
+        for scenario in scenarios:
+            mine = by_key.get((mine_name, scenario))
+            theirs = by_key.get((f"keepalived advert_int={interval:g}s", scenario))
+            if not mine or not theirs:
+                continue
+            metric = "switch_p50_ms" if scenario == "crash" else "outage_p50_ms"
+            a, b = mine.get(metric), theirs.get(metric)
+            if isinstance(a, float) and isinstance(b, float) and b > 0:
+                print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms = {a / b:.2f}")
+            else:
+                print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    _ = urllib.request  # the client-side fetches run inside the lab via subprocess
     sys.exit(main())

@@ -119,7 +119,7 @@ def cold_start(count: int) -> None:
         base = len(api.writes())
         began = time.perf_counter()
         client, loop = start(api)
-        wait_for(lambda: loop.allocations >= 1 and loop.core.elector.is_leader(), timeout=120)
+        wait_for(lambda: loop.core.applied >= 1, timeout=120)
         took = time.perf_counter() - began
         time.sleep(0.5)
         loop.stop()

@@ -50,8 +50,9 @@ def test_controller_process_assigns_and_exports_metallb_metrics() -> None:
             def metrics() -> str:
                 return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
 
-            text = wait_for(lambda: "metallb_k8s_client_updates_total" in metrics() and metrics())
-            assert 'metallb_allocator_addresses_in_use_total{pool="first-pool"} 1' in text
+            in_use = 'metallb_allocator_addresses_in_use_total{pool="first-pool"} 1'
+            wait_for(lambda: in_use in metrics(), timeout=15, what="pool metrics from the allocator worker")
+            wait_for(lambda: "metallb_k8s_client_updates_total" in metrics(), what="k8s client counters")
         finally:
             proc.send_signal(signal.SIGTERM)
             output, _ = proc.communicate(timeout=15)

@@ -176,3 +176,22 @@ def test_node_assigned_only_when_this_node_starts_announcing(api: FakeApiServer)
     assert [(e["reason"], e["message"]) for e in events] == [
         ("nodeAssigned", f'announcing from node "{winner}" with protocol "layer2"')
     ]
+
+
+def test_status_allocator_worker_answers_each_routed_config_from_status() -> None:
+    from supervisor.kubernetes.worker import run_status_allocator
+    from supervisor.messages import AllocationDone, Control
+    from supervisor.supervising.settings import WorkerSettings
+
+    svc = Service(namespace="default", name="web", status_ips=(ipaddress.ip_address("10.0.10.10"),))
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    inbox.put(ConfigLoaded(generation=7, config=Config(services=(svc,)), origin="kubernetes"))
+    inbox.put(Control.STOP)
+    run_status_allocator(WorkerSettings(name="allocator", node_name="n1"), inbox, outbox)
+    done: list[AllocationDone] = []
+    while not outbox.empty():
+        message = outbox.get_nowait()
+        if isinstance(message, AllocationDone):
+            done.append(message)
+    assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),))]

@@ -11,8 +11,9 @@ for it. Whether a link is up is not part of suitability: sockets stay open on
 a link that is down, so it answers the moment it comes back.
 
 `LinkWatcher` follows RTM_NEWLINK/DELLINK/NEWADDR/DELADDR in its own thread
-with its own `IPRoute` (a pyroute2 socket made in one thread and read in
-another delivers nothing, shared/FACTS.md) and publishes each fresh snapshot
+(a plain netlink socket as the wake-up, its own `IPRoute` for the dumps: a
+pyroute2 socket made in one thread and read in another delivers nothing,
+shared/FACTS.md) and publishes each fresh snapshot
 of the links as an immutable tuple that the announcer picks up on its tick.
 """
 
@@ -22,6 +23,8 @@ import logging
 import os
 import re
 import select
+import socket
+import struct
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,7 +47,10 @@ IFF_RUNNING = 0x40
 IFF_NOARP = 0x80
 ARPHRD_ETHER = 1
 
-_EVENTS = frozenset({"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR"})
+# RTM_NEWLINK/DELLINK/NEWADDR/DELADDR as netlink message types, and the groups carrying them.
+_EVENT_TYPES = frozenset({16, 17, 20, 21})  # RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR
+_GROUPS = 0x1 | 0x10 | 0x100  # RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+_NLMSGHDR = struct.Struct("=LHHLL")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,8 +151,7 @@ class LinkWatcher:
 
         while not self._stopping.is_set():
             try:
-                with IPRoute() as events, IPRoute() as dumps:
-                    events.bind()
+                with _event_socket() as events, IPRoute() as dumps:
                     # Events between the start() snapshot and bind() would be
                     # lost without this first dump.
                     self._on_change(_dump(dumps))
@@ -155,11 +160,50 @@ class LinkWatcher:
                 log.exception("layer2.links.watch_failed")
                 self._stopping.wait(1.0)
 
-    def _follow(self, events: Any, dumps: Any) -> None:
+    def _follow(self, events: socket.socket, dumps: Any) -> None:
+        # A plain netlink socket, not pyroute2's: pyroute2 0.9 reads ahead into
+        # a queue of its own, so after one get() the fd is no longer readable
+        # while events wait in that queue, and polling the fd missed a veth's
+        # carrier going down and up (measured: no event for seconds). The
+        # kernel's datagrams are only a wake-up here; the state comes from a dump.
         poller = select.poll()
         poller.register(events.fileno(), select.POLLIN)
         while not self._stopping.is_set():
             if not poller.poll(200):
                 continue
-            if any(m.get("event") in _EVENTS for m in events.get()):
+            changed = False
+            while True:
+                try:
+                    data = events.recv(65536)
+                except BlockingIOError:
+                    break
+                except OSError:  # ENOBUFS: events were lost; the dump catches up
+                    changed = True
+                    break
+                changed = changed or _has_event(data)
+            if changed:
                 self._on_change(_dump(dumps))
+
+
+def _event_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, _GROUPS))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _has_event(data: bytes) -> bool:
+    """Whether a netlink datagram holds a link or address event (ENOBUFS-lost ones are caught by the dump)."""
+    pos = 0
+    while pos + _NLMSGHDR.size <= len(data):
+        length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, pos)
+        if kind in _EVENT_TYPES:
+            return True
+        if length < _NLMSGHDR.size:
+            break
+        pos += (length + 3) & ~3
+    return False

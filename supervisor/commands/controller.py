@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.serving.http import PortInUseError, start_http_server
     from supervisor.serving.metrics import MetricsRegistry
     from supervisor.supervising.settings import WorkerSettings
-    from supervisor.supervising.state import WATCHER
+    from supervisor.supervising.state import ALLOCATOR, WATCHER
     from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
     try:
@@ -68,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace, lb_class=args.lb_class,
         lease_name=args.lease_name, log_format=args.log_format, log_level=args.log_level,
     )
-    specs = [WorkerSpec(name="controller", role=WATCHER, entry="supervisor.kubernetes.worker:run", settings=settings)]
+    specs = [
+        WorkerSpec(name="controller", role=WATCHER, entry="supervisor.kubernetes.worker:run", settings=settings),
+        # The supervisor's view (/status, pool metrics); the controller worker writes its own answer.
+        WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
+                   settings=dataclasses.replace(settings, name="allocator")),
+    ]
     metrics = MetricsRegistry()
     sup = Supervisor(specs, SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
                      metrics=metrics)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.serving.http import PortInUseError, start_http_server
     from supervisor.serving.metrics import MetricsRegistry
     from supervisor.supervising.settings import WorkerSettings
-    from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, WATCHER
+    from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER
     from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
     if not args.node:
@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     specs = [
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.kubernetes.worker:run",
                    settings=settings("watcher")),
+        WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.kubernetes.worker:run_status_allocator",
+                   settings=settings("allocator")),
         WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
                    settings=settings("membership")),
     ]

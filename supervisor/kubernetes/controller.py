@@ -66,6 +66,7 @@ class ControllerCore:
             recorder=events.EventRecorder(client, component="metallb-controller", on_write=None),
         )
         self.min_generation = 1 << 62  # nothing is written before we lead
+        self.applied = 0  # allocations reconciled against the API as leader
         self._lock = threading.Lock()
         self._elector_thread = threading.Thread(target=self.elector.run, name="lease", daemon=True)
 
@@ -90,6 +91,7 @@ class ControllerCore:
             if not self.elector.is_leader() or done.generation < self.min_generation:
                 return 0
             cache = self.watcher.cache
+            self.applied += 1
             return self.writer.apply(done.result, cache.objects("Service"), cache.objects("IPAddressPool"))
 
     def config_rejected(self, rejected: ConfigRejected) -> None:
@@ -122,9 +124,7 @@ class ControllerLoop:
 
         match message:
             case ConfigLoaded(generation=generation, config=config):
-                from dataclasses import replace as _r
-                config = _r(config, services=tuple(_r(x, status_ips=()) for x in config.services))
-                result = allocate(config, {})
+                result = allocate(config, previous_from_status(config))
                 self.allocations += 1
                 self.core.allocation_done(AllocationDone(generation=generation, result=result))
             case ConfigRejected():

@@ -3,11 +3,13 @@
 controller: watcher + allocator + lease + status writer in one process. The
 allocator is pure and cheap, and keeping it next to the writer means an
 allocation is written only by the replica that computed it, from the config it
-computed it on. ConfigLoaded and AllocationDone still go to the supervisor, so
-/status, /metrics and `metalloid explain` work as in standalone mode.
+computed it on. ConfigLoaded still goes to the supervisor, which routes it to
+the ordinary allocator worker for /status, /metrics and `metalloid explain`
+(the same pure function on the same config: the same answer).
 
 speaker: watcher (with the speaker pods as membership peers) that sends
-ConfigLoaded then an AllocationDone rebuilt from Service status; the
+ConfigLoaded; `run_status_allocator` is the speaker's allocator-role worker,
+answering each routed config with the assignments Service status holds, so the
 supervisor routes them to membership and the announcers as usual.
 """
 
@@ -96,9 +98,9 @@ def _controller(
         put(message)
         if isinstance(message, ConfigLoaded):
             result = allocate(message.config, previous_from_status(message.config))
-            done = AllocationDone(generation=message.generation, result=result)
-            put(done)
-            core.allocation_done(done)
+            # Written here, by the replica that computed it; the supervisor's own view
+            # (/status, pool metrics) comes from the allocator worker it routes to.
+            core.allocation_done(AllocationDone(generation=message.generation, result=result))
         else:
             core.config_rejected(message)
 
@@ -136,7 +138,6 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
         put(message)
         if isinstance(message, ConfigLoaded):
             done = AllocationDone(generation=message.generation, result=speaker_allocation(message.config))
-            put(done)
             state.update(config=message, done=done)
             report()
 
@@ -150,3 +151,17 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
             report()
 
     return watcher.stop, on_message
+
+
+def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+    """The speaker's allocator role: assignments come from Service status, never computed."""
+    from supervisor.kubernetes.speaker import speaker_allocation
+    from supervisor.messages import FromWorker, ToWorker
+    from supervisor.supervising.child import serve
+
+    def handle(message: ToWorker) -> list[FromWorker]:
+        if isinstance(message, ConfigLoaded):
+            return [AllocationDone(generation=message.generation, result=speaker_allocation(message.config))]
+        return []
+
+    serve(settings, inbox, outbox, handle)
