@@ -200,7 +200,7 @@ CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements"]
 CONTROLLER_CLUSTER = expand({
     ("", "services"): READ,
     ("", "services/status"): ["update", "patch"],
-    ("", "events"): ["create", "patch"],
+    ("", "events"): ["get", "create", "patch"],
     ("discovery.k8s.io", "endpointslices"): ["list", "watch"],
     ("", "nodes"): ["list", "watch"],
     ("", "namespaces"): ["list", "watch"],
@@ -215,7 +215,7 @@ SPEAKER_CLUSTER = expand({
     ("", "nodes"): READ,
     ("", "namespaces"): READ,
     ("discovery.k8s.io", "endpointslices"): READ,
-    ("", "events"): ["create", "patch"],
+    ("", "events"): ["get", "create", "patch"],
 })
 SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG}})
 

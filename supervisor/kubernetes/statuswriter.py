@@ -128,13 +128,11 @@ class StatusWriter:
         key = key_of(obj)
         self._deprecations(obj)
         had = ingress_of(obj)
-        if annotation_of(obj) != want.pool:
-            patch = {"metadata": {"annotations": {POOL_ANNOTATION: want.pool}}}
-            updated = self._write("PATCH", kinds.SERVICE.path(key.namespace, key.name), patch, f"service {key}")
-            if updated is None:
-                return
-            obj = updated
-        if set(ingress_of(obj)) != set(want.ips):
+        # One write per change: the pool annotation goes with the IPs through
+        # the status subresource (its strategy resets only the spec, as
+        # MetalLB relies on), so the controller needs no write access to
+        # Services themselves.
+        if set(ingress_of(obj)) != set(want.ips) or annotation_of(obj) != want.pool:
             obj = self._write_ingress(obj, want) or obj
         changed = set(had) != set(want.ips)
         if want.pending is not None:
@@ -157,7 +155,10 @@ class StatusWriter:
         path = kinds.SERVICE.path(key.namespace, key.name, "status")
         for _ in range(CONFLICT_RETRIES):
             body = {
-                "metadata": {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")},
+                "metadata": {
+                    "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
+                    "annotations": {POOL_ANNOTATION: want.pool},
+                },
                 "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in want.ips] if want.ips else None}},
             }
             if not self.may_write():
@@ -174,7 +175,7 @@ class StatusWriter:
                 except ApiError as again:
                     self._failed(f"service {key} status", again)
                     return None
-                if set(ingress_of(obj)) == set(want.ips):
+                if set(ingress_of(obj)) == set(want.ips) and annotation_of(obj) == want.pool:
                     return obj
                 continue
             self._ok()

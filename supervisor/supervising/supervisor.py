@@ -420,6 +420,10 @@ class Supervisor:
             case MembersChanged():
                 self.state.members = message
                 self._announce()
+                if self.state.mode == "speaker":
+                    # The speaker's watcher emits nodeAssigned events, which
+                    # depend on who is alive.
+                    self._send(WATCHER, message)
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]
                     "message.unexpected worker=%s type=%s", slot.spec.name, type(message).__name__)

@@ -134,6 +134,15 @@ class Store:
                     new["status"] = copy.deepcopy(obj["status"])
                 else:
                     new.pop("status", None)
+                if res.group == "" and res.plural == "services":
+                    # The Service status strategy resets only the spec
+                    # (pkg/registry/core/service/strategy.go): labels and
+                    # annotations written through /status are kept. Custom
+                    # resources keep nothing but status.
+                    meta = obj.get("metadata") or {}
+                    for field in ("labels", "annotations"):
+                        if field in meta:
+                            new["metadata"][field] = copy.deepcopy(meta[field])
             else:
                 new = copy.deepcopy(obj)
                 meta = new.setdefault("metadata", {})
