@@ -163,7 +163,7 @@ vrrp_instance VI_1 {{
         run = self.workdir / f"run-{node}"
         run.mkdir(exist_ok=True)
         self.procs[node] = self.lab.spawn(
-            node, "keepalived", "-n", "-l", "-P", "-G", "-f", str(conf), "-p", str(run / "k.pid"),
+            node, "keepalived", "-n", "-P", "-G", "-f", str(conf), "-p", str(run / "k.pid"),
             "-r", str(run / "v.pid"), "-c", str(run / "c.pid"),
         )
 
@@ -339,12 +339,22 @@ def restore(cluster: Cluster, owner: str) -> None:
 def trial(cluster: Cluster, scenario: str) -> Trial:
     owner = cluster.expected_owner
     if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
-        raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
-                           f"after {cluster.settle_seconds():.0f} s")
+        # Say so and start the whole cluster again once rather than lose the run.
+        print(f"{cluster.name}: no steady state after {cluster.settle_seconds():.0f} s; restarting all",
+              file=sys.stderr, flush=True)
+        cluster.stop_all()
+        cluster.lab.flush_neighbours("client")
+        cluster.start_all()
+        if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
+            raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
+                               f"after {cluster.settle_seconds():.0f} s")
     interval = cluster.advert_int if isinstance(cluster, Keepalived) else cast(Metalloid, cluster).interval
     acted, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval)
     after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
     gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
+    if os.environ.get("FAILOVER_DEBUG"):
+        print(cluster.name, scenario, [(round(g.start - acted, 3), round(g.seconds, 3), g.before, g.after)
+                                       for g in outages(samples)], file=sys.stderr)
     if scenario == "linkdown":
         # Wait until metalloid on the cut-off node noticed, so that restoring
         # the cable is a real "link comes back" (re-announced), not a blip.

@@ -106,5 +106,9 @@ class EventRecorder:
         log.info("event.recorded object=%s/%s reason=%s message=%s", namespace, who[2], reason, message)
         return True
 
+    def reported(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the last `record` for this object stands (written, or already there); False after a failure."""
+        return (kind, namespace, name) in self._last
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._last.pop((kind, namespace, name), None)

@@ -59,6 +59,7 @@ class NodeAssignedReporter:
     ) -> int:
         mine = {key for key, node in winners.items() if node == self.node_name}
         written = 0
+        unreported: set[ServiceKey] = set()  # not written (API down, not cached yet): try again next update
         for key in sorted(mine - self._announcing):
             obj = service_object(key)
             if obj is not None and self.recorder.record(
@@ -69,7 +70,9 @@ class NodeAssignedReporter:
                 f'announcing from node "{self.node_name}" with protocol "layer2"',
             ):
                 written += 1
+            elif obj is None or not self.recorder.reported("Service", key.namespace, key.name):
+                unreported.add(key)
         for key in self._announcing - mine:
             self.recorder.forget("Service", key.namespace, key.name)
-        self._announcing = mine
+        self._announcing = mine - unreported
         return written

@@ -124,33 +124,52 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
     reporter = NodeAssignedReporter(
         EventRecorder(client, component="metallb-speaker", host=settings.node_name), settings.node_name
     )
-    state: dict[str, object] = {"members": frozenset({settings.node_name})}
+    # No membership view yet = no nodeAssigned: with "this node alone" every
+    # speaker would win every Service for the moment before its first view.
+    state: dict[str, object] = {}
+    changed, stopping = threading.Event(), threading.Event()
 
     def report() -> None:
-        loaded, done = state.get("config"), state.get("done")
-        if isinstance(loaded, ConfigLoaded) and isinstance(done, AllocationDone):
-            members = state["members"]
-            assert isinstance(members, frozenset)
+        routed, members = state.get("routed"), state.get("members")
+        if isinstance(routed, tuple) and isinstance(members, frozenset):
+            loaded, done = routed
             winners = layer2_winners(loaded.config, done.result, members)
             reporter.update(winners, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+
+    def reporting() -> None:
+        # Event writes wait on the API server, up to a request timeout when it
+        # hangs: on the worker loop that would starve the heartbeats (the
+        # supervisor kills the watcher as hung), so they get a thread of their own.
+        while True:
+            changed.wait()
+            if stopping.is_set():
+                return
+            changed.clear()
+            report()
 
     def emit(message: ConfigLoaded | ConfigRejected) -> None:
         put(message)
         if isinstance(message, ConfigLoaded):
             done = AllocationDone(generation=message.generation, result=speaker_allocation(message.config))
-            state.update(config=message, done=done)
-            report()
+            state["routed"] = (message, done)
+            changed.set()
 
     watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit)
     watcher.start()
+    threading.Thread(target=reporting, name="node-assigned", daemon=True).start()
 
     def on_message(message: object) -> None:
         # Membership views reach us only if the supervisor routes them here (nodeAssigned events).
         if isinstance(message, MembersChanged):
             state["members"] = message.alive
-            report()
+            changed.set()
 
-    return watcher.stop, on_message
+    def stop() -> None:
+        stopping.set()
+        changed.set()  # the thread may be inside a write; it is a daemon and ends with us
+        watcher.stop()
+
+    return stop, on_message
 
 
 def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:

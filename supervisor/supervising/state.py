@@ -125,6 +125,6 @@ class RoutedState:
             view = self.view()
             if view is not None:
                 messages.append(ViewChanged(view=view))
-        elif role == WATCHER and self.mode == "speaker" and self.members is not None:
+        elif role == WATCHER and self.mode == "kubernetes" and self.members is not None:
             messages.append(self.members)
         return messages

@@ -420,9 +420,10 @@ class Supervisor:
             case MembersChanged():
                 self.state.members = message
                 self._announce()
-                if self.state.mode == "speaker":
+                if self.state.mode == "kubernetes":
                     # The speaker's watcher emits nodeAssigned events, which
-                    # depend on who is alive.
+                    # depend on who is alive. (`metalloid speaker` runs in mode
+                    # "kubernetes"; the controller has no membership worker.)
                     self._send(WATCHER, message)
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]

@@ -51,7 +51,9 @@ class Request:
 
 
 class FakeApiServer:
-    def __init__(self, *, history: int = 1000, bookmark_interval: float = 1.0) -> None:
+    def __init__(
+        self, *, history: int = 1000, bookmark_interval: float = 1.0, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.store = Store(history=history)
         self.faults = Faults()
         self.requests: list[Request] = []
@@ -59,7 +61,7 @@ class FakeApiServer:
         self.closing = threading.Event()
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"api": self})
-        self._http = _Server(("127.0.0.1", 0), handler)
+        self._http = _Server((host, port), handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), name="fakeapi", daemon=True)
 

@@ -1,0 +1,355 @@
+"""Kubernetes mode end to end: real `metalloid controller` and `metalloid speaker` processes in a lab.
+
+The fake API server (`python -m tests.fakeapi`) runs as a process in the
+client's namespace at 10.0.10.100:6443; the controller runs there too, and one
+speaker per node namespace (n1-n3, 10.0.10.1-3) with the DaemonSet's arguments
+and environment, all reaching the API through a kubeconfig. The speakers find
+each other through the speaker Pods seeded in the API, and answer ARP from the
+nodes' eth0. In Kubernetes mode metalloid never binds the IP (kube-proxy owns
+the traffic), so the checks are at the ARP level: which MAC answers for the
+Service's IP, from the client's namespace.
+
+One lab for the module (starting it costs seconds); the tests run in order and
+later ones build on earlier ones (the failover leaves a new winner, the outage
+kills the API server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import pytest
+import yaml
+
+from supervisor.lab.netns import Lab, require_root
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL
+
+T = TypeVar("T")
+
+NODES = ("n1", "n2", "n3")
+CLIENT = "client"
+API_PORT = 6443
+METRICS_PORT = 7472
+SERVICE_IP = "10.0.10.10"
+UNASSIGNED_IP = "10.0.10.11"
+SERVICE_NS, SERVICE_NAME = "ingress-nginx", "ingress-nginx-controller"
+SERVICE_PATH = f"/api/v1/namespaces/{SERVICE_NS}/services/{SERVICE_NAME}"
+POOL_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/first-pool"
+EVENTS_PATH = f"/api/v1/namespaces/{SERVICE_NS}/events"
+REPLY = re.compile(r"bytes from ([0-9a-f:]{17}) \(")
+
+
+def node_ip(node: str) -> str:
+    return f"10.0.10.{NODES.index(node) + 1}"
+
+
+def seed_objects() -> list[dict[str, Any]]:
+    """What a cluster running the runbook holds before metalloid starts."""
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in ("metallb-system", SERVICE_NS)
+    ]
+    objects += [yaml.safe_load(RUNBOOK_POOL), yaml.safe_load(RUNBOOK_L2)]
+    for node in NODES:
+        objects.append({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}},
+            "status": {"addresses": [{"type": "InternalIP", "address": node_ip(node)},
+                                     {"type": "Hostname", "address": node}]},
+        })
+        objects.append({  # the DaemonSet's pod on this node (hostNetwork: podIP = hostIP)
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"speaker-{node}", "namespace": "metallb-system",
+                         "labels": {"app": "metalloid", "component": "speaker"}},
+            "spec": {"nodeName": node, "hostNetwork": True},
+            "status": {"phase": "Running", "hostIP": node_ip(node), "podIP": node_ip(node)},
+        })
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NS},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    })
+    return objects
+
+
+KUBECONFIG = f"""\
+apiVersion: v1
+kind: Config
+clusters: [{{name: lab, cluster: {{server: "http://10.0.10.100:{API_PORT}"}}}}]
+users: [{{name: lab, user: {{}}}}]
+contexts: [{{name: lab, context: {{cluster: lab, user: lab}}}}]
+current-context: lab
+"""
+
+
+def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
+        time.sleep(every)
+
+
+@dataclass
+class K8sLab:
+    lab: Lab
+    workdir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, host: str, *argv: str, env: dict[str, str] | None = None) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
+        self._logs.append(log)
+        self.procs[name] = self.lab.spawn(host, *argv, stdout=log.fileno(), stderr=subprocess.STDOUT, env=env)
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process group of one process we started (by its PID)."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def get_json(self, url: str, host: str = CLIENT) -> Any:
+        out = self.lab.run(host, "curl", "-sf", "--max-time", "2", url, check=False, timeout=10)
+        if out.returncode != 0:
+            return None
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            return None
+
+    def api(self, path: str) -> dict[str, Any]:
+        """GET from the fake API server; {} when it does not answer."""
+        found = self.get_json(f"http://10.0.10.100:{API_PORT}{path}")
+        return found if isinstance(found, dict) else {}
+
+    def status(self, node: str) -> dict[str, Any] | None:
+        found = self.get_json(f"http://127.0.0.1:{METRICS_PORT}/status", host=node)
+        return found if isinstance(found, dict) else None
+
+    def winner(self, node: str) -> str | None:
+        """The layer 2 election winner for the Service, as `node`'s speaker sees it."""
+        for svc in (self.status(node) or {}).get("services", []):
+            if (svc["namespace"], svc["name"]) == (SERVICE_NS, SERVICE_NAME):
+                election = (svc.get("elections") or {}).get("layer2") or {}
+                return election.get("winner")
+        return None
+
+    def elected(self, node: str, timeout: float = 10.0) -> str:
+        found = wait_for(lambda: self.winner(node), timeout=timeout, what=f"{node}'s layer 2 election")
+        assert found is not None
+        return found
+
+    def answering_macs(self, ip: str, count: int = 2) -> set[str]:
+        """The MACs answering an ARP request for `ip` from the client (fresh requests, no cache)."""
+        out = self.lab.run(CLIENT, "arping", "-c", str(count), "-W", "0.2", "-w", "1", "-i", "eth0", ip,
+                           check=False, timeout=10)
+        return {m.lower() for m in REPLY.findall(out.stdout)}
+
+    def node_events(self) -> list[dict[str, Any]]:
+        items = self.api(EVENTS_PATH).get("items", [])
+        return [e for e in items if e["involvedObject"]["name"] == SERVICE_NAME and e["reason"] == "nodeAssigned"]
+
+    def close(self) -> None:
+        try:
+            self.lab.destroy()  # every process by its PID's group, then the namespaces
+        finally:
+            for log in self._logs:
+                log.close()
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sLab]:
+    why = require_root()
+    if why:
+        pytest.skip(why)
+    workdir = tmp_path_factory.mktemp("k8slab")
+    (workdir / "seed.yaml").write_text(yaml.safe_dump_all(seed_objects()))
+    (workdir / "kubeconfig").write_text(KUBECONFIG)
+    key = workdir / "secretkey"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    lab = Lab(prefix=f"mlt{os.getpid() % 10000}q", hosts=[*NODES, CLIENT], host_index={CLIENT: 100})
+    cluster = K8sLab(lab=lab, workdir=workdir)
+    try:
+        lab.create()
+        py = sys.executable
+        cluster.spawn("api", CLIENT, py, "-m", "tests.fakeapi", "--host", "0.0.0.0", "--port", str(API_PORT),
+                      "--seed", str(workdir / "seed.yaml"), "--bookmark-interval", "0.5")
+        wait_for(lambda: "listening" in cluster.log("api"), timeout=15, what="the fake API server")
+        kubeconfig = str(workdir / "kubeconfig")
+        # As the Deployment and the DaemonSet run them (deploy/base), with a kubeconfig
+        # instead of the service account.
+        env = {**os.environ, "METALLOID_NAMESPACE": "metallb-system", "POD_NAME": "controller-lab"}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        cluster.spawn("controller", CLIENT, py, "-m", "supervisor.cli", "controller", "--kubeconfig", kubeconfig,
+                      "--metrics-port", str(METRICS_PORT), env=env)
+        for node in NODES:
+            cluster.spawn(node, node, py, "-m", "supervisor.cli", "speaker", "--node", node,
+                          "--namespace", "metallb-system", "--membership-key-file", str(key),
+                          "--metrics-port", str(METRICS_PORT), "--kubeconfig", kubeconfig, "--log-format", "json",
+                          env={**env, "NODE_NAME": node})
+        for node in NODES:
+            wait_for(lambda node=node: cluster.lab.run(  # type: ignore[misc]
+                node, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/readyz", check=False
+            ).returncode == 0, timeout=30, what=f"{node}'s speaker /readyz", every=0.2)
+        yield cluster
+    finally:
+        for name, proc in cluster.procs.items():
+            if proc.poll() is not None and name in NODES and proc.returncode not in (0, -signal.SIGKILL):
+                print(f"--- {name} exited {proc.returncode}:\n{cluster.log(name)[-3000:]}")
+        cluster.close()
+
+
+@pytest.mark.lab
+def test_controller_writes_the_ip_the_event_and_the_pool_counts(k8s: K8sLab) -> None:
+    def ingress() -> list[str]:
+        svc = k8s.api(SERVICE_PATH)
+        return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+
+    assert wait_for(ingress, timeout=15, what="the Service's status") == [SERVICE_IP]
+    svc = k8s.api(SERVICE_PATH)
+    assert svc["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] == "first-pool"
+    events = k8s.api(EVENTS_PATH).get("items", [])
+    assert [(e["type"], e["reason"], e["message"]) for e in events if e["reason"] == "IPAllocated"] == [
+        ("Normal", "IPAllocated", f'Assigned IP ["{SERVICE_IP}"]')
+    ]
+    status = wait_for(lambda: dict(k8s.api(POOL_PATH).get("status") or {}), timeout=10, what="the pool status")
+    assert (status["assignedIPv4"], status["availableIPv4"]) == (1, 89)
+
+
+@pytest.mark.lab
+def test_exactly_the_elected_node_answers_arp_for_the_service_ip(k8s: K8sLab) -> None:
+    winners = {node: k8s.elected(node) for node in NODES}
+    assert len(set(winners.values())) == 1, f"the speakers disagree on the winner: {winners}"
+    winner = winners["n1"]
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=5, what="an ARP answer") == {macs[winner]}
+    k8s.lab.flush_neighbours(CLIENT)
+    k8s.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", SERVICE_IP, check=False)  # no IP bound: no echo, but ARP
+    assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[winner]
+    assert k8s.answering_macs(UNASSIGNED_IP) == set()
+
+
+@pytest.mark.lab
+def test_only_the_announcing_speaker_emits_node_assigned(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    expected = f'announcing from node "{winner}" with protocol "layer2"'
+    events = wait_for(k8s.node_events, timeout=10, what="a nodeAssigned event")
+    # Every speaker has been ready with a membership view for a while (the fixture
+    # waited for /readyz, the ARP test ran): a loser that would report has reported.
+    assert [(e["type"], e["message"], e["source"]["host"]) for e in events] == [("Normal", expected, winner)]
+
+
+@pytest.mark.lab
+def test_killing_the_winners_speaker_moves_the_ip_within_a_second(k8s: K8sLab) -> None:
+    old = k8s.elected("n1")
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    survivor = next(n for n in NODES if n != old)
+    k8s.lab.flush_neighbours(CLIENT)
+    k8s.lab.run(CLIENT, "arping", "-c", "1", "-w", "1", "-i", "eth0", SERVICE_IP, check=False)
+    k8s.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", SERVICE_IP, check=False)
+    assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[old]
+    killed_at = time.monotonic()
+    k8s.kill(old)
+    # The new owner's gratuitous ARP rewrites the client's neighbour entry.
+    moved = wait_for(lambda: k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] not in (None, macs[old]),
+                     timeout=3, what="the client's neighbour entry to move", every=0.01)
+    took = time.monotonic() - killed_at
+    assert moved and took < 1.0, f"failover took {took:.3f}s"
+    wait_for(lambda: k8s.winner(survivor) not in (None, old), timeout=5, what="the survivors' election")
+    new = k8s.elected(survivor)
+    assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[new]
+    assert k8s.answering_macs(SERVICE_IP) == {macs[new]}
+    wait_for(lambda: any(f'node "{new}"' in e["message"] for e in k8s.node_events()), timeout=5,
+             what=f"nodeAssigned from {new}")
+
+
+@pytest.mark.lab
+def test_speakers_keep_announcing_and_failing_over_while_the_api_server_is_down(k8s: K8sLab) -> None:
+    alive = [n for n in NODES if k8s.procs[n].poll() is None]
+    owner = k8s.elected(alive[0])
+    assert owner in alive
+    last = next(n for n in alive if n != owner)
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    # First a hung API server (SIGSTOP: connections open, nothing answers), the
+    # worst outage: failure detection and failover must not depend on it, and
+    # the new owner's nodeAssigned write must not hang its watcher.
+    api = k8s.procs["api"]
+    os.kill(api.pid, signal.SIGSTOP)
+    try:
+        k8s.kill(owner)
+        wait_for(lambda: k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[last], timeout=3,
+                 what=f"{last} to take over without the API", every=0.01)
+        assert k8s.answering_macs(SERVICE_IP) == {macs[last]}
+
+        def watcher_restarts() -> int:
+            workers = (k8s.status(last) or {}).get("workers", [])
+            return sum(w["restarts"] for w in workers if w["name"] == "watcher")
+
+        deadline = time.monotonic() + 4.0  # longer than the supervisor's hung deadline (3 s)
+        while time.monotonic() < deadline:
+            assert watcher_restarts() == 0, k8s.log(last)[-3000:]
+            time.sleep(0.2)
+    finally:
+        # Then the API server dies for good (SIGKILL also ends a stopped process).
+        k8s.kill("api")
+    wait_for(lambda: "watch.failed" in k8s.log(last), timeout=15, what=f"{last}'s watcher to notice the outage")
+    k8s.lab.flush_neighbours(CLIENT)
+    assert k8s.answering_macs(SERVICE_IP) == {macs[last]}
+    k8s.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", SERVICE_IP, check=False)
+    assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[last]
+    assert k8s.procs[last].poll() is None
+
+
+def test_a_restarted_speaker_watcher_gets_the_membership_view_back() -> None:
+    """The supervisor replays the last view to the watcher (nodeAssigned needs it) in Kubernetes mode."""
+    from supervisor.messages import MembersChanged
+    from supervisor.supervising.state import WATCHER, RoutedState
+
+    view = MembersChanged(alive=frozenset({"n1", "n2"}))
+    speaker = RoutedState(node_name="n1", mode="kubernetes", members=view)
+    assert speaker.replay(WATCHER) == [view]
+    assert RoutedState(node_name="n1", mode="standalone", members=view).replay(WATCHER) == []
+
+
+def test_node_assigned_that_failed_in_an_outage_is_written_once_the_api_is_back() -> None:
+    from supervisor.config.model import ServiceKey
+    from supervisor.kubernetes.client import RawClient
+    from supervisor.kubernetes.events import EventRecorder
+    from supervisor.kubernetes.speaker import NodeAssignedReporter
+    from tests.fakeapi import FakeApiServer
+
+    with FakeApiServer() as api:
+        svc = api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+                          "spec": {"type": "LoadBalancer"}})
+        client = RawClient.connect(host=api.url)
+        reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host="n1"), "n1")
+        winners = {ServiceKey(namespace="default", name="web"): "n1"}
+        try:
+            with api.outage("503"):
+                assert reporter.update(winners, lambda key: svc) == 0
+            assert reporter.update(winners, lambda key: svc) == 1
+            assert reporter.update(winners, lambda key: svc) == 0
+        finally:
+            client.close()
+        assert [e["reason"] for e in api.list("Event", "default")] == ["nodeAssigned"]
