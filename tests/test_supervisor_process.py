@@ -99,7 +99,11 @@ def test_ready_with_assignments_metrics_and_status(node: Node) -> None:
     assert len(status["services"]) == 10 and all(s["ips"] for s in status["services"])
     assert {w["state"] for w in status["workers"]} == {"RUNNING"}
     assert set(status["plugins"]) == {"recording", "recording2"}
-    assert all(s["announced"] == {"recording": ["n1"], "recording2": ["n1"]} for s in status["services"])
+    # Ready means the announcers hold their sockets; what they announce is
+    # reported right after they process the view, so poll for it.
+    expected = {"recording": ["n1"], "recording2": ["n1"]}
+    wait_for(lambda: all(s["announced"] == expected for s in node.status()["services"]), 5,
+             what="every service announced by both recording announcers")
     code, metrics = get_text(f"{node.url}/metrics")
     assert code == 200
     assert 'metallb_allocator_addresses_total{pool="first-pool"} 65536' in metrics
