@@ -1,10 +1,14 @@
 """Runtime figures of `metalloid run`: start→ready, kill -9→healed, memory (PSS), reload.
 
-    .venv/bin/python bench/runtime.py [--services 1000] [--kills 5]
+    .venv/bin/python bench/runtime.py [--mode lab|loopback] [--services 1000] [--kills 5] [--memory-only]
 
-Runs a real `metalloid run` (watcher, allocator, one announcer) on loopback
-with the in-tree recording announcer (tests/recording_plugin.py), so it needs
-neither root nor a network namespace and never touches a host interface.
+`--mode lab` (the default as root) runs a real `metalloid run` with the real
+layer 2 announcer inside a private network namespace (supervisor/lab/netns.py:
+one host, n1, plus a peer Node n2 in the config so membership runs as on a real
+cluster, `--insecure`); this process joins that namespace itself to reach the
+HTTP port on its loopback, so no host interface is ever touched.
+`--mode loopback` needs no root: the in-tree recording announcer
+(tests/recording_plugin.py) on the host's loopback, no membership.
 Bytecode is cached under a private PYTHONPYCACHEPREFIX (an installed metalloid
 has its .pyc files; this tree's environment sets PYTHONDONTWRITEBYTECODE), and
 one warm-up start fills it before anything is measured.
@@ -13,6 +17,7 @@ one warm-up start fills it before anything is measured.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import statistics
@@ -25,8 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from supervisor.lab.netns import Lab, require_root  # noqa: E402
 from tests.runtime_helpers import (  # noqa: E402
     METALLOID,
+    NODE,
     config_text,
     descendants_of,
     free_port,
@@ -37,21 +44,41 @@ from tests.runtime_helpers import (  # noqa: E402
     wait_for,
 )
 
+CLONE_NEWNET = 0x40000000
+
+
+def enter_netns(name: str) -> None:
+    """Move this (single-threaded) process into a lab namespace: HTTP to its loopback, children born there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
+
 
 class Run:
-    def __init__(self, tmp: Path, services: int, pycache: Path, announcers: str = "recording") -> None:
+    def __init__(self, tmp: Path, services: int, pycache: Path, *, lab: Lab | None) -> None:
         self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(services))
+        self.write_config(services, lab)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = run_env(PYTHONPYCACHEPREFIX=str(pycache))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        argv = [str(METALLOID), "run", "--config", str(self.config), "--node", "n1", "--state-dir", str(tmp / "state"),
+                "--metrics-port", str(self.port), "--metrics-host", "127.0.0.1"]
+        argv += ["--announcers", "layer2", "--insecure"] if lab is not None else ["--announcers", "recording"]
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [str(METALLOID), "run", "--config", str(self.config), "--node", "n1", "--state-dir", str(tmp / "state"),
-             "--metrics-port", str(self.port), "--metrics-host", "127.0.0.1", "--announcers", announcers],
-            env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "stderr.log").open("wb"),
-        )
+        # In lab mode this process already lives in n1's namespace, so the child does too.
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=(tmp / "stderr.log").open("wb"), start_new_session=True)
+
+    def write_config(self, services: int, lab: Lab | None) -> None:
+        text = config_text(services)
+        if lab is not None:
+            text += NODE.format(name="n2")  # a peer, so membership runs as on a real cluster
+        self.config.write_text(text)
 
     def ready(self) -> bool:
         return get_text(f"{self.url}/readyz")[0] == 200
@@ -60,8 +87,13 @@ class Run:
         return {w["name"]: w for w in get_json(f"{self.url}/status")["workers"]}
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=15)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
 
 
 def ms(seconds: list[float]) -> str:
@@ -70,41 +102,81 @@ def ms(seconds: list[float]) -> str:
     return f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
 
 
+def memory(run: Run, services: int) -> None:
+    time.sleep(1.0)  # let the first status reports and GC settle
+    pids = [run.proc.pid, *descendants_of(run.proc.pid)]
+    sizes = {p: pss_kib(p) for p in pids}
+    names = {int(str(w["pid"])): str(name) for name, w in run.workers().items() if w.get("pid")}
+    parts = ", ".join(f"{names.get(p, 'supervisor' if p == run.proc.pid else other_name(p))} {kib / 1024:.1f}"
+                      for p, kib in sizes.items())
+    print(f"PSS total ({len(pids)} processes, {services} services): {sum(sizes.values()) / 1024:.1f} MiB ({parts})")
+
+
+def other_name(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return str(pid)
+    for marker, name in (("resource_tracker", "mp-tracker"), ("forkserver", "forkserver")):
+        if marker in cmdline:
+            return name
+    return str(pid)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("lab", "loopback"), default="lab" if require_root() is None else "loopback",
+                        help="lab: real layer 2 announcer in a network namespace (root); loopback: recording "
+                             "announcer, no root")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=5, help="kill -9 rounds per worker")
+    parser.add_argument("--memory-only", action="store_true", help="measure PSS only (no starts, kills, reloads)")
     args = parser.parse_args()
+    if args.mode == "lab":
+        problem = require_root()
+        if problem:
+            print(f"bench/runtime.py: {problem} (or --mode loopback)", file=sys.stderr)
+            return 1
+        with Lab(prefix=f"mlt{os.getpid() % 100000}", hosts=["n1"]) as lab:
+            lab.run("n1", "ip", "link", "set", "lo", "up")
+            enter_netns(lab.host("n1").netns)
+            return measure(args, lab)
+    return measure(args, None)
+
+
+def measure(args: argparse.Namespace, lab: Lab | None) -> int:
+    announcer = "announcer-layer2" if lab is not None else "announcer-recording"
+    print(f"mode {args.mode}: {announcer}{', membership (peer n2)' if lab is not None else ''}")
     with tempfile.TemporaryDirectory(prefix="mlt-bench-") as tmpdir:
         tmp = Path(tmpdir)
         pycache = tmp / "pycache"
         (tmp / "warm").mkdir()
-        warm = Run(tmp / "warm", 10, pycache)
-        wait_for(warm.ready, 60, what="warm-up ready")
-        warm.stop()
+        warm = Run(tmp / "warm", 10, pycache, lab=lab)
+        try:
+            wait_for(warm.ready, 60, what="warm-up ready")
+        finally:
+            warm.stop()
 
-        starts = []
-        for i in range(3):
-            (tmp / f"s{i}").mkdir()
-            run = Run(tmp / f"s{i}", args.services, pycache)
-            wait_for(run.ready, 60, what="ready")
-            starts.append(time.monotonic() - run.started)
-            run.stop()
-        print(f"start → ready ({args.services} services): {ms(starts)}")
+        if not args.memory_only:
+            starts = []
+            for i in range(3):
+                (tmp / f"s{i}").mkdir()
+                run = Run(tmp / f"s{i}", args.services, pycache, lab=lab)
+                try:
+                    wait_for(run.ready, 60, what="ready")
+                    starts.append(time.monotonic() - run.started)
+                finally:
+                    run.stop()
+            print(f"start → ready ({args.services} services): {ms(starts)}")
 
         (tmp / "main").mkdir()
-        run = Run(tmp / "main", args.services, pycache)
+        run = Run(tmp / "main", args.services, pycache, lab=lab)
         try:
             wait_for(run.ready, 60, what="ready")
-            time.sleep(1.0)  # let the first status reports and GC settle
-            pids = [run.proc.pid, *descendants_of(run.proc.pid)]
-            total = sum(pss_kib(p) for p in pids)
-            names = {str(w["pid"]): str(name) for name, w in run.workers().items()}
-            parts = ", ".join(f"{names.get(str(p), 'supervisor' if p == run.proc.pid else 'mp-tracker')} "
-                              f"{pss_kib(p) / 1024:.1f}" for p in pids)
-            print(f"PSS total ({len(pids)} processes, {args.services} services): {total / 1024:.1f} MiB ({parts})")
-
-            for worker in ("watcher", "allocator", "announcer-recording"):
+            memory(run, args.services)
+            if args.memory_only:
+                return 0
+            for worker in ("watcher", "allocator", announcer):
                 healed = []
                 for _ in range(args.kills):
                     old = run.workers()[worker]["pid"]
@@ -119,11 +191,12 @@ def main() -> int:
                     healed.append(time.monotonic() - t0)
                     assert run.workers()[worker]["pid"] != old
                     time.sleep(0.3)
-                print(f"kill -9 {worker} → RUNNING and ready again: {ms(healed)}")
+                if healed:
+                    print(f"kill -9 {worker} → RUNNING and ready again: {ms(healed)}")
 
             reloads = []
             for i in range(5):
-                run.config.write_text(config_text(args.services + i + 1))
+                run.write_config(args.services + i + 1, lab)
                 t0 = time.monotonic()
                 run.proc.send_signal(signal.SIGHUP)
                 want = args.services + i + 1

@@ -19,31 +19,7 @@ from tests.deploy_support import (
     find,
     kustomize,
 )
-
-# The runbook's two manifests (shared/seed), exactly as written there, the
-# trailing comment included: these must apply unchanged.
-RUNBOOK_POOL = """\
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata:
-  name: first-pool
-  namespace: metallb-system
-spec:
-  addresses:
-  - 10.0.10.10-10.0.10.99 # 90 available IPs
-  autoAssign: true
-  avoidBuggyIPs: false
-"""
-RUNBOOK_L2 = """\
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata:
-  name: first-pool
-  namespace: metallb-system
-spec:
-  ipAddressPools:
-  - first-pool
-"""
+from tests.runbook import RUNBOOK_L2, RUNBOOK_POOL
 
 CRD_NAMES = {
     "IPAddressPool": "ipaddresspools.metallb.io",

@@ -82,6 +82,18 @@ def test_no_candidate_lists_every_excluded_node_with_a_fix(node: StubNode, capsy
     assert "spec.nodeSelectors do not match" in out
 
 
+def test_a_kubernetes_node_that_knows_no_nodes_says_so(node: StubNode, capsys: pytest.CaptureFixture[str]) -> None:
+    node.document["mode"] = "kubernetes"
+    service = node.document["services"][0]
+    service["announced"] = {}
+    service["elections"]["layer2"] = {"winner": None, "ranking": [], "excluded": []}
+    data = explain_json(capsys, "ingress-nginx/ingress-nginx-controller", "--endpoint", node.endpoint)
+    [layer2] = data["announcement"]
+    assert layer2["state"] == "no-candidate"
+    assert "knows no Node objects" in layer2["why"] and "every node is excluded" not in layer2["why"]
+    assert "list and watch Nodes" in layer2["hints"][0]
+
+
 def test_elected_but_not_yet_seen_announcing(node: StubNode, capsys: pytest.CaptureFixture[str]) -> None:
     node.document["services"][0]["announced"] = {}
     data = explain_json(capsys, "ingress-nginx/ingress-nginx-controller", "--endpoint", node.endpoint)
@@ -124,6 +136,20 @@ def test_offline_ingress_is_auto_assigned_and_announced_by_metallbs_winner(
     [layer2] = data["announcement"]
     # sha256("n3#10.0.10.10") < sha256("n1#...") < sha256("n2#..."): MetalLB's order.
     assert (layer2["protocol"], layer2["state"], layer2["ranking"]) == ("layer2", "announced", ["n3", "n1", "n2"])
+
+
+def test_offline_config_without_nodes_says_it_lists_no_node(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    documents = Path(HOMELAB).read_text().split("\n---\n")
+    config = tmp_path / "no-nodes.yaml"
+    config.write_text("\n---\n".join(d for d in documents if "kind: Node" not in d))
+    code, out, _ = explain(capsys, "ingress-nginx/ingress-nginx-controller", "--config", str(config))
+    assert code == 0
+    announced = out.split("Announced (layer2): no.\n", 1)[1]
+    assert announced.startswith("  Why: no node may announce it: the config lists no Node objects")
+    assert "standalone mode takes membership and the election from the Node objects" in announced
+    assert "Fix: add a Node object" in announced
+    assert "every node is excluded" not in out
 
 
 def test_offline_requested_ip_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

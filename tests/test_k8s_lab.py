@@ -33,7 +33,8 @@ import pytest
 import yaml
 
 from supervisor.lab.netns import Lab, require_root
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL
+from tests.fakeapi.kube import wait_for as kube_wait_for
+from tests.runbook import RUNBOOK_L2, RUNBOOK_POOL
 
 T = TypeVar("T")
 
@@ -96,14 +97,8 @@ current-context: lab
 
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
-        time.sleep(every)
+    """The shared poll at the lab's pace: a check here may run a command in a namespace."""
+    return kube_wait_for(check, timeout=timeout, what=what, every=every)
 
 
 @dataclass

@@ -52,11 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
-    from supervisor.serving.http import PortInUseError, start_http_server
-    from supervisor.serving.metrics import MetricsRegistry
+    from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, WATCHER
-    from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
+    from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec
 
     try:
         setup_logging("supervisor", fmt=args.log_format, level=args.log_level)
@@ -75,17 +74,6 @@ def run(args: argparse.Namespace) -> int:
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
                    settings=dataclasses.replace(settings, name="allocator")),
     ]
-    metrics = MetricsRegistry()
-    sup = Supervisor(specs, SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
-                     metrics=metrics)
-    sup.install_signal_handlers()
-    try:
-        server = start_http_server(args.metrics_port, host=args.metrics_host, status=sup.status,
-                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
-    except PortInUseError as exc:
-        print(f"metalloid controller: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return sup.run()
-    finally:
-        server.close()
+    return serve_supervisor("controller", specs,
+                            SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
+                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)

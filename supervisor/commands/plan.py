@@ -112,28 +112,10 @@ def _write_status(files: list[str], config: Config, result: AllocationResult, lb
 
 def as_document(result: AllocationResult) -> dict[str, Any]:
     """The JSON/YAML shape of DESIGN.md: services (sorted by namespace/name), then pools."""
-    services: list[dict[str, Any]] = []
-    for key in sorted([*result.assignments, *result.pending]):
-        assignment = result.assignments.get(key)
-        services.append({
-            "namespace": key.namespace,
-            "name": key.name,
-            "ips": [str(ip) for ip in assignment.ips] if assignment else [],
-            "pool": assignment.pool if assignment else None,
-            "pending": result.pending.get(key),
-        })
-    pools = [
-        {
-            "name": c.pool,
-            "total_v4": c.total_v4,
-            "assigned_v4": c.assigned_v4,
-            "available_v4": c.available_v4,
-            "total_v6": c.total_v6,
-            "assigned_v6": c.assigned_v6,
-            "available_v6": c.available_v6,
-        }
-        for c in result.pools
-    ]
+    from supervisor.serving.documents import counts_document, service_document
+
+    services = [service_document(result, key) for key in sorted([*result.assignments, *result.pending])]
+    pools = [{"name": c.pool, **counts_document(c)} for c in result.pools]
     return {"services": services, "pools": pools}
 
 

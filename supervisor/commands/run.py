@@ -19,7 +19,7 @@ across restarts in --state-dir) and the nodes elect, per IP, the one that
 answers ARP/NDP for it.
 
 Processes: a supervisor spawns a config watcher, the allocator, the membership
-worker (when the config lists other Nodes) and one announcer process per
+worker (once the config lists other Nodes, also after a reload) and one announcer process per
 protocol, restarts any that dies or hangs, and serves /metrics, /healthz,
 /readyz and /status on --metrics-port. SIGHUP reloads the config now (it is
 also reloaded when the file changes); SIGTERM hands the IPs over and exits 0.
@@ -117,10 +117,10 @@ def build_specs(args: argparse.Namespace, config: Config, announcers: list[str])
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
                    settings=settings("allocator")),
     ]
-    # Membership only matters with peers; without, the live members are this node alone.
-    if any(n.name != args.node for n in config.nodes):
-        specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
-                                settings=settings("membership")))
+    # Membership only matters with peers (alone, the live members are this node);
+    # the supervisor starts it once a config, at start or on a reload, lists one.
+    specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
+                            settings=settings("membership"), needs_peers=True))
     for protocol in announcers:
         specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
                                 settings=settings(f"announcer-{protocol}", protocol)))
@@ -180,32 +180,20 @@ def run(args: argparse.Namespace) -> int:
     announcers, problem = select_announcers(config, args.announcers)
     if problem:
         return _fail(problem)
-    return _serve(args, build_specs(args, config, announcers))
+    specs = build_specs(args, config, announcers)
+    # The watcher sends the config again at once; this start-up copy (with its
+    # line tracking) would otherwise stay alive for the whole run.
+    del config
+    return _serve(args, specs)
 
 
 def _serve(args: argparse.Namespace, specs: list[WorkerSpec]) -> int:
-    import logging
-
-    from supervisor.serving.http import PortInUseError, start_http_server
-    from supervisor.serving.metrics import MetricsRegistry
     from supervisor.supervising.backoff import BackoffSettings
-    from supervisor.supervising.supervisor import Supervisor, SupervisorSettings
+    from supervisor.supervising.serving import serve_supervisor
+    from supervisor.supervising.supervisor import SupervisorSettings
 
-    log = logging.getLogger("supervisor.commands.run")
-    metrics = MetricsRegistry()
     settings = SupervisorSettings(
         node_name=args.node, version=_version(), grace_seconds=args.grace_period, hung_seconds=args.hung_timeout,
         backoff=BackoffSettings(budget=args.restart_budget, window_seconds=args.restart_window),
     )
-    sup = Supervisor(specs, settings, metrics=metrics)
-    sup.install_signal_handlers()
-    try:
-        server = start_http_server(args.metrics_port, host=args.metrics_host, status=sup.status,
-                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
-    except PortInUseError as exc:
-        return _fail(str(exc))
-    log.info("run.starting node=%s workers=%s", args.node, ",".join(s.name for s in specs))
-    try:
-        return sup.run()
-    finally:
-        server.close()
+    return serve_supervisor("run", specs, settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)

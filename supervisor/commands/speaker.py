@@ -47,11 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
-    from supervisor.serving.http import PortInUseError, start_http_server
-    from supervisor.serving.metrics import MetricsRegistry
+    from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER
-    from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
+    from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec
 
     if not args.node:
         print("metalloid speaker: --node is required (or NODE_NAME from the downward API)", file=sys.stderr)
@@ -86,17 +85,6 @@ def run(args: argparse.Namespace) -> int:
     for protocol in [p.strip() for p in args.announcers.split(",") if p.strip()]:
         specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
                                 settings=settings(f"announcer-{protocol}", protocol)))
-    metrics = MetricsRegistry()
-    sup = Supervisor(specs, SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version()),
-                     metrics=metrics)
-    sup.install_signal_handlers()
-    try:
-        server = start_http_server(args.metrics_port, host=args.metrics_host, status=sup.status,
-                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
-    except PortInUseError as exc:
-        print(f"metalloid speaker: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return sup.run()
-    finally:
-        server.close()
+    return serve_supervisor("speaker", specs,
+                            SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version()),
+                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)

@@ -14,11 +14,12 @@ becomes the layer 2 winner for a Service (not on every reconcile).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from supervisor.allocating.results import AllocationResult
-from supervisor.config.model import Config, ServiceKey
+from supervisor.allocating.freeips import PoolIndex
+from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
+from supervisor.config.model import Config, IPAddressPool, ServiceKey
 from supervisor.electing.election import elect_layer2, eligibility
 from supervisor.kubernetes import events, kinds
 from supervisor.kubernetes.assignments import assignments_from_status
@@ -28,7 +29,32 @@ log = logging.getLogger(__name__)
 
 def speaker_allocation(config: Config) -> AllocationResult:
     found = assignments_from_status(config)
-    return AllocationResult(assignments={a.service: a for a in found}, pending={}, pools=())
+    return AllocationResult(assignments={a.service: a for a in found}, pending={},
+                            pools=pool_counts(config.pools, found))
+
+
+def pool_counts(pools: Iterable[IPAddressPool], assignments: Iterable[Assignment]) -> tuple[PoolCounts, ...]:
+    """Each pool's totals and the IPs in use, counted as the allocator counts them.
+
+    The allocator's own `PoolIndex` does the counting (a shared IP counts once,
+    buggy .0/.255 addresses are neither total nor used when the pool avoids
+    them), so a speaker's /status and metrics match the controller's. An IP
+    counts for the pool its Assignment names, and only when inside it.
+    """
+    indexes = {pool.name: PoolIndex(pool) for pool in pools}
+    for assignment in assignments:
+        index = indexes.get(assignment.pool)
+        if index is None:
+            continue
+        for ip in assignment.ips:
+            position = index.locate(ip)
+            if position is not None:
+                index.mark(position)
+    return tuple(
+        PoolCounts(pool=name, total_v4=index.total(4), assigned_v4=index.used(4), total_v6=index.total(6),
+                   assigned_v6=index.used(6))
+        for name, index in indexes.items()
+    )
 
 
 def layer2_winners(config: Config, result: AllocationResult, members: frozenset[str]) -> dict[ServiceKey, str]:

@@ -136,7 +136,11 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
         entry: dict[str, Any] = {"protocol": protocol, "nodes": nodes, "ranking": ranking, "excluded": excluded,
                                  "interfaces": {n: interfaces.get((protocol, n), []) for n in nodes}}
         winner = election.get("winner")
-        if protocol == "layer2" and election and not ranking:
+        if election and not ranking and not excluded and not nodes:
+            entry["state"] = "no-candidate"
+            entry["why"], hint = _no_nodes(status)
+            entry["hints"] = [hint]
+        elif protocol == "layer2" and election and not ranking:
             entry["state"] = "no-candidate"
             entry["why"] = "no node may announce it: every node is excluded (below)"
             entry["hints"] = sorted({hint for _, reason in excluded for needle, hint in _REASON_HINTS
@@ -159,6 +163,19 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
             entry["why"] = f"the {protocol} announcer reports no node for it"
         out.append(entry)
     return out
+
+
+def _no_nodes(status: dict[str, Any]) -> tuple[str, str]:
+    """Why and fix when the election had no node at all to consider, not even an excluded one."""
+    if status.get("mode") == "kubernetes":
+        return (f"no node may announce it: {status.get('node')} knows no Node objects, so no node is known to "
+                "announce it (in Kubernetes the nodes come from the API)",
+                "check that the speaker may list and watch Nodes (its ClusterRole) and that the API lists them")
+    return ("no node may announce it: the config lists no Node objects, so no node is known to announce it "
+            "(standalone mode takes membership and the election from the Node objects in the config; in "
+            "Kubernetes the nodes come from the API)",
+            "add a Node object (kind: Node, metadata.name as given to `metalloid run --node`, an InternalIP in "
+            "status.addresses) for every host that runs metalloid")
 
 
 def _why_not_announced(status: dict[str, Any], service: dict[str, Any], ip: dict[str, Any]) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 from supervisor.allocating.results import AllocationResult
 from supervisor.config.model import Config, LabelSelector, Service, ServiceKey
 from supervisor.electing.election import elect_layer2, eligibility, rank
+from supervisor.serving.documents import counts_document, service_document
 
 
 def offline_status(
@@ -53,8 +54,7 @@ def _pool(config: Config, name: str, counts: Any) -> dict[str, Any]:
     return {
         "name": name,
         "addresses": [r.text for r in pool.addresses] if pool else [],
-        "total_v4": counts.total_v4, "assigned_v4": counts.assigned_v4, "available_v4": counts.available_v4,
-        "total_v6": counts.total_v6, "assigned_v6": counts.assigned_v6, "available_v6": counts.available_v6,
+        **counts_document(counts),
     }
 
 
@@ -62,11 +62,7 @@ def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: f
     service = config.service(key)
     assignment = result.assignments.get(key)
     entry: dict[str, Any] = {
-        "namespace": key.namespace,
-        "name": key.name,
-        "ips": [str(ip) for ip in assignment.ips] if assignment else [],
-        "pool": assignment.pool if assignment else None,
-        "pending": result.pending.get(key),
+        **service_document(result, key),
         "announced": {},
         "elections": {},
         "requested": _requested(service),

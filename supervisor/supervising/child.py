@@ -1,10 +1,11 @@
 """What every worker process does before and around its own loop.
 
-`child_main` is the target the supervisor hands to `multiprocessing` (spawn):
-it ties the child's life to the supervisor (PR_SET_PDEATHSIG plus a getppid
-re-check, so a SIGKILLed supervisor leaves no orphan), sets up logging with the
-worker's name, imports the worker's module by name (nothing is inherited, the
-start method is spawn) and runs `run(settings, inbox, outbox)`. An exception
+`child_main` is the target the supervisor hands to `multiprocessing`
+(forkserver): it ties the child's life to the supervisor (see
+`die_with_parent`, so a SIGKILLed supervisor leaves no orphan), wraps its two
+pipes (`channels`), sets up logging with the worker's name, imports the
+worker's module by name (the forkserver holds only the shared modules of
+`preload`, never the supervisor's state) and runs `run(settings, inbox, outbox)`. An exception
 escaping the worker is reported as `WorkerFailed` and the process exits 1, so
 the supervisor restarts it.
 
@@ -25,9 +26,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from supervisor.messages import Control, FromWorker, ToWorker, WorkerFailed, WorkerHeartbeat
+from supervisor.supervising.channels import WorkerInbox, WorkerOutbox
 from supervisor.supervising.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -43,22 +46,41 @@ class Outbox(Protocol):
     def put(self, obj: Any, block: bool = ..., timeout: float | None = ...) -> None: ...
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when the supervisor dies; exit if it already has."""
+def die_with_parent(supervisor_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when our parent dies; exit if it, or the supervisor, already has.
+
+    Our parent is the forkserver, not the supervisor. The forkserver exits the
+    moment the supervisor dies (it reads EOF on its "alive" pipe, whose only
+    writer is the supervisor), so its death signal is the supervisor's, one
+    hop later. With spawn the parent is the supervisor itself; both work.
+    """
+    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    # The parent may have died between our fork and the prctl: the signal
-    # would then never come, so check by hand once.
-    if os.getppid() != parent_pid:
+    # Either may have died between our fork and the prctl: the signal would
+    # then never come, so check by hand once.
+    if os.getppid() != parent or not _alive(supervisor_pid):
         os._exit(1)
 
 
-def child_main(entry: str, settings: WorkerSettings, inbox: Inbox, outbox: Outbox, parent_pid: int) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - alive, another user's
+        return True
+    return True
+
+
+def child_main(entry: str, settings: WorkerSettings, inbox_conn: Connection, outbox_conn: Connection,
+               parent_pid: int) -> None:
     """Process target: `entry` is "package.module:function" taking (settings, inbox, outbox)."""
     die_with_parent(parent_pid)
+    inbox, outbox = WorkerInbox(inbox_conn), WorkerOutbox(outbox_conn)
     # Ctrl-C in a terminal, systemd's default KillMode=control-group and
     # `timeout` signal every process of the group at once; the supervisor
     # decides the order (announcers hand over first) and SIGKILLs whatever
@@ -73,9 +95,7 @@ def child_main(entry: str, settings: WorkerSettings, inbox: Inbox, outbox: Outbo
     except Exception as exc:
         log.exception("worker.failed worker=%s error=%s", settings.name, exc)
         outbox.put(WorkerFailed(worker=settings.name, error=f"{type(exc).__name__}: {exc}"))
-        _flush(outbox)
         sys.exit(1)
-    _flush(outbox)
 
 
 def _setup_logging(settings: WorkerSettings) -> None:
@@ -85,16 +105,6 @@ def _setup_logging(settings: WorkerSettings) -> None:
         logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s {settings.name} %(message)s")
         return
     setup_logging(settings.name, fmt=settings.log_format, level=settings.log_level)
-
-
-def _flush(outbox: Outbox) -> None:
-    # A multiprocessing.Queue writes from a feeder thread; wait for it so the
-    # last messages (WorkerFailed, the final StatusReport) reach the supervisor.
-    close = getattr(outbox, "close", None)
-    join = getattr(outbox, "join_thread", None)
-    if close is not None and join is not None:
-        close()
-        join()
 
 
 class Heartbeat:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from supervisor.serving.documents import service_document
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.state import RoutedState
 
@@ -91,7 +92,6 @@ def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]],
     services = []
     for key in sorted(set(result.assignments) | set(result.pending)):
         name = str(key)
-        assignment = result.assignments.get(key)
         announced: dict[str, list[str]] = {}
         for a in announcements:
             if isinstance(a, Mapping) and a.get("service") == name:
@@ -110,11 +110,7 @@ def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]],
                         elections[protocol] = dict(entry)
                         break
         services.append({
-            "namespace": key.namespace,
-            "name": key.name,
-            "ips": [str(ip) for ip in assignment.ips] if assignment else [],
-            "pool": assignment.pool if assignment else None,
-            "pending": result.pending.get(key),
+            **service_document(result, key),
             "announced": announced,
             "elections": elections,
         })

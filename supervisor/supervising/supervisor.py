@@ -1,13 +1,16 @@
 """The supervisor process shell: spawn workers, route their messages, restart them.
 
-Every worker is its own OS process (start method "spawn", chosen explicitly:
-nothing is inherited, the same on every Python version; BENCHMARKS.md has
-the memory trade-off) with its own inbox
-and outbox `multiprocessing.Queue`. One queue pair per worker, recreated on
-every spawn, so a worker killed in the middle of a write can only ever corrupt
-its own queue, which dies with it. The loop waits with
-`multiprocessing.connection.wait()` on every worker's `Process.sentinel` (death)
-and its outbox reader (messages), with a 50 ms timeout for timers.
+Every worker is its own OS process, forked by multiprocessing's forkserver
+(chosen explicitly, the same on every Python version: a clean server process
+that imported only `preload`, never the supervisor's state, so nothing of the
+supervisor is inherited; the shared modules' pages are, which is the point:
+BENCHMARKS.md has the memory figures) with its own inbox
+and outbox pipe (`channels`: plain pipes, no Queue semaphores, so no resource
+tracker process). One pipe pair per worker, recreated on every spawn, so a
+worker killed in the middle of a write can only ever break its own pipe, which
+dies with it. The loop waits with `multiprocessing.connection.wait()` on every
+worker's `Process.sentinel` (death) and its outbox reader (messages), with a
+50 ms timeout for timers.
 
 Everything that decides is elsewhere and pure: `lifecycle` (states),
 `backoff` (delays and budget), `state` (what to route and replay), `status`
@@ -25,9 +28,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
-import multiprocessing.queues
 import os
-import queue
 import signal
 import threading
 import time
@@ -55,6 +56,7 @@ from supervisor.messages import (
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising import lifecycle
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
+from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.settings import WorkerSettings
 from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
@@ -64,7 +66,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_WORKER_FATAL = 3
-START_METHOD: Final = "spawn"
+START_METHOD: Final = "forkserver"
+PRELOAD: Final = ["supervisor.supervising.preload"]
 CHILD_MAIN = "supervisor.supervising.child:child_main"
 # The loop's timer resolution: start windows, hung checks and backoff retries
 # are all judged at this granularity.
@@ -77,12 +80,20 @@ HANDOVER_OVERLAP_SECONDS = 0.15
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSpec:
-    """A worker to run: `entry` is "module:function" taking (settings, inbox, outbox)."""
+    """A worker to run: `entry` is "module:function" taking (settings, inbox, outbox).
+
+    `needs_peers`: start it only once a loaded config lists a Node other than
+    this one (standalone membership: alone, the live members are this node,
+    and its process would be memory for nothing). Decided on every config, so
+    a reload that adds the first peer starts it; once started it stays, and
+    follows later configs itself.
+    """
 
     name: str
     role: str
     entry: str
     settings: WorkerSettings
+    needs_peers: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +122,8 @@ class _Slot:
         self.ws = WorkerState(name=spec.name, start_seconds=settings.start_seconds)
         self.policy = RestartPolicy(settings.backoff, clock=clock)
         self.process: multiprocessing.process.BaseProcess | None = None
-        self.inbox: multiprocessing.queues.Queue[Any] | None = None
-        self.outbox: multiprocessing.queues.Queue[Any] | None = None
+        self.inbox: Outgoing | None = None
+        self.outbox: multiprocessing.connection.Connection | None = None
         self.failure: str | None = None
 
 
@@ -129,6 +140,7 @@ class Supervisor:
         self.metrics = metrics
         self._clock = clock
         self._ctx = multiprocessing.get_context(START_METHOD)
+        self._ctx.set_forkserver_preload(PRELOAD)
         self._slots = [_Slot(spec, settings, clock) for spec in specs]
         self.state = RoutedState(node_name=settings.node_name, mode=settings.mode)
         self.lock = threading.Lock()
@@ -148,13 +160,13 @@ class Supervisor:
         with self.lock:
             protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
                          for s in self._slots if s.spec.role == ANNOUNCER}
-            return build_status(self.state, [s.ws for s in self._slots], now=self._clock(),
+            return build_status(self.state, [s.ws for s in self._active()], now=self._clock(),
                                 version=self.settings.version, protocols=protocols)
 
     def readyz(self) -> tuple[bool, str]:
         with self.lock:
             announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
-            return readiness(self.state, [s.ws for s in self._slots], announcers)
+            return readiness(self.state, [s.ws for s in self._active()], announcers)
 
     def healthz(self) -> tuple[bool, str]:
         with self.lock:
@@ -185,18 +197,21 @@ class Supervisor:
     # -- the loop ------------------------------------------------------------
 
     def run(self) -> int:
+        _without_resource_tracker()
         for slot in self._slots:
-            self._spawn(slot)
+            if not slot.spec.needs_peers:
+                self._spawn(slot)
         while self._exit_code is None:
             handles: list[Any] = []
             for slot in self._slots:
                 if slot.process is not None:
                     handles.append(slot.process.sentinel)
                 if slot.outbox is not None:
-                    handles.append(slot.outbox._reader)  # type: ignore[attr-defined]
+                    handles.append(slot.outbox)
             multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
             with self.lock:
                 self._step()
+        _stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
 
@@ -220,9 +235,13 @@ class Supervisor:
         else:
             self._log_readiness()
 
+    def _active(self) -> list[_Slot]:
+        """The slots that exist for /status and readiness: all but those still waiting for peers."""
+        return [s for s in self._slots if not (s.spec.needs_peers and s.ws.started_at is None)]
+
     def _log_readiness(self) -> None:
         announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
-        ready, why = readiness(self.state, [s.ws for s in self._slots], announcers)
+        ready, why = readiness(self.state, [s.ws for s in self._active()], announcers)
         if ready != self._ready:
             self._ready = ready
             if ready:
@@ -236,13 +255,14 @@ class Supervisor:
             return
         while True:
             try:
-                message = outbox.get(block=False)
-            except queue.Empty:
-                return
+                if not outbox.poll():
+                    return
+                message = outbox.recv()
             except (EOFError, OSError) as exc:
                 # The worker exited (EOF), maybe in the middle of a write: this
-                # queue is finished; the sentinel reports the exit itself.
-                log.debug("queue.closed worker=%s error=%r", slot.spec.name, exc)
+                # pipe is finished; the sentinel reports the exit itself.
+                log.debug("pipe.closed worker=%s error=%r", slot.spec.name, exc)
+                outbox.close()
                 slot.outbox = None
                 return
             self._route(slot, message)
@@ -262,28 +282,29 @@ class Supervisor:
             self._spawn(slot)
         if slot.inbox is not None:
             self._metric("metalloid_queue_depth", MetricKind.GAUGE, "Messages waiting in a worker's inbox",
-                         {"worker": slot.spec.name}, MetricOp.SET, float(_qsize(slot.inbox)))
+                         {"worker": slot.spec.name}, MetricOp.SET, float(slot.inbox.qsize()))
 
     # -- processes -----------------------------------------------------------
 
     def _spawn(self, slot: _Slot) -> None:
         ctx = self._ctx
-        inbox: multiprocessing.queues.Queue[Any] = ctx.Queue()
-        outbox: multiprocessing.queues.Queue[Any] = ctx.Queue()
+        inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
+        outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=_child_target(),
-            args=(slot.spec.entry, slot.spec.settings, inbox, outbox, os.getpid()),
+            args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
             name=f"metalloid-{slot.spec.name}",
             daemon=False,
         )
         process.start()
         # Close our copies of the ends only the child uses: a child killed in
         # the middle of a write then shows up as EOF instead of a reader
-        # blocked forever on half a message.
-        outbox._writer.close()  # type: ignore[attr-defined]
-        inbox._reader.close()  # type: ignore[attr-defined]
+        # blocked forever on half a message, and a dead reader as EPIPE.
+        outbox_writer.close()
+        inbox_reader.close()
+        inbox = Outgoing(inbox_writer, slot.spec.name)
         first = slot.ws.started_at is None
-        slot.process, slot.inbox, slot.outbox, slot.failure = process, inbox, outbox, None
+        slot.process, slot.inbox, slot.outbox, slot.failure = process, inbox, outbox_reader, None
         assert process.pid is not None
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Spawned(pid=process.pid, at=self._clock()))
         log.info("worker.spawned worker=%s pid=%d restarts=%d", slot.spec.name, process.pid, slot.ws.restarts)
@@ -327,8 +348,7 @@ class Supervisor:
 
     def _discard(self, slot: _Slot) -> None:
         if slot.inbox is not None:
-            # Whatever is still buffered for a dead reader must not block our exit.
-            slot.inbox.cancel_join_thread()
+            # Whatever is still queued for a dead reader is dropped; never blocks.
             slot.inbox.close()
         if slot.outbox is not None:
             slot.outbox.close()
@@ -437,6 +457,17 @@ class Supervisor:
             log.info("config.routed generation=%d", routed.generation)
             self._send(ALLOCATOR, routed)
             self._send(MEMBERSHIP, routed)
+            self._start_on_peers(routed)
+
+    def _start_on_peers(self, loaded: ConfigLoaded) -> None:
+        if self._stopping_since is not None:
+            return
+        if not any(n.name != self.settings.node_name for n in loaded.config.nodes):
+            return
+        for slot in self._slots:
+            if slot.spec.needs_peers and slot.ws.started_at is None and slot.process is None:
+                log.info("worker.peers_appeared worker=%s", slot.spec.name)
+                self._spawn(slot)  # the replay hands it this config and the allocation
 
     def _announce(self) -> None:
         view = self.state.view()
@@ -493,11 +524,37 @@ class Supervisor:
             return {s.spec.name: replace(s.ws) for s in self._slots}
 
 
-def _qsize(q: multiprocessing.queues.Queue[Any]) -> int:
-    try:
-        return q.qsize()
-    except (NotImplementedError, OSError):  # pragma: no cover - macOS
-        return 0
+def _without_resource_tracker() -> None:
+    """Keep multiprocessing from starting its resource tracker, a whole Python process (~6.5 MiB PSS).
+
+    Python 3.11 starts it for spawn and forkserver whether or not anything is
+    tracked. It only ever tracks named semaphores and shared memory, and
+    metalloid creates neither (`channels` uses pipes, not Queues), so its
+    connection is pointed at /dev/null: the "is it alive" probe succeeds and
+    nothing is started. The cost, for a third-party plugin that does use a
+    multiprocessing lock and is then SIGKILLed: one /dev/shm/sem.* entry left
+    until reboot, instead of being unlinked by the tracker. (Private API, as
+    `_stop_forkserver`; the process test checks no tracker process appears.)
+    """
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is not None and getattr(tracker, "_fd", None) is None:
+        tracker._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
+def _stop_forkserver() -> None:
+    """Wait for the forkserver to exit, so that no process outlives the supervisor's exit."""
+    import multiprocessing.forkserver
+
+    # Private, but the only way to join it: closing its "alive" pipe (which our
+    # own exit would do a moment later anyway) and reaping it.
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except OSError as exc:  # pragma: no cover - already gone
+            log.debug("forkserver.stop_failed error=%r", exc)
 
 
 def _child_target() -> Callable[..., None]:

@@ -12,32 +12,10 @@ from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
 from supervisor.kubernetes.leaderelection import LeaseTimings
 from supervisor.watching.k8s_watcher import WatchOptions
 from tests.fakeapi.server import FakeApiServer
+from tests.runbook import RUNBOOK_L2 as RUNBOOK_L2  # re-exported for the Kubernetes tests
+from tests.runbook import RUNBOOK_POOL as RUNBOOK_POOL
 
 T = TypeVar("T")
-
-# The runbook's manifests, exactly as written there (shared/seed).
-RUNBOOK_POOL = """\
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata:
-  name: first-pool
-  namespace: metallb-system
-spec:
-  addresses:
-    - 10.0.10.10-10.0.10.99 # 90 available IPs
-  autoAssign: true
-  avoidBuggyIPs: false
-"""
-RUNBOOK_L2 = """\
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata:
-  name: first-pool
-  namespace: metallb-system
-spec:
-  ipAddressPools:
-    - first-pool
-"""
 
 FAST_LEASE = LeaseTimings(lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
 
@@ -60,8 +38,8 @@ def pool(name: str, *addresses: str) -> dict[str, Any]:
     }
 
 
-def wait_for(check: Callable[[], T], *, timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll until `check()` is truthy and return it; fail with `what` after `timeout`."""
+def wait_for(check: Callable[[], T], *, timeout: float = 5.0, what: str = "condition", every: float = 0.01) -> T:
+    """Poll every `every` seconds until `check()` is truthy and return it; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -69,7 +47,7 @@ def wait_for(check: Callable[[], T], *, timeout: float = 5.0, what: str = "condi
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
-        time.sleep(0.01)
+        time.sleep(every)
 
 
 def ingress(api: FakeApiServer, name: str, namespace: str = "default") -> list[str]:

@@ -1,0 +1,51 @@
+"""The one way every long-running command runs its supervisor: build, signals, HTTP, run, close.
+
+`metalloid run`, `controller` and `speaker` differ only in the workers they
+list; this is the block they share. Before the loop starts it also hands back
+to the operating system what the command's start-up checks allocated (a
+parsed 1,000-Service config is several MiB of short-lived objects): the
+supervisor lives for months, and its resident memory counts against the pod's
+memory request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import sys
+
+from supervisor.serving.http import PortInUseError, start_http_server
+from supervisor.serving.metrics import MetricsRegistry
+from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+
+def serve_supervisor(command: str, specs: list[WorkerSpec], settings: SupervisorSettings, *,
+                     metrics_port: int, metrics_host: str) -> int:
+    """Run the supervisor until it stops; its exit code, or 1 when the HTTP port is taken."""
+    metrics = MetricsRegistry()
+    sup = Supervisor(specs, settings, metrics=metrics)
+    sup.install_signal_handlers()
+    try:
+        server = start_http_server(metrics_port, host=metrics_host, status=sup.status,
+                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
+    except PortInUseError as exc:
+        print(f"metalloid {command}: {exc}", file=sys.stderr)
+        return 1
+    log.info("%s.starting node=%s workers=%s", command, settings.node_name, ",".join(s.name for s in specs))
+    release_memory()
+    try:
+        return sup.run()
+    finally:
+        server.close()
+
+
+def release_memory() -> None:
+    """Collect what start-up left behind and return freed heap pages to the kernel (glibc)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
