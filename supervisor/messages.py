@@ -63,6 +63,10 @@ class MemberInfo:
     alive: bool
     last_heard_seconds: float | None
     digest: str | None = None
+    # Why `alive` is what it is: "heartbeat", "startup-grace", or, in Kubernetes
+    # mode for a peer never heard since start, "kubernetes-ready" (its Node's
+    # Ready condition; see supervisor/membership/fallback.py).
+    basis: str = "heartbeat"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +77,10 @@ class MembersChanged:
     members: tuple[MemberInfo, ...] = ()
     # Services whose assignment differs on some peer (standalone consistency).
     digest_mismatch: tuple[tuple[str, tuple[ServiceKey, ...]], ...] = ()
+    # time.monotonic() (CLOCK_MONOTONIC, system-wide on Linux, so comparable
+    # across processes) when `alive` last changed; None before any change.
+    # The layer 2 announcer measures metalloid_failover_seconds from it.
+    changed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,6 +41,7 @@ PURE = [
     "supervisor/membership/codec.py",
     "supervisor/membership/detector.py",
     "supervisor/membership/consistency.py",
+    "supervisor/membership/fallback.py",
     "supervisor/supervising/lifecycle.py",
     "supervisor/supervising/backoff.py",
 ]

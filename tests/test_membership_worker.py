@@ -262,3 +262,36 @@ def test_key_file(tmp_path: Any) -> None:
         read_key_file(path)
     with pytest.raises(ValueError, match="cannot read"):
         read_key_file(tmp_path / "missing")
+
+
+def readiness_config(cluster: Cluster, *, b_ready: bool) -> Config:
+    base = cluster.config()
+    nodes = tuple(n if n.name != "b" else Node(name="b", addresses=n.addresses, ready=b_ready) for n in base.nodes)
+    return Config(nodes=nodes, settings=base.settings)
+
+
+def test_kubernetes_peer_never_heard_counts_alive_while_its_node_is_ready(spawn: Callable[..., Worker]) -> None:
+    # "b" is configured but never sends a heartbeat (its port firewalled).
+    cluster = make_cluster(("a", "b"))
+    a = spawn(cluster, "a", kubernetes=True)
+    a.inbox.put(ConfigLoaded(generation=2, config=readiness_config(cluster, b_ready=True), origin="test"))
+    m = a.wait_members(lambda m: any(i.name == "b" and i.basis == "kubernetes-ready" for i in m.members))
+    assert m.alive == {"a", "b"}, "a never-heard peer whose Node is Ready must keep the election single-owner"
+    b = next(i for i in m.members if i.name == "b")
+    assert b.alive and b.last_heard_seconds is None
+    assert a.wait_for(
+        lambda m: isinstance(m, MetricUpdate) and m.name == "metalloid_membership_isolated" and m.value == 1.0,
+        past=True,
+    ), "isolation stays loud even with the fallback"
+    before = time.monotonic()
+    a.inbox.put(ConfigLoaded(generation=3, config=readiness_config(cluster, b_ready=False), origin="test"))
+    m = a.wait_members(lambda m: m.alive == {"a"})
+    assert m.changed_at is not None and before <= m.changed_at <= time.monotonic()
+
+
+def test_standalone_peer_never_heard_is_dead_after_the_grace(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"))
+    a = spawn(cluster, "a")
+    m = a.wait_members(lambda m: m.alive == {"a"})
+    assert [(i.name, i.basis) for i in m.members] == [("a", "heartbeat"), ("b", "heartbeat")]
+    assert m.changed_at is not None  # the grace ended: b died

@@ -32,6 +32,7 @@ GRATUITOUS = "metallb_layer2_gratuitous_sent"
 ANNOUNCED = "metallb_speaker_announced"
 DUPLICATES = "metalloid_layer2_duplicate_announcements_total"
 SOCKET_DROPS = "metalloid_layer2_socket_drops_total"
+FAILOVER = "metalloid_failover_seconds"
 _DOCS = {
     REQUESTS: "Number of layer2 requests received for owned IPs",
     RESPONSES: "Number of layer2 responses sent for owned IPs",
@@ -39,6 +40,8 @@ _DOCS = {
     ANNOUNCED: "The node is announcing the service IP (1) over the protocol",
     DUPLICATES: "ARP replies, gratuitous ARPs or NAs from another MAC for an IP this node announces",
     SOCKET_DROPS: "ARP/NDP frames the kernel dropped because the responder's socket queue was full",
+    FAILOVER: "Time from membership declaring an IP's previous owner dead (or leaving) to this node's first "
+    "gratuitous ARP/NA for it",
 }
 # Log one duplicate (ip, mac) at most this often; the counter counts all.
 DUPLICATE_LOG_SECONDS = 10.0
@@ -85,6 +88,9 @@ class Layer2Announcer:
         self._socket_drops: dict[str, int] = {}
         self._sockets_ready = False
         self._socket_errors: dict[str, str] = {}
+        # IPs taken over from another node after a membership change, with the
+        # monotonic time of that change, until their first gratuitous frame.
+        self._failover_since: dict[IPAddress, float] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -109,9 +115,11 @@ class Layer2Announcer:
             return ()
 
     def update(self, view: AnnouncerView) -> None:
+        previous_view, previous_plan = self._view, self._plan
         self._view = view
         self._timer.set_refresh(view.config.settings.refresh_seconds)
         self._plan = plan(view)
+        self._note_takeovers(previous_view, previous_plan)
         self._sync_ports()
         self._reconcile(time.monotonic())
 
@@ -122,7 +130,7 @@ class Layer2Announcer:
             self._apply_links(pending, now=now)
             self._reconcile(now)
         for ip, ifname in self._timer.due(now):
-            self._send_gratuitous(ip, ifname)
+            self._send_gratuitous(ip, ifname, now)
         self._flush_counters()
         self._flush_duplicates(time.time())
 
@@ -221,6 +229,26 @@ class Layer2Announcer:
                     self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
             self._bind(ip, own.bind_local)
 
+    def _note_takeovers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None) -> None:
+        """Remember the IPs this node wins from another node because membership changed.
+
+        A failover, for metalloid_failover_seconds: the members changed, and an
+        IP another node won before is ours now. A first view (a start) or a
+        config change that moves an IP is not one.
+        """
+        view, current = self._view, self._plan
+        if view is None or current is None or previous_view is None or previous_plan is None:
+            return
+        changed_at = view.members_changed_at
+        if changed_at is None or view.members == previous_view.members:
+            return
+        before = {entry.ip: entry.winner for entry in previous_plan.elections}
+        node = self._host.node_name
+        for own in current.owned:
+            winner = before.get(own.ip)
+            if own.ip not in self._owned and winner is not None and winner != node:
+                self._failover_since[own.ip] = changed_at
+
     def _publish(self, owned: Mapping[IPAddress, tuple[str, ...]]) -> None:
         v4 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 4}
         v6 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 6}
@@ -231,6 +259,7 @@ class Layer2Announcer:
         self._publish({k: v[1] for k, v in self._owned.items()})
         for ifname in interfaces:
             self._timer.cancel((ip, ifname))
+        self._failover_since.pop(ip, None)
         for service in own.services:
             self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
             self._host.log.info("layer2.withdraw service=%s ip=%s", service, ip)
@@ -252,7 +281,7 @@ class Layer2Announcer:
         except Exception as exc:
             self._host.log.warning("layer2.bind_local.failed ip=%s wanted=%s error=%s", ip, wanted, exc)
 
-    def _send_gratuitous(self, ip: IPAddress, ifname: str) -> None:
+    def _send_gratuitous(self, ip: IPAddress, ifname: str, now: float) -> None:
         link = self._links.get(ifname)
         port = self._responder.ports.get(ifname)
         if port is None or (link is not None and not link.ready):
@@ -264,6 +293,11 @@ class Layer2Announcer:
         sent = sum(self._responder.send(ifname, frame) for frame in batch)
         if sent:
             self._host.counter(GRATUITOUS, _DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
+            since = self._failover_since.pop(ip, None)
+            if since is not None:
+                seconds = max(0.0, now - since)
+                self._host.observe(FAILOVER, _DOCS[FAILOVER], {}, seconds)
+                self._host.log.info("layer2.failover ip=%s seconds=%.3f", ip, seconds)
 
     # -- metrics and status -------------------------------------------------
 

@@ -33,6 +33,9 @@ class AnnouncerView:
 
     `mode` is "standalone" or "kubernetes". `members` are the node names
     membership sees alive, this node included once it is up.
+    `members_changed_at` is the `time.monotonic()` (system-wide on Linux) at
+    which membership saw `members` change, None if unknown: an announcer that
+    takes over an IP because of it can time its failover.
     """
 
     node_name: str
@@ -41,6 +44,7 @@ class AnnouncerView:
     assignments: tuple[Assignment, ...]
     members: frozenset[str]
     generation: int = 0
+    members_changed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

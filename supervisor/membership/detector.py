@@ -68,6 +68,10 @@ class PeerState:
     heard_at: float | None = None
     deadline: float = math.inf
     streak: int = 0
+    # Heartbeats have spoken for this peer at least once since we started: it
+    # rose (or was heard during the startup grace), or it said LEAVING. From
+    # then on only heartbeats judge it (see fallback.py).
+    confirmed: bool = False
 
 
 class FailureDetector:
@@ -131,6 +135,7 @@ class FailureDetector:
             return dropped, []
         if hb.leaving:
             state.heard_at, state.streak, state.deadline = now, 0, math.inf
+            state.confirmed = True
             if state.alive:
                 state.alive = False
                 return None, [Transition(peer=hb.sender, alive=False, reason="leaving")]
@@ -140,11 +145,13 @@ class FailureDetector:
         state.heard_at = now
         state.deadline = now + self.settings.dead_after_seconds
         if not state.alive and state.streak >= self.settings.rise:
-            state.alive = True
+            state.alive = state.confirmed = True
             return None, [Transition(peer=hb.sender, alive=True, reason="heartbeat")]
         if not state.alive:
             # Not yet risen: keep it dead, but do not let it expire while it talks.
             state.deadline = math.inf
+        else:
+            state.confirmed = True  # heard during the startup grace
         return None, []
 
     def tick(self, now: float) -> list[Transition]:

@@ -109,6 +109,7 @@ class RoutedState:
             assignments=tuple(result.assignments[key] for key in sorted(result.assignments)),
             members=self.alive(),
             generation=self.allocation.generation,
+            members_changed_at=self.members.changed_at if self.members is not None else None,
         )
 
     def replay(self, role: str) -> list[ToWorker]:

@@ -126,6 +126,7 @@ def _members(state: RoutedState) -> list[dict[str, Any]]:
             "name": m.name,
             "alive": m.alive,
             "last_heard_seconds": m.last_heard_seconds,
+            "basis": m.basis,
             "digest_mismatch": [str(k) for k in mismatch.get(m.name, ())],
         }
         for m in state.members.members

@@ -1,0 +1,118 @@
+"""The heartbeat socket: which address this node binds, where each peer listens, send and receive.
+
+One non-blocking UDP socket per node. It binds the node's own InternalIP (or
+0.0.0.0 / :: when the config has none for it, or when that address is not on
+this host) and sends to each peer's first address of the same family, on the
+Settings port unless a per-node port override says otherwise (several nodes
+on one host, in tests). Bytes only: encoding, authentication and the failure
+detector are the worker's business (codec, detector).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from supervisor.config.model import Config
+from supervisor.membership.codec import MAX_CHUNK
+
+log = logging.getLogger(__name__)
+
+# Datagrams read per loop turn at most: a flood must not starve the deadlines.
+MAX_RECV_PER_TURN = 4096
+RECV_SIZE = MAX_CHUNK + 1024
+
+
+class Transport:
+    """The node's heartbeat socket and the peers' addresses (rebuilt on every config)."""
+
+    def __init__(
+        self, node_name: str, *, ports: tuple[tuple[str, int], ...] = (), bind_address: str | None = None
+    ) -> None:
+        self.node_name = node_name
+        self._ports = dict(ports)
+        self._bind_address = bind_address
+        self.sock: socket.socket | None = None
+        self.bound: tuple[str, int] | None = None
+        self.peer_addrs: dict[str, tuple[str, int]] = {}
+
+    def configure(self, config: Config, port: int) -> None:
+        """Resolve the peers' addresses and (re)bind when our own address or port changed."""
+        own = config.node(self.node_name)
+        address = self._bind_address or (str(own.addresses[0]) if own and own.addresses else "0.0.0.0")
+        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+        want = (address, self._ports.get(self.node_name, port))
+        self.peer_addrs = {}
+        for node in config.nodes:
+            if node.name == self.node_name:
+                continue
+            same_family = [a for a in node.addresses if (a.version == 6) == (family == socket.AF_INET6)]
+            if same_family:
+                self.peer_addrs[node.name] = (str(same_family[0]), self._ports.get(node.name, port))
+            else:
+                log.warning(
+                    "membership.no_address peer=%s note=the Node has no InternalIP of family %s",
+                    node.name,
+                    "IPv6" if family == socket.AF_INET6 else "IPv4",
+                )
+        if want == self.bound and self.sock is not None:
+            return
+        self.close()
+        self.sock, self.bound = _bind(family, want, self.node_name)
+
+    def send_each(self, packet_for: Callable[[str], bytes]) -> None:
+        """Send every peer its own datagram (`packet_for(peer)`); a failed send is only logged."""
+        if self.sock is None:
+            return
+        for peer, addr in self.peer_addrs.items():
+            try:
+                self.sock.sendto(packet_for(peer), addr)
+            except OSError as exc:
+                # A peer's network may be down; its deadline on our side is what counts.
+                log.debug("membership.send_failed peer=%s addr=%s error=%s", peer, addr, exc)
+
+    def receive(self) -> Iterator[tuple[bytes, Any]]:
+        """The datagrams queued now, (data, source address), at most MAX_RECV_PER_TURN."""
+        if self.sock is None:
+            return
+        for _ in range(MAX_RECV_PER_TURN):
+            try:
+                yield self.sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("membership.recv_failed error=%s", exc)
+                return
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _bind(family: socket.AddressFamily, want: tuple[str, int], node_name: str) -> tuple[socket.socket, tuple[str, int]]:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(want)
+    except OSError as exc:
+        if exc.errno != errno.EADDRNOTAVAIL:
+            sock.close()
+            raise
+        # The Node's InternalIP is not on this host (a copied config, a
+        # renumbered host). Heartbeats are authenticated by name and key,
+        # not by source address, so listen everywhere rather than crash-loop;
+        # peers can only reach us if that address routes here, so say so.
+        log.warning(
+            "membership.address_not_local node=%s address=%s note=listening on all addresses; peers send "
+            "heartbeats to %s, so fix the Node's InternalIP if it is not this host's",
+            node_name, want[0], want[0],
+        )  # fmt: skip
+        want = ("::" if family == socket.AF_INET6 else "0.0.0.0", want[1])
+        sock.bind(want)
+    sock.setblocking(False)
+    return sock, want

@@ -1,0 +1,108 @@
+"""metalloid_failover_seconds: membership's change → this node's first gratuitous frame for the IP it took."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from plugins.layer2.announcer import FAILOVER, Layer2Announcer
+from plugins.layer2.planning import plan
+from supervisor.api import AnnouncerView
+from tests.fakes import RecordingHost
+from tests.test_layer2_announcer import ETH0, NODES, FakeBinder, FakeResponder, config, view, web
+
+IP = "10.0.10.10"
+CHANGED_AT = 5000.0  # membership's monotonic time of the change
+
+
+def ranking() -> tuple[str, ...]:
+    """Who wins IP with every node alive, and who is next (MetalLB's ranking)."""
+    entry = plan(view(NODES[0], config(), web(IP))).elections[0]
+    assert entry.election is not None
+    return entry.election.ranking
+
+
+def build(node: str) -> tuple[Layer2Announcer, RecordingHost, FakeResponder]:
+    host, responder = RecordingHost(node=node), FakeResponder()
+    a = Layer2Announcer(
+        host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
+        list_links=lambda: (ETH0,), exclude=(),
+    )  # fmt: skip
+    a.start()
+    return a, host, responder
+
+
+def at(node: str, members: tuple[str, ...], changed_at: float | None, *ips: str) -> AnnouncerView:
+    v = view(node, config(), web(*(ips or (IP,))), members=members)
+    return dataclasses.replace(v, members_changed_at=changed_at)
+
+
+def failovers(host: RecordingHost) -> list[float]:
+    return [value for name, _, value in host.observations if name == FAILOVER]
+
+
+def test_taking_over_from_a_dead_owner_is_timed_to_the_first_gratuitous_frame() -> None:
+    owner, second = ranking()[:2]
+    a, host, responder = build(second)
+    a.update(at(second, NODES, None))
+    a.tick(CHANGED_AT - 1.0)
+    assert not responder.sent and not failovers(host)
+    a.update(at(second, tuple(n for n in NODES if n != owner), CHANGED_AT))
+    assert not failovers(host), "observed when the frame goes out, not when the view arrives"
+    a.tick(CHANGED_AT + 0.125)
+    assert responder.sent, "the take-over sends gratuitous ARP"
+    assert failovers(host) == [pytest.approx(0.125)]
+    a.tick(CHANGED_AT + 0.5)
+    a.tick(CHANGED_AT + 2.0)
+    assert len(failovers(host)) == 1, "only the first frame of the burst counts"
+
+
+def everyone_but(node: str) -> tuple[str, ...]:
+    return tuple(n for n in NODES if n != node)
+
+
+# (this node's role in the ranking, first view, second view) -> no failover is observed
+NOT_A_FAILOVER = [
+    pytest.param("owner", None, (NODES, CHANGED_AT), id="first-view-after-start"),
+    pytest.param("owner", (NODES, None), ("-third", CHANGED_AT), id="a-non-owner-left"),
+    pytest.param("second", (NODES, None), ("-owner", None), id="change-time-unknown"),
+    pytest.param("second", ("-owner", CHANGED_AT), ("-owner", CHANGED_AT), id="same-members-new-view"),
+]
+
+
+@pytest.mark.parametrize(("role", "first", "second"), NOT_A_FAILOVER)
+def test_not_a_failover(
+    role: str, first: tuple[object, float | None] | None, second: tuple[object, float | None]
+) -> None:
+    owner, runner_up, third = ranking()
+    node = owner if role == "owner" else runner_up
+
+    def members(spec: object) -> tuple[str, ...]:
+        if spec == "-owner":
+            return everyone_but(owner)
+        if spec == "-third":
+            return everyone_but(third)
+        assert isinstance(spec, tuple)
+        return spec
+
+    a, host, responder = build(node)
+    if first is not None:
+        a.update(at(node, members(first[0]), first[1]))
+        a.tick(CHANGED_AT - 1.0)
+    a.update(at(node, members(second[0]), second[1]))
+    a.tick(CHANGED_AT + 0.1)
+    a.tick(CHANGED_AT + 1.0)
+    assert responder.sent, "this node announces the IP in every case"
+    assert failovers(host) == []
+
+
+def test_a_takeover_withdrawn_before_its_first_frame_is_not_timed_later() -> None:
+    owner, second = ranking()[:2]
+    a, host, _ = build(second)
+    a.update(at(second, NODES, None))
+    a.update(at(second, everyone_but(owner), CHANGED_AT))
+    a.update(at(second, NODES, CHANGED_AT + 0.05))  # the owner came back first
+    a.update(at(second, everyone_but(owner), CHANGED_AT + 3.0))
+    a.tick(CHANGED_AT + 3.2)
+    assert failovers(host) == [pytest.approx(0.2)]
