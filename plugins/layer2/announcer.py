@@ -67,8 +67,10 @@ class Layer2Announcer:
         binder: LocalBinder | None = None,
         watch_links: bool = True,
         list_links: Callable[[], tuple[Link, ...]] = read_links,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._host = host
+        self._clock = clock
         self._list_links = list_links
         self._exclude = exclude_from_env() if exclude is None else exclude
         self._responder = responder or Responder()
@@ -121,7 +123,11 @@ class Layer2Announcer:
         self._plan = plan(view)
         self._note_takeovers(previous_view, previous_plan)
         self._sync_ports()
-        self._reconcile(time.monotonic())
+        now = self._clock()
+        self._reconcile(now)
+        # A takeover's first gratuitous frames go out now, not at the next
+        # tick: on a failover every millisecond is client outage.
+        self._send_due(now)
 
     def tick(self, now: float) -> None:
         with self._links_lock:
@@ -129,10 +135,13 @@ class Layer2Announcer:
         if pending is not None:
             self._apply_links(pending, now=now)
             self._reconcile(now)
-        for ip, ifname in self._timer.due(now):
-            self._send_gratuitous(ip, ifname, now)
+        self._send_due(now)
         self._flush_counters()
         self._flush_duplicates(time.time())
+
+    def _send_due(self, now: float) -> None:
+        for ip, ifname in self._timer.due(now):
+            self._send_gratuitous(ip, ifname, now)
 
     def stop(self, *, handover: bool) -> None:
         for ip in list(self._owned):
