@@ -50,14 +50,24 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.host = host
-        self._last: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # (kind, namespace, name) or, for a `slot`, (kind, namespace, name, slot).
+        self._last: dict[tuple[str, ...], tuple[str, str]] = {}
         self._on_write = on_write or (lambda ok: None)
 
-    def record(self, obj: Mapping[str, Any], kind: kinds.Kind, event_type: str, reason: str, message: str) -> bool:
-        """Write the Event unless it repeats the last one for `obj`; True when one was written."""
+    def record(
+        self, obj: Mapping[str, Any], kind: kinds.Kind, event_type: str, reason: str, message: str, *, slot: str = ""
+    ) -> bool:
+        """Write the Event unless it repeats the last one for `obj`; True when one was written.
+
+        `slot` keeps a standing remark (a deprecated annotation) apart from the
+        object's main story: sharing one "last Event" they would take turns
+        and each reconcile would write both again.
+        """
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
-        who = (kind.kind, namespace, str(meta.get("name")))
+        who: tuple[str, ...] = (kind.kind, namespace, str(meta.get("name")))
+        if slot:
+            who += (slot,)
         if self._last.get(who) == (reason, message):
             return False
         known_before = who in self._last
@@ -112,3 +122,12 @@ class EventRecorder:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._last.pop((kind, namespace, name), None)
+
+    def retain(self, kind: str, present: set[tuple[str, str]]) -> None:
+        """Forget every `kind` object not in `present` ((namespace, name)): deleted ones.
+
+        Keeps the memory bounded by the live objects, and a Service deleted and
+        created again under its name gets its Events again.
+        """
+        for who in [w for w in self._last if w[0] == kind and (w[1], w[2]) not in present]:
+            del self._last[who]

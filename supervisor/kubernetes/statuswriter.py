@@ -112,12 +112,17 @@ class StatusWriter:
     def apply(self, result: AllocationResult, services: Iterable[Obj], pools: Iterable[Obj] = ()) -> int:
         """Reconcile every Service and pool with `result`; returns the number of writes."""
         before = self.updates
+        seen: set[tuple[str, str]] = set()
         for obj in services:
             if not self.may_write():
                 break
+            key = key_of(obj)
+            seen.add((key.namespace, key.name))
             want = desired_for(obj, result, lb_class=self.lb_class)
             if want is not None:
                 self._service(obj, want)
+        else:
+            self.recorder.retain("Service", seen)
         for pool in pools:
             if not self.may_write():
                 break
@@ -193,6 +198,7 @@ class StatusWriter:
                     events.WARNING,
                     events.DEPRECATED_ANNOTATION,
                     f"Service uses deprecated annotation {name!r}, use {new!r} instead",
+                    slot=name,
                 )
 
     # -- pools --------------------------------------------------------------------------------
@@ -238,9 +244,11 @@ class StatusWriter:
                     )
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _event(self, obj: Obj, event_type: str, reason: str, message: str, *, kind: kinds.Kind = kinds.SERVICE) -> None:
+    def _event(
+        self, obj: Obj, event_type: str, reason: str, message: str, *, kind: kinds.Kind = kinds.SERVICE, slot: str = ""
+    ) -> None:
         if self.may_write():
-            self.recorder.record(obj, kind, event_type, reason, message)
+            self.recorder.record(obj, kind, event_type, reason, message, slot=slot)
 
     def _write(self, method: str, path: str, body: Obj, what: str) -> Obj | None:
         if not self.may_write():

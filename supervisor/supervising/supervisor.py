@@ -407,7 +407,12 @@ class Supervisor:
         for slot in self._slots:
             if slot.spec.role == WATCHER and slot.process is not None and slot.process.pid:
                 log.info("config.reload_requested worker=%s", slot.spec.name)
-                os.kill(slot.process.pid, signal.SIGHUP)
+                try:
+                    os.kill(slot.process.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    # Died and already reaped by the forkserver (its parent), not
+                    # yet seen by this loop: its restart reads the file anyway.
+                    log.info("config.reload_skipped worker=%s reason=worker is gone", slot.spec.name)
 
     # -- routing -------------------------------------------------------------
 
