@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
@@ -69,3 +71,48 @@ def test_budget_is_per_sliding_window(later: float, allowed: bool) -> None:
     clock.now += 1.0
     # The first failure leaves the window only once 60 s passed since it.
     assert (policy.record_failure(ran_for=1.0) is not None) is allowed
+
+
+def crash_every(policy: RestartPolicy, clock: FakeClock, *, ran_for: float, times: int) -> list[float | None]:
+    """The worker runs `ran_for` seconds, dies, waits its delay, and again."""
+    delays = []
+    for _ in range(times):
+        clock.now += ran_for
+        delay = policy.record_failure(ran_for=ran_for)
+        delays.append(delay)
+        clock.now += delay or 0.0
+    return delays
+
+
+def test_crashing_just_under_reset_after_flaps_visibly_but_never_exits(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(BackoffSettings(jitter=0.0), clock=clock, name="announcer-layer2")
+    with caplog.at_level(logging.WARNING, logger="supervisor.supervising.backoff"):
+        first = crash_every(policy, clock, ran_for=29.0, times=9)
+        assert policy.restarts_in_flapping_window() == 9, "nine restarts in ten minutes is not flapping yet"
+        assert not [r for r in caplog.records if "worker.flapping" in r.getMessage()]
+        later = crash_every(policy, clock, ran_for=29.0, times=40)  # ~26 minutes more of the same
+    assert None not in first + later, "the budget decides exit, and it never trips here"
+    assert policy.flapping and policy.restarts_in_flapping_window() >= 10
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker.flapping")]
+    assert warned and warned[0].startswith("worker.flapping worker=announcer-layer2 restarts=10 ")
+
+
+@pytest.mark.parametrize(
+    ("ran_for", "flapping"),
+    [pytest.param(29.0, True, id="every-39s"), pytest.param(120.0, False, id="every-2min")],
+)
+def test_flapping_counts_restarts_in_ten_minutes(ran_for: float, flapping: bool) -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(BackoffSettings(jitter=0.0), clock=clock)
+    crash_every(policy, clock, ran_for=ran_for, times=30)
+    assert policy.flapping is flapping
+
+
+def test_flapping_ends_when_the_worker_stays_up() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(BackoffSettings(jitter=0.0), clock=clock)
+    crash_every(policy, clock, ran_for=29.0, times=12)
+    assert policy.flapping
+    clock.now += 601.0
+    assert not policy.flapping

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from plugins.layer2 import frames, plugin
-from plugins.layer2.announcer import ANNOUNCED, DUPLICATES, GRATUITOUS, REQUESTS, Layer2Announcer
+from plugins.layer2.announcer import ANNOUNCED, DUPLICATES, GRATUITOUS, MAX_DUPLICATES, REQUESTS, Layer2Announcer
 from plugins.layer2.interfaces import IFF_BROADCAST, IFF_RUNNING, IFF_UP, Link
 from plugins.layer2.planning import NO_ADVERTISEMENT, plan
 from plugins.layer2.responder import Duplicate
@@ -333,3 +333,95 @@ def test_link_coming_back_is_announced_again() -> None:
     a._links_changed((ETH0,))
     a.tick(1e6 + 11)
     assert len(responder.sent) == 2
+
+
+class WallClock:
+    def __init__(self, now: float = 1.7e9) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def duplicates_announcer(owner: str, wall: WallClock) -> tuple[Layer2Announcer, FakeResponder]:
+    responder = FakeResponder()
+    a = Layer2Announcer(
+        RecordingHost(node_name=owner), responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
+        list_links=lambda: (ETH0,), exclude=(), wall_clock=wall,
+    )  # fmt: skip
+    a.start()
+    return a, responder
+
+
+def claim(responder: FakeResponder, address: str, mac_byte: int) -> None:
+    mac = bytes.fromhex("02000000") + bytes([0, mac_byte])
+    responder.duplicates.append(Duplicate(ip=ip(address).packed, mac=mac, interface="eth0"))
+
+
+def reported(a: Layer2Announcer) -> list[tuple[str, str]]:
+    return sorted((d["ip"], d["mac"]) for d in a.status()["duplicates"])
+
+
+def test_duplicates_of_an_ip_no_longer_announced_leave_the_status() -> None:
+    owner = winner_of("10.0.10.10") or ""
+    wall = WallClock()
+    a, responder = duplicates_announcer(owner, wall)
+    a.update(view(owner, config(), web("10.0.10.10")))
+    claim(responder, "10.0.10.10", 0xFF)
+    a.tick(1.0)
+    assert reported(a) == [("10.0.10.10", "02:00:00:00:00:ff")]
+    a.update(view(owner, config()))  # the Service is gone
+    a.tick(2.0)
+    assert reported(a) == []
+
+
+def test_duplicates_not_seen_for_five_minutes_age_out() -> None:
+    owner = winner_of("10.0.10.10") or ""
+    wall = WallClock()
+    a, responder = duplicates_announcer(owner, wall)
+    a.update(view(owner, config(), web("10.0.10.10")))
+    claim(responder, "10.0.10.10", 0x01)
+    a.tick(1.0)
+    wall.now += 200.0
+    claim(responder, "10.0.10.10", 0x02)
+    a.tick(2.0)
+    wall.now += 200.0  # 0x01 last seen 400 s ago, 0x02 200 s ago
+    a.tick(3.0)
+    assert reported(a) == [("10.0.10.10", "02:00:00:00:00:02")]
+
+
+def test_duplicates_kept_are_bounded_newest_first() -> None:
+    owner = winner_of("10.0.10.10") or ""
+    wall = WallClock()
+    a, responder = duplicates_announcer(owner, wall)
+    a.update(view(owner, config(), web("10.0.10.10")))
+    packed = ip("10.0.10.10").packed
+    for n in range(MAX_DUPLICATES + 50):  # a flood of forged MACs, within five minutes
+        wall.now += 0.01
+        responder.duplicates.append(Duplicate(ip=packed, mac=n.to_bytes(6, "big"), interface="eth0"))
+        a.tick(float(n))
+    macs = {d["mac"] for d in a.status()["duplicates"]}
+    assert len(macs) == MAX_DUPLICATES
+    assert frames.mac_text((MAX_DUPLICATES + 49).to_bytes(6, "big")) in macs, "the newest claim is kept"
+
+
+def test_per_ip_counters_of_a_withdrawn_ip_are_flushed_then_forgotten() -> None:
+    owner = winner_of("10.0.10.10") or ""
+    a, host, responder, _ = announcer(owner)
+    a.start()
+    a.update(view(owner, config(), web("10.0.10.10")))
+    packed = ip("10.0.10.10").packed
+    responder.requests[packed], responder.responses[packed] = 5, 5
+    a.tick(1.0)
+    responder.requests[packed], responder.responses[packed] = 8, 7  # answered just before the withdraw
+    a.update(view(owner, config()))
+    for t in (2.0, 3.0, 4.0):
+        a.tick(t)
+    assert host.counters[(REQUESTS, (("ip", "10.0.10.10"),))] == 8, "the last delta is flushed"
+    assert packed not in responder.requests and packed not in responder.responses
+    assert packed not in a._flushed_requests and packed not in a._flushed_responses
+    # Owned again: the responder counts from zero, and the series keeps growing from its last value.
+    a.update(view(owner, config(), web("10.0.10.10")))
+    responder.requests[packed] = 2
+    a.tick(5.0)
+    assert host.counters[(REQUESTS, (("ip", "10.0.10.10"),))] == 10

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from plugins.layer2.announcer import FAILOVER, Layer2Announcer
+from plugins.layer2.interfaces import Link
 from plugins.layer2.planning import plan
 from supervisor.api import AnnouncerView
 from tests.fakes import RecordingHost
@@ -122,3 +123,47 @@ def test_each_takeover_is_timed_once_from_its_own_change() -> None:
     a.update(at(second, everyone_but(owner), CHANGED_AT + 3.0))
     a.tick(CHANGED_AT + 3.2)
     assert failovers(host) == [pytest.approx(0.2), pytest.approx(0.1)]
+
+
+def test_a_takeover_announced_only_when_an_interface_appears_much_later_is_not_timed() -> None:
+    owner, second = ranking()[:2]
+    clock = Clock()
+    links: tuple[Link, ...] = ()
+    host, responder = RecordingHost(node=second), FakeResponder()
+    a = Layer2Announcer(
+        host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
+        list_links=lambda: links, exclude=(), clock=clock,
+    )  # fmt: skip
+    a.start()
+    a.update(at(second, NODES, None))
+    clock.now = CHANGED_AT + 0.1
+    a.update(at(second, everyone_but(owner), CHANGED_AT))  # won, but no interface to answer on
+    assert not responder.sent
+    a._links_changed((ETH0,))  # ten minutes later an interface appears
+    a.tick(CHANGED_AT + 600.0)
+    assert responder.sent, "the IP is announced once an interface is there"
+    assert failovers(host) == [], "ten minutes without an interface is not a failover time"
+
+
+def test_a_takeover_lost_before_its_first_frame_is_forgotten() -> None:
+    owner, second = ranking()[:2]
+    clock = Clock()
+    links: tuple[Link, ...] = ()
+    host, responder = RecordingHost(node=second), FakeResponder()
+    a = Layer2Announcer(
+        host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
+        list_links=lambda: links, exclude=(), clock=clock,
+    )  # fmt: skip
+    a.start()
+    a.update(at(second, NODES, None))
+    clock.now = CHANGED_AT + 0.1
+    a.update(at(second, everyone_but(owner), CHANGED_AT))  # won without an interface
+    clock.now = CHANGED_AT + 0.5
+    a.update(at(second, NODES, CHANGED_AT + 0.4))  # the owner is back: no longer won
+    a._links_changed((ETH0,))
+    a.tick(CHANGED_AT + 1.0)
+    # Won again, not by a membership change this node can time (the time is unknown).
+    clock.now = CHANGED_AT + 2.0
+    a.update(at(second, everyone_but(owner), None))
+    assert responder.sent
+    assert failovers(host) == [], "the first takeover was lost; the second is not timed from it"

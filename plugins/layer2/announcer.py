@@ -45,6 +45,12 @@ _DOCS = {
 }
 # Log one duplicate (ip, mac) at most this often; the counter counts all.
 DUPLICATE_LOG_SECONDS = 10.0
+# /status lists a (ip, mac) conflict until it was last seen this long ago: long
+# enough for an operator to catch a conflict that comes and goes, short enough
+# that a fixed one leaves. At most MAX_DUPLICATES (newest first) are kept, so a
+# flood of forged MACs cannot grow memory or /status without bound.
+DUPLICATE_KEEP_SECONDS = 300.0
+MAX_DUPLICATES = 256
 
 IPKey = tuple[IPAddress, str]  # (ip, interface): the unit of gratuitous bursts
 
@@ -68,9 +74,11 @@ class Layer2Announcer:
         watch_links: bool = True,
         list_links: Callable[[], tuple[Link, ...]] = read_links,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._host = host
         self._clock = clock
+        self._wall_clock = wall_clock
         self._list_links = list_links
         self._exclude = exclude_from_env() if exclude is None else exclude
         self._responder = responder or Responder()
@@ -86,13 +94,16 @@ class Layer2Announcer:
         self._timer: GratuitousTimer[IPKey] = GratuitousTimer()
         self._flushed_requests: dict[bytes, int] = {}
         self._flushed_responses: dict[bytes, int] = {}
+        # Packed IPs found not owned at the last flush: forgotten at the next.
+        self._unowned_counted: set[bytes] = set()
         self._duplicates: dict[tuple[str, str], dict[str, Any]] = {}
         self._socket_drops: dict[str, int] = {}
         self._sockets_ready = False
         self._socket_errors: dict[str, str] = {}
         # IPs taken over from another node after a membership change, with the
-        # monotonic time of that change, until their first gratuitous frame.
-        self._failover_since: dict[IPAddress, float] = {}
+        # monotonic time of that change and the time this node learned of it,
+        # until their first gratuitous frame (see `_forget_takeovers`).
+        self._failover_since: dict[IPAddress, tuple[float, float]] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -121,9 +132,9 @@ class Layer2Announcer:
         self._view = view
         self._timer.set_refresh(view.config.settings.refresh_seconds)
         self._plan = plan(view)
-        self._note_takeovers(previous_view, previous_plan)
-        self._sync_ports()
         now = self._clock()
+        self._note_takeovers(previous_view, previous_plan, now)
+        self._sync_ports()
         self._reconcile(now)
         # A takeover's first gratuitous frames go out now, not at the next
         # tick: on a failover every millisecond is client outage.
@@ -137,7 +148,7 @@ class Layer2Announcer:
             self._reconcile(now)
         self._send_due(now)
         self._flush_counters()
-        self._flush_duplicates(time.time())
+        self._flush_duplicates(self._wall_clock())
 
     def _send_due(self, now: float) -> None:
         for ip, ifname in self._timer.due(now):
@@ -213,6 +224,7 @@ class Layer2Announcer:
         # Withdraw first so the responder never holds an IP that is gone.
         for ip in [ip for ip in self._owned if ip not in wanted or not wanted[ip][1]]:
             self._withdraw(ip)
+        self._forget_takeovers(wanted, now)
         self._publish({ip: ifs for ip, (_, ifs) in wanted.items() if ifs})
         for ip, (own, interfaces) in wanted.items():
             if not interfaces:
@@ -238,7 +250,7 @@ class Layer2Announcer:
                     self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
             self._bind(ip, own.bind_local)
 
-    def _note_takeovers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None) -> None:
+    def _note_takeovers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None, now: float) -> None:
         """Remember the IPs this node wins from another node because membership changed.
 
         A failover, for metalloid_failover_seconds: the members changed, and an
@@ -256,7 +268,22 @@ class Layer2Announcer:
         for own in current.owned:
             winner = before.get(own.ip)
             if own.ip not in self._owned and winner is not None and winner != node:
-                self._failover_since[own.ip] = changed_at
+                self._failover_since[own.ip] = (changed_at, now)
+
+    def _forget_takeovers(self, wanted: Mapping[IPAddress, object], now: float) -> None:
+        """Drop takeovers that metalloid_failover_seconds must not time.
+
+        An IP no longer won is not ours to time (winning it again later is a
+        new story). A takeover noted more than one burst window ago whose first
+        frame has still not gone out was held up by this node (no suitable
+        interface open, the link down), not by failover: the frame that goes
+        out when an interface finally appears would report that outage, maybe
+        hours, as failover time. The age counts from when this node learned of
+        the change, so a view that reached the announcer late is still timed.
+        """
+        for ip, (_, noted_at) in list(self._failover_since.items()):
+            if ip not in wanted or now - noted_at > self._timer.duration:
+                del self._failover_since[ip]
 
     def _publish(self, owned: Mapping[IPAddress, tuple[str, ...]]) -> None:
         v4 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 4}
@@ -302,9 +329,9 @@ class Layer2Announcer:
         sent = sum(self._responder.send(ifname, frame) for frame in batch)
         if sent:
             self._host.counter(GRATUITOUS, _DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
-            since = self._failover_since.pop(ip, None)
-            if since is not None:
-                seconds = max(0.0, now - since)
+            taken = self._failover_since.pop(ip, None)
+            if taken is not None and now - taken[1] <= self._timer.duration:
+                seconds = max(0.0, now - taken[0])
                 self._host.observe(FAILOVER, _DOCS[FAILOVER], {}, seconds)
                 self._host.log.info("layer2.failover ip=%s seconds=%.3f", ip, seconds)
 
@@ -321,9 +348,28 @@ class Layer2Announcer:
                 if delta > 0:
                     self._host.counter(name, _DOCS[name], {"ip": str(_ip(packed))}, delta)
                     flushed[packed] = total
+        self._forget_counters()
         for ifname, dropped in self._responder.take_drops().items():
             self._socket_drops[ifname] = self._socket_drops.get(ifname, 0) + dropped
             self._host.counter(SOCKET_DROPS, _DOCS[SOCKET_DROPS], {"interface": ifname}, dropped)
+
+    def _forget_counters(self) -> None:
+        """Drop the per-IP counts of IPs no longer owned, once their last delta is flushed.
+
+        Only the dicts shrink; the metric series keep their last values, as
+        Prometheus counters must. An IP is forgotten one flush after it was
+        first found not owned: the responder thread reads the owned map per
+        frame, so by then it cannot be adding to the count we delete (a count
+        it re-created would be flushed again whole). Owned again later, it
+        counts from zero and the deltas stay right.
+        """
+        owned = {ip.packed for ip in self._owned}
+        counts = (self._responder.requests, self._responder.responses, self._flushed_requests, self._flushed_responses)
+        unowned = {packed for d in counts for packed in list(d) if packed not in owned}
+        for packed in unowned & self._unowned_counted:
+            for d in counts:
+                d.pop(packed, None)
+        self._unowned_counted = unowned - self._unowned_counted
 
     def _flush_duplicates(self, wall: float) -> None:
         queue = self._responder.duplicates
@@ -341,6 +387,18 @@ class Layer2Announcer:
                 "count": (seen["count"] if seen else 0) + 1, "last_seen": wall, "last_logged": logged,
             }  # fmt: skip
             self._host.counter(DUPLICATES, _DOCS[DUPLICATES], {"ip": ip}, 1)
+        self._prune_duplicates(wall)
+
+    def _prune_duplicates(self, wall: float) -> None:
+        """Keep conflicts of IPs still announced, seen within DUPLICATE_KEEP_SECONDS, newest MAX_DUPLICATES."""
+        owned = {str(ip) for ip in self._owned}
+        fresh = [key for key, d in self._duplicates.items()
+                 if key[0] in owned and wall - d["last_seen"] <= DUPLICATE_KEEP_SECONDS]  # fmt: skip
+        if len(fresh) > MAX_DUPLICATES:
+            fresh = sorted(fresh, key=lambda key: self._duplicates[key]["last_seen"])[-MAX_DUPLICATES:]
+        if len(fresh) != len(self._duplicates):
+            keep = set(fresh)
+            self._duplicates = {key: d for key, d in self._duplicates.items() if key in keep}
 
     def status(self) -> Mapping[str, Any]:
         node = self._host.node_name

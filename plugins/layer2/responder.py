@@ -319,7 +319,10 @@ class Responder:
             owned = self._owned4
             sender_mac = frame[22:28]
             sender_ip = frame[28:32]
-            if sender_ip in owned and sender_mac not in self._our_macs:
+            claimed = owned.get(sender_ip)
+            # Only a conflict where we announce the IP: on another segment the
+            # same address may legitimately belong to someone else.
+            if claimed is not None and name in claimed and sender_mac not in self._our_macs:
                 self.duplicates.append(Duplicate(ip=sender_ip, mac=sender_mac, interface=name))
                 continue
             if frame[20:22] != b"\x00\x01":
@@ -356,7 +359,7 @@ class Responder:
                 continue
             if packet.type == frames.NDP_NA:
                 claimed = packet.link_addr or packet.eth_src
-                if claimed not in self._our_macs:
+                if name in where and claimed not in self._our_macs:
                     self.duplicates.append(Duplicate(ip=packet.target, mac=claimed, interface=name))
                 continue
             if name not in where:

@@ -49,7 +49,7 @@ class ControllerCore:
         watch = options.watch or WatchOptions(namespace=options.namespace)
         # The writer filters by class itself; the watcher hands the allocator our Services only.
         watch = replace(watch, lb_class=options.lb_class)
-        self.watcher = KubeWatcher(client, watch, emit)
+        self.watcher = KubeWatcher(client, watch, emit, metric=metric)
         self.elector = LeaderElector(
             client,
             namespace=options.namespace,

@@ -45,6 +45,8 @@ Handlers = tuple[Callable[[], None], Callable[[object], None]]
 _DOCS = {
     "metallb_k8s_client_updates_total": "Number of k8s object updates that have been applied.",
     "metallb_k8s_client_update_errors_total": "Number of k8s object updates that failed for some reason.",
+    "metalloid_k8s_watch_crashes_total": "Watches that failed on an unexpected error (a malformed object) and "
+    "re-listed after a backoff",
 }
 
 
@@ -68,7 +70,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     if settings.k8s_role == "controller":
         stop, on_message = _controller(settings, client, put, metric)
     else:
-        stop, on_message = _speaker(settings, client, put)
+        stop, on_message = _speaker(settings, client, put, metric)
     beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds)
     try:
         while True:
@@ -116,7 +118,7 @@ def _controller(
     return core.stop, lambda message: None
 
 
-def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
+def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
     from supervisor.kubernetes.events import EventRecorder
     from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
     from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
@@ -154,7 +156,7 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put) -> Handlers:
             state["routed"] = (message, done)
             changed.set()
 
-    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit)
+    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit, metric=metric)
     watcher.start()
     threading.Thread(target=reporting, name="node-assigned", daemon=True).start()
 

@@ -120,7 +120,7 @@ class _Slot:
     def __init__(self, spec: WorkerSpec, settings: SupervisorSettings, clock: Callable[[], float]) -> None:
         self.spec = spec
         self.ws = WorkerState(name=spec.name, start_seconds=settings.start_seconds)
-        self.policy = RestartPolicy(settings.backoff, clock=clock)
+        self.policy = RestartPolicy(settings.backoff, clock=clock, name=spec.name)
         self.process: multiprocessing.process.BaseProcess | None = None
         self.inbox: Outgoing | None = None
         self.outbox: multiprocessing.connection.Connection | None = None

@@ -3,7 +3,9 @@
 One thread per kind lists, then watches from the listed resourceVersion with
 bookmarks; a 410 Gone re-lists (the cache is replaced, so deletions missed in
 the gap disappear too); any other failure reconnects after a tenacity backoff
-and resumes from the last version seen. When the cache changes (debounced
+and resumes from the last version seen, and an unexpected exception (a
+malformed object) is logged, counted and re-lists after the backoff instead
+of ending the kind's thread. When the cache changes (debounced
 ~50 ms, at most `max_delay` (100 ms) late under a constant stream) the whole cache goes
 through `parse_objects`, exactly like the YAML path, so the allocator and the
 announcers cannot tell which mode they are in. Nothing is emitted before every
@@ -37,6 +39,8 @@ from supervisor.messages import ConfigLoaded, ConfigRejected
 log = logging.getLogger(__name__)
 
 ORIGIN = "kubernetes"
+WATCH_CRASHES = "metalloid_k8s_watch_crashes_total"
+WATCH_CRASHES_DOC = "Watches that failed on an unexpected error (a malformed object) and re-listed after a backoff"
 Emitted = ConfigLoaded | ConfigRejected
 
 
@@ -53,6 +57,12 @@ class WatchOptions:
     # Servers end watches after this; a fresh one resumes from the last version.
     watch_timeout_seconds: int = 300
     backoff_max_seconds: float = 10.0
+
+
+# A watch that ends sooner than this without a single event (not even a
+# bookmark) is treated as a failure and backed off: a real one lasts
+# timeoutSeconds or ends with an error.
+QUICK_END_SECONDS = 1.0
 
 
 def filter_lb_class(config: Config, lb_class: str | None) -> Config:
@@ -80,8 +90,16 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) 
 class KubeWatcher:
     """List/watch threads, the cache, and the debounced emitter."""
 
-    def __init__(self, client: RawClient, options: WatchOptions, emit: Callable[[Emitted], None]) -> None:
+    def __init__(
+        self,
+        client: RawClient,
+        options: WatchOptions,
+        emit: Callable[[Emitted], None],
+        *,
+        metric: Callable[[str, float], None] = lambda name, value: None,
+    ) -> None:
         self.client = client
+        self._metric = metric
         self.options = options
         self._emit = emit
         self.kinds: tuple[kinds.Kind, ...] = kinds.WATCHED + ((kinds.POD,) if options.speaker_pods else ())
@@ -95,6 +113,7 @@ class KubeWatcher:
         self._streams_lock = threading.Lock()
         self.relists = 0
         self.reconnects = 0
+        self.crashes = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,17 +175,28 @@ class KubeWatcher:
                     "allowWatchBookmarks": "true",
                     "timeoutSeconds": self.options.watch_timeout_seconds,
                 }
+                opened, delivered = time.monotonic(), False
                 for event in self.client.watch(
                     path, query=query, timeout=self.options.watch_timeout_seconds + 30, on_open=self._opened
                 ):
-                    failures = 0
+                    failures, delivered = 0, True
                     obj = event.get("object") or {}
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                         self.cache.apply(kind.kind, event["type"], obj)
                     if self.stopping.is_set():
                         return
-                failures = 0
+                if not delivered and time.monotonic() - opened < QUICK_END_SECONDS:
+                    # Servers end a watch after timeoutSeconds, usually with
+                    # bookmarks first; one that ends at once with nothing (a
+                    # proxy answering an empty 200) would otherwise reconnect
+                    # in a tight loop against the API server.
+                    failures += 1
+                    delay = wait(types.SimpleNamespace(attempt_number=failures))  # type: ignore[arg-type]
+                    log.info("watch.ended_at_once kind=%s retry_in=%.2fs", kind.kind, delay)
+                    self.stopping.wait(delay)
+                else:
+                    failures = 0
             except ApiError as exc:
                 if self.stopping.is_set():
                     return
@@ -180,6 +210,20 @@ class KubeWatcher:
                 self.reconnects += 1
                 delay = wait(types.SimpleNamespace(attempt_number=failures))  # type: ignore[arg-type]
                 log.warning("watch.failed kind=%s error=%s retry_in=%.2fs", kind.kind, exc, delay)
+                self.stopping.wait(delay)
+            except Exception as exc:
+                # A bug or an object we cannot digest (malformed): without this
+                # the thread dies and the kind stays stale forever, silently.
+                if self.stopping.is_set():
+                    return
+                failures += 1
+                self.crashes += 1
+                self._metric(WATCH_CRASHES, 1.0)
+                delay = wait(types.SimpleNamespace(attempt_number=failures))  # type: ignore[arg-type]
+                log.error("watch.crashed kind=%s error=%r retry_in=%.2fs action=relist", kind.kind, exc, delay,
+                          exc_info=True)  # fmt: skip
+                # The cache may hold half of what was applied: only a fresh list is the truth.
+                version = None
                 self.stopping.wait(delay)
             finally:
                 self._closed()
