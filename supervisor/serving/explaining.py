@@ -206,7 +206,10 @@ def render_text(explanation: dict[str, Any]) -> str:
     for entry in explanation["announcement"]:
         lines += _render_announcement(entry)
     if explanation.get("note"):
-        lines += ["", f"Note: {explanation['note']}."]
+        # Each announcement block already ends with a blank line.
+        if lines[-1]:
+            lines.append("")
+        lines.append(f"Note: {explanation['note']}.")
     return "\n".join(lines).rstrip() + "\n"
 
 
