@@ -162,10 +162,11 @@ vrrp_instance VI_1 {{
 """)
         run = self.workdir / f"run-{node}"
         run.mkdir(exist_ok=True)
-        self.procs[node] = self.lab.spawn(
-            node, "keepalived", "-n", "-P", "-G", "-f", str(conf), "-p", str(run / "k.pid"),
-            "-r", str(run / "v.pid"), "-c", str(run / "c.pid"),
-        )
+        with open(self.workdir / f"{node}.log", "ab") as log:
+            self.procs[node] = self.lab.spawn(
+                node, "keepalived", "-n", "-P", "-G", "-l", "-D", "-f", str(conf), "-p", str(run / "k.pid"),
+                "-r", str(run / "v.pid"), "-c", str(run / "c.pid"), stdout=log.fileno(), stderr=subprocess.STDOUT,
+            )
 
     def steady(self) -> bool:
         # n1 (highest priority, preempting) is master and the only holder of the VIP.
@@ -486,7 +487,10 @@ def main() -> int:
                 print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms = {a / b:.2f}")
             else:
                 print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms")
-    shutil.rmtree(workdir, ignore_errors=True)
+    if os.environ.get("FAILOVER_KEEP"):
+        print(f"logs kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

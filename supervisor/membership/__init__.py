@@ -1,1 +1,1 @@
-
+"""Membership: authenticated UDP heartbeats between nodes, the failure detector and the assignment-digest check."""
