@@ -1,1 +1,3 @@
-"""Allocating: which Service gets which IP. `allocator.allocate` is pure (MetalLB semantics); `worker` is its process shell, `statefile` its persistence."""
+"""Allocating: which Service gets which IP. `allocator.allocate` is pure (MetalLB semantics); `worker`
+is its process shell, `statefile` its persistence.
+"""

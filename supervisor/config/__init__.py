@@ -1,1 +1,3 @@
-"""The config model: MetalLB resources as frozen dataclasses, loaded from YAML or API dicts, validated with file:line diagnostics."""
+"""The config model: MetalLB resources as frozen dataclasses, loaded from YAML or API dicts, validated
+with file:line diagnostics.
+"""

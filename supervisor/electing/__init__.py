@@ -1,1 +1,3 @@
-"""Electing: who may announce a Service (eligibility) and MetalLB's sha256 ranking. Pure; used by the announcer plugins."""
+"""Electing: who may announce a Service (eligibility) and MetalLB's sha256 ranking. Pure; used by the
+announcer plugins.
+"""

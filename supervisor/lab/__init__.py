@@ -1,1 +1,3 @@
-"""The lab: private network namespaces (a bridge, nodes, a client) for `metalloid demo`, the lab tests and the benchmarks."""
+"""The lab: private network namespaces (a bridge, nodes, a client) for `metalloid demo`, the lab tests
+and the benchmarks.
+"""
