@@ -76,6 +76,8 @@ class FakeResponder:
         self.ports: dict[str, FakePort] = {}
         self.owned4: Mapping[bytes, frozenset[str]] = {}
         self.owned6: Mapping[bytes, frozenset[str]] = {}
+        self.watched4: Mapping[bytes, frozenset[str]] = {}
+        self.watched6: Mapping[bytes, frozenset[str]] = {}
         self.sent: list[tuple[str, bytes]] = []
         self.requests: dict[bytes, int] = {}
         self.responses: dict[bytes, int] = {}
@@ -90,6 +92,9 @@ class FakeResponder:
 
     def set_owned(self, owned4: Mapping[bytes, frozenset[str]], owned6: Mapping[bytes, frozenset[str]]) -> None:
         self.owned4, self.owned6 = dict(owned4), dict(owned6)
+
+    def set_watched(self, watched4: Mapping[bytes, frozenset[str]], watched6: Mapping[bytes, frozenset[str]]) -> None:
+        self.watched4, self.watched6 = dict(watched4), dict(watched6)
 
     def take_drops(self) -> dict[str, int]:
         return {}

@@ -73,3 +73,55 @@ def test_a_claim_counts_as_duplicate_only_where_we_announce_the_ip(
         far.send(na_from_other(V6))
         responder._drain_ndp(port)
     assert len(responder.duplicates) == duplicates
+
+
+def request_for(ip: bytes) -> bytes:
+    return frames.build_arp(
+        op=frames.ARP_REQUEST, eth_src=OTHER, eth_dst=frames.BROADCAST_MAC,
+        sender_mac=OTHER, sender_ip=ipaddress.ip_address("10.0.10.100").packed, target_mac=bytes(6), target_ip=ip,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", [pytest.param(4, id="arp"), pytest.param(6, id="ndp")])
+def test_a_yielded_ip_is_watched_for_claims_but_never_answered(
+    ports: dict[str, tuple[Port, socket.socket]], family: int
+) -> None:
+    responder = Responder()
+    responder.set_owned({}, {})
+    responder.set_watched({V4: frozenset({"eth0"})}, {V6: frozenset({"eth0"})})
+    if family == 4:
+        port, far = ports["eth0"]
+        far.send(gratuitous_from_other(V4))
+        far.send(request_for(V4))
+        responder._drain_arp(port)
+    else:
+        port, far = ports["eth0/ndp"]
+        far.send(na_from_other(V6))
+        responder._drain_ndp(port)
+    assert [d.mac for d in responder.duplicates] == [OTHER]
+    far.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        far.recv(1500)  # no reply of any kind
+    assert responder.responses == {}
+
+
+@pytest.mark.parametrize("family", [pytest.param(4, id="arp-probe"), pytest.param(6, id="ns-probe")])
+def test_a_yielders_probe_is_answered_by_the_keeper_and_the_answer_holds_the_yield(
+    ports: dict[str, tuple[Port, socket.socket]], family: int
+) -> None:
+    port, arp_far = ports["eth0"]
+    _, ndp_far = ports["eth0/ndp"]
+    inject = arp_far if family == 4 else ndp_far
+    keeper = Responder()
+    keeper.set_owned({V4: frozenset({"eth0"})}, {V6: frozenset({"eth0"})})
+    inject.send(frames.arp_probe(OTHER, V4) if family == 4 else frames.ns_probe(OTHER, V6))
+    keeper._drain_arp(port) if family == 4 else keeper._drain_ndp(port)
+    assert not keeper.duplicates, "a probe claims nothing"
+    answer = arp_far.recv(1500)  # every frame goes out on the port's first socket
+    # The yielder watches the IP: the keeper's answer is a claim from the keeper's MAC.
+    yielder = Responder()
+    yielder.set_watched({V4: frozenset({"eth0"})}, {V6: frozenset({"eth0"})})
+    inject.send(answer)
+    yport = Port(name="eth0", index=2, mac=OTHER, arp=port.arp, ndp=port.ndp)
+    yielder._drain_arp(yport) if family == 4 else yielder._drain_ndp(yport)
+    assert [(d.mac, d.ip) for d in yielder.duplicates] == [(OURS, V4 if family == 4 else V6)]

@@ -4,9 +4,13 @@
 owned (hot standby); `update(view)` plans (pure), swaps the responder's owned
 map, starts gratuitous bursts for what was taken and withdraws what was lost;
 `tick(now)` sends due gratuitous frames, applies link changes from the netlink
-watcher (a link that comes back is announced again) and turns the responder's
-counters into metric deltas. Everything outward goes through the
-`AnnouncerHost`: this plugin uses nothing a third-party plugin could not.
+watcher (a link that comes back is announced again), resolves duplicate
+announcements (`conflicts`: the lower MAC keeps, the higher yields) and turns
+the responder's counters into metric deltas. When members rejoin (a healed
+partition, a restarted peer) every owned IP gets a fresh gratuitous burst, so
+clients left on the other side's MAC come back at once. Everything outward
+goes through the `AnnouncerHost`: this plugin uses nothing a third-party
+plugin could not.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from plugins.layer2 import frames
-from plugins.layer2.gratuitous import GratuitousTimer
+from plugins.layer2 import conflicts, frames
+from plugins.layer2.gratuitous import BURST_INTERVAL, GratuitousTimer
 from plugins.layer2.interfaces import Link, LinkWatcher, exclude_from_env, read_links, unsuitable
 from plugins.layer2.localbind import LocalBinder
 from plugins.layer2.planning import Ownership, Plan, plan
-from plugins.layer2.responder import Responder
+from plugins.layer2.responder import Duplicate, Responder
 from supervisor.api import AnnouncerHost, AnnouncerView, IPAddress
 
 PROTOCOL = "layer2"
@@ -51,6 +55,7 @@ DUPLICATE_LOG_SECONDS = 10.0
 # flood of forged MACs cannot grow memory or /status without bound.
 DUPLICATE_KEEP_SECONDS = 300.0
 MAX_DUPLICATES = 256
+NO_INTERFACE = "won the election but no suitable interface is open on this node"
 
 IPKey = tuple[IPAddress, str]  # (ip, interface): the unit of gratuitous bursts
 
@@ -92,6 +97,10 @@ class Layer2Announcer:
         self._owned: dict[IPAddress, tuple[Ownership, tuple[str, ...]]] = {}
         self._bound: set[IPAddress] = set()
         self._timer: GratuitousTimer[IPKey] = GratuitousTimer()
+        self._conflicts = conflicts.Conflicts()
+        # Yielded keys: an RFC 5227 probe every burst interval, whose answer
+        # from the keeper holds the yield (see `conflicts`).
+        self._probes: GratuitousTimer[IPKey] = GratuitousTimer(refresh=BURST_INTERVAL)
         self._flushed_requests: dict[bytes, int] = {}
         self._flushed_responses: dict[bytes, int] = {}
         # Packed IPs found not owned at the last flush: forgotten at the next.
@@ -134,8 +143,14 @@ class Layer2Announcer:
         self._plan = plan(view)
         now = self._clock()
         self._note_takeovers(previous_view, previous_plan, now)
+        joined = view.members - previous_view.members if previous_view is not None else frozenset()
+        if joined:
+            # The election is authoritative again: yields and defences end.
+            self._conflicts = conflicts.rejoined(now)
         self._sync_ports()
         self._reconcile(now)
+        if joined:
+            self._reassert_all(joined, now)
         # A takeover's first gratuitous frames go out now, not at the next
         # tick: on a failover every millisecond is client outage.
         self._send_due(now)
@@ -146,13 +161,34 @@ class Layer2Announcer:
         if pending is not None:
             self._apply_links(pending, now=now)
             self._reconcile(now)
+        wall = self._wall_clock()
+        self._resolve(self._flush_duplicates(wall), now, wall)
+        self._prune_duplicates(wall)
         self._send_due(now)
         self._flush_counters()
-        self._flush_duplicates(self._wall_clock())
 
     def _send_due(self, now: float) -> None:
         for ip, ifname in self._timer.due(now):
-            self._send_gratuitous(ip, ifname, now)
+            held = self._owned.get(ip)
+            if held is not None and ifname in held[1]:  # never a frame for an IP not held
+                self._send_gratuitous(ip, ifname, now)
+        for key in self._probes.due(now):
+            if key in self._conflicts.yielded:
+                self._send_probe(*key)
+            else:
+                self._probes.cancel(key)
+
+    def _reassert_all(self, joined: frozenset[str], now: float) -> None:
+        """Members came back: a fresh burst for every owned IP (cheap, idempotent).
+
+        Its owner did not change, so nothing else would send one, and a client
+        the other side of a healed partition moved to its MAC would stay there
+        until its neighbour entry went stale.
+        """
+        for ip, (_, interfaces) in self._owned.items():
+            for ifname in interfaces:
+                self._timer.start((ip, ifname), now)
+        self._host.log.info("layer2.rejoin joined=%s reassert=%d", ",".join(sorted(joined)), len(self._owned))
 
     def stop(self, *, handover: bool) -> None:
         for ip in list(self._owned):
@@ -221,6 +257,9 @@ class Layer2Announcer:
         for own in self._plan.owned:
             names = own.interfaces or tuple(sorted(ports))
             wanted[own.ip] = (own, tuple(n for n in names if n in ports))
+        self._conflicts = conflicts.retain(self._conflicts, [(ip, n) for ip, (_, ns) in wanted.items() for n in ns])
+        yielded = self._conflicts.yielded
+        wanted = {ip: (own, tuple(n for n in ns if (ip, n) not in yielded)) for ip, (own, ns) in wanted.items()}
         # Withdraw first so the responder never holds an IP that is gone.
         for ip in [ip for ip in self._owned if ip not in wanted or not wanted[ip][1]]:
             self._withdraw(ip)
@@ -289,6 +328,13 @@ class Layer2Announcer:
         v4 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 4}
         v6 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 6}
         self._responder.set_owned(v4, v6)
+        watched: dict[IPAddress, set[str]] = {}
+        for ip, ifname in self._conflicts.yielded:
+            watched.setdefault(ip, set()).add(ifname)
+        self._responder.set_watched(
+            {ip.packed: frozenset(ifs) for ip, ifs in watched.items() if ip.version == 4},
+            {ip.packed: frozenset(ifs) for ip, ifs in watched.items() if ip.version == 6},
+        )
 
     def _withdraw(self, ip: IPAddress) -> None:
         own, interfaces = self._owned.pop(ip)
@@ -317,6 +363,12 @@ class Layer2Announcer:
         except Exception as exc:
             self._host.log.warning("layer2.bind_local.failed ip=%s wanted=%s error=%s", ip, wanted, exc)
 
+    def _send_probe(self, ip: IPAddress, ifname: str) -> None:
+        port = self._responder.ports.get(ifname)
+        if port is not None:
+            probe = frames.arp_probe(port.mac, ip.packed) if ip.version == 4 else frames.ns_probe(port.mac, ip.packed)
+            self._responder.send(ifname, probe)
+
     def _send_gratuitous(self, ip: IPAddress, ifname: str, now: float) -> None:
         link = self._links.get(ifname)
         port = self._responder.ports.get(ifname)
@@ -336,6 +388,23 @@ class Layer2Announcer:
                 self._host.log.info("layer2.failover ip=%s seconds=%.3f", ip, seconds)
 
     # -- metrics and status -------------------------------------------------
+
+    def _announce_reason(self, ip: IPAddress) -> str:
+        reason = f"{self._host.node_name} won the election (MetalLB ranking)"
+        for (held, ifname), d in self._conflicts.defended.items():
+            if held == ip:
+                reason += (f"; keeps it on {ifname} against {frames.mac_text(d.over_mac)} "
+                           "(duplicate announcement in a split brain: the lower MAC keeps)")  # fmt: skip
+        return reason + (f"; {yielded}" if (yielded := self._yield_reason(ip)) else "")
+
+    def _yield_reason(self, ip: IPAddress) -> str | None:
+        found = [(ifname, y) for (held, ifname), y in self._conflicts.yielded.items() if held == ip]
+        if not found:
+            return None
+        where = ", ".join(f"to {frames.mac_text(y.to_mac)} on {ifname}" for ifname, y in found)
+        hold = conflicts.YIELD_HOLD_SECONDS
+        return (f"yielded {where}: a lower MAC announces it too (split brain); this node announces it again "
+                f"{hold:.1f} s after that MAC was last heard, or when members rejoin")  # fmt: skip
 
     def _flush_counters(self) -> None:
         for name, current, flushed in (
@@ -371,10 +440,13 @@ class Layer2Announcer:
                 d.pop(packed, None)
         self._unowned_counted = unowned - self._unowned_counted
 
-    def _flush_duplicates(self, wall: float) -> None:
+    def _flush_duplicates(self, wall: float) -> list[Duplicate]:
+        """Log, count and remember the claims the responder saw; returns them for `_resolve`."""
         queue = self._responder.duplicates
+        seen_now: list[Duplicate] = []
         while queue:
             dup = queue.popleft()
+            seen_now.append(dup)
             ip, mac = str(_ip(dup.ip)), frames.mac_text(dup.mac)
             seen = self._duplicates.get((ip, mac))
             if seen is None or wall - seen["last_logged"] >= DUPLICATE_LOG_SECONDS:
@@ -387,11 +459,48 @@ class Layer2Announcer:
                 "count": (seen["count"] if seen else 0) + 1, "last_seen": wall, "last_logged": logged,
             }  # fmt: skip
             self._host.counter(DUPLICATES, _DOCS[DUPLICATES], {"ip": ip}, 1)
-        self._prune_duplicates(wall)
+        return seen_now
+
+    def _resolve(self, claims: list[Duplicate], now: float, wall: float) -> None:
+        """Apply the split-brain rule (`conflicts`) to the claims seen, and end yields that expired."""
+        state = self._conflicts
+        changed = False
+        for dup in claims:
+            ip, port = _ip(dup.ip), self._responder.ports.get(dup.interface)
+            held = self._owned.get(ip)
+            # A claim read before a withdraw: no longer ours to keep or yield.
+            if port is None or ((held is None or dup.interface not in held[1])
+                                and (ip, dup.interface) not in state.yielded):  # fmt: skip
+                continue
+            out = conflicts.observe(state, ip=ip, interface=dup.interface, our_mac=port.mac, their_mac=dup.mac,
+                                    now=now, wall=wall)  # fmt: skip
+            state = out.conflicts
+            for y in out.yielded:
+                changed = True
+                self._probes.start((y.ip, y.interface), now + self._probes.interval)
+                self._host.log.warning(
+                    "layer2.yield ip=%s to_mac=%s interface=%s our_mac=%s reason=split brain, the lower MAC keeps",
+                    y.ip, frames.mac_text(y.to_mac), y.interface, frames.mac_text(port.mac),
+                )  # fmt: skip
+            for d in out.reasserted:
+                self._timer.start((d.ip, d.interface), now)
+                why = "the lower MAC keeps" if port.mac < d.over_mac else "members just rejoined, the election decides"
+                self._host.log.warning(
+                    "layer2.reassert ip=%s over_mac=%s interface=%s our_mac=%s reason=%s",
+                    d.ip, frames.mac_text(d.over_mac), d.interface, frames.mac_text(port.mac), why,
+                )  # fmt: skip
+        out = conflicts.expire(state, now)
+        for y in out.resumed:
+            changed = True
+            self._host.log.info("layer2.yield_expired ip=%s to_mac=%s interface=%s held_seconds=%.1f",
+                                y.ip, frames.mac_text(y.to_mac), y.interface, conflicts.YIELD_HOLD_SECONDS)  # fmt: skip
+        self._conflicts = out.conflicts
+        if changed:
+            self._reconcile(now)
 
     def _prune_duplicates(self, wall: float) -> None:
-        """Keep conflicts of IPs still announced, seen within DUPLICATE_KEEP_SECONDS, newest MAX_DUPLICATES."""
-        owned = {str(ip) for ip in self._owned}
+        """Keep conflicts of IPs announced or yielded, seen within DUPLICATE_KEEP_SECONDS, newest MAX_DUPLICATES."""
+        owned = {str(ip) for ip in self._owned} | {str(ip) for ip, _ in self._conflicts.yielded}
         fresh = [key for key, d in self._duplicates.items()
                  if key[0] in owned and wall - d["last_seen"] <= DUPLICATE_KEEP_SECONDS]  # fmt: skip
         if len(fresh) > MAX_DUPLICATES:
@@ -405,7 +514,7 @@ class Layer2Announcer:
         announcements = [
             {
                 "service": str(service), "ip": str(ip), "protocol": PROTOCOL, "node": node,
-                "interfaces": list(interfaces), "reason": f"{node} won the election (MetalLB ranking)",
+                "interfaces": list(interfaces), "reason": self._announce_reason(ip),
             }
             for ip, (own, interfaces) in sorted(self._owned.items(), key=lambda kv: (kv[0].version, int(kv[0])))
             for service in own.services
@@ -414,7 +523,7 @@ class Layer2Announcer:
         for entry in self._plan.elections if self._plan else ():
             reason = entry.not_announced_reason
             if reason is None and entry.winner == node and entry.ip not in self._owned:
-                reason = "won the election but no suitable interface is open on this node"
+                reason = self._yield_reason(entry.ip) or NO_INTERFACE
             elections.append(
                 {
                     "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
@@ -428,12 +537,22 @@ class Layer2Announcer:
             for name, port in sorted(self._responder.ports.items())
         ]
         duplicates = [{k: v for k, v in d.items() if k != "last_logged"} for d in self._duplicates.values()]
+        yielded = [
+            {"ip": str(y.ip), "interface": y.interface, "to_mac": frames.mac_text(y.to_mac), "since": y.since}
+            for y in self._conflicts.yielded.values()
+        ]
+        kept = [
+            {"ip": str(d.ip), "interface": d.interface, "over_mac": frames.mac_text(d.over_mac), "since": d.since}
+            for d in self._conflicts.defended.values()
+        ]
         return {
             "announcements": announcements,
             "elections": elections,
             "interfaces": interfaces,
             "sockets_ready": self._sockets_ready,
             "duplicates": duplicates,
+            "yielded": yielded,
+            "reasserted": kept,
             "bound_local": sorted(str(ip) for ip in self._bound),
             "socket_drops": dict(self._socket_drops),
             "socket_errors": dict(self._socket_errors),

@@ -154,6 +154,14 @@ def gratuitous_arp(our_mac: bytes, ip: bytes) -> tuple[bytes, bytes]:
     return request, reply
 
 
+def arp_probe(our_mac: bytes, ip: bytes) -> bytes:
+    """"Who has `ip`?" from sender IP 0.0.0.0 (RFC 5227's probe): the holder answers, no cache learns from it."""
+    return build_arp(
+        op=ARP_REQUEST, eth_src=our_mac, eth_dst=BROADCAST_MAC,
+        sender_mac=our_mac, sender_ip=bytes(4), target_mac=ZERO_MAC, target_ip=ip,
+    )  # fmt: skip
+
+
 def _checksum_fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
@@ -229,6 +237,19 @@ def build_ns(*, eth_src: bytes, src_ip: bytes, target: bytes) -> bytes:
     body = body[:2] + struct.pack("!H", checksum) + body[4:]
     ipv6 = _IPV6.pack(6 << 28, len(body), ICMPV6_NEXT_HEADER, NDP_HOP_LIMIT, src_ip, dst_ip)
     return _ETH.pack(multicast_mac(dst_ip), eth_src, ETH_P_IPV6) + ipv6 + body
+
+
+def ns_probe(our_mac: bytes, ip: bytes) -> bytes:
+    """A duplicate address detection probe for `ip`: from ::, without a source link-layer option (RFC 4862 §5.4.2).
+
+    The holder answers to all-nodes; no neighbour cache learns from the probe.
+    """
+    dst_ip = solicited_node(ip)
+    body = struct.pack("!BBHB3x16s", NDP_NS, 0, 0, 0, ip)
+    checksum = icmpv6_checksum(bytes(16), dst_ip, body)
+    body = body[:2] + struct.pack("!H", checksum) + body[4:]
+    ipv6 = _IPV6.pack(6 << 28, len(body), ICMPV6_NEXT_HEADER, NDP_HOP_LIMIT, bytes(16), dst_ip)
+    return _ETH.pack(multicast_mac(dst_ip), our_mac, ETH_P_IPV6) + ipv6 + body
 
 
 def na_reply(solicitation: NdpPacket, our_mac: bytes) -> bytes:

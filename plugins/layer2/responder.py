@@ -61,6 +61,7 @@ _ARP_REPLY_PREFIX = _ETHERTYPE_ARP + _ARP_REPLY_HEAD
 # Packed IP -> names of the interfaces it is answered on.
 OwnedMap = Mapping[bytes, frozenset[str]]
 EMPTY: OwnedMap = MappingProxyType({})
+_NOWHERE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +121,10 @@ class Responder:
         self._ports: Mapping[str, Port] = MappingProxyType({})
         self._owned4: OwnedMap = EMPTY
         self._owned6: OwnedMap = EMPTY
+        # Yielded IPs (see `conflicts`): never answered, but claims of them by
+        # other MACs are still reported, so the yield lasts while the keeper is heard.
+        self._watched4: OwnedMap = EMPTY
+        self._watched6: OwnedMap = EMPTY
         self._our_macs: frozenset[bytes] = frozenset()
         self._retired: list[Port] = []
         self._lock = threading.Lock()  # control side only: open/close/membership
@@ -183,6 +188,11 @@ class Responder:
         self._owned4 = MappingProxyType(dict(owned4))
         self._owned6 = MappingProxyType(dict(owned6))
 
+    def set_watched(self, watched4: OwnedMap, watched6: OwnedMap) -> None:
+        """Replace the IPs (and interfaces) only watched for claims by other MACs: never answered."""
+        self._watched4 = MappingProxyType(dict(watched4))
+        self._watched6 = MappingProxyType(dict(watched6))
+
     def _sync_groups(self, owned6: OwnedMap) -> None:
         with self._lock:
             for port in self._ports.values():
@@ -237,7 +247,7 @@ class Responder:
         self._thread.start()
 
     def stop(self) -> None:
-        self._owned4 = self._owned6 = EMPTY
+        self._owned4 = self._owned6 = self._watched4 = self._watched6 = EMPTY
         self._stopping = True
         self._wake()
         if self._thread is not None:
@@ -319,10 +329,11 @@ class Responder:
             owned = self._owned4
             sender_mac = frame[22:28]
             sender_ip = frame[28:32]
-            claimed = owned.get(sender_ip)
-            # Only a conflict where we announce the IP: on another segment the
-            # same address may legitimately belong to someone else.
-            if claimed is not None and name in claimed and sender_mac not in self._our_macs:
+            # Only a conflict where we announce (or yielded) the IP: on another
+            # segment the same address may legitimately belong to someone else.
+            if (name in owned.get(sender_ip, _NOWHERE) or name in self._watched4.get(sender_ip, _NOWHERE)) and (
+                sender_mac not in self._our_macs
+            ):
                 self.duplicates.append(Duplicate(ip=sender_ip, mac=sender_mac, interface=name))
                 continue
             if frame[20:22] != b"\x00\x01":
@@ -354,12 +365,11 @@ class Responder:
                 self.ignored += 1
                 continue
             owned = self._owned6
-            where = owned.get(packet.target)
-            if where is None:
-                continue
+            where = owned.get(packet.target, _NOWHERE)
             if packet.type == frames.NDP_NA:
                 claimed = packet.link_addr or packet.eth_src
-                if name in where and claimed not in self._our_macs:
+                watched = self._watched6.get(packet.target, _NOWHERE)
+                if (name in where or name in watched) and claimed not in self._our_macs:
                     self.duplicates.append(Duplicate(ip=packet.target, mac=claimed, interface=name))
                 continue
             if name not in where:
