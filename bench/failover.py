@@ -14,11 +14,14 @@ Scenarios: `death` (the owner's link cut and its daemon SIGKILLed at the same
 instant, like a power loss), `crash` (SIGKILL of all the daemon's processes on
 a live node), `sigterm` (a clean stop), `linkdown` (the cable alone; metalloid
 only, keepalived has no link tracking configured here). Each daemon runs in the
-same namespaces: metalloid with its defaults and with its heartbeat interval set
-to each keepalived `advert_int` (deadline 3.5 intervals, as the defaults), and
-keepalived (Debian's package, VRRPv3) with `advert_int 1` and 0.1 (the
-smallest it accepts below 1 s in steps of 0.01 is 0.01; 0.1 matches metalloid's
-default heartbeat). The ratios at the same interval are printed at the end.
+same namespaces: metalloid with its heartbeat interval set to each keepalived
+`advert_int` (interval 0.1 s with the 3.5-interval deadline is metalloid's
+defaults, 0.1 s / 0.35 s), and keepalived (Debian's package, VRRPv3) with
+`advert_int 1` and 0.1 (0.1 matches metalloid's default heartbeat). metalloid's
+deadline is `--dead-after` intervals: 3.5 (the defaults' rule, the default) or
+3.25, VRRPv3's (3 adverts + a skew of (256 - 190)/256 of one for the first
+backup, 3.26 at priority 190); several, comma-separated, run one after the
+other. The ratios at the same interval are printed at the end.
 
 A trial does not restart the cluster: it waits for the steady state (every
 daemon up, the expected owner holding the IP, the client served by it and its
@@ -33,7 +36,11 @@ must be none.
 
     sudo .venv/bin/python bench/failover.py --trials 20
     sudo .venv/bin/python bench/failover.py --trials 5 --only keepalived
+    sudo .venv/bin/python bench/failover.py --trials 20 --only metalloid --intervals 1 --dead-after 3.25
     sudo .venv/bin/python bench/failover.py --trials 0 --soak 300
+
+FAILOVER_DEBUG=1 prints every trial's outages; FAILOVER_KEEP=1 keeps the daemons'
+logs (keepalived's too) in the work directory it names.
 """
 
 from __future__ import annotations
@@ -99,9 +106,31 @@ class Cluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Process groups of stopped daemons, until every member is reaped.
+        self.gone: dict[str, int] = {}
 
     def start(self, node: str) -> None:
         raise NotImplementedError
+
+    def forget(self, node: str) -> None:
+        """Drop `node`'s daemon (already stopped or exited), remembering its group for `reaped`."""
+        proc = self.procs.pop(node, None)
+        if proc is not None:
+            self.gone[node] = proc.pid
+
+    def reaped(self, node: str, timeout: float = 5.0) -> None:
+        """Wait until no process of `node`'s previous daemon is left, zombies included.
+
+        Only the group leader is our child: its SIGKILLed children (keepalived's
+        VRRP process) are orphans that PID 1 reaps, and on this VM PID 1 reaps
+        ~1.3 s late. keepalived refuses to start while the pid in its pid file
+        still exists ("daemon is already running"), so a restart within that
+        window silently left the node without a daemon.
+        """
+        pgid = self.gone.pop(node, None)
+        if pgid is not None and not wait_until(lambda: not group_exists(pgid), timeout, pause=0.02):
+            print(f"{self.name}: process group {pgid} of {node} still exists after {timeout:g} s",
+                  file=sys.stderr, flush=True)
 
     def steady(self) -> bool:
         raise NotImplementedError
@@ -115,7 +144,8 @@ class Cluster:
             self.start(node)
 
     def stop(self, node: str, sig: int) -> None:
-        proc = self.procs.pop(node, None)
+        proc = self.procs.get(node)
+        self.forget(node)
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, sig)
             try:
@@ -127,7 +157,12 @@ class Cluster:
     def stop_all(self) -> None:
         for node in list(self.procs):
             self.stop(node, signal.SIGKILL)
+        for node in NODES:
+            self.reaped(node)
         clear_vips(self.lab)
+
+    def running(self) -> bool:
+        return all(n in self.procs and self.procs[n].poll() is None for n in NODES)
 
     def client_on(self, node: str) -> bool:
         """The client is served by `node` and its kernel resolves the VIP to `node`'s MAC."""
@@ -160,8 +195,11 @@ vrrp_instance VI_1 {{
   }}
 }}
 """)
+        self.reaped(node)
         run = self.workdir / f"run-{node}"
         run.mkdir(exist_ok=True)
+        for stale in run.glob("*.pid"):
+            stale.unlink()  # its processes are gone (reaped above); keepalived would refuse a live one
         with open(self.workdir / f"{node}.log", "ab") as log:
             self.procs[node] = self.lab.spawn(
                 node, "keepalived", "-n", "-P", "-G", "-l", "-D", "-f", str(conf), "-p", str(run / "k.pid"),
@@ -170,24 +208,31 @@ vrrp_instance VI_1 {{
 
     def steady(self) -> bool:
         # n1 (highest priority, preempting) is master and the only holder of the VIP.
+        # A keepalived that exited at start (see `reaped`) must not pass for a running one.
+        if not self.running():
+            return False
         holders = [n for n in NODES if holds_vip(self.lab, n, "eth0")]
-        return holders == [self.expected_owner] and all(n in self.procs for n in NODES) and self.client_on(
-            self.expected_owner)
+        return holders == [self.expected_owner] and self.client_on(self.expected_owner)
 
     def settle_seconds(self) -> float:
         return 10 + 10 * self.advert_int
 
 
 class Metalloid(Cluster):
-    def __init__(self, lab: Lab, workdir: Path, interval: float | None) -> None:
+    def __init__(self, lab: Lab, workdir: Path, interval: float | None, dead_after: float = 3.5) -> None:
         super().__init__(lab, workdir)
-        self.name = "metalloid" + (f" interval={interval:g}s" if interval else " (defaults)")
         self.interval = interval or 0.1
+        self.dead_after = round(self.interval * dead_after, 6)
+        defaults = self.interval == 0.1 and dead_after == 3.5
+        self.name = self.label(self.interval, dead_after)
         config = (ROOT / "examples" / "homelab.yaml").read_text()
         membership = ""
-        if interval:
-            # Same deadline rule as the defaults (0.1 s / 0.35 s): 3.5 intervals of silence.
-            membership = f"\n  membership:\n    intervalSeconds: {interval}\n    deadAfterSeconds: {interval * 3.5:g}"
+        if not defaults:
+            # The defaults' rule (0.1 s / 0.35 s) is 3.5 intervals of silence;
+            # 3.25 is VRRPv3's (3 adverts + a skew of (256 - 190)/256 of one
+            # for the first backup): see --dead-after.
+            membership = (f"\n  membership:\n    intervalSeconds: {self.interval:g}"
+                          f"\n    deadAfterSeconds: {self.dead_after:g}")
         config += (
             "\n---\napiVersion: metalloid.io/v1alpha1\nkind: Settings\nmetadata:\n  name: bench\n"
             f"spec:\n  bindLocal: true{membership}\n"
@@ -199,7 +244,14 @@ class Metalloid(Cluster):
         # Every node computes MetalLB's ranking; with all three alive the first wins.
         self.expected_owner = rank(NODES, ip_address(VIP))[0]
 
+    @staticmethod
+    def label(interval: float, dead_after: float) -> str:
+        if interval == 0.1 and dead_after == 3.5:
+            return "metalloid (defaults)"
+        return f"metalloid interval={interval:g}s dead={round(interval * dead_after, 6):g}s"
+
     def start(self, node: str) -> None:
+        self.reaped(node)
         state = self.workdir / f"state-{node}"
         state.mkdir(exist_ok=True)
         with open(self.workdir / f"{node}.log", "ab") as log:
@@ -210,7 +262,7 @@ class Metalloid(Cluster):
             )
 
     def steady(self) -> bool:
-        if not all(n in self.procs and self.procs[n].poll() is None for n in NODES):
+        if not self.running():
             return False
         statuses = fetch_status(self.lab)
         for status in statuses:
@@ -259,6 +311,18 @@ def clear_vips(lab: Lab, nodes: tuple[str, ...] = NODES) -> None:
     for node in nodes:
         lab.run(node, "ip", "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
         lab.run(node, "ip", "addr", "del", f"{VIP}/32", "dev", "lo", check=False)
+
+
+def group_exists(pgid: int) -> bool:
+    """Whether any process (a zombie too) is still in process group `pgid`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, split after ')'
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
 
 
 def wait_until(check: Callable[[], bool], timeout: float, pause: float = 0.1) -> bool:
@@ -330,7 +394,7 @@ def restore(cluster: Cluster, owner: str) -> None:
                 cluster.lab.link(owner, up=True)  # linkdown: metalloid kept running
                 return
             cluster.stop(owner, signal.SIGKILL)
-        cluster.procs.pop(owner, None)
+        cluster.forget(owner)
     if isinstance(cluster, Keepalived):
         clear_vips(cluster.lab, (owner,))
     cluster.lab.link(owner, up=True)
@@ -430,6 +494,9 @@ def main() -> int:
     parser.add_argument("--only", choices=("metalloid", "keepalived"), default=None)
     parser.add_argument("--intervals", default="1,0.1",
                         help="keepalived advert_int values; metalloid also runs with each as its heartbeat interval")
+    parser.add_argument("--dead-after", default="3.5",
+                        help="metalloid deadAfterSeconds as multiples of the interval, comma-separated: 3.5 is the "
+                             "defaults' rule (0.35 s at 0.1 s), 3.25 VRRPv3's (3 adverts + the first backup's skew)")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the CPU-loaded no-flap run (0: skip)")
     parser.add_argument("--hogs", type=int, default=2 * (os.cpu_count() or 1), help="busy loops during the soak")
     args = parser.parse_args()
@@ -438,6 +505,7 @@ def main() -> int:
         return 2
     scenarios = [s for s in args.scenarios.split(",") if s]
     intervals = [float(i) for i in args.intervals.split(",") if i]
+    multiples = [float(m) for m in args.dead_after.split(",") if m]
     rows: list[dict[str, object]] = []
     workdir = Path(tempfile.mkdtemp(prefix="metalloid-failover-"))
     with Lab(prefix=f"mlb{os.getpid() % 10000}", hosts=[*NODES, "client"], host_index={"client": 100}) as lab:
@@ -445,9 +513,9 @@ def main() -> int:
             lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(PORT))
         makers: list[Callable[[], Cluster]] = []
         if args.only != "keepalived" and args.trials:
-            makers.append(functools.partial(Metalloid, lab, workdir / "metalloid-defaults", None))
-            makers += [functools.partial(Metalloid, lab, workdir / f"metalloid-{i:g}", i)
-                       for i in intervals if i != 0.1]
+            # interval 0.1 with 3.5 intervals is the defaults (0.1 s / 0.35 s).
+            makers += [functools.partial(Metalloid, lab, workdir / f"metalloid-{i:g}-{m:g}", i, m)
+                       for i in intervals for m in multiples]
         if args.only != "metalloid" and args.trials:
             if shutil.which("keepalived") is None:
                 print("keepalived not installed (apt-get install keepalived): baseline skipped", file=sys.stderr)
@@ -474,8 +542,8 @@ def main() -> int:
     by_key = {(r["daemon"], r["scenario"]): r for r in rows}
     if rows:
         print("\nratios (metalloid / keepalived at the same interval; outage p50, and switch p50 for crash):")
-    for interval in intervals:
-        mine_name = "metalloid (defaults)" if interval == 0.1 else f"metalloid interval={interval:g}s"
+    for interval, multiple in itertools.product(intervals, multiples):
+        mine_name = Metalloid.label(interval, multiple)
         for scenario in scenarios:
             mine = by_key.get((mine_name, scenario))
             theirs = by_key.get((f"keepalived advert_int={interval:g}s", scenario))
@@ -483,10 +551,8 @@ def main() -> int:
                 continue
             metric = "switch_p50_ms" if scenario == "crash" else "outage_p50_ms"
             a, b = mine.get(metric), theirs.get(metric)
-            if isinstance(a, float) and isinstance(b, float) and b > 0:
-                print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms = {a / b:.2f}")
-            else:
-                print(f"  interval {interval:g}s {scenario}: {metric} {a} / {b} ms")
+            what = f"interval {interval:g}s dead {interval * multiple:g}s {scenario}: {metric} {a} / {b} ms"
+            print(f"  {what} = {a / b:.2f}" if isinstance(a, float) and isinstance(b, float) and b > 0 else f"  {what}")
     if os.environ.get("FAILOVER_KEEP"):
         print(f"logs kept in {workdir}", file=sys.stderr)
     else:
