@@ -163,3 +163,13 @@ def test_an_empty_node_prints_without_tables(node: StubNode, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "STATE: NOT LOADED" in out
     assert "SERVICES: none" in out
+
+
+def test_members_alive_by_fallback_say_why() -> None:
+    from supervisor.commands.status import _member_row
+
+    fallback = {"name": "n2", "alive": True, "basis": "kubernetes-ready", "last_heard_seconds": None}
+    heard = {"name": "n3", "alive": True, "basis": "heartbeat", "last_heard_seconds": 0.05}
+    assert _member_row(fallback)[1] == "yes (kubernetes-ready)"
+    assert _member_row(heard)[1] == "yes"
+    assert _member_row({"name": "n4", "alive": False, "basis": "heartbeat"})[1] == "NO"

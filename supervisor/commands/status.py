@@ -168,8 +168,13 @@ def _member_row(member: dict[str, Any]) -> list[object]:
     heard = member.get("last_heard_seconds")
     mismatch = member.get("digest_mismatch") or []
     consistent = "yes" if not mismatch else "NO: " + ", ".join(str(m) for m in mismatch)
-    return [member.get("name"), "yes" if member.get("alive") else "NO",
-            "<never>" if heard is None else human_duration(heard) + " ago", consistent]
+    alive = "yes" if member.get("alive") else "NO"
+    # Why a peer counts as alive when it is not by heartbeat (e.g. the
+    # Kubernetes-readiness fallback while the heartbeat port is blocked).
+    basis = member.get("basis")
+    if member.get("alive") and basis and basis != "heartbeat":
+        alive += f" ({basis})"
+    return [member.get("name"), alive, "<never>" if heard is None else human_duration(heard) + " ago", consistent]
 
 
 def _worker_row(worker: dict[str, Any]) -> list[object]:
