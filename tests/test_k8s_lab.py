@@ -176,7 +176,8 @@ class K8sLab:
 def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sLab]:
     why = require_root()
     if why:
-        pytest.skip(why)
+        # Like every lab test: CI runs as root, so a missing privilege is a failure, not a skip.
+        pytest.fail(why)
     workdir = tmp_path_factory.mktemp("k8slab")
     (workdir / "seed.yaml").write_text(yaml.safe_dump_all(seed_objects()))
     (workdir / "kubeconfig").write_text(KUBECONFIG)
