@@ -36,17 +36,16 @@ import pytest
 from supervisor.lab.netns import Lab, list_netns, require_root
 from supervisor.lab.probe import Outage, Sample, outages, parse_line
 from supervisor.membership.codec import Heartbeat, PacketType, encode
+from tests.lab_nodes import CLIENT, LabNodes, wait_for, write_atomically
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ("n1", "n2", "n3")
-CLIENT = "client"
 VIP = "10.0.10.10"
 UNASSIGNED = "10.0.10.11"
 ETP_IP = "10.0.10.50"
 APP_PORT = 8080
-HTTP_PORT = 7472
 MEMBERSHIP_PORT = 7946
 SERVICE = "ingress-nginx/ingress-nginx-controller"
 
@@ -104,17 +103,6 @@ spec:
 
 # Fetches several URLs in one interpreter start (from the client namespace);
 # prints a JSON list with the body or null for each.
-FETCH = (
-    "import json,sys,urllib.request\n"
-    "out=[]\n"
-    "for u in sys.argv[1:]:\n"
-    "    try: out.append(urllib.request.urlopen(u,timeout=2).read().decode())\n"
-    "    except Exception: out.append(None)\n"
-    "print(json.dumps(out))\n"
-)
-
-# Captures one genuine heartbeat from the wire in a node's namespace: the
-# UDP payload of the first IPv4 datagram to the membership port from `src`.
 CAPTURE = (
     "import socket,struct,sys\n"
     "src,port=sys.argv[1],int(sys.argv[2])\n"
@@ -129,16 +117,11 @@ CAPTURE = (
 )
 
 
-class Cluster:
+class Cluster(LabNodes):
     def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab = lab
-        self.workdir = workdir
+        super().__init__(lab, workdir, NODES)
         self.config = workdir / "homelab.yaml"
         self.base_config = (ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
-        self.key = workdir / "membership.key"
-        self.key.write_text(secrets.token_hex(32))
-        self.key.chmod(0o600)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.write_config(self.base_config)
 
     # -- processes ------------------------------------------------------------
@@ -147,16 +130,8 @@ class Cluster:
         return self.workdir / f"example-{node}.json"
 
     def start(self, node: str) -> None:
-        state = self.workdir / f"state-{node}"
-        state.mkdir(exist_ok=True)
         env = {**os.environ, "METALLOID_EXAMPLE_OUT": str(self.example_out(node))}
-        with open(self.workdir / f"{node}.log", "ab") as log:
-            self.procs[node] = self.lab.spawn(
-                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config),
-                "--node", node, "--state-dir", str(state), "--metrics-port", str(HTTP_PORT),
-                "--membership-key-file", str(self.key), "--announcers", "layer2,example",
-                stdout=log.fileno(), stderr=subprocess.STDOUT, env=env,
-            )
+        self.start_node(node, self.config, "layer2,example", env)
 
     def signal(self, node: str, sig: int) -> None:
         """Signal the node's whole metalloid (the process group led by the spawned PID)."""
@@ -167,30 +142,9 @@ class Cluster:
         return proc is not None and proc.poll() is None
 
     def write_config(self, text: str) -> None:
-        # Atomically, as an editor or a ConfigMap would: nodes never read half a file.
-        temporary = self.config.with_suffix(".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.config)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {node}.log (tail)\n" + (self.workdir / f"{node}.log").read_text(errors="replace")[-3000:]
-            for node in NODES if (self.workdir / f"{node}.log").exists()
-        )
+        write_atomically(self.config, text)
 
     # -- observing from the client ----------------------------------------------
-
-    def fetch(self, path: str, nodes: tuple[str, ...] = NODES) -> dict[str, str | None]:
-        urls = [f"http://{self.lab.host(n).ip}:{HTTP_PORT}{path}" for n in nodes]
-        out = self.lab.run(CLIENT, sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
-        try:
-            bodies = json.loads(out.stdout)
-        except ValueError:
-            bodies = [None] * len(nodes)
-        return dict(zip(nodes, bodies, strict=True))
-
-    def statuses(self, nodes: tuple[str, ...] = NODES) -> dict[str, dict[str, Any] | None]:
-        return {n: json.loads(body) if body else None for n, body in self.fetch("/status", nodes).items()}
 
     def metric(self, node: str, name: str, labels: str) -> float:
         text = self.fetch("/metrics", (node,))[node] or ""
@@ -202,19 +156,6 @@ class Cluster:
                            "--duration", "0.001", "--timeout", "0.5", check=False)
         sample = parse_line(out.stdout.strip().splitlines()[0]) if out.stdout.strip() else None
         return sample.served_by if sample else None
-
-    def arping(self, ip: str, count: int = 2) -> tuple[int, set[str]]:
-        """arping's exit code and the set of MACs that replied."""
-        out = self.lab.run(CLIENT, "arping", "-c", str(count), "-w", "1", "-i", "eth0", ip, check=False)
-        macs = {m.lower() for m in re.findall(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})", out.stdout)}
-        return out.returncode, macs
-
-    def winner(self, ip: str, status: dict[str, Any] | None) -> str | None:
-        for svc in (status or {}).get("services", []):
-            election = (svc.get("elections") or {}).get("layer2") or {}
-            if election.get("ip") == ip:
-                return election.get("winner")
-        return None
 
     def all_alive(self) -> bool:
         statuses = self.statuses()
@@ -250,15 +191,6 @@ class Cluster:
                 proc.wait()
         lines += rest.splitlines()
         return acted, [s for s in (parse_line(line) for line in lines) if s is not None]
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, cluster: Cluster) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{cluster.logs()}")
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,13 @@ process stopped by PID and every namespace removed, even on failure.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -36,25 +33,16 @@ from plugins.layer2.conflicts import YIELD_HOLD_SECONDS
 from plugins.layer2.gratuitous import BURST_DURATION
 from supervisor.electing.election import rank
 from supervisor.lab.netns import Lab, list_netns, require_root
+from tests.lab_nodes import CLIENT, LabNodes, wait_for, write_atomically
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ("n1", "n2")
-CLIENT = "client"
 VIP = "10.0.10.10"
 WRONG = "10.0.10.201"  # nobody: heartbeats sent there are lost
-HTTP_PORT = 7472
 DUPLICATES = "metalloid_layer2_duplicate_announcements_total"
 
-FETCH = (
-    "import json,sys,urllib.request\n"
-    "out=[]\n"
-    "for u in sys.argv[1:]:\n"
-    "    try: out.append(urllib.request.urlopen(u,timeout=2).read().decode())\n"
-    "    except Exception: out.append(None)\n"
-    "print(json.dumps(out))\n"
-)
 # One datagram to the VIP: the client's kernel resolves it (creates the neighbour entry).
 RESOLVE = f"import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'x',('{VIP}',9))\n"
 
@@ -78,51 +66,19 @@ def split_config(text: str, node: str) -> str:
     return text
 
 
-class Pair:
+class Pair(LabNodes):
     def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab = lab
-        self.workdir = workdir
+        super().__init__(lab, workdir, NODES)
         self.good = two_node_config()
-        self.key = workdir / "membership.key"
-        self.key.write_text(secrets.token_hex(32))
-        self.key.chmod(0o600)
 
     def config(self, node: str) -> Path:
         return self.workdir / f"{node}.yaml"
 
     def write(self, node: str, text: str) -> None:
-        temporary = self.config(node).with_suffix(".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.config(node))  # atomically: never half a file
+        write_atomically(self.config(node), text)
 
     def start(self, node: str) -> None:
-        state = self.workdir / f"state-{node}"
-        state.mkdir(exist_ok=True)
-        with open(self.workdir / f"{node}.log", "ab") as log:
-            self.lab.spawn(
-                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config(node)),
-                "--node", node, "--state-dir", str(state), "--metrics-port", str(HTTP_PORT),
-                "--membership-key-file", str(self.key), "--announcers", "layer2",
-                stdout=log.fileno(), stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {n}.log (tail)\n" + (self.workdir / f"{n}.log").read_text(errors="replace")[-4000:]
-            for n in NODES if (self.workdir / f"{n}.log").exists()
-        )  # fmt: skip
-
-    def fetch(self, path: str) -> dict[str, str | None]:
-        urls = [f"http://{self.lab.host(n).ip}:{HTTP_PORT}{path}" for n in NODES]
-        out = self.lab.run(CLIENT, sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
-        try:
-            bodies = json.loads(out.stdout)
-        except ValueError:
-            bodies = [None] * len(NODES)
-        return dict(zip(NODES, bodies, strict=True))
-
-    def statuses(self) -> dict[str, dict[str, Any] | None]:
-        return {n: json.loads(body) if body else None for n, body in self.fetch("/status").items()}
+        self.start_node(node, self.config(node), "layer2")
 
     def layer2(self, status: dict[str, Any] | None) -> dict[str, Any]:
         return ((status or {}).get("plugins") or {}).get("layer2") or {}
@@ -142,25 +98,6 @@ class Pair:
             found[node] = float(match.group(1)) if match else 0.0
         return found
 
-    def winner(self, status: dict[str, Any] | None) -> str | None:
-        for svc in (status or {}).get("services", []):
-            election = (svc.get("elections") or {}).get("layer2") or {}
-            if election.get("ip") == VIP:
-                return election.get("winner")
-        return None
-
-    def arping(self) -> set[str]:
-        out = self.lab.run(CLIENT, "arping", "-c", "3", "-w", "2", "-i", "eth0", VIP, check=False)
-        return {m.lower() for m in re.findall(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})", out.stdout)}
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, pair: Pair) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{pair.logs()}")
 
 
 @pytest.fixture
@@ -203,7 +140,7 @@ def test_split_brain_keeps_the_lower_mac_and_healing_moves_the_client_to_the_win
         return any(y["ip"] == VIP and y["to_mac"] == macs[low] for y in yielded) and pair.announcers() == {low}
 
     wait_for(f"{high} to yield {VIP} to {low}'s lower MAC", resolved, 15, pair)
-    assert pair.arping() == {macs[low]}, "exactly one MAC answers: the lower one"
+    assert pair.arping(VIP, count=3, deadline=2)[1] == {macs[low]}, "exactly one MAC answers: the lower one"
     lab.run(CLIENT, sys.executable, "-c", RESOLVE)
     wait_for("the client to resolve the VIP to the lower MAC",
              lambda: lab.neighbour(CLIENT, VIP)[0] == macs[low], 5, pair)  # fmt: skip
@@ -232,7 +169,7 @@ def test_split_brain_keeps_the_lower_mac_and_healing_moves_the_client_to_the_win
             s is not None and sorted(m["name"] for m in s["members"] if m["alive"]) == list(NODES)
             for s in statuses.values()
         )
-        winners = {pair.winner(s) for s in statuses.values()}
+        winners = {pair.winner(VIP, s) for s in statuses.values()}
         return winners.pop() if alive and len(winners) == 1 else None
 
     wait_for("both nodes to hear each other and agree on a winner", lambda: healed() is not None, 20, pair)

@@ -1,0 +1,111 @@
+"""What the multi-node lab tests share: real `metalloid run` nodes in a `Lab`, observed from the client.
+
+A test module subclasses `LabNodes` for its own cluster (which config each node
+reads, which announcers run) and gets the rest: starting a node with its own
+state dir and log, atomic config writes, /status and /metrics fetched over the
+lab network from the client namespace, the layer 2 election winner, arping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.lab.netns import Lab
+
+CLIENT = "client"
+HTTP_PORT = 7472
+
+# Run in the client namespace: GET every URL, print the bodies (None on error) as JSON.
+FETCH = (
+    "import json,sys,urllib.request\n"
+    "out=[]\n"
+    "for u in sys.argv[1:]:\n"
+    "    try: out.append(urllib.request.urlopen(u,timeout=2).read().decode())\n"
+    "    except Exception: out.append(None)\n"
+    "print(json.dumps(out))\n"
+)
+MAC = re.compile(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """As an editor or a ConfigMap would: a node never reads half a file."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+class LabNodes:
+    """metalloid nodes in `lab`, their files in `workdir`, one shared membership key."""
+
+    def __init__(self, lab: Lab, workdir: Path, nodes: tuple[str, ...]) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.nodes = nodes
+        self.key = workdir / "membership.key"
+        self.key.write_text(secrets.token_hex(32))
+        self.key.chmod(0o600)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_node(self, node: str, config: Path, announcers: str, env: Mapping[str, str] | None = None) -> None:
+        state = self.workdir / f"state-{node}"
+        state.mkdir(exist_ok=True)
+        with open(self.workdir / f"{node}.log", "ab") as log:
+            self.procs[node] = self.lab.spawn(
+                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(config),
+                "--node", node, "--state-dir", str(state), "--metrics-port", str(HTTP_PORT),
+                "--membership-key-file", str(self.key), "--announcers", announcers,
+                stdout=log.fileno(), stderr=subprocess.STDOUT, env=dict(env) if env is not None else None,
+            )  # fmt: skip
+
+    def logs(self, tail: int = 4000) -> str:
+        return "\n".join(
+            f"--- {node}.log (tail)\n" + (self.workdir / f"{node}.log").read_text(errors="replace")[-tail:]
+            for node in self.nodes if (self.workdir / f"{node}.log").exists()
+        )  # fmt: skip
+
+    def fetch(self, path: str, nodes: tuple[str, ...] | None = None) -> dict[str, str | None]:
+        nodes = nodes or self.nodes
+        urls = [f"http://{self.lab.host(n).ip}:{HTTP_PORT}{path}" for n in nodes]
+        out = self.lab.run(CLIENT, sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
+        try:
+            bodies = json.loads(out.stdout)
+        except ValueError:
+            bodies = [None] * len(nodes)
+        return dict(zip(nodes, bodies, strict=True))
+
+    def statuses(self, nodes: tuple[str, ...] | None = None) -> dict[str, dict[str, Any] | None]:
+        return {n: json.loads(body) if body else None for n, body in self.fetch("/status", nodes).items()}
+
+    @staticmethod
+    def winner(ip: str, status: dict[str, Any] | None) -> str | None:
+        """The layer 2 election's winner for `ip` in one node's /status."""
+        for svc in (status or {}).get("services", []):
+            election = (svc.get("elections") or {}).get("layer2") or {}
+            if election.get("ip") == ip:
+                return election.get("winner")
+        return None
+
+    def arping(self, ip: str, count: int = 2, deadline: float = 1.0) -> tuple[int, set[str]]:
+        """arping's exit code and the set of MACs that replied, from the client."""
+        out = self.lab.run(CLIENT, "arping", "-c", str(count), "-w", f"{deadline:g}", "-i", "eth0", ip, check=False)
+        return out.returncode, {m.lower() for m in MAC.findall(out.stdout)}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, nodes: LabNodes) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{nodes.logs()}")
