@@ -34,11 +34,13 @@ class Clock:
         return self.now
 
 
-def build(node: str, clock: Clock | None = None) -> tuple[Layer2Announcer, RecordingHost, FakeResponder]:
+def build(
+    node: str, clock: Clock | None = None, links: tuple[Link, ...] = (ETH0,)
+) -> tuple[Layer2Announcer, RecordingHost, FakeResponder]:
     host, responder = RecordingHost(node=node), FakeResponder()
     a = Layer2Announcer(
         host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
-        list_links=lambda: (ETH0,), exclude=(), clock=clock or Clock(),
+        list_links=lambda: links, exclude=(), clock=clock or Clock(),
     )  # fmt: skip
     a.start()
     return a, host, responder
@@ -128,13 +130,7 @@ def test_each_takeover_is_timed_once_from_its_own_change() -> None:
 def test_a_takeover_announced_only_when_an_interface_appears_much_later_is_not_timed() -> None:
     owner, second = ranking()[:2]
     clock = Clock()
-    links: tuple[Link, ...] = ()
-    host, responder = RecordingHost(node=second), FakeResponder()
-    a = Layer2Announcer(
-        host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
-        list_links=lambda: links, exclude=(), clock=clock,
-    )  # fmt: skip
-    a.start()
+    a, host, responder = build(second, clock, links=())  # no interface yet
     a.update(at(second, NODES, None))
     clock.now = CHANGED_AT + 0.1
     a.update(at(second, everyone_but(owner), CHANGED_AT))  # won, but no interface to answer on
@@ -148,13 +144,7 @@ def test_a_takeover_announced_only_when_an_interface_appears_much_later_is_not_t
 def test_a_takeover_lost_before_its_first_frame_is_forgotten() -> None:
     owner, second = ranking()[:2]
     clock = Clock()
-    links: tuple[Link, ...] = ()
-    host, responder = RecordingHost(node=second), FakeResponder()
-    a = Layer2Announcer(
-        host, responder=responder, binder=FakeBinder(), watch_links=False,  # type: ignore[arg-type]
-        list_links=lambda: links, exclude=(), clock=clock,
-    )  # fmt: skip
-    a.start()
+    a, host, responder = build(second, clock, links=())  # no interface yet
     a.update(at(second, NODES, None))
     clock.now = CHANGED_AT + 0.1
     a.update(at(second, everyone_but(owner), CHANGED_AT))  # won without an interface
