@@ -69,22 +69,14 @@ sys.path.insert(0, str(ROOT))
 
 from supervisor.electing.election import rank  # noqa: E402
 from supervisor.lab.netns import Lab  # noqa: E402
+from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node  # noqa: E402
 from supervisor.lab.probe import Sample, outages, parse_line  # noqa: E402
 
 NODES = ("n1", "n2", "n3")
 VIP = "10.0.10.10"
 PORT = 8080
-HTTP_PORT = 7472
-SCENARIOS = ("death", "crash", "sigterm", "linkdown")
 
-FETCH = (
-    "import json,sys,urllib.request\n"
-    "out=[]\n"
-    "for u in sys.argv[1:]:\n"
-    "    try: out.append(json.loads(urllib.request.urlopen(u,timeout=2).read()))\n"
-    "    except Exception: out.append(None)\n"
-    "print(json.dumps(out))\n"
-)
+SCENARIOS = ("death", "crash", "sigterm", "linkdown")
 
 
 @dataclass(frozen=True)
@@ -252,21 +244,19 @@ class Metalloid(Cluster):
 
     def start(self, node: str) -> None:
         self.reaped(node)
-        state = self.workdir / f"state-{node}"
-        state.mkdir(exist_ok=True)
-        with open(self.workdir / f"{node}.log", "ab") as log:
-            self.procs[node] = self.lab.spawn(
-                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(self.config), "--node", node,
-                "--state-dir", str(state), "--membership-key-file", str(self.key), "--metrics-port", str(HTTP_PORT),
-                "--announcers", "layer2", stdout=log.fileno(), stderr=subprocess.STDOUT,
-            )
+        self.procs[node] = spawn_node(self.lab, node, config=self.config, key=self.key, workdir=self.workdir,
+                                      announcers="layer2")
 
     def steady(self) -> bool:
         if not self.running():
             return False
         statuses = fetch_status(self.lab)
         for status in statuses:
-            if status is None or sorted(m["name"] for m in status["members"] if m["alive"]) != list(NODES):
+            # Confirmed by heartbeats, not presumed alive in the startup grace:
+            # failing a peer never heard would measure the grace, not detection.
+            members = status["members"] if status else []
+            confirmed = sorted(m["name"] for m in members if m["alive"] and m.get("basis") == "heartbeat")
+            if confirmed != list(NODES):
                 return False
         return self.client_on(self.expected_owner)
 
@@ -294,7 +284,7 @@ def fetch_status(lab: Lab) -> list[dict[str, Any] | None]:
     urls = [f"http://{lab.host(n).ip}:{HTTP_PORT}/status" for n in NODES]
     out = lab.run("client", sys.executable, "-c", FETCH, *urls, check=False, timeout=15)
     try:
-        return list(json.loads(out.stdout))
+        return [json.loads(body) if body else None for body in json.loads(out.stdout)]
     except ValueError:
         return [None] * len(NODES)
 

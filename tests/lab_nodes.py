@@ -22,19 +22,10 @@ from typing import Any
 import pytest
 
 from supervisor.lab.netns import Lab
+from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node
 
 CLIENT = "client"
-HTTP_PORT = 7472
 
-# Run in the client namespace: GET every URL, print the bodies (None on error) as JSON.
-FETCH = (
-    "import json,sys,urllib.request\n"
-    "out=[]\n"
-    "for u in sys.argv[1:]:\n"
-    "    try: out.append(urllib.request.urlopen(u,timeout=2).read().decode())\n"
-    "    except Exception: out.append(None)\n"
-    "print(json.dumps(out))\n"
-)
 MAC = re.compile(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})")
 
 
@@ -58,15 +49,8 @@ class LabNodes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start_node(self, node: str, config: Path, announcers: str, env: Mapping[str, str] | None = None) -> None:
-        state = self.workdir / f"state-{node}"
-        state.mkdir(exist_ok=True)
-        with open(self.workdir / f"{node}.log", "ab") as log:
-            self.procs[node] = self.lab.spawn(
-                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(config),
-                "--node", node, "--state-dir", str(state), "--metrics-port", str(HTTP_PORT),
-                "--membership-key-file", str(self.key), "--announcers", announcers,
-                stdout=log.fileno(), stderr=subprocess.STDOUT, env=dict(env) if env is not None else None,
-            )  # fmt: skip
+        self.procs[node] = spawn_node(self.lab, node, config=config, key=self.key, workdir=self.workdir,
+                                      announcers=announcers, env=env)
 
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.lab.netns import Lab
+from supervisor.lab.nodes import HTTP_PORT as METRICS_PORT
+from supervisor.lab.nodes import spawn_node
 from supervisor.lab.probe import outages, parse_line
 
 NODES = ("n1", "n2", "n3")
 CLIENT = "client"
 SERVICE_IP = "10.0.10.10"
 APP_PORT = 8080
-METRICS_PORT = 7472
 
 DEMO_SETTINGS = """
 ---
@@ -127,14 +128,7 @@ class Demo:
         key.write_text(secrets.token_hex(32))
         key.chmod(0o600)
         for node in NODES:
-            state = self.workdir / f"state-{node}"
-            state.mkdir(exist_ok=True)
-            log = open(self.workdir / f"{node}.log", "wb")  # noqa: SIM115 - the lab owns it until teardown
-            self.metalloid[node] = self.lab.spawn(
-                node, sys.executable, "-m", "supervisor.cli", "run", "--config", str(config), "--node", node,
-                "--state-dir", str(state), "--metrics-port", str(METRICS_PORT), "--membership-key-file", str(key),
-                stdout=log.fileno(), stderr=subprocess.STDOUT,
-            )
+            self.metalloid[node] = spawn_node(self.lab, node, config=config, key=key, workdir=self.workdir)
             self.lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(APP_PORT))
         self.say("started `metalloid run --config homelab.yaml --node nX` on n1, n2, n3; waiting until ready")
         self.wait("every node's /readyz", lambda: all(self.http_json(n, "/readyz") for n in NODES), 30)
