@@ -24,6 +24,11 @@ protocol, restarts any that dies or hangs, and serves /metrics, /healthz,
 /readyz and /status on --metrics-port. SIGHUP reloads the config now (it is
 also reloaded when the file changes); SIGTERM hands the IPs over and exits 0.
 
+An invalid config (a pool, an advertisement, the YAML) is refused as a whole,
+as MetalLB refuses one: a reload keeps the last good config (marked stale), and
+at start the node runs without one, serving nothing and not ready, until the
+file is fixed. An error about one Service only leaves that Service pending.
+
 Every option can also come from the environment: METALLOID_CONFIG (comma-separated),
 METALLOID_NODE, METALLOID_STATE_DIR, METALLOID_METRICS_PORT, METALLOID_METRICS_HOST,
 METALLOID_MEMBERSHIP_KEY_FILE, METALLOID_ANNOUNCERS.
@@ -130,6 +135,7 @@ def build_specs(args: argparse.Namespace, config: Config, announcers: list[str])
 def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     """Load the config and check the state file and key once, before any process starts."""
     from supervisor.allocating import statefile
+    from supervisor.config.model import Config
     from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
     from supervisor.watching.file_watcher import default_loader
 
@@ -140,8 +146,14 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     for d in diagnostics:
         print(d, file=sys.stderr)
     if config is None:
-        return None, f"the config is not valid ({sum(d.is_error for d in diagnostics)} error(s) above); " \
-                     f"`metalloid check {' '.join(args.config)}` shows the same"
+        # As MetalLB without a valid configuration: run, serve nothing, wait
+        # for a valid one (the watcher reloads the file when it changes).
+        # /readyz says why it is not ready, /status lists the errors.
+        errors = sum(d.is_error for d in diagnostics)
+        print(f"metalloid run: the config is not valid ({errors} error(s) above; `metalloid check "
+              f"{' '.join(args.config)}` shows the same): starting anyway, serving nothing until the file is "
+              "fixed", file=sys.stderr)
+        config = Config()
     try:
         statefile.check_writable(args.state_dir)
         statefile.load(args.state_dir)
