@@ -45,33 +45,33 @@ def isolate(config: Config, diagnostics: Sequence[Diagnostic]) -> Config:
 
     A second Service of the same namespace/name (a file-only mistake) is
     dropped, the first one wins, as the allocator's own rule; the duplicate's
-    error names both. Errors about a Service that could not be parsed at all
-    stay diagnostics: there is no Service to mark.
+    errors are its own and do not mark the first. Errors about a Service that
+    could not be parsed at all stay diagnostics: there is no Service to mark.
     """
-    services, dropped = _first_of_each(config.services)
+    copies: dict[ServiceKey, list[Service]] = {}
+    for service in config.services:
+        copies.setdefault(service.key, []).append(service)
     problems: dict[ServiceKey, list[str]] = {}
     for d in diagnostics:
-        if d.is_error and d.kind == "Service" and d.source not in dropped:
-            problems.setdefault(ServiceKey.parse(d.name), []).append(d.message)
-    if not problems and len(services) == len(config.services):
+        if not d.is_error or d.kind != "Service":
+            continue
+        key = ServiceKey.parse(d.name)
+        found = copies.get(key)
+        if found and _owner(found, d.source) is found[0]:
+            problems.setdefault(key, []).append(d.message)
+    if not problems and len(copies) == len(config.services):
         return config
     marked = tuple(
-        replace(s, problem=_problem_text(problems[s.key])) if s.key in problems else s for s in services
+        replace(found[0], problem=_problem_text(problems[key])) if key in problems else found[0]
+        for key, found in copies.items()
     )
     return replace(config, services=marked)
 
 
-def _first_of_each(services: Iterable[Service]) -> tuple[tuple[Service, ...], set[Source]]:
-    kept: dict[ServiceKey, Service] = {}
-    dropped: set[Source] = set()
-    for service in services:
-        if service.key in kept:
-            # Only file objects can repeat a key (the API cannot); their sources are distinct lines.
-            if service.source.line:
-                dropped.add(service.source)
-        else:
-            kept[service.key] = service
-    return tuple(kept.values()), dropped
+def _owner(copies: list[Service], source: Source) -> Service:
+    """Which copy of a repeated Service a diagnostic at `source` belongs to: the last one starting before it."""
+    before = [s for s in copies if s.source.file == source.file and s.source.line <= source.line]
+    return max(before, key=lambda s: s.source.line) if before else copies[0]
 
 
 def _problem_text(messages: list[str]) -> str:
