@@ -263,6 +263,41 @@ def test_a_service_with_both_ip_fields_fails_alone_in_controller_and_speakers(k8
 
 
 @pytest.mark.lab
+def test_an_invalid_pool_keeps_the_last_good_config_and_marks_it_stale(k8s: K8sLab) -> None:
+    # An overlap: valid for the CRD's rules, so the API takes it; the controller and speakers must refuse it.
+    broken = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+              "metadata": {"name": "overlapping", "namespace": "metallb-system"},
+              "spec": {"addresses": ["10.0.10.50-10.0.10.60"]}}
+    pools = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"
+    base = f"http://10.0.10.100:{API_PORT}{pools}"
+    k8s.lab.run(CLIENT, "curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d",
+                json.dumps(broken), base, timeout=10)
+    winner = k8s.elected("n1")
+
+    def metric(host: str, name: str) -> float | None:
+        out = k8s.lab.run(host, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/metrics",
+                          check=False, timeout=10)
+        found = re.search(rf"^{name} (\S+)$", out.stdout, re.M)
+        return float(found.group(1)) if found else None
+
+    try:
+        for host in (CLIENT, *NODES):
+            wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 1,  # type: ignore[misc]
+                     timeout=10, what=f"{host} to mark its config stale")
+            assert metric(host, "metallb_k8s_client_config_loaded_bool") == 1
+            status = k8s.get_json(f"http://127.0.0.1:{METRICS_PORT}/status", host=host)
+            assert any("overlapping" in e and "overlaps" in e for e in status["config"]["errors"]), host
+        # The last good config stays in force: same winner, same ARP answers.
+        assert k8s.elected("n1") == winner
+        assert k8s.answering_macs(SERVICE_IP) == {k8s.lab.mac(winner)}
+    finally:
+        k8s.lab.run(CLIENT, "curl", "-sf", "-X", "DELETE", f"{base}/overlapping", check=False, timeout=10)
+    for host in (CLIENT, *NODES):
+        wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 0,  # type: ignore[misc]
+                 timeout=10, what=f"{host} to load the fixed config")
+
+
+@pytest.mark.lab
 def test_exactly_the_elected_node_answers_arp_for_the_service_ip(k8s: K8sLab) -> None:
     winners = {node: k8s.elected(node) for node in NODES}
     assert len(set(winners.values())) == 1, f"the speakers disagree on the winner: {winners}"
