@@ -179,3 +179,11 @@ def test_kubernetes_objects_are_isolated_the_same_way() -> None:
     # parse_objects alone does not isolate: the watcher and the loader do.
     raw, _ = parse_objects(objects)
     assert all(s.problem is None for s in raw.services)
+
+
+def test_errors_of_another_load_balancer_class_are_not_ours() -> None:
+    other = api_service("foreign", loadBalancerIP="10.0.0.2", both=True)
+    other["spec"]["loadBalancerClass"] = "example.com/other"  # type: ignore[index]
+    config, diagnostics = build_config([other, api_service("bad", loadBalancerIP="x")], lb_class=None)
+    assert [s.name for s in config.services] == ["bad"]
+    assert [d.name for d in object_errors(diagnostics)] == ["default/bad"]

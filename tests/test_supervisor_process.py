@@ -244,6 +244,11 @@ def test_a_service_with_both_ip_fields_fails_alone_on_reload(node: Node) -> None
     assert explained.returncode == 0, explained.stderr
     assert "pending" in explained.stdout and "both spec.loadBalancerIP (10.20.0.101)" in explained.stdout
     assert "the other Services are not affected" in explained.stdout
+    explained = subprocess.run([str(METALLOID), "explain", "default/svc-3", "--endpoint", node.url],
+                               capture_output=True, text=True, timeout=30)
+    assert f"IP: {held[0]} from pool first-pool" in explained.stdout
+    assert "its spec is invalid now (both spec.loadBalancerIP (10.20.0.201)" in explained.stdout
+    assert "it keeps the IP it held" in explained.stdout
 
 
 def test_start_without_a_valid_config_serves_nothing_until_one_arrives(tmp_path: Path) -> None:

@@ -91,7 +91,10 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) 
 
     config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     diagnostics = [*diagnostics, *validate(config)]
-    return filter_lb_class(isolate(config, diagnostics), lb_class), diagnostics
+    ours = filter_lb_class(isolate(config, diagnostics), lb_class)
+    # A Service of another load balancer class is not ours to judge (MetalLB ignores it).
+    theirs = {str(s.key) for s in config.services} - {str(s.key) for s in ours.services}
+    return ours, [d for d in diagnostics if not (d.kind == "Service" and d.name in theirs)]
 
 
 class KubeWatcher:
