@@ -19,7 +19,7 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace": 1,
-    "CustomResourceDefinition": 4,
+    "CustomResourceDefinition": 6,
     "ServiceAccount": 2,
     "ClusterRole": 2,
     "ClusterRoleBinding": 2,
