@@ -280,6 +280,7 @@ _DYNAMIC_ASN_MODES = ("internal", "external")
 
 
 def _peer(top: Fields, out: _Collected) -> None:
+    errors_before = sum(d.is_error for d in top.ctx.diagnostics)
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
     v1beta1 = top.get_str("apiVersion") == METALLB_V1BETA1
     spec = top.get_map("spec")
@@ -351,8 +352,8 @@ def _peer(top: Fields, out: _Collected) -> None:
     vrf = spec.get_str("vrf", "") or ""
     selectors = parse_selectors(spec, "nodeSelectors")
     out.inert.extend(bgp_kinds.report_kept(spec, "BGPPeer", meta.namespace, meta.name))
-    if my_asn is None or not (peer_asn or dynamic_asn) or (peer_address is None and not interface):
-        return
+    if sum(d.is_error for d in top.ctx.diagnostics) > errors_before or my_asn is None:
+        return  # a peer with an error is not half-used
     out.peers.append(BGPPeer(
         name=meta.name,
         namespace=meta.namespace,
