@@ -242,8 +242,14 @@ def cel_violations(schema: Any, value: Any, path: str = "", old: Any = _ABSENT) 
             if old is _ABSENT:
                 continue
             variables["oldSelf"] = json_to_cel(old)
-        # celpy returns evaluation errors as values, whatever its annotations say.
-        result: object = cel_program(rule["rule"]).evaluate(variables)
+        # celpy returns evaluation errors as values, whatever its annotations
+        # say, and raises some (two errors joined by ||); both reject the
+        # object, as a runtime error does on the API server.
+        result: object
+        try:
+            result = cel_program(rule["rule"]).evaluate(variables)
+        except CELEvalError as exc:
+            result = exc
         if isinstance(result, celtypes.BoolType) and bool(result):
             continue
         message = rule.get("message") or f"failed rule: {rule['rule']}"

@@ -125,11 +125,13 @@ def parse_community(spec: Fields, name: str, namespace: str) -> Community:
         entry.warn_unknown(frozenset({"name", "value"}))
         alias, value = entry.get_str("name", "") or "", entry.get_str("value", "") or ""
         problem = community_problem(value)
-        if not alias:
-            entry.ctx.error(entry.line, f"{entry.path}: name is missing; BGPAdvertisements refer to the alias by it")
-        elif problem is not None:
+        if problem is not None:
             entry.ctx.error(entry.line_of("value"), f"{entry.path_of('value')}: {describe(value)} is not a BGP "
                                                     f"community ({problem}); write {COMMUNITY_FORMAT}")
+        elif not alias:
+            # MetalLB accepts it (an alias named ""), but nothing can use it.
+            entry.ctx.warning(entry.line, f"{entry.path}: name is missing, so no BGPAdvertisement can use this "
+                                          "value; name the alias")
         else:
             aliases.append(CommunityAlias(name=alias, value=value))
     return Community(name=name, namespace=namespace, aliases=tuple(aliases), source=spec.ctx.source())
