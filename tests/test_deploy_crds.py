@@ -388,3 +388,19 @@ def test_crd_and_metalloid_check_agree_on_addresses(address: str) -> None:
     metalloid_ok = not any(d.is_error for d in diagnostics)
     crd_ok = admission_errors(crd_for(pool), pool) == []
     assert crd_ok == metalloid_ok, (address, [str(d) for d in diagnostics])
+
+
+def test_metalloid_watches_and_may_read_every_config_kind_it_ships() -> None:
+    """A kind with a CRD but no watch would be kept in the cluster yet missing
+    from the Config (a BGPPeer's bfdProfile would look dangling)."""
+    from supervisor.kubernetes import kinds
+
+    watched = {k.kind: k for k in kinds.WATCHED}
+    for kind, crd_name in CRD_NAMES.items():
+        assert kind in watched and watched[kind].plural == crd_name.split(".")[0], kind
+        assert kind in kinds.CONFIG_KINDS
+    roles = [o for o in kustomize(".") if o["kind"] == "Role" and o["metadata"]["name"].startswith("metalloid:")]
+    for role in roles:
+        readable = {r for rule in role["rules"] if "metallb.io" in rule["apiGroups"] and "list" in rule["verbs"]
+                    for r in rule["resources"]}
+        assert {name.split(".")[0] for name in CRD_NAMES.values()} <= readable, role["metadata"]["name"]

@@ -195,7 +195,7 @@ def expand(spec: dict[tuple[str, str], list[str]]) -> set[tuple[str, str, str]]:
 
 
 READ = ["get", "list", "watch"]
-CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements"]
+CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements", "bfdprofiles", "communities"]
 
 CONTROLLER_CLUSTER = expand({
     ("", "services"): READ,
