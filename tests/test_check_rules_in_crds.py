@@ -173,6 +173,9 @@ RULES: tuple[Rule, ...] = (
     enforced("_pool", "spec.addresses is empty", edit(POOL, spec(addresses=[])), edit(POOL, spec(addresses=None))),
     # The reasons of addresses.py (below), prefixed with the entry's path.
     enforced("_pool", "{}: {}", edit(POOL, address("firstpool")), says="spec.addresses[1]: 'firstpool'"),
+    # parsing.py: L2Advertisement
+    enforced("_interfaces", "cannot be a Linux interface name",
+             edit(L2, spec(interfaces=["a-very-long-interface0"])), edit(L2, spec(interfaces=["eth 0"]))),
     # parsing.py: BGPPeer
     enforced("_duration", "is not a duration", edit(PEER, spec(holdTime="90 seconds"))),
     enforced("_peer", "a BGPPeer needs spec.myASN", edit(PEER, lambda p: p.pop("spec"))),

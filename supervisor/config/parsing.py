@@ -238,12 +238,27 @@ def _l2(top: Fields, out: _Collected) -> None:
         ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
-        interfaces=tuple(v for v, _, _ in spec.get_strs("interfaces")),
+        interfaces=_interfaces(spec),
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))
+
+
+# Linux's rule for interface names (dev_valid_name): the CRD enforces the same.
+_INTERFACE = re.compile(r"^[^/\s:]{1,15}$")
+
+
+def _interfaces(spec: Fields) -> tuple[str, ...]:
+    found: list[str] = []
+    for name, path, line in spec.get_strs("interfaces"):
+        if _INTERFACE.match(name):
+            found.append(name)
+        else:
+            spec.ctx.error(line, f"{path}: {describe(name)} cannot be a Linux interface name (1-15 characters, no "
+                                 "'/', ':' or whitespace); write the name `ip link` shows, e.g. eth0")
+    return tuple(found)
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
