@@ -7,8 +7,9 @@ converting the few OpenAPI/Kubernetes extensions it does not know), unknown
 fields (kubectl's strict field validation), and `x-kubernetes-validations`
 CEL rules (cel-python, plus the Kubernetes CEL library functions our rules
 use: `isIP`, `ip().family()`, `isCIDR`, `cidr().masked()` and the strings extension's `split`
-and `trim`, implemented here with the semantics Kubernetes documents). Not a
-test module itself.
+and `trim`, implemented here with the semantics Kubernetes documents), plus
+structural pruning (`pruned`, `pruned_paths`: what the API server would drop
+from an object). Not a test module itself.
 """
 
 from __future__ import annotations
