@@ -97,7 +97,7 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> None:
         raise PluginRejected(f"unknown hook {name}; {hint}", hook=name)
 
 
-def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+def register_plugin(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
     """Register `plugin` under `name`, or raise with the reason (and leave `pm` without it)."""
     check_api_version(plugin)
     try:
@@ -141,7 +141,7 @@ def build_plugin_manager(
         if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
             continue
         try:
-            _register(pm, entry_point.load(), entry_point.name)
+            register_plugin(pm, entry_point.load(), entry_point.name)
         except Exception as exc:
             if strict:
                 raise
@@ -174,7 +174,7 @@ def _load_extra_plugins(pm: pluggy.PluginManager, *, strict: bool, failures: lis
             plugin = importlib.import_module(module_name)
             for part in filter(None, attr.split(".")):
                 plugin = getattr(plugin, part)
-            _register(pm, plugin, spec)
+            register_plugin(pm, plugin, spec)
         except Exception as exc:
             if strict:
                 raise

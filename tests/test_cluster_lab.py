@@ -59,6 +59,18 @@ spec:
   bindLocal: true
 """
 
+# The third-party example announcer's settings: one route directory per node.
+EXAMPLE_SETTINGS = """
+---
+apiVersion: metalloid.io/v1alpha1
+kind: AnnouncerConfig
+metadata:
+  name: example
+spec:
+  settings:
+    directory: {directory}
+"""
+
 # An extra Service with externalTrafficPolicy: Local whose only endpoint sits
 # on {node}; its IP is requested so the homelab's allocation is unchanged.
 ETP_LOCAL = """
@@ -121,17 +133,19 @@ class Cluster(LabNodes):
     def __init__(self, lab: Lab, workdir: Path) -> None:
         super().__init__(lab, workdir, NODES)
         self.config = workdir / "homelab.yaml"
-        self.base_config = (ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
+        self.base_config = ((ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
+                            + EXAMPLE_SETTINGS.format(directory=workdir / "example-{node}"))
         self.write_config(self.base_config)
 
     # -- processes ------------------------------------------------------------
 
-    def example_out(self, node: str) -> Path:
-        return self.workdir / f"example-{node}.json"
+    def example_routes(self, node: str) -> set[tuple[str, str]]:
+        """The routes the third-party example announcer keeps for `node` (one file each)."""
+        return {(d["service"], d["ip"]) for d in (json.loads(p.read_text())
+                                                  for p in (self.workdir / f"example-{node}").glob("*.json"))}
 
     def start(self, node: str) -> None:
-        env = {**os.environ, "METALLOID_EXAMPLE_OUT": str(self.example_out(node))}
-        self.start_node(node, self.config, "layer2,example", env)
+        self.start_node(node, self.config, "layer2,example")
 
     def signal(self, node: str, sig: int) -> None:
         """Signal the node's whole metalloid (the process group led by the spawned PID)."""
@@ -275,21 +289,18 @@ def test_example_plugin_announces_what_layer2_announces(healthy: Cluster) -> Non
 
     def agree() -> bool:
         for node, status in c.statuses().items():
-            out = c.example_out(node)
-            if status is None or not out.exists():
+            if status is None:
                 return False
-            layer2 = pairs(status["plugins"]["layer2"]["announcements"])
-            example = pairs(json.loads(out.read_text())["announcements"])
-            if layer2 != example:
+            if pairs(status["plugins"]["layer2"]["announcements"]) != c.example_routes(node):
                 return False
         return True
 
-    # The example writes its file from its own process: wait for it to settle.
-    wait_for("the example plugin's files to match layer2 on every node", agree, 10, c)
+    # The example writes its routes from its own process: wait for them to settle.
+    wait_for("the example plugin's routes to match layer2 on every node", agree, 10, c)
     winner = owner(c)
-    assert pairs(json.loads(c.example_out(winner).read_text())["announcements"]) == {(SERVICE, VIP)}
+    assert c.example_routes(winner) == {(SERVICE, VIP)}
     for node in set(NODES) - {winner}:
-        assert json.loads(c.example_out(node).read_text())["announcements"] == []
+        assert c.example_routes(node) == set()
 
 
 # -- issue 5: membership and failover -------------------------------------------
