@@ -111,7 +111,7 @@ def test_a_killed_announcers_next_start_withdraws_what_it_had_announced(tmp_path
 
 
 def test_a_recover_that_raises_is_retried_on_the_next_start(tmp_path: Path) -> None:
-    core, first = core_for(tmp_path)
+    core, _ = core_for(tmp_path)
     list(core.handle(ViewChanged(view=VIEW)))
     core, second = core_for(tmp_path)
 
@@ -172,7 +172,8 @@ def test_reports_carry_the_hosts_own_findings(tmp_path: Path) -> None:
     [report] = list(core.report(force=True))
     assert isinstance(report, StatusReport)
     assert report.payload["_host"] == {
-        "load_failures": [{"plugin": "typo", "value": "x:y", "hook": "metalloid_x", "reason": "unknown hook metalloid_x"}],
+        "load_failures": [{"plugin": "typo", "value": "x:y", "hook": "metalloid_x",
+                           "reason": "unknown hook metalloid_x"}],
         "status_errors": ['has no "announcements" list']}
 
 

@@ -20,7 +20,8 @@ RUNNING = WorkerState(name="announcer-layer2", state=State.RUNNING, pid=10, star
 FAILED = WorkerState(name="announcer-example", state=State.FATAL, last_error="exited with code 1", restarts=10)
 LAYER2 = Decision(protocol="layer2", enabled=True, reason="default: the config has L2Advertisements")
 EXAMPLE = Decision(protocol="example", enabled=True, reason="enabled by AnnouncerConfig/example at c.yaml:9")
-BGP = Decision(protocol="bgp", enabled=False, reason="disabled by AnnouncerConfig/bgp at c.yaml:20 (spec.enabled: false)")
+BGP = Decision(protocol="bgp", enabled=False,
+               reason="disabled by AnnouncerConfig/bgp at c.yaml:20 (spec.enabled: false)")
 
 
 def loaded_state() -> RoutedState:
