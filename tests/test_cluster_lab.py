@@ -144,8 +144,8 @@ class Cluster(LabNodes):
         return {(d["service"], d["ip"]) for d in (json.loads(p.read_text())
                                                   for p in (self.workdir / f"example-{node}").glob("*.json"))}
 
-    def start(self, node: str) -> None:
-        self.start_node(node, self.config, "layer2,example")
+    def start(self, node: str, extra_args: tuple[str, ...] = ()) -> None:
+        self.start_node(node, self.config, "layer2,example", extra_args=extra_args)
 
     def signal(self, node: str, sig: int) -> None:
         """Signal the node's whole metalloid (the process group led by the spawned PID)."""
@@ -304,6 +304,56 @@ def test_example_plugin_announces_what_layer2_announces(healthy: Cluster) -> Non
 
 
 # -- issue 5: membership and failover -------------------------------------------
+
+
+def test_a_crash_looping_plugin_fails_alone_and_layer2_keeps_its_ips(healthy: Cluster) -> None:
+    """Issue 13: a plugin's crash loop ends in FAILED on its node; layer 2 there never stops answering."""
+    c = healthy
+    winner = owner(c)
+    # A small restart budget on the owner, so its crash loop is spent in seconds, not half a minute.
+    c.signal(winner, signal.SIGTERM)
+    c.procs[winner].wait(timeout=15)
+    c.start(winner, extra_args=("--restart-budget", "2"))
+    wait_for("the owner back, serving", lambda: owner_serves(c, winner), 30, c)
+    layer2 = c.statuses((winner,))[winner]
+    assert layer2 is not None
+    layer2_pid = next(w["pid"] for w in layer2["workers"] if w["name"] == "announcer-layer2")
+    # The example's route directory becomes a file: every start() of the example now fails.
+    blocker = c.workdir / "not-a-directory"
+    blocker.write_text("the routes cannot go here")
+    c.write_config(c.base_config.replace(str(c.workdir / "example-{node}"), str(blocker)))
+
+    def example_failed() -> bool:
+        status = c.statuses((winner,))[winner]
+        rows = {a["protocol"]: a for a in (status or {}).get("announcers", [])}
+        return rows.get("example", {}).get("state") == "FAILED"
+
+    checks = 0
+    deadline = time.monotonic() + 40
+    while not example_failed():
+        assert time.monotonic() < deadline, f"the example never became FAILED on {winner}\n{c.logs()}"
+        # All along, only the owner answers for the VIP and serves it.
+        assert c.arping(VIP, count=1, deadline=0.5)[1] == {c.lab.mac(winner).lower()}
+        assert c.served_by() == winner
+        checks += 1
+    assert checks >= 1
+    status = c.statuses((winner,))[winner]
+    assert status is not None
+    workers = {w["name"]: w for w in status["workers"]}
+    assert workers["announcer-layer2"]["pid"] == layer2_pid and workers["announcer-layer2"]["state"] == "RUNNING"
+    assert {(a["service"], a["ip"]) for a in status["plugins"]["layer2"]["announcements"]} == {(SERVICE, VIP)}
+    assert c.metric(winner, "metalloid_announcer_failed", 'announcer="example"') == 1.0
+    assert c.running(winner)
+    assert c.arping(VIP)[1] == {c.lab.mac(winner).lower()} and c.served_by() == winner
+    # Fixing the AnnouncerConfig starts it again, and it announces what layer 2 announces.
+    c.write_config(c.base_config)
+    wait_for("the example revived on the owner", lambda: c.example_routes(winner) == {(SERVICE, VIP)}, 20, c)
+    assert c.metric(winner, "metalloid_announcer_failed", 'announcer="example"') == 0.0
+
+
+def owner_serves(c: Cluster, node: str) -> bool:
+    statuses = c.statuses()
+    return all(s is not None and c.winner(VIP, s) == node for s in statuses.values()) and c.served_by() == node
 
 
 def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: Cluster) -> None:
