@@ -42,7 +42,8 @@ The plan is always printed. An error about one Service (both
 spec.loadBalancerIP and metallb.io/loadBalancerIPs, an unparsable IP…) makes
 that Service pending with the reason, as a running node does; an error in a
 pool or advertisement makes every Service pending, since a running node
-refuses such a config as a whole and keeps its last good one.
+refuses such a config as a whole and keeps its last good one. The installed
+plugins' checks run as in `metalloid check` (--no-plugins skips them).
 
 Exit status: 0 the plan was printed and the config has no errors, 1 the
 config has errors (printed to stderr as `metalloid check` prints them; the
@@ -59,26 +60,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin the assignments into the file(s) as status.loadBalancer.ingress")
     parser.add_argument("--lb-class", default=None, metavar="NAME",
                         help="serve Services of this spec.loadBalancerClass (default: Services without a class)")
+    parser.add_argument("--no-plugins", action="store_true", help="skip the installed plugins' own checks")
 
 
 def run(args: argparse.Namespace) -> int:
     from supervisor.allocating.allocator import allocate
+    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
     from supervisor.config.loading import load_config
+    from supervisor.plugins_loader import PluginLoadFailure
 
+    failures: list[PluginLoadFailure] = []
+    validators = [] if args.no_plugins else plugin_validators(failures)
     try:
-        loaded = load_config(args.files)
+        loaded = load_config(args.files, validators=validators)
     except OSError as exc:
         print(f"metalloid plan: cannot read {exc.filename or '?'}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    for diagnostic in loaded.diagnostics:
+    diagnostics = [*loaded.diagnostics, *load_failure_diagnostics(failures, as_errors=True)]
+    # A plugin that cannot load leaves its checks unrun: the config counts as rejected, as in `check`.
+    rejected = loaded.rejected or bool(failures)
+    for diagnostic in diagnostics:
         print(diagnostic, file=sys.stderr)
     config = loaded.config
-    result = rejected_plan(config, loaded.diagnostics, args.lb_class) if loaded.rejected else allocate(
+    result = rejected_plan(config, diagnostics, args.lb_class) if rejected else allocate(
         config, lb_class=args.lb_class)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     sys.stdout.write(render(result, args.output))
-    errors = sum(1 for d in loaded.diagnostics if d.is_error)
+    errors = sum(1 for d in diagnostics if d.is_error)
     if errors:
         print(f"metalloid plan: {errors} error{'s' if errors != 1 else ''} in the config (above, as `metalloid "
               "check` prints them); the Services they concern are pending", file=sys.stderr)

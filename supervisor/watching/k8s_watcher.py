@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,10 +80,12 @@ def filter_lb_class(config: Config, lb_class: str | None) -> Config:
     return replace(config, services=kept)
 
 
-def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) -> tuple[Config, list[Diagnostic]]:
-    """parse_objects + validation over the cache snapshot, Service errors confined to their Service.
+def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
+                 validators: Sequence[Callable[[Config], list[Diagnostic]]] = ()) -> tuple[Config, list[Diagnostic]]:
+    """parse_objects and validation over the cache snapshot, then the plugins' validators (as `check` runs them).
 
-    The Config is usable when `config_errors(diagnostics)` is empty.
+    Service errors are confined to their Service (`isolation`); the Config is
+    usable when `config_errors(diagnostics)` is empty.
     """
     from supervisor.config.isolation import isolate
     from supervisor.config.parsing import parse_objects
@@ -91,6 +93,9 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) 
 
     config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     diagnostics = [*diagnostics, *validate(config)]
+    if not config_errors(diagnostics):
+        for validator in validators:
+            diagnostics.extend(validator(config))
     ours = filter_lb_class(isolate(config, diagnostics), lb_class)
     # A Service of another load balancer class is not ours to judge (MetalLB ignores it).
     theirs = {str(s.key) for s in config.services} - {str(s.key) for s in ours.services}
@@ -107,8 +112,10 @@ class KubeWatcher:
         emit: Callable[[Emitted], None],
         *,
         metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
     ) -> None:
         self.client = client
+        self._validators = tuple(validators)
         self._metric = metric
         self.options = options
         self._emit = emit
@@ -282,7 +289,8 @@ class KubeWatcher:
         return objects
 
     def _emit_now(self) -> None:
-        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class)
+        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class,
+                                           validators=self._validators)
         self.generation += 1
         message: Emitted
         errors = tuple(config_errors(diagnostics))
