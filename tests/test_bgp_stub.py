@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from plugins.bgp_stub import validation
+from plugins.bgp import validation
 from plugins.bgp_stub.announcer import SPEAKER_ANNOUNCED, BGPStubAnnouncer
-from plugins.bgp_stub.routes import plan
+from plugins.bgp.planning import plan
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import Announcer, AnnouncerRegistry, AnnouncerView
 from supervisor.config.model import (
@@ -153,12 +153,12 @@ def test_announcer_lifecycle_status_and_metrics() -> None:
     assert announcer.status()["routes"] == []
 
 
-def test_registers_under_protocol_bgp() -> None:
+def test_registers_under_protocol_bgp_stub() -> None:
     from plugins.bgp_stub import plugin
 
     registry = AnnouncerRegistry()
     plugin.metalloid_register_announcers(registry)
-    assert registry.names() == ("bgp",)
+    assert registry.names() == ("bgp-stub",)
 
 
 @pytest.mark.parametrize(

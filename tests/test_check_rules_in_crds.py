@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from plugins.bgp_stub import validation as bgp_validation
+from plugins.bgp import validation as bgp_validation
 from supervisor.config.parsing import parse_objects
 from supervisor.config.validation import validate
 from tests.deploy_support import REPO, Obj, admission_errors, find, kustomize
@@ -35,7 +35,7 @@ RULE_MODULES = (
     "supervisor/config/selectors.py",
     "supervisor/config/fields.py",
     "supervisor/config/validation.py",
-    "plugins/bgp_stub/validation.py",
+    "plugins/bgp/validation.py",
 )
 # Functions returning a problem as a string that their caller reports.
 REASON_FUNCTIONS = {"supervisor/config/addresses.py": ("parse_address_range", "_parse_cidr", "_parse_dash_range")}
@@ -236,7 +236,7 @@ RULES: tuple[Rule, ...] = (
                                                          "IPv6 ranges within the cost limit"),
     not_enforced("_aggregation_lengths", "is shorter than prefix", CROSS_OBJECT + " (the pool's prefixes)"),
     not_enforced("_bgp_references", "is defined twice", CROSS_OBJECT + " (aliases of every Community)"),
-    # plugins/bgp_stub/validation.py: the plugin re-checks Configs built in code
+    # plugins/bgp/validation.py: the plugin re-checks Configs built in code
     not_enforced("validate", "is not a valid AS number",
                  "parsing rejects these values first (get_int's range, enforced above); this guards Configs "
                  "built in code"),

@@ -214,7 +214,7 @@ def test_an_alias_defined_twice_is_an_error() -> None:
 
 
 def test_the_bgp_stub_resolves_community_aliases() -> None:
-    routes = pytest.importorskip("plugins.bgp_stub.routes")
+    routes = pytest.importorskip("plugins.bgp.planning")
     config, _ = parse_objects([
         {"apiVersion": "metallb.io/v1beta1", "kind": "Community", "metadata": {"name": "c"},
          "spec": {"communities": [{"name": "vpn-only", "value": "1234:1"}]}},

@@ -3,15 +3,17 @@
 The one declared stub of metalloid. It is a complete announcer for the host
 (registered, started, updated, reported, stopped like layer 2) whose wire is a
 record: the routes it would advertise to each peer, visible in `/status`,
-`metalloid explain` and metrics. A real BGP plugin replaces this class only;
-`routes.plan()` already carries everything a speaker needs.
+`metalloid explain` and metrics. The real `bgp` plugin (plugins/bgp)
+shares its pure planning (`plugins.bgp.planning.plan()`) and drives FRR with it;
+this one stays as the interface's minimal reference, enabled explicitly
+(`--announcers bgp-stub` or an AnnouncerConfig named `bgp-stub`).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from plugins.bgp_stub.routes import Plan, Route, plan
+from plugins.bgp.planning import Plan, Route, plan
 from supervisor.api import AnnouncerHost, AnnouncerView
 
 ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
@@ -20,7 +22,7 @@ SPEAKER_ANNOUNCED = "metallb_speaker_announced"
 
 
 class BGPStubAnnouncer:
-    protocol: ClassVar[str] = "bgp"
+    protocol: ClassVar[str] = "bgp-stub"
 
     def __init__(self, host: AnnouncerHost) -> None:
         self.host = host

@@ -200,8 +200,12 @@ class BGPPeer:
     keepalive_time_seconds: float | None = None
     ebgp_multihop: bool = False
     password: str | None = None
+    # spec.passwordSecret as (namespace, name); the bgp plugin reads the Secret's `password` key.
+    password_secret: tuple[str, str] | None = None
+    connect_time_seconds: float | None = None
+    enable_graceful_restart: bool = False
     vrf: str = ""
-    bfd_profile: str = ""  # kept, not acted on: metalloid runs no BFD
+    bfd_profile: str = ""  # acted on by the bgp plugin (FRR's bfdd)
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
@@ -225,7 +229,7 @@ class BGPAdvertisement:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BFDProfile:
-    """`metallb.io/v1beta1 BFDProfile`: kept and validated; metalloid runs no BFD.
+    """`metallb.io/v1beta1 BFDProfile`: the bgp plugin renders it as an FRR bfd profile.
 
     Intervals are milliseconds; None means "not set" (FRR's default applies in MetalLB).
     """

@@ -396,6 +396,9 @@ def _peer(top: Fields, out: _Collected) -> None:
                                                      "(iBGP); remove ebgpMultiHop")
     password = spec.get_str("password")
     secret = spec.get_map("passwordSecret")
+    password_secret: tuple[str, str] | None = None
+    if secret is not None and secret.get_str("name"):
+        password_secret = (secret.get_str("namespace") or meta.namespace, secret.get_str("name") or "")
     if secret is not None:
         secret.warn_unknown(frozenset({"name", "namespace"}))
         if password and secret.get_str("name"):
@@ -403,7 +406,7 @@ def _peer(top: Fields, out: _Collected) -> None:
                                                            "other; keep one")
     # Validated only: these are kept but not acted on (see kept_fields).
     spec.get_int("localASN", None, low=1, high=_ASN_MAX)
-    spec.get_bool("enableGracefulRestart", False)
+    graceful_restart = spec.get_bool("enableGracefulRestart", False)
     spec.get_bool("disableMP", False)
     spec.get_bool("dualStackAddressFamily", False)
     bfd_profile = spec.get_str("bfdProfile", "") or ""
@@ -427,6 +430,9 @@ def _peer(top: Fields, out: _Collected) -> None:
         keepalive_time_seconds=keepalive,
         ebgp_multihop=multihop,
         password=password,
+        password_secret=password_secret,
+        connect_time_seconds=connect,
+        enable_graceful_restart=bool(graceful_restart),
         vrf=vrf,
         bfd_profile=bfd_profile,
         node_selectors=selectors,

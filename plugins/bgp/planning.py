@@ -1,11 +1,12 @@
-"""BGP's policy as a pure function: which prefixes this node would advertise to which peer.
+"""BGP's policy as a pure function: which prefixes this node advertises to which peer.
 
-Everything a real BGP speaker needs is computed here from the host's facts
-(`AnnouncerView`): the sessions (peer address and port, both ASNs, router id,
-source address, hold and keepalive times, password, multihop, VRF) and, per
-session, the routes (prefix after aggregation, next hop, local preference,
-communities, the services behind it). A real BGP plugin would feed these to a
-speaker; the stub records them. No I/O here.
+Everything a BGP speaker needs is computed here from the host's facts
+(`AnnouncerView`): the sessions (peer address and port, both ASNs or the
+dynamic ASN, router id, source address, hold, keepalive and connect times,
+password, multihop, BFD profile, graceful restart, VRF) and, per session, the
+routes (prefix after aggregation, next hop, local preference, communities, the
+services behind it). Shared by the `bgp` plugin (which renders them as FRR
+configuration) and the `bgp_stub` reference plugin (which records them). No I/O here.
 
 MetalLB's BGP rules kept: every eligible node announces (no election); an
 advertisement's nodeSelectors and a peer's nodeSelectors both restrict; an
@@ -16,7 +17,7 @@ prefix (a /24 aggregate for a /32 service IP).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.api import (
     AnnouncerView,
@@ -48,6 +49,13 @@ class Session:
     password_set: bool
     ebgp_multihop: bool
     vrf: str
+    dynamic_asn: str = ""  # "internal" / "external" when peer_asn is 0
+    connect_time_seconds: float | None = None
+    bfd_profile: str = ""
+    graceful_restart: bool = False
+    # (namespace, name) of spec.passwordSecret: the plugin resolves it.
+    password_secret: tuple[str, str] | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,9 +97,15 @@ def sessions_for(view: AnnouncerView) -> tuple[Session, ...]:
             hold_time_seconds=p.hold_time_seconds,
             # BGP's default: a third of the hold time (RFC 4271 suggests it).
             keepalive_time_seconds=p.keepalive_time_seconds or p.hold_time_seconds / 3,
-            password_set=bool(p.password),
+            password_set=bool(p.password) or p.password_secret is not None,
             ebgp_multihop=p.ebgp_multihop,
             vrf=p.vrf,
+            dynamic_asn=p.dynamic_asn,
+            connect_time_seconds=p.connect_time_seconds,
+            bfd_profile=p.bfd_profile,
+            graceful_restart=p.enable_graceful_restart,
+            password_secret=p.password_secret,
+            password=p.password,
         )
         for p in sorted(view.config.bgp_peers, key=lambda p: p.name)
         # Unnumbered sessions (spec.interface) are kept but not modelled.

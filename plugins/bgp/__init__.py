@@ -1,0 +1,1 @@
+"""The BGP announcer: MetalLB's BGPPeer/BGPAdvertisement/BFDProfile/Community announced through FRR."""

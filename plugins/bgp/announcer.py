@@ -1,0 +1,334 @@
+"""The bgp announcer: MetalLB's BGP mode on FRR.
+
+`update()` is pure planning plus one assignment: the view becomes a `Plan`
+(`plugins.bgp.planning`, shared with the bgp_stub reference plugin), the plan
+becomes FRR configuration text (`plugins.bgp.frrconf`), and the text becomes
+the desired state. A worker thread owns every slow thing (starting FRR's
+daemons, `frr-reload.py`, `vtysh` queries), so `update()` and `tick()` never
+block the host's loop: it applies the latest desired text when it differs from
+the last applied one (so FRR is reloaded only on change, and a burst of
+updates costs one reload), restarts a managed FRR whose daemon died and
+re-applies the whole configuration to it, and polls the sessions every
+`poll_seconds` for /status and the `metallb_bgp_*` metrics.
+
+Every eligible node advertises (no election): the router spreads traffic over
+all of them with ECMP. In standalone mode with bind-local (Settings.bindLocal
+or the `metalloid.io/bind-local` annotation on the pool) the advertised IPs
+are also bound on `lo`, so this host's own daemons answer the traffic the
+router sends (the layer 2 plugin's `LocalBinder`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, secret_password, settings_from
+from plugins.bgp.frrconf import render
+from plugins.bgp.planning import Plan, Route, plan
+from plugins.layer2.localbind import LocalBinder
+from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous
+
+BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
+SESSION_UP = "metallb_bgp_session_up"
+UPDATES = "metallb_bgp_updates_total"
+ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
+PENDING_PREFIXES = "metallb_bgp_pending_prefixes_total"
+SPEAKER_ANNOUNCED = "metallb_speaker_announced"
+NEIGHBORS = "show bgp vrf all neighbors json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What the worker last saw of FRR (replaced whole, read by the host's thread)."""
+
+    neighbors: tuple[Neighbor, ...] = ()
+    applied_at: float | None = None
+    reloads: int = 0
+    last_reload_seconds: float | None = None
+    frr_restarts: int = 0
+    error: str | None = None
+    ready: bool = False
+
+
+def _mode() -> str:
+    return "kubernetes" if os.environ.get("KUBERNETES_SERVICE_HOST") else "standalone"
+
+
+class BGPAnnouncer:
+    protocol: ClassVar[str] = "bgp"
+
+    def __init__(self, host: AnnouncerHost, frr: FRR | None = None, binder: LocalBinder | None = None) -> None:
+        self.host = host
+        self.mode = _mode()
+        self.frr = frr or FRR(settings_from(host.settings, node=host.node_name, mode=self.mode))
+        self.binder = binder or LocalBinder()
+        self.plan = Plan(sessions=(), routes=(), not_advertised=())
+        self.snapshot = Snapshot()
+        self._desired: str | None = None
+        self._applied: str | None = None
+        self._bound: set[IPAddress] = set()
+        self._announced: set[tuple[tuple[str, str], ...]] = set()
+        self._updates_seen: dict[str, int] = {}
+        self._exported: Snapshot | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._skipped: tuple[tuple[str, str], ...] = ()
+        self._config = Config()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        started = self.frr.start_daemons()
+        if started:
+            self.host.log.info("bgp.frr_started daemons=%s run_dir=%s", ",".join(started), self.frr.run_dir)
+        self._worker = threading.Thread(target=self._run, name="bgp-frr", daemon=True)
+        self._worker.start()
+        self.host.log.info("bgp.started node=%s mode=%s managed=%s run_dir=%s", self.host.node_name, self.mode,
+                           self.frr.settings.manage_daemons, self.frr.run_dir)
+
+    def recover(self, previous: Previous) -> None:
+        """Unbind what the last process had bound on `lo`; FRR itself is adopted as it runs, and
+        the first update's reload makes its configuration ours again."""
+        for ip_text in (previous.remembered or {}).get("bound", []):
+            ip = ipaddress.ip_address(ip_text)
+            self.binder.unbind(ip)
+            self.host.log.info("bgp.bind_local.recovered ip=%s", ip)
+
+    def update(self, view: AnnouncerView) -> None:
+        before = {(r.peer, str(r.prefix)) for r in self.plan.routes}
+        self.plan = plan(view)
+        self._config = view.config
+        after = {(r.peer, str(r.prefix)) for r in self.plan.routes}
+        for peer, prefix in sorted(after - before):
+            self.host.log.info("bgp.route_added peer=%s prefix=%s", peer, prefix)
+        for peer, prefix in sorted(before - after):
+            self.host.log.info("bgp.route_withdrawn peer=%s prefix=%s", peer, prefix)
+        passwords = self._passwords()
+        rendered = render(self.plan, view.config, hostname=view.node_name, passwords=passwords)
+        for peer, why in rendered.skipped:
+            if (peer, why) not in self._skipped:
+                self.host.log.error("bgp.peer_skipped peer=%s reason=%s", peer, why)
+        self._skipped = rendered.skipped
+        self._set_desired(rendered.text)
+        self._bind(view)
+        self._export_announced(view)
+
+    def _passwords(self) -> dict[str, str]:
+        found = {}
+        for session in self.plan.sessions:
+            if session.password_secret is None or session.password:
+                continue
+            namespace, name = session.password_secret
+            value = secret_password(self.frr.settings.secrets_dir, namespace, name,
+                                    read_secret=_k8s_secret_reader() if self.mode == "kubernetes" else None)
+            if value is not None:
+                found[session.peer] = value
+        return found
+
+    def _set_desired(self, text: str) -> None:
+        with self._lock:
+            changed = text != self._desired
+            self._desired = text
+        if changed:
+            self._wake.set()
+
+    def _bind(self, view: AnnouncerView) -> None:
+        wanted: set[IPAddress] = set()
+        if view.mode == "standalone":
+            advertised = {s for r in self.plan.routes for s in r.services}
+            for assignment in view.assignments:
+                pool = next((p for p in view.config.pools if p.name == assignment.pool), None)
+                annotated = pool is not None and dict(pool.annotations).get(BIND_LOCAL_ANNOTATION, "") == "true"
+                if assignment.service in advertised and (view.config.settings.bind_local or annotated):
+                    wanted.update(assignment.ips)
+        for ip in sorted(wanted - self._bound, key=str):
+            self.host.remember({"bound": sorted(map(str, self._bound | {ip}))})
+            self.binder.bind(ip)
+            self._bound.add(ip)
+        for ip in sorted(self._bound - wanted, key=str):
+            self.binder.unbind(ip)
+            self._bound.discard(ip)
+            self.host.remember({"bound": sorted(map(str, self._bound))})
+
+    # -- the worker -----------------------------------------------------------
+
+    def _run(self) -> None:
+        next_poll = 0.0
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=min(self.frr.settings.poll_seconds, 0.2))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._reconcile()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.frr.settings.poll_seconds
+                    neighbors = parse_neighbors(self.frr.show(NEIGHBORS))
+                    if self.plan.sessions and not neighbors and self._applied is not None:
+                        # An FRR we do not manage came back empty (its container restarted).
+                        self._applied = None
+                        self._wake.set()
+                    self.snapshot = replace(self.snapshot, neighbors=neighbors, error=None,
+                                            ready=self._applied is not None)
+            except (FRRError, OSError) as exc:
+                self.host.log.error("bgp.frr_error error=%s", exc)
+                self.snapshot = replace(self.snapshot, error=str(exc), ready=False)
+                self._stopping.wait(0.5)
+
+    def _reconcile(self) -> None:
+        dead = self.frr.dead()
+        if dead:
+            self.host.log.error("bgp.frr_daemon_died daemons=%s action=restart", ",".join(dead))
+            self.frr.stop_daemons()
+            self.frr.start_daemons()
+            self._applied = None
+            self.snapshot = replace(self.snapshot, frr_restarts=self.snapshot.frr_restarts + 1)
+        with self._lock:
+            desired = self._desired
+        if desired is None or desired == self._applied:
+            return
+        started = time.monotonic()
+        self.frr.apply(desired)
+        took = time.monotonic() - started
+        self._applied = desired
+        self.host.log.info("bgp.frr_reloaded seconds=%.3f lines=%d", took, desired.count("\n"))
+        self.snapshot = replace(self.snapshot, applied_at=time.time(), reloads=self.snapshot.reloads + 1,
+                                last_reload_seconds=took, error=None, ready=True)
+
+    # -- reporting --------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        snapshot = self.snapshot
+        if snapshot is self._exported:
+            return
+        self._exported = snapshot
+        frr_state = {(n.address, n.vrf): n for n in snapshot.neighbors}
+        for session in self.plan.sessions:
+            label = {"peer": f"{session.peer_address}:{session.peer_port}"}
+            neighbor = frr_state.get((str(session.peer_address), session.vrf))
+            pending = sum(1 for r in self.plan.routes if r.peer == session.peer)
+            self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", label,
+                            1 if neighbor is not None and neighbor.established else 0)
+            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
+                            label, neighbor.prefixes_sent if neighbor else 0)
+            self.host.gauge(PENDING_PREFIXES, "Number of prefixes that should be advertised on the BGP session",
+                            label, pending)
+            if neighbor is not None:
+                seen = self._updates_seen.get(label["peer"], 0)
+                # FRR's counter restarts with bgpd: count the new process's updates from zero.
+                delta = neighbor.updates_sent - seen if neighbor.updates_sent >= seen else neighbor.updates_sent
+                if delta:
+                    self.host.counter(UPDATES, "Number of BGP UPDATE messages sent", label, delta)
+                self._updates_seen[label["peer"]] = neighbor.updates_sent
+
+    def _export_announced(self, view: AnnouncerView) -> None:
+        current: set[tuple[tuple[str, str], ...]] = set()
+        for route in self.plan.routes:
+            for service in route.services:
+                current.add((("service", str(service)), ("protocol", "bgp"), ("node", view.node_name),
+                             ("ip", str(route.prefix.network_address))))
+        for series in sorted(current - self._announced):
+            self.host.gauge(SPEAKER_ANNOUNCED, "Services being announced from this node", dict(series), 1)
+        for series in sorted(self._announced - current):
+            self.host.remove(SPEAKER_ANNOUNCED, dict(series))
+        self._announced = current
+
+    def status(self) -> AnnouncerStatus:
+        snapshot = self.snapshot
+        frr_state = {(n.address, n.vrf): n for n in snapshot.neighbors}
+        skipped = dict(self._skipped)
+        sessions = []
+        for s in self.plan.sessions:
+            neighbor = frr_state.get((str(s.peer_address), s.vrf))
+            state = neighbor.state if neighbor else ("not configured: " + skipped[s.peer] if s.peer in skipped
+                                                      else "unknown (FRR not answering yet)")
+            sessions.append({
+                "peer": s.peer, "address": str(s.peer_address), "port": s.peer_port,
+                "peer_asn": s.peer_asn or s.dynamic_asn, "my_asn": s.my_asn, "router_id": s.router_id,
+                "hold_time_seconds": s.hold_time_seconds, "keepalive_time_seconds": s.keepalive_time_seconds,
+                "ebgp_multihop": s.ebgp_multihop, "password_set": s.password_set, "vrf": s.vrf,
+                "bfd_profile": s.bfd_profile, "graceful_restart": s.graceful_restart,
+                "state": state, "prefixes_sent": neighbor.prefixes_sent if neighbor else 0,
+                "updates_sent": neighbor.updates_sent if neighbor else 0,
+            })
+        established = {s.peer for s, d in zip(self.plan.sessions, sessions, strict=True) if d["state"] == "Established"}
+        out: dict[str, Any] = {
+            "sockets_ready": snapshot.ready,
+            "frr": {
+                "run_dir": str(self.frr.run_dir), "managed": self.frr.settings.manage_daemons,
+                "pids": self.frr.pids() if self.frr.settings.manage_daemons else {},
+                "reloads": snapshot.reloads, "last_reload_seconds": snapshot.last_reload_seconds,
+                "restarts": snapshot.frr_restarts, "error": snapshot.error,
+                "in_sync": self._applied is not None and self._applied == self._desired,
+            },
+            "sessions": sessions,
+            "routes": [_route_json(r, r.peer in established) for r in self.plan.routes],
+            "announcements": [
+                {"service": str(svc), "ip": str(r.prefix), "protocol": "bgp", "node": self.host.node_name,
+                 "reason": f"advertised to BGPPeer {r.peer}"
+                           + ("" if r.peer in established else " (session not established)")}
+                for r in self.plan.routes for svc in r.services
+            ],
+            "not_advertised": [{"service": str(k), "reason": why} for k, why in self.plan.not_advertised],
+        }
+        return out  # type: ignore[return-value]
+
+    def stop(self, *, handover: bool) -> None:
+        """Withdraw every route first (a reload with no networks), then stop FRR and unbind."""
+        if handover and self._desired is not None and self._applied is not None:
+            withdrawn = replace(self.plan, routes=())
+            try:
+                text = render(withdrawn, self._config, hostname=self.host.node_name).text
+                self._stopping.set()
+                self._wake.set()
+                if self._worker is not None:
+                    self._worker.join(timeout=10)
+                self.frr.apply(text)
+                self.host.log.info("bgp.withdrawn_all routes=%d", len(self.plan.routes))
+            except (FRRError, OSError) as exc:
+                self.host.log.error("bgp.withdraw_failed error=%s", exc)
+        self._stopping.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+        self.frr.stop_daemons()
+        for ip in sorted(self._bound, key=str):
+            self.binder.unbind(ip)
+        self._bound.clear()
+        for labels in sorted(self._announced):
+            self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
+        self._announced = set()
+        self.host.log.info("bgp.stopped handover=%s", handover)
+
+
+def _route_json(route: Route, established: bool) -> dict[str, Any]:
+    return {
+        "peer": route.peer, "prefix": str(route.prefix),
+        "next_hop": str(route.next_hop) if route.next_hop else None,
+        "local_pref": route.local_pref, "communities": list(route.communities),
+        "services": [str(s) for s in route.services], "advertised": established,
+    }
+
+
+def _k8s_secret_reader() -> Callable[[str, str], str | None]:
+    """Reads a passwordSecret's `password` key with the speaker's service account (RBAC: get secrets)."""
+
+    def read(namespace: str, name: str) -> str | None:
+        import base64
+
+        from kubernetes import client, config
+
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        secret = client.CoreV1Api().read_namespaced_secret(name, namespace)
+        data = (secret.data or {}).get("password")
+        return base64.b64decode(data).decode() if data else None
+
+    return read

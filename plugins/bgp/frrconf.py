@@ -1,0 +1,220 @@
+"""FRR's configuration for a BGP plan, as a pure function (text in, text out, no I/O).
+
+The facts follow MetalLB's FRR mode (internal/bgp/frr): one `router bgp` per
+VRF, a neighbor per BGPPeer with its timers, password, multihop, update
+source, BFD and graceful restart; every advertised prefix a `network`
+statement (import check off, so FRR advertises a prefix no local route
+covers); per neighbor an outbound route-map that lets out only that
+neighbor's prefixes and sets their local preference and (large) communities,
+and an inbound route-map that accepts nothing (a speaker does not route);
+one `bfd` block with the BFDProfiles the peers name.
+
+The output is deterministic (sorted everywhere) so that an unchanged plan
+renders byte-identical text and the plugin reloads FRR only on change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from plugins.bgp.planning import Plan, Route, Session
+from supervisor.api import Config
+
+LARGE = "large:"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rendered:
+    """The configuration text, and which peers could not be configured (with why)."""
+
+    text: str
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def _name(text: str) -> str:
+    """A route-map / prefix-list name FRR accepts, from a peer's name."""
+    return _UNSAFE.sub("_", text)
+
+
+def _seconds(value: float) -> int:
+    return round(value)
+
+
+def _remote_as(session: Session) -> str:
+    return session.dynamic_asn if session.peer_asn == 0 and session.dynamic_asn else str(session.peer_asn)
+
+
+def _neighbor_lines(session: Session, password: str | None, bfd_profiles: frozenset[str]) -> list[str]:
+    n = f" neighbor {session.peer_address}"
+    lines = [f"{n} remote-as {_remote_as(session)}"]
+    if session.peer_port != 179:
+        lines.append(f"{n} port {session.peer_port}")
+    if session.ebgp_multihop:
+        lines.append(f"{n} ebgp-multihop")
+    if session.source_address is not None:
+        lines.append(f"{n} update-source {session.source_address}")
+    lines.append(f"{n} timers {_seconds(session.keepalive_time_seconds)} {_seconds(session.hold_time_seconds)}")
+    if session.connect_time_seconds is not None:
+        lines.append(f"{n} timers connect {_seconds(session.connect_time_seconds)}")
+    if password:
+        lines.append(f"{n} password {password}")
+    if session.bfd_profile:
+        lines.append(f"{n} bfd")
+        if session.bfd_profile in bfd_profiles:
+            lines.append(f"{n} bfd profile {session.bfd_profile}")
+    if session.graceful_restart:
+        lines.append(f"{n} graceful-restart")
+    return lines
+
+
+def _family(version: int) -> str:
+    return "ipv4" if version == 4 else "ipv6"
+
+
+def _split(communities: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    standard = [c for c in communities if not c.startswith(LARGE)]
+    large = [c.removeprefix(LARGE) for c in communities if c.startswith(LARGE)]
+    return standard, large
+
+
+def _policy(session: Session, routes: list[Route]) -> list[str]:
+    """Prefix lists and the out/in route-maps of one neighbor."""
+    peer = _name(session.peer)
+    lines: list[str] = []
+    groups: dict[tuple[int, int | None, tuple[str, ...]], list[Route]] = {}
+    for route in routes:
+        groups.setdefault((route.prefix.version, route.local_pref, route.communities), []).append(route)
+    for index, ((version, _, _), members) in enumerate(sorted(groups.items(), key=_group_order)):
+        plist = f"metalloid-{peer}-{index}-{_family(version)}"
+        keyword = "ip" if version == 4 else "ipv6"
+        for seq, route in enumerate(sorted(members, key=lambda r: int(r.prefix.network_address)), start=1):
+            lines.append(f"{keyword} prefix-list {plist} seq {seq * 5} permit {route.prefix}")
+    lines.append("!")
+    for index, ((version, local_pref, communities), _) in enumerate(sorted(groups.items(), key=_group_order)):
+        plist = f"metalloid-{peer}-{index}-{_family(version)}"
+        keyword = "ip" if version == 4 else "ipv6"
+        lines.append(f"route-map metalloid-{peer}-out permit {(index + 1) * 10}")
+        lines.append(f" match {keyword} address prefix-list {plist}")
+        if local_pref is not None:
+            lines.append(f" set local-preference {local_pref}")
+        standard, large = _split(communities)
+        if standard:
+            lines.append(f" set community {' '.join(standard)} additive")
+        if large:
+            lines.append(f" set large-community {' '.join(large)} additive")
+        lines.append("exit")
+        lines.append("!")
+    # An empty outbound map denies everything: a peer with no routes gets none.
+    if not groups:
+        lines.append(f"route-map metalloid-{peer}-out deny 10")
+        lines.append("exit")
+        lines.append("!")
+    lines.append(f"route-map metalloid-{peer}-in deny 10")
+    lines.append("exit")
+    lines.append("!")
+    return lines
+
+
+def _group_order(item: tuple[tuple[int, int | None, tuple[str, ...]], list[Route]]) -> tuple[int, int, tuple[str, ...]]:
+    (version, local_pref, communities), _ = item
+    return (version, -1 if local_pref is None else local_pref, communities)
+
+
+def _bfd(config: Config, names: Iterable[str]) -> list[str]:
+    profiles = {p.name: p for p in config.bfd_profiles}
+    lines: list[str] = []
+    for name in sorted(set(names)):
+        profile = profiles.get(name)
+        if profile is None:
+            continue
+        lines.append(f" profile {name}")
+        if profile.receive_interval is not None:
+            lines.append(f"  receive-interval {profile.receive_interval}")
+        if profile.transmit_interval is not None:
+            lines.append(f"  transmit-interval {profile.transmit_interval}")
+        if profile.detect_multiplier is not None:
+            lines.append(f"  detect-multiplier {profile.detect_multiplier}")
+        if profile.echo_mode:
+            lines.append("  echo-mode")
+        if profile.echo_interval is not None:
+            lines.append(f"  echo-interval {profile.echo_interval}")
+        if profile.passive_mode:
+            lines.append("  passive-mode")
+        if profile.minimum_ttl is not None:
+            lines.append(f"  minimum-ttl {profile.minimum_ttl}")
+        lines.append(" exit")
+        lines.append(" !")
+    if not lines:
+        return []
+    return ["bfd", *lines, "exit", "!"]
+
+
+def render(plan: Plan, config: Config, *, hostname: str, passwords: Mapping[str, str] | None = None,
+           log_file: str | None = None) -> Rendered:
+    """The whole FRR configuration for `plan` (every session, every route).
+
+    `passwords`: peer name -> the password resolved from its passwordSecret
+    (the session's own `password` wins when both exist; parsing forbids both).
+    """
+    passwords = passwords or {}
+    skipped: list[tuple[str, str]] = []
+    bfd_names = frozenset(p.name for p in config.bfd_profiles)
+    lines = ["frr defaults traditional", f"hostname {hostname}"]
+    if log_file:
+        lines.append(f"log file {log_file}")
+    lines += ["service integrated-vtysh-config", "!"]
+    by_vrf: dict[str, list[Session]] = {}
+    for session in plan.sessions:
+        by_vrf.setdefault(session.vrf, []).append(session)
+    routes_of: dict[str, list[Route]] = {}
+    for route in plan.routes:
+        routes_of.setdefault(route.peer, []).append(route)
+    policies: list[str] = []
+    routers: list[str] = []
+    for vrf in sorted(by_vrf):
+        sessions = by_vrf[vrf]
+        my_asn = sessions[0].my_asn
+        kept = []
+        for session in sessions:
+            if session.my_asn != my_asn:
+                skipped.append((session.peer, f"myASN {session.my_asn} differs from {my_asn} of BGPPeer "
+                                              f"{sessions[0].peer} in the same VRF; FRR runs one AS per VRF"))
+            elif session.password_secret is not None and not session.password and session.peer not in passwords:
+                skipped.append((session.peer, f"spec.passwordSecret {'/'.join(session.password_secret)} "
+                                              "could not be read"))
+            else:
+                kept.append(session)
+        if not kept:
+            continue
+        routers.append(f"router bgp {my_asn}" + (f" vrf {vrf}" if vrf else ""))
+        router_id = next((s.router_id for s in kept if s.router_id), None)
+        routers += [" no bgp ebgp-requires-policy", " no bgp network import-check", " no bgp default ipv4-unicast"]
+        if router_id:
+            routers.append(f" bgp router-id {router_id}")
+        if any(s.graceful_restart for s in kept):
+            routers.append(" bgp graceful-restart")
+        for session in kept:
+            routers += _neighbor_lines(session, session.password or passwords.get(session.peer), bfd_names)
+            policies += _policy(session, routes_of.get(session.peer, []))
+        for version in (4, 6):
+            wanted = {r.prefix for s in kept for r in routes_of.get(s.peer, []) if r.prefix.version == version}
+            prefixes = sorted(wanted, key=lambda p: int(p.network_address))
+            routers += [" !", f" address-family {_family(version)} unicast"]
+            routers += [f"  network {p}" for p in prefixes]
+            for session in kept:
+                n = f"  neighbor {session.peer_address}"
+                routers += [f"{n} activate", f"{n} route-map metalloid-{_name(session.peer)}-in in",
+                            f"{n} route-map metalloid-{_name(session.peer)}-out out"]
+            routers.append(" exit-address-family")
+        routers += ["exit", "!"]
+    bfd = _bfd(config, (s.bfd_profile for s in plan.sessions if s.bfd_profile))
+    text = "\n".join(lines + policies + routers + bfd) + "\n"
+    return Rendered(text=text, skipped=tuple(skipped))
+
+
+def prefixes_of(plan: Plan) -> frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return frozenset(r.prefix for r in plan.routes)
