@@ -47,7 +47,7 @@ kind: IPAddressPool
 metadata:
   name: bgp-pool
 spec:
-  addresses: [192.0.2.0/24]
+  addresses: [192.0.2.0/24, 198.18.0.0/20]
 ---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
@@ -149,7 +149,7 @@ exit
 
 
 def service_ips(count: int) -> list[str]:
-    """`count` Service IPs: 192.0.2.10 first, then 198.18.0.0/15 (room for thousands)."""
+    """`count` Service IPs: 192.0.2.10 first, then from 198.18.0.0/20 (room for 4,000)."""
     extra = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(max(count - 1, 0))]
     return [VIP, *extra][:count]
 
