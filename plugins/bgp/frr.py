@@ -210,6 +210,9 @@ class FRR:
     def apply(self, text: str, timeout: float = 120.0) -> None:
         """Make `text` FRR's running configuration (frr-reload.py: only the difference is applied)."""
         path = self.run_dir / CONFIG_NAME
+        vtysh_conf = self.run_dir / "vtysh.conf"
+        if not vtysh_conf.exists():  # frr-reload.py's vtysh reads it from --confdir
+            vtysh_conf.write_text("service integrated-vtysh-config\n")
         temporary = path.with_suffix(".tmp")
         temporary.write_text(text)
         os.replace(temporary, path)
