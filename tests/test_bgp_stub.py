@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import pytest
 
 from plugins.bgp import validation
-from plugins.bgp_stub.announcer import SPEAKER_ANNOUNCED, BGPStubAnnouncer
 from plugins.bgp.planning import plan
+from plugins.bgp_stub.announcer import SPEAKER_ANNOUNCED, BGPStubAnnouncer
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import Announcer, AnnouncerRegistry, AnnouncerView
 from supervisor.config.model import (
