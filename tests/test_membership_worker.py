@@ -364,3 +364,22 @@ def test_standalone_peer_never_heard_is_dead_after_the_grace(spawn: Callable[...
     m = a.wait_members(lambda m: m.alive == {"a"})
     assert [(i.name, i.basis) for i in m.members] == [("a", "heartbeat"), ("b", "heartbeat")]
     assert m.changed_at is not None  # the grace ended: b died
+
+
+def test_drops_are_counted_in_memory_and_reported_once_a_second(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"), dead_after=5.0)
+    a = spawn(cluster, "a")
+    a.wait_for(lambda m: isinstance(m, MembersChanged))
+    stranger = f"127.0.0.{BASE + 10}"  # no configured node has it
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((stranger, 0))
+        for _ in range(300):
+            s.sendto(b"ML\x01" + bytes(100), (cluster.addresses["a"], cluster.ports["a"]))
+            time.sleep(0.002)  # within the kernel buffer, spread over ~0.6 s
+    reports: list[float] = []
+    deadline = time.monotonic() + 6.0
+    while sum(reports) < 300 and time.monotonic() < deadline:
+        msg = a.rejected("unknown_source", timeout=max(0.1, deadline - time.monotonic()))
+        reports.append(msg.value)
+    assert sum(reports) == 300
+    assert len(reports) <= 3, f"300 drops took {len(reports)} reports: {reports}"
