@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from supervisor.membership.codec import MIN_PACKET, DropReason, Heartbeat, PacketType, encode
-from supervisor.membership.receiving import DropCounter, TurnBudget, receive_turn, source_screen
+from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_turn
 
 PEER = ("10.0.0.2", 7946)
 STRANGER = ("10.0.0.66", 40000)
 KEY = b"0123456789abcdef-key"
+INCARNATION = 1_765_000_000_123_456_789  # the receiver's
 
 
 @dataclass
@@ -39,15 +40,15 @@ class FakeSocket:
         return self.queue.popleft()
 
 
-def genuine(seq: int) -> bytes:
+def genuine(seq: int, echo: int = INCARNATION, key: bytes = KEY) -> bytes:
     return encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=1, seq=seq,
-                            sent_at_ns=0), KEY)
+                            sent_at_ns=0, echo_incarnation=echo), key)
 
 
 def turn(sock: FakeSocket, clock: FakeClock, budget: TurnBudget, drops: DropCounter | None = None,
          sources: frozenset[str] = frozenset({PEER[0]})) -> tuple[Any, list[bytes]]:
     handled: list[bytes] = []
-    result = receive_turn(sock.recv, lambda data, source: handled.append(data), screen=source_screen(sources),
+    result = receive_turn(sock.recv, lambda data, source: handled.append(data), screen=Screen(sources, INCARNATION),
                           drops=drops or DropCounter(), budget=budget, clock=lambda: clock.now)
     return result, handled
 
@@ -138,3 +139,40 @@ def test_a_socket_error_ends_the_turn() -> None:
     sock = FakeSocket(clock, error=ConnectionRefusedError())
     result, handled = turn(sock, clock, TurnBudget())
     assert (result.received, result.cut_short, handled) == (0, False, [])
+
+
+def test_packets_that_do_not_echo_our_incarnation_get_a_small_allowance_per_refill() -> None:
+    """A spoofed flood from a peer's address that does not know our incarnation never reaches the HMAC.
+
+    The real peer's heartbeats (echoing us) interleaved with it all get through.
+    """
+    clock = FakeClock()
+    sock = FakeSocket(clock)
+    screen = Screen(frozenset({PEER[0]}), INCARNATION, stale_per_second=8)
+    drops = DropCounter()
+    for i in range(2000):
+        sock.queue.append((genuine(i, echo=0, key=b"attacker-guess-0123"), PEER))
+        if i % 100 == 0:
+            sock.queue.append((genuine(10_000 + i), PEER))
+    handled: list[bytes] = []
+    while sock.queue:
+        receive_turn(sock.recv, lambda data, source: handled.append(data), screen=screen, drops=drops,
+                     budget=TurnBudget(), clock=lambda: clock.now)
+    real = [genuine(10_000 + i) for i in range(0, 2000, 100)]
+    assert [h for h in handled if h in real] == real
+    assert len(handled) == len(real) + 8  # the allowance, then nothing until the refill
+    assert drops.take()[0] == {DropReason.STALE_ECHO: 2000 - 8}
+    screen.refill()
+    sock.queue.append((genuine(1, echo=0), PEER))  # a peer's first packet after a restart
+    receive_turn(sock.recv, lambda data, source: handled.append(data), screen=screen, drops=drops,
+                 budget=TurnBudget(), clock=lambda: clock.now)
+    assert handled[-1] == genuine(1, echo=0)
+
+
+def test_the_screen_follows_a_new_incarnation() -> None:
+    screen = Screen(frozenset({PEER[0]}), INCARNATION, stale_per_second=0)
+    assert screen(genuine(1), PEER) is None
+    screen.incarnation = INCARNATION + 5
+    assert screen.incarnation == INCARNATION + 5
+    assert screen(genuine(1), PEER) is DropReason.STALE_ECHO
+    assert screen(genuine(1, echo=INCARNATION + 5), PEER) is None

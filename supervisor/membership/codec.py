@@ -29,7 +29,8 @@ before the receiver's last restart prove nothing.
 `decode` never raises: it returns a `Heartbeat` or a `Dropped` reason, the way
 MetalLB's code returns "notOwner" instead of erroring. `screen` is the cheap
 part of it (length, magic, version) that the receive turn runs on every
-datagram before anything costs a parse or an HMAC. Replay protection needs
+datagram before anything costs a parse or an HMAC, and `echo_field` reads the
+echo without parsing (see receiving.Screen). Replay protection needs
 memory, so it lives in `ReplayWindow`, which the detector owns.
 """
 
@@ -67,6 +68,9 @@ MAX_PACKET = _PREFIX.size + 2 * MAX_NAME + _FIXED.size + _CHUNK.size + MAX_CHUNK
 class PacketType(enum.IntEnum):
     HEARTBEAT = 1
     LEAVING = 2
+
+
+_TYPES = frozenset(int(t) for t in PacketType)
 
 
 class DropReason(enum.Enum):
@@ -153,6 +157,12 @@ def screen(data: bytes) -> DropReason | None:
     return None
 
 
+def echo_field(data: bytes) -> bytes:
+    """The raw echo_incarnation bytes of a datagram that passed `screen` (b"" if too short to have one)."""
+    at = _PREFIX.size + data[5] + data[6] + 24  # after from, to, incarnation, seq, sent_at
+    return data[at : at + 8]
+
+
 def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[str] | set[str]) -> Heartbeat | Dropped:
     """Parse and authenticate one datagram addressed to node `receiver`.
 
@@ -167,17 +177,23 @@ def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[st
         return Dropped(reason=DropReason.MALFORMED, detail="bad magic")
     if version != VERSION:
         return Dropped(reason=DropReason.WRONG_VERSION, detail=f"version {version}, this node speaks {VERSION}")
+    if ptype not in _TYPES:
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown type {ptype}")
+    if flags & ~(_FLAG_AUTH | _FLAG_CHUNK):
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown flags {flags:#x}")
+    if key is not None:
+        # The MAC covers everything before the last MAC_SIZE bytes, so it is
+        # checked before any parsing: a forged packet costs one HMAC, no more.
+        if not flags & _FLAG_AUTH:
+            return Dropped(reason=DropReason.BAD_MAC, detail="no MAC (peer runs insecure?)")
+        if len(data) <= MAC_SIZE or not hmac.compare_digest(
+            hmac.digest(key, data[:-MAC_SIZE], "sha256"), data[-MAC_SIZE:]
+        ):
+            return Dropped(reason=DropReason.BAD_MAC, detail="MAC does not match (different key?)")
     parsed = _parse_body(data, ptype, flags, from_len, to_len)
     if isinstance(parsed, Dropped):
         return parsed
-    hb, body_end = parsed
-    if flags & _FLAG_AUTH:
-        if key is not None:
-            expected = hmac.new(key, data[:body_end], hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, data[body_end:]):
-                return Dropped(reason=DropReason.BAD_MAC, detail="MAC does not match (different key?)")
-    elif key is not None:
-        return Dropped(reason=DropReason.BAD_MAC, detail="no MAC (peer runs insecure?)")
+    hb, _ = parsed
     if hb.sender not in known:
         return Dropped(reason=DropReason.UNKNOWN_NODE, detail=f"sender {hb.sender!r} is not a configured node")
     if hb.receiver != receiver:
@@ -186,12 +202,7 @@ def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[st
 
 
 def _parse_body(data: bytes, ptype: int, flags: int, from_len: int, to_len: int) -> tuple[Heartbeat, int] | Dropped:
-    try:
-        packet_type = PacketType(ptype)
-    except ValueError:
-        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown type {ptype}")
-    if flags & ~(_FLAG_AUTH | _FLAG_CHUNK):
-        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown flags {flags:#x}")
+    packet_type = PacketType(ptype)  # decode() checked it
     pos = _PREFIX.size
     mac_size = MAC_SIZE if flags & _FLAG_AUTH else 0
     need = pos + from_len + to_len + _FIXED.size + mac_size

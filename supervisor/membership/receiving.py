@@ -5,9 +5,9 @@ loop must keep sending heartbeats and judging deadlines whatever arrives, so a
 turn reads at most `TurnBudget.max_datagrams` datagrams and stops after
 `TurnBudget.max_seconds` (whichever comes first); what is left waits for the
 next turn, after the loop has ticked. Each datagram first goes through
-`screen` (the source is a configured peer's address, the size and
-magic/version are plausible), which costs a dict lookup and a slice, before
-`handle` parses and authenticates it.
+`Screen` (the source is a configured peer's address, the size and
+magic/version are plausible, it echoes our incarnation), which costs a set
+lookup and two slices, before `handle` authenticates and parses it.
 
 Drops are only counted here (a dict increment per datagram); the worker
 reports the counts once a second (`Reporter.drops`), never one message per
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.membership.codec import DropReason, screen
+from supervisor.membership.codec import DropReason, echo_field, screen
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,52 @@ def receive_turn(
     return TurnResult(received=n, cut_short=True)
 
 
-def source_screen(sources: frozenset[str]) -> Callable[[bytes, Any], DropReason | None]:
-    """A `screen` that drops datagrams from anything but `sources` (peer IPs), then runs `codec.screen`."""
+class Screen:
+    """What a datagram must pass before `decode` spends an HMAC on it.
 
-    def check(data: bytes, source: Any) -> DropReason | None:
+    1. Its source address is a configured peer's (`sources`).
+    2. `codec.screen`: plausible size, magic and version.
+    3. It echoes our current incarnation (`codec.echo_field`, no parsing).
+       Only such a packet can be proof of life (see detector), so it always
+       goes on to decode. One that echoes anything else is at best a peer's
+       first packet after one of us restarted, which the peer re-sends
+       correctly one interval after it hears us (our heartbeats carry our
+       incarnation); those go on to decode only up to `stale_per_second`
+       (refilled by `refill`, once a second), the rest are `stale_echo`.
+
+    So a flood that does not know our incarnation (nothing secret, but only
+    sent to peers, unicast) costs a slice and a compare per datagram, not an
+    HMAC. One that does costs an HMAC each (docs/failover.md, "Floods").
+    """
+
+    def __init__(self, sources: frozenset[str], incarnation: int, *, stale_per_second: int = 64) -> None:
+        self.sources = sources
+        self.stale_per_second = stale_per_second
+        self.stale_left = stale_per_second
+        self.echo = b""
+        self.incarnation = incarnation
+
+    @property
+    def incarnation(self) -> int:
+        return int.from_bytes(self.echo, "big")
+
+    @incarnation.setter
+    def incarnation(self, value: int) -> None:
+        self.echo = value.to_bytes(8, "big")
+
+    def refill(self) -> None:
+        self.stale_left = self.stale_per_second
+
+    def __call__(self, data: bytes, source: Any) -> DropReason | None:
         host = source[0]
-        if host not in sources and host.partition("%")[0] not in sources:  # IPv6 link-local: fe80::1%eth0
+        if host not in self.sources and host.partition("%")[0] not in self.sources:  # IPv6: fe80::1%eth0
             return DropReason.UNKNOWN_SOURCE
-        return screen(data)
-
-    return check
+        reason = screen(data)
+        if reason is not None:
+            return reason
+        if echo_field(data) == self.echo:
+            return None
+        if self.stale_left > 0:
+            self.stale_left -= 1
+            return None
+        return DropReason.STALE_ECHO

@@ -38,7 +38,7 @@ from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
 from supervisor.membership.inbox import InboxReader
 from supervisor.membership.keys import KeyFileError, key_problem, read_key_file
-from supervisor.membership.receiving import DropCounter, TurnBudget, receive_turn, source_screen
+from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_turn
 from supervisor.membership.reporting import Reporter
 from supervisor.membership.transport import Transport
 from supervisor.messages import AllocationDone, ConfigLoaded, Control, WorkerFailed, WorkerHeartbeat
@@ -126,7 +126,7 @@ class _Worker:
         # Peers the API vouches for (Kubernetes: Node Ready with a speaker on it).
         self.vouched: frozenset[str] = frozenset()
         self.drops = DropCounter()
-        self.screen = source_screen(frozenset())
+        self.screen = Screen(frozenset(), self.incarnation)
         self.known: frozenset[str] = frozenset()
         self.cpu = time.thread_time()
         now = time.monotonic()
@@ -192,6 +192,7 @@ class _Worker:
         if now >= self.next_drops:
             counts, last = self.drops.take()
             self.reporter.drops(counts, last)
+            self.screen.refill()
             self.next_drops = now + self.s.drops_every_seconds
         if self.detector is not None:
             stalls = self.detector.stalls
@@ -269,7 +270,7 @@ class _Worker:
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
         self.known = peers
-        self.screen = source_screen(self.transport.sources)
+        self.screen.sources = self.transport.sources
         if first:
             log.info(
                 "membership.started node=%s incarnation=%d bind=%s peers=%s interval=%.3f dead_after=%.3f mode=%s",
@@ -338,6 +339,8 @@ class _Worker:
         )
 
     def _maybe_reincarnate(self, hb: Heartbeat) -> None:
+        # (A packet echoing a higher incarnation than ours gets here through
+        # the Screen's stale allowance: at most a second late under a flood.)
         # The peer last accepted a *newer* incarnation of us than ours: our clock
         # stepped back across a restart (e.g. a Raspberry Pi booting without RTC).
         # The echo is authenticated, so moving above it is safe.
@@ -350,6 +353,7 @@ class _Worker:
                 hb.sender,
             )
             self.incarnation, self.seq = hb.echo_incarnation + 1, 0
+            self.screen.incarnation = self.incarnation
             if self.detector is not None:
                 self.detector.incarnation = self.incarnation
 
