@@ -4,8 +4,8 @@ In a private lab (a bridge, n1-n3 running `metalloid run` on the homelab
 example, a client at 10.0.10.100; namespaces made here and removed at the
 end), the client floods n1's heartbeat port (UDP 7946) with well-formed
 heartbeats "from n2 to n1" signed with a wrong key, paced at each `--rates`
-value, 64 datagrams per sendmmsg(2) call (the ARP bench's flooder, bench/arp.py,
-on a UDP or packet socket). For each rate and source:
+value, 64 datagrams per sendmmsg(2) call (supervisor/lab/flood.py, the ARP
+bench's technique). For each rate and source:
 
 1. `false deaths`: `membership.peer_dead` lines logged by any node during a
    `--seconds` flood of a healthy cluster (must be 0: a false death of n1 at
@@ -55,60 +55,6 @@ from supervisor.membership.codec import Heartbeat, PacketType, encode  # noqa: E
 NODES = ("n1", "n2", "n3")
 CLIENT = "client"
 PORT = 7946
-
-# Paced sendmmsg flood of one pre-built datagram (UDP socket, connected) or
-# frame (packet socket, IP/UDP headers built here with a chosen source).
-FLOOD = r"""
-import ctypes, ctypes.util, json, socket, struct, sys, time
-rate, seconds, mode, payload = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], bytes.fromhex(sys.argv[4])
-BATCH = 64
-if mode == "udp":
-    dst, port = sys.argv[5], int(sys.argv[6])
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect((dst, port))
-    packet = payload
-else:
-    src, dst, port, dst_mac = sys.argv[5], sys.argv[6], int(sys.argv[7]), bytes.fromhex(sys.argv[8].replace(":", ""))
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    s.bind(("eth0", 0))
-    mac = s.getsockname()[4]
-    udp = struct.pack("!HHHH", port, port, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    words = sum(struct.unpack("!10H", ip))
-    while words >> 16:
-        words = (words & 0xFFFF) + (words >> 16)
-    ip = ip[:10] + struct.pack("!H", ~words & 0xFFFF) + ip[12:]
-    packet = dst_mac + mac + b"\x08\x00" + ip + udp
-s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-class IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-class MsgHdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IOVec)),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-class MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-buf = ctypes.create_string_buffer(packet, len(packet))
-iov = IOVec(ctypes.cast(buf, ctypes.c_void_p), len(packet))
-msgs = (MMsgHdr * BATCH)()
-for m in msgs:
-    m.hdr.iov = ctypes.pointer(iov)
-    m.hdr.iovlen = 1
-fd = s.fileno()
-sent = 0
-total = int(rate * seconds)
-start = time.perf_counter()
-while sent < total:
-    n = libc.sendmmsg(fd, msgs, min(BATCH, total - sent), 0)
-    if n > 0:
-        sent += n
-    ahead = start + sent / rate - time.perf_counter()
-    if ahead > 0:
-        time.sleep(ahead)
-print(json.dumps({"sent": sent, "seconds": time.perf_counter() - start}))
-"""
 
 DEAD = re.compile(r"^(\S+) \S+ \S+ membership\.peer_dead peer=(\S+) reason=(\S+) silence_seconds=(\S+)", re.M)
 REJECTED = re.compile(r"^(\S+) \S+ \S+ membership\.rejected reason=(\S+) count=(\d+)", re.M)
@@ -177,13 +123,12 @@ class Bench:
     def flood_argv(self, rate: int, seconds: float, source: str) -> list[str]:
         bad = encode(Heartbeat(type=PacketType.HEARTBEAT, sender="n2", receiver="n1", incarnation=time.time_ns(),
                                seq=1, sent_at_ns=time.time_ns(), echo_incarnation=0), secrets.token_bytes(32))
-        n1 = self.lab.host("n1").ip
-        if source == "client":
-            tail = ["udp", bad.hex(), n1, str(PORT)]
-        else:
-            tail = ["raw", bad.hex(), self.lab.host("n2").ip, n1, str(PORT), self.lab.mac("n1")]
-        return ["ip", "netns", "exec", self.lab.host(CLIENT).netns, sys.executable, "-c", FLOOD,
-                str(rate), str(seconds), *tail]
+        argv = ["ip", "netns", "exec", self.lab.host(CLIENT).netns, sys.executable, "-m", "supervisor.lab.flood",
+                "--target", f"{self.lab.host('n1').ip}:{PORT}", "--payload", bad.hex(), "--rate", str(rate),
+                "--seconds", str(seconds)]
+        if source == "spoofed":
+            argv += ["--spoof-source", self.lab.host("n2").ip, "--target-mac", self.lab.mac("n1")]
+        return argv
 
 
 def rejected(text: str) -> dict[str, int]:
