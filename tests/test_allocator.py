@@ -179,7 +179,7 @@ CASES = [
          services=(svc("s", ip="10.0.1.5", pool="b"),), expect={"s": "10.0.1.5@b"}),
     Case(id="requested-dual-stack-ips-one-pool", pools=(pool("d", "10.0.0.0/24", "fd00::/120"),),
          services=(svc("s", ip="fd00::5,10.0.0.5", policy="RequireDualStack", families=(4, 6)),),
-         expect={"s": "10.0.0.5,fd00::5@d"}),
+         expect={"s": "fd00::5,10.0.0.5@d"}),  # MetalLB keeps the order the annotation lists
     Case(id="requested-dual-stack-ips-two-pools", pools=(pool("a", "10.0.0.0/24"), pool("b", "fd00::/120")),
          services=(svc("s", ip="10.0.0.5,fd00::5", policy="RequireDualStack", families=(4, 6)),),
          expect={"s": "pending: requested IPs must come from one pool"}),
@@ -298,7 +298,7 @@ CASES = [
          expect={"s": "pending: pool p has no IPv6 addresses"}),
     Case(id="require-dual-stack-same-pool",
          pools=(pool("a4", "10.0.0.0/24"), pool("b6", "fd00::/120"), pool("dual", "10.0.9.0/24", "fd09::/120")),
-         services=(svc("s", policy="RequireDualStack", families=(6, 4)),), expect={"s": "fd09::,10.0.9.0@dual"}),
+         services=(svc("s", policy="RequireDualStack", families=(6, 4)),), expect={"s": "10.0.9.0,fd09::@dual"}),
     Case(id="require-dual-stack-no-dual-pool", pools=(pool("a4", "10.0.0.0/24"), pool("b6", "fd00::/120")),
          services=(svc("s", policy="RequireDualStack", families=(4, 6)),),
          expect={"s": "pending: RequireDualStack but no pool has both IPv4 and IPv6"}),
@@ -309,8 +309,9 @@ CASES = [
          services=(svc("s", policy="PreferDualStack", families=(4, 6)),), expect={"s": "10.0.9.0,fd09::@d"}),
     Case(id="prefer-dual-stack-falls-back-to-single", pools=(pool("a4", "10.0.0.0/24"),),
          services=(svc("s", policy="PreferDualStack", families=(4, 6)),), expect={"s": "10.0.0.0@a4"}),
-    Case(id="prefer-dual-stack-ipv6-only-pool", pools=(pool("v6", "fd00::/120"),),
-         services=(svc("s", policy="PreferDualStack", families=(4,)),), expect={"s": "fd00::@v6"}),
+    # MetalLB's findBestPoolForService: one ipFamilies entry means one IP of that family, whatever the policy.
+    Case(id="prefer-dual-stack-one-family-wants-that-family", pools=(pool("v6", "fd00::/120"),),
+         services=(svc("s", policy="PreferDualStack", families=(4,)),), expect={"s": "pending: no pool serves IPv4"}),
     # --- which services ----------------------------------------------------------------------
     Case(id="not-load-balancer-ignored", pools=(P1,), services=(svc("a", type="ClusterIP"), svc("b")),
          expect={"a": "absent", "b": "10.0.0.10"}),
@@ -461,5 +462,5 @@ def test_pending_reason_is_as_of_the_final_state() -> None:
     )
     first = allocate(config)
     again = allocate(config, {k: a.ips for k, a in first.assignments.items()})
-    reason = "no available IPs in pool d (1 of 1 IPv4 assigned)"
+    reason = "no available IPs in pool d (1 of 1 IPv4 assigned, 1 of 1 IPv6 assigned)"
     assert first.pending == again.pending == {ServiceKey.parse("a/s1"): reason}
