@@ -353,7 +353,8 @@ class _Run:
             )
         labels = self.namespace_labels(service.namespace)
         refusals = [(p, refusal(p, service, labels)) for p in auto]
-        pinned = sorted((p for p, why in refusals if why is None and p.service_allocation is not None), key=priority_key)
+        matching = [p for p, why in refusals if why is None and p.service_allocation is not None]
+        pinned = sorted(matching, key=priority_key)
         unpinned = [p for p in auto if p.service_allocation is None]
         if pinned or unpinned:
             return [tier for tier in (pinned, unpinned) if tier]
