@@ -46,6 +46,7 @@ SERVICE_IP = "10.0.10.10"
 UNASSIGNED_IP = "10.0.10.11"
 SERVICE_NS, SERVICE_NAME = "ingress-nginx", "ingress-nginx-controller"
 SERVICE_PATH = f"/api/v1/namespaces/{SERVICE_NS}/services/{SERVICE_NAME}"
+SLICE_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{SERVICE_NS}/endpointslices/{SERVICE_NAME}-abcde"
 POOL_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/first-pool"
 EVENTS_PATH = f"/api/v1/namespaces/{SERVICE_NS}/events"
 REPLY = re.compile(r"bytes from ([0-9a-f:]{17}) \(")
@@ -83,7 +84,23 @@ def seed_objects() -> list[dict[str, Any]]:
         "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NS},
         "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
+    # MetalLB announces a Service only while an endpoint can serve it.
+    objects.append({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{SERVICE_NAME}-abcde", "namespace": SERVICE_NS,
+                     "labels": {"kubernetes.io/service-name": SERVICE_NAME}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint(ready=True)],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    })
     return objects
+
+
+def endpoint(*, ready: bool) -> dict[str, Any]:
+    """The controller pod's endpoint on n1; not ready means terminating (as a rollout leaves it)."""
+    return {"addresses": ["10.244.0.5"], "nodeName": "n1",
+            "conditions": {"ready": ready, "serving": ready, "terminating": not ready}}
 
 
 KUBECONFIG = f"""\
@@ -159,6 +176,12 @@ class K8sLab:
         out = self.lab.run(CLIENT, "arping", "-c", str(count), "-W", "0.2", "-w", "1", "-i", "eth0", ip,
                            check=False, timeout=10)
         return {m.lower() for m in REPLY.findall(out.stdout)}
+
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        """A merge patch to the fake API server."""
+        self.lab.run(CLIENT, "curl", "-sf", "--max-time", "2", "-X", "PATCH", "-H",
+                     "Content-Type: application/merge-patch+json", "--data", json.dumps(body),
+                     f"http://10.0.10.100:{API_PORT}{path}", timeout=10)
 
     def node_events(self) -> list[dict[str, Any]]:
         items = self.api(EVENTS_PATH).get("items", [])
@@ -254,6 +277,29 @@ def test_only_the_announcing_speaker_emits_node_assigned(k8s: K8sLab) -> None:
     # Every speaker has been ready with a membership view for a while (the fixture
     # waited for /readyz, the ARP test ran): a loser that would report has reported.
     assert [(e["type"], e["message"], e["source"]["host"]) for e in events] == [("Normal", expected, winner)]
+
+
+@pytest.mark.lab
+def test_a_service_whose_endpoints_all_go_away_is_not_announced_and_explain_says_why(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=5, what="an ARP answer") == {macs[winner]}
+    k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=False)]})
+    try:
+        for node in NODES:
+            wait_for(lambda node=node: k8s.winner(node) is None, timeout=10,  # type: ignore[misc]
+                     what=f"{node} to stop electing anyone")
+        assert wait_for(lambda: k8s.answering_macs(SERVICE_IP) == set(), timeout=5, what="ARP to go quiet")
+        explained = k8s.lab.run(winner, sys.executable, "-m", "supervisor.cli", "explain",
+                                f"{SERVICE_NS}/{SERVICE_NAME}", "--endpoint", f"http://127.0.0.1:{METRICS_PORT}",
+                                check=False, timeout=20)
+        assert "Announced (layer2): no." in explained.stdout, explained.stdout + explained.stderr
+        assert "the Service has no serving endpoint" in explained.stdout, explained.stdout
+        assert "kubectl -n ingress-nginx get endpointslices" in explained.stdout, explained.stdout
+    finally:
+        k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=True)]})
+    # A serving endpoint again: the same node (MetalLB's ranking did not change) answers again.
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=10, what="ARP again") == {macs[winner]}
 
 
 @pytest.mark.lab

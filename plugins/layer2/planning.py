@@ -2,7 +2,9 @@
 
 For every Assignment: the L2Advertisements covering its pool (none: not
 announced, and the reason says so), the candidates from the host's
-`eligibility` with the union of those advertisements' nodeSelectors, and
+`eligibility` with the union of those advertisements' nodeSelectors (none at
+all when the Service has no serving endpoint: MetalLB's `activeEndpointExists`;
+the reason is kept for /status), and
 MetalLB's ranking by the Service's *first* IP, so a dual-stack Service moves
 as one and a mixed MetalLB/metalloid cluster picks the same node. Services
 sharing an IP (allow-shared-ip) may rank differently (`externalTrafficPolicy:
@@ -97,7 +99,7 @@ def _elect(view: AnnouncerView, assignment: Assignment) -> list[IPElection]:
         eligible = eligibility(config, service, node_selectors=_node_selectors(advs), members=view.members)
         election = elect_layer2(eligible, assignment.ips[0])
         if election.winner is None:
-            reason = NO_CANDIDATE
+            reason = election.not_served or NO_CANDIDATE
     return [
         IPElection(
             service=assignment.service,

@@ -360,6 +360,8 @@ class Settings:
     bind_local: bool = False
     # Re-send gratuitous ARP / unsolicited NA every N seconds (0 = off, MetalLB's way).
     refresh_seconds: float = 0.0
+    # Standalone: MetalLB's announcedInterfacesToExclude (regular expressions); None = not set.
+    interfaces_to_exclude: tuple[str, ...] | None = None
     source: Source = API_SOURCE
 
 
@@ -376,6 +378,11 @@ class Config:
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    # True when `endpoint_slices` are every EndpointSlice there is (Kubernetes):
+    # a Service with none has no endpoint, so it is not announced (MetalLB).
+    # False for a config file, where a Service whose EndpointSlices are not
+    # listed at all is taken as served by the host (keepalived-style).
+    endpoints_listed: bool = False
 
     def pool(self, name: str) -> IPAddressPool | None:
         return next((p for p in self.pools if p.name == name), None)

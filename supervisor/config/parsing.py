@@ -343,7 +343,7 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
 def _settings(top: Fields, out: _Collected) -> None:
     read_meta(top, default_namespace=None)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership"}))
+    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership", EXCLUDE_KEY}))
     defaults = MembershipSettings()
     membership = defaults
     members = spec.get_map("membership")
@@ -364,12 +364,32 @@ def _settings(top: Fields, out: _Collected) -> None:
             insecure=members.get_bool("insecure", False),
         )
     out.settings.append(Settings(
+        interfaces_to_exclude=_interfaces_to_exclude(spec),
         state_dir=spec.get_str("stateDir"),
         membership=membership,
         bind_local=spec.get_bool("bindLocal", False),
         refresh_seconds=spec.get_number("refreshSeconds", 0.0, low=0.0) or 0.0,
         source=top.ctx.source(),
     ))
+
+
+# MetalLB's key in its metallb-excludel2 ConfigMap; standalone has it in Settings.
+EXCLUDE_KEY = "announcedInterfacesToExclude"
+
+
+def _interfaces_to_exclude(spec: Fields) -> tuple[str, ...] | None:
+    """Layer 2's interface exclude list (regular expressions); None when the key is absent."""
+    if spec.raw(EXCLUDE_KEY) is None:
+        return None
+    patterns: list[str] = []
+    for text, path, line in spec.get_strs(EXCLUDE_KEY):
+        try:
+            re.compile(text)
+        except re.error as exc:
+            spec.ctx.error(line, f"{path}: {text!r} is not a valid regular expression ({exc}); fix or remove it")
+        else:
+            patterns.append(text)
+    return tuple(patterns)
 
 
 _Parser = Callable[[Fields, _Collected], None]

@@ -9,6 +9,15 @@ top: layer 2 takes `ranking[0]` only, BGP takes every candidate.
 The ranking is MetalLB's own (speaker/layer2_controller.go): candidates sorted
 by `sha256(nodeName + "#" + firstIP)` as hex strings, so a cluster mixing
 metalloid and MetalLB speakers agrees on the winner.
+
+A Service without a serving endpoint has no candidate at all, whatever its
+traffic policy (MetalLB's `activeEndpointExists` runs before anything else).
+An endpoint can serve when its `ready` condition is absent or true, or its
+`serving` condition is true (epslices `EndpointCanServe`: a terminating pod
+that still serves counts). In Kubernetes the EndpointSlices are complete
+(`Config.endpoints_listed`); in a config file a Service whose EndpointSlices
+are not listed at all is served by the host, which is what a keepalived user,
+who lists none, expects.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from dataclasses import dataclass, field
 from supervisor.config.model import (
     EXCLUDE_FROM_LB_LABEL,
     Config,
+    Endpoint,
     ExternalTrafficPolicy,
     IPAddress,
     LabelSelector,
@@ -34,6 +44,14 @@ EXCLUDED_LABEL = f"labelled {EXCLUDE_FROM_LB_LABEL}"
 NETWORK_UNAVAILABLE = "condition NetworkUnavailable is true"
 NOT_SELECTED = "not selected by the nodeSelectors of any advertisement for the pool"
 NO_LOCAL_ENDPOINT = "externalTrafficPolicy is Local and it hosts no serving endpoint"
+NO_SERVING_ENDPOINT = (
+    "the Service has no serving endpoint (no endpoint in its EndpointSlices is ready or serving); "
+    "MetalLB announces a Service only while at least one endpoint can serve it"
+)
+NO_ENDPOINT_SLICE = (
+    "the Service has no EndpointSlice, so no endpoint can serve it; "
+    "MetalLB announces a Service only while at least one endpoint can serve it"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +61,8 @@ class Eligibility:
     service: ServiceKey
     candidates: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = ()
+    # Why no node at all may announce it (e.g. no serving endpoint), else None.
+    not_served: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +73,7 @@ class Election:
     ip: IPAddress
     ranking: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = field(default=())
+    not_served: str | None = None
 
     @property
     def winner(self) -> str | None:
@@ -65,19 +86,30 @@ def rank(candidates: tuple[str, ...] | list[str] | frozenset[str], first_ip: IPA
     return tuple(sorted(candidates, key=lambda node: hashlib.sha256(f"{node}#{ip_text}".encode()).hexdigest()))
 
 
-def nodes_with_local_endpoint(config: Config, service: ServiceKey) -> frozenset[str] | None:
-    """Nodes hosting a ready, serving endpoint of `service`; None when no slice is known.
+def endpoint_can_serve(endpoint: Endpoint) -> bool:
+    """epslices `EndpointCanServe`: ready (or no ready condition), or serving."""
+    return endpoint.ready or endpoint.serving
 
-    None (unknown) differs from the empty set (known: no endpoint anywhere):
-    a Service with known, empty endpoints is announced nowhere.
+
+def serving_nodes(config: Config, service: ServiceKey) -> frozenset[str] | None:
+    """Nodes hosting an endpoint of `service` that can serve; None when the Service counts as served.
+
+    None: no EndpointSlice of the Service is listed and the config does not
+    list them all (a file), so the host serves it. An empty set: nothing can
+    serve it. An endpoint without a node can serve but counts for no node.
     """
     slices = [s for s in config.endpoint_slices if s.service_key == service]
-    if not slices:
+    if not slices and not config.endpoints_listed:
         return None
-    # MetalLB counts `serving` endpoints (the parser falls back to `ready` when
-    # the condition is absent), so a terminating endpoint that still serves
-    # keeps its node a candidate: mixed clusters must pick the same winner.
-    return frozenset(e.node_name for s in slices for e in s.endpoints if e.node_name and e.serving)
+    return frozenset(e.node_name or "" for s in slices for e in s.endpoints if endpoint_can_serve(e))
+
+
+def _not_served(config: Config, service: ServiceKey, serving: frozenset[str] | None) -> str | None:
+    if serving is None or serving:
+        return None
+    if any(s.service_key == service for s in config.endpoint_slices):
+        return NO_SERVING_ENDPOINT
+    return NO_ENDPOINT_SLICE
 
 
 def eligibility(
@@ -93,9 +125,11 @@ def eligibility(
     cover the Service's pool (an advertisement without selectors selects all).
     `members` are the nodes membership currently sees alive.
     """
-    local = None
-    if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL:
-        local = nodes_with_local_endpoint(config, service.key)
+    serving = serving_nodes(config, service.key)
+    not_served = _not_served(config, service.key, serving)
+    if not_served is not None:
+        return Eligibility(service=service.key, candidates=(), not_served=not_served)
+    local = serving if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL else None
     candidates: list[str] = []
     excluded: list[tuple[str, str]] = []
     for node in sorted(config.nodes, key=lambda n: n.name):
@@ -125,4 +159,5 @@ def elect_layer2(eligible: Eligibility, first_ip: IPAddress) -> Election:
         ip=first_ip,
         ranking=rank(eligible.candidates, first_ip),
         excluded=eligible.excluded,
+        not_served=eligible.not_served,
     )

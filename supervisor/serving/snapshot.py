@@ -78,13 +78,15 @@ def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: f
         eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in l2), members=alive)
         election = elect_layer2(eligible, first_ip)
         entry["elections"]["layer2"] = {"winner": election.winner, "ranking": list(election.ranking),
-                                        "excluded": [list(e) for e in election.excluded]}
+                                        "excluded": [list(e) for e in election.excluded],
+                                        "not_served": election.not_served}
         if election.winner:
             entry["announced"]["layer2"] = [election.winner]
     if bgp:
         eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in bgp), members=alive)
         entry["elections"]["bgp"] = {"winner": None, "ranking": list(rank(eligible.candidates, first_ip)),
-                                     "excluded": [list(e) for e in eligible.excluded]}
+                                     "excluded": [list(e) for e in eligible.excluded],
+                                     "not_served": eligible.not_served}
         if eligible.candidates:
             entry["announced"]["bgp"] = sorted(eligible.candidates)
     return entry

@@ -84,6 +84,8 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) 
     from supervisor.config.validation import validate
 
     diagnostics = [*diagnostics, *validate(config)]
+    # The API lists every EndpointSlice: a Service without one has no endpoint.
+    config = replace(config, endpoints_listed=True)
     return filter_lb_class(config, lb_class), diagnostics
 
 
