@@ -503,7 +503,7 @@ class Supervisor:
             names.add(c.pool)
             labels = {"pool": c.pool}
             for name, value in (
-                ("metallb_allocator_addresses_total", c.total_v4 + c.total_v6),
+                ("metallb_allocator_addresses_total", c.total),
                 ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
                 ("metallb_allocator_ipv4_addresses_total", c.total_v4),
                 ("metallb_allocator_ipv4_addresses_in_use_total", c.assigned_v4),
