@@ -182,6 +182,13 @@ class _Run:
 
     def _pool_for_ips(self, service: Service, ips: list[IPAddress], what: str) -> IPAddressPool | str:
         """The one pool `ips` come from and `service` may use, or why there is none."""
+        # MetalLB's poolFor: the pool that can give every one of the IPs. Pools
+        # overlap only in a config `check` rejects; then the requested pool,
+        # else config order, decides (MetalLB's map order is random).
+        wholes = [p for p in self.pools if all(p.contains(ip) for ip in ips)]
+        if wholes:
+            named = [p for p in wholes if p.name == service.requested_pool]
+            return self._allowed(service, ips, (named or wholes)[0], what)
         pools: list[IPAddressPool] = []
         for ip in ips:
             pool = self._pool_holding(ip)
@@ -190,10 +197,11 @@ class _Run:
             if not pool.contains(ip):
                 return f"{what} {ip} ends in .0 or .255, which pool {pool.name} avoids (avoidBuggyIPs: true)"
             pools.append(pool)
-        pool = pools[0]
-        if any(p.name != pool.name for p in pools):
-            spread = ", ".join(f"{ip} in {p.name}" for ip, p in zip(ips, pools, strict=True))
-            return f"{what}s must come from one pool ({spread})"
+        spread = ", ".join(f"{ip} in {p.name}" for ip, p in zip(ips, pools, strict=True))
+        return f"{what}s must come from one pool ({spread})"
+
+    def _allowed(self, service: Service, ips: list[IPAddress], pool: IPAddressPool, what: str) -> IPAddressPool | str:
+        """`pool` if `service` may take `ips` from it, else why not."""
         wanted = service.requested_pool
         if wanted is not None and wanted != pool.name:
             if self.config.pool(wanted) is None:
