@@ -27,7 +27,7 @@ import pytest
 from supervisor.allocating.allocator import allocate
 from supervisor.config.model import Config, ServiceKey
 from supervisor.config.parsing import parse_objects
-from tests.metallb_parity import Cluster, Step, pool, play
+from tests.metallb_parity import Cluster, Step, play, pool
 
 GO = "controller/controller_test.go"
 
