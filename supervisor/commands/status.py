@@ -138,6 +138,8 @@ def _service_row(service: dict[str, Any], this_node: str = "") -> list[object]:
     elif elsewhere:
         by = ", ".join(f"{node} ({protocol})" for protocol, node in elsewhere)
         state = "Elected"
+    elif any(isinstance(e, dict) and e.get("not_served") for e in (service.get("elections") or {}).values()):
+        state = "NoEndpoints"  # MetalLB announces nothing without a serving endpoint; `explain` says more
     else:
         state = "NotAnnounced"
     return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",
