@@ -25,10 +25,21 @@ from supervisor.config.model import (
     ServiceKey,
     Source,
 )
-from supervisor.electing.election import Election, Eligibility, elect_layer2, eligibility, rank
+from supervisor.electing.election import (
+    NO_SERVICE_MATCH,
+    SHARED_WITH_SELECTOR,
+    Election,
+    Eligibility,
+    elect_layer2,
+    eligibility,
+    preferred_scores,
+    rank,
+)
 from supervisor.hookspecs import hookimpl
 
 __all__ = [
+    "NO_SERVICE_MATCH",
+    "SHARED_WITH_SELECTOR",
     "Announcement",
     "Announcer",
     "AnnouncerHost",
@@ -52,6 +63,7 @@ __all__ = [
     "eligibility",
     "error",
     "hookimpl",
+    "preferred_scores",
     "rank",
     "warning",
 ]

@@ -9,24 +9,22 @@ test describes (an L2Advertisement's `Nodes` map becomes nodeSelectors on
 conditions mean what the API says), in Kubernetes mode (every EndpointSlice is
 known), and checks both speakers.
 
-Ported: TestIsConditionReadyOrServing, TestUsableNodesEPSlices,
-TestUsableNodesEPSlicesWithSpeakerlistDisabled, TestShouldAnnounceEPSlices,
-TestShouldAnnounceFromNodes, TestClusterPolicy, TestIPAdvertisementFor, and
-the hash-order rows of TestSortL2Candidates.
-Not ported, because metalloid does not support the L2Advertisement fields
-they test (listed in docs/migrating-from-metallb.md): TestL2ServiceSelectors,
-TestL2SharedIPWithServiceSelectors, TestL2AdsForService,
+Ported: every test function of the file: TestIsConditionReadyOrServing
+(epslices), TestUsableNodesEPSlices, TestUsableNodesEPSlicesWithSpeakerlistDisabled,
+TestShouldAnnounceEPSlices, TestShouldAnnounceFromNodes, TestClusterPolicy,
+TestL2ServiceSelectors, TestL2SharedIPWithServiceSelectors, TestL2AdsForService,
 TestL2ElectionConsistentButAdsPerNode, TestL2NoMatchingAdForServiceAndNode,
-TestL2ServiceSelectorFiltersCandidateNodes (spec.serviceSelectors),
-TestPreferredScoresFor, TestShouldAnnouncePreferredNode,
-TestShouldAnnounceSplitBrainWithMixedAds, TestShouldAnnouncePreferredNodeFailover
-and the scored rows of TestSortL2Candidates (spec.preferredNodeSelectors).
+TestL2ServiceSelectorFiltersCandidateNodes, TestIPAdvertisementFor,
+TestSortL2Candidates, TestPreferredScoresFor, TestShouldAnnouncePreferredNode,
+TestShouldAnnounceSplitBrainWithMixedAds, TestShouldAnnouncePreferredNodeFailover.
+One case differs on purpose (metalloid has no --ignore-exclude-lb flag): it
+says so, and docs/migrating-from-metallb.md lists it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -37,11 +35,11 @@ from supervisor.config.model import (
     EXCLUDE_FROM_LB_LABEL,
     AddressRange,
     Config,
-    ExternalTrafficPolicy,
-    IPAddressPool,
+        IPAddressPool,
     L2Advertisement,
     LabelSelector,
     Node,
+    PreferredNodeSelector,
     SelectorOperator,
     SelectorRequirement,
     Service,
@@ -49,7 +47,14 @@ from supervisor.config.model import (
     labels_of,
 )
 from supervisor.config.parsing import parse_objects
-from supervisor.electing.election import NOT_SELECTED, endpoint_can_serve, rank
+from supervisor.electing.election import (
+    NO_SERVICE_MATCH,
+    NOT_SELECTED,
+    SHARED_WITH_SELECTOR,
+    endpoint_can_serve,
+    preferred_scores,
+    rank,
+)
 
 GO = "speaker/layer2_controller_test.go"
 NODES = ("iris1", "iris2")
@@ -80,11 +85,31 @@ def slice_object(service: str, endpoints: tuple[Ep, ...]) -> dict[str, Any]:
             "addressType": "IPv4", "endpoints": eps}  # fmt: skip
 
 
-def advertisement(index: int, nodes: tuple[str, ...], interfaces: tuple[str, ...] = ()) -> L2Advertisement:
+@dataclass(frozen=True, kw_only=True)
+class Ad:
+    """An L2Advertisement as MetalLB's tests give it: its resolved `Nodes` (None: every node),
+    `ServiceSelectors` (label maps), `PreferredNodes` (node -> weight) and interfaces."""
+
+    nodes: tuple[str, ...] | None = None
+    services: tuple[dict[str, str], ...] = ()
+    preferred: dict[str, int] = field(default_factory=dict)
+    interfaces: tuple[str, ...] = ()
+
+    def model(self, index: int) -> L2Advertisement:
+        return L2Advertisement(
+            name=f"l2-{index}",
+            node_selectors=(_hostname_in(self.nodes),) if self.nodes is not None else (),
+            service_selectors=tuple(LabelSelector(match_labels=labels_of(s)) for s in self.services),
+            preferred_node_selectors=tuple(PreferredNodeSelector(weight=w, preference=_hostname_in((n,)))
+                                           for n, w in self.preferred.items()),
+            interfaces=self.interfaces,
+        )  # fmt: skip
+
+
+def _hostname_in(nodes: tuple[str, ...]) -> LabelSelector:
     """MetalLB's resolved `Nodes` map as the nodeSelector that selects exactly those nodes."""
-    selector = LabelSelector(match_expressions=(
+    return LabelSelector(match_expressions=(
         SelectorRequirement(key=HOSTNAME, operator=SelectorOperator.IN, values=nodes),))  # fmt: skip
-    return L2Advertisement(name=f"l2-{index}", node_selectors=(selector,), interfaces=interfaces)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,46 +117,61 @@ class Svc:
     ip: str
     endpoints: tuple[Ep, ...]
     local: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def obj(self, name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default", "labels": dict(self.labels),
+                             "annotations": dict(self.annotations)},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}],
+                         "externalTrafficPolicy": "Local" if self.local else "Cluster"}}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
 class Case:
     desc: str
     services: tuple[Svc, ...]
-    # ip -> (iris1's answer, iris2's answer); "" means "announces".
-    expect: dict[str, tuple[str, str]]
-    ads: tuple[tuple[str, ...], ...] = (NODES,)
+    # ip -> every node's answer, in the order of `nodes`; "" means "announces".
+    expect: dict[str, tuple[str, ...]]
+    ads: tuple[Ad, ...] = (Ad(nodes=NODES),)
     excluded: tuple[str, ...] = ()
     differs: str = ""
-    nodes: tuple[str, ...] = field(default=NODES)
+    nodes: tuple[str, ...] = NODES
+    # The nodes with a running speaker (MetalLB's speaker list); None: every node.
+    members: tuple[str, ...] | None = None
 
 
 def build(case: Case) -> tuple[Config, tuple[Assignment, ...]]:
-    services, objects, assignments = [], [], []
+    objects, assignments = [], []
     for number, svc in enumerate(case.services, start=1):
         name = f"svc{number}"
-        services.append(Service(namespace="default", name=name, external_traffic_policy=(
-            ExternalTrafficPolicy.LOCAL if svc.local else ExternalTrafficPolicy.CLUSTER)))  # fmt: skip
-        objects.append(slice_object(name, svc.endpoints))
+        objects += [svc.obj(name), slice_object(name, svc.endpoints)]
         assignments.append(Assignment(service=ServiceKey(namespace="default", name=name),
                                       ips=(ipaddress.ip_address(svc.ip),), pool="default"))  # fmt: skip
     parsed, diagnostics = parse_objects(objects)
     assert not [d for d in diagnostics if d.is_error], diagnostics
+    services = parsed.services
     nodes = tuple(
         Node(name=n, labels=labels_of({HOSTNAME: n, **({EXCLUDE_FROM_LB_LABEL: ""} if n in case.excluded else {})}))
         for n in case.nodes
     )
-    config = Config(pools=(POOL,), l2_advertisements=tuple(advertisement(i, a) for i, a in enumerate(case.ads)),
+    config = Config(pools=(POOL,), l2_advertisements=tuple(a.model(i) for i, a in enumerate(case.ads)),
                     services=tuple(services), nodes=nodes, endpoint_slices=parsed.endpoint_slices,
                     endpoints_listed=True)  # fmt: skip
     return config, tuple(assignments)
 
 
+REASONS = {NO_SERVICE_MATCH.format(pool="default"): "noMatchingAdvertisement",
+           SHARED_WITH_SELECTOR: "sharedIPWithServiceSelector"}  # fmt: skip
+
+
 def answers(case: Case, node: str) -> dict[str, str]:
     """metalloid's answer on `node` per IP: "" when it owns the IP, else the MetalLB reason it corresponds to."""
     config, assignments = build(case)
+    members = frozenset(case.members if case.members is not None else case.nodes)
     view = AnnouncerView(node_name=node, mode="kubernetes", config=config, assignments=assignments,
-                         members=frozenset(case.nodes))  # fmt: skip
+                         members=members)  # fmt: skip
     result = plan(view)
     owned = {str(o.ip) for o in result.owned}
     out = {}
@@ -140,11 +180,19 @@ def answers(case: Case, node: str) -> dict[str, str]:
         excluded = dict(entry.election.excluded) if entry.election else {}
         if ip in owned:
             out[ip] = ""
+        elif entry.not_announced_reason in REASONS:
+            out[ip] = REASONS[entry.not_announced_reason]
         elif excluded.get(node) == NOT_SELECTED:
             out[ip] = "noMatchingAdvertisement"
         else:
             out[ip] = "notOwner"
     return out
+
+
+def winners(case: Case) -> list[str]:
+    """The nodes (with a speaker) that announce the first Service's IP."""
+    speakers = case.members if case.members is not None else case.nodes
+    return [n for n in speakers if answers(case, n)[case.services[0].ip] == ""]
 
 
 ONE = "10.20.30.1"
@@ -216,19 +264,19 @@ def _on(node: str) -> tuple[Ep, ...]:
 
 FROM_NODES = [
     Case(desc="One service, endpoint on iris1, selector on iris1, c1 should announce",
-         services=(Svc(ip=ONE, endpoints=_on("iris1"), local=False),), ads=(("iris1",),),
+         services=(Svc(ip=ONE, endpoints=_on("iris1"), local=False),), ads=(Ad(nodes=("iris1",)),),
          expect={ONE: ("", "noMatchingAdvertisement")}),
     Case(desc="One service, etp local, endpoint on iris1, selector on both(split), c2 should announce",
-         services=(Svc(ip=ONE, endpoints=_on("iris1")),), ads=(("iris1",), ("iris2",)),
+         services=(Svc(ip=ONE, endpoints=_on("iris1")),), ads=(Ad(nodes=("iris1",)), Ad(nodes=("iris2",))),
          expect={ONE: ("", "notOwner")}),
     Case(desc="One service, endpoint on iris1, selector on both, c2 should announce",
          services=(Svc(ip=ONE, endpoints=_on("iris1"), local=False),),
          expect={ONE: ("notOwner", "")}),
     Case(desc="One service, endpoint on both nodes, advertisement on iris1, c1 should announce",
          services=(Svc(ip=ONE, endpoints=(("iris1", True, None), ("iris2", True, None)), local=False),),
-         ads=(("iris1",),), expect={ONE: ("", "noMatchingAdvertisement")}),
+         ads=(Ad(nodes=("iris1",)),), expect={ONE: ("", "noMatchingAdvertisement")}),
     Case(desc="One service, ltp endpoint on iris1, advertisement on iris2, no one should announce",
-         services=(Svc(ip=ONE, endpoints=_on("iris1")),), ads=(("iris2",),),
+         services=(Svc(ip=ONE, endpoints=_on("iris1")),), ads=(Ad(nodes=("iris2",)),),
          expect={ONE: ("noMatchingAdvertisement", "notOwner")}),
     Case(desc="One service, endpoint on iris1, no selector, iris2 excluded, c1 should announce",
          services=(Svc(ip=ONE, endpoints=_on("iris1"), local=False),), excluded=("iris2",),
@@ -263,7 +311,7 @@ def test_should_announce_from_nodes(case: Case) -> None:
 def _check(case: Case) -> None:
     got = {node: answers(case, node) for node in case.nodes}
     for ip, expected in case.expect.items():
-        assert (got["iris1"][ip], got["iris2"][ip]) == expected, (case.desc, ip)
+        assert tuple(got[node][ip] for node in case.nodes) == expected, (case.desc, ip)
 
 
 def test_cluster_policy() -> None:
@@ -357,7 +405,7 @@ def test_ip_advertisement_for(desc: str, ads: tuple[tuple[str, ...], ...], every
          ("node-b", "node-a", "node-c")),
         ("no scores: hash order depends on the IP", ("node-a", "node-b", "node-c"), "10.0.0.2",
          ("node-b", "node-c", "node-a")),
-        # The hash part of the scored rows (the score itself is preferredNodeSelectors: not supported).
+        # The hash part of the scored rows (the scores: test_sort_l2_candidates_with_scores).
         ("highest score wins regardless of hash (the unscored rest)", ("worker-b", "edge-b", "worker-a"),
          "10.20.30.1", ("edge-b", "worker-a", "worker-b")),
         ("equal non-zero scores fall through to hash", ("node-a", "node-b"), "10.20.30.1", ("node-b", "node-a")),
@@ -367,3 +415,169 @@ def test_ip_advertisement_for(desc: str, ads: tuple[tuple[str, ...], ...], every
 def test_sort_l2_candidates(desc: str, candidates: tuple[str, ...], ip: str, want: tuple[str, ...]) -> None:
     """TestSortL2Candidates: sha256("<node>#<ip>") order, whatever the input order."""
     assert rank(candidates, ipaddress.ip_address(ip)) == want
+
+
+# --- serviceSelectors and preferredNodeSelectors (MetalLB's newest L2Advertisement fields) -------------------
+
+NGINX = {"app": "nginx"}
+ON_IRIS1: tuple[Ep, ...] = (("iris1", None, None),)  # the Go tests give these endpoints no conditions
+SHARED = {"metallb.io/allow-shared-ip": "shared"}
+LEGACY_SHARED = {"metallb.universe.tf/allow-shared-ip": "shared"}
+ONLY_IRIS1 = {"nodes": ("iris1",), "members": ("iris1",)}
+
+SERVICE_SELECTORS = [
+    # TestL2ServiceSelectors (one speaker, iris1)
+    Case(desc="Empty selector matches all services", services=(Svc(ip=ONE, endpoints=ON_IRIS1, local=False,
+         labels=NGINX),), ads=(Ad(nodes=("iris1",)),), expect={ONE: ("",)}, **ONLY_IRIS1),
+    Case(desc="Matching selector allows announcement", services=(Svc(ip=ONE, endpoints=ON_IRIS1, local=False,
+         labels=NGINX),), ads=(Ad(nodes=("iris1",), services=(NGINX,)),), expect={ONE: ("",)}, **ONLY_IRIS1),
+    Case(desc="Non-matching selector prevents announcement", services=(Svc(ip=ONE, endpoints=ON_IRIS1, local=False,
+         labels=NGINX),), ads=(Ad(nodes=("iris1",), services=({"app": "apache"},)),),
+         expect={ONE: ("noMatchingAdvertisement",)}, **ONLY_IRIS1),
+    Case(desc="Multiple selectors - OR logic - one matches", services=(Svc(ip=ONE, endpoints=ON_IRIS1, local=False,
+         labels=NGINX),), ads=(Ad(nodes=("iris1",), services=({"app": "apache"}, NGINX)),), expect={ONE: ("",)},
+         **ONLY_IRIS1),
+    # TestL2SharedIPWithServiceSelectors (one speaker, iris1)
+    Case(desc="allow-shared-ip with serviceSelectors is denied", services=(Svc(ip=ONE, endpoints=ON_IRIS1,
+         local=False, labels=NGINX, annotations=SHARED),), ads=(Ad(nodes=("iris1",), services=(NGINX,)),),
+         expect={ONE: ("sharedIPWithServiceSelector",)}, **ONLY_IRIS1),
+    Case(desc="allow-shared-ip without serviceSelectors is allowed", services=(Svc(ip=ONE, endpoints=ON_IRIS1,
+         local=False, labels=NGINX, annotations=SHARED),), ads=(Ad(nodes=("iris1",)),), expect={ONE: ("",)},
+         **ONLY_IRIS1),
+    Case(desc="no allow-shared-ip with serviceSelectors is allowed", services=(Svc(ip=ONE, endpoints=ON_IRIS1,
+         local=False, labels=NGINX),), ads=(Ad(nodes=("iris1",), services=(NGINX,)),), expect={ONE: ("",)},
+         **ONLY_IRIS1),
+    Case(desc="deprecated allow-shared-ip with serviceSelectors is denied", services=(Svc(ip=ONE,
+         endpoints=ON_IRIS1, local=False, labels=NGINX, annotations=LEGACY_SHARED),),
+         ads=(Ad(nodes=("iris1",), services=(NGINX,)),), expect={ONE: ("sharedIPWithServiceSelector",)},
+         **ONLY_IRIS1),
+    Case(desc="allow-shared-ip with mixed ads (one with selectors) is denied", services=(Svc(ip=ONE,
+         endpoints=ON_IRIS1, local=False, labels=NGINX, annotations=SHARED),),
+         ads=(Ad(nodes=("iris1",)), Ad(nodes=("iris1",), services=(NGINX,))),
+         expect={ONE: ("sharedIPWithServiceSelector",)}, **ONLY_IRIS1),
+    # TestL2NoMatchingAdForServiceAndNode: one ad for another Service, one for a node that does not exist.
+    Case(desc="TestL2NoMatchingAdForServiceAndNode: no node announces",
+         services=(Svc(ip=ONE, endpoints=(("iris1", None, None), ("iris2", None, None)), local=False,
+                       labels={"app": "web"}),),
+         ads=(Ad(nodes=NODES, services=({"app": "other"},)), Ad(nodes=("ghost",), services=({"app": "web"},))),
+         expect={ONE: ("noMatchingAdvertisement", "noMatchingAdvertisement")}),
+    # TestL2ServiceSelectorFiltersCandidateNodes
+    Case(desc="svc-foo matches only iris1's adv, iris1 must announce",
+         services=(Svc(ip=ONE, endpoints=(("iris1", True, None), ("iris2", True, None)), local=False,
+                       labels={"app": "foo"}),),
+         ads=(Ad(nodes=("iris1",), services=({"app": "foo"},)), Ad(nodes=("iris2",), services=({"app": "bar"},))),
+         expect={ONE: ("", "noMatchingAdvertisement")}),
+    Case(desc="svc-bar matches only iris2's adv, iris2 must announce",
+         services=(Svc(ip=ONE, endpoints=(("iris1", True, None), ("iris2", True, None)), local=False,
+                       labels={"app": "bar"}),),
+         ads=(Ad(nodes=("iris1",), services=({"app": "foo"},)), Ad(nodes=("iris2",), services=({"app": "bar"},))),
+         expect={ONE: ("noMatchingAdvertisement", "")}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SERVICE_SELECTORS, ids=[c.desc for c in SERVICE_SELECTORS])
+def test_l2_service_selectors(case: Case) -> None:
+    """TestL2ServiceSelectors, TestL2SharedIPWithServiceSelectors, TestL2NoMatchingAdForServiceAndNode,
+    TestL2ServiceSelectorFiltersCandidateNodes."""
+    _check(case)
+
+
+def test_l2_ads_for_service() -> None:
+    """TestL2AdsForService: advertisements without serviceSelectors, or with a matching one, apply."""
+    ads = {"ad1": Ad(nodes=("nodeA",)), "ad2": Ad(nodes=("nodeA",), services=(NGINX,)),
+           "ad3": Ad(nodes=("nodeA",), services=({"app": "apache"},)), "ad4": Ad(nodes=("nodeB",))}  # fmt: skip
+    service = Service(namespace="default", name="s", labels=labels_of(NGINX))
+    for listed, expected in ((["ad1"], ["ad1"]), (["ad2"], ["ad2"]), (["ad3"], []), (["ad4"], ["ad4"]),
+                             (["ad3", "ad2", "ad1"], ["ad2", "ad1"])):  # fmt: skip
+        models = tuple(replace(ads[n].model(0), name=n) for n in listed)
+        config = Config(pools=(POOL,), l2_advertisements=models)
+        assert [a.name for a in config.l2_advertisements_for_service("default", service)] == expected, listed
+
+
+def test_l2_election_consistent_but_ads_per_node() -> None:
+    """TestL2ElectionConsistentButAdsPerNode: one winner; each node answers on its own advertisement's interface."""
+    case = Case(desc="per-node interfaces",
+                services=(Svc(ip=ONE, endpoints=(("iris1", None, None), ("iris2", None, None)), local=False,
+                              labels={"app": "web"}),),
+                ads=(Ad(nodes=("iris1",), interfaces=("eth0",), services=({"app": "web"},)),
+                     Ad(nodes=("iris2",), interfaces=("eth1",), services=({"app": "web"},))),
+                expect={})  # fmt: skip
+    [winner] = winners(case)
+    other = "iris2" if winner == "iris1" else "iris1"
+    for node, alive in ((winner, NODES), (other, (other,))):
+        config, assignments = build(case)
+        view = AnnouncerView(node_name=node, mode="kubernetes", config=config, assignments=assignments,
+                             members=frozenset(alive))  # fmt: skip
+        [owned] = plan(view).owned
+        assert owned.interfaces == ("eth0" if node == "iris1" else "eth1",), node
+
+
+@pytest.mark.parametrize(
+    ("desc", "ads", "want"),
+    [
+        ("nil ads", (), {}),
+        ("ads without preferences", (Ad(nodes=("a",)),), {}),
+        ("preferences across ads sum", (Ad(nodes=("a", "b"), preferred={"a": 70}),
+                                        Ad(nodes=("a", "b"), preferred={"a": 30, "b": 50})), {"a": 100, "b": 50}),
+    ],
+)  # fmt: skip
+def test_preferred_scores_for(desc: str, ads: tuple[Ad, ...], want: dict[str, int]) -> None:
+    """TestPreferredScoresFor."""
+    config = Config(nodes=tuple(Node(name=n, labels=labels_of({HOSTNAME: n})) for n in ("a", "b")))
+    assert preferred_scores(config, tuple(a.model(i) for i, a in enumerate(ads))) == want
+
+
+EDGES = ("edge-a", "edge-b", "worker-a", "worker-b")
+ON_WORKER_A: tuple[Ep, ...] = (("worker-a", True, None),)
+
+
+@pytest.mark.parametrize(
+    ("case", "winner"),
+    [
+        # TestShouldAnnouncePreferredNode
+        (Case(desc="preferred node with highest score wins", nodes=EDGES,
+              services=(Svc(ip=ONE, endpoints=ON_WORKER_A, local=False),),
+              ads=(Ad(nodes=EDGES, preferred={"edge-a": 100}),), expect={}), "edge-a"),
+        (Case(desc="ETP Local drops preferred node without local endpoints", nodes=("preferred-a", "worker-a"),
+              services=(Svc(ip=ONE, endpoints=ON_WORKER_A),),
+              ads=(Ad(nodes=("preferred-a", "worker-a"), preferred={"preferred-a": 100}),), expect={}), "worker-a"),
+        # TestShouldAnnounceSplitBrainWithMixedAds
+        (Case(desc="split brain with mixed ads", nodes=("edge-a", "worker-a"),
+              services=(Svc(ip=ONE, endpoints=ON_WORKER_A, local=False),),
+              ads=(Ad(nodes=("edge-a",), preferred={"edge-a": 100}), Ad(nodes=("edge-a", "worker-a")),
+                   Ad(nodes=("edge-a", "worker-a"), preferred={"worker-a": 1000},
+                      services=({"app": "does-not-match"},))), expect={}), "edge-a"),
+        # TestShouldAnnouncePreferredNodeFailover, its three stages
+        (Case(desc="preferred node pruned leaves remaining preferred as winner", nodes=EDGES[:3],
+              members=("edge-b", "worker-a"), services=(Svc(ip=ONE, endpoints=ON_WORKER_A, local=False),),
+              ads=(Ad(nodes=EDGES[:3], preferred={"edge-a": 100, "edge-b": 100}),), expect={}), "edge-b"),
+        (Case(desc="preferred node returns and reclaims via sha256 tie-break", nodes=EDGES[:3],
+              services=(Svc(ip=ONE, endpoints=ON_WORKER_A, local=False),),
+              ads=(Ad(nodes=EDGES[:3], preferred={"edge-a": 100, "edge-b": 100}),), expect={}), "edge-b"),
+        (Case(desc="all preferred unavailable falls through to hash across zero-score survivors", nodes=EDGES,
+              members=("worker-a", "worker-b"), services=(Svc(ip=ONE, endpoints=ON_WORKER_A, local=False),),
+              ads=(Ad(nodes=EDGES, preferred={"edge-a": 100, "edge-b": 100}),), expect={}), "worker-a"),
+    ],
+    ids=lambda v: v.desc if isinstance(v, Case) else None,
+)  # fmt: skip
+def test_should_announce_preferred_node(case: Case, winner: str) -> None:
+    """TestShouldAnnouncePreferredNode, TestShouldAnnounceSplitBrainWithMixedAds,
+    TestShouldAnnouncePreferredNodeFailover: exactly one speaker announces, the expected one."""
+    assert winners(case) == [winner]
+
+
+@pytest.mark.parametrize(
+    ("desc", "candidates", "ip", "scores", "want"),
+    [
+        ("highest score wins regardless of hash", ("worker-b", "edge-b", "edge-a", "worker-a"), "10.20.30.1",
+         {"edge-a": 100}, ("edge-a", "edge-b", "worker-a", "worker-b")),
+        ("equal non-zero scores fall through to hash", ("node-b", "node-a"), "10.20.30.1",
+         {"node-a": 100, "node-b": 100}, ("node-b", "node-a")),
+        ("preferred group sorted by hash, unpreferred trail", ("worker-a", "edge-a", "edge-b"), "10.20.30.1",
+         {"edge-a": 100, "edge-b": 100}, ("edge-b", "edge-a", "worker-a")),
+    ],
+)  # fmt: skip
+def test_sort_l2_candidates_with_scores(desc: str, candidates: tuple[str, ...], ip: str, scores: dict[str, int],
+                                        want: tuple[str, ...]) -> None:  # fmt: skip
+    """TestSortL2Candidates, the scored rows."""
+    assert rank(candidates, ipaddress.ip_address(ip), scores) == want

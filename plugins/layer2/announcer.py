@@ -548,7 +548,8 @@ class Layer2Announcer:
                     "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
                     "ranking": list(entry.election.ranking) if entry.election else [],
                     "excluded": [list(x) for x in entry.election.excluded] if entry.election else [],
-                    "not_served": entry.election.not_served if entry.election else None,
+                    # Why no node at all announces it; without an election the reason is the Service's own.
+                    "not_served": entry.election.not_served if entry.election else entry.not_announced_reason,
                     "not_announced_reason": reason,
                 }
             )  # fmt: skip

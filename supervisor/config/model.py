@@ -168,6 +168,14 @@ class IPAddressPool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PreferredNodeSelector:
+    """`L2Advertisement.spec.preferredNodeSelectors[]`: nodes matching `preference` score `weight` (1-100)."""
+
+    weight: int
+    preference: LabelSelector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class L2Advertisement:
     name: str
     namespace: str = "metallb-system"
@@ -175,6 +183,9 @@ class L2Advertisement:
     ip_address_pool_selectors: tuple[LabelSelector, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
     interfaces: tuple[str, ...] = ()
+    # Only Services matching one of these are announced through it (none: every Service).
+    service_selectors: tuple[LabelSelector, ...] = ()
+    preferred_node_selectors: tuple[PreferredNodeSelector, ...] = ()
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
@@ -397,6 +408,13 @@ class Config:
         """The L2Advertisements covering a pool (MetalLB: none named = all pools)."""
         pool = self.pool(pool_name)
         return tuple(a for a in self.l2_advertisements if _covers(a, pool))
+
+    def l2_advertisements_for_service(self, pool_name: str, service: Service) -> tuple[L2Advertisement, ...]:
+        """MetalLB's `l2AdsForService`: the pool's advertisements whose serviceSelectors (if any) match."""
+        return tuple(
+            a for a in self.l2_advertisements_for(pool_name)
+            if not a.service_selectors or any(s.matches(service.labels) for s in a.service_selectors)
+        )  # fmt: skip
 
     def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
         pool = self.pool(pool_name)

@@ -33,13 +33,14 @@ from supervisor.config.model import (
     MembershipSettings,
     Namespace,
     Node,
+    PreferredNodeSelector,
     Service,
     ServiceAllocation,
     Settings,
     Source,
     labels_of,
 )
-from supervisor.config.selectors import parse_selectors
+from supervisor.config.selectors import parse_selector, parse_selectors
 
 METALLB_V1BETA1 = "metallb.io/v1beta1"
 METALLB_V1BETA2 = "metallb.io/v1beta2"
@@ -217,7 +218,8 @@ def _spec_or_empty(top: Fields) -> Fields:
 def _l2(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces"}))
+    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces",
+                                 "serviceSelectors", "preferredNodeSelectors"}))
     out.l2.append(L2Advertisement(
         name=meta.name,
         namespace=meta.namespace,
@@ -225,11 +227,31 @@ def _l2(top: Fields, out: _Collected) -> None:
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         interfaces=tuple(v for v, _, _ in spec.get_strs("interfaces")),
+        service_selectors=parse_selectors(spec, "serviceSelectors"),
+        preferred_node_selectors=_preferred_node_selectors(spec),
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))
+
+
+def _preferred_node_selectors(spec: Fields) -> tuple[PreferredNodeSelector, ...]:
+    """`preferredNodeSelectors`: weight 1-100 (MetalLB's CRD bounds) and a preference selector each."""
+    found: list[PreferredNodeSelector] = []
+    for item in spec.get_maps("preferredNodeSelectors"):
+        item.warn_unknown(frozenset({"weight", "preference"}))
+        weight = item.get_int("weight", None, low=1, high=100)
+        if weight is None and item.raw("weight") is None:
+            item.ctx.error(item.line, f"{item.path}.weight is missing; give a weight from 1 to 100")
+        preference = item.get_map("preference")
+        if preference is None and item.raw("preference") is None:
+            item.ctx.error(item.line, f"{item.path}.preference is missing; give a node label selector "
+                                      "({} matches every node)")
+        selector = parse_selector(preference) if preference is not None else None
+        if weight is not None and selector is not None:
+            found.append(PreferredNodeSelector(weight=weight, preference=selector))
+    return tuple(found)
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")

@@ -7,8 +7,9 @@ no leader or consensus is needed. The host computes eligibility (which nodes
 top: layer 2 takes `ranking[0]` only, BGP takes every candidate.
 
 The ranking is MetalLB's own (speaker/layer2_controller.go): candidates sorted
-by `sha256(nodeName + "#" + firstIP)` as hex strings, so a cluster mixing
-metalloid and MetalLB speakers agrees on the winner.
+by the preference score of the advertisements' `preferredNodeSelectors`
+(highest first), then by `sha256(nodeName + "#" + firstIP)` as hex strings,
+so a cluster mixing metalloid and MetalLB speakers agrees on the winner.
 
 A Service without a serving endpoint has no candidate at all, whatever its
 traffic policy (MetalLB's `activeEndpointExists` runs before anything else).
@@ -23,6 +24,7 @@ who lists none, expects.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from supervisor.config.model import (
@@ -31,6 +33,7 @@ from supervisor.config.model import (
     Endpoint,
     ExternalTrafficPolicy,
     IPAddress,
+    L2Advertisement,
     LabelSelector,
     Service,
     ServiceKey,
@@ -47,6 +50,15 @@ NO_LOCAL_ENDPOINT = "externalTrafficPolicy is Local and it hosts no serving endp
 NO_SERVING_ENDPOINT = (
     "the Service has no serving endpoint (no endpoint in its EndpointSlices is ready or serving); "
     "MetalLB announces a Service only while at least one endpoint can serve it"
+)
+# Layer 2 only (MetalLB's serviceSelectors rules), shared by the layer 2 plugin and offline `explain`.
+NO_SERVICE_MATCH = (
+    "no L2Advertisement for pool {pool} selects this Service: their spec.serviceSelectors do not match its "
+    "labels; add a matching label or an advertisement without serviceSelectors"
+)
+SHARED_WITH_SELECTOR = (
+    "metallb.io/allow-shared-ip cannot be used with an L2Advertisement that has spec.serviceSelectors "
+    "(MetalLB's rule); remove the annotation or the advertisement's serviceSelectors"
 )
 NO_ENDPOINT_SLICE = (
     "the Service has no EndpointSlice, so no endpoint can serve it; "
@@ -80,10 +92,35 @@ class Election:
         return self.ranking[0] if self.ranking else None
 
 
-def rank(candidates: tuple[str, ...] | list[str] | frozenset[str], first_ip: IPAddress) -> tuple[str, ...]:
-    """Order nodes by MetalLB's hash: sha256("<node>#<ip>") hex digest, ascending."""
+def rank(
+    candidates: tuple[str, ...] | list[str] | frozenset[str],
+    first_ip: IPAddress,
+    scores: Mapping[str, int] | None = None,
+) -> tuple[str, ...]:
+    """MetalLB's `sortL2Candidates`: highest preference score first, then sha256("<node>#<ip>") ascending."""
     ip_text = str(first_ip)
-    return tuple(sorted(candidates, key=lambda node: hashlib.sha256(f"{node}#{ip_text}".encode()).hexdigest()))
+    weights = scores or {}
+    return tuple(sorted(
+        candidates,
+        key=lambda node: (-weights.get(node, 0), hashlib.sha256(f"{node}#{ip_text}".encode()).hexdigest()),
+    ))  # fmt: skip
+
+
+def preferred_scores(config: Config, advertisements: tuple[L2Advertisement, ...]) -> dict[str, int]:
+    """MetalLB's `preferredScoresFor`: per node, the weights of every matching preference, summed over the
+    advertisements, each counting only the nodes its own nodeSelectors select."""
+    scores: dict[str, int] = {}
+    for advertisement in advertisements:
+        if not advertisement.preferred_node_selectors:
+            continue
+        for node in config.nodes:
+            labels = node.label_map()
+            if not any_selector_matches(advertisement.node_selectors, labels):
+                continue
+            weight = sum(p.weight for p in advertisement.preferred_node_selectors if p.preference.matches(labels))
+            if weight:
+                scores[node.name] = scores.get(node.name, 0) + weight
+    return scores
 
 
 def endpoint_can_serve(endpoint: Endpoint) -> bool:
@@ -152,12 +189,12 @@ def eligibility(
     return Eligibility(service=service.key, candidates=tuple(candidates), excluded=tuple(excluded))
 
 
-def elect_layer2(eligible: Eligibility, first_ip: IPAddress) -> Election:
-    """Layer 2 policy: exactly one node, the first in MetalLB's ranking."""
+def elect_layer2(eligible: Eligibility, first_ip: IPAddress, scores: Mapping[str, int] | None = None) -> Election:
+    """Layer 2 policy: exactly one node, the first in MetalLB's ranking (`scores`: `preferred_scores`)."""
     return Election(
         service=eligible.service,
         ip=first_ip,
-        ranking=rank(eligible.candidates, first_ip),
+        ranking=rank(eligible.candidates, first_ip, scores),
         excluded=eligible.excluded,
         not_served=eligible.not_served,
     )

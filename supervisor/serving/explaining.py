@@ -137,9 +137,12 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
                                  "interfaces": {n: interfaces.get((protocol, n), []) for n in nodes}}
         winner = election.get("winner")
         if election.get("not_served") and not nodes:
+            # A reason about the Service itself: no serving endpoint, no advertisement selecting it, ...
+            reason = str(election["not_served"])
             entry["state"] = "not-served"
-            entry["why"] = f"no node announces it: {election['not_served']}"
-            entry["hints"] = [_not_served_hint(key, status)]
+            entry["why"] = f"no node announces it: {reason}"
+            # The endpoint reasons carry no fix of their own; the others do.
+            entry["hints"] = [_not_served_hint(key, status)] if "endpoint" in reason.lower() else []
         elif election and not ranking and not excluded and not nodes:
             entry["state"] = "no-candidate"
             entry["why"], hint = _no_nodes(status)
