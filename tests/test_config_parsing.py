@@ -165,11 +165,11 @@ def test_bgp_kinds(version: str) -> None:
           keepaliveTime: 30s
           ebgpMultiHop: true
           password: s3cret
-          vrf: red
+          {"vrf: red" if version.endswith("v1beta2") else ""}
           nodeSelectors:
             - matchLabels: {{bgp: "yes"}}
         ---
-        apiVersion: {version}
+        apiVersion: metallb.io/v1beta1
         kind: BGPAdvertisement
         metadata: {{name: b}}
         spec:
@@ -185,7 +185,8 @@ def test_bgp_kinds(version: str) -> None:
     assert (peer.my_asn, peer.peer_asn, peer.peer_address, peer.peer_port) == (64500, 64501, ip("10.0.0.1"), 1179)
     assert (peer.source_address, peer.router_id, peer.hold_time_seconds, peer.keepalive_time_seconds) == (
         ip("10.0.0.2"), "10.0.0.2", 90.0, 30.0)
-    assert (peer.ebgp_multihop, peer.password, peer.vrf) == (True, "s3cret", "red")
+    assert (peer.ebgp_multihop, peer.password) == (True, "s3cret")
+    assert peer.vrf == ("red" if version.endswith("v1beta2") else "")
     assert peer.node_selectors == (LabelSelector(match_labels=(("bgp", "yes"),)),)
     (ad,) = config.bgp_advertisements
     assert (ad.aggregation_length, ad.aggregation_length_v6, ad.local_pref) == (32, 120, 100)

@@ -112,7 +112,7 @@ CASES: list[tuple[str, str, Severity, int, tuple[str, ...]]] = [
         metadata: {name: b}
         spec:
           aggregationLength: 33
-        """), Severity.ERROR, 12, ("spec.aggregationLength: 33 is out of range; use a value between 0 and 32",)),
+        """), Severity.ERROR, 12, ("spec.aggregationLength: 33 is out of range; use a value between 1 and 32",)),
     ("aggregation-shorter-than-prefix", pool("p", "10.0.0.0/24") + textwrap.dedent("""\
         ---
         apiVersion: metallb.io/v1beta1

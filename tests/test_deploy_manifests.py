@@ -19,7 +19,7 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace": 1,
-    "CustomResourceDefinition": 4,
+    "CustomResourceDefinition": 6,
     "ServiceAccount": 2,
     "ClusterRole": 2,
     "ClusterRoleBinding": 2,
@@ -195,7 +195,7 @@ def expand(spec: dict[tuple[str, str], list[str]]) -> set[tuple[str, str, str]]:
 
 
 READ = ["get", "list", "watch"]
-CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements"]
+CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements", "bfdprofiles", "communities"]
 
 CONTROLLER_CLUSTER = expand({
     ("", "services"): READ,

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 HELP = "validate config files (MetalLB resources, Services, Nodes) and explain every problem"
 DESCRIPTION = """\
 Reads one or more multi-document YAML files of Kubernetes-shaped objects
-(IPAddressPool, L2Advertisement, BGPPeer, BGPAdvertisement, Service, Node,
-EndpointSlice, Namespace, metalloid's Settings), as `kubectl apply` takes them,
-and checks them the way MetalLB's webhooks do, and more: malformed or
-overlapping addresses, duplicate names, wrong field types, bad selectors,
-Services asking for IPs no pool has, pools nothing announces.
+(IPAddressPool, L2Advertisement, BGPPeer, BGPAdvertisement, BFDProfile,
+Community, Service, Node, EndpointSlice, Namespace, metalloid's Settings), as
+`kubectl apply` takes them, and checks them the way MetalLB's webhooks do, and
+more: malformed or overlapping addresses, duplicate names, wrong field types,
+bad selectors, Services asking for IPs no pool has, pools nothing announces,
+fields of MetalLB's API that metalloid keeps but does not act on.
 
 Every problem is printed as
   FILE:LINE: Kind/name: what is wrong and how to fix it

@@ -7,7 +7,9 @@ own line and the line of each key or item), and turns YAML syntax errors and
 duplicate keys into `Diagnostic`s instead of exceptions.
 
 Booleans follow YAML 1.2 (`true`/`false` only): under YAML 1.1 `autoAssign: no`
-or a label value `on` silently become booleans, which bites.
+or a label value `on` silently become booleans, which bites. Numbers have no
+base-60 form either (YAML 1.1 reads the BGP community `1234:1` as 74041);
+Kubernetes' YAML reader agrees on both.
 
 `load_config_files` is the one entry point the commands use: load, parse,
 validate, run the plugins' validators. Parsing lives in `parsing`, semantic
@@ -110,6 +112,21 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> LocatedList:
     data.item_lines = [child.start_mark.line + 1 for child in node.value]
     return data
 
+
+# YAML 1.1's int and float patterns without their base-60 alternatives.
+_NUMBER_PATTERNS = {
+    "tag:yaml.org,2002:int": (re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789")),
+    "tag:yaml.org,2002:float": (re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789.")),
+}
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBER_PATTERNS]
+    for first, resolvers in _LineLoader.yaml_implicit_resolvers.items()
+}
+for _tag, (_pattern, _first) in _NUMBER_PATTERNS.items():
+    _LineLoader.add_implicit_resolver(_tag, _pattern, _first)
 
 _LineLoader.add_constructor(_BOOL_TAG, _construct_bool)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)

@@ -197,8 +197,12 @@ class BGPPeer:
     name: str
     namespace: str = "metallb-system"
     my_asn: int
+    # 0 when dynamic_asn is set instead (MetalLB's convention: 0 is "unset").
     peer_asn: int
-    peer_address: IPAddress
+    dynamic_asn: str = ""  # "internal" or "external"
+    # None when the session is unnumbered over `interface` instead.
+    peer_address: IPAddress | None
+    interface: str = ""
     peer_port: int = 179
     source_address: IPAddress | None = None
     router_id: str | None = None
@@ -207,6 +211,7 @@ class BGPPeer:
     ebgp_multihop: bool = False
     password: str | None = None
     vrf: str = ""
+    bfd_profile: str = ""  # kept, not acted on: metalloid runs no BFD
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
@@ -226,6 +231,65 @@ class BGPAdvertisement:
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BFDProfile:
+    """`metallb.io/v1beta1 BFDProfile`: kept and validated; metalloid runs no BFD.
+
+    Intervals are milliseconds; None means "not set" (FRR's default applies in MetalLB).
+    """
+
+    name: str
+    namespace: str = "metallb-system"
+    receive_interval: int | None = None
+    transmit_interval: int | None = None
+    detect_multiplier: int | None = None
+    echo_interval: int | None = None
+    echo_mode: bool = False
+    passive_mode: bool = False
+    minimum_ttl: int | None = None
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommunityAlias:
+    name: str
+    value: str  # "65535:65282" or "large:64512:1:2", validated
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Community:
+    """`metallb.io/v1beta1 Community`: names for BGP community values."""
+
+    name: str
+    namespace: str = "metallb-system"
+    aliases: tuple[CommunityAlias, ...] = ()
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InertField:
+    """One object setting a field metalloid keeps but does not act on.
+
+    See `supervisor.config.kept_fields` for the list of such fields; `message`
+    is the text of the `check` warning, meant for Events and status too.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    path: str  # "spec.preferredNodeSelectors", or "spec" for a kind metalloid does not use at all
+    source: Source
+    metallb_effect: str
+
+    @property
+    def message(self) -> str:
+        if self.path == "spec":
+            return (f"metalloid keeps {self.kind} objects but does not act on them (MetalLB uses them to "
+                    f"{self.metallb_effect}); they have no effect here")
+        return (f"{self.path} is kept but metalloid does not act on it (MetalLB uses it to {self.metallb_effect}); "
+                "it has no effect here")
 
 
 class ExternalTrafficPolicy(enum.Enum):
@@ -388,12 +452,17 @@ class Config:
     nodes: tuple[Node, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    communities: tuple[Community, ...] = ()
     settings: Settings = field(default_factory=Settings)
     # True when `endpoint_slices` are every EndpointSlice there is (Kubernetes):
     # a Service with none has no endpoint, so it is not announced (MetalLB).
     # False for a config file, where a Service whose EndpointSlices are not
     # listed at all is taken as served by the host (keepalived-style).
     endpoints_listed: bool = False
+    # Fields set in the objects above that metalloid keeps but does not act on
+    # (see supervisor.config.kept_fields), one record per object and field.
+    inert_fields: tuple[InertField, ...] = ()
 
     def pool(self, name: str) -> IPAddressPool | None:
         return next((p for p in self.pools if p.name == name), None)

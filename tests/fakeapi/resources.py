@@ -79,6 +79,24 @@ RESOURCES: tuple[Resource, ...] = (
         status=False,
         custom=True,
     ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="bfdprofiles",
+        kind="BFDProfile",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="communities",
+        kind="Community",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
 )
 
 
