@@ -34,7 +34,7 @@ class KeptField:
     """One field (or, with path `spec`, one whole kind) that is kept but not acted on."""
 
     kind: str
-    path: str  # dotted, from the object's root: "spec.preferredNodeSelectors"
+    path: str  # dotted, from the object's root: "spec.bfdProfile"
     metallb_effect: str  # what MetalLB does with it, completing "MetalLB uses it to ..."
 
     @property

@@ -279,7 +279,7 @@ class InertField:
     kind: str
     namespace: str
     name: str
-    path: str  # "spec.preferredNodeSelectors", or "spec" for a kind metalloid does not use at all
+    path: str  # "spec.bfdProfile", or "spec" for a kind metalloid does not use at all
     source: Source
     metallb_effect: str
 
