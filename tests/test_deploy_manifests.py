@@ -19,7 +19,7 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace": 1,
-    "CustomResourceDefinition": 6,
+    "CustomResourceDefinition": 7,
     "ServiceAccount": 2,
     "ClusterRole": 2,
     "ClusterRoleBinding": 2,
@@ -208,6 +208,7 @@ CONTROLLER_CLUSTER = expand({
 CONTROLLER_NAMESPACE = expand({
     **{("metallb.io", r): READ for r in CONFIG},
     ("metallb.io", "ipaddresspools/status"): ["update", "patch"],
+    ("metalloid.io", "announcerconfigs"): READ,
     ("coordination.k8s.io", "leases"): ["get", "create", "update"],
 })
 SPEAKER_CLUSTER = expand({
@@ -217,7 +218,8 @@ SPEAKER_CLUSTER = expand({
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): ["get", "create", "patch"],
 })
-SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG}})
+SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG},
+                            ("metalloid.io", "announcerconfigs"): READ})
 
 
 @pytest.mark.parametrize(

@@ -226,7 +226,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sLab]:
             cluster.spawn(node, node, py, "-m", "supervisor.cli", "speaker", "--node", node,
                           "--namespace", "metallb-system", "--membership-key-file", str(key),
                           "--metrics-port", str(METRICS_PORT), "--kubeconfig", kubeconfig, "--log-format", "json",
-                          env={**env, "NODE_NAME": node})
+                          "--state-dir", str(workdir / f"state-{node}"), env={**env, "NODE_NAME": node})
         for node in NODES:
             wait_for(lambda node=node: cluster.lab.run(  # type: ignore[misc]
                 node, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/readyz", check=False

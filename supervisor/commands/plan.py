@@ -34,6 +34,9 @@ IPs a Service already holds (status.loadBalancer.ingress) are kept while valid.
 other line stay as written), so every node reading the file keeps the same
 IPs: a lock file for GitOps.
 
+The installed plugins' checks run as in `metalloid check` (--no-plugins skips
+them).
+
 Exit status: 0 the plan was printed (pending Services included), 1 the config
 has errors (printed as `metalloid check` prints them), 2 a file could not be
 read or written.
@@ -48,17 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin the assignments into the file(s) as status.loadBalancer.ingress")
     parser.add_argument("--lb-class", default=None, metavar="NAME",
                         help="serve Services of this spec.loadBalancerClass (default: Services without a class)")
+    parser.add_argument("--no-plugins", action="store_true", help="skip the installed plugins' own checks")
 
 
 def run(args: argparse.Namespace) -> int:
     from supervisor.allocating.allocator import allocate
+    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
     from supervisor.config.loading import load_config_files
+    from supervisor.plugins_loader import PluginLoadFailure
 
+    failures: list[PluginLoadFailure] = []
+    validators = [] if args.no_plugins else plugin_validators(failures)
     try:
-        config, diagnostics = load_config_files(args.files)
+        config, diagnostics = load_config_files(args.files, validators=validators)
     except OSError as exc:
         print(f"metalloid plan: cannot read {exc.filename or '?'}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    if failures:
+        config, diagnostics = None, diagnostics + load_failure_diagnostics(failures, as_errors=True)
     for diagnostic in diagnostics:
         print(diagnostic, file=sys.stderr)
     if config is None:

@@ -94,6 +94,13 @@ def render_tables(status: dict[str, Any]) -> str:
     if members:
         parts.append("MEMBERS\n" + render_table(["NAME", "ALIVE", "LAST-HEARD", "CONSISTENT"],
                                                 [_member_row(m) for m in members]))
+    announcers = status.get("announcers") or []
+    if announcers:
+        parts.append("ANNOUNCERS\n" + render_table(["PROTOCOL", "STATE", "READY", "HANG-TIMEOUT", "WHY"],
+                                                   [_announcer_row(a) for a in announcers]))
+    for problem in status.get("plugin_errors") or []:
+        hook = f" hook {problem.get('hook')}" if problem.get("hook") else ""
+        parts.append(f"plugin error: {problem.get('plugin')}{hook}: {problem.get('reason')}\n")
     workers = status.get("workers") or []
     if workers:
         parts.append("WORKERS\n" + render_table(["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-ERROR"],
@@ -177,6 +184,15 @@ def _member_row(member: dict[str, Any]) -> list[object]:
     if member.get("alive") and basis and basis != "heartbeat":
         alive += f" ({basis})"
     return [member.get("name"), alive, "<never>" if heard is None else human_duration(heard) + " ago", consistent]
+
+
+def _announcer_row(announcer: dict[str, Any]) -> list[object]:
+    state = announcer.get("state") if announcer.get("enabled") else "DISABLED"
+    if announcer.get("state") == "FAILED" and announcer.get("last_error"):
+        state = f"FAILED ({announcer.get('last_error')})"
+    timeout = announcer.get("hang_timeout_seconds")
+    return [announcer.get("protocol"), state, "yes" if announcer.get("ready") else "no",
+            None if timeout is None else f"{timeout:g}s", announcer.get("reason")]
 
 
 def _worker_row(worker: dict[str, Any]) -> list[object]:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -441,6 +442,31 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerConfig:
+    """One announcer plugin's place in the config (kind `AnnouncerConfig`, group metalloid.io).
+
+    `name` is the announcer's protocol ("layer2", "example"). `settings` is the
+    plugin's own free-form `spec.settings`, kept as canonical JSON text so the
+    object stays frozen, hashable and picklable; read it with `settings`.
+    `hang_timeout_seconds` None = the node's --hung-timeout.
+    """
+
+    name: str
+    namespace: str = "metallb-system"
+    enabled: bool = True
+    hang_timeout_seconds: float | None = None
+    settings_json: str = "{}"
+    source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """A fresh copy of `spec.settings` (JSON types: dict, list, str, int, float, bool, None)."""
+        loaded = json.loads(self.settings_json)
+        return loaded if isinstance(loaded, dict) else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Everything metalloid knows about the cluster at one moment."""
 
@@ -463,6 +489,11 @@ class Config:
     # Fields set in the objects above that metalloid keeps but does not act on
     # (see supervisor.config.kept_fields), one record per object and field.
     inert_fields: tuple[InertField, ...] = ()
+    announcers: tuple[AnnouncerConfig, ...] = ()
+
+    def announcer(self, name: str) -> AnnouncerConfig | None:
+        """The AnnouncerConfig of protocol `name`, if the config has one."""
+        return next((a for a in self.announcers if a.name == name), None)
 
     def pool(self, name: str) -> IPAddressPool | None:
         return next((p for p in self.pools if p.name == name), None)

@@ -20,11 +20,13 @@ from typing import Any
 
 from supervisor.config import bgp_kinds, core_kinds
 from supervisor.config.addresses import parse_address_range, parse_ip
+from supervisor.config.announcer_config import parse_announcer_config
 from supervisor.config.diagnostics import Diagnostic, error, warning
 from supervisor.config.fields import Fields, ObjectContext, describe
 from supervisor.config.kept_fields import kept_keys
 from supervisor.config.loading import Document
 from supervisor.config.model import (
+    AnnouncerConfig,
     BFDProfile,
     BGPAdvertisement,
     BGPPeer,
@@ -67,6 +69,7 @@ class _Collected:
     bfd_profiles: list[BFDProfile] = field(default_factory=list)
     communities: list[Community] = field(default_factory=list)
     inert: list[InertField] = field(default_factory=list)
+    announcers: list[AnnouncerConfig] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +114,7 @@ def _config_of(collected: _Collected, diagnostics: list[Diagnostic]) -> Config:
         communities=tuple(collected.communities),
         settings=collected.settings[0] if collected.settings else Settings(),
         inert_fields=tuple(collected.inert),
+        announcers=tuple(collected.announcers),
     )
 
 
@@ -559,6 +563,11 @@ def _namespace(top: Fields, out: _Collected) -> None:
     out.namespaces.append(Namespace(name=meta.name, labels=labels_of(meta.labels), source=top.ctx.source()))
 
 
+def _announcer_config(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    out.announcers.append(parse_announcer_config(top, meta.name, meta.namespace))
+
+
 _KINDS: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "IPAddressPool": ((METALLB_V1BETA1,), _pool),
     "L2Advertisement": ((METALLB_V1BETA1,), _l2),
@@ -571,4 +580,5 @@ _KINDS: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "Settings": ((SETTINGS_API_VERSION,), _settings),
     "BFDProfile": ((METALLB_V1BETA1,), _bfd_profile),
     "Community": ((METALLB_V1BETA1,), _community),
+    "AnnouncerConfig": ((SETTINGS_API_VERSION,), _announcer_config),
 }

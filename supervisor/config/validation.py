@@ -20,6 +20,7 @@ import difflib
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from supervisor.config.announcer_config import validate_announcer_configs
 from supervisor.config.bgp_kinds import is_community_literal
 from supervisor.config.core_kinds import ADDRESS_POOL, ANNOTATION_PREFIX, LEGACY_ANNOTATION_PREFIX, LOAD_BALANCER_IPS
 from supervisor.config.diagnostics import Diagnostic, error, warning
@@ -47,6 +48,7 @@ def validate(config: Config) -> list[Diagnostic]:
         *_aggregation_lengths(config),
         *_bgp_references(config),
         *(d for service in config.services for d in _service_problems(config, service)),
+        *validate_announcer_configs(config),
     ]
 
 

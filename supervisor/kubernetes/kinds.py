@@ -56,6 +56,10 @@ BGP_ADVERTISEMENT = Kind(
 )
 BFD_PROFILE = Kind(kind="BFDProfile", group="metallb.io", version="v1beta1", plural="bfdprofiles", namespaced=True)
 COMMUNITY = Kind(kind="Community", group="metallb.io", version="v1beta1", plural="communities", namespaced=True)
+# metalloid's own: one announcer plugin's settings (deploy/base/crds/announcerconfigs.yaml).
+ANNOUNCER_CONFIG = Kind(
+    kind="AnnouncerConfig", group="metalloid.io", version="v1alpha1", plural="announcerconfigs", namespaced=True
+)
 
 # What the watcher lists and watches in both roles; metallb.io kinds only in
 # the metalloid namespace (MetalLB ignores them elsewhere too).
@@ -70,5 +74,6 @@ WATCHED: tuple[Kind, ...] = (
     BGP_ADVERTISEMENT,
     BFD_PROFILE,
     COMMUNITY,
+    ANNOUNCER_CONFIG,
 )
 CONFIG_KINDS = frozenset({"IPAddressPool", "L2Advertisement", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"})

@@ -15,6 +15,7 @@ import gc
 import logging
 import sys
 
+from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
@@ -23,10 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def serve_supervisor(command: str, specs: list[WorkerSpec], settings: SupervisorSettings, *,
-                     metrics_port: int, metrics_host: str) -> int:
+                     metrics_port: int, metrics_host: str, decisions: tuple[Decision, ...] = ()) -> int:
     """Run the supervisor until it stops; its exit code, or 1 when the HTTP port is taken."""
     metrics = MetricsRegistry()
-    sup = Supervisor(specs, settings, metrics=metrics)
+    sup = Supervisor(specs, settings, metrics=metrics, decisions=decisions)
     sup.install_signal_handlers()
     try:
         server = start_http_server(metrics_port, host=metrics_host, status=sup.status,

@@ -79,7 +79,7 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
 
         nonlocal validators
         if validators is None:
-            validators = _plugin_validators()
+            validators = plugin_validators()
         try:
             config, diagnostics = load_config_files(paths, validators=validators)
         except OSError as exc:
@@ -94,11 +94,17 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
     return load
 
 
-def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
+def plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
+    """The plugins' validators; a plugin that failed to load is a warning on every load (/status shows it)."""
     # The same plugin checks `metalloid check` runs, so a rejection reads the same.
-    from supervisor.commands.check import plugin_validators
+    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
+    from supervisor.plugins_loader import PluginLoadFailure
 
-    return plugin_validators()
+    failures: list[PluginLoadFailure] = []
+    validators = plugin_validators(failures)
+    # Not the config's fault, so not a rejection; an announcer of that plugin fails to start and says why.
+    noted = load_failure_diagnostics(failures, as_errors=False)
+    return [*validators, lambda config: list(noted)] if noted else validators
 
 
 class FileWatcherCore:

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,13 +77,17 @@ def filter_lb_class(config: Config, lb_class: str | None) -> Config:
     return replace(config, services=kept)
 
 
-def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) -> tuple[Config, list[Diagnostic]]:
-    """parse_objects (+ validation when it is available) over the cache snapshot."""
+def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
+                 validators: Sequence[Callable[[Config], list[Diagnostic]]] = ()) -> tuple[Config, list[Diagnostic]]:
+    """parse_objects and validation over the cache snapshot, then the plugins' validators (as `check` runs them)."""
     from supervisor.config.parsing import parse_objects
     config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     from supervisor.config.validation import validate
 
     diagnostics = [*diagnostics, *validate(config)]
+    if not has_errors(diagnostics):
+        for validator in validators:
+            diagnostics.extend(validator(config))
     # The API lists every EndpointSlice: a Service without one has no endpoint.
     config = replace(config, endpoints_listed=True)
     return filter_lb_class(config, lb_class), diagnostics
@@ -99,8 +103,10 @@ class KubeWatcher:
         emit: Callable[[Emitted], None],
         *,
         metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
     ) -> None:
         self.client = client
+        self._validators = tuple(validators)
         self._metric = metric
         self.options = options
         self._emit = emit
@@ -274,7 +280,8 @@ class KubeWatcher:
         return objects
 
     def _emit_now(self) -> None:
-        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class)
+        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class,
+                                           validators=self._validators)
         self.generation += 1
         message: Emitted
         if has_errors(diagnostics):

@@ -97,6 +97,15 @@ RESOURCES: tuple[Resource, ...] = (
         status=False,
         custom=True,
     ),
+    Resource(
+        group="metalloid.io",
+        versions=("v1alpha1",),
+        plural="announcerconfigs",
+        kind="AnnouncerConfig",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
 )
 
 
