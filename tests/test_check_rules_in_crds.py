@@ -252,7 +252,6 @@ RULES: tuple[Rule, ...] = (
     enforced("parse_address_range", "is not an IP address, a CIDR or a range",
              edit(POOL, address("firstpool")), edit(POOL, address("10.0.10.010"))),
     enforced("_parse_cidr", "is not a valid CIDR", edit(POOL, address("10.0.10.0/33"))),
-    enforced("_parse_cidr", "has host bits set", edit(POOL, address("10.0.10.1/24"))),
     enforced("_parse_dash_range", "is not an IP address; write FIRST-LAST", edit(POOL, address("10.0.0.1-10.0.0.x"))),
     enforced("_parse_dash_range", "mixes IPv", edit(POOL, address("10.0.10.1-fd00::1"))),
     # IPv4 only: CEL has no IPv6 comparison; the controller reports a reversed IPv6 range.

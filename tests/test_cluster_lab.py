@@ -439,6 +439,61 @@ def test_invalid_reload_keeps_the_ip_announced_and_marks_config_stale(healthy: C
     assert status is not None and status["config"]["errors"]
 
 
+# Issue 11: a Service asking for its IP twice, and a new good one beside it.
+BOTH_IP_FIELDS = """
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: twice
+  namespace: shop
+  annotations:
+    metallb.io/loadBalancerIPs: 10.0.10.61
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 10.0.10.60
+  ports:
+    - port: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: fresh
+  namespace: shop
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 10.0.10.62
+  ports:
+    - port: 8080
+"""
+
+
+def test_a_service_with_both_ip_fields_fails_alone(healthy: Cluster) -> None:
+    c = healthy
+    winner = owner(c)
+    c.write_config(c.base_config + BOTH_IP_FIELDS)
+
+    def fresh_everywhere() -> bool:
+        return all(s is not None and any(v["name"] == "fresh" and v["ips"] == ["10.0.10.62"] for v in s["services"])
+                   for s in c.statuses().values())
+
+    wait_for("every node to load the config with the new Services", fresh_everywhere, 10, c)
+    for node, status in c.statuses().items():
+        assert status is not None and not status["config"]["stale"], node
+        twice = next(v for v in status["services"] if v["name"] == "twice")
+        assert twice["ips"] == [] and "both spec.loadBalancerIP (10.0.10.60)" in twice["pending"], node
+    # The new good Service is announced by its elected node; the bad one by nobody.
+    fresh_winner = c.winner("10.0.10.62", c.statuses(("n1",))["n1"])
+    assert fresh_winner is not None
+    wait_for("10.0.10.62 to be answered by its winner",
+             lambda: c.arping("10.0.10.62", count=1)[1] == {c.lab.mac(fresh_winner)}, 10, c)
+    assert c.arping("10.0.10.60")[1] == set() and c.arping("10.0.10.61")[1] == set()
+    # Everything that was served before still is, by the same node.
+    c.lab.flush_neighbours(CLIENT)
+    assert c.arping(VIP) == (0, {c.lab.mac(winner)})
+    assert c.served_by() == winner
+
+
 def test_sigterm_hands_over_with_no_measurable_gap(healthy: Cluster) -> None:
     c = healthy
     before = owner(c)

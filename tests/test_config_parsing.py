@@ -86,7 +86,10 @@ spec:
 
 def test_pool_every_field() -> None:
     config, diagnostics = parse(POOL)
-    assert diagnostics == []
+    # Both are MetalLB incompatibilities metalloid accepts, with a warning.
+    assert [(d.severity, d.source.line) for d in diagnostics] == [(Severity.WARNING, 5), (Severity.WARNING, 11)]
+    assert "MetalLB's webhook refuses" in diagnostics[0].message
+    assert "'10.0.2.7' is a single IP" in diagnostics[1].message
     (pool,) = config.pools
     assert (pool.name, pool.namespace, pool.labels) == ("p", "lb", (("tier", "gold"),))
     assert [(str(r.first), str(r.last), r.size) for r in pool.addresses] == [
@@ -113,7 +116,7 @@ def test_pool_defaults() -> None:
         apiVersion: metallb.io/v1beta1
         kind: IPAddressPool
         metadata: {name: p}
-        spec: {addresses: [10.0.0.1]}
+        spec: {addresses: [10.0.0.1/32]}
         """)
     assert diagnostics == []
     (pool,) = config.pools
@@ -415,7 +418,7 @@ def test_unknown_spec_field_warns_with_a_suggestion() -> None:
         kind: IPAddressPool
         metadata: {name: p}
         spec:
-          addresses: [10.0.0.1]
+          addresses: [10.0.0.1/32]
           autoassign: false
         """)
     assert warnings(diagnostics) == [

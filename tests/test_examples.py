@@ -99,7 +99,7 @@ def test_plan_and_status_share_the_service_and_pool_shapes(example: str) -> None
     assert config is not None
     result = allocate(config)
     plan, status = as_document(result), offline_status(config, result, origin=path)
-    assert plan["services"] == [{k: s[k] for k in ("namespace", "name", "ips", "pool", "pending")}
+    assert plan["services"] == [{k: s[k] for k in ("namespace", "name", "ips", "pool", "pending", "problem")}
                                 for s in status["services"]]
     assert [list(p) for p in plan["pools"]] == [["name", "total_v4", "assigned_v4", "available_v4", "total_v6",
                                                  "assigned_v6", "available_v6"]] * len(plan["pools"])

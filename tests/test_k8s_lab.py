@@ -47,6 +47,7 @@ UNASSIGNED_IP = "10.0.10.11"
 SERVICE_NS, SERVICE_NAME = "ingress-nginx", "ingress-nginx-controller"
 SERVICE_PATH = f"/api/v1/namespaces/{SERVICE_NS}/services/{SERVICE_NAME}"
 SLICE_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{SERVICE_NS}/endpointslices/{SERVICE_NAME}-abcde"
+BAD_NAME = "both-ip-fields"
 POOL_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/first-pool"
 EVENTS_PATH = f"/api/v1/namespaces/{SERVICE_NS}/events"
 REPLY = re.compile(r"bytes from ([0-9a-f:]{17}) \(")
@@ -93,6 +94,16 @@ def seed_objects() -> list[dict[str, Any]]:
         "addressType": "IPv4",
         "endpoints": [endpoint(ready=True)],
         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    })
+    # Issue 11: a Service asking for its IP twice fails alone; every test below
+    # runs with it present, so the runbook's Service is served around it.
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": BAD_NAME, "namespace": SERVICE_NS,
+                     "annotations": {"metallb.io/loadBalancerIPs": "10.0.10.21"}},
+        "spec": {"type": "LoadBalancer", "loadBalancerIP": "10.0.10.20",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
     return objects
 
@@ -254,6 +265,59 @@ def test_controller_writes_the_ip_the_event_and_the_pool_counts(k8s: K8sLab) -> 
     ]
     status = wait_for(lambda: dict(k8s.api(POOL_PATH).get("status") or {}), timeout=10, what="the pool status")
     assert (status["assignedIPv4"], status["availableIPv4"]) == (1, 89)
+
+
+@pytest.mark.lab
+def test_a_service_with_both_ip_fields_fails_alone_in_controller_and_speakers(k8s: K8sLab) -> None:
+    events = wait_for(lambda: [e for e in k8s.api(EVENTS_PATH).get("items", [])
+                               if e["involvedObject"]["name"] == BAD_NAME], timeout=15, what="its event")
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "AllocationFailed")]
+    assert f'Failed to allocate IP for "{SERVICE_NS}/{BAD_NAME}": both spec.loadBalancerIP' in events[0]["message"]
+    bad = k8s.api(f"/api/v1/namespaces/{SERVICE_NS}/services/{BAD_NAME}")
+    assert not ((bad.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    for host in (CLIENT, *NODES):  # the controller's /status, then each speaker's
+        status = wait_for(lambda host=host: k8s.get_json(  # type: ignore[misc]
+            f"http://127.0.0.1:{METRICS_PORT}/status", host=host), timeout=10, what=f"{host}'s /status")
+        assert status["config"]["loaded"] and not status["config"]["stale"], (host, status["config"])
+        assert any(f"Service/{SERVICE_NS}/{BAD_NAME}: both" in e for e in status["config"]["object_errors"]), host
+    assert k8s.answering_macs("10.0.10.20") == set() and k8s.answering_macs("10.0.10.21") == set()
+    # The runbook's Service is served around it (the tests above and below check its ARP answers).
+    assert k8s.elected("n1") in NODES
+
+
+@pytest.mark.lab
+def test_an_invalid_pool_keeps_the_last_good_config_and_marks_it_stale(k8s: K8sLab) -> None:
+    # An overlap: valid for the CRD's rules, so the API takes it; the controller and speakers must refuse it.
+    broken = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+              "metadata": {"name": "overlapping", "namespace": "metallb-system"},
+              "spec": {"addresses": ["10.0.10.50-10.0.10.60"]}}
+    pools = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"
+    base = f"http://10.0.10.100:{API_PORT}{pools}"
+    k8s.lab.run(CLIENT, "curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d",
+                json.dumps(broken), base, timeout=10)
+    winner = k8s.elected("n1")
+
+    def metric(host: str, name: str) -> float | None:
+        out = k8s.lab.run(host, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/metrics",
+                          check=False, timeout=10)
+        found = re.search(rf"^{name} (\S+)$", out.stdout, re.M)
+        return float(found.group(1)) if found else None
+
+    try:
+        for host in (CLIENT, *NODES):
+            wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 1,  # type: ignore[misc]
+                     timeout=10, what=f"{host} to mark its config stale")
+            assert metric(host, "metallb_k8s_client_config_loaded_bool") == 1
+            status = k8s.get_json(f"http://127.0.0.1:{METRICS_PORT}/status", host=host)
+            assert any("overlapping" in e and "overlaps" in e for e in status["config"]["errors"]), host
+        # The last good config stays in force: same winner, same ARP answers.
+        assert k8s.elected("n1") == winner
+        assert k8s.answering_macs(SERVICE_IP) == {k8s.lab.mac(winner)}
+    finally:
+        k8s.lab.run(CLIENT, "curl", "-sf", "-X", "DELETE", f"{base}/overlapping", check=False, timeout=10)
+    for host in (CLIENT, *NODES):
+        wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 0,  # type: ignore[misc]
+                 timeout=10, what=f"{host} to load the fixed config")
 
 
 @pytest.mark.lab

@@ -35,12 +35,7 @@ FILES = sorted(SAMPLES.glob("*.yaml"))
 
 # Where metalloid and MetalLB disagree today, each with the reason. Strict
 # xfail: the test says so when the disagreement is gone.
-KNOWN_DIFFERENCES: dict[tuple[str | int, ...], str] = {
-    ("website-configuration-advanced-bgp.yaml", 0): (
-        "198.51.100.10/24 has host bits set: MetalLB takes the whole /24, metalloid rejects it (issue 11 item 1 "
-        "makes metalloid mask it as MetalLB does)"),
-    ("website-configuration-advanced-bgp.yaml", 0, "check"): "the same host-bits CIDR, through `metalloid check`",
-}
+KNOWN_DIFFERENCES: dict[tuple[str | int, ...], str] = {}
 
 
 def documents(path: Path) -> list[Obj]:

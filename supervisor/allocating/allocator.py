@@ -19,6 +19,8 @@ here the order is fixed):
    requested pool, the requested IPs), of the right families, and shareable
    with whoever already holds it. `autoAssign: false` does not evict (as in
    MetalLB). What is invalid is dropped with a warning.
+   A Service whose spec is invalid (`Service.problem`) keeps what it holds,
+   as in MetalLB, and is otherwise pending with its problem as the reason.
 2. Allocate the rest, in namespace/name order, Services asking for specific
    IPs first (so an auto-assigned Service never takes an IP that a Service
    in the same file spells out), then everybody else. A pending Service never
@@ -93,14 +95,21 @@ def allocate(
                 )
             continue
         run.keep(key, service, held, "the state file")
+    for key, service in services:
+        # An invalid spec (Service.problem) gets nothing new, as MetalLB's
+        # AllocationFailed; an IP it already held was kept above, as MetalLB
+        # keeps it (LoadBalancerFailed) until the spec is fixed.
+        if service.problem is not None and key not in run.assignments:
+            run.pending[key] = service.problem
     for wants_ips in (True, False):
         for key, service in services:
-            if key not in run.assignments and bool(service.requested_ips) is wants_ips:
+            if key not in run.assignments and key not in run.pending and bool(service.requested_ips) is wants_ips:
                 run.assign_new(key, service)
     for key, service in services:
-        if key in run.pending:
+        if key in run.pending and service.problem is None:
             run.explain_pending(key, service)
-    return run.result([key for key, _ in services])
+    problems = {key: service.problem for key, service in services if service.problem is not None}
+    return run.result([key for key, _ in services], problems)
 
 
 def _ips(ips: tuple[IPAddress, ...] | list[IPAddress]) -> str:
@@ -414,7 +423,7 @@ class _Run:
 
     # --- the answer ----------------------------------------------------------
 
-    def result(self, keys: list[ServiceKey]) -> AllocationResult:
+    def result(self, keys: list[ServiceKey], problems: dict[ServiceKey, str]) -> AllocationResult:
         counts = tuple(
             PoolCounts(
                 pool=name,
@@ -430,4 +439,5 @@ class _Run:
             pending={k: self.pending[k] for k in keys if k in self.pending},
             pools=counts,
             warnings=tuple(self.warnings),
+            problems=problems,
         )

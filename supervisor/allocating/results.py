@@ -8,7 +8,7 @@ way MetalLB's allocator returns errors as values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.config.model import IPAddress, ServiceKey
 
@@ -63,12 +63,16 @@ class AllocationResult:
     `assignments` and `pending` are keyed by service and together cover every
     LoadBalancer Service metalloid is responsible for; `warnings` are
     human-readable notes (deprecated annotations, kept-but-odd states).
+    `problems` holds the Services whose spec is invalid (`Service.problem`):
+    pending with that reason, or, like MetalLB, still holding an IP they
+    held before (their Event says the spec is invalid).
     """
 
     assignments: dict[ServiceKey, Assignment]
     pending: dict[ServiceKey, str]
     pools: tuple[PoolCounts, ...]
     warnings: tuple[str, ...] = ()
+    problems: dict[ServiceKey, str] = field(default_factory=dict)
 
     def ips_of(self, key: ServiceKey) -> tuple[IPAddress, ...]:
         found = self.assignments.get(key)

@@ -33,6 +33,11 @@ it has BGPPeers unless an AnnouncerConfig disables them. Installing a plugin
 starts nothing by itself. `metalloid status` shows which run and why. SIGHUP reloads the config now (it is
 also reloaded when the file changes); SIGTERM hands the IPs over and exits 0.
 
+An invalid config (a pool, an advertisement, the YAML) is refused as a whole,
+as MetalLB refuses one: a reload keeps the last good config (marked stale), and
+at start the node runs without one, serving nothing and not ready, until the
+file is fixed. An error about one Service only leaves that Service pending.
+
 Every option can also come from the environment: METALLOID_CONFIG (comma-separated),
 METALLOID_NODE, METALLOID_STATE_DIR, METALLOID_METRICS_PORT, METALLOID_METRICS_HOST,
 METALLOID_MEMBERSHIP_KEY_FILE, METALLOID_ANNOUNCERS.
@@ -157,8 +162,14 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     for d in diagnostics:
         print(d, file=sys.stderr)
     if config is None:
-        return None, f"the config is not valid ({sum(d.is_error for d in diagnostics)} error(s) above); " \
-                     f"`metalloid check {' '.join(args.config)}` shows the same"
+        # As MetalLB without a valid configuration: run, serve nothing, wait
+        # for a valid one (the watcher reloads the file when it changes).
+        # /readyz says why it is not ready, /status lists the errors.
+        errors = sum(d.is_error for d in diagnostics)
+        print(f"metalloid run: the config is not valid ({errors} error(s) above; `metalloid check "
+              f"{' '.join(args.config)}` shows the same): starting anyway, serving nothing until the file is "
+              "fixed", file=sys.stderr)
+        config = _parsed_part(args.config)
     try:
         statefile.check_writable(args.state_dir)
         statefile.load(args.state_dir)
@@ -174,6 +185,22 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     if problem:
         return None, problem
     return config, None
+
+
+def _parsed_part(paths: list[str]) -> Config:
+    """The objects of an invalid config that did parse: which announcers to start and the key check go by them.
+
+    Nothing is served from them (the watcher sends no ConfigLoaded for an
+    invalid file); they only let the node start the processes the fixed file
+    will most likely need.
+    """
+    from supervisor.config.loading import load_config
+    from supervisor.config.model import Config
+
+    try:
+        return load_config(paths).config
+    except OSError:
+        return Config()
 
 
 def run(args: argparse.Namespace) -> int:

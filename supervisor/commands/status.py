@@ -124,6 +124,7 @@ def _header(status: dict[str, Any]) -> str:
     lines.append(f"CONFIG: {config.get('origin', NONE)}   GENERATION: {config.get('generation', NONE)}   "
                  f"STATE: {state}")
     lines += [f"  error: {e}" for e in config.get("errors") or []]
+    lines += [f"  error (only this object is affected): {e}" for e in config.get("object_errors") or []]
     # Diagnostics already say "warning:" after their location; only bare strings need the prefix.
     lines += [f"  {w}" if ": warning: " in w else f"  warning: {w}" for w in config.get("warnings") or []]
     return "\n".join(lines) + "\n"

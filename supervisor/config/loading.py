@@ -12,7 +12,7 @@ base-60 form either (YAML 1.1 reads the BGP community `1234:1` as 74041);
 Kubernetes' YAML reader agrees on both.
 
 `load_config_files` is the one entry point the commands use: load, parse,
-validate, run the plugins' validators. Parsing lives in `parsing`, semantic
+validate, run the plugins' validators, confine Service errors to their Service. Parsing lives in `parsing`, semantic
 checks in `validation`. The only I/O here is reading the files.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from supervisor.config.diagnostics import Diagnostic, error, has_errors
+from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.model import Config, Source
 
 
@@ -184,16 +184,30 @@ def load_text(text: str, *, file: str) -> tuple[list[Document], list[Diagnostic]
 Validator = Callable[[Config], list[Diagnostic]]
 
 
-def load_config_files(
-    paths: Sequence[str], *, validators: Sequence[Validator] = ()
-) -> tuple[Config | None, list[Diagnostic]]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    """What the files say: the valid objects, every diagnostic, and whether the config is usable.
+
+    `config` always holds what parsed (each erroneous Service carrying its
+    `problem`); `rejected` is True when a config-level error makes it invalid
+    as a whole, in which case a running node keeps its last good config.
+    """
+
+    config: Config
+    diagnostics: tuple[Diagnostic, ...]
+    rejected: bool
+
+
+def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -> LoadResult:
     """Load, parse and validate the files as one config; run extra validators.
 
-    Returns every diagnostic (errors and warnings, file order), and the Config
-    only when there is no error (None otherwise). Raises OSError when a file
-    cannot be read. The validators (plugins' hooks) run only on a config
-    without errors.
+    Diagnostics come in file order, errors and warnings. Errors about one
+    Service do not reject the config: that Service carries its `problem` and
+    stays pending, the rest is served (`supervisor.config.isolation`). Raises
+    OSError when a file cannot be read. The validators (plugins' hooks) run
+    only on a config without config-level errors.
     """
+    from supervisor.config.isolation import config_errors, isolate
     from supervisor.config.parsing import parse_documents
     from supervisor.config.validation import validate
 
@@ -205,12 +219,21 @@ def load_config_files(
         diagnostics.extend(problems)
     config, problems = parse_documents(documents)
     diagnostics.extend(problems)
-    # Objects that failed to parse are missing from `config`, so cross-object
-    # warnings ("no pool can serve this Service") would mostly echo those
-    # errors; they come back once the errors are fixed.
-    parsed_cleanly = not has_errors(diagnostics)
+    # Config objects that failed to parse are missing from `config`, so
+    # cross-object warnings ("no pool can serve this Service") would mostly
+    # echo those errors; they come back once the errors are fixed.
+    parsed_cleanly = not config_errors(diagnostics)
     diagnostics.extend(d for d in validate(config) if d.is_error or parsed_cleanly)
-    if not has_errors(diagnostics):
+    if not config_errors(diagnostics):
         for validator in validators:
             diagnostics.extend(validator(config))
-    return (None if has_errors(diagnostics) else config), diagnostics
+    return LoadResult(config=isolate(config, diagnostics), diagnostics=tuple(diagnostics),
+                      rejected=bool(config_errors(diagnostics)))
+
+
+def load_config_files(
+    paths: Sequence[str], *, validators: Sequence[Validator] = ()
+) -> tuple[Config | None, list[Diagnostic]]:
+    """`load_config` as (Config, diagnostics), the Config None when the config is rejected."""
+    loaded = load_config(paths, validators=validators)
+    return (None if loaded.rejected else loaded.config), list(loaded.diagnostics)

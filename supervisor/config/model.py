@@ -334,7 +334,7 @@ class Service:
     """A `v1 Service`, reduced to what load balancing needs.
 
     `requested_ips` merges `spec.loadBalancerIP` and the `loadBalancerIPs`
-    annotation (validation rejects a Service that sets both);
+    annotation (a Service that sets both gets a `problem` instead);
     `requested_pool` comes from the `address-pool` annotation; `sharing_key`
     from `allow-shared-ip`. `status_ips` is `status.loadBalancer.ingress`, the
     IPs the Service already holds, which the allocator keeps when it can.
@@ -355,6 +355,12 @@ class Service:
     external_traffic_policy: ExternalTrafficPolicy = ExternalTrafficPolicy.CLUSTER
     load_balancer_class: str | None = None
     status_ips: tuple[IPAddress, ...] = ()
+    # Why this Service cannot be served as written (both spec.loadBalancerIP and
+    # the annotation, an unparsable IP, a family mismatch…): set by
+    # `isolation`, so the allocator leaves it pending with this reason while
+    # every other Service proceeds (MetalLB confines such a problem to the
+    # Service too). None for a Service without errors.
+    problem: str | None = None
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
 

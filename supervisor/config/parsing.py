@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.config import bgp_kinds, core_kinds
-from supervisor.config.addresses import parse_address_range, parse_ip
+from supervisor.config.addresses import address_note, parse_address_range, parse_ip
 from supervisor.config.announcer_config import parse_announcer_config
 from supervisor.config.diagnostics import Diagnostic, error, warning
-from supervisor.config.fields import Fields, ObjectContext, describe
+from supervisor.config.fields import Fields, ObjectContext, describe, line_in
 from supervisor.config.kept_fields import kept_keys
 from supervisor.config.loading import Document
 from supervisor.config.model import (
@@ -177,12 +177,46 @@ def read_meta(top: Fields, *, default_namespace: str | None, qualified: bool = F
     return Meta(name=name, namespace=namespace, labels=labels, annotations=annotations)
 
 
+def _unique_strs(fields: Fields, key: str) -> tuple[str, ...]:
+    """The strings of list `key`, a repeated one kept once with a warning.
+
+    MetalLB refuses the whole configuration over a repeated entry ("duplicate
+    definition of …"); it means nothing different, so metalloid accepts it
+    and says MetalLB would not (docs/migrating-from-metallb.md).
+    """
+    seen: dict[str, str] = {}
+    for value, path, line in fields.get_strs(key):
+        if value in seen:
+            fields.ctx.warning(line, f"{path}: {value!r} is listed twice (also {seen[value]}); metalloid ignores the "
+                                     f"repetition, but MetalLB refuses the whole configuration over it (duplicate "
+                                     f"definition of {key}); remove it")
+        else:
+            seen[value] = path
+    return tuple(seen)
+
+
+def _warn_foreign_namespace(top: Fields, meta: Meta) -> None:
+    """MetalLB's webhook refuses its kinds outside its namespace; a file can hold any namespace.
+
+    Only for files: in Kubernetes mode the watcher reads the metallb.io kinds
+    of its own namespace only, as MetalLB does, so others never get here.
+    """
+    if not top.line or meta.namespace == METALLB_NAMESPACE:
+        return
+    line = line_in(top.raw("metadata"), "namespace", top.line)
+    top.ctx.warning(line, f"metadata.namespace is {meta.namespace!r}: metalloid reads the file whatever the "
+                          f"namespace, but MetalLB's webhook refuses a {top.ctx.kind} outside {METALLB_NAMESPACE}, "
+                          "and in Kubernetes mode only the controller's namespace is read; use "
+                          f"namespace: {METALLB_NAMESPACE} or leave it out")
+
+
 def _lines(ctx: ObjectContext) -> tuple[tuple[str, int], ...]:
     return tuple(ctx.field_lines.items())
 
 
 def _pool(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; an IPAddressPool needs spec.addresses")
@@ -195,6 +229,9 @@ def _pool(top: Fields, out: _Collected) -> None:
             top.ctx.error(line, f"{path}: {parsed}")
         else:
             ranges.append(parsed)
+            note = address_note(text)
+            if note is not None:
+                top.ctx.warning(line, f"{path}: {note}")
     if not spec.get_list("addresses"):
         spec.ctx.error(spec.line_of("addresses"), "spec.addresses is empty; list at least one CIDR, range or IP, "
                                                   "e.g. - 10.0.10.10-10.0.10.99")
@@ -217,7 +254,7 @@ def _service_allocation(fields: Fields) -> ServiceAllocation:
     fields.warn_unknown(frozenset({"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}))
     return ServiceAllocation(
         priority=fields.get_int("priority", None),
-        namespaces=tuple(v for v, _, _ in fields.get_strs("namespaces")),
+        namespaces=_unique_strs(fields, "namespaces"),
         namespace_selectors=parse_selectors(fields, "namespaceSelectors"),
         service_selectors=parse_selectors(fields, "serviceSelectors"),
     )
@@ -232,6 +269,7 @@ def _spec_or_empty(top: Fields) -> Fields:
 
 def _l2(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = _spec_or_empty(top)
     spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces",
                                  "serviceSelectors", "preferredNodeSelectors"}) | kept_keys("L2Advertisement"))
@@ -239,7 +277,7 @@ def _l2(top: Fields, out: _Collected) -> None:
     out.l2.append(L2Advertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
+        ip_address_pools=_unique_strs(spec, "ipAddressPools"),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         interfaces=_interfaces(spec),
@@ -321,6 +359,7 @@ _DYNAMIC_ASN_MODES = ("internal", "external")
 def _peer(top: Fields, out: _Collected) -> None:
     errors_before = sum(d.is_error for d in top.ctx.diagnostics)
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     v1beta1 = top.get_str("apiVersion") == METALLB_V1BETA1
     spec = top.get_map("spec")
     if spec is None:
@@ -443,6 +482,7 @@ def _peer_address(spec: Fields) -> tuple[IPAddress | None, str]:
 
 def _bgp_advertisement(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = _spec_or_empty(top)
     spec.warn_unknown(frozenset({
         "aggregationLength", "aggregationLengthV6", "localPref", "communities", "ipAddressPools",
@@ -459,13 +499,13 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
     out.bgp.append(BGPAdvertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
+        ip_address_pools=_unique_strs(spec, "ipAddressPools"),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         aggregation_length=aggregation,
         aggregation_length_v6=aggregation_v6 if aggregation_v6 is not None else 128,
         local_pref=spec.get_int("localPref", None, low=0, high=_ASN_MAX),
         communities=bgp_kinds.advertisement_communities(spec),
-        peers=tuple(v for v, _, _ in spec.get_strs("peers")),
+        peers=_unique_strs(spec, "peers"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),

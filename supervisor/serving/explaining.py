@@ -38,6 +38,9 @@ _PENDING_HINTS: tuple[tuple[str, str], ...] = (
      "overlap, or ask for another IP"),
 )
 
+_PROBLEM_HINT = ("the Service's own spec is invalid: fix it as the reason says (`metalloid check FILE` prints every "
+                 "error with its file and line); the other Services are not affected")
+
 _REASON_HINTS: tuple[tuple[str, str], ...] = (
     ("not alive", "start metalloid on that node, or check that heartbeats reach it (UDP port, membership key)"),
     ("exclude-from-external-load-balancers", "remove that label from the node if it should announce"),
@@ -83,9 +86,11 @@ def _explain_ip(status: dict[str, Any], service: dict[str, Any]) -> dict[str, An
     ips: list[str] = service.get("ips") or []
     pool = service.get("pool")
     requested: dict[str, Any] = service.get("requested") or {}
+    problem = service.get("problem")
     if service.get("pending") or not ips:
         reason = service.get("pending") or "the allocator has not assigned it an IP yet"
-        return {"state": "pending", "ips": [], "pool": None, "why": reason, "hint": _pending_hint(status, reason)}
+        hint = (_PROBLEM_HINT if problem else _pending_hint(status, reason))
+        return {"state": "pending", "ips": [], "pool": None, "why": reason, "hint": hint}
     asked = requested.get("ips") or []
     if asked:
         why = (f"it asks for {', '.join(asked)} (spec.loadBalancerIP or the metallb.io/loadBalancerIPs "
@@ -107,6 +112,10 @@ def _explain_ip(status: dict[str, Any], service: dict[str, Any]) -> dict[str, An
                   if s is not service and set(s.get("ips") or []) & set(ips)]
         why += (f"; it shares the IP under metallb.io/allow-shared-ip {sharing!r}"
                 + (f" with {', '.join(others)}" if others else ""))
+    if problem:
+        why += (f"; its spec is invalid now ({problem}), so, as in MetalLB, it keeps the IP it held and gets no "
+                "other until the spec is fixed")
+        return {"state": "assigned", "ips": ips, "pool": pool, "why": why, "hint": _PROBLEM_HINT}
     return {"state": "assigned", "ips": ips, "pool": pool, "why": why, "hint": None}
 
 
@@ -218,6 +227,8 @@ def render_text(explanation: dict[str, Any]) -> str:
         lines += ["IP: none, it is pending.", f"  Why: {ip['why']}.", f"  Fix: {ip['hint']}."]
     else:
         lines += [f"IP: {', '.join(ip['ips'])} from pool {ip['pool']}.", f"  Why: {ip['why']}."]
+        if ip.get("hint"):
+            lines.append(f"  Fix: {ip['hint']}.")
     lines.append("")
     if explanation["not_announced"]:
         lines.append(f"Announced: no. {explanation['not_announced'][0].upper()}{explanation['not_announced'][1:]}.")

@@ -120,7 +120,7 @@ def _list(value: Any) -> list[Any]:
 def _config(state: RoutedState) -> dict[str, Any]:
     loaded = state.loaded
     rejected = state.rejected
-    warnings = [str(d) for d in loaded.warnings] if loaded else []
+    warnings = [str(d) for d in loaded.warnings if not d.is_error] if loaded else []
     if state.allocation is not None:
         warnings += list(state.allocation.result.warnings)
     return {
@@ -129,6 +129,8 @@ def _config(state: RoutedState) -> dict[str, Any]:
         "loaded": loaded is not None,
         "stale": state.stale,
         "errors": [str(d) for d in rejected.diagnostics] if rejected else [],
+        # Errors confined to one object of the loaded config: that Service is pending, the rest is served.
+        "object_errors": [str(d) for d in loaded.warnings if d.is_error] if loaded else [],
         "warnings": warnings,
     }
 

@@ -9,8 +9,10 @@ in several steps. SIGHUP (forwarded by the supervisor) reloads at once.
 
 A reload goes through `load_config_files`, exactly like `metalloid check`,
 plus the plugins' validators, so a rejection carries the same messages. A
-rejected config changes nothing downstream: the supervisor keeps routing the
-last good one and only marks the config stale.
+config-level error (a pool, an advertisement, the YAML itself) rejects the
+config, which changes nothing downstream: the supervisor keeps routing the
+last good one and only marks the config stale. An error about one Service
+does not: the config is loaded, that Service is pending with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from supervisor.config.diagnostics import Diagnostic, error, has_errors
+from supervisor.config.diagnostics import Diagnostic, error
+from supervisor.config.isolation import config_errors, object_errors
 from supervisor.config.model import Config, Source
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
@@ -144,8 +147,8 @@ class FileWatcherCore:
         self.generation += 1
         digest = content_hash(self.paths)
         config, diagnostics = self._load(self.paths)
-        if config is None or has_errors(diagnostics):
-            errors = tuple(d for d in diagnostics if d.is_error)
+        if config is None or config_errors(diagnostics):
+            errors = tuple(config_errors(diagnostics))
             for d in errors:
                 log.error("config.rejected origin=%s reason=%s diagnostic=%s", self.origin, reason, d)
             # The hash is not remembered: fixing the file back to the last
@@ -153,7 +156,11 @@ class FileWatcherCore:
             self._loaded_hash = None
             return [ConfigRejected(generation=self.generation, origin=self.origin, diagnostics=errors)]
         self._loaded_hash = digest
-        warnings = tuple(d for d in diagnostics if not d.is_error)
+        # Errors confined to one Service travel with the warnings: the config
+        # is served, that Service is pending with the reason (its `problem`).
+        warnings = tuple(diagnostics)
+        for d in object_errors(diagnostics):
+            log.error("config.object_error origin=%s diagnostic=%s", self.origin, d)
         log.info("config.loaded origin=%s reason=%s generation=%d services=%d pools=%d", self.origin, reason,
                  self.generation, len(config.services), len(config.pools))
         return [ConfigLoaded(generation=self.generation, config=config, origin=self.origin, warnings=warnings)]
