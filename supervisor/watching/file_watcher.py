@@ -28,6 +28,7 @@ from types import FrameType
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.isolation import config_errors, object_errors
 from supervisor.config.model import Config, Source
+from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.settings import WorkerSettings
@@ -51,11 +52,16 @@ def fingerprint(paths: Sequence[str]) -> Fingerprint:
 
 
 def content_hash(paths: Sequence[str]) -> str:
+    from supervisor.config.loading import MAX_CONFIG_BYTES
+
     digest = hashlib.sha256()
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                digest.update(f.read())
+            # The loader's own limits: a FIFO or /dev/zero here must not hang
+            # the watcher before the loader gets to refuse it.
+            digest.update(read_regular_file(path, limit=MAX_CONFIG_BYTES))
+        except RefusedFile as exc:
+            digest.update(f"<refused {exc.reason}>".encode())
         except OSError as exc:
             digest.update(f"<unreadable {exc.errno}>".encode())
         digest.update(b"\0")
@@ -146,7 +152,16 @@ class FileWatcherCore:
     def reload(self, *, reason: str) -> list[FromWorker]:
         self.generation += 1
         digest = content_hash(self.paths)
-        config, diagnostics = self._load(self.paths)
+        try:
+            config, diagnostics = self._load(self.paths)
+        except Exception as exc:
+            # Whatever the files hold, the watcher survives and the last good
+            # config stays: dying here would restart the watcher into the same
+            # files until the supervisor gives up (a crash loop).
+            from supervisor.config.loading import internal_error
+
+            log.debug("config.load-failed origin=%s", self.origin, exc_info=True)
+            config, diagnostics = None, [internal_error(self.paths, exc)]
         if config is None or config_errors(diagnostics):
             errors = tuple(config_errors(diagnostics))
             for d in errors:
