@@ -122,7 +122,7 @@ def test_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
 def test_an_oversized_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     with open(statefile.state_path(tmp_path), "wb") as f:
         f.truncate(statefile.MAX_STATE_BYTES + 1)
-    with pytest.raises(StateFileError, match="over the 16.0 MiB limit for a state file"):
+    with pytest.raises(StateFileError, match=r"over the 16\.0 MiB limit for a state file"):
         statefile.load(tmp_path)
 
 
