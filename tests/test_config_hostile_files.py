@@ -112,7 +112,7 @@ def test_a_file_over_the_limit_is_refused_without_reading_it(tmp_path: Path) -> 
     with open(big, "wb") as f:
         f.truncate(50 * 1024 * 1024)  # sparse: 50 MB of size, nothing to read
     _, [diagnostic] = load_config_files([str(big)])
-    assert diagnostic.message == ("refused: is 50.0 MiB, over the 4.0 MiB limit for a config file; check that the "
+    assert diagnostic.message == ("refused: is 50.0 MiB, over the 1.0 MiB limit for a config file; check that the "
                                   "path names the right file")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,40 @@ def test_garbage_typed_into_a_running_config_keeps_the_watcher_and_the_last_good
     assert thread.is_alive()
     path.write_text(good)
     assert isinstance(next_config(), ConfigLoaded)
+    inbox.put(Control.STOP)
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_heartbeats_continue_during_a_slow_load(tmp_path: Path) -> None:
+    # A 1 MiB config parses for seconds, longer than the supervisor's hung timeout.
+    path = tmp_path / "c.yaml"
+    path.write_text("a")
+    started = threading.Event()
+
+    def slow(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
+        started.set()
+        # Busy, like a parser (not sleeping): the beating thread must still get the GIL.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        return Config(), []
+
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                              debounce_seconds=0.05, heartbeat_seconds=0.1)
+    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
+                              kwargs={"install_signal": False, "load": slow}, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    beats_during_load = 0
+    while True:
+        message = outbox.get(timeout=5)
+        if isinstance(message, ConfigLoaded):
+            break
+        beats_during_load += isinstance(message, WorkerHeartbeat)
+    assert beats_during_load >= 5  # ~every 0.1 s over the 1 s load, not one before and one after
     inbox.put(Control.STOP)
     thread.join(timeout=5)
     assert not thread.is_alive()
