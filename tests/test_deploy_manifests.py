@@ -97,14 +97,17 @@ def field_refs(c: Obj) -> dict[str, str]:
 
 def test_controller_runs_the_documented_command() -> None:
     c = container("Deployment", "controller")
-    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace"}
+    # HTTP binds the pod's own address (kubelet probes and Prometheus go there).
+    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace", "METALLOID_METRICS_HOST": "status.podIP"}
     argv = resolved_args(c, {"METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["controller", "--namespace", "metallb-system", "--metrics-port", "7472", "--log-format", "json"]
 
 
 def test_speaker_runs_the_documented_command() -> None:
     c = container("DaemonSet", "speaker")
-    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace"}
+    # hostNetwork: HTTP binds the node's own address, not every host interface.
+    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace",
+                             "METALLOID_METRICS_HOST": "status.hostIP"}
     argv = resolved_args(c, {"NODE_NAME": "n1", "METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["speaker", "--node", "n1", "--namespace", "metallb-system",
                     "--membership-key-file", "/etc/metalloid/memberlist/secretkey",

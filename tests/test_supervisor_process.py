@@ -7,8 +7,10 @@ layer 2 plugin. Every process started here is stopped by its PID.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -281,6 +283,34 @@ def test_start_with_one_bad_service_serves_the_others(tmp_path: Path) -> None:
         assert not status["config"]["stale"]
     finally:
         n.close()
+
+
+def test_a_stray_esc_in_the_config_keeps_the_node_serving_without_restarts(node: Node) -> None:
+    # Issue 15: one ESC crash-looped the watcher and the node exited 3 after ~36 s.
+    before_ips = node.ips()
+    watcher_pid = node.workers()["watcher"]["pid"]
+    good = node.config.read_text()
+    node.config.write_text(good.replace("kind: Service", "kind: Service\x1b", 1))
+
+    def rejected() -> int:
+        found = re.search(r'^metalloid_config_reloads_total\{result="rejected"\} (\S+)$',
+                          get_text(f"{node.url}/metrics")[1], flags=re.M)
+        return int(float(found.group(1))) if found else 0
+
+    for count in range(1, 6):  # the garbage rejected again and again, never a crash
+        if count > 1:
+            node.proc.send_signal(signal.SIGHUP)
+        wait_for(functools.partial(lambda at_least: rejected() >= at_least, count), 5,
+                 what=f"rejected reload #{count}")
+    status = node.status()
+    assert status["config"]["stale"]
+    assert "control character 0x1b" in " ".join(status["config"]["errors"])
+    workers = node.workers()
+    assert workers["watcher"]["pid"] == watcher_pid and workers["watcher"]["restarts"] == 0
+    assert node.proc.poll() is None and node.ready() and node.ips() == before_ips
+    assert "Traceback" not in node.log()
+    node.config.write_text(good)
+    wait_for(lambda: not node.status()["config"]["stale"], 5, what="stale flag cleared")
 
 
 def test_valid_reload_adds_a_service_and_keeps_the_others(node: Node) -> None:

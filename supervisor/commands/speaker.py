@@ -38,10 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                               "/etc/metalloid/memberlist/secretkey"),
                         help="shared secret authenticating heartbeats (default: /etc/metalloid/memberlist/secretkey)")
     parser.add_argument("--insecure", action="store_true", help="allow membership without a key (trusted networks)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS"), metavar="LIST",
                         help="comma-separated announcer protocols, overriding the config (default: the "
                              "AnnouncerConfigs, plus layer2 with L2Advertisements and bgp with BGPPeers)")
@@ -100,4 +99,4 @@ def run(args: argparse.Namespace) -> int:
     return serve_supervisor("speaker", specs,
                             SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version(),
                                                announcer_template=template, requested_announcers=requested),
-                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                            args=args)

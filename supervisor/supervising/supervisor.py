@@ -33,6 +33,17 @@ is set: a reload can start, stop or restart one (a changed AnnouncerConfig
 restarts its announcer with a graceful stop, so `start()` sees the new
 settings). Each announcer's hang deadline is its AnnouncerConfig's
 `spec.hangTimeoutSeconds`, else `hung_seconds`.
+A worker that cannot even be spawned (EMFILE at the open-file limit, ENOMEM,
+EAGAIN) counts as a failed start and backs off like a crash. Any other
+unexpected error in the loop kills the workers and ends the run with exit
+code 4 (EXIT_SUPERVISOR_ERROR), one log line saying why: a supervisor that
+can no longer supervise must not linger half alive (non-daemon children would
+keep it from exiting), it must exit so systemd or the kubelet starts a fresh
+one.
+
+/healthz and /readyz read what the loop computed on its last turn, without
+the lock, so they never wait behind a /status being built (or a stuck loop:
+that is exactly what /healthz must report).
 """
 
 from __future__ import annotations
@@ -82,6 +93,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_WORKER_FATAL = 3
+EXIT_SUPERVISOR_ERROR = 4
 START_METHOD: Final = "forkserver"
 PRELOAD: Final = ["supervisor.supervising.preload"]
 CHILD_MAIN = "supervisor.supervising.child:child_main"
@@ -201,6 +213,9 @@ class Supervisor:
             s.spec.settings.protocol or s.spec.name: Decision(protocol=s.spec.settings.protocol or s.spec.name,
                                                               enabled=True, reason="given at start")
             for s in self._slots if s.spec.role == ANNOUNCER}
+        # Published by the loop for the lock-free probes (each swapped whole).
+        self._published_readiness: tuple[bool, str] = (False, "starting")
+        self._published_fatal: str | None = None
 
     # -- public: the HTTP thread reads these ---------------------------------
 
@@ -217,8 +232,9 @@ class Supervisor:
             return document
 
     def readyz(self) -> tuple[bool, str]:
-        with self.lock:
-            return self._readiness()
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return self._published_readiness
 
     def _readiness(self) -> tuple[bool, str]:
         announcers = {s.spec.name: self._hang_deadline(s) for s in self._active() if s.spec.role == ANNOUNCER}
@@ -229,14 +245,12 @@ class Supervisor:
         return slot.spec.settings.hang_timeout_seconds or self.settings.hung_seconds
 
     def healthz(self) -> tuple[bool, str]:
-        with self.lock:
-            # A FAILED announcer is not a reason to restart the node: the others keep announcing.
-            fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
-            if fatal:
-                return False, f"worker {fatal[0]} is FATAL (restart budget spent)"
-            if self._clock() - self._last_loop > 2.0:
-                return False, "the supervisor loop is stuck"
-            return True, "ok"
+        fatal = self._published_fatal
+        if fatal:
+            return False, f"worker {fatal} is FATAL (restart budget spent)"
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return True, "ok"
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -259,22 +273,53 @@ class Supervisor:
 
     def run(self) -> int:
         _without_resource_tracker()
-        for slot in self._slots:
-            if not slot.spec.needs_peers:
-                self._spawn(slot)
-        while self._exit_code is None:
-            handles: list[Any] = []
+        try:
+            self._publish_probes()
             for slot in self._slots:
-                if slot.process is not None:
-                    handles.append(slot.process.sentinel)
-                if slot.outbox is not None:
-                    handles.append(slot.outbox)
-            multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
-            with self.lock:
-                self._step()
+                if not slot.spec.needs_peers:
+                    self._spawn(slot)
+            while self._exit_code is None:
+                handles: list[Any] = []
+                for slot in self._slots:
+                    if slot.process is not None:
+                        handles.append(slot.process.sentinel)
+                    if slot.outbox is not None:
+                        handles.append(slot.outbox)
+                multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+                with self.lock:
+                    self._step()
+        except Exception as exc:
+            self._crashed(exc)
+            return EXIT_SUPERVISOR_ERROR
         _stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
+
+    def _crashed(self, exc: Exception) -> None:
+        """The loop itself failed: kill every worker (nothing can route for them) and say why."""
+        log.critical("supervisor.crashed code=%d error=%s: %s fix=this is a bug unless the host ran out of a "
+                     "resource (see the error); systemd or the kubelet restarts metalloid",
+                     EXIT_SUPERVISOR_ERROR, type(exc).__name__, exc)
+        log.debug("supervisor.crashed traceback", exc_info=True)
+        for slot in self._slots:
+            process = slot.process
+            if process is None:
+                continue
+            try:
+                process.kill()
+                process.join(timeout=2)
+            except Exception as kill_error:  # pragma: no cover - best effort on the way out
+                log.error("worker.kill_failed worker=%s error=%r", slot.spec.name, kill_error)
+        try:
+            _stop_forkserver()
+        except Exception as stop_error:  # pragma: no cover - best effort on the way out
+            log.error("forkserver.stop_failed error=%r", stop_error)
+
+    def _publish_probes(self) -> None:
+        self._published_readiness = self._readiness()
+        # A FAILED announcer is not a reason to restart the node: the others keep announcing.
+        fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
+        self._published_fatal = fatal[0] if fatal else None
 
     def _step(self) -> None:
         now = self._clock()
@@ -293,7 +338,8 @@ class Supervisor:
             self._tick(slot, now)
         if self._stopping_since is not None:
             self._continue_stop(now)
-        else:
+        self._publish_probes()
+        if self._stopping_since is None:
             self._log_readiness()
 
     def _active(self) -> list[_Slot]:
@@ -307,7 +353,7 @@ class Supervisor:
         return decision is None or decision.enabled
 
     def _log_readiness(self) -> None:
-        ready, why = self._readiness()
+        ready, why = self._published_readiness
         if ready != self._ready:
             self._ready = ready
             if ready:
@@ -361,15 +407,26 @@ class Supervisor:
 
     def _spawn(self, slot: _Slot) -> None:
         ctx = self._ctx
-        inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
-        outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(
-            target=_child_target(),
-            args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
-            name=f"metalloid-{slot.spec.name}",
-            daemon=False,
-        )
-        process.start()
+        opened: list[multiprocessing.connection.Connection] = []
+        try:
+            inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
+            opened += [inbox_reader, inbox_writer]
+            outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
+            opened += [outbox_reader, outbox_writer]
+            process = ctx.Process(
+                target=_child_target(),
+                args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
+                name=f"metalloid-{slot.spec.name}",
+                daemon=False,
+            )
+            process.start()
+        except OSError as exc:
+            # EMFILE at the open-file limit, EAGAIN/ENOMEM from fork: no
+            # process, so a failed start, backed off and budgeted like a crash.
+            for end in opened:
+                end.close()
+            self._spawn_failed(slot, exc)
+            return
         # Close our copies of the ends only the child uses: a child killed in
         # the middle of a write then shows up as EOF instead of a reader
         # blocked forever on half a message, and a dead reader as EPIPE.
@@ -390,6 +447,16 @@ class Supervisor:
         for message in self.state.replay(slot.spec.role):
             inbox.put(message)
 
+    def _spawn_failed(self, slot: _Slot, exc: OSError) -> None:
+        now = self._clock()
+        error = f"spawn failed: {exc.strerror or exc} (errno {exc.errno})"
+        # Through STARTING, so the lifecycle applies its one rule for failures.
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Spawned(pid=0, at=now))
+        retry_in = slot.policy.record_failure(ran_for=0.0)
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=None, error=error,
+                                                                 retry_in=retry_in))
+        self._report_exit(slot, code=None, error=error, retry_in=retry_in, now=now)
+
     def _exited(self, slot: _Slot, now: float) -> None:
         process = slot.process
         assert process is not None
@@ -407,6 +474,10 @@ class Supervisor:
                 retry_in = slot.policy.record_failure(ran_for=ran_for)
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=code, error=error, retry_in=retry_in))
         self._discard(slot)
+        self._report_exit(slot, code=code, error=error, retry_in=retry_in, now=now)
+
+    def _report_exit(self, slot: _Slot, *, code: int | None, error: str | None, retry_in: float | None,
+                       now: float) -> None:
         if slot.ws.state is State.BACKOFF:
             log.warning("worker.died worker=%s code=%s error=%s retry_in=%.3f", slot.ws.name, code, error,
                         retry_in or 0.0)
