@@ -1,19 +1,32 @@
 """The public API for announcer plugins: import from here and nowhere else.
 
 The layer 2 and BGP plugins shipped with metalloid use only these names, so a
-third-party plugin can do everything they do. A test enforces it.
+third-party plugin can do everything they do. A test enforces it. (Tests of a
+plugin may also import `supervisor.plugin_testing`, the public testing kit.)
+
+`METALLOID_PLUGIN_API` is the version of this contract (the hooks, the
+Announcer Protocol, the host, the status shape, these names). A plugin declares
+the version it needs as `METALLOID_PLUGIN_API_REQUIRED = (major, minor)` in
+its plugin module; docs/plugins.md ("Compatibility") says what changes bump
+which number.
 """
 
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
     Announcement,
+    AnnouncementStatus,
     Announcer,
     AnnouncerHost,
     AnnouncerRegistry,
+    AnnouncerStatus,
     AnnouncerView,
+    Previous,
+    Recoverable,
 )
+from supervisor.config.announcer_config import setting_error, setting_source, setting_warning
 from supervisor.config.diagnostics import Diagnostic, error, warning
 from supervisor.config.model import (
+    AnnouncerConfig,
     BGPAdvertisement,
     BGPPeer,
     Config,
@@ -25,14 +38,32 @@ from supervisor.config.model import (
     ServiceKey,
     Source,
 )
-from supervisor.electing.election import Election, Eligibility, elect_layer2, eligibility, rank
+from supervisor.electing.election import (
+    NO_SERVICE_MATCH,
+    SHARED_WITH_SELECTOR,
+    Election,
+    Eligibility,
+    elect_layer2,
+    eligibility,
+    preferred_scores,
+    rank,
+)
 from supervisor.hookspecs import hookimpl
 
+# The plugin contract's version: (major, minor). See the module docstring.
+METALLOID_PLUGIN_API: tuple[int, int] = (1, 0)
+
 __all__ = [
+    "METALLOID_PLUGIN_API",
+    "NO_SERVICE_MATCH",
+    "SHARED_WITH_SELECTOR",
     "Announcement",
+    "AnnouncementStatus",
     "Announcer",
+    "AnnouncerConfig",
     "AnnouncerHost",
     "AnnouncerRegistry",
+    "AnnouncerStatus",
     "AnnouncerView",
     "Assignment",
     "BGPAdvertisement",
@@ -45,6 +76,8 @@ __all__ = [
     "IPAddressPool",
     "L2Advertisement",
     "LabelSelector",
+    "Previous",
+    "Recoverable",
     "Service",
     "ServiceKey",
     "Source",
@@ -52,6 +85,10 @@ __all__ = [
     "eligibility",
     "error",
     "hookimpl",
+    "preferred_scores",
     "rank",
+    "setting_error",
+    "setting_source",
+    "setting_warning",
     "warning",
 ]

@@ -143,7 +143,15 @@ class WorkerFailed:
     error: str
 
 
-ToWorker: TypeAlias = ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | Control
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerFailed:
+    """To the watcher: announcer `protocol` spent its restart budget and is FAILED (a Warning Event in k8s)."""
+
+    protocol: str
+    error: str
+
+
+ToWorker: TypeAlias = ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | AnnouncerFailed | Control
 FromWorker: TypeAlias = (
     ConfigLoaded
     | ConfigRejected

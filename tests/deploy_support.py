@@ -7,8 +7,9 @@ converting the few OpenAPI/Kubernetes extensions it does not know), unknown
 fields (kubectl's strict field validation), and `x-kubernetes-validations`
 CEL rules (cel-python, plus the Kubernetes CEL library functions our rules
 use: `isIP`, `ip().family()`, `isCIDR`, `cidr().masked()` and the strings extension's `split`
-and `trim`, implemented here with the semantics Kubernetes documents). Not a
-test module itself.
+and `trim`, implemented here with the semantics Kubernetes documents), plus
+structural pruning (`pruned`, `pruned_paths`: what the API server would drop
+from an object). Not a test module itself.
 """
 
 from __future__ import annotations
@@ -224,14 +225,32 @@ def cel_rules(schema: Any, path: str = "") -> Iterator[tuple[str, Obj]]:
                 yield from cel_rules(sub, f"{path}[*]")
 
 
-def cel_violations(schema: Any, value: Any, path: str = "") -> list[Violation]:
-    """Evaluate every CEL rule of `schema` that applies to `value`, as the API server does."""
+_ABSENT = object()
+
+
+def cel_violations(schema: Any, value: Any, path: str = "", old: Any = _ABSENT) -> list[Violation]:
+    """Evaluate every CEL rule of `schema` that applies to `value`, as the API server does.
+
+    `old` is the stored value on an update; transition rules (those reading
+    `oldSelf`) only run when there is one, as on the API server.
+    """
     if not isinstance(schema, dict):
         return []
     found: list[Violation] = []
     for rule in schema.get("x-kubernetes-validations", ()):
-        # celpy returns evaluation errors as values, whatever its annotations say.
-        result: object = cel_program(rule["rule"]).evaluate({"self": json_to_cel(value)})
+        variables = {"self": json_to_cel(value)}
+        if "oldSelf" in rule["rule"]:
+            if old is _ABSENT:
+                continue
+            variables["oldSelf"] = json_to_cel(old)
+        # celpy returns evaluation errors as values, whatever its annotations
+        # say, and raises some (two errors joined by ||); both reject the
+        # object, as a runtime error does on the API server.
+        result: object
+        try:
+            result = cel_program(rule["rule"]).evaluate(variables)
+        except CELEvalError as exc:
+            result = exc
         if isinstance(result, celtypes.BoolType) and bool(result):
             continue
         message = rule.get("message") or f"failed rule: {rule['rule']}"
@@ -243,24 +262,72 @@ def cel_violations(schema: Any, value: Any, path: str = "") -> list[Violation]:
             message = f"{message} (rule error: {result.args[0] if result.args else result})"
         found.append(Violation(path=path or "<root>", rule=rule["rule"], message=message))
     if isinstance(value, dict):
+        olds = old if isinstance(old, dict) else {}
         for name, prop in schema.get("properties", {}).items():
             if name in value:
-                found.extend(cel_violations(prop, value[name], f"{path}.{name}"))
+                found.extend(cel_violations(prop, value[name], f"{path}.{name}", olds.get(name, _ABSENT)))
         extra = schema.get("additionalProperties")
         if isinstance(extra, dict):
             for name, item in value.items():
-                found.extend(cel_violations(extra, item, f"{path}.{name}"))
+                found.extend(cel_violations(extra, item, f"{path}.{name}", olds.get(name, _ABSENT)))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        # Old list items are only correlated for map lists; ours are atomic.
         for index, item in enumerate(value):
             found.extend(cel_violations(schema["items"], item, f"{path}[{index}]"))
     return found
 
 
-def admission_errors(crd: Obj, obj: Obj) -> list[str]:
-    """What the API server would say about creating `obj`: schema errors, then CEL violations."""
+def admission_errors(crd: Obj, obj: Obj, old: Obj | None = None) -> list[str]:
+    """What the API server would say about creating `obj` (or updating `old` to it):
+    schema errors, then CEL violations."""
     version = obj["apiVersion"].partition("/")[2]
     schema = crd_version_schema(crd, version)
     errors = schema_errors(schema, obj)
     if errors:
         return errors  # CEL rules only run on objects that pass the schema
-    return [f"{v.path}: {v.message}" for v in cel_violations(schema, obj)]
+    return [f"{v.path}: {v.message}" for v in cel_violations(schema, obj, old=_ABSENT if old is None else old)]
+
+
+# -- pruning -------------------------------------------------------------------
+
+
+def _is_object_meta(name: str, schema: Obj, path: str) -> bool:
+    # `metadata` at the root is ObjectMeta, which the API server decodes itself.
+    return not path and name == "metadata" and "properties" not in schema
+
+
+def pruned(schema: Any, value: Any, path: str = "") -> Any:
+    """`value` after the API server's structural pruning: fields the schema does
+    not declare are dropped (unless it preserves unknown fields)."""
+    if isinstance(value, dict) and isinstance(schema, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        out: Obj = {}
+        for name, item in value.items():
+            if props is not None and name in props:
+                keep_whole = _is_object_meta(name, props[name], path)
+                out[name] = item if keep_whole else pruned(props[name], item, f"{path}.{name}")
+            elif isinstance(extra, dict):
+                out[name] = pruned(extra, item, f"{path}.{name}")
+        return out
+    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        return [pruned(schema["items"], item, f"{path}[*]") for item in value]
+    return value
+
+
+def pruned_paths(schema: Any, value: Any, path: str = "") -> list[str]:
+    """The paths of the fields of `value` that `pruned` drops."""
+    if isinstance(value, dict) and isinstance(schema, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        lost: list[str] = []
+        for name, item in value.items():
+            sub = props.get(name) if props is not None else None
+            if sub is None and isinstance(extra, dict):
+                sub = extra
+            if sub is None:
+                lost.append(f"{path}.{name}")
+            elif not _is_object_meta(name, sub, path):
+                lost.extend(pruned_paths(sub, item, f"{path}.{name}"))
+        return lost
+    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        return [p for i, item in enumerate(value) for p in pruned_paths(schema["items"], item, f"{path}[{i}]")]
+    return []

@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,10 @@ class LabNodes:
         self.key.chmod(0o600)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start_node(self, node: str, config: Path, announcers: str, env: Mapping[str, str] | None = None) -> None:
+    def start_node(self, node: str, config: Path, announcers: str, env: Mapping[str, str] | None = None,
+                   extra_args: Sequence[str] = ()) -> None:
         self.procs[node] = spawn_node(self.lab, node, config=config, key=self.key, workdir=self.workdir,
-                                      announcers=announcers, env=env)
+                                      announcers=announcers, env=env, extra_args=extra_args)
 
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(

@@ -12,6 +12,7 @@ import pytest
 from supervisor import cli
 from supervisor.commands import check
 from supervisor.config.diagnostics import Diagnostic, error
+from supervisor.config.loading import load_config_files
 from supervisor.config.model import Config, Source
 from supervisor.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from supervisor.plugins_loader import PluginLoadFailure, build_plugin_manager
@@ -103,7 +104,10 @@ def test_plugin_validators_are_run(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
 def test_no_plugins_installed_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.metadata, "entry_points", _fake_entry_points({}))
-    assert check.plugin_validators() == []
+    config, _ = load_config_files([str(EXAMPLES / "homelab.yaml")])
+    assert config is not None
+    # Only the AnnouncerConfig check is left, and homelab.yaml has none.
+    assert [validator(config) for validator in check.plugin_validators()] == [[]]
     assert cli.main(["check", str(EXAMPLES / "homelab.yaml")]) == 0
 
 
@@ -119,7 +123,13 @@ def test_broken_plugins_are_reported_and_skipped(
         build_plugin_manager(strict=True)
     assert cli.main(["check", str(EXAMPLES / "homelab.yaml")]) == 1
     out = capsys.readouterr().out
-    assert "<plugins>:0: Plugin/typo: warning: plugin 'typo' (fake:typo) could not be loaded" in out
+    assert ("<plugins>:0: Plugin/typo: plugin 'typo' (fake:typo) could not be loaded: unknown hook "
+            "'metalloid_validate_confg'") in out
+    assert "(hook metalloid_validate_confg)" in out
+    # A load failure alone fails the check: the plugin's own checks were skipped.
+    monkeypatch.setattr(importlib.metadata, "entry_points", _fake_entry_points({"typo": _Broken()}))
+    assert cli.main(["check", str(EXAMPLES / "homelab.yaml")]) == 1
+    assert "1 error" in capsys.readouterr().out
 
 
 def test_import_errors_of_plugins_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:

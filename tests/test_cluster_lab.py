@@ -59,6 +59,18 @@ spec:
   bindLocal: true
 """
 
+# The third-party example announcer's settings: one route directory per node.
+EXAMPLE_SETTINGS = """
+---
+apiVersion: metalloid.io/v1alpha1
+kind: AnnouncerConfig
+metadata:
+  name: example
+spec:
+  settings:
+    directory: {directory}
+"""
+
 # An extra Service with externalTrafficPolicy: Local whose only endpoint sits
 # on {node}; its IP is requested so the homelab's allocation is unchanged.
 ETP_LOCAL = """
@@ -121,17 +133,19 @@ class Cluster(LabNodes):
     def __init__(self, lab: Lab, workdir: Path) -> None:
         super().__init__(lab, workdir, NODES)
         self.config = workdir / "homelab.yaml"
-        self.base_config = (ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
+        self.base_config = ((ROOT / "examples" / "homelab.yaml").read_text() + SETTINGS
+                            + EXAMPLE_SETTINGS.format(directory=workdir / "example-{node}"))
         self.write_config(self.base_config)
 
     # -- processes ------------------------------------------------------------
 
-    def example_out(self, node: str) -> Path:
-        return self.workdir / f"example-{node}.json"
+    def example_routes(self, node: str) -> set[tuple[str, str]]:
+        """The routes the third-party example announcer keeps for `node` (one file each)."""
+        return {(d["service"], d["ip"]) for d in (json.loads(p.read_text())
+                                                  for p in (self.workdir / f"example-{node}").glob("*.json"))}
 
-    def start(self, node: str) -> None:
-        env = {**os.environ, "METALLOID_EXAMPLE_OUT": str(self.example_out(node))}
-        self.start_node(node, self.config, "layer2,example", env)
+    def start(self, node: str, extra_args: tuple[str, ...] = ()) -> None:
+        self.start_node(node, self.config, "layer2,example", extra_args=extra_args)
 
     def signal(self, node: str, sig: int) -> None:
         """Signal the node's whole metalloid (the process group led by the spawned PID)."""
@@ -275,24 +289,71 @@ def test_example_plugin_announces_what_layer2_announces(healthy: Cluster) -> Non
 
     def agree() -> bool:
         for node, status in c.statuses().items():
-            out = c.example_out(node)
-            if status is None or not out.exists():
+            if status is None:
                 return False
-            layer2 = pairs(status["plugins"]["layer2"]["announcements"])
-            example = pairs(json.loads(out.read_text())["announcements"])
-            if layer2 != example:
+            if pairs(status["plugins"]["layer2"]["announcements"]) != c.example_routes(node):
                 return False
         return True
 
-    # The example writes its file from its own process: wait for it to settle.
-    wait_for("the example plugin's files to match layer2 on every node", agree, 10, c)
+    # The example writes its routes from its own process: wait for them to settle.
+    wait_for("the example plugin's routes to match layer2 on every node", agree, 10, c)
     winner = owner(c)
-    assert pairs(json.loads(c.example_out(winner).read_text())["announcements"]) == {(SERVICE, VIP)}
+    assert c.example_routes(winner) == {(SERVICE, VIP)}
     for node in set(NODES) - {winner}:
-        assert json.loads(c.example_out(node).read_text())["announcements"] == []
+        assert c.example_routes(node) == set()
 
 
 # -- issue 5: membership and failover -------------------------------------------
+
+
+def test_a_crash_looping_plugin_fails_alone_and_layer2_keeps_its_ips(healthy: Cluster) -> None:
+    """Issue 13: a plugin's crash loop ends in FAILED on its node; layer 2 there never stops answering."""
+    c = healthy
+    winner = owner(c)
+    # A small restart budget on the owner, so its crash loop is spent in seconds, not half a minute.
+    c.signal(winner, signal.SIGTERM)
+    c.procs[winner].wait(timeout=15)
+    c.start(winner, extra_args=("--restart-budget", "2"))
+    wait_for("the owner back, serving", lambda: owner_serves(c, winner), 30, c)
+    layer2 = c.statuses((winner,))[winner]
+    assert layer2 is not None
+    layer2_pid = next(w["pid"] for w in layer2["workers"] if w["name"] == "announcer-layer2")
+    # The example's route directory becomes a file: every start() of the example now fails.
+    blocker = c.workdir / "not-a-directory"
+    blocker.write_text("the routes cannot go here")
+    c.write_config(c.base_config.replace(str(c.workdir / "example-{node}"), str(blocker)))
+
+    def example_failed() -> bool:
+        status = c.statuses((winner,))[winner]
+        rows = {a["protocol"]: a for a in (status or {}).get("announcers", [])}
+        return rows.get("example", {}).get("state") == "FAILED"
+
+    checks = 0
+    deadline = time.monotonic() + 40
+    while not example_failed():
+        assert time.monotonic() < deadline, f"the example never became FAILED on {winner}\n{c.logs()}"
+        # All along, only the owner answers for the VIP and serves it.
+        assert c.arping(VIP, count=1, deadline=0.5)[1] == {c.lab.mac(winner).lower()}
+        assert c.served_by() == winner
+        checks += 1
+    assert checks >= 1
+    status = c.statuses((winner,))[winner]
+    assert status is not None
+    workers = {w["name"]: w for w in status["workers"]}
+    assert workers["announcer-layer2"]["pid"] == layer2_pid and workers["announcer-layer2"]["state"] == "RUNNING"
+    assert {(a["service"], a["ip"]) for a in status["plugins"]["layer2"]["announcements"]} == {(SERVICE, VIP)}
+    assert c.metric(winner, "metalloid_announcer_failed", 'announcer="example"') == 1.0
+    assert c.running(winner)
+    assert c.arping(VIP)[1] == {c.lab.mac(winner).lower()} and c.served_by() == winner
+    # Fixing the AnnouncerConfig starts it again, and it announces what layer 2 announces.
+    c.write_config(c.base_config)
+    wait_for("the example revived on the owner", lambda: c.example_routes(winner) == {(SERVICE, VIP)}, 20, c)
+    assert c.metric(winner, "metalloid_announcer_failed", 'announcer="example"') == 0.0
+
+
+def owner_serves(c: Cluster, node: str) -> bool:
+    statuses = c.statuses()
+    return all(s is not None and c.winner(VIP, s) == node for s in statuses.values()) and c.served_by() == node
 
 
 def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: Cluster) -> None:
@@ -420,6 +481,61 @@ def test_invalid_reload_keeps_the_ip_announced_and_marks_config_stale(healthy: C
     assert c.served_by() == winner
     status = c.statuses((winner,))[winner]
     assert status is not None and status["config"]["errors"]
+
+
+# Issue 11: a Service asking for its IP twice, and a new good one beside it.
+BOTH_IP_FIELDS = """
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: twice
+  namespace: shop
+  annotations:
+    metallb.io/loadBalancerIPs: 10.0.10.61
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 10.0.10.60
+  ports:
+    - port: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: fresh
+  namespace: shop
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 10.0.10.62
+  ports:
+    - port: 8080
+"""
+
+
+def test_a_service_with_both_ip_fields_fails_alone(healthy: Cluster) -> None:
+    c = healthy
+    winner = owner(c)
+    c.write_config(c.base_config + BOTH_IP_FIELDS)
+
+    def fresh_everywhere() -> bool:
+        return all(s is not None and any(v["name"] == "fresh" and v["ips"] == ["10.0.10.62"] for v in s["services"])
+                   for s in c.statuses().values())
+
+    wait_for("every node to load the config with the new Services", fresh_everywhere, 10, c)
+    for node, status in c.statuses().items():
+        assert status is not None and not status["config"]["stale"], node
+        twice = next(v for v in status["services"] if v["name"] == "twice")
+        assert twice["ips"] == [] and "both spec.loadBalancerIP (10.0.10.60)" in twice["pending"], node
+    # The new good Service is announced by its elected node; the bad one by nobody.
+    fresh_winner = c.winner("10.0.10.62", c.statuses(("n1",))["n1"])
+    assert fresh_winner is not None
+    wait_for("10.0.10.62 to be answered by its winner",
+             lambda: c.arping("10.0.10.62", count=1)[1] == {c.lab.mac(fresh_winner)}, 10, c)
+    assert c.arping("10.0.10.60")[1] == set() and c.arping("10.0.10.61")[1] == set()
+    # Everything that was served before still is, by the same node.
+    c.lab.flush_neighbours(CLIENT)
+    assert c.arping(VIP) == (0, {c.lab.mac(winner)})
+    assert c.served_by() == winner
 
 
 def test_sigterm_hands_over_with_no_measurable_gap(healthy: Cluster) -> None:

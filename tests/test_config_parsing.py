@@ -86,7 +86,10 @@ spec:
 
 def test_pool_every_field() -> None:
     config, diagnostics = parse(POOL)
-    assert diagnostics == []
+    # Both are MetalLB incompatibilities metalloid accepts, with a warning.
+    assert [(d.severity, d.source.line) for d in diagnostics] == [(Severity.WARNING, 5), (Severity.WARNING, 11)]
+    assert "MetalLB's webhook refuses" in diagnostics[0].message
+    assert "'10.0.2.7' is a single IP" in diagnostics[1].message
     (pool,) = config.pools
     assert (pool.name, pool.namespace, pool.labels) == ("p", "lb", (("tier", "gold"),))
     assert [(str(r.first), str(r.last), r.size) for r in pool.addresses] == [
@@ -113,7 +116,7 @@ def test_pool_defaults() -> None:
         apiVersion: metallb.io/v1beta1
         kind: IPAddressPool
         metadata: {name: p}
-        spec: {addresses: [10.0.0.1]}
+        spec: {addresses: [10.0.0.1/32]}
         """)
     assert diagnostics == []
     (pool,) = config.pools
@@ -165,11 +168,11 @@ def test_bgp_kinds(version: str) -> None:
           keepaliveTime: 30s
           ebgpMultiHop: true
           password: s3cret
-          vrf: red
+          {"vrf: red" if version.endswith("v1beta2") else ""}
           nodeSelectors:
             - matchLabels: {{bgp: "yes"}}
         ---
-        apiVersion: {version}
+        apiVersion: metallb.io/v1beta1
         kind: BGPAdvertisement
         metadata: {{name: b}}
         spec:
@@ -185,7 +188,8 @@ def test_bgp_kinds(version: str) -> None:
     assert (peer.my_asn, peer.peer_asn, peer.peer_address, peer.peer_port) == (64500, 64501, ip("10.0.0.1"), 1179)
     assert (peer.source_address, peer.router_id, peer.hold_time_seconds, peer.keepalive_time_seconds) == (
         ip("10.0.0.2"), "10.0.0.2", 90.0, 30.0)
-    assert (peer.ebgp_multihop, peer.password, peer.vrf) == (True, "s3cret", "red")
+    assert (peer.ebgp_multihop, peer.password) == (True, "s3cret")
+    assert peer.vrf == ("red" if version.endswith("v1beta2") else "")
     assert peer.node_selectors == (LabelSelector(match_labels=(("bgp", "yes"),)),)
     (ad,) = config.bgp_advertisements
     assert (ad.aggregation_length, ad.aggregation_length_v6, ad.local_pref) == (32, 120, 100)
@@ -414,7 +418,7 @@ def test_unknown_spec_field_warns_with_a_suggestion() -> None:
         kind: IPAddressPool
         metadata: {name: p}
         spec:
-          addresses: [10.0.0.1]
+          addresses: [10.0.0.1/32]
           autoassign: false
         """)
     assert warnings(diagnostics) == [

@@ -54,8 +54,27 @@ def check(tmp_path: Path, text: str) -> list[Diagnostic]:
 # (id, config text, severity, expected line, substrings the message must contain)
 CASES: list[tuple[str, str, Severity, int, tuple[str, ...]]] = [
     ("yaml-syntax", "apiVersion: v1\nkind: [Namespace\n", Severity.ERROR, 3, ("YAML/syntax",)),
-    ("host-bits", pool("p", "10.0.0.1/24") + L2_ALL, Severity.ERROR, 6,
-     ("IPAddressPool/p", "'10.0.0.1/24' has host bits set", "Write 10.0.0.0/24")),
+    ("host-bits", pool("p", "10.0.0.1/24") + L2_ALL, Severity.WARNING, 6,
+     ("IPAddressPool/p", "'10.0.0.1/24' has host bits set", "takes the whole prefix 10.0.0.0/24",
+      "Write 10.0.0.0/24")),
+    ("single-ip", pool("p", "10.0.0.7") + L2_ALL, Severity.WARNING, 6,
+     ("IPAddressPool/p", "'10.0.0.7' is a single IP", "10.0.0.7/32", "MetalLB refuses the pool")),
+    ("duplicate-namespace", pool("p", "10.0.0.0/24") + "  serviceAllocation:\n    namespaces: [a, b, a]\n"
+     + L2_ALL, Severity.WARNING, 8, ("spec.serviceAllocation.namespaces[2]: 'a' is listed twice",
+                                     "MetalLB refuses the whole configuration")),
+    ("duplicate-advertised-pool", pool("main", "10.0.0.0/24") + textwrap.dedent("""\
+        ---
+        apiVersion: metallb.io/v1beta1
+        kind: L2Advertisement
+        metadata: {name: l2}
+        spec:
+          ipAddressPools:
+            - main
+            - main
+        """), Severity.WARNING, 14, ("L2Advertisement/l2", "spec.ipAddressPools[1]: 'main' is listed twice",
+                                     "duplicate definition of ipAddressPools")),
+    ("pool-outside-metallb-namespace", pool("p", "10.0.0.0/24").replace("{name: p}", "{name: p, namespace: other}")
+     + L2_ALL, Severity.WARNING, 3, ("IPAddressPool/p", "metadata.namespace is 'other'", "MetalLB's webhook refuses")),
     ("bad-prefix", pool("p", "10.0.0.0/40") + L2_ALL, Severity.ERROR, 6, ("'10.0.0.0/40' is not a valid CIDR",)),
     ("not-an-ip", pool("p", "10.0.0.300") + L2_ALL, Severity.ERROR, 6, ("'10.0.0.300' is not an IP address",)),
     ("reversed-range", pool("p", "10.0.0.9-10.0.0.1") + L2_ALL, Severity.ERROR, 6,
@@ -112,7 +131,7 @@ CASES: list[tuple[str, str, Severity, int, tuple[str, ...]]] = [
         metadata: {name: b}
         spec:
           aggregationLength: 33
-        """), Severity.ERROR, 12, ("spec.aggregationLength: 33 is out of range; use a value between 0 and 32",)),
+        """), Severity.ERROR, 12, ("spec.aggregationLength: 33 is out of range; use a value between 1 and 32",)),
     ("aggregation-shorter-than-prefix", pool("p", "10.0.0.0/24") + textwrap.dedent("""\
         ---
         apiVersion: metallb.io/v1beta1
@@ -172,7 +191,7 @@ def test_errors_make_the_config_none_warnings_do_not(tmp_path: Path) -> None:
     path.write_text(pool("lonely", "10.0.0.0/24"))
     config, diagnostics = load_config_files([str(path)])
     assert config is not None and [d.severity for d in diagnostics] == [Severity.WARNING]
-    path.write_text(pool("bad", "10.0.0.1/24"))
+    path.write_text(pool("bad", "10.0.0.1/40"))
     config, _ = load_config_files([str(path)])
     assert config is None
 
@@ -205,6 +224,6 @@ def test_plugin_validators_run_on_a_valid_config_only(tmp_path: Path) -> None:
 
     config, diagnostics = load_config_files([str(path)], validators=[validator])
     assert config is None and seen == [1] and "plugin says no" in str(diagnostics[-1])
-    path.write_text(pool("p", "10.0.0.1/24"))
+    path.write_text(pool("p", "10.0.0.1/40"))
     load_config_files([str(path)], validators=[validator])
     assert seen == [1]

@@ -18,6 +18,7 @@ from tests.deploy_support import (
     crd_version_schema,
     find,
     kustomize,
+    pruned_paths,
 )
 from tests.runbook import RUNBOOK_L2, RUNBOOK_POOL
 
@@ -26,6 +27,8 @@ CRD_NAMES = {
     "L2Advertisement": "l2advertisements.metallb.io",
     "BGPPeer": "bgppeers.metallb.io",
     "BGPAdvertisement": "bgpadvertisements.metallb.io",
+    "BFDProfile": "bfdprofiles.metallb.io",
+    "Community": "communities.metallb.io",
 }
 
 
@@ -52,7 +55,7 @@ def test_runbook_manifests_are_accepted_unchanged(text: str) -> None:
 
 def test_the_crds_keep_metallbs_group_versions_and_names() -> None:
     crds = {c["metadata"]["name"]: c for c in kustomize(".") if c["kind"] == "CustomResourceDefinition"}
-    assert set(crds) == set(CRD_NAMES.values())
+    assert set(CRD_NAMES.values()) <= set(crds)
     for kind, name in CRD_NAMES.items():
         spec = crds[name]["spec"]
         assert spec["group"] == "metallb.io"
@@ -102,11 +105,12 @@ VALID_ADDRESSES = [
     "fd00:10::/64",
     "fd00:10::1-fd00:10::ff",
     "2001:db8::5",
+    # Host bits: MetalLB (Go's net.ParseCIDR) masks them, as metalloid does (with a warning).
+    "10.0.10.1/24",
+    "fd00:10::1/64",
 ]
 MALFORMED_ADDRESSES = [
     ("bad-cidr-prefix", "10.0.10.0/33", "is not a CIDR"),
-    ("host-bits-set", "10.0.10.1/24", "has host bits set: write 10.0.10.0/24"),
-    ("host-bits-set-v6", "fd00:10::1/64", "has host bits set: write fd00:10::/64"),
     ("bad-cidr-v6-prefix", "fd00::/129", "is not a CIDR"),
     ("cidr-without-bits", "10.0.10.0/", "is not a CIDR"),
     ("netmask-cidr", "10.0.10.0/255.255.255.0", "is not a CIDR"),
@@ -151,7 +155,8 @@ SCHEMA_REJECTS = [
     ("autoassign-string", lambda p: p["spec"].update(autoAssign="yes"), "is not of type 'boolean'"),
     ("selector-bad-operator", lambda p: p["spec"].update(
         serviceAllocation={"serviceSelectors": [{"matchExpressions": [{"key": "a", "operator": "Is"}]}]}), "Is"),
-    ("negative-priority", lambda p: p["spec"].update(serviceAllocation={"priority": -1}), "minimum"),
+    ("empty-addresses", lambda p: p["spec"].update(addresses=[]), "non-empty"),
+    ("priority-not-an-integer", lambda p: p["spec"].update(serviceAllocation={"priority": "high"}), "integer"),
 ]
 
 
@@ -182,7 +187,14 @@ L2_CASES = [
     ("node-selector", {"nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": "n1"}}]}, None),
     ("interface-too-long", {"interfaces": ["a-very-long-interface0"]}, "is too long"),
     ("interface-with-slash", {"interfaces": ["eth/0"]}, "no '/'"),
-    ("pool-name-uppercase", {"ipAddressPools": ["First-Pool"]}, "lowercase"),
+    # MetalLB's schema takes any name; one no pool has is `check`'s warning.
+    ("pool-name-uppercase", {"ipAddressPools": ["PoolA"]}, None),
+    ("service-selectors", {"serviceSelectors": [{"matchLabels": {"tier": "frontend"}}]}, None),
+    ("preferred-node-selectors", {"preferredNodeSelectors": [
+        {"weight": 100, "preference": {"matchLabels": {"zone": "primary"}}}]}, None),
+    ("preferred-weight-too-big", {"preferredNodeSelectors": [
+        {"weight": 101, "preference": {"matchLabels": {"zone": "primary"}}}]}, "maximum"),
+    ("preferred-without-preference", {"preferredNodeSelectors": [{"weight": 1}]}, "preference"),
     ("unknown-field", {"ipaddressPools": ["first-pool"]}, "ipaddressPools"),
 ]
 
@@ -206,28 +218,139 @@ BGP_PEER: Obj = {
 }
 
 
-@pytest.mark.parametrize(
-    ("version", "spec", "fragment"),
-    [
-        ("v1beta2", {}, None),
-        ("v1beta1", {}, None),
-        ("v1beta2", {"vrf": "red"}, None),
-        ("v1beta1", {"vrf": "red"}, "vrf"),
-        ("v1beta2", {"peerAddress": "10.0.10.256"}, 'peerAddress "10.0.10.256" is not an IP'),
-        ("v1beta2", {"myASN": 4294967296}, "maximum"),
-        ("v1beta2", {"holdTime": "1s"}, "holdTime must be 0s or at least 3s"),
-    ],
-    ids=["v1beta2", "v1beta1", "vrf", "vrf-not-in-v1beta1", "bad-peer-address", "asn-too-big", "hold-time-too-short"],
-)
+PEER_CASES: list[tuple[str, str, Obj, str | None]] = [
+    ("v1beta2", "v1beta2", {}, None),
+    ("v1beta1", "v1beta1", {}, None),
+    ("vrf", "v1beta2", {"vrf": "red"}, None),
+    ("vrf-not-in-v1beta1", "v1beta1", {"vrf": "red"}, "vrf"),
+    ("bad-peer-address", "v1beta2", {"peerAddress": "10.0.10.256"}, 'peerAddress "10.0.10.256" is not an IP'),
+    ("asn-too-big", "v1beta2", {"myASN": 4294967296}, "maximum"),
+    ("my-asn-zero", "v1beta2", {"myASN": 0}, "minimum"),
+    ("hold-time-too-short", "v1beta2", {"holdTime": "1s"}, "holdTime must be 0s or at least 3s"),
+    ("keepalive-longer-than-hold", "v1beta2", {"holdTime": "9s", "keepaliveTime": "10s"}, "not be longer"),
+    ("every-v1beta2-field", "v1beta2", {
+        "localASN": 65410, "connectTime": "120s", "passwordSecret": {"name": "s", "namespace": "metallb-system"},
+        "enableGracefulRestart": True, "disableMP": False, "dualStackAddressFamily": True, "vrf": "red",
+        "bfdProfile": "fast", "routerID": "10.0.10.2", "sourceAddress": "10.0.10.3", "ebgpMultiHop": True,
+        "keepaliveTime": "30s", "peerPort": 180,
+        "nodeSelectors": [{"matchExpressions": [{"key": "rack", "operator": "Exists"}]}]}, None),
+    ("dynamic-asn", "v1beta2", {"peerASN": None, "dynamicASN": "external"}, None),
+    ("dynamic-asn-unknown", "v1beta2", {"peerASN": None, "dynamicASN": "both"}, "dynamicASN"),
+    ("neither-asn", "v1beta2", {"peerASN": None}, "set peerASN or dynamicASN"),
+    ("both-asns", "v1beta2", {"dynamicASN": "internal"}, "peerASN and dynamicASN exclude each other"),
+    ("interface", "v1beta2", {"peerAddress": None, "interface": "eth1"}, None),
+    ("neither-address", "v1beta2", {"peerAddress": None}, "exactly one of peerAddress and interface"),
+    ("both-addresses", "v1beta2", {"interface": "eth1"}, "exactly one of peerAddress and interface"),
+    ("password-twice", "v1beta2", {"password": "x", "passwordSecret": {"name": "s"}}, "exclude each other"),
+    ("multihop-ibgp", "v1beta2", {"peerASN": 64500, "ebgpMultiHop": True}, "ebgpMultiHop is for eBGP"),
+    ("connect-time-fraction", "v1beta2", {"connectTime": "1500ms"}, "whole number of seconds"),
+    ("connect-time-too-long", "v1beta2", {"connectTime": "20h"}, "between 1s and 65535s"),
+    ("local-asn-not-in-v1beta1", "v1beta1", {"localASN": 65410}, "localASN"),
+    ("v1beta1-expression-needs-values", "v1beta1",
+     {"nodeSelectors": [{"matchExpressions": [{"key": "rack", "operator": "Exists"}]}]}, "values"),
+    ("v1beta1-port-zero", "v1beta1", {"peerPort": 0}, None),
+    ("router-id-v6", "v1beta2", {"routerID": "fd00::1"}, None),
+]
+
+
+@pytest.mark.parametrize(("version", "spec", "fragment"), [c[1:] for c in PEER_CASES], ids=[c[0] for c in PEER_CASES])
 def test_bgp_peer_versions(version: str, spec: Obj, fragment: str | None) -> None:
     peer = copy.deepcopy(BGP_PEER)
     peer["apiVersion"] = f"metallb.io/{version}"
     peer["spec"].update(spec)
+    peer["spec"] = {k: v for k, v in peer["spec"].items() if v is not None}
     errors = admission_errors(crd_for(peer), peer)
     if fragment is None:
         assert errors == []
     else:
         assert any(fragment in e for e in errors), errors
+
+
+def test_graceful_restart_cannot_change_but_the_rest_can() -> None:
+    old = copy.deepcopy(BGP_PEER)
+    old["spec"]["enableGracefulRestart"] = True
+    flipped = copy.deepcopy(old)
+    flipped["spec"]["enableGracefulRestart"] = False
+    retimed = copy.deepcopy(old)
+    retimed["spec"]["holdTime"] = "30s"
+    assert admission_errors(crd_for(old), old) == []
+    assert any("cannot be changed" in e for e in admission_errors(crd_for(old), flipped, old=old))
+    assert admission_errors(crd_for(old), retimed, old=old) == []
+
+
+def test_bgp_peer_versions_share_one_shape_so_conversion_none_loses_nothing() -> None:
+    """Every v1beta1 field exists in v1beta2 with a type at least as wide, so
+    relabelling apiVersion (conversion None) keeps a v1beta1 object whole."""
+    crd = find(kustomize("."), "CustomResourceDefinition", "bgppeers.metallb.io")
+    v1 = crd_version_schema(crd, "v1beta1")["properties"]["spec"]["properties"]
+    v2 = crd_version_schema(crd, "v1beta2")["properties"]["spec"]["properties"]
+    assert set(v1) < set(v2)
+    for name, schema in v1.items():
+        assert schema["type"] == v2[name]["type"], name
+    full_v1 = copy.deepcopy(BGP_PEER)
+    full_v1["apiVersion"] = "metallb.io/v1beta1"
+    full_v1["spec"].update(peerPort=180, sourceAddress="10.0.10.3", routerID="10.0.10.2", keepaliveTime="30s",
+                           password="pw", bfdProfile="fast", ebgpMultiHop=True, nodeSelectors=[
+                               {"matchLabels": {"a": "b"}, "matchExpressions": [
+                                   {"key": "rack", "operator": "In", "values": ["r1"]}]}])
+    full_v1["spec"]["peerASN"] = 64501
+    assert admission_errors(crd, full_v1) == []
+    as_v2 = {**copy.deepcopy(full_v1), "apiVersion": "metallb.io/v1beta2"}
+    assert pruned_paths(crd_version_schema(crd, "v1beta2"), as_v2) == []
+    assert admission_errors(crd, as_v2) == []
+    spec = crd["spec"]
+    assert spec["conversion"]["strategy"] == "None"
+    versions = {v["name"]: v for v in spec["versions"]}
+    assert versions["v1beta1"]["deprecated"] is True and versions["v1beta2"]["storage"] is True
+
+
+COMMUNITY_CASES = [
+    ("standard", "65535:65282", None),
+    ("large", "large:64512:1:2", None),
+    ("alias", "NO_ADVERTISE", None),
+    ("alias-with-two-colons", "a:b:c", None),
+    ("standard-too-big", "65536:1", "is not a standard"),
+    ("standard-not-numbers", "no:export", "is not a standard"),
+    ("large-wrong-marker", "big:1:2:3", "is not a standard"),
+    ("large-too-big", "large:4294967296:1:2", "is not a standard"),
+]
+
+
+@pytest.mark.parametrize(("value", "fragment"), [c[1:] for c in COMMUNITY_CASES], ids=[c[0] for c in COMMUNITY_CASES])
+def test_bgp_advertisement_communities_follow_metallbs_format(value: str, fragment: str | None) -> None:
+    adv: Obj = {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+                "metadata": {"name": "a", "namespace": "metallb-system"}, "spec": {"communities": [value]}}
+    errors = admission_errors(crd_for(adv), adv)
+    assert (errors == []) if fragment is None else any(fragment in e for e in errors), errors
+
+
+def test_community_values_must_be_communities() -> None:
+    community: Obj = {"apiVersion": "metallb.io/v1beta1", "kind": "Community",
+                      "metadata": {"name": "c", "namespace": "metallb-system"},
+                      "spec": {"communities": [{"name": "vpn-only", "value": "1234:1"}]}}
+    assert admission_errors(crd_for(community), community) == []
+    community["spec"]["communities"][0]["value"] = "NO_ADVERTISE"
+    assert any("is not a standard" in e for e in admission_errors(crd_for(community), community))
+
+
+def test_bgp_advertisement_service_selectors_need_default_aggregation() -> None:
+    adv: Obj = {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+                "metadata": {"name": "a", "namespace": "metallb-system"},
+                "spec": {"serviceSelectors": [{"matchLabels": {"environment": "production"}}], "aggregationLength": 32}}
+    assert admission_errors(crd_for(adv), adv) == []
+    adv["spec"]["aggregationLengthV6"] = 64
+    assert any("serviceSelectors only works" in e for e in admission_errors(crd_for(adv), adv))
+
+
+def test_bfd_profile_bounds_are_metallbs() -> None:
+    profile: Obj = {"apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile",
+                    "metadata": {"name": "fast", "namespace": "metallb-system"},
+                    "spec": {"receiveInterval": 380, "transmitInterval": 270, "detectMultiplier": 3,
+                             "echoInterval": 50, "echoMode": False, "passiveMode": True, "minimumTtl": 254}}
+    assert admission_errors(crd_for(profile), profile) == []
+    for field, value in (("receiveInterval", 9), ("detectMultiplier", 256), ("minimumTtl", 255)):
+        bad = with_spec(profile, **{field: value})
+        assert admission_errors(crd_for(bad), bad), field
 
 
 def test_bgp_advertisement_aggregation_bounds() -> None:
@@ -266,3 +389,19 @@ def test_crd_and_metalloid_check_agree_on_addresses(address: str) -> None:
     metalloid_ok = not any(d.is_error for d in diagnostics)
     crd_ok = admission_errors(crd_for(pool), pool) == []
     assert crd_ok == metalloid_ok, (address, [str(d) for d in diagnostics])
+
+
+def test_metalloid_watches_and_may_read_every_config_kind_it_ships() -> None:
+    """A kind with a CRD but no watch would be kept in the cluster yet missing
+    from the Config (a BGPPeer's bfdProfile would look dangling)."""
+    from supervisor.kubernetes import kinds
+
+    watched = {k.kind: k for k in kinds.WATCHED}
+    for kind, crd_name in CRD_NAMES.items():
+        assert kind in watched and watched[kind].plural == crd_name.split(".")[0], kind
+        assert kind in kinds.CONFIG_KINDS
+    roles = [o for o in kustomize(".") if o["kind"] == "Role" and o["metadata"]["name"].startswith("metalloid:")]
+    for role in roles:
+        readable = {r for rule in role["rules"] if "metallb.io" in rule["apiGroups"] and "list" in rule["verbs"]
+                    for r in rule["resources"]}
+        assert {name.split(".")[0] for name in CRD_NAMES.values()} <= readable, role["metadata"]["name"]

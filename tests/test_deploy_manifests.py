@@ -19,7 +19,7 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace": 1,
-    "CustomResourceDefinition": 4,
+    "CustomResourceDefinition": 7,
     "ServiceAccount": 2,
     "ClusterRole": 2,
     "ClusterRoleBinding": 2,
@@ -97,14 +97,17 @@ def field_refs(c: Obj) -> dict[str, str]:
 
 def test_controller_runs_the_documented_command() -> None:
     c = container("Deployment", "controller")
-    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace"}
+    # HTTP binds the pod's own address (kubelet probes and Prometheus go there).
+    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace", "METALLOID_METRICS_HOST": "status.podIP"}
     argv = resolved_args(c, {"METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["controller", "--namespace", "metallb-system", "--metrics-port", "7472", "--log-format", "json"]
 
 
 def test_speaker_runs_the_documented_command() -> None:
     c = container("DaemonSet", "speaker")
-    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace"}
+    # hostNetwork: HTTP binds the node's own address, not every host interface.
+    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace",
+                             "METALLOID_METRICS_HOST": "status.hostIP"}
     argv = resolved_args(c, {"NODE_NAME": "n1", "METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["speaker", "--node", "n1", "--namespace", "metallb-system",
                     "--membership-key-file", "/etc/metalloid/memberlist/secretkey",
@@ -195,7 +198,7 @@ def expand(spec: dict[tuple[str, str], list[str]]) -> set[tuple[str, str, str]]:
 
 
 READ = ["get", "list", "watch"]
-CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements"]
+CONFIG = ["ipaddresspools", "l2advertisements", "bgppeers", "bgpadvertisements", "bfdprofiles", "communities"]
 
 CONTROLLER_CLUSTER = expand({
     ("", "services"): READ,
@@ -208,6 +211,7 @@ CONTROLLER_CLUSTER = expand({
 CONTROLLER_NAMESPACE = expand({
     **{("metallb.io", r): READ for r in CONFIG},
     ("metallb.io", "ipaddresspools/status"): ["update", "patch"],
+    ("metalloid.io", "announcerconfigs"): READ,
     ("coordination.k8s.io", "leases"): ["get", "create", "update"],
 })
 SPEAKER_CLUSTER = expand({
@@ -217,7 +221,8 @@ SPEAKER_CLUSTER = expand({
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): ["get", "create", "patch"],
 })
-SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG}})
+SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG},
+                            ("metalloid.io", "announcerconfigs"): READ})
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ EXPECTED: dict[str, dict[str, list[str] | str]] = {
     },
     "dual-stack.yaml": {
         "default/web": ["192.168.50.101", "fd00:50::102"],  # RequireDualStack: one of each family
-        "default/api": ["fd00:50::100", "192.168.50.100"],  # PreferDualStack, IPv6 listed first
+        "default/api": ["192.168.50.100", "fd00:50::100"],  # PreferDualStack: both, IPv4 first (MetalLB)
         "default/dns": ["fd00:50::101"],  # SingleStack: the family listed first only
         "default/git": ["192.168.50.120", "fd00:50::120"],  # both asked for by annotation
     },
@@ -99,7 +99,7 @@ def test_plan_and_status_share_the_service_and_pool_shapes(example: str) -> None
     assert config is not None
     result = allocate(config)
     plan, status = as_document(result), offline_status(config, result, origin=path)
-    assert plan["services"] == [{k: s[k] for k in ("namespace", "name", "ips", "pool", "pending")}
+    assert plan["services"] == [{k: s[k] for k in ("namespace", "name", "ips", "pool", "pending", "problem")}
                                 for s in status["services"]]
     assert [list(p) for p in plan["pools"]] == [["name", "total_v4", "assigned_v4", "available_v4", "total_v6",
                                                  "assigned_v6", "available_v6"]] * len(plan["pools"])

@@ -149,6 +149,57 @@ def test_invalid_config_is_a_warning_event_and_condition_and_keeps_last_good(run
         assert ingress(api, "a") == ["10.0.10.10"]
 
 
+def test_a_service_with_both_ip_fields_fails_alone(runbook: FakeApiServer) -> None:
+    """Issue 11: MetalLB confines an invalid Service to itself; the controller keeps reconciling the others."""
+    api = runbook
+    both = service("both", loadBalancerIP="10.0.10.20")
+    both["metadata"]["annotations"] = {"metallb.io/loadBalancerIPs": "10.0.10.21"}
+    api.create(both)
+    api.create(service("web"))
+    api.create(service("held"))
+    with running_controller(api):
+        assert wait_for(lambda: ingress(api, "web")) and wait_for(lambda: ingress(api, "held"))
+        failed = wait_for(lambda: events_for(api, "both"), what="AllocationFailed event")
+        assert [(e["type"], e["reason"]) for e in failed] == [("Warning", "AllocationFailed")]
+        assert failed[0]["message"].startswith(
+            'Failed to allocate IP for "default/both": both spec.loadBalancerIP (10.0.10.20) and annotation '
+            "metallb.io/loadBalancerIPs (10.0.10.21) are set")
+        assert ingress(api, "both") == []
+        # A Service that holds an IP and then asks for it twice keeps it, as in MetalLB (LoadBalancerFailed).
+        held_ips = ingress(api, "held")
+        obj = api.get("Service", "default", "held")
+        obj["spec"]["loadBalancerIP"] = "10.0.10.30"
+        obj["metadata"]["annotations"] = {**obj["metadata"].get("annotations", {}),
+                                          "metallb.io/loadBalancerIPs": "10.0.10.31"}
+        api.store.update(api.store_resource("Service"), "default", "held", obj, subresource=None)
+        kept = wait_for(lambda: [e for e in events_for(api, "held") if e["reason"] == "LoadBalancerFailed"],
+                        what="LoadBalancerFailed event")
+        assert kept[0]["type"] == "Warning" and kept[0]["message"].startswith(
+            "invalid requested loadbalancer IPs: both spec.loadBalancerIP (10.0.10.30)")
+        assert ingress(api, "held") == held_ips
+        # The rest of the cluster still reconciles: a new Service gets an IP.
+        api.create(service("later"))
+        assert wait_for(lambda: ingress(api, "later"))
+        assert ingress(api, "both") == []
+
+
+def test_no_valid_config_at_start_touches_no_service(api: FakeApiServer) -> None:
+    """Like MetalLB before its first valid configuration: nothing is allocated or cleared."""
+    api.create(pool("broken", "10.0.20.0/33"))
+    api.create(service("web"))
+    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.20.5"}]}})
+    with running_controller(api) as loop:
+        wait_for(lambda: [e for e in api.list("Event", "metallb-system") if e["reason"] == "InvalidConfiguration"],
+                 what="InvalidConfiguration event")
+        assert loop.allocations == 0 and loop.core.watcher.last_good is None
+        assert ingress(api, "web") == ["10.0.20.5"] and events_for(api, "web") == []
+        obj = api.get("IPAddressPool", "metallb-system", "broken")
+        obj["spec"]["addresses"] = ["10.0.20.0/24"]
+        api.store.update(api.store_resource("IPAddressPool"), "metallb-system", "broken", obj, subresource=None)
+        wait_for(lambda: loop.allocations >= 1, what="the first allocation once the pool is valid")
+        assert ingress(api, "web") == ["10.0.20.5"]
+
+
 def test_restarts_change_no_ip(api: FakeApiServer) -> None:
     """100 controller restarts (crash or graceful), services created in bursts in between and during.
 

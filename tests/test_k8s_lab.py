@@ -46,6 +46,8 @@ SERVICE_IP = "10.0.10.10"
 UNASSIGNED_IP = "10.0.10.11"
 SERVICE_NS, SERVICE_NAME = "ingress-nginx", "ingress-nginx-controller"
 SERVICE_PATH = f"/api/v1/namespaces/{SERVICE_NS}/services/{SERVICE_NAME}"
+SLICE_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{SERVICE_NS}/endpointslices/{SERVICE_NAME}-abcde"
+BAD_NAME = "both-ip-fields"
 POOL_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/first-pool"
 EVENTS_PATH = f"/api/v1/namespaces/{SERVICE_NS}/events"
 REPLY = re.compile(r"bytes from ([0-9a-f:]{17}) \(")
@@ -83,7 +85,33 @@ def seed_objects() -> list[dict[str, Any]]:
         "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NS},
         "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
+    # MetalLB announces a Service only while an endpoint can serve it.
+    objects.append({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{SERVICE_NAME}-abcde", "namespace": SERVICE_NS,
+                     "labels": {"kubernetes.io/service-name": SERVICE_NAME}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint(ready=True)],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    })
+    # Issue 11: a Service asking for its IP twice fails alone; every test below
+    # runs with it present, so the runbook's Service is served around it.
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": BAD_NAME, "namespace": SERVICE_NS,
+                     "annotations": {"metallb.io/loadBalancerIPs": "10.0.10.21"}},
+        "spec": {"type": "LoadBalancer", "loadBalancerIP": "10.0.10.20",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    })
     return objects
+
+
+def endpoint(*, ready: bool) -> dict[str, Any]:
+    """The controller pod's endpoint on n1; not ready means terminating (as a rollout leaves it)."""
+    return {"addresses": ["10.244.0.5"], "nodeName": "n1",
+            "conditions": {"ready": ready, "serving": ready, "terminating": not ready}}
 
 
 KUBECONFIG = f"""\
@@ -160,6 +188,12 @@ class K8sLab:
                            check=False, timeout=10)
         return {m.lower() for m in REPLY.findall(out.stdout)}
 
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        """A merge patch to the fake API server."""
+        self.lab.run(CLIENT, "curl", "-sf", "--max-time", "2", "-X", "PATCH", "-H",
+                     "Content-Type: application/merge-patch+json", "--data", json.dumps(body),
+                     f"http://10.0.10.100:{API_PORT}{path}", timeout=10)
+
     def node_events(self) -> list[dict[str, Any]]:
         items = self.api(EVENTS_PATH).get("items", [])
         return [e for e in items if e["involvedObject"]["name"] == SERVICE_NAME and e["reason"] == "nodeAssigned"]
@@ -203,7 +237,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sLab]:
             cluster.spawn(node, node, py, "-m", "supervisor.cli", "speaker", "--node", node,
                           "--namespace", "metallb-system", "--membership-key-file", str(key),
                           "--metrics-port", str(METRICS_PORT), "--kubeconfig", kubeconfig, "--log-format", "json",
-                          env={**env, "NODE_NAME": node})
+                          "--state-dir", str(workdir / f"state-{node}"), env={**env, "NODE_NAME": node})
         for node in NODES:
             wait_for(lambda node=node: cluster.lab.run(  # type: ignore[misc]
                 node, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/readyz", check=False
@@ -234,6 +268,59 @@ def test_controller_writes_the_ip_the_event_and_the_pool_counts(k8s: K8sLab) -> 
 
 
 @pytest.mark.lab
+def test_a_service_with_both_ip_fields_fails_alone_in_controller_and_speakers(k8s: K8sLab) -> None:
+    events = wait_for(lambda: [e for e in k8s.api(EVENTS_PATH).get("items", [])
+                               if e["involvedObject"]["name"] == BAD_NAME], timeout=15, what="its event")
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "AllocationFailed")]
+    assert f'Failed to allocate IP for "{SERVICE_NS}/{BAD_NAME}": both spec.loadBalancerIP' in events[0]["message"]
+    bad = k8s.api(f"/api/v1/namespaces/{SERVICE_NS}/services/{BAD_NAME}")
+    assert not ((bad.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+    for host in (CLIENT, *NODES):  # the controller's /status, then each speaker's
+        status = wait_for(lambda host=host: k8s.get_json(  # type: ignore[misc]
+            f"http://127.0.0.1:{METRICS_PORT}/status", host=host), timeout=10, what=f"{host}'s /status")
+        assert status["config"]["loaded"] and not status["config"]["stale"], (host, status["config"])
+        assert any(f"Service/{SERVICE_NS}/{BAD_NAME}: both" in e for e in status["config"]["object_errors"]), host
+    assert k8s.answering_macs("10.0.10.20") == set() and k8s.answering_macs("10.0.10.21") == set()
+    # The runbook's Service is served around it (the tests above and below check its ARP answers).
+    assert k8s.elected("n1") in NODES
+
+
+@pytest.mark.lab
+def test_an_invalid_pool_keeps_the_last_good_config_and_marks_it_stale(k8s: K8sLab) -> None:
+    # An overlap: valid for the CRD's rules, so the API takes it; the controller and speakers must refuse it.
+    broken = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+              "metadata": {"name": "overlapping", "namespace": "metallb-system"},
+              "spec": {"addresses": ["10.0.10.50-10.0.10.60"]}}
+    pools = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"
+    base = f"http://10.0.10.100:{API_PORT}{pools}"
+    k8s.lab.run(CLIENT, "curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d",
+                json.dumps(broken), base, timeout=10)
+    winner = k8s.elected("n1")
+
+    def metric(host: str, name: str) -> float | None:
+        out = k8s.lab.run(host, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/metrics",
+                          check=False, timeout=10)
+        found = re.search(rf"^{name} (\S+)$", out.stdout, re.M)
+        return float(found.group(1)) if found else None
+
+    try:
+        for host in (CLIENT, *NODES):
+            wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 1,  # type: ignore[misc]
+                     timeout=10, what=f"{host} to mark its config stale")
+            assert metric(host, "metallb_k8s_client_config_loaded_bool") == 1
+            status = k8s.get_json(f"http://127.0.0.1:{METRICS_PORT}/status", host=host)
+            assert any("overlapping" in e and "overlaps" in e for e in status["config"]["errors"]), host
+        # The last good config stays in force: same winner, same ARP answers.
+        assert k8s.elected("n1") == winner
+        assert k8s.answering_macs(SERVICE_IP) == {k8s.lab.mac(winner)}
+    finally:
+        k8s.lab.run(CLIENT, "curl", "-sf", "-X", "DELETE", f"{base}/overlapping", check=False, timeout=10)
+    for host in (CLIENT, *NODES):
+        wait_for(lambda host=host: metric(host, "metallb_k8s_client_config_stale_bool") == 0,  # type: ignore[misc]
+                 timeout=10, what=f"{host} to load the fixed config")
+
+
+@pytest.mark.lab
 def test_exactly_the_elected_node_answers_arp_for_the_service_ip(k8s: K8sLab) -> None:
     winners = {node: k8s.elected(node) for node in NODES}
     assert len(set(winners.values())) == 1, f"the speakers disagree on the winner: {winners}"
@@ -254,6 +341,29 @@ def test_only_the_announcing_speaker_emits_node_assigned(k8s: K8sLab) -> None:
     # Every speaker has been ready with a membership view for a while (the fixture
     # waited for /readyz, the ARP test ran): a loser that would report has reported.
     assert [(e["type"], e["message"], e["source"]["host"]) for e in events] == [("Normal", expected, winner)]
+
+
+@pytest.mark.lab
+def test_a_service_whose_endpoints_all_go_away_is_not_announced_and_explain_says_why(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=5, what="an ARP answer") == {macs[winner]}
+    k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=False)]})
+    try:
+        for node in NODES:
+            wait_for(lambda node=node: k8s.winner(node) is None, timeout=10,  # type: ignore[misc]
+                     what=f"{node} to stop electing anyone")
+        assert wait_for(lambda: k8s.answering_macs(SERVICE_IP) == set(), timeout=5, what="ARP to go quiet")
+        explained = k8s.lab.run(winner, sys.executable, "-m", "supervisor.cli", "explain",
+                                f"{SERVICE_NS}/{SERVICE_NAME}", "--endpoint", f"http://127.0.0.1:{METRICS_PORT}",
+                                check=False, timeout=20)
+        assert "Announced (layer2): no." in explained.stdout, explained.stdout + explained.stderr
+        assert "the Service has no serving endpoint" in explained.stdout, explained.stdout
+        assert "kubectl -n ingress-nginx get endpointslices" in explained.stdout, explained.stdout
+    finally:
+        k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=True)]})
+    # A serving endpoint again: the same node (MetalLB's ranking did not change) answers again.
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=10, what="ARP again") == {macs[winner]}
 
 
 @pytest.mark.lab

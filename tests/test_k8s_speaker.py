@@ -195,3 +195,47 @@ def test_status_allocator_worker_answers_each_routed_config_from_status() -> Non
         if isinstance(message, AllocationDone):
             done.append(message)
     assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),))]
+
+
+def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiServer) -> None:
+    """Issue 11: the speaker keeps loading configs (and announcing the others) around an invalid Service."""
+    from supervisor.messages import ConfigRejected
+
+    for name, ip in (("n1", "10.0.0.1"), ("n2", "10.0.0.2")):
+        api.create(node(name, ip))
+        api.create(pod(f"speaker-{name}", name, ip))
+    for name, status_ip in (("web", "10.0.10.10"), ("held", "10.0.10.11"), ("both", None)):
+        svc = service(name)
+        if name != "web":  # both ask for their IP twice; held got its IP before it did
+            svc["spec"]["loadBalancerIP"] = "10.0.10.40"
+            svc["metadata"]["annotations"] = {"metallb.io/loadBalancerIPs": "10.0.10.41"}
+        api.create(svc)
+        if status_ip:
+            api.update_status("Service", "default", name, {"loadBalancer": {"ingress": [{"ip": status_ip}]}})
+        # MetalLB announces a Service only while one of its endpoints can serve.
+        api.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": f"{name}-1", "namespace": "default",
+                                 "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["10.244.0.5"], "nodeName": "n1", "conditions": {"ready": True}}]})
+    out: queue.Queue[Emitted] = queue.Queue()
+    options = WatchOptions(speaker_pods=True, debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.2)
+    watcher = KubeWatcher(RawClient.connect(host=api.url), options, out.put)
+    watcher.start()
+    try:
+        def complete() -> ConfigLoaded | None:
+            message = out.get(timeout=5)
+            assert not isinstance(message, ConfigRejected), [str(d) for d in message.diagnostics]
+            return message if len(message.config.services) == 3 else None
+
+        loaded = wait_for(complete, what="a config with the three Services")
+        problems = {s.name: s.problem for s in loaded.config.services}
+        assert problems["web"] is None and "both spec.loadBalancerIP" in (problems["both"] or "")
+        assert any(d.is_error and d.name == "default/both" for d in loaded.warnings)
+        result = speaker_allocation(loaded.config)
+        assert {k.name: [str(ip) for ip in a.ips] for k, a in result.assignments.items()} == {
+            "web": ["10.0.10.10"], "held": ["10.0.10.11"]}
+        winners = layer2_winners(loaded.config, result, frozenset({"n1", "n2"}))
+        assert {k.name for k in winners} == {"web", "held"}
+    finally:
+        watcher.stop()

@@ -32,9 +32,10 @@ def test_homelab_json_exact(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out) == {
         "services": [
             {"namespace": "ingress-nginx", "name": "ingress-nginx-controller", "ips": ["10.0.10.10"],
-             "pool": "first-pool", "pending": None},
+             "pool": "first-pool", "pending": None, "problem": None},
             {"namespace": "pihole", "name": "pi-hole", "ips": [], "pool": None,
-             "pending": "requested IP 10.0.0.200 is in no IPAddressPool (pools: first-pool 10.0.10.10-10.0.10.99)"},
+             "pending": "requested IP 10.0.0.200 is in no IPAddressPool (pools: first-pool 10.0.10.10-10.0.10.99)",
+             "problem": None},
         ],
         "pools": [
             {"name": "first-pool", "total_v4": 90, "assigned_v4": 1, "available_v4": 89,
@@ -65,16 +66,71 @@ def test_homelab_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0].index("EXTERNAL-IP") == lines[1].index("10.0.10.10") == lines[2].index("<pending>")
 
 
-def test_config_errors_exit_1_and_are_printed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+SERVICE = """\
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default{annotations}
+spec:
+  type: LoadBalancer{spec}
+  ports: [{{port: 80}}]
+"""
+
+
+def test_config_errors_exit_1_print_the_plan_with_every_service_pending(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\n  namespace: metallb-system\n"
-        "spec:\n  addresses:\n    - 10.0.0.300/24\n"
+        "spec:\n  addresses:\n    - 10.0.0.300/24\n" + SERVICE.format(name="web", annotations="", spec="")
     )
     code, out, err = plan(capsys, str(bad), "-o", "json")
     assert code == 1
-    assert out == ""
     assert re.search(rf"^{re.escape(str(bad))}:\d+: IPAddressPool/p: .*10\.0\.0\.300", err, re.MULTILINE)
+    (web,) = json.loads(out)["services"]
+    assert web["ips"] == [] and web["pending"].startswith("the config is rejected (IPAddressPool/p at ")
+    assert "keeps its last good config" in web["pending"]
+
+
+def test_a_service_error_pends_that_service_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses: [10.0.0.0/30]\n"
+        "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all}\n"
+        + SERVICE.format(name="both", annotations="\n  annotations: {metallb.io/loadBalancerIPs: 10.0.0.1}",
+                         spec="\n  loadBalancerIP: 10.0.0.2")
+        + SERVICE.format(name="web", annotations="", spec="")
+        + SERVICE.format(name="worse", annotations="\n  annotations: {metallb.io/loadBalancerIPs: '10.0.0.x'}",
+                         spec="")
+    )
+    for output in ("table", "json", "yaml"):
+        code, out, err = plan(capsys, str(path), "-o", output)
+        assert code == 1, output
+        assert f"{path}:19: Service/default/both: both spec.loadBalancerIP (10.0.0.2) and annotation" in err
+        assert "Service/default/worse: annotation metallb.io/loadBalancerIPs: \"10.0.0.x\" is not an IP" in err
+        if output == "table":
+            rows = {line.split()[1]: line for line in out.splitlines()[1:4]}
+            assert "10.0.0.0" in rows["web"] and "Assigned" in rows["web"]
+            assert "Pending: both spec.loadBalancerIP (10.0.0.2) and annotation" in rows["both"]
+            continue
+        services = {s["name"]: s for s in (json.loads(out) if output == "json" else yaml.safe_load(out))["services"]}
+        assert services["web"]["ips"] == ["10.0.0.0"] and services["web"]["pending"] is None
+        assert services["both"]["ips"] == [] and "keep only the annotation" in services["both"]["pending"]
+        assert services["both"]["problem"] == services["both"]["pending"]
+        assert services["worse"]["ips"] == [] and "is not an IP address" in services["worse"]["pending"]
+
+
+def test_write_status_refuses_a_config_with_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    text = ("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n"
+            "  addresses: [10.0.0.0/30]\n" + SERVICE.format(name="web", annotations="", spec="")
+            + SERVICE.format(name="bad", annotations="", spec="\n  loadBalancerIP: nope"))
+    path.write_text(text)
+    code, _, _ = plan(capsys, str(path), "--write-status")
+    assert code == 1 and path.read_text() == text
 
 
 def test_unreadable_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from supervisor.api import (
     AnnouncerView,
     BGPAdvertisement,
     BGPPeer,
+    Config,
     IPAddress,
     LabelSelector,
     ServiceKey,
@@ -93,7 +94,8 @@ def sessions_for(view: AnnouncerView) -> tuple[Session, ...]:
             vrf=p.vrf,
         )
         for p in sorted(view.config.bgp_peers, key=lambda p: p.name)
-        if _selected(p.node_selectors, labels)
+        # Unnumbered sessions (spec.interface) are kept but not modelled.
+        if _selected(p.node_selectors, labels) and p.peer_address is not None
     )
 
 
@@ -107,6 +109,13 @@ def _next_hop(view: AnnouncerView, peer: BGPPeer, version: int) -> IPAddress | N
         return peer.source_address
     node = view.config.node(view.node_name)
     return next((a for a in (node.addresses if node else ()) if a.version == version), None)
+
+
+def _communities(config: Config, adv: BGPAdvertisement) -> tuple[str, ...]:
+    """The advertisement's communities as values, Community aliases resolved (an
+    unknown alias stays as written; validation warns about it)."""
+    aliases = {a.name: a.value for c in config.communities for a in c.aliases}
+    return tuple(sorted({aliases.get(c, c) for c in adv.communities}))
 
 
 def plan(view: AnnouncerView) -> Plan:
@@ -127,14 +136,14 @@ def plan(view: AnnouncerView) -> Plan:
         for adv in advs:
             eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members)
             if view.node_name not in eligible.candidates:
-                reason = dict(eligible.excluded).get(view.node_name, "not a candidate")
+                reason = eligible.not_served or dict(eligible.excluded).get(view.node_name, "not a candidate")
                 skipped.append((assignment.service, f"BGPAdvertisement {adv.name}: {reason}"))
                 continue
             for session in sessions:
                 if adv.peers and session.peer not in adv.peers:
                     continue
                 for ip in assignment.ips:
-                    key = (session.peer, _prefix(ip, adv), adv.local_pref, tuple(sorted(adv.communities)))
+                    key = (session.peer, _prefix(ip, adv), adv.local_pref, _communities(config, adv))
                     merged.setdefault(key, []).append(assignment.service)
                     advertised = True
         if not advertised and not sessions:

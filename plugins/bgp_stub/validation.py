@@ -33,7 +33,8 @@ def validate(config: Config) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     peer_names = {p.name for p in config.bgp_peers}
     for peer in config.bgp_peers:
-        for field, asn in (("spec.myASN", peer.my_asn), ("spec.peerASN", peer.peer_asn)):
+        asns = [("spec.myASN", peer.my_asn)] + ([] if peer.dynamic_asn else [("spec.peerASN", peer.peer_asn)])
+        for field, asn in asns:
             if not 0 < asn <= MAX_ASN:
                 found.append(error(peer.source, "BGPPeer", peer.name,
                                    f"{field}: {asn} is not a valid AS number; use 1-{MAX_ASN}"))

@@ -9,6 +9,9 @@ from __future__ import annotations
 from plugins.layer2.announcer import Layer2Announcer
 from supervisor.api import AnnouncerRegistry, hookimpl
 
+# The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
+METALLOID_PLUGIN_API_REQUIRED = (1, 0)
+
 
 @hookimpl
 def metalloid_register_announcers(registry: AnnouncerRegistry) -> None:

@@ -66,6 +66,8 @@ class AllocatorCore:
 
 
 def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+    if settings.state_dir:
+        statefile.remove_temporaries(settings.state_dir)
     previous = statefile.load(settings.state_dir) if settings.state_dir else {}
     log.info("allocator.started state_dir=%s services=%d", settings.state_dir, len(previous))
     core = AllocatorCore(state_dir=settings.state_dir, previous=previous)

@@ -6,6 +6,8 @@ runs each announcer in its own process (`supervisor.announcing.host`), builds
 it with an `AnnouncerHost`, and drives it:
 
     start()                       once, before anything is owned: open sockets
+    recover(previous)             optional: after a crash, kill or hang kill, before the first
+                                  update; withdraw what the last process had announced
     update(view)                  whenever any fact changed; `view` is the whole present
     tick(now)                     every ~50 ms, for timers (bursts, refreshes)
     status()                      after update/tick, for /status and explain
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
+from typing import Any, ClassVar, NotRequired, Protocol, TypeAlias, TypedDict, runtime_checkable
 
 from supervisor.allocating.results import Assignment
 from supervisor.config.model import Config, IPAddress, ServiceKey
@@ -59,6 +61,49 @@ class Announcement:
     reason: str = ""
 
 
+class AnnouncementStatus(TypedDict):
+    """One entry of `AnnouncerStatus["announcements"]`: an `Announcement`, JSON-ready."""
+
+    service: str  # "namespace/name"
+    ip: str
+    protocol: str
+    node: str
+    interfaces: NotRequired[list[str]]
+    reason: NotRequired[str]
+
+
+class AnnouncerStatus(TypedDict):
+    """What `Announcer.status()` returns: the readiness and status contract.
+
+    `announcements`: what this node announces now (shown in /status, `metalloid
+    status`, `explain`; persisted by the host for `recover`). `sockets_ready`:
+    False while the announcer cannot announce yet (sockets not open, the
+    external system not reachable): the node's /readyz answers 503 until it is
+    True (absent = ready). `elections`: optional, per Service, who should
+    announce and why. Any other key is the plugin's own, shown as-is under
+    /status "plugins".
+    """
+
+    announcements: list[AnnouncementStatus]
+    sockets_ready: NotRequired[bool]
+    elections: NotRequired[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Previous:
+    """What the last process of this announcer left behind when it did not stop cleanly.
+
+    The host persists it in the state dir after every change (and on
+    `host.remember`) and deletes it when `stop()` returned, so finding it at a
+    start means the process crashed, was killed (SIGKILL, OOM) or was killed
+    as hung. `announcements`: its last reported `status()["announcements"]`.
+    `remembered`: the last value it passed to `host.remember()` (None if never).
+    """
+
+    announcements: tuple[AnnouncementStatus, ...] = ()
+    remembered: Any = None
+
+
 class AnnouncerHost(Protocol):
     """What the host offers an announcer (its only way to talk outward)."""
 
@@ -80,6 +125,24 @@ class AnnouncerHost(Protocol):
     def remove(self, name: str, labels: Mapping[str, str]) -> None:
         """Drop one labelled series (e.g. metallb_speaker_announced on withdraw)."""
 
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """`spec.settings` of this announcer's AnnouncerConfig ({} without one), as at start.
+
+        A change of the AnnouncerConfig restarts the announcer process, so this
+        never changes under a running announcer; `view.config.announcer(protocol)`
+        has the same data.
+        """
+        ...
+
+    def remember(self, value: Any) -> None:
+        """Persist `value` (JSON-ready) now, before an external side effect: write-ahead for `recover`.
+
+        After a crash or a kill, the next process's `recover(previous)` gets it
+        as `previous.remembered`. The host also persists the announcements of
+        every `status()` by itself; `remember` covers what happens between two.
+        """
+
 
 @runtime_checkable
 class Announcer(Protocol):
@@ -100,10 +163,25 @@ class Announcer(Protocol):
         """Called about every 50 ms with `time.monotonic()`; for timers only."""
 
     def status(self) -> Mapping[str, Any]:
-        """JSON-ready status; must include "announcements": [Announcement-like dicts]."""
+        """JSON-ready status shaped like `AnnouncerStatus` (annotate yours `-> AnnouncerStatus`)."""
 
     def stop(self, *, handover: bool) -> None:
         """Withdraw everything. `handover`: a graceful stop, peers take over now."""
+
+
+@runtime_checkable
+class Recoverable(Protocol):
+    """An announcer with external state implements this too (optional, checked with isinstance)."""
+
+    def recover(self, previous: Previous) -> None:
+        """Clean up after the last process of this announcer, which did not stop cleanly.
+
+        Called after `start()` and before the first `update()`, only when the
+        last process crashed or was killed. Withdraw everything `previous`
+        lists (the first `update()` re-announces what is still this node's).
+        Raising fails the start; the next start gets the same `previous`
+        (at-least-once), so make it idempotent.
+        """
 
 
 # An announcer class: called with the host, it builds the announcer. Its

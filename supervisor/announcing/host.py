@@ -8,11 +8,17 @@ this process alone and every other announcer keeps announcing.
 Inside the child (a PluginManager does not pickle, so it is never built in the
 supervisor): load the plugins (`supervisor.plugins_loader`), collect their
 announcer classes through `metalloid_register_announcers`, build the one for
-`settings.protocol` with a `QueueHost`, `start()` it, then loop:
+`settings.protocol` with a `QueueHost`, `start()` it, `recover(previous)` it
+when the last process of this announcer did not stop cleanly (`recovery`),
+then loop:
 
-    ViewChanged      → update(view) → status() → StatusReport
+    ViewChanged      → update(view) → status() → StatusReport (+ persisted for recover)
     every 50 ms      → tick(now)    → status() → StatusReport when it changed
-    Control.STOP     → stop(handover=True), last StatusReport, exit 0
+    Control.STOP     → stop(handover=True), last StatusReport, forget the recovery file, exit 0
+
+Every StatusReport carries the host's own "_host" key: the plugins that failed
+to load (name, hook, reason) and the ways `status()` breaks the
+`AnnouncerStatus` contract, for /status "plugin_errors".
 
 Plugins talk outward only through the `AnnouncerHost` they were given; its
 metric calls become `MetricUpdate`s on the outbox (workers never import
@@ -24,11 +30,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
+import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supervisor.announcing.api import Announcer, AnnouncerRegistry
+from supervisor.announcing.api import Announcer, AnnouncerRegistry, Recoverable
+from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.model import ServiceKey
 from supervisor.messages import (
     FromWorker,
@@ -42,16 +50,29 @@ from supervisor.messages import (
 from supervisor.supervising.child import Inbox, Outbox, serve
 from supervisor.supervising.settings import WorkerSettings
 
+if TYPE_CHECKING:
+    from supervisor.plugins_loader import PluginLoadFailure
+
 log = logging.getLogger(__name__)
 
 
 class QueueHost:
     """The `AnnouncerHost` a plugin gets: facts about this node, metrics onto the outbox."""
 
-    def __init__(self, *, node_name: str, protocol: str, outbox: Outbox) -> None:
+    def __init__(self, *, node_name: str, protocol: str, outbox: Outbox, settings: Mapping[str, Any] | None = None,
+                 store: RecoveryStore | None = None) -> None:
         self._node_name = node_name
         self._outbox = outbox
         self._log = logging.getLogger(f"metalloid.plugin.{protocol}")
+        self._settings = dict(settings or {})
+        self._store = store or RecoveryStore(None)
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self._settings
+
+    def remember(self, value: Any) -> None:
+        self._store.remember(jsonable(value))
 
     @property
     def node_name(self) -> str:
@@ -99,28 +120,59 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def build_announcer(protocol: str, host: QueueHost) -> Announcer:
-    """Load the plugins and build the announcer registered for `protocol`."""
+def build_announcer(protocol: str, host: QueueHost,
+                    failures: list[PluginLoadFailure] | None = None) -> Announcer:
+    """Load the plugins and build the announcer registered for `protocol`.
+
+    `failures` collects the plugins that failed to load; when none registers
+    `protocol`, the error names them (the plugin and hook at fault).
+    """
     from supervisor.plugins_loader import build_plugin_manager
 
-    pm = build_plugin_manager()
+    failures = [] if failures is None else failures
+    pm = build_plugin_manager(failures=failures)
     registry = AnnouncerRegistry()
     pm.hook.metalloid_register_announcers(registry=registry)
     factory = registry.get(protocol)
     if factory is None:
         known = ", ".join(registry.names()) or "none"
-        raise LookupError(f"no installed plugin registers announcer protocol {protocol!r} (registered: {known}); "
-                          f"install the plugin or fix --announcers")
+        broken = "".join(f"; {f}" + (f" (hook {f.hook})" if f.hook else "") for f in failures)
+        raise LookupError(f"no installed plugin registers announcer protocol {protocol!r} (registered: {known})"
+                          f"{broken}; install or fix the plugin, or fix --announcers / the AnnouncerConfig")
     return factory(host)
+
+
+def status_problems(payload: Any) -> list[str]:
+    """How a (jsonable) status() breaks the `AnnouncerStatus` contract; [] when it keeps it."""
+    if not isinstance(payload, Mapping):
+        return [f"returned {type(payload).__name__}, not a mapping"]
+    problems = []
+    announcements = payload.get("announcements")
+    if not isinstance(announcements, list):
+        problems.append('has no "announcements" list')
+    else:
+        for index, entry in enumerate(announcements):
+            missing = [k for k in ("service", "ip", "protocol", "node")
+                       if not isinstance(entry, Mapping) or not isinstance(entry.get(k), str)]
+            if missing:
+                problems.append(f'announcements[{index}] lacks string field(s) {", ".join(missing)}')
+                break
+    if "sockets_ready" in payload and not isinstance(payload["sockets_ready"], bool):
+        problems.append('"sockets_ready" is not true or false')
+    return problems
 
 
 class HostCore:
     """Drives one announcer; every call into the plugin happens here."""
 
-    def __init__(self, *, worker: str, announcer: Announcer) -> None:
+    def __init__(self, *, worker: str, announcer: Announcer, store: RecoveryStore | None = None,
+                 load_failures: list[PluginLoadFailure] | None = None) -> None:
         self.worker = worker
         self.announcer = announcer
+        self.store = store or RecoveryStore(None)
+        self._load_failures = [f.as_dict() for f in load_failures or []]
         self._last_status: Any = None
+        self._reported_problems: list[str] = []
 
     def handle(self, message: ToWorker) -> Iterator[FromWorker]:
         match message:
@@ -140,17 +192,47 @@ class HostCore:
         payload = jsonable(self.announcer.status())
         if force or payload != self._last_status:
             self._last_status = payload
-            yield StatusReport(worker=self.worker, payload=payload)
+            problems = status_problems(payload)
+            if problems != self._reported_problems:
+                self._reported_problems = problems
+                if problems:
+                    log.warning("announcer.status_invalid worker=%s problems=%s", self.worker, "; ".join(problems))
+            announcements = payload.get("announcements") if isinstance(payload, Mapping) else None
+            self.store.announced(announcements if isinstance(announcements, list) else [])
+            document = dict(payload) if isinstance(payload, Mapping) else {"announcements": []}
+            document["_host"] = {"load_failures": self._load_failures, "status_errors": problems}
+            yield StatusReport(worker=self.worker, payload=document)
+
+    def recover(self) -> bool:
+        """Call `recover(previous)` when the last process ended uncleanly; True when it was called."""
+        previous = self.store.load()
+        if previous is None:
+            return False
+        if not isinstance(self.announcer, Recoverable):
+            log.warning("announcer.unclean_end worker=%s announcements=%d fix=the plugin has no recover(); "
+                        "what it had announced outside this process may remain", self.worker,
+                        len(previous.announcements))
+            self.store.clear()
+            return False
+        log.info("announcer.recovering worker=%s announcements=%d", self.worker, len(previous.announcements))
+        self.announcer.recover(previous)
+        self.store.clear()
+        log.info("announcer.recovered worker=%s", self.worker)
+        return True
 
 
 def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     protocol = settings.protocol
     if not protocol:
         raise ValueError(f"announcer worker {settings.name} has no protocol")
-    host = QueueHost(node_name=settings.node_name, protocol=protocol, outbox=outbox)
-    announcer = build_announcer(protocol, host)
-    core = HostCore(worker=settings.name, announcer=announcer)
+    store = RecoveryStore.for_protocol(settings.state_dir, protocol)
+    host = QueueHost(node_name=settings.node_name, protocol=protocol, outbox=outbox,
+                     settings=json.loads(settings.announcer_settings_json), store=store)
+    failures: list[PluginLoadFailure] = []
+    announcer = build_announcer(protocol, host, failures)
+    core = HostCore(worker=settings.name, announcer=announcer, store=store, load_failures=failures)
     announcer.start()
+    core.recover()
     log.info("announcer.started protocol=%s node=%s", protocol, settings.node_name)
     for message in core.report(force=True):
         outbox.put(message)
@@ -159,4 +241,5 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     announcer.stop(handover=True)
     for message in core.report(force=True):
         outbox.put(message)
+    store.clear()
     log.info("announcer.stopped protocol=%s handover=true", protocol)

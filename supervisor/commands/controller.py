@@ -36,10 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the metallb.io resources and the Lease live (default: metallb-system)")
     parser.add_argument("--lb-class", default=env("METALLOID_LB_CLASS"), metavar="NAME",
                         help="serve only Services with this spec.loadBalancerClass (default: those without one)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--lease-name", default="metalloid-controller",
                         help="the coordination.k8s.io Lease replicas elect a leader on (default: metalloid-controller)")
     parser.add_argument("--api-server", default=env("METALLOID_API_SERVER"), metavar="URL",
@@ -76,4 +75,4 @@ def run(args: argparse.Namespace) -> int:
     ]
     return serve_supervisor("controller", specs,
                             SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
-                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                            args=args)

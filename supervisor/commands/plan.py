@@ -13,8 +13,12 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from supervisor.allocating.results import AllocationResult
+
 if TYPE_CHECKING:
-    from supervisor.allocating.results import AllocationResult
+    from collections.abc import Sequence
+
+    from supervisor.config.diagnostics import Diagnostic
     from supervisor.config.model import Config
 
 HELP = "show which Service gets which IP from which pool, offline (no cluster, no network)"
@@ -34,9 +38,17 @@ IPs a Service already holds (status.loadBalancer.ingress) are kept while valid.
 other line stay as written), so every node reading the file keeps the same
 IPs: a lock file for GitOps.
 
-Exit status: 0 the plan was printed (pending Services included), 1 the config
-has errors (printed as `metalloid check` prints them), 2 a file could not be
-read or written.
+The plan is always printed. An error about one Service (both
+spec.loadBalancerIP and metallb.io/loadBalancerIPs, an unparsable IP…) makes
+that Service pending with the reason, as a running node does; an error in a
+pool or advertisement makes every Service pending, since a running node
+refuses such a config as a whole and keeps its last good one. The installed
+plugins' checks run as in `metalloid check` (--no-plugins skips them).
+
+Exit status: 0 the plan was printed and the config has no errors, 1 the
+config has errors (printed to stderr as `metalloid check` prints them; the
+plan is printed all the same, and --write-status writes nothing), 2 a file
+could not be read or written.
 """
 
 
@@ -48,31 +60,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin the assignments into the file(s) as status.loadBalancer.ingress")
     parser.add_argument("--lb-class", default=None, metavar="NAME",
                         help="serve Services of this spec.loadBalancerClass (default: Services without a class)")
+    parser.add_argument("--no-plugins", action="store_true", help="skip the installed plugins' own checks")
 
 
 def run(args: argparse.Namespace) -> int:
     from supervisor.allocating.allocator import allocate
-    from supervisor.config.loading import load_config_files
+    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
+    from supervisor.config.loading import load_config
+    from supervisor.plugins_loader import PluginLoadFailure
 
+    failures: list[PluginLoadFailure] = []
+    validators = [] if args.no_plugins else plugin_validators(failures)
     try:
-        config, diagnostics = load_config_files(args.files)
+        loaded = load_config(args.files, validators=validators)
     except OSError as exc:
         print(f"metalloid plan: cannot read {exc.filename or '?'}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    diagnostics = [*loaded.diagnostics, *load_failure_diagnostics(failures, as_errors=True)]
+    # A plugin that cannot load leaves its checks unrun: the config counts as rejected, as in `check`.
+    rejected = loaded.rejected or bool(failures)
     for diagnostic in diagnostics:
         print(diagnostic, file=sys.stderr)
-    if config is None:
-        errors = sum(1 for d in diagnostics if d.is_error)
-        print(f"metalloid plan: {errors} error{'s' if errors != 1 else ''} in the config; "
-              "fix them (see `metalloid check`) and plan again", file=sys.stderr)
-        return 1
-    result = allocate(config, lb_class=args.lb_class)
+    config = loaded.config
+    result = rejected_plan(config, diagnostics, args.lb_class) if rejected else allocate(
+        config, lb_class=args.lb_class)
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     sys.stdout.write(render(result, args.output))
+    errors = sum(1 for d in diagnostics if d.is_error)
+    if errors:
+        print(f"metalloid plan: {errors} error{'s' if errors != 1 else ''} in the config (above, as `metalloid "
+              "check` prints them); the Services they concern are pending", file=sys.stderr)
+        return 1
     if args.write_status:
         return _write_status(args.files, config, result, args.lb_class)
     return 0
+
+
+def rejected_plan(config: Config, diagnostics: Sequence[Diagnostic], lb_class: str | None) -> AllocationResult:
+    """The plan of a config with config-level errors: nothing is served from it.
+
+    A running metalloid refuses such a config as a whole (as MetalLB does):
+    it keeps serving its last good config, or, without one, serves nothing.
+    So every Service is pending, naming the first error; pools are counted
+    as they parsed.
+    """
+    from dataclasses import replace
+
+    from supervisor.allocating.allocator import allocate
+    from supervisor.config.isolation import config_errors
+
+    errors = config_errors(diagnostics)
+    first = errors[0]
+    more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+    reason = (f"the config is rejected ({first.kind}/{first.name} at {first.source}: {first.message}{more}); a "
+              "running metalloid keeps its last good config and serves nothing from this one until it is fixed")
+    counts = allocate(replace(config, services=()), lb_class=lb_class).pools
+    keys = sorted({s.key for s in config.services if s.is_load_balancer and s.load_balancer_class == lb_class})
+    return AllocationResult(assignments={}, pending=dict.fromkeys(keys, reason), pools=counts)
 
 
 def _write_status(files: list[str], config: Config, result: AllocationResult, lb_class: str | None) -> int:
@@ -139,10 +184,18 @@ def _columns(header: list[str], rows: list[list[str]]) -> list[str]:
             for row in [header, *rows]]
 
 
+def _state(service: dict[str, Any]) -> str:
+    if service["pending"] is not None:
+        return f"Pending: {service['pending']}"
+    if service.get("problem"):
+        return f"Assigned (kept; the spec is invalid: {service['problem']})"
+    return "Assigned"
+
+
 def _table(document: dict[str, Any]) -> str:
     services = [
         [s["namespace"], s["name"], ",".join(s["ips"]) or "<pending>", s["pool"] or "<none>",
-         "Assigned" if s["pending"] is None else f"Pending: {s['pending']}"]
+         _state(s)]
         for s in document["services"]
     ]
     lines = (_columns(["NAMESPACE", "NAME", "EXTERNAL-IP", "POOL", "STATUS"], services)

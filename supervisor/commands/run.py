@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from supervisor.announcing.enabling import Decision
     from supervisor.config.model import Config
+    from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.supervisor import WorkerSpec
 
 HELP = "run a standalone node from a config file: allocate, announce, fail over"
@@ -20,16 +23,30 @@ answers ARP/NDP for it.
 
 Processes: a supervisor spawns a config watcher, the allocator, the membership
 worker (once the config lists other Nodes, also after a reload) and one announcer process per
-protocol, restarts any that dies or hangs, and serves /metrics, /healthz,
-/readyz and /status on --metrics-port. SIGHUP reloads the config now (it is
+enabled protocol, restarts any that dies or hangs, and serves /metrics, /healthz,
+/readyz and /status on --metrics-port.
+
+Announcers: --announcers LIST runs exactly those. Without it, the config
+decides, again on every reload: every AnnouncerConfig with spec.enabled: true
+(the default), plus layer2 when the config has L2Advertisements and bgp when
+it has BGPPeers unless an AnnouncerConfig disables them. Installing a plugin
+starts nothing by itself. `metalloid status` shows which run and why. SIGHUP reloads the config now (it is
 also reloaded when the file changes); SIGTERM hands the IPs over and exits 0.
+
+An invalid config (a pool, an advertisement, the YAML) is refused as a whole,
+as MetalLB refuses one: a reload keeps the last good config (marked stale), and
+at start the node runs without one, serving nothing and not ready, until the
+file is fixed. An error about one Service only leaves that Service pending.
 
 Every option can also come from the environment: METALLOID_CONFIG (comma-separated),
 METALLOID_NODE, METALLOID_STATE_DIR, METALLOID_METRICS_PORT, METALLOID_METRICS_HOST,
 METALLOID_MEMBERSHIP_KEY_FILE, METALLOID_ANNOUNCERS.
 
 Exit codes: 0 stopped by SIGTERM/SIGINT; 1 bad config, state file or flags at start;
-3 a worker kept failing (restart budget spent; systemd or the kubelet takes over).
+3 a core worker (watcher, allocator, membership) kept failing (restart budget spent;
+systemd or the kubelet takes over). An announcer that keeps failing is FAILED
+instead (/status, /readyz, metalloid_announcer_failed) and the others keep announcing.
+4 the supervisor itself failed (a bug, or the host ran out of a resource; the log says which).
 """
 
 
@@ -41,26 +58,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this node's name, one of the config's Nodes (env METALLOID_NODE)")
     parser.add_argument("--state-dir", default=env("METALLOID_STATE_DIR", "/var/lib/metalloid"),
                         help="where assignments persist (default: /var/lib/metalloid)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472; 0 = any free)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--membership-key-file", default=env("METALLOID_MEMBERSHIP_KEY_FILE"),
                         help="shared secret authenticating membership heartbeats (same file on every node)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow membership without a key (trusted networks only)")
     parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS"), metavar="LIST",
-                        help="comma-separated announcer protocols to run (default: layer2, bgp when BGPPeers "
-                             "exist, and every installed third-party protocol)")
+                        help="comma-separated announcer protocols to run, overriding the config (default: the "
+                             "config's AnnouncerConfigs, plus layer2 with L2Advertisements and bgp with BGPPeers)")
     parser.add_argument("--grace-period", type=float, default=5.0, metavar="SECONDS",
                         help="how long SIGTERM waits for workers to hand over and exit (default: 5)")
     parser.add_argument("--restart-budget", type=int, default=10, metavar="N",
-                        help="restarts allowed per worker within --restart-window before metalloid gives up "
-                             "and exits 3 (default: 10)")
+                        help="restarts allowed per worker within --restart-window before metalloid gives up: "
+                             "exits 3 for a core worker, marks an announcer FAILED (default: 10)")
     parser.add_argument("--restart-window", type=float, default=60.0, metavar="SECONDS",
                         help="the restart budget's time window (default: 60)")
     parser.add_argument("--hung-timeout", type=float, default=3.0, metavar="SECONDS",
-                        help="a worker silent (no heartbeat) this long is killed and restarted (default: 3)")
+                        help="a worker silent (no heartbeat) this long is killed and restarted (default: 3; "
+                             "an AnnouncerConfig's spec.hangTimeoutSeconds overrides it for that announcer)")
     from supervisor.logs import add_logging_arguments
 
     add_logging_arguments(parser)
@@ -80,36 +97,42 @@ def _version() -> str:
         return "0+unknown"
 
 
-def select_announcers(config: Config, requested: str | None) -> tuple[list[str], str | None]:
-    """The announcer protocols to run, or an error message."""
+def select_announcers(config: Config | None, requested: str | None) -> tuple[tuple[Decision, ...], str | None]:
+    """Which announcers run and why (`enabling.decide`), or an error message for an unknown --announcers name."""
     import importlib.metadata
 
+    from supervisor.announcing.enabling import decide, parse_list
     from supervisor.hookspecs import ENTRY_POINT_GROUP
     from supervisor.plugins_loader import EXTRA_PLUGINS_ENV
 
     installed = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
-    if requested:
-        names = [n.strip() for n in requested.split(",") if n.strip()]
-        unknown = [n for n in names if n not in installed]
-        if unknown and not os.environ.get(EXTRA_PLUGINS_ENV):
-            return [], (f"--announcers: no installed plugin named {', '.join(unknown)} "
-                        f"(installed: {', '.join(installed) or 'none'}); install it or fix the list")
-        return list(dict.fromkeys(names)), None
+    names = parse_list(requested)
     # Entry-point names are the protocol names by convention (layer2, bgp, ...).
-    return [n for n in installed if n != "bgp" or config.bgp_peers], None
+    unknown = [n for n in names or () if n not in installed]
+    if unknown and not os.environ.get(EXTRA_PLUGINS_ENV):
+        return (), (f"--announcers: no installed plugin named {', '.join(unknown)} "
+                    f"(installed: {', '.join(installed) or 'none'}); install it or fix the list")
+    return decide(config, names), None
 
 
-def build_specs(args: argparse.Namespace, config: Config, announcers: list[str]) -> list[WorkerSpec]:
+def announcer_template(args: argparse.Namespace) -> WorkerSettings:
+    """The WorkerSettings every announcer of this node is made from (name and protocol filled in per announcer)."""
     from supervisor.supervising.settings import WorkerSettings
-    from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER
-    from supervisor.supervising.supervisor import WorkerSpec
 
-    def settings(name: str, protocol: str | None = None) -> WorkerSettings:
-        return WorkerSettings(
-            name=name, node_name=args.node, config_paths=tuple(args.config), state_dir=args.state_dir,
-            protocol=protocol, membership_key_file=args.membership_key_file, insecure=args.insecure,
-            log_format=args.log_format, log_level=args.log_level,
-        )
+    return WorkerSettings(
+        name="announcer", node_name=args.node, config_paths=tuple(args.config), state_dir=args.state_dir,
+        membership_key_file=args.membership_key_file, insecure=args.insecure,
+        log_format=args.log_format, log_level=args.log_level,
+    )
+
+
+def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...]) -> list[WorkerSpec]:
+    from supervisor.announcing.enabling import enabled
+    from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
+    from supervisor.supervising.supervisor import WorkerSpec, announcer_spec
+
+    def settings(name: str) -> WorkerSettings:
+        return dataclasses.replace(announcer_template(args), name=name)
 
     specs = [
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run",
@@ -121,9 +144,8 @@ def build_specs(args: argparse.Namespace, config: Config, announcers: list[str])
     # the supervisor starts it once a config, at start or on a reload, lists one.
     specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
                             settings=settings("membership"), needs_peers=True))
-    for protocol in announcers:
-        specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
-                                settings=settings(f"announcer-{protocol}", protocol)))
+    template = announcer_template(args)
+    specs.extend(announcer_spec(template, config, protocol) for protocol in enabled(decisions))
     return specs
 
 
@@ -140,8 +162,14 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     for d in diagnostics:
         print(d, file=sys.stderr)
     if config is None:
-        return None, f"the config is not valid ({sum(d.is_error for d in diagnostics)} error(s) above); " \
-                     f"`metalloid check {' '.join(args.config)}` shows the same"
+        # As MetalLB without a valid configuration: run, serve nothing, wait
+        # for a valid one (the watcher reloads the file when it changes).
+        # /readyz says why it is not ready, /status lists the errors.
+        errors = sum(d.is_error for d in diagnostics)
+        print(f"metalloid run: the config is not valid ({errors} error(s) above; `metalloid check "
+              f"{' '.join(args.config)}` shows the same): starting anyway, serving nothing until the file is "
+              "fixed", file=sys.stderr)
+        config = _parsed_part(args.config)
     try:
         statefile.check_writable(args.state_dir)
         statefile.load(args.state_dir)
@@ -157,6 +185,22 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     if problem:
         return None, problem
     return config, None
+
+
+def _parsed_part(paths: list[str]) -> Config:
+    """The objects of an invalid config that did parse: which announcers to start and the key check go by them.
+
+    Nothing is served from them (the watcher sends no ConfigLoaded for an
+    invalid file); they only let the node start the processes the fixed file
+    will most likely need.
+    """
+    from supervisor.config.loading import load_config
+    from supervisor.config.model import Config
+
+    try:
+        return load_config(paths).config
+    except OSError:
+        return Config()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,17 +221,18 @@ def run(args: argparse.Namespace) -> int:
     config, problem = _preflight(args)
     if config is None:
         return _fail(problem or "cannot start")
-    announcers, problem = select_announcers(config, args.announcers)
+    decisions, problem = select_announcers(config, args.announcers)
     if problem:
         return _fail(problem)
-    specs = build_specs(args, config, announcers)
+    specs = build_specs(args, config, decisions)
     # The watcher sends the config again at once; this start-up copy (with its
     # line tracking) would otherwise stay alive for the whole run.
     del config
-    return _serve(args, specs)
+    return _serve(args, specs, decisions)
 
 
-def _serve(args: argparse.Namespace, specs: list[WorkerSpec]) -> int:
+def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[Decision, ...]) -> int:
+    from supervisor.announcing.enabling import parse_list
     from supervisor.supervising.backoff import BackoffSettings
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.supervisor import SupervisorSettings
@@ -195,5 +240,6 @@ def _serve(args: argparse.Namespace, specs: list[WorkerSpec]) -> int:
     settings = SupervisorSettings(
         node_name=args.node, version=_version(), grace_seconds=args.grace_period, hung_seconds=args.hung_timeout,
         backoff=BackoffSettings(budget=args.restart_budget, window_seconds=args.restart_window),
+        announcer_template=announcer_template(args), requested_announcers=parse_list(args.announcers),
     )
-    return serve_supervisor("run", specs, settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+    return serve_supervisor("run", specs, settings, args=args, decisions=decisions)

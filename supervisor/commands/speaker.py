@@ -15,6 +15,12 @@ component=speaker in --namespace), exchanges heartbeats with them, and answers
 ARP/NDP for the IPs this node wins (MetalLB's election). When the API server is
 unreachable it keeps announcing the last known state.
 
+Announcers: --announcers LIST runs exactly those; without it the config decides
+(AnnouncerConfig objects in --namespace, plus layer2 when L2Advertisements exist
+and bgp when BGPPeers do), again on every change. An announcer that keeps
+failing is FAILED (a Warning Event on this Node, /readyz 503) while the others
+keep announcing.
+
 The node name comes from --node, $NODE_NAME (downward API) or $METALLOID_NODE.
 Credentials: the pod's service account, else --kubeconfig.
 """
@@ -32,12 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                               "/etc/metalloid/memberlist/secretkey"),
                         help="shared secret authenticating heartbeats (default: /etc/metalloid/memberlist/secretkey)")
     parser.add_argument("--insecure", action="store_true", help="allow membership without a key (trusted networks)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
-    parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS", "layer2"), metavar="LIST",
-                        help="comma-separated announcer protocols (default: layer2)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
+    parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS"), metavar="LIST",
+                        help="comma-separated announcer protocols, overriding the config (default: the "
+                             "AnnouncerConfigs, plus layer2 with L2Advertisements and bgp with BGPPeers)")
+    parser.add_argument("--state-dir", default=env("METALLOID_STATE_DIR", "/tmp/metalloid"),
+                        help="where announcers remember what they announced, for the cleanup after a kill "
+                             "(default: /tmp/metalloid, an emptyDir in the pod that outlives container restarts)")
     parser.add_argument("--api-server", default=env("METALLOID_API_SERVER"), metavar="URL", help=argparse.SUPPRESS)
     from supervisor.logs import add_logging_arguments
 
@@ -45,12 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from supervisor.announcing.enabling import parse_list
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
-    from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER
-    from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec
+    from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
+    from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec, announcer_spec
 
     if not args.node:
         print("metalloid speaker: --node is required (or NODE_NAME from the downward API)", file=sys.stderr)
@@ -67,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
               "memberlist Secret there or pass --insecure on a trusted network", file=sys.stderr)
         return 1
 
-    def settings(name: str, protocol: str | None = None) -> WorkerSettings:
+    def settings(name: str) -> WorkerSettings:
         return WorkerSettings(
-            name=name, node_name=args.node, mode="kubernetes", k8s_role="speaker", protocol=protocol,
+            name=name, node_name=args.node, mode="kubernetes", k8s_role="speaker", state_dir=args.state_dir,
             kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace,
             membership_key_file=key_file, insecure=args.insecure, log_format=args.log_format, log_level=args.log_level,
         )
@@ -82,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
         WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
                    settings=settings("membership")),
     ]
-    for protocol in [p.strip() for p in args.announcers.split(",") if p.strip()]:
-        specs.append(WorkerSpec(name=f"announcer-{protocol}", role=ANNOUNCER, entry="supervisor.announcing.host:run",
-                                settings=settings(f"announcer-{protocol}", protocol)))
+    # With --announcers they start at once; otherwise with the first config from the API.
+    requested = parse_list(args.announcers)
+    template = settings("announcer")
+    specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
-                            SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version()),
-                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                            SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version(),
+                                               announcer_template=template, requested_announcers=requested),
+                            args=args)

@@ -27,8 +27,9 @@ the node's HTTP port (--metrics-port of `metalloid run`, default 7472).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint", default="http://127.0.0.1:7472",
-                        help="the node's HTTP address (default: http://127.0.0.1:7472)")
+    from supervisor.serving.client import add_client_arguments
+
+    add_client_arguments(parser)
     parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
                         help="output format (default: table)")
     parser.add_argument("-w", "--watch", action="store_true", help="print again every --interval seconds")
@@ -44,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from supervisor.serving.client import StatusUnavailable, fetch_status
+    from supervisor.serving.client import StatusUnavailable, client_token, fetch_status
 
     while True:
         try:
-            text = format_status(fetch_status(args.endpoint, timeout=args.timeout), args.output)
+            document = fetch_status(args.endpoint, timeout=args.timeout, token=client_token(args.auth_token_file),
+                                    verify=not args.insecure_skip_tls_verify)
+            text = format_status(document, args.output)
             code = 0
         except StatusUnavailable as exc:
             text, code = f"metalloid status: {exc}\n", 1
@@ -94,6 +97,13 @@ def render_tables(status: dict[str, Any]) -> str:
     if members:
         parts.append("MEMBERS\n" + render_table(["NAME", "ALIVE", "LAST-HEARD", "CONSISTENT"],
                                                 [_member_row(m) for m in members]))
+    announcers = status.get("announcers") or []
+    if announcers:
+        parts.append("ANNOUNCERS\n" + render_table(["PROTOCOL", "STATE", "READY", "HANG-TIMEOUT", "WHY"],
+                                                   [_announcer_row(a) for a in announcers]))
+    for problem in status.get("plugin_errors") or []:
+        hook = f" hook {problem.get('hook')}" if problem.get("hook") else ""
+        parts.append(f"plugin error: {problem.get('plugin')}{hook}: {problem.get('reason')}\n")
     workers = status.get("workers") or []
     if workers:
         parts.append("WORKERS\n" + render_table(["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-ERROR"],
@@ -117,6 +127,7 @@ def _header(status: dict[str, Any]) -> str:
     lines.append(f"CONFIG: {config.get('origin', NONE)}   GENERATION: {config.get('generation', NONE)}   "
                  f"STATE: {state}")
     lines += [f"  error: {e}" for e in config.get("errors") or []]
+    lines += [f"  error (only this object is affected): {e}" for e in config.get("object_errors") or []]
     # Diagnostics already say "warning:" after their location; only bare strings need the prefix.
     lines += [f"  {w}" if ": warning: " in w else f"  warning: {w}" for w in config.get("warnings") or []]
     return "\n".join(lines) + "\n"
@@ -138,6 +149,8 @@ def _service_row(service: dict[str, Any], this_node: str = "") -> list[object]:
     elif elsewhere:
         by = ", ".join(f"{node} ({protocol})" for protocol, node in elsewhere)
         state = "Elected"
+    elif any(isinstance(e, dict) and e.get("not_served") for e in (service.get("elections") or {}).values()):
+        state = "NoEndpoints"  # MetalLB announces nothing without a serving endpoint; `explain` says more
     else:
         state = "NotAnnounced"
     return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",
@@ -175,6 +188,15 @@ def _member_row(member: dict[str, Any]) -> list[object]:
     if member.get("alive") and basis and basis != "heartbeat":
         alive += f" ({basis})"
     return [member.get("name"), alive, "<never>" if heard is None else human_duration(heard) + " ago", consistent]
+
+
+def _announcer_row(announcer: dict[str, Any]) -> list[object]:
+    state = announcer.get("state") if announcer.get("enabled") else "DISABLED"
+    if announcer.get("state") == "FAILED" and announcer.get("last_error"):
+        state = f"FAILED ({announcer.get('last_error')})"
+    timeout = announcer.get("hang_timeout_seconds")
+    return [announcer.get("protocol"), state, "yes" if announcer.get("ready") else "no",
+            None if timeout is None else f"{timeout:g}s", announcer.get("reason")]
 
 
 def _worker_row(worker: dict[str, Any]) -> list[object]:

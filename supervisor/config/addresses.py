@@ -1,10 +1,13 @@
 """Parse one `IPAddressPool.spec.addresses` entry into an `AddressRange`.
 
-MetalLB accepts three spellings: a CIDR (every address of the prefix, network
-and broadcast included), an inclusive `first-last` range, and (metalloid only,
-for convenience) a single IP. This module turns the text into a range or into a
-message saying what is wrong and how to fix it; it never raises and never
-enumerates addresses, so an IPv6 /64 costs the same as a /32.
+MetalLB accepts two spellings: a CIDR (every address of the prefix, network
+and broadcast included; host bits are masked away, as Go's net.ParseCIDR
+does, so `198.51.100.10/24` is 198.51.100.0/24) and an inclusive `first-last`
+range. metalloid also takes a single IP, which MetalLB refuses ("invalid
+CIDR"); `address_note` says so, and notes masked host bits, for warnings.
+This module turns the text into a range or into a message saying what is
+wrong and how to fix it; it never raises and never enumerates addresses, so
+an IPv6 /64 costs the same as a /32.
 """
 
 from __future__ import annotations
@@ -62,20 +65,43 @@ def parse_address_range(text: str) -> AddressRange | str:
 
 def _parse_cidr(text: str) -> AddressRange | str:
     try:
+        # Go's net.ParseCIDR (MetalLB) takes a decimal prefix length only, not a netmask.
+        if not (text.partition("/")[2].isascii() and text.partition("/")[2].isdigit()):
+            raise ValueError(text)
         network = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return (
             f"{text!r} is not a valid CIDR; write an address and a prefix length "
             "within the family (0-32 for IPv4, 0-128 for IPv6), e.g. 10.0.10.0/24"
         )
-    if str(network) != _normalised(text):
-        # Host bits set: MetalLB silently takes the whole prefix, which is rarely
-        # what the user meant when writing a host address.
-        return (
-            f"{text!r} has host bits set; the prefix is {network}. Write {network} "
-            f"for the whole prefix, or a range such as {_as_range_hint(text, network)} for part of it"
-        )
+    # Host bits set (198.51.100.10/24): the whole prefix, as MetalLB takes it.
     return AddressRange(first=network.network_address, last=network.broadcast_address, text=text)
+
+
+def address_note(text: str) -> str | None:
+    """A warning for an entry that parses but may not mean what it says, or None.
+
+    Host bits in a CIDR: MetalLB (and metalloid) take the whole prefix, which a
+    user writing a host address rarely means. A single IP: metalloid reads it
+    as a /32 (/128), MetalLB refuses the pool.
+    """
+    spelled = text.strip()
+    if "/" in spelled:
+        try:
+            network = ipaddress.ip_network(spelled, strict=False)
+        except ValueError:
+            return None
+        if str(network) != _normalised(spelled):
+            return (f"{spelled!r} has host bits set; like MetalLB, metalloid takes the whole prefix {network} "
+                    f"({network.network_address}-{network.broadcast_address}). Write {network} to say so, or a "
+                    f"range such as {_as_range_hint(spelled, network)} for part of it")
+        return None
+    if "-" not in spelled and parse_ip(spelled) is not None:
+        ip = parse_ip(spelled)
+        length = 32 if ip is not None and ip.version == 4 else 128
+        return (f"{spelled!r} is a single IP: metalloid takes it as {spelled}/{length}, but MetalLB refuses the "
+                f"pool (invalid CIDR); write {spelled}/{length} to keep the file valid for both")
+    return None
 
 
 def _normalised(text: str) -> str:

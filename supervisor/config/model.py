@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -168,6 +169,14 @@ class IPAddressPool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PreferredNodeSelector:
+    """`L2Advertisement.spec.preferredNodeSelectors[]`: nodes matching `preference` score `weight` (1-100)."""
+
+    weight: int
+    preference: LabelSelector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class L2Advertisement:
     name: str
     namespace: str = "metallb-system"
@@ -175,6 +184,9 @@ class L2Advertisement:
     ip_address_pool_selectors: tuple[LabelSelector, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
     interfaces: tuple[str, ...] = ()
+    # Only Services matching one of these are announced through it (none: every Service).
+    service_selectors: tuple[LabelSelector, ...] = ()
+    preferred_node_selectors: tuple[PreferredNodeSelector, ...] = ()
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
@@ -186,8 +198,12 @@ class BGPPeer:
     name: str
     namespace: str = "metallb-system"
     my_asn: int
+    # 0 when dynamic_asn is set instead (MetalLB's convention: 0 is "unset").
     peer_asn: int
-    peer_address: IPAddress
+    dynamic_asn: str = ""  # "internal" or "external"
+    # None when the session is unnumbered over `interface` instead.
+    peer_address: IPAddress | None
+    interface: str = ""
     peer_port: int = 179
     source_address: IPAddress | None = None
     router_id: str | None = None
@@ -196,6 +212,7 @@ class BGPPeer:
     ebgp_multihop: bool = False
     password: str | None = None
     vrf: str = ""
+    bfd_profile: str = ""  # kept, not acted on: metalloid runs no BFD
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
@@ -215,6 +232,65 @@ class BGPAdvertisement:
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BFDProfile:
+    """`metallb.io/v1beta1 BFDProfile`: kept and validated; metalloid runs no BFD.
+
+    Intervals are milliseconds; None means "not set" (FRR's default applies in MetalLB).
+    """
+
+    name: str
+    namespace: str = "metallb-system"
+    receive_interval: int | None = None
+    transmit_interval: int | None = None
+    detect_multiplier: int | None = None
+    echo_interval: int | None = None
+    echo_mode: bool = False
+    passive_mode: bool = False
+    minimum_ttl: int | None = None
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommunityAlias:
+    name: str
+    value: str  # "65535:65282" or "large:64512:1:2", validated
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Community:
+    """`metallb.io/v1beta1 Community`: names for BGP community values."""
+
+    name: str
+    namespace: str = "metallb-system"
+    aliases: tuple[CommunityAlias, ...] = ()
+    source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InertField:
+    """One object setting a field metalloid keeps but does not act on.
+
+    See `supervisor.config.kept_fields` for the list of such fields; `message`
+    is the text of the `check` warning, meant for Events and status too.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    path: str  # "spec.bfdProfile", or "spec" for a kind metalloid does not use at all
+    source: Source
+    metallb_effect: str
+
+    @property
+    def message(self) -> str:
+        if self.path == "spec":
+            return (f"metalloid keeps {self.kind} objects but does not act on them (MetalLB uses them to "
+                    f"{self.metallb_effect}); they have no effect here")
+        return (f"{self.path} is kept but metalloid does not act on it (MetalLB uses it to {self.metallb_effect}); "
+                "it has no effect here")
 
 
 class ExternalTrafficPolicy(enum.Enum):
@@ -258,7 +334,7 @@ class Service:
     """A `v1 Service`, reduced to what load balancing needs.
 
     `requested_ips` merges `spec.loadBalancerIP` and the `loadBalancerIPs`
-    annotation (validation rejects a Service that sets both);
+    annotation (a Service that sets both gets a `problem` instead);
     `requested_pool` comes from the `address-pool` annotation; `sharing_key`
     from `allow-shared-ip`. `status_ips` is `status.loadBalancer.ingress`, the
     IPs the Service already holds, which the allocator keeps when it can.
@@ -279,6 +355,12 @@ class Service:
     external_traffic_policy: ExternalTrafficPolicy = ExternalTrafficPolicy.CLUSTER
     load_balancer_class: str | None = None
     status_ips: tuple[IPAddress, ...] = ()
+    # Why this Service cannot be served as written (both spec.loadBalancerIP and
+    # the annotation, an unparsable IP, a family mismatch…): set by
+    # `isolation`, so the allocator leaves it pending with this reason while
+    # every other Service proceeds (MetalLB confines such a problem to the
+    # Service too). None for a Service without errors.
+    problem: str | None = None
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
 
@@ -360,7 +442,34 @@ class Settings:
     bind_local: bool = False
     # Re-send gratuitous ARP / unsolicited NA every N seconds (0 = off, MetalLB's way).
     refresh_seconds: float = 0.0
+    # Standalone: MetalLB's announcedInterfacesToExclude (regular expressions); None = not set.
+    interfaces_to_exclude: tuple[str, ...] | None = None
     source: Source = API_SOURCE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerConfig:
+    """One announcer plugin's place in the config (kind `AnnouncerConfig`, group metalloid.io).
+
+    `name` is the announcer's protocol ("layer2", "example"). `settings` is the
+    plugin's own free-form `spec.settings`, kept as canonical JSON text so the
+    object stays frozen, hashable and picklable; read it with `settings`.
+    `hang_timeout_seconds` None = the node's --hung-timeout.
+    """
+
+    name: str
+    namespace: str = "metallb-system"
+    enabled: bool = True
+    hang_timeout_seconds: float | None = None
+    settings_json: str = "{}"
+    source: Source = API_SOURCE
+    field_lines: FieldLines = field(default=(), compare=False, repr=False)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """A fresh copy of `spec.settings` (JSON types: dict, list, str, int, float, bool, None)."""
+        loaded = json.loads(self.settings_json)
+        return loaded if isinstance(loaded, dict) else {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,7 +484,22 @@ class Config:
     nodes: tuple[Node, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     namespaces: tuple[Namespace, ...] = ()
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    communities: tuple[Community, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    # True when `endpoint_slices` are every EndpointSlice there is (Kubernetes):
+    # a Service with none has no endpoint, so it is not announced (MetalLB).
+    # False for a config file, where a Service whose EndpointSlices are not
+    # listed at all is taken as served by the host (keepalived-style).
+    endpoints_listed: bool = False
+    # Fields set in the objects above that metalloid keeps but does not act on
+    # (see supervisor.config.kept_fields), one record per object and field.
+    inert_fields: tuple[InertField, ...] = ()
+    announcers: tuple[AnnouncerConfig, ...] = ()
+
+    def announcer(self, name: str) -> AnnouncerConfig | None:
+        """The AnnouncerConfig of protocol `name`, if the config has one."""
+        return next((a for a in self.announcers if a.name == name), None)
 
     def pool(self, name: str) -> IPAddressPool | None:
         return next((p for p in self.pools if p.name == name), None)
@@ -390,6 +514,13 @@ class Config:
         """The L2Advertisements covering a pool (MetalLB: none named = all pools)."""
         pool = self.pool(pool_name)
         return tuple(a for a in self.l2_advertisements if _covers(a, pool))
+
+    def l2_advertisements_for_service(self, pool_name: str, service: Service) -> tuple[L2Advertisement, ...]:
+        """MetalLB's `l2AdsForService`: the pool's advertisements whose serviceSelectors (if any) match."""
+        return tuple(
+            a for a in self.l2_advertisements_for(pool_name)
+            if not a.service_selectors or any(s.matches(service.labels) for s in a.service_selectors)
+        )  # fmt: skip
 
     def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
         pool = self.pool(pool_name)

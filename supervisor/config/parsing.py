@@ -18,28 +18,36 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.config import core_kinds
-from supervisor.config.addresses import parse_address_range, parse_ip
+from supervisor.config import bgp_kinds, core_kinds
+from supervisor.config.addresses import address_note, parse_address_range, parse_ip
+from supervisor.config.announcer_config import parse_announcer_config
 from supervisor.config.diagnostics import Diagnostic, error, warning
-from supervisor.config.fields import Fields, ObjectContext, describe
+from supervisor.config.fields import Fields, ObjectContext, describe, line_in
+from supervisor.config.kept_fields import kept_keys
 from supervisor.config.loading import Document
 from supervisor.config.model import (
+    AnnouncerConfig,
+    BFDProfile,
     BGPAdvertisement,
     BGPPeer,
+    Community,
     Config,
     EndpointSlice,
+    InertField,
+    IPAddress,
     IPAddressPool,
     L2Advertisement,
     MembershipSettings,
     Namespace,
     Node,
+    PreferredNodeSelector,
     Service,
     ServiceAllocation,
     Settings,
     Source,
     labels_of,
 )
-from supervisor.config.selectors import parse_selectors
+from supervisor.config.selectors import parse_selector, parse_selectors
 
 METALLB_V1BETA1 = "metallb.io/v1beta1"
 METALLB_V1BETA2 = "metallb.io/v1beta2"
@@ -58,6 +66,10 @@ class _Collected:
     slices: list[EndpointSlice] = field(default_factory=list)
     namespaces: list[Namespace] = field(default_factory=list)
     settings: list[Settings] = field(default_factory=list)
+    bfd_profiles: list[BFDProfile] = field(default_factory=list)
+    communities: list[Community] = field(default_factory=list)
+    inert: list[InertField] = field(default_factory=list)
+    announcers: list[AnnouncerConfig] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +110,11 @@ def _config_of(collected: _Collected, diagnostics: list[Diagnostic]) -> Config:
         nodes=tuple(collected.nodes),
         endpoint_slices=tuple(collected.slices),
         namespaces=tuple(collected.namespaces),
+        bfd_profiles=tuple(collected.bfd_profiles),
+        communities=tuple(collected.communities),
         settings=collected.settings[0] if collected.settings else Settings(),
+        inert_fields=tuple(collected.inert),
+        announcers=tuple(collected.announcers),
     )
 
 
@@ -161,12 +177,46 @@ def read_meta(top: Fields, *, default_namespace: str | None, qualified: bool = F
     return Meta(name=name, namespace=namespace, labels=labels, annotations=annotations)
 
 
+def _unique_strs(fields: Fields, key: str) -> tuple[str, ...]:
+    """The strings of list `key`, a repeated one kept once with a warning.
+
+    MetalLB refuses the whole configuration over a repeated entry ("duplicate
+    definition of …"); it means nothing different, so metalloid accepts it
+    and says MetalLB would not (docs/migrating-from-metallb.md).
+    """
+    seen: dict[str, str] = {}
+    for value, path, line in fields.get_strs(key):
+        if value in seen:
+            fields.ctx.warning(line, f"{path}: {value!r} is listed twice (also {seen[value]}); metalloid ignores the "
+                                     f"repetition, but MetalLB refuses the whole configuration over it (duplicate "
+                                     f"definition of {key}); remove it")
+        else:
+            seen[value] = path
+    return tuple(seen)
+
+
+def _warn_foreign_namespace(top: Fields, meta: Meta) -> None:
+    """MetalLB's webhook refuses its kinds outside its namespace; a file can hold any namespace.
+
+    Only for files: in Kubernetes mode the watcher reads the metallb.io kinds
+    of its own namespace only, as MetalLB does, so others never get here.
+    """
+    if not top.line or meta.namespace == METALLB_NAMESPACE:
+        return
+    line = line_in(top.raw("metadata"), "namespace", top.line)
+    top.ctx.warning(line, f"metadata.namespace is {meta.namespace!r}: metalloid reads the file whatever the "
+                          f"namespace, but MetalLB's webhook refuses a {top.ctx.kind} outside {METALLB_NAMESPACE}, "
+                          "and in Kubernetes mode only the controller's namespace is read; use "
+                          f"namespace: {METALLB_NAMESPACE} or leave it out")
+
+
 def _lines(ctx: ObjectContext) -> tuple[tuple[str, int], ...]:
     return tuple(ctx.field_lines.items())
 
 
 def _pool(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; an IPAddressPool needs spec.addresses")
@@ -179,6 +229,9 @@ def _pool(top: Fields, out: _Collected) -> None:
             top.ctx.error(line, f"{path}: {parsed}")
         else:
             ranges.append(parsed)
+            note = address_note(text)
+            if note is not None:
+                top.ctx.warning(line, f"{path}: {note}")
     if not spec.get_list("addresses"):
         spec.ctx.error(spec.line_of("addresses"), "spec.addresses is empty; list at least one CIDR, range or IP, "
                                                   "e.g. - 10.0.10.10-10.0.10.99")
@@ -201,7 +254,7 @@ def _service_allocation(fields: Fields) -> ServiceAllocation:
     fields.warn_unknown(frozenset({"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}))
     return ServiceAllocation(
         priority=fields.get_int("priority", None),
-        namespaces=tuple(v for v, _, _ in fields.get_strs("namespaces")),
+        namespaces=_unique_strs(fields, "namespaces"),
         namespace_selectors=parse_selectors(fields, "namespaceSelectors"),
         service_selectors=parse_selectors(fields, "serviceSelectors"),
     )
@@ -216,20 +269,58 @@ def _spec_or_empty(top: Fields) -> Fields:
 
 def _l2(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces"}))
+    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces",
+                                 "serviceSelectors", "preferredNodeSelectors"}) | kept_keys("L2Advertisement"))
+    out.inert.extend(bgp_kinds.report_kept(spec, "L2Advertisement", meta.namespace, meta.name))
     out.l2.append(L2Advertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
+        ip_address_pools=_unique_strs(spec, "ipAddressPools"),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
-        interfaces=tuple(v for v, _, _ in spec.get_strs("interfaces")),
+        interfaces=_interfaces(spec),
+        service_selectors=parse_selectors(spec, "serviceSelectors"),
+        preferred_node_selectors=_preferred_node_selectors(spec),
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))
+
+
+def _preferred_node_selectors(spec: Fields) -> tuple[PreferredNodeSelector, ...]:
+    """`preferredNodeSelectors`: weight 1-100 (MetalLB's CRD bounds) and a preference selector each."""
+    found: list[PreferredNodeSelector] = []
+    for item in spec.get_maps("preferredNodeSelectors"):
+        item.warn_unknown(frozenset({"weight", "preference"}))
+        weight = item.get_int("weight", None, low=1, high=100)
+        if weight is None and item.raw("weight") is None:
+            item.ctx.error(item.line, f"{item.path}.weight is missing; give a weight from 1 to 100")
+        preference = item.get_map("preference")
+        if preference is None and item.raw("preference") is None:
+            item.ctx.error(item.line, f"{item.path}.preference is missing; give a node label selector "
+                                      "({} matches every node)")
+        selector = parse_selector(preference) if preference is not None else None
+        if weight is not None and selector is not None:
+            found.append(PreferredNodeSelector(weight=weight, preference=selector))
+    return tuple(found)
+
+
+# Linux's rule for interface names (dev_valid_name): the CRD enforces the same.
+_INTERFACE = re.compile(r"^[^/\s:]{1,15}$")
+
+
+def _interfaces(spec: Fields) -> tuple[str, ...]:
+    found: list[str] = []
+    for name, path, line in spec.get_strs("interfaces"):
+        if _INTERFACE.match(name):
+            found.append(name)
+        else:
+            spec.ctx.error(line, f"{path}: {describe(name)} cannot be a Linux interface name (1-15 characters, no "
+                                 "'/', ':' or whitespace); write the name `ip link` shows, e.g. eth0")
+    return tuple(found)
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
@@ -252,34 +343,58 @@ def _duration(fields: Fields, key: str) -> float | None:
 _ASN_MAX = 4294967295
 
 
+_PEER_FIELDS = frozenset({
+    "myASN", "peerASN", "peerAddress", "peerPort", "sourceAddress", "routerID", "holdTime", "keepaliveTime",
+    "ebgpMultiHop", "password", "nodeSelectors", "bfdProfile",
+})
+# What v1beta2 added to v1beta1 (MetalLB's api/v1beta2); a v1beta1 object
+# setting one of these is pruned by the API server, so `check` says so.
+_PEER_V1BETA2_FIELDS = frozenset({
+    "vrf", "dynamicASN", "localASN", "interface", "connectTime", "passwordSecret", "enableGracefulRestart",
+    "disableMP", "dualStackAddressFamily",
+})
+_DYNAMIC_ASN_MODES = ("internal", "external")
+
+
 def _peer(top: Fields, out: _Collected) -> None:
+    errors_before = sum(d.is_error for d in top.ctx.diagnostics)
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
+    v1beta1 = top.get_str("apiVersion") == METALLB_V1BETA1
     spec = top.get_map("spec")
     if spec is None:
         top.ctx.error(top.line, "spec is missing; a BGPPeer needs spec.myASN, spec.peerASN and spec.peerAddress")
         return
-    spec.warn_unknown(frozenset({
-        "myASN", "peerASN", "peerAddress", "peerPort", "sourceAddress", "routerID", "holdTime", "keepaliveTime",
-        "ebgpMultiHop", "password", "passwordSecret", "vrf", "nodeSelectors", "bfdProfile", "connectTime",
-        "disableMP", "dynamicASN", "enableGracefulRestart",
-    }))
-    my_asn = spec.get_int("myASN", None, low=0, high=_ASN_MAX)
-    peer_asn = spec.get_int("peerASN", None, low=0, high=_ASN_MAX)
-    address_text = spec.get_str("peerAddress")
-    peer_address = parse_ip(address_text) if address_text is not None else None
-    for key, value in (("myASN", my_asn), ("peerASN", peer_asn)):
-        if value is None and not spec.has(key):
-            spec.ctx.error(spec.line, f"spec.{key} is missing; set the autonomous system number")
-    if address_text is None and not spec.has("peerAddress"):
-        spec.ctx.error(spec.line, "spec.peerAddress is missing; set the router's IP address")
-    elif address_text is not None and peer_address is None:
-        spec.ctx.error(spec.line_of("peerAddress"), f"spec.peerAddress: {describe(address_text)} is not an IP "
-                                                    "address; write e.g. 10.0.0.1")
+    spec.warn_unknown(_PEER_FIELDS | _PEER_V1BETA2_FIELDS)
+    if v1beta1:
+        for key in sorted(k for k in _PEER_V1BETA2_FIELDS if spec.has(k)):
+            spec.ctx.warning(spec.line_of(key), f"spec.{key} exists only in metallb.io/v1beta2; the API server "
+                                                "drops it from a v1beta1 object, change apiVersion to "
+                                                "metallb.io/v1beta2")
+    my_asn = spec.get_int("myASN", None, low=1, high=_ASN_MAX)
+    if my_asn is None and not spec.has("myASN"):
+        spec.ctx.error(spec.line, "spec.myASN is missing; set this node's autonomous system number")
+    # MetalLB treats 0 as "not set" (Go's zero value), in both versions.
+    peer_asn = spec.get_int("peerASN", 0, low=0, high=_ASN_MAX)
+    dynamic_asn = _dynamic_asn(spec)
+    if not spec.has("peerASN") and not spec.has("dynamicASN"):
+        spec.ctx.error(spec.line, "spec.peerASN is missing; set the router's autonomous system number (or, "
+                                  "v1beta2, spec.dynamicASN: internal or external)")
+    elif spec.raw("peerASN") == 0 and not spec.has("dynamicASN"):
+        spec.ctx.error(spec.line_of("peerASN"), "spec.peerASN: 0 is not an AS number; set the router's "
+                                                "(or spec.dynamicASN)")
+    elif peer_asn and dynamic_asn:
+        spec.ctx.error(spec.line_of("dynamicASN"), "spec.peerASN and spec.dynamicASN exclude each other; keep one")
+    peer_address, interface = _peer_address(spec)
     source_text = spec.get_str("sourceAddress")
     source_address = parse_ip(source_text) if source_text else None
     if source_text and source_address is None:
         spec.ctx.error(spec.line_of("sourceAddress"), f"spec.sourceAddress: {describe(source_text)} is not an IP "
                                                       "address; write e.g. 10.0.10.1 or remove it")
+    router_id = spec.get_str("routerID")
+    if router_id and parse_ip(router_id) is None:
+        spec.ctx.error(spec.line_of("routerID"), f"spec.routerID: {describe(router_id)} is not an IP address; "
+                                                 "write e.g. 10.0.10.1 or remove it")
     hold = _duration(spec, "holdTime")
     keepalive = _duration(spec, "keepaliveTime")
     if hold is not None and 0 < hold < 3:
@@ -289,21 +404,43 @@ def _peer(top: Fields, out: _Collected) -> None:
     if keepalive is not None and hold is not None and keepalive > hold:
         spec.ctx.error(spec.line_of("keepaliveTime"), f"spec.keepaliveTime {spec.raw('keepaliveTime')} is longer "
                                                       f"than spec.holdTime {spec.raw('holdTime')}; make it shorter")
-    peer_port = spec.get_int("peerPort", 179, low=1, high=65535)
+    connect = _duration(spec, "connectTime")
+    if connect is not None and not (1 <= connect <= 65535 and connect == int(connect)):
+        spec.ctx.error(spec.line_of("connectTime"), f"spec.connectTime: {spec.raw('connectTime')} must be a whole "
+                                                    "number of seconds from 1s to 65535s")
+    # Port 0 is v1beta1's "not set": MetalLB dials 179.
+    peer_port = spec.get_int("peerPort", 179, low=0, high=16384) or 179
     multihop = spec.get_bool("ebgpMultiHop", False)
+    if multihop and peer_asn and peer_asn == my_asn:
+        spec.ctx.error(spec.line_of("ebgpMultiHop"), "spec.ebgpMultiHop is for eBGP, but peerASN equals myASN "
+                                                     "(iBGP); remove ebgpMultiHop")
     password = spec.get_str("password")
+    secret = spec.get_map("passwordSecret")
+    if secret is not None:
+        secret.warn_unknown(frozenset({"name", "namespace"}))
+        if password and secret.get_str("name"):
+            spec.ctx.error(spec.line_of("passwordSecret"), "spec.password and spec.passwordSecret exclude each "
+                                                           "other; keep one")
+    # Validated only: these are kept but not acted on (see kept_fields).
+    spec.get_int("localASN", None, low=1, high=_ASN_MAX)
+    spec.get_bool("enableGracefulRestart", False)
+    spec.get_bool("disableMP", False)
+    spec.get_bool("dualStackAddressFamily", False)
+    bfd_profile = spec.get_str("bfdProfile", "") or ""
     vrf = spec.get_str("vrf", "") or ""
-    router_id = spec.get_str("routerID")
     selectors = parse_selectors(spec, "nodeSelectors")
-    if my_asn is None or peer_asn is None or peer_address is None:
-        return
+    out.inert.extend(bgp_kinds.report_kept(spec, "BGPPeer", meta.namespace, meta.name))
+    if sum(d.is_error for d in top.ctx.diagnostics) > errors_before or my_asn is None:
+        return  # a peer with an error is not half-used
     out.peers.append(BGPPeer(
         name=meta.name,
         namespace=meta.namespace,
         my_asn=my_asn,
-        peer_asn=peer_asn,
+        peer_asn=peer_asn or 0,
+        dynamic_asn=dynamic_asn,
         peer_address=peer_address,
-        peer_port=peer_port or 179,
+        interface=interface,
+        peer_port=peer_port,
         source_address=source_address,
         router_id=router_id,
         hold_time_seconds=hold if hold is not None else 90.0,
@@ -311,29 +448,64 @@ def _peer(top: Fields, out: _Collected) -> None:
         ebgp_multihop=multihop,
         password=password,
         vrf=vrf,
+        bfd_profile=bfd_profile,
         node_selectors=selectors,
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))
 
 
+def _dynamic_asn(spec: Fields) -> str:
+    text = spec.get_str("dynamicASN", "") or ""
+    if text and text not in _DYNAMIC_ASN_MODES:
+        spec.ctx.error(spec.line_of("dynamicASN"), f"spec.dynamicASN: {describe(text)} is not a mode; use internal "
+                                                   "(the peer's ASN equals myASN) or external (it differs)")
+        return ""
+    return text
+
+
+def _peer_address(spec: Fields) -> tuple[IPAddress | None, str]:
+    """(peerAddress, interface): MetalLB wants exactly one of the two."""
+    address_text = spec.get_str("peerAddress", "") or ""
+    interface = spec.get_str("interface", "") or ""
+    peer_address = parse_ip(address_text) if address_text else None
+    if address_text and peer_address is None:
+        spec.ctx.error(spec.line_of("peerAddress"), f"spec.peerAddress: {describe(address_text)} is not an IP "
+                                                    "address; write e.g. 10.0.0.1")
+    if not address_text and not interface:
+        spec.ctx.error(spec.line, "spec.peerAddress is missing; set the router's IP address (or, v1beta2, "
+                                  "spec.interface for an unnumbered session)")
+    elif address_text and interface:
+        spec.ctx.error(spec.line_of("interface"), "spec.peerAddress and spec.interface exclude each other; keep one")
+    return peer_address, interface
+
+
 def _bgp_advertisement(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    _warn_foreign_namespace(top, meta)
     spec = _spec_or_empty(top)
     spec.warn_unknown(frozenset({
         "aggregationLength", "aggregationLengthV6", "localPref", "communities", "ipAddressPools",
         "ipAddressPoolSelectors", "nodeSelectors", "peers",
-    }))
+    }) | kept_keys("BGPAdvertisement"))
+    bgp_kinds.validate_unused_selectors(spec)
+    aggregation = spec.get_int("aggregationLength", 32, low=1, high=32) or 32
+    aggregation_v6 = spec.get_int("aggregationLengthV6", 128, low=0, high=128)
+    if spec.get_list("serviceSelectors") and (aggregation != 32 or aggregation_v6 != 128):
+        spec.ctx.error(spec.line_of("serviceSelectors"), "spec.serviceSelectors only works with the default "
+                       "aggregationLength 32 and aggregationLengthV6 128 (MetalLB's rule: per-Service routes are "
+                       "host routes); remove serviceSelectors or the aggregation lengths")
+    out.inert.extend(bgp_kinds.report_kept(spec, "BGPAdvertisement", meta.namespace, meta.name))
     out.bgp.append(BGPAdvertisement(
         name=meta.name,
         namespace=meta.namespace,
-        ip_address_pools=tuple(v for v, _, _ in spec.get_strs("ipAddressPools")),
+        ip_address_pools=_unique_strs(spec, "ipAddressPools"),
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
-        aggregation_length=spec.get_int("aggregationLength", 32, low=0, high=32) or 0,
-        aggregation_length_v6=spec.get_int("aggregationLengthV6", 128, low=0, high=128) or 0,
+        aggregation_length=aggregation,
+        aggregation_length_v6=aggregation_v6 if aggregation_v6 is not None else 128,
         local_pref=spec.get_int("localPref", None, low=0, high=_ASN_MAX),
-        communities=tuple(v for v, _, _ in spec.get_strs("communities")),
-        peers=tuple(v for v, _, _ in spec.get_strs("peers")),
+        communities=bgp_kinds.advertisement_communities(spec),
+        peers=_unique_strs(spec, "peers"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
@@ -343,7 +515,7 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
 def _settings(top: Fields, out: _Collected) -> None:
     read_meta(top, default_namespace=None)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership"}))
+    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership", EXCLUDE_KEY}))
     defaults = MembershipSettings()
     membership = defaults
     members = spec.get_map("membership")
@@ -364,6 +536,7 @@ def _settings(top: Fields, out: _Collected) -> None:
             insecure=members.get_bool("insecure", False),
         )
     out.settings.append(Settings(
+        interfaces_to_exclude=_interfaces_to_exclude(spec),
         state_dir=spec.get_str("stateDir"),
         membership=membership,
         bind_local=spec.get_bool("bindLocal", False),
@@ -372,7 +545,38 @@ def _settings(top: Fields, out: _Collected) -> None:
     ))
 
 
+# MetalLB's key in its metallb-excludel2 ConfigMap; standalone has it in Settings.
+EXCLUDE_KEY = "announcedInterfacesToExclude"
+
+
+def _interfaces_to_exclude(spec: Fields) -> tuple[str, ...] | None:
+    """Layer 2's interface exclude list (regular expressions); None when the key is absent."""
+    if spec.raw(EXCLUDE_KEY) is None:
+        return None
+    patterns: list[str] = []
+    for text, path, line in spec.get_strs(EXCLUDE_KEY):
+        try:
+            re.compile(text)
+        except re.error as exc:
+            spec.ctx.error(line, f"{path}: {text!r} is not a valid regular expression ({exc}); fix or remove it")
+        else:
+            patterns.append(text)
+    return tuple(patterns)
+
+
 _Parser = Callable[[Fields, _Collected], None]
+
+
+def _bfd_profile(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    spec = _spec_or_empty(top)
+    out.bfd_profiles.append(bgp_kinds.parse_bfd_profile(spec, meta.name, meta.namespace))
+    out.inert.extend(bgp_kinds.report_kept_kind(top, "BFDProfile", meta.namespace, meta.name))
+
+
+def _community(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    out.communities.append(bgp_kinds.parse_community(_spec_or_empty(top), meta.name, meta.namespace))
 
 
 def _service(top: Fields, out: _Collected) -> None:
@@ -399,14 +603,22 @@ def _namespace(top: Fields, out: _Collected) -> None:
     out.namespaces.append(Namespace(name=meta.name, labels=labels_of(meta.labels), source=top.ctx.source()))
 
 
+def _announcer_config(top: Fields, out: _Collected) -> None:
+    meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
+    out.announcers.append(parse_announcer_config(top, meta.name, meta.namespace))
+
+
 _KINDS: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "IPAddressPool": ((METALLB_V1BETA1,), _pool),
     "L2Advertisement": ((METALLB_V1BETA1,), _l2),
     "BGPPeer": ((METALLB_V1BETA1, METALLB_V1BETA2), _peer),
-    "BGPAdvertisement": ((METALLB_V1BETA1, METALLB_V1BETA2), _bgp_advertisement),
+    "BGPAdvertisement": ((METALLB_V1BETA1,), _bgp_advertisement),
     "Service": (("v1",), _service),
     "Node": (("v1",), _node),
     "EndpointSlice": (("discovery.k8s.io/v1",), _endpoint_slice),
     "Namespace": (("v1",), _namespace),
     "Settings": ((SETTINGS_API_VERSION,), _settings),
+    "BFDProfile": ((METALLB_V1BETA1,), _bfd_profile),
+    "Community": ((METALLB_V1BETA1,), _community),
+    "AnnouncerConfig": ((SETTINGS_API_VERSION,), _announcer_config),
 }

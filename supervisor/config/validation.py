@@ -20,6 +20,8 @@ import difflib
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from supervisor.config.announcer_config import validate_announcer_configs
+from supervisor.config.bgp_kinds import is_community_literal
 from supervisor.config.core_kinds import ADDRESS_POOL, ANNOTATION_PREFIX, LEGACY_ANNOTATION_PREFIX, LOAD_BALANCER_IPS
 from supervisor.config.diagnostics import Diagnostic, error, warning
 from supervisor.config.model import (
@@ -44,7 +46,9 @@ def validate(config: Config) -> list[Diagnostic]:
         *_advertisement_references(config),
         *_uncovered_pools(config),
         *_aggregation_lengths(config),
+        *_bgp_references(config),
         *(d for service in config.services for d in _service_problems(config, service)),
+        *validate_announcer_configs(config),
     ]
 
 
@@ -58,6 +62,8 @@ def _duplicates(config: Config) -> Iterable[Diagnostic]:
         ("Node", [("", n.name, n.source) for n in config.nodes]),
         ("EndpointSlice", [(e.namespace, e.name, e.source) for e in config.endpoint_slices]),
         ("Namespace", [("", n.name, n.source) for n in config.namespaces]),
+        ("BFDProfile", [(b.namespace, b.name, b.source) for b in config.bfd_profiles]),
+        ("Community", [(c.namespace, c.name, c.source) for c in config.communities]),
     ]
     for kind, items in groups:
         first_seen: dict[tuple[str, str], Source] = {}
@@ -158,6 +164,36 @@ def _aggregation_lengths(config: Config) -> Iterable[Diagnostic]:
                                 ad.name, f"spec.{field} {length} is shorter than prefix /{widest} of pool "
                                          f"{pool.name!r} entry {address.text!r}; the route would cover addresses "
                                          f"outside the pool, use at least {widest}")
+
+
+def _bgp_references(config: Config) -> Iterable[Diagnostic]:
+    """Names BGP objects use for each other: BFD profiles and community aliases.
+
+    A missing one is a warning, as MetalLB retries such a config (a
+    "transient" error: the object may be created next); the same alias
+    defined twice is an error, as in MetalLB.
+    """
+    profiles = {b.name for b in config.bfd_profiles}
+    for peer in config.bgp_peers:
+        if peer.bfd_profile and peer.bfd_profile not in profiles:
+            yield warning(field_source(peer.source, peer.field_lines, "spec.bfdProfile"), "BGPPeer", peer.name,
+                          f"spec.bfdProfile names BFDProfile {peer.bfd_profile!r}, which does not exist; MetalLB "
+                          "would not configure this peer until it does, create it or remove the name")
+    aliases: dict[str, str] = {}
+    for community in config.communities:
+        for alias in community.aliases:
+            if alias.name in aliases:
+                yield error(community.source, "Community", community.name,
+                            f"alias {alias.name!r} is defined twice (also in Community/{aliases[alias.name]}); an "
+                            "alias names one value, rename or remove one")
+            aliases.setdefault(alias.name, community.name)
+    for ad in config.bgp_advertisements:
+        for i, name in enumerate(ad.communities):
+            if not is_community_literal(name) and name not in aliases:
+                yield warning(field_source(ad.source, ad.field_lines, f"spec.communities[{i}]"), "BGPAdvertisement",
+                              ad.name, f"spec.communities names alias {name!r}, which no Community defines; MetalLB "
+                                       "would not apply this advertisement until one does, create the Community "
+                                       "or write the value (65535:65282)")
 
 
 def _cidrs(address: AddressRange) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

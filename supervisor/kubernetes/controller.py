@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from supervisor.config.diagnostics import Diagnostic
+from supervisor.config.model import Config
 from supervisor.kubernetes import events
 from supervisor.kubernetes.assignments import previous_from_status
 from supervisor.kubernetes.client import RawClient
@@ -45,11 +47,12 @@ class ControllerCore:
         emit: Callable[[Emitted], None],
         *,
         metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
     ) -> None:
         watch = options.watch or WatchOptions(namespace=options.namespace)
         # The writer filters by class itself; the watcher hands the allocator our Services only.
         watch = replace(watch, lb_class=options.lb_class)
-        self.watcher = KubeWatcher(client, watch, emit, metric=metric)
+        self.watcher = KubeWatcher(client, watch, emit, metric=metric, validators=validators)
         self.elector = LeaderElector(
             client,
             namespace=options.namespace,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # MetalLB's reasons (controller/service.go, speaker/main.go).
 IP_ALLOCATED = "IPAllocated"
 ALLOCATION_FAILED = "AllocationFailed"
+LOAD_BALANCER_FAILED = "LoadBalancerFailed"
 CLEAR_ASSIGNMENT = "ClearAssignment"
 DEPRECATED_ANNOTATION = "deprecatedAnnotation"
 NODE_ASSIGNED = "nodeAssigned"

@@ -54,6 +54,12 @@ BGP_PEER = Kind(kind="BGPPeer", group="metallb.io", version="v1beta2", plural="b
 BGP_ADVERTISEMENT = Kind(
     kind="BGPAdvertisement", group="metallb.io", version="v1beta1", plural="bgpadvertisements", namespaced=True
 )
+BFD_PROFILE = Kind(kind="BFDProfile", group="metallb.io", version="v1beta1", plural="bfdprofiles", namespaced=True)
+COMMUNITY = Kind(kind="Community", group="metallb.io", version="v1beta1", plural="communities", namespaced=True)
+# metalloid's own: one announcer plugin's settings (deploy/base/crds/announcerconfigs.yaml).
+ANNOUNCER_CONFIG = Kind(
+    kind="AnnouncerConfig", group="metalloid.io", version="v1alpha1", plural="announcerconfigs", namespaced=True
+)
 
 # What the watcher lists and watches in both roles; metallb.io kinds only in
 # the metalloid namespace (MetalLB ignores them elsewhere too).
@@ -66,5 +72,8 @@ WATCHED: tuple[Kind, ...] = (
     L2_ADVERTISEMENT,
     BGP_PEER,
     BGP_ADVERTISEMENT,
+    BFD_PROFILE,
+    COMMUNITY,
+    ANNOUNCER_CONFIG,
 )
-CONFIG_KINDS = frozenset({"IPAddressPool", "L2Advertisement", "BGPPeer", "BGPAdvertisement"})
+CONFIG_KINDS = frozenset({"IPAddressPool", "L2Advertisement", "BGPPeer", "BGPAdvertisement", "BFDProfile", "Community"})

@@ -20,7 +20,7 @@ from typing import Any
 from supervisor.allocating.freeips import PoolIndex
 from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
 from supervisor.config.model import Config, IPAddressPool, ServiceKey
-from supervisor.electing.election import elect_layer2, eligibility
+from supervisor.electing.election import elect_layer2, eligibility, preferred_scores
 from supervisor.kubernetes import events, kinds
 from supervisor.kubernetes.assignments import assignments_from_status
 
@@ -62,12 +62,15 @@ def layer2_winners(config: Config, result: AllocationResult, members: frozenset[
     winners: dict[ServiceKey, str] = {}
     for key, assignment in result.assignments.items():
         service = config.service(key)
-        ads = config.l2_advertisements_for(assignment.pool)
-        if service is None or not ads or not assignment.ips:
+        if service is None or not assignment.ips:
             continue
+        ads = config.l2_advertisements_for_service(assignment.pool, service)
+        if not ads or (service.sharing_key is not None and any(ad.service_selectors for ad in ads)):
+            continue  # no advertisement, or MetalLB's sharedIPWithServiceSelector: nobody announces
         selectors = tuple(s for ad in ads for s in ad.node_selectors) if all(ad.node_selectors for ad in ads) else ()
         elected = elect_layer2(
-            eligibility(config, service, node_selectors=selectors, members=members), assignment.ips[0]
+            eligibility(config, service, node_selectors=selectors, members=members), assignment.ips[0],
+            preferred_scores(config, ads),
         )
         if elected.winner:
             winners[key] = elected.winner

@@ -47,6 +47,8 @@ class Desired:
     pool: str | None
     pending: str | None = None
     released: bool = False  # not ours any more: clear what we wrote
+    # The Service's spec is invalid but it keeps the IP it held (MetalLB's LoadBalancerFailed).
+    problem: str | None = None
 
 
 def ingress_of(obj: Mapping[str, Any]) -> tuple[str, ...]:
@@ -72,7 +74,7 @@ def desired_for(obj: Mapping[str, Any], result: AllocationResult, *, lb_class: s
     if ours:
         if key in result.assignments:
             found = result.assignments[key]
-            return Desired(ips=tuple(str(ip) for ip in found.ips), pool=found.pool)
+            return Desired(ips=tuple(str(ip) for ip in found.ips), pool=found.pool, problem=result.problems.get(key))
         if key in result.pending:
             return Desired(ips=(), pool=None, pending=result.pending[key])
         return None  # the result predates this Service: the next one covers it
@@ -144,6 +146,10 @@ class StatusWriter:
             self._event(
                 obj, events.WARNING, events.ALLOCATION_FAILED, f'Failed to allocate IP for "{key}": {want.pending}'
             )
+        elif want.problem is not None:
+            # MetalLB's words when a Service holding an IP asks for invalid ones.
+            self._event(obj, events.WARNING, events.LOAD_BALANCER_FAILED,
+                        f"invalid requested loadbalancer IPs: {want.problem}; keeping {json.dumps(list(want.ips))}")
         elif changed and want.ips:
             ips = json.dumps(list(want.ips))
             self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned IP {ips}")

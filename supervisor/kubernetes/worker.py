@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.messages import (
     AllocationDone,
+    AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
     Control,
@@ -35,6 +36,8 @@ from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from supervisor.config.diagnostics import Diagnostic
+    from supervisor.config.model import Config
     from supervisor.kubernetes.client import RawClient
 
 log = logging.getLogger(__name__)
@@ -113,7 +116,7 @@ def _controller(
         identity=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or settings.node_name,
         watch=WatchOptions(namespace=settings.namespace),
     )
-    core = ControllerCore(client, options, emit, metric=metric)
+    core = ControllerCore(client, options, emit, metric=metric, validators=_plugin_validators())
     core.start()
     return core.stop, lambda message: None
 
@@ -123,9 +126,8 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
     from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
     from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 
-    reporter = NodeAssignedReporter(
-        EventRecorder(client, component="metallb-speaker", host=settings.node_name), settings.node_name
-    )
+    recorder = EventRecorder(client, component="metallb-speaker", host=settings.node_name)
+    reporter = NodeAssignedReporter(recorder, settings.node_name)
     # No membership view yet = no nodeAssigned: with "this node alone" every
     # speaker would win every Service for the moment before its first view.
     state: dict[str, object] = {}
@@ -156,7 +158,8 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
             state["routed"] = (message, done)
             changed.set()
 
-    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit, metric=metric)
+    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit, metric=metric,
+                          validators=_plugin_validators())
     watcher.start()
     threading.Thread(target=reporting, name="node-assigned", daemon=True).start()
 
@@ -165,6 +168,18 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
         if isinstance(message, MembersChanged):
             state["members"] = message.alive
             changed.set()
+        elif isinstance(message, AnnouncerFailed):
+            # Off this loop: an Event write waits on the API server (see reporting()).
+            threading.Thread(target=announcer_failed, args=(message,), name="announcer-failed", daemon=True).start()
+
+    def announcer_failed(message: AnnouncerFailed) -> None:
+        from supervisor.kubernetes import kinds
+        from supervisor.kubernetes.events import WARNING
+
+        node = watcher.cache.get("Node", "", settings.node_name) or {"metadata": {"name": settings.node_name}}
+        recorder.record(node, kinds.NODE, WARNING, ANNOUNCER_FAILED_REASON,
+                        f"announcer {message.protocol} is FAILED on this node (restart budget spent; the other "
+                        f"announcers keep announcing): {message.error}", slot=f"announcer-{message.protocol}")
 
     def stop() -> None:
         stopping.set()
@@ -172,6 +187,16 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
         watcher.stop()
 
     return stop, on_message
+
+
+ANNOUNCER_FAILED_REASON = "AnnouncerFailed"
+
+
+def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
+    """The plugins' `metalloid_validate_config` hooks, as `metalloid check` and the file watcher run them."""
+    from supervisor.watching.file_watcher import plugin_validators
+
+    return plugin_validators()
 
 
 def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:

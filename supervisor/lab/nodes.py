@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from supervisor.lab.netns import Lab
@@ -36,6 +36,7 @@ def spawn_node(
     workdir: Path,
     announcers: str | None = None,
     env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """`metalloid run --config CONFIG --node NODE` in `node`'s namespace, serving HTTP on 7472."""
     state = workdir / f"state-{node}"
@@ -43,9 +44,13 @@ def spawn_node(
     argv = [
         sys.executable, "-m", "supervisor.cli", "run", "--config", str(config), "--node", node,
         "--state-dir", str(state), "--metrics-port", str(HTTP_PORT), "--membership-key-file", str(key),
+        # The lab's client namespace reads every node's /status: a private
+        # network the lab made, so remote /status is fine here.
+        "--status-access", "any",
     ]  # fmt: skip
     if announcers is not None:
         argv += ["--announcers", announcers]
+    argv += extra_args
     # The child keeps its own copy of the descriptor; ours closes at once.
     with open(workdir / f"{node}.log", "ab") as log:
         return lab.spawn(node, *argv, stdout=log.fileno(), stderr=subprocess.STDOUT,

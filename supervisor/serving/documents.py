@@ -15,7 +15,11 @@ from supervisor.config.model import ServiceKey
 
 
 def service_document(result: AllocationResult, key: ServiceKey) -> dict[str, Any]:
-    """namespace, name, ips, pool and pending of one Service (ips empty and pool None while pending)."""
+    """namespace, name, ips, pool, pending and problem of one Service (ips empty and pool None while pending).
+
+    `problem` is set when the Service's spec is invalid: it is then pending
+    with that reason, or still holds the IP it had before (as in MetalLB).
+    """
     assignment = result.assignments.get(key)
     return {
         "namespace": key.namespace,
@@ -23,6 +27,7 @@ def service_document(result: AllocationResult, key: ServiceKey) -> dict[str, Any
         "ips": [str(ip) for ip in assignment.ips] if assignment else [],
         "pool": assignment.pool if assignment else None,
         "pending": result.pending.get(key),
+        "problem": result.problems.get(key),
     }
 
 

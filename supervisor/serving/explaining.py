@@ -38,6 +38,9 @@ _PENDING_HINTS: tuple[tuple[str, str], ...] = (
      "overlap, or ask for another IP"),
 )
 
+_PROBLEM_HINT = ("the Service's own spec is invalid: fix it as the reason says (`metalloid check FILE` prints every "
+                 "error with its file and line); the other Services are not affected")
+
 _REASON_HINTS: tuple[tuple[str, str], ...] = (
     ("not alive", "start metalloid on that node, or check that heartbeats reach it (UDP port, membership key)"),
     ("exclude-from-external-load-balancers", "remove that label from the node if it should announce"),
@@ -83,9 +86,11 @@ def _explain_ip(status: dict[str, Any], service: dict[str, Any]) -> dict[str, An
     ips: list[str] = service.get("ips") or []
     pool = service.get("pool")
     requested: dict[str, Any] = service.get("requested") or {}
+    problem = service.get("problem")
     if service.get("pending") or not ips:
         reason = service.get("pending") or "the allocator has not assigned it an IP yet"
-        return {"state": "pending", "ips": [], "pool": None, "why": reason, "hint": _pending_hint(status, reason)}
+        hint = (_PROBLEM_HINT if problem else _pending_hint(status, reason))
+        return {"state": "pending", "ips": [], "pool": None, "why": reason, "hint": hint}
     asked = requested.get("ips") or []
     if asked:
         why = (f"it asks for {', '.join(asked)} (spec.loadBalancerIP or the metallb.io/loadBalancerIPs "
@@ -107,6 +112,10 @@ def _explain_ip(status: dict[str, Any], service: dict[str, Any]) -> dict[str, An
                   if s is not service and set(s.get("ips") or []) & set(ips)]
         why += (f"; it shares the IP under metallb.io/allow-shared-ip {sharing!r}"
                 + (f" with {', '.join(others)}" if others else ""))
+    if problem:
+        why += (f"; its spec is invalid now ({problem}), so, as in MetalLB, it keeps the IP it held and gets no "
+                "other until the spec is fixed")
+        return {"state": "assigned", "ips": ips, "pool": pool, "why": why, "hint": _PROBLEM_HINT}
     return {"state": "assigned", "ips": ips, "pool": pool, "why": why, "hint": None}
 
 
@@ -136,7 +145,14 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
         entry: dict[str, Any] = {"protocol": protocol, "nodes": nodes, "ranking": ranking, "excluded": excluded,
                                  "interfaces": {n: interfaces.get((protocol, n), []) for n in nodes}}
         winner = election.get("winner")
-        if election and not ranking and not excluded and not nodes:
+        if election.get("not_served") and not nodes:
+            # A reason about the Service itself: no serving endpoint, no advertisement selecting it, ...
+            reason = str(election["not_served"])
+            entry["state"] = "not-served"
+            entry["why"] = f"no node announces it: {reason}"
+            # The endpoint reasons carry no fix of their own; the others do.
+            entry["hints"] = [_not_served_hint(key, status)] if "endpoint" in reason.lower() else []
+        elif election and not ranking and not excluded and not nodes:
             entry["state"] = "no-candidate"
             entry["why"], hint = _no_nodes(status)
             entry["hints"] = [hint]
@@ -163,6 +179,17 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
             entry["why"] = f"the {protocol} announcer reports no node for it"
         out.append(entry)
     return out
+
+
+def _not_served_hint(key: str, status: dict[str, Any]) -> str:
+    namespace, _, name = key.partition("/")
+    if status.get("mode") == "kubernetes":
+        return (f"check the pods behind it: `kubectl -n {namespace} get endpointslices "
+                f"-l kubernetes.io/service-name={name}` must list an endpoint that is ready or serving "
+                "(its selector must match running, ready pods)")
+    return (f"the config lists EndpointSlices for {key} (label kubernetes.io/service-name: {name}) and none of "
+            "their endpoints is ready or serving: mark one ready, or remove the EndpointSlices if the host "
+            "itself serves the IP (a Service without any EndpointSlice in the file is announced)")
 
 
 def _no_nodes(status: dict[str, Any]) -> tuple[str, str]:
@@ -200,6 +227,8 @@ def render_text(explanation: dict[str, Any]) -> str:
         lines += ["IP: none, it is pending.", f"  Why: {ip['why']}.", f"  Fix: {ip['hint']}."]
     else:
         lines += [f"IP: {', '.join(ip['ips'])} from pool {ip['pool']}.", f"  Why: {ip['why']}."]
+        if ip.get("hint"):
+            lines.append(f"  Fix: {ip['hint']}.")
     lines.append("")
     if explanation["not_announced"]:
         lines.append(f"Announced: no. {explanation['not_announced'][0].upper()}{explanation['not_announced'][1:]}.")

@@ -5,6 +5,7 @@
        │                  │  └──────────── Spawned ◀── BACKOFF ◀── Exited ──────┘
        │                  └──Exited──▶ BACKOFF (or FATAL when the budget is spent)
        └── Exited ◀── STOPPING ◀── StopRequested (from STARTING / RUNNING)
+    FATAL ──Revived──▶ EXITED   (an announcer given a fresh start: its AnnouncerConfig changed)
 
 The shell (`supervisor.supervising.supervisor`) feeds events in and acts on the
 state that comes out: it spawns when BACKOFF's `retry_at` is due, kills a hung
@@ -68,7 +69,14 @@ class StopRequested:
     at: float
 
 
-Event: TypeAlias = Spawned | HeartbeatSeen | Tick | Exited | StopRequested
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revived:
+    """A FATAL worker gets a fresh start (an announcer whose AnnouncerConfig changed)."""
+
+    at: float
+
+
+Event: TypeAlias = Spawned | HeartbeatSeen | Tick | Exited | StopRequested | Revived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +155,11 @@ def transition(ws: WorkerState, event: Event) -> WorkerState:
                 return replace(ws, state=State.STOPPING, retry_at=None)
             if ws.state is State.BACKOFF:
                 # Nothing is running: cancel the pending restart.
+                return replace(ws, state=State.EXITED, retry_at=None)
+            return ws
+        case Revived():
+            if ws.state is State.FATAL:
+                # The shell also gives it a new restart budget; last_error stays for /status.
                 return replace(ws, state=State.EXITED, retry_at=None)
             return ws
     raise AssertionError(f"unknown lifecycle event {event!r}")  # pragma: no cover

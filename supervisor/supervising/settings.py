@@ -35,8 +35,12 @@ class WorkerSettings:
     # must stay unchanged before a reload (editors write in several steps).
     poll_seconds: float = 0.2
     debounce_seconds: float = 0.2
-    # Announcer hosts: the announcer's timer period.
+    # Announcer hosts: the announcer's timer period; its AnnouncerConfig's
+    # spec.settings (canonical JSON, "{}" without one) and hang deadline
+    # (None = the supervisor's --hung-timeout).
     tick_seconds: float = 0.05
+    announcer_settings_json: str = "{}"
+    hang_timeout_seconds: float | None = None
     # Kubernetes mode (controller / speaker): where the API is and what this
     # instance serves. `kubeconfig` None = in-cluster config when in a pod.
     kubeconfig: str | None = None

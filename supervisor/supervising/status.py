@@ -5,8 +5,14 @@ stable. Announcers contribute through their StatusReport payloads:
 "announcements" (a list of Announcement-like dicts: service, ip, protocol,
 node, interfaces, reason), optionally "elections" ({"ns/name": {"winner",
 "ranking", "excluded"}}, or a list of such dicts each with a "service" key, as
-the layer2 plugin sends) and "sockets_ready" (readiness). The whole payload is
-also shown under "plugins", keyed by protocol.
+the layer2 plugin sends) and "sockets_ready" (readiness): the
+`AnnouncerStatus` contract of `supervisor.announcing.api`. The whole payload is
+also shown under "plugins", keyed by protocol. The announcer host adds its own
+key "_host" (plugin load failures, status contract violations), collected in
+"plugin_errors".
+
+"announcers" (added by the supervisor with `announcer_rows`) says which
+announcers run and why, and which are FAILED or not responding.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from supervisor.announcing.enabling import Decision
 from supervisor.serving.documents import service_document
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.state import RoutedState
@@ -41,7 +48,69 @@ def build_status(
         "members": _members(state),
         "workers": [_worker(ws, now) for ws in workers],
         "plugins": plugins,
+        "plugin_errors": _plugin_errors(plugins),
     }
+
+
+def _plugin_errors(plugins: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Load failures and status contract violations the announcer hosts reported, once each."""
+    found: list[dict[str, Any]] = []
+    for protocol, payload in sorted(plugins.items()):
+        host = payload.get("_host")
+        if not isinstance(host, Mapping):
+            continue
+        for failure in _list(host.get("load_failures")):
+            if isinstance(failure, Mapping) and dict(failure) not in found:
+                found.append(dict(failure))
+        for problem in _list(host.get("status_errors")):
+            found.append({"plugin": protocol, "hook": None, "reason": f"status(): {problem}"})
+    return found
+
+
+def announcer_rows(
+    decisions: Sequence[Decision],
+    slots: Mapping[str, tuple[WorkerState, float]],
+    statuses: Mapping[str, Mapping[str, Any]],
+    *,
+    now: float,
+) -> list[dict[str, Any]]:
+    """One row per announcer the flag or the config mentions: runs or not, why, and how it is.
+
+    `slots` maps protocol → (its worker's state, its hang deadline). "state" is
+    the worker's, except FAILED (restart budget spent) and NOT-RESPONDING (no
+    heartbeat for half its hang deadline: it is about to be killed as hung).
+    """
+    rows = []
+    for decision in sorted(decisions, key=lambda d: d.protocol):
+        found = slots.get(decision.protocol)
+        row: dict[str, Any] = {"protocol": decision.protocol, "enabled": decision.enabled,
+                               "reason": decision.reason, "worker": None, "state": "STOPPED", "ready": False,
+                               "hang_timeout_seconds": None, "last_error": None}
+        if found is not None:
+            ws, deadline = found
+            payload = statuses.get(ws.name) or {}
+            state = ws.state.value
+            if ws.state is State.FATAL:
+                state = "FAILED"
+            elif ws.state is State.EXITED:
+                state = "STOPPED"
+            elif _late(ws, now, deadline):
+                state = "NOT-RESPONDING"
+            row.update(worker=ws.name, state=state, hang_timeout_seconds=deadline, last_error=ws.last_error,
+                       ready=ws.state is State.RUNNING and payload.get("sockets_ready", True) is not False
+                       and state == "RUNNING")
+        rows.append(row)
+    return rows
+
+
+# A heartbeat is due every 0.5 s; missing three is not load any more.
+LATE_MIN_SECONDS = 1.5
+
+
+def _late(ws: WorkerState, now: float, deadline: float) -> bool:
+    """No heartbeat for half the hang deadline (at least LATE_MIN_SECONDS): hanging, not yet killed."""
+    return (ws.state is State.RUNNING and ws.last_heartbeat is not None
+            and now - ws.last_heartbeat > max(LATE_MIN_SECONDS, deadline / 2))
 
 
 def _list(value: Any) -> list[Any]:
@@ -51,7 +120,7 @@ def _list(value: Any) -> list[Any]:
 def _config(state: RoutedState) -> dict[str, Any]:
     loaded = state.loaded
     rejected = state.rejected
-    warnings = [str(d) for d in loaded.warnings] if loaded else []
+    warnings = [str(d) for d in loaded.warnings if not d.is_error] if loaded else []
     if state.allocation is not None:
         warnings += list(state.allocation.result.warnings)
     return {
@@ -60,6 +129,8 @@ def _config(state: RoutedState) -> dict[str, Any]:
         "loaded": loaded is not None,
         "stale": state.stale,
         "errors": [str(d) for d in rejected.diagnostics] if rejected else [],
+        # Errors confined to one object of the loaded config: that Service is pending, the rest is served.
+        "object_errors": [str(d) for d in loaded.warnings if d.is_error] if loaded else [],
         "warnings": warnings,
     }
 
@@ -145,15 +216,33 @@ def _worker(ws: WorkerState, now: float) -> dict[str, Any]:
     }
 
 
-def readiness(state: RoutedState, workers: Sequence[WorkerState], announcers: Sequence[str]) -> tuple[bool, str]:
-    """Ready: a config is loaded, every worker RUNNING, every announcer holds its sockets."""
+def readiness(
+    state: RoutedState,
+    workers: Sequence[WorkerState],
+    announcers: Sequence[str],
+    *,
+    now: float | None = None,
+    hang_deadlines: Mapping[str, float] | None = None,
+) -> tuple[bool, str]:
+    """Ready: a config is loaded, every worker RUNNING, no announcer FAILED or hanging, every one ready.
+
+    With `now` and `hang_deadlines` (announcer worker → seconds), an announcer
+    silent for half its deadline is not ready: it hangs and will be killed.
+    """
     if state.loaded is None:
         return False, "no valid config loaded yet"
     if state.allocation is None:
         return False, "waiting for the first allocation"
     for ws in workers:
+        if ws.state is State.FATAL and ws.name in announcers:
+            return False, f"announcer {ws.name} FAILED (restart budget spent): {ws.last_error}"
         if ws.state is not State.RUNNING:
             return False, f"worker {ws.name} is {ws.state.value}"
+        deadline = (hang_deadlines or {}).get(ws.name)
+        if now is not None and deadline is not None and _late(ws, now, deadline):
+            assert ws.last_heartbeat is not None
+            return False, (f"announcer {ws.name} is not responding (no heartbeat for "
+                           f"{now - ws.last_heartbeat:.1f}s; killed at {deadline:g}s)")
     for worker in announcers:
         payload = state.statuses.get(worker)
         if payload is None:

@@ -18,8 +18,32 @@ Everything that decides is elsewhere and pure: `lifecycle` (states),
 
 Signals: SIGTERM/SIGINT stop gracefully (announcers first, so they hand over,
 then the rest; SIGKILL for whatever outlives the grace period; exit 0).
-SIGHUP is forwarded to the watcher (reload now). A worker whose restart budget
-is spent stops the run with exit code 3 (EXIT_WORKER_FATAL).
+SIGHUP is forwarded to the watcher (reload now). A core worker (watcher,
+allocator, membership) whose restart budget is spent stops the run with exit
+code 3 (EXIT_WORKER_FATAL). An announcer whose budget is spent is FAILED
+instead: it is left stopped, /status and /readyz say so, the gauge
+`metalloid_announcer_failed{announcer}` is 1 and in Kubernetes the watcher
+writes a Warning Event, while every other announcer keeps announcing. A config
+that changes its AnnouncerConfig (or disables and re-enables it) gives it a
+fresh start.
+
+Which announcers run is decided on every accepted config
+(`supervisor.announcing.enabling`) when `SupervisorSettings.announcer_template`
+is set: a reload can start, stop or restart one (a changed AnnouncerConfig
+restarts its announcer with a graceful stop, so `start()` sees the new
+settings). Each announcer's hang deadline is its AnnouncerConfig's
+`spec.hangTimeoutSeconds`, else `hung_seconds`.
+A worker that cannot even be spawned (EMFILE at the open-file limit, ENOMEM,
+EAGAIN) counts as a failed start and backs off like a crash. Any other
+unexpected error in the loop kills the workers and ends the run with exit
+code 4 (EXIT_SUPERVISOR_ERROR), one log line saying why: a supervisor that
+can no longer supervise must not linger half alive (non-daemon children would
+keep it from exiting), it must exit so systemd or the kubelet starts a fresh
+one.
+
+/healthz and /readyz read what the loop computed on its last turn, without
+the lock, so they never wait behind a /status being built (or a stuck loop:
+that is exactly what /healthz must report).
 """
 
 from __future__ import annotations
@@ -37,8 +61,11 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Final
 
+from supervisor.announcing.enabling import Decision, decide
+from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
     Control,
@@ -60,12 +87,13 @@ from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.settings import WorkerSettings
 from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
-from supervisor.supervising.status import build_status, readiness
+from supervisor.supervising.status import announcer_rows, build_status, readiness
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_WORKER_FATAL = 3
+EXIT_SUPERVISOR_ERROR = 4
 START_METHOD: Final = "forkserver"
 PRELOAD: Final = ["supervisor.supervising.preload"]
 CHILD_MAIN = "supervisor.supervising.child:child_main"
@@ -112,6 +140,29 @@ class SupervisorSettings:
     # busy node without bytecode caches; slow is not hung.
     start_deadline_seconds: float = 15.0
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    # Announcers follow the config (`enabling.decide`) when a template is set:
+    # each one's WorkerSettings is this with its name, protocol and
+    # AnnouncerConfig filled in. None: exactly the announcer specs given run.
+    announcer_template: WorkerSettings | None = None
+    # --announcers: the complete list, overriding the config.
+    requested_announcers: tuple[str, ...] | None = None
+
+
+ANNOUNCER_FAILED = "metalloid_announcer_failed"
+ANNOUNCER_FAILED_HELP = ("1 while an announcer is FAILED: its restart budget is spent and it is left stopped "
+                         "until its AnnouncerConfig changes or metalloid restarts")
+
+
+def announcer_spec(template: WorkerSettings, config: Config | None, protocol: str) -> WorkerSpec:
+    """The worker that runs announcer `protocol` with its AnnouncerConfig from `config`."""
+    announcer = config.announcer(protocol) if config is not None else None
+    name = f"announcer-{protocol}"
+    settings = replace(
+        template, name=name, protocol=protocol,
+        announcer_settings_json=announcer.settings_json if announcer else "{}",
+        hang_timeout_seconds=announcer.hang_timeout_seconds if announcer else None,
+    )
+    return WorkerSpec(name=name, role=ANNOUNCER, entry="supervisor.announcing.host:run", settings=settings)
 
 
 class _Slot:
@@ -125,6 +176,9 @@ class _Slot:
         self.inbox: Outgoing | None = None
         self.outbox: multiprocessing.connection.Connection | None = None
         self.failure: str | None = None
+        # An announcer stopped to be started again with a new spec (its AnnouncerConfig changed).
+        self.restart_pending = False
+        self.stop_requested_at: float | None = None
 
 
 class Supervisor:
@@ -135,6 +189,7 @@ class Supervisor:
         *,
         metrics: MetricsRegistry,
         clock: Callable[[], float] = time.monotonic,
+        decisions: tuple[Decision, ...] = (),
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -153,6 +208,14 @@ class Supervisor:
         self._pool_names: set[str] = set()
         self._last_loop = clock()
         self._ready = False
+        # Why each announcer runs or not, for /status; without a template, the specs given.
+        self._decisions = {d.protocol: d for d in decisions} or {
+            s.spec.settings.protocol or s.spec.name: Decision(protocol=s.spec.settings.protocol or s.spec.name,
+                                                              enabled=True, reason="given at start")
+            for s in self._slots if s.spec.role == ANNOUNCER}
+        # Published by the loop for the lock-free probes (each swapped whole).
+        self._published_readiness: tuple[bool, str] = (False, "starting")
+        self._published_fatal: str | None = None
 
     # -- public: the HTTP thread reads these ---------------------------------
 
@@ -160,22 +223,34 @@ class Supervisor:
         with self.lock:
             protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
                          for s in self._slots if s.spec.role == ANNOUNCER}
-            return build_status(self.state, [s.ws for s in self._active()], now=self._clock(),
-                                version=self.settings.version, protocols=protocols)
+            document = build_status(self.state, [s.ws for s in self._active()], now=self._clock(),
+                                    version=self.settings.version, protocols=protocols)
+            slots = {s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
+                     for s in self._slots if s.spec.role == ANNOUNCER}
+            document["announcers"] = announcer_rows(tuple(self._decisions.values()), slots, self.state.statuses,
+                                                    now=self._clock())
+            return document
 
     def readyz(self) -> tuple[bool, str]:
-        with self.lock:
-            announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
-            return readiness(self.state, [s.ws for s in self._active()], announcers)
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return self._published_readiness
+
+    def _readiness(self) -> tuple[bool, str]:
+        announcers = {s.spec.name: self._hang_deadline(s) for s in self._active() if s.spec.role == ANNOUNCER}
+        return readiness(self.state, [s.ws for s in self._active()], list(announcers), now=self._clock(),
+                         hang_deadlines=announcers)
+
+    def _hang_deadline(self, slot: _Slot) -> float:
+        return slot.spec.settings.hang_timeout_seconds or self.settings.hung_seconds
 
     def healthz(self) -> tuple[bool, str]:
-        with self.lock:
-            fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL]
-            if fatal:
-                return False, f"worker {fatal[0]} is FATAL (restart budget spent)"
-            if self._clock() - self._last_loop > 2.0:
-                return False, "the supervisor loop is stuck"
-            return True, "ok"
+        fatal = self._published_fatal
+        if fatal:
+            return False, f"worker {fatal} is FATAL (restart budget spent)"
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return True, "ok"
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -198,22 +273,53 @@ class Supervisor:
 
     def run(self) -> int:
         _without_resource_tracker()
-        for slot in self._slots:
-            if not slot.spec.needs_peers:
-                self._spawn(slot)
-        while self._exit_code is None:
-            handles: list[Any] = []
+        try:
+            self._publish_probes()
             for slot in self._slots:
-                if slot.process is not None:
-                    handles.append(slot.process.sentinel)
-                if slot.outbox is not None:
-                    handles.append(slot.outbox)
-            multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
-            with self.lock:
-                self._step()
+                if not slot.spec.needs_peers:
+                    self._spawn(slot)
+            while self._exit_code is None:
+                handles: list[Any] = []
+                for slot in self._slots:
+                    if slot.process is not None:
+                        handles.append(slot.process.sentinel)
+                    if slot.outbox is not None:
+                        handles.append(slot.outbox)
+                multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+                with self.lock:
+                    self._step()
+        except Exception as exc:
+            self._crashed(exc)
+            return EXIT_SUPERVISOR_ERROR
         _stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
+
+    def _crashed(self, exc: Exception) -> None:
+        """The loop itself failed: kill every worker (nothing can route for them) and say why."""
+        log.critical("supervisor.crashed code=%d error=%s: %s fix=this is a bug unless the host ran out of a "
+                     "resource (see the error); systemd or the kubelet restarts metalloid",
+                     EXIT_SUPERVISOR_ERROR, type(exc).__name__, exc)
+        log.debug("supervisor.crashed traceback", exc_info=True)
+        for slot in self._slots:
+            process = slot.process
+            if process is None:
+                continue
+            try:
+                process.kill()
+                process.join(timeout=2)
+            except Exception as kill_error:  # pragma: no cover - best effort on the way out
+                log.error("worker.kill_failed worker=%s error=%r", slot.spec.name, kill_error)
+        try:
+            _stop_forkserver()
+        except Exception as stop_error:  # pragma: no cover - best effort on the way out
+            log.error("forkserver.stop_failed error=%r", stop_error)
+
+    def _publish_probes(self) -> None:
+        self._published_readiness = self._readiness()
+        # A FAILED announcer is not a reason to restart the node: the others keep announcing.
+        fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
+        self._published_fatal = fatal[0] if fatal else None
 
     def _step(self) -> None:
         now = self._clock()
@@ -232,16 +338,22 @@ class Supervisor:
             self._tick(slot, now)
         if self._stopping_since is not None:
             self._continue_stop(now)
-        else:
+        self._publish_probes()
+        if self._stopping_since is None:
             self._log_readiness()
 
     def _active(self) -> list[_Slot]:
-        """The slots that exist for /status and readiness: all but those still waiting for peers."""
-        return [s for s in self._slots if not (s.spec.needs_peers and s.ws.started_at is None)]
+        """The slots that exist for /status and readiness: all but those still waiting for peers, and
+        announcers disabled by the config once their process is gone."""
+        return [s for s in self._slots if not (s.spec.needs_peers and s.ws.started_at is None)
+                and not (s.spec.role == ANNOUNCER and s.process is None and not self._enabled(s))]
+
+    def _enabled(self, slot: _Slot) -> bool:
+        decision = self._decisions.get(slot.spec.settings.protocol or slot.spec.name)
+        return decision is None or decision.enabled
 
     def _log_readiness(self) -> None:
-        announcers = [s.spec.name for s in self._slots if s.spec.role == ANNOUNCER]
-        ready, why = readiness(self.state, [s.ws for s in self._active()], announcers)
+        ready, why = self._published_readiness
         if ready != self._ready:
             self._ready = ready
             if ready:
@@ -272,14 +384,21 @@ class Supervisor:
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Tick(at=now))
         if before is not slot.ws.state:
             log.info("worker.running worker=%s pid=%s", slot.ws.name, slot.ws.pid)
-        hung = lifecycle.hung(slot.ws, now, deadline=self.settings.hung_seconds,
-                              start_deadline=max(self.settings.start_deadline_seconds, self.settings.hung_seconds))
+        deadline = self._hang_deadline(slot)
+        hung = lifecycle.hung(slot.ws, now, deadline=deadline,
+                              start_deadline=max(self.settings.start_deadline_seconds, deadline))
         if hung and slot.process is not None and slot.failure is None:
-            slot.failure = f"hung: no heartbeat for {self.settings.hung_seconds:g}s, killed"
-            log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, self.settings.hung_seconds)
+            slot.failure = f"hung: no heartbeat for {deadline:g}s, killed"
+            log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, deadline)
             slot.process.kill()
         if self._stopping_since is None and lifecycle.restart_due(slot.ws, now):
             self._spawn(slot)
+        if (self._stopping_since is None and slot.ws.state is State.STOPPING and slot.process is not None
+                and slot.stop_requested_at is not None and now - slot.stop_requested_at > self.settings.grace_seconds):
+            # One announcer stopped by a reload outlived the grace period, as the whole run's would.
+            log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
+            slot.process.kill()
+            slot.stop_requested_at = None
         if slot.inbox is not None:
             self._metric("metalloid_queue_depth", MetricKind.GAUGE, "Messages waiting in a worker's inbox",
                          {"worker": slot.spec.name}, MetricOp.SET, float(slot.inbox.qsize()))
@@ -288,15 +407,26 @@ class Supervisor:
 
     def _spawn(self, slot: _Slot) -> None:
         ctx = self._ctx
-        inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
-        outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(
-            target=_child_target(),
-            args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
-            name=f"metalloid-{slot.spec.name}",
-            daemon=False,
-        )
-        process.start()
+        opened: list[multiprocessing.connection.Connection] = []
+        try:
+            inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
+            opened += [inbox_reader, inbox_writer]
+            outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
+            opened += [outbox_reader, outbox_writer]
+            process = ctx.Process(
+                target=_child_target(),
+                args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
+                name=f"metalloid-{slot.spec.name}",
+                daemon=False,
+            )
+            process.start()
+        except OSError as exc:
+            # EMFILE at the open-file limit, EAGAIN/ENOMEM from fork: no
+            # process, so a failed start, backed off and budgeted like a crash.
+            for end in opened:
+                end.close()
+            self._spawn_failed(slot, exc)
+            return
         # Close our copies of the ends only the child uses: a child killed in
         # the middle of a write then shows up as EOF instead of a reader
         # blocked forever on half a message, and a dead reader as EPIPE.
@@ -312,8 +442,20 @@ class Supervisor:
             self._metric("metalloid_worker_restarts_total", MetricKind.COUNTER,
                          "Times a worker process was restarted after it died or hung",
                          {"worker": slot.spec.name}, MetricOp.INC, 1.0)
+        if slot.spec.role == ANNOUNCER:
+            self._failed_metric(slot, 0.0)
         for message in self.state.replay(slot.spec.role):
             inbox.put(message)
+
+    def _spawn_failed(self, slot: _Slot, exc: OSError) -> None:
+        now = self._clock()
+        error = f"spawn failed: {exc.strerror or exc} (errno {exc.errno})"
+        # Through STARTING, so the lifecycle applies its one rule for failures.
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Spawned(pid=0, at=now))
+        retry_in = slot.policy.record_failure(ran_for=0.0)
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=None, error=error,
+                                                                 retry_in=retry_in))
+        self._report_exit(slot, code=None, error=error, retry_in=retry_in, now=now)
 
     def _exited(self, slot: _Slot, now: float) -> None:
         process = slot.process
@@ -332,9 +474,15 @@ class Supervisor:
                 retry_in = slot.policy.record_failure(ran_for=ran_for)
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=code, error=error, retry_in=retry_in))
         self._discard(slot)
+        self._report_exit(slot, code=code, error=error, retry_in=retry_in, now=now)
+
+    def _report_exit(self, slot: _Slot, *, code: int | None, error: str | None, retry_in: float | None,
+                       now: float) -> None:
         if slot.ws.state is State.BACKOFF:
             log.warning("worker.died worker=%s code=%s error=%s retry_in=%.3f", slot.ws.name, code, error,
                         retry_in or 0.0)
+        elif slot.ws.state is State.FATAL and slot.spec.role == ANNOUNCER:
+            self._announcer_failed(slot)
         elif slot.ws.state is State.FATAL:
             log.critical("supervisor.giving_up worker=%s restarts=%d window=%gs last_error=%s "
                          "fix=see the worker's log lines above; systemd or the kubelet restarts metalloid",
@@ -345,6 +493,24 @@ class Supervisor:
                 self._begin_stop(now)
         else:
             log.info("worker.exited worker=%s code=%s", slot.ws.name, code)
+            if slot.restart_pending and self._stopping_since is None:
+                # Stopped for a new AnnouncerConfig: start it again with it.
+                slot.restart_pending = False
+                if self._enabled(slot):
+                    self._spawn(slot)
+
+    def _announcer_failed(self, slot: _Slot) -> None:
+        protocol = slot.spec.settings.protocol or slot.spec.name
+        log.error("announcer.failed worker=%s protocol=%s restarts=%d window=%gs last_error=%s "
+                  "fix=see the worker's log lines above; the other announcers keep announcing; change its "
+                  "AnnouncerConfig (or restart metalloid) to start it again", slot.ws.name, protocol,
+                  slot.policy.restarts_in_window(), self.settings.backoff.window_seconds, slot.ws.last_error)
+        self._failed_metric(slot, 1.0)
+        self._send(WATCHER, AnnouncerFailed(protocol=protocol, error=slot.ws.last_error or "restart budget spent"))
+
+    def _failed_metric(self, slot: _Slot, value: float) -> None:
+        self._metric(ANNOUNCER_FAILED, MetricKind.GAUGE, ANNOUNCER_FAILED_HELP,
+                     {"announcer": slot.spec.settings.protocol or slot.spec.name}, MetricOp.SET, value)
 
     def _discard(self, slot: _Slot) -> None:
         if slot.inbox is not None:
@@ -463,6 +629,71 @@ class Supervisor:
             self._send(ALLOCATOR, routed)
             self._send(MEMBERSHIP, routed)
             self._start_on_peers(routed)
+            self._follow_announcers(routed.config)
+
+    # -- announcers follow the config ----------------------------------------
+
+    def _follow_announcers(self, config: Config) -> None:
+        """Start, stop, restart or revive announcers as `enabling.decide` says for `config`."""
+        template = self.settings.announcer_template
+        if template is None or self._stopping_since is not None:
+            return
+        now = self._clock()
+        self._decisions = {d.protocol: d for d in decide(config, self.settings.requested_announcers)}
+        slots = {s.spec.settings.protocol or s.spec.name: s for s in self._slots if s.spec.role == ANNOUNCER}
+        for protocol, decision in sorted(self._decisions.items()):
+            slot = slots.get(protocol)
+            if not decision.enabled:
+                if slot is not None:
+                    self._disable(slot, now, decision.reason)
+                continue
+            spec = announcer_spec(template, config, protocol)
+            if slot is None:
+                slot = _Slot(spec, self.settings, self._clock)
+                self._slots.append(slot)
+                log.info("announcer.enabled protocol=%s reason=%s", protocol, decision.reason)
+                self._spawn(slot)
+                continue
+            changed = slot.spec.settings != spec.settings
+            slot.spec = spec
+            self._enable(slot, now, changed)
+        for protocol, slot in slots.items():
+            if protocol not in self._decisions:
+                self._decisions[protocol] = Decision(protocol=protocol, enabled=False,
+                                                     reason="no longer enabled by the config")
+                self._disable(slot, now, "no longer enabled by the config")
+
+    def _enable(self, slot: _Slot, now: float, changed: bool) -> None:
+        if slot.ws.state is State.FATAL:
+            if not changed:
+                return  # FAILED stays FAILED until its AnnouncerConfig changes
+            log.info("announcer.revived worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
+            slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
+            slot.policy = RestartPolicy(self.settings.backoff, clock=self._clock, name=slot.spec.name)
+        if slot.process is None and slot.ws.state is State.EXITED:
+            slot.restart_pending = False
+            self._spawn(slot)
+        elif changed and slot.ws.state in (State.STARTING, State.RUNNING):
+            log.info("announcer.restarting worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
+            slot.restart_pending = True
+            self._stop_slot(slot, now)
+        elif slot.ws.state is State.STOPPING:
+            slot.restart_pending = True  # being disabled, enabled again meanwhile
+
+    def _disable(self, slot: _Slot, now: float, reason: str) -> None:
+        slot.restart_pending = False
+        if slot.ws.state is State.FATAL:
+            slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
+            self._failed_metric(slot, 0.0)
+        if slot.ws.state in (State.STARTING, State.RUNNING, State.BACKOFF):
+            log.info("announcer.disabled worker=%s reason=%s", slot.spec.name, reason)
+            self._stop_slot(slot, now)
+
+    def _stop_slot(self, slot: _Slot, now: float) -> None:
+        slot.stop_requested_at = now
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.StopRequested(at=now))
+        if slot.ws.state is State.STOPPING and slot.inbox is not None:
+            slot.inbox.put(Control.STOP)
 
     def _start_on_peers(self, loaded: ConfigLoaded) -> None:
         if self._stopping_since is not None:
@@ -503,7 +734,7 @@ class Supervisor:
             names.add(c.pool)
             labels = {"pool": c.pool}
             for name, value in (
-                ("metallb_allocator_addresses_total", c.total_v4 + c.total_v6),
+                ("metallb_allocator_addresses_total", c.total),
                 ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
                 ("metallb_allocator_ipv4_addresses_total", c.total_v4),
                 ("metallb_allocator_ipv4_addresses_in_use_total", c.assigned_v4),

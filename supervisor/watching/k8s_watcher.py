@@ -8,7 +8,9 @@ malformed object) is logged, counted and re-lists after the backoff instead
 of ending the kind's thread. When the cache changes (debounced
 ~50 ms, at most `max_delay` (100 ms) late under a constant stream) the whole cache goes
 through `parse_objects`, exactly like the YAML path, so the allocator and the
-announcers cannot tell which mode they are in. Nothing is emitted before every
+announcers cannot tell which mode they are in. As there, a config-level error
+emits ConfigRejected (the last good config stays), an error about one Service
+only marks that Service (`supervisor.config.isolation`). Nothing is emitted before every
 kind has been listed once: allocating against a half-known cluster would hand
 out IPs that Services already hold.
 
@@ -22,13 +24,14 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import tenacity
 
-from supervisor.config.diagnostics import Diagnostic, has_errors
+from supervisor.config.diagnostics import Diagnostic
+from supervisor.config.isolation import config_errors
 from supervisor.config.model import Config
 from supervisor.kubernetes import kinds
 from supervisor.kubernetes.cache import ObjectCache
@@ -77,14 +80,28 @@ def filter_lb_class(config: Config, lb_class: str | None) -> Config:
     return replace(config, services=kept)
 
 
-def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None) -> tuple[Config, list[Diagnostic]]:
-    """parse_objects (+ validation when it is available) over the cache snapshot."""
+def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
+                 validators: Sequence[Callable[[Config], list[Diagnostic]]] = ()) -> tuple[Config, list[Diagnostic]]:
+    """parse_objects and validation over the cache snapshot, then the plugins' validators (as `check` runs them).
+
+    Service errors are confined to their Service (`isolation`); the Config is
+    usable when `config_errors(diagnostics)` is empty.
+    """
+    from supervisor.config.isolation import isolate
     from supervisor.config.parsing import parse_objects
-    config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     from supervisor.config.validation import validate
 
+    config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     diagnostics = [*diagnostics, *validate(config)]
-    return filter_lb_class(config, lb_class), diagnostics
+    if not config_errors(diagnostics):
+        for validator in validators:
+            diagnostics.extend(validator(config))
+    # The API lists every EndpointSlice: a Service without one has no endpoint.
+    config = replace(config, endpoints_listed=True)
+    ours = filter_lb_class(isolate(config, diagnostics), lb_class)
+    # A Service of another load balancer class is not ours to judge (MetalLB ignores it).
+    theirs = {str(s.key) for s in config.services} - {str(s.key) for s in ours.services}
+    return ours, [d for d in diagnostics if not (d.kind == "Service" and d.name in theirs)]
 
 
 class KubeWatcher:
@@ -97,8 +114,10 @@ class KubeWatcher:
         emit: Callable[[Emitted], None],
         *,
         metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
     ) -> None:
         self.client = client
+        self._validators = tuple(validators)
         self._metric = metric
         self.options = options
         self._emit = emit
@@ -272,11 +291,12 @@ class KubeWatcher:
         return objects
 
     def _emit_now(self) -> None:
-        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class)
+        config, diagnostics = build_config(self.snapshot(), lb_class=self.options.lb_class,
+                                           validators=self._validators)
         self.generation += 1
         message: Emitted
-        if has_errors(diagnostics):
-            errors = tuple(d for d in diagnostics if d.is_error)
+        errors = tuple(config_errors(diagnostics))
+        if errors:
             log.warning("config.rejected generation=%d errors=%d first=%s", self.generation, len(errors), errors[0])
             message = ConfigRejected(generation=self.generation, origin=ORIGIN, diagnostics=tuple(diagnostics))
         else:

@@ -79,6 +79,33 @@ RESOURCES: tuple[Resource, ...] = (
         status=False,
         custom=True,
     ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="bfdprofiles",
+        kind="BFDProfile",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="communities",
+        kind="Community",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
+    Resource(
+        group="metalloid.io",
+        versions=("v1alpha1",),
+        plural="announcerconfigs",
+        kind="AnnouncerConfig",
+        namespaced=True,
+        status=False,
+        custom=True,
+    ),
 )
 
 

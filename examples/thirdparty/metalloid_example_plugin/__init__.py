@@ -1,109 +1,137 @@
-"""A complete, minimal third-party metalloid announcer: protocol "example".
+"""A complete third-party metalloid announcer: protocol "example", routes kept in a directory.
 
-It announces nothing on a wire. It shows every part of the plugin contract
-using only `supervisor.api` (the public plugin API):
+It stands for an announcer that keeps state outside its process (routes in a
+BGP daemon, entries in a cloud router's API): for every IP this node wins it
+creates one "route" file in a directory, and removes it on withdraw. It uses
+every part of the plugin contract, importing only `supervisor.api`:
 
-- the `metalloid_register_announcers` hook registers the announcer class;
-- the announcer implements the `Announcer` Protocol: start, update, tick,
-  status, stop;
-- its policy is layer 2's (one node per IP, MetalLB's ranking among the live
-  nodes selected by the L2Advertisements covering the pool), computed with the
-  host's public election helpers;
-- it "announces" by writing what it would announce to the JSON file named by
-  the environment variable METALLOID_EXAMPLE_OUT (atomically: write a
-  temporary file, then rename), or only logs it when that is unset;
-- it reports metrics (metallb_speaker_announced, one counter of its own) and
-  its status through the host.
+- settings from its AnnouncerConfig (`host.settings`), checked by the
+  `metalloid_validate_config` hook with FILE:LINE diagnostics (`setting_error`);
+- layer 2's policy (one node per IP, MetalLB's ranking) with the public
+  election helpers;
+- retries: a failed write is retried from `tick()` with a doubling delay,
+  up to `spec.settings.retries` times, then the announcer raises and the host
+  restarts it (and marks it FAILED if that keeps happening);
+- readiness: `sockets_ready` is False until the directory is usable and while
+  a write is being retried, so the node's /readyz says so;
+- cleanup after a SIGKILL: each route is remembered (`host.remember`) before
+  it is created, and `recover(previous)` removes every route the killed
+  process may have left.
 
-See docs/plugins.md for the walk-through. Install: `pip install -e examples/thirdparty`;
-enable: `metalloid run --announcers layer2,example ...`.
+    apiVersion: metalloid.io/v1alpha1
+    kind: AnnouncerConfig
+    metadata: {name: example}
+    spec:
+      settings:
+        directory: /run/example/{node}      # absolute, {node} = this node; created if missing
+        retries: 3                          # optional, 0-10 (default 3)
+
+See docs/plugins.md for the walk-through.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from supervisor.api import (
     Announcement,
+    AnnouncementStatus,
     AnnouncerHost,
     AnnouncerRegistry,
+    AnnouncerStatus,
     AnnouncerView,
     Assignment,
+    Config,
+    Diagnostic,
+    Previous,
     elect_layer2,
     eligibility,
     hookimpl,
+    setting_error,
 )
 
+# The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
+METALLOID_PLUGIN_API_REQUIRED = (1, 0)
+
+PROTOCOL = "example"
 ANNOUNCED = "metallb_speaker_announced"
 ANNOUNCED_HELP = ("Services being announced from this node. This is desired state, "
                   "it does not guarantee that the routing protocols have converged.")
-UPDATES = "metalloid_example_updates_total"
+RETRIES = "metalloid_example_retries_total"
+DEFAULT_RETRIES = 3
+FIRST_RETRY_SECONDS = 0.1
+
+Route = tuple[str, str]  # (service "namespace/name", ip)
 
 
 class ExampleAnnouncer:
-    """Writes the IPs this node would announce to a JSON file; no packets."""
+    """Keeps one route file per IP this node wins in `spec.settings.directory`."""
 
-    protocol: ClassVar[str] = "example"
+    protocol: ClassVar[str] = PROTOCOL
 
     def __init__(self, host: AnnouncerHost) -> None:
         self.host = host
-        self.out_path = os.environ.get("METALLOID_EXAMPLE_OUT") or None
-        self.announcements: dict[tuple[str, str], Announcement] = {}
-        self.generation = 0
-        self.updates = 0
-        self.started = False
+        settings = host.settings
+        self.directory = str(settings.get("directory") or "").replace("{node}", host.node_name)
+        self.retries = int(settings.get("retries", DEFAULT_RETRIES))
+        self.routes: dict[Route, Announcement] = {}  # created in the directory
+        self.wanted: dict[Route, Announcement] = {}  # what the last view says
+        self.failures: dict[Route, tuple[int, float]] = {}  # failed writes: (attempts, retry at)
+        self.ready = False
 
     # --- the Announcer Protocol ------------------------------------------------
 
     def start(self) -> None:
-        # A real announcer opens its sockets here. Raising fails the start; the
-        # host reports the error in /status and restarts this process.
-        if self.out_path:
-            directory = os.path.dirname(os.path.abspath(self.out_path))
-            if not os.path.isdir(directory):
-                raise FileNotFoundError(f"METALLOID_EXAMPLE_OUT={self.out_path}: directory {directory} does not exist")
-        self.started = True
-        self._write()
-        self.host.log.info("example.started node=%s out=%s", self.host.node_name, self.out_path)
+        # Raising fails the start: the host reports it and restarts this process.
+        if not self.directory:
+            raise ValueError("AnnouncerConfig/example: spec.settings.directory is not set")
+        os.makedirs(self.directory, exist_ok=True)  # NotADirectoryError, PermissionError: fail loudly
+        self.ready = True
+        self.host.log.info("example.started node=%s directory=%s", self.host.node_name, self.directory)
+
+    def recover(self, previous: Previous) -> None:
+        """The last process was killed: remove every route it may have created (idempotent)."""
+        remembered = previous.remembered if isinstance(previous.remembered, dict) else {}
+        stale = {(str(s), str(ip)) for s, ip in remembered.get("routes", [])}
+        stale |= {(a["service"], a["ip"]) for a in previous.announcements}
+        for route in sorted(stale):
+            self._delete(route)
+        self.host.log.info("example.recovered removed=%d", len(stale))
 
     def update(self, view: AnnouncerView) -> None:
-        """Reconcile: announce what this node wins, withdraw everything else."""
-        wanted: dict[tuple[str, str], Announcement] = {}
+        """Reconcile: a route for each IP this node wins, none for anything else."""
+        wanted = {}
         for assignment in view.assignments:
             announcement = self._decide(view, assignment)
             if announcement is not None:
                 wanted[(str(announcement.service), str(announcement.ip))] = announcement
-        for key in self.announcements.keys() - wanted.keys():
-            self._withdraw(self.announcements[key])
-        for key in wanted.keys() - self.announcements.keys():
-            self._announce(wanted[key])
-        self.announcements = wanted
-        self.generation = view.generation
-        self.updates += 1
-        self.host.counter(UPDATES, "Views the example announcer reconciled", {})
-        self._write()
+        self.wanted = wanted
+        for route in sorted(self.routes.keys() - wanted.keys()):
+            self._withdraw(route)
+        for route in sorted(wanted.keys() - self.routes.keys()):
+            self._announce(route, wanted[route])
 
     def tick(self, now: float) -> None:
-        # No timers: a real announcer re-sends gratuitous packets here.
-        pass
+        for route, (attempts, due) in sorted(self.failures.items()):
+            if now >= due and route in self.wanted:
+                self.host.counter(RETRIES, "Route writes the example announcer retried", {})
+                self._announce(route, self.wanted[route], attempts=attempts, now=now)
+            elif route not in self.wanted:
+                del self.failures[route]
 
-    def status(self) -> Mapping[str, Any]:
+    def status(self) -> AnnouncerStatus:
         return {
-            "announcements": [_as_dict(a) for _, a in sorted(self.announcements.items())],
-            "generation": self.generation,
-            "updates": self.updates,
-            "out": self.out_path,
+            "announcements": [_as_status(a) for _, a in sorted(self.routes.items())],
+            "sockets_ready": self.ready and not self.failures,
+            "directory": self.directory,
+            "retrying": [f"{service} {ip}" for service, ip in sorted(self.failures)],
         }
 
     def stop(self, *, handover: bool) -> None:
-        for announcement in self.announcements.values():
-            self._withdraw(announcement)
-        self.announcements = {}
-        self._write()
+        for route in sorted(self.routes):
+            self._withdraw(route)
         self.host.log.info("example.stopped handover=%s", handover)
 
     # --- the policy ------------------------------------------------------------
@@ -123,32 +151,46 @@ class ExampleAnnouncer:
         return Announcement(service=assignment.service, ip=assignment.ips[0], protocol=self.protocol,
                             node=view.node_name, reason=f"first of {len(election.ranking)} in MetalLB's ranking")
 
-    # --- effects: metrics, the file --------------------------------------------
+    # --- effects: the routes, metrics -----------------------------------------
 
-    def _announce(self, a: Announcement) -> None:
-        self.host.gauge(ANNOUNCED, ANNOUNCED_HELP, self._labels(a), 1)
-        self.host.log.info("example.announce service=%s ip=%s", a.service, a.ip)
-
-    def _withdraw(self, a: Announcement) -> None:
-        self.host.remove(ANNOUNCED, self._labels(a))
-        self.host.log.info("example.withdraw service=%s ip=%s", a.service, a.ip)
-
-    def _labels(self, a: Announcement) -> dict[str, str]:
-        return {"service": str(a.service), "protocol": self.protocol, "node": a.node, "ip": str(a.ip)}
-
-    def _write(self) -> None:
-        if not self.out_path:
+    def _announce(self, route: Route, announcement: Announcement, *, attempts: int = 0, now: float = 0.0) -> None:
+        # Write-ahead: if we are killed between these two lines, recover() still knows the route.
+        self.host.remember({"routes": sorted({*self.routes, route})})
+        try:
+            with open(self._path(route), "w") as handle:
+                json.dump({"service": route[0], "ip": route[1], "node": announcement.node}, handle)
+        except OSError as exc:
+            if attempts >= self.retries:
+                raise RuntimeError(f"route {route[0]} {route[1]}: {exc}; gave up after {attempts} retries") from exc
+            self.failures[route] = (attempts + 1, now + FIRST_RETRY_SECONDS * 2 ** attempts)
+            self.host.log.warning("example.write_failed service=%s ip=%s error=%s", route[0], route[1], exc)
             return
-        document = {"node": self.host.node_name, **self.status()}
-        directory = os.path.dirname(os.path.abspath(self.out_path))
-        fd, temporary = tempfile.mkstemp(prefix=".example-", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-        # rename is atomic: a reader sees the old or the new file, never half of one.
-        os.replace(temporary, self.out_path)
+        self.failures.pop(route, None)
+        self.routes[route] = announcement
+        self.host.gauge(ANNOUNCED, ANNOUNCED_HELP, self._labels(route), 1)
+        self.host.log.info("example.announce service=%s ip=%s", route[0], route[1])
+
+    def _withdraw(self, route: Route) -> None:
+        self._delete(route)
+        self.routes.pop(route, None)
+        self.host.remember({"routes": sorted(self.routes)})
+        self.host.remove(ANNOUNCED, self._labels(route))
+        self.host.log.info("example.withdraw service=%s ip=%s", route[0], route[1])
+
+    def _delete(self, route: Route) -> None:
+        try:
+            os.unlink(self._path(route))
+        except FileNotFoundError:
+            pass
+
+    def _path(self, route: Route) -> str:
+        return os.path.join(self.directory, f"{route[0].replace('/', '_')}_{route[1]}.json")
+
+    def _labels(self, route: Route) -> dict[str, str]:
+        return {"service": route[0], "protocol": self.protocol, "node": self.host.node_name, "ip": route[1]}
 
 
-def _as_dict(a: Announcement) -> dict[str, Any]:
+def _as_status(a: Announcement) -> AnnouncementStatus:
     return {"service": str(a.service), "ip": str(a.ip), "protocol": a.protocol, "node": a.node,
             "interfaces": list(a.interfaces), "reason": a.reason}
 
@@ -156,3 +198,27 @@ def _as_dict(a: Announcement) -> dict[str, Any]:
 @hookimpl
 def metalloid_register_announcers(registry: AnnouncerRegistry) -> None:
     registry.add(ExampleAnnouncer)
+
+
+@hookimpl
+def metalloid_validate_config(config: Config) -> list[Diagnostic]:
+    """Check our AnnouncerConfig's spec.settings; pure, no I/O (the directory is checked by start())."""
+    announcer = config.announcer(PROTOCOL)
+    if announcer is None:
+        return []
+    settings: dict[str, Any] = announcer.settings
+    problems = []
+    directory = settings.get("directory")
+    if not isinstance(directory, str) or not directory:
+        problems.append(setting_error(announcer, "directory", "is missing; set the absolute path of the "
+                                                              "directory the routes are kept in"))
+    elif not os.path.isabs(directory):
+        problems.append(setting_error(announcer, "directory", f"{directory!r} is relative; write an absolute path "
+                                                              f"such as /run/metalloid-example"))
+    retries = settings.get("retries", DEFAULT_RETRIES)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        problems.append(setting_error(announcer, "retries", f"{retries!r} is not a whole number from 0 to 10"))
+    for key in sorted(settings.keys() - {"directory", "retries"}):
+        problems.append(setting_error(announcer, key, "is not a setting of the example announcer; "
+                                                      "it has directory and retries"))
+    return problems

@@ -1,0 +1,77 @@
+"""Kubernetes mode: AnnouncerConfig objects are read and validated, a FAILED announcer is an Event."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from supervisor.api import Config, Diagnostic, setting_error
+from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
+from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
+from supervisor.supervising.settings import WorkerSettings
+from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
+from tests.fakeapi import FakeApiServer
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, wait_for
+
+EXAMPLE = {"apiVersion": "metalloid.io/v1alpha1", "kind": "AnnouncerConfig",
+           "metadata": {"name": "example", "namespace": "metallb-system"},
+           "spec": {"settings": {"directory": "/run/example/{node}", "retries": 2}}}
+OPTIONS = WatchOptions(debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.3)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    with FakeApiServer(bookmark_interval=0.2) as server:
+        server.create(yaml.safe_load(RUNBOOK_POOL))
+        server.create(yaml.safe_load(RUNBOOK_L2))
+        yield server
+
+
+def next_of(out: queue.Queue[Any], kind: type) -> Any:
+    while True:
+        message = out.get(timeout=10)
+        if isinstance(message, kind):
+            return message
+
+
+def strict(config: Config) -> list[Diagnostic]:
+    return [setting_error(a, "retries", "more than 5") for a in config.announcers if a.settings.get("retries", 0) > 5]
+
+
+def test_the_watcher_reads_and_validates_announcer_configs(api: FakeApiServer) -> None:
+    api.create(EXAMPLE)
+    out: queue.Queue[Any] = queue.Queue()
+    watcher = KubeWatcher(RawClient.connect(host=api.url), OPTIONS, out.put, validators=[strict])
+    watcher.start()
+    try:
+        loaded = next_of(out, ConfigLoaded)
+        example = loaded.config.announcer("example")
+        assert example is not None and example.settings == EXAMPLE["spec"]["settings"]
+        api.create({**EXAMPLE, "metadata": {"name": "other", "namespace": "metallb-system"},
+                    "spec": {"settings": {"retries": 9}}})
+        rejected = next_of(out, ConfigRejected)
+        assert [str(d) for d in rejected.diagnostics] == [
+            "kubernetes:0: AnnouncerConfig/other: spec.settings.retries: more than 5"]
+    finally:
+        watcher.stop()
+
+
+def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -> None:
+    api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+    settings = WorkerSettings(name="watcher", node_name="n1", mode="kubernetes", k8s_role="speaker")
+    client = RawClient.connect(host=api.url)
+    stop, on_message = _speaker(settings, client, lambda message: None, lambda name, value: None)
+    try:
+        on_message(AnnouncerFailed(protocol="example", error="NotADirectoryError: /run/x"))
+        wait_for(lambda: events_for(api, "n1"), timeout=10)
+        [event] = events_for(api, "n1")
+        assert event["reason"] == ANNOUNCER_FAILED_REASON and event["type"] == "Warning"
+        assert event["involvedObject"]["kind"] == "Node"
+        assert "announcer example is FAILED" in event["message"] and "NotADirectoryError" in event["message"]
+    finally:
+        stop()

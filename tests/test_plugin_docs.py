@@ -1,0 +1,87 @@
+"""docs/plugins.md, the plugin contract's reference, says what the code does.
+
+The hook table lists every hook of supervisor/hookspecs.py with its exact
+signature and nothing else; the lifecycle table lists every method of the
+Announcer and Recoverable Protocols; the host table every member of
+AnnouncerHost; the status table every key of AnnouncerStatus.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import pytest
+
+from supervisor import hookspecs
+from supervisor.announcing import api as announcing
+
+DOCS = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+
+
+def section(title: str) -> str:
+    start = DOCS.index(f"\n## {title}\n")
+    end = DOCS.find("\n## ", start + 1)
+    return DOCS[start:end if end != -1 else None]
+
+
+def first_cells(text: str) -> list[str]:
+    """The first cell of every row of the Markdown tables in `text` (header and rule rows excluded)."""
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    cells = [row.split(" | ")[0].removeprefix("| ").strip() for row in rows]
+    return [c for c in cells if c not in ("hook", "call", "member", "key") and not set(c) <= {"-", "|"}]
+
+
+def hook_signature(name: str) -> str:
+    signature = inspect.signature(getattr(hookspecs, name))
+    parameters = ", ".join(f"{p.name}: {p.annotation}" for p in signature.parameters.values())
+    return f"`{name}({parameters}) -> {signature.return_annotation}`"
+
+
+def hooks() -> list[str]:
+    return sorted(name for name, value in vars(hookspecs).items()
+                  if name.startswith("metalloid_") and callable(value))
+
+
+def test_every_hook_is_documented_with_its_signature_and_nothing_stale() -> None:
+    documented = first_cells(section("The hooks"))
+    assert documented == [hook_signature(name) for name in hooks()]
+
+
+@pytest.mark.parametrize("name", hooks())
+def test_each_hook_is_a_hookspec_with_a_docstring(name: str) -> None:
+    function: Any = getattr(hookspecs, name)
+    assert getattr(function, "metalloid_spec", None) is not None, f"{name} is not marked @hookspec"
+    assert (function.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def protocol_methods(protocol: type) -> set[str]:
+    return {name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")}
+
+
+def test_the_lifecycle_table_lists_every_announcer_method() -> None:
+    documented = {re.match(r"`(\w+)\(", cell).group(1)  # type: ignore[union-attr]
+                  for cell in first_cells(section("The Announcer lifecycle"))}
+    assert documented == protocol_methods(announcing.Announcer) | protocol_methods(announcing.Recoverable) | {
+        "__init__"}
+
+
+def test_the_host_table_lists_every_host_member() -> None:
+    documented = {re.match(r"`host\.(\w+)", cell).group(1)  # type: ignore[union-attr]
+                  for cell in first_cells(section("What the host gives you: facts, settings, metrics, memory"))}
+    members = {name for name in vars(announcing.AnnouncerHost) if not name.startswith("_")}
+    assert documented == members
+
+
+def test_the_status_table_lists_every_status_key() -> None:
+    documented = {cell.strip("`") for cell in first_cells(section("Status and readiness"))} - {"anything else"}
+    assert documented == set(get_type_hints(announcing.AnnouncerStatus))
+
+
+def test_the_documented_version_is_the_code_s() -> None:
+    from supervisor.api import METALLOID_PLUGIN_API
+
+    major, minor = METALLOID_PLUGIN_API
+    assert f"version **{major}.{minor}**" in DOCS and f"now **({major}, {minor})**" in DOCS
