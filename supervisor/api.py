@@ -13,6 +13,7 @@ which number.
 
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
+    AnnounceFailure,
     Announcement,
     AnnouncementStatus,
     Announcer,
@@ -57,6 +58,7 @@ __all__ = [
     "METALLOID_PLUGIN_API",
     "NO_SERVICE_MATCH",
     "SHARED_WITH_SELECTOR",
+    "AnnounceFailure",
     "Announcement",
     "AnnouncementStatus",
     "Announcer",

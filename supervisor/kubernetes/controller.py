@@ -21,6 +21,7 @@ from supervisor.config.model import Config
 from supervisor.kubernetes import events
 from supervisor.kubernetes.assignments import previous_from_status
 from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
 from supervisor.kubernetes.leaderelection import LeaderElector, LeaseTimings
 from supervisor.kubernetes.statuswriter import StatusWriter
 from supervisor.messages import AllocationDone, ConfigLoaded, ConfigRejected
@@ -68,6 +69,7 @@ class ControllerCore:
             metric=metric,
             recorder=events.EventRecorder(client, component="metallb-controller", on_write=None),
         )
+        self.confstate = ConfigStateWriter(client, namespace=options.namespace)
         self.min_generation = 1 << 62  # nothing is written before we lead
         self.applied = 0  # allocations reconciled against the API as leader
         self._lock = threading.Lock()
@@ -89,18 +91,23 @@ class ControllerCore:
                 self.min_generation = self.watcher.generation + 1
             self.watcher.force_emit()
 
-    def allocation_done(self, done: AllocationDone) -> int:
+    def allocation_done(self, done: AllocationDone, loaded: ConfigLoaded | None = None) -> int:
+        """Write `done` (as leader, if not older than our leadership); `loaded`: its config's verdict too."""
         with self._lock:
             if not self.elector.is_leader() or done.generation < self.min_generation:
                 return 0
             cache = self.watcher.cache
             self.applied += 1
+            if loaded is not None:
+                self.writer.report_warnings(loaded.warnings, self.watcher.snapshot())
+                self.confstate.update(configuration_state("controller", "", errors=(), warnings=loaded.warnings))
             return self.writer.apply(done.result, cache.objects("Service"), cache.objects("IPAddressPool"))
 
     def config_rejected(self, rejected: ConfigRejected) -> None:
         with self._lock:
             if self.elector.is_leader():
                 self.writer.report_invalid(rejected.diagnostics, self.watcher.snapshot())
+                self.confstate.update(configuration_state("controller", "", errors=rejected.diagnostics))
 
 
 class ControllerLoop:
@@ -129,6 +136,6 @@ class ControllerLoop:
             case ConfigLoaded(generation=generation, config=config):
                 result = allocate(config, previous_from_status(config))
                 self.allocations += 1
-                self.core.allocation_done(AllocationDone(generation=generation, result=result))
+                self.core.allocation_done(AllocationDone(generation=generation, result=result), message)
             case ConfigRejected():
                 self.core.config_rejected(message)

@@ -8,7 +8,11 @@ the ordinary allocator worker for /status, /metrics and `metalloid explain`
 (the same pure function on the same config: the same answer).
 
 speaker: watcher (with the speaker pods as membership peers) that sends
-ConfigLoaded; `run_status_allocator` is the speaker's allocator-role worker,
+ConfigLoaded, and writes what this speaker reports: ServiceL2Status and the
+nodeAssigned / announceFailed Events from the announcers' real state
+(`AnnouncementsChanged`, routed here by the supervisor), its
+ConfigurationState from the config's verdict. `run_status_allocator` is the
+speaker's allocator-role worker,
 answering each routed config with the assignments Service status holds, so the
 supervisor routes them to membership and the announcers as usual.
 """
@@ -24,11 +28,11 @@ from typing import TYPE_CHECKING
 
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
     Control,
-    MembersChanged,
     MetricKind,
     MetricUpdate,
 )
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Put = Callable[[object], None]
+# A status write or Event that failed (API down) is tried again this often.
+RETRY_SECONDS = 2.0
 Handlers = tuple[Callable[[], None], Callable[[object], None]]
 
 _DOCS = {
@@ -105,7 +111,7 @@ def _controller(
             result = allocate(message.config, previous_from_status(message.config))
             # Written here, by the replica that computed it; the supervisor's own view
             # (/status, pool metrics) comes from the allocator worker it routes to.
-            core.allocation_done(AllocationDone(generation=message.generation, result=result))
+            core.allocation_done(AllocationDone(generation=message.generation, result=result), message)
         else:
             core.config_rejected(message)
 
@@ -122,51 +128,70 @@ def _controller(
 
 
 def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
+    from supervisor.announcing.api import AnnouncerState
+    from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder
-    from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
+    from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
+    from supervisor.kubernetes.speaker import AnnouncementReporter
     from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 
-    recorder = EventRecorder(client, component="metallb-speaker", host=settings.node_name)
-    reporter = NodeAssignedReporter(recorder, settings.node_name)
-    # No membership view yet = no nodeAssigned: with "this node alone" every
-    # speaker would win every Service for the moment before its first view.
-    state: dict[str, object] = {}
+    node, namespace = settings.node_name, settings.namespace
+    pod_name = os.environ.get("POD_NAME")
+    recorder = EventRecorder(client, component="metallb-speaker", host=node)
+    reporter = AnnouncementReporter(recorder, node)
+    l2status = L2StatusWriter(
+        client, namespace=namespace, node=node,
+        owner=lambda: watcher.cache.get("Pod", namespace, pod_name) if pod_name else None,
+    )  # fmt: skip
+    confstate = ConfigStateWriter(client, namespace=namespace)
+    # What the announcers really do (per announcer worker), and the config's
+    # verdict: (errors, warnings), errors None until the first config is read.
+    announced: dict[str, AnnouncerState] = {}
+    verdict: list[tuple[tuple[Diagnostic, ...] | None, tuple[Diagnostic, ...]]] = [(None, ())]
+    lock = threading.Lock()
     changed, stopping = threading.Event(), threading.Event()
 
-    def report() -> None:
-        routed, members = state.get("routed"), state.get("members")
-        if isinstance(routed, tuple) and isinstance(members, frozenset):
-            loaded, done = routed
-            winners = layer2_winners(loaded.config, done.result, members)
-            reporter.update(winners, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+    def report() -> bool:
+        with lock:
+            states = tuple(announced[w] for w in sorted(announced))
+            errors, warnings = verdict[0]
+        _, done = reporter.update(states, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+        done = l2status.update(wanted_statuses(states)) and done
+        return confstate.update(configuration_state("speaker", node, errors=errors, warnings=warnings)) and done
 
     def reporting() -> None:
-        # Event writes wait on the API server, up to a request timeout when it
+        # API writes wait on the API server, up to a request timeout when it
         # hangs: on the worker loop that would starve the heartbeats (the
-        # supervisor kills the watcher as hung), so they get a thread of their own.
+        # supervisor kills the watcher as hung), so they get a thread of their
+        # own. What failed is tried again after RETRY_SECONDS.
         while True:
             changed.wait()
             if stopping.is_set():
                 return
             changed.clear()
-            report()
+            if not report():
+                changed.wait(RETRY_SECONDS)
+                changed.set()
 
     def emit(message: ConfigLoaded | ConfigRejected) -> None:
         put(message)
-        if isinstance(message, ConfigLoaded):
-            done = AllocationDone(generation=message.generation, result=speaker_allocation(message.config))
-            state["routed"] = (message, done)
-            changed.set()
+        with lock:
+            if isinstance(message, ConfigLoaded):
+                verdict[0] = ((), message.warnings)
+            else:
+                verdict[0] = (message.diagnostics, verdict[0][1])
+        changed.set()
 
-    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit, metric=metric,
+    watcher = KubeWatcher(client, WatchOptions(namespace=namespace, speaker_pods=True), emit, metric=metric,
                           validators=_plugin_validators())
     watcher.start()
-    threading.Thread(target=reporting, name="node-assigned", daemon=True).start()
+    threading.Thread(target=reporting, name="speaker-status", daemon=True).start()
 
     def on_message(message: object) -> None:
-        # Membership views reach us only if the supervisor routes them here (nodeAssigned events).
-        if isinstance(message, MembersChanged):
-            state["members"] = message.alive
+        # The announcers' real state, routed here by the supervisor.
+        if isinstance(message, AnnouncementsChanged):
+            with lock:
+                announced[message.worker] = message.state
             changed.set()
         elif isinstance(message, AnnouncerFailed):
             # Off this loop: an Event write waits on the API server (see reporting()).

@@ -61,10 +61,12 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Final
 
+from supervisor.announcing.api import AnnouncerState
 from supervisor.announcing.enabling import Decision, decide
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
@@ -146,6 +148,10 @@ class SupervisorSettings:
     announcer_template: WorkerSettings | None = None
     # --announcers: the complete list, overriding the config.
     requested_announcers: tuple[str, ...] | None = None
+    # The allocator's per-pool gauges (metallb_allocator_*): exported by the
+    # controller and `metalloid run`, not by speakers (MetalLB's split: one
+    # series per pool in the cluster, not one per node).
+    pool_metrics: bool = True
 
 
 ANNOUNCER_FAILED = "metalloid_announcer_failed"
@@ -507,6 +513,12 @@ class Supervisor:
                   slot.policy.restarts_in_window(), self.settings.backoff.window_seconds, slot.ws.last_error)
         self._failed_metric(slot, 1.0)
         self._send(WATCHER, AnnouncerFailed(protocol=protocol, error=slot.ws.last_error or "restart budget spent"))
+        # Its process is gone and stays gone: it announces nothing, and the
+        # speaker's ServiceL2Status and Events must say so.
+        nothing = AnnouncementsChanged(worker=slot.spec.name, state=AnnouncerState(protocol=protocol))
+        self.state.announced[slot.spec.name] = nothing
+        if self.state.mode == "kubernetes":
+            self._send(WATCHER, nothing)
 
     def _failed_metric(self, slot: _Slot, value: float) -> None:
         self._metric(ANNOUNCER_FAILED, MetricKind.GAUGE, ANNOUNCER_FAILED_HELP,
@@ -606,15 +618,18 @@ class Supervisor:
             case AllocationDone():
                 if self.state.accept_allocation(message):
                     self._send(MEMBERSHIP, message)
-                    self._pool_metrics(message)
+                    if self.settings.pool_metrics:
+                        self._pool_metrics(message)
                     self._announce()
             case MembersChanged():
                 self.state.members = message
                 self._announce()
+            case AnnouncementsChanged():
+                self.state.announced[message.worker] = message
                 if self.state.mode == "kubernetes":
-                    # The speaker's watcher emits nodeAssigned events, which
-                    # depend on who is alive. (`metalloid speaker` runs in mode
-                    # "kubernetes"; the controller has no membership worker.)
+                    # The speaker's watcher writes ServiceL2Status and the
+                    # nodeAssigned / announceFailed Events from what the
+                    # announcers really do. (The controller has no announcers.)
                     self._send(WATCHER, message)
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]

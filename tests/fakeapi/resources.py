@@ -106,6 +106,24 @@ RESOURCES: tuple[Resource, ...] = (
         status=False,
         custom=True,
     ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="servicel2statuses",
+        kind="ServiceL2Status",
+        namespaced=True,
+        status=True,
+        custom=True,
+    ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
+        plural="configurationstates",
+        kind="ConfigurationState",
+        namespaced=True,
+        status=True,
+        custom=True,
+    ),
 )
 
 
