@@ -425,37 +425,3 @@ def test_speakers_keep_announcing_and_failing_over_while_the_api_server_is_down(
     k8s.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", SERVICE_IP, check=False)
     assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[last]
     assert k8s.procs[last].poll() is None
-
-
-def test_a_restarted_speaker_watcher_gets_the_membership_view_back() -> None:
-    """The supervisor replays the last view to the watcher (nodeAssigned needs it) in Kubernetes mode."""
-    from supervisor.messages import MembersChanged
-    from supervisor.supervising.state import WATCHER, RoutedState
-
-    view = MembersChanged(alive=frozenset({"n1", "n2"}))
-    speaker = RoutedState(node_name="n1", mode="kubernetes", members=view)
-    assert speaker.replay(WATCHER) == [view]
-    assert RoutedState(node_name="n1", mode="standalone", members=view).replay(WATCHER) == []
-
-
-def test_node_assigned_that_failed_in_an_outage_is_written_once_the_api_is_back() -> None:
-    from supervisor.config.model import ServiceKey
-    from supervisor.kubernetes.client import RawClient
-    from supervisor.kubernetes.events import EventRecorder
-    from supervisor.kubernetes.speaker import NodeAssignedReporter
-    from tests.fakeapi import FakeApiServer
-
-    with FakeApiServer() as api:
-        svc = api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
-                          "spec": {"type": "LoadBalancer"}})
-        client = RawClient.connect(host=api.url)
-        reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host="n1"), "n1")
-        winners = {ServiceKey(namespace="default", name="web"): "n1"}
-        try:
-            with api.outage("503"):
-                assert reporter.update(winners, lambda key: svc) == 0
-            assert reporter.update(winners, lambda key: svc) == 1
-            assert reporter.update(winners, lambda key: svc) == 0
-        finally:
-            client.close()
-        assert [e["reason"] for e in api.list("Event", "default")] == ["nodeAssigned"]

@@ -9,17 +9,16 @@ from typing import Any
 
 import pytest
 
-from supervisor.config.model import Config, IPAddressPool, Service, ServiceKey
+from supervisor.config.model import Config, IPAddressPool, Service
 from supervisor.config.parsing import parse_objects
 from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_status
 from supervisor.kubernetes.client import RawClient
-from supervisor.kubernetes.events import EventRecorder
 from supervisor.kubernetes.peers import nodes_with_speaker_addresses, speaker_addresses
-from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
+from supervisor.kubernetes.speaker import speaker_allocation
 from supervisor.messages import ConfigLoaded
 from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, service, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service, wait_for
 
 
 def pod(
@@ -144,38 +143,6 @@ def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage
         assert wait_for(n2_address) == ("192.0.2.2",)
     finally:
         watcher.stop()
-
-
-def test_node_assigned_only_when_this_node_starts_announcing(api: FakeApiServer) -> None:
-    import yaml
-
-    api.create(service("web"))
-    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
-    objects = [
-        yaml.safe_load(RUNBOOK_POOL),
-        yaml.safe_load(RUNBOOK_L2),
-        node("n1", "10.0.0.1"),
-        node("n2", "10.0.0.2"),
-        {**api.get("Service", "default", "web"), "kind": "Service", "apiVersion": "v1"},
-    ]
-    config, _ = parse_objects(objects)
-    result = speaker_allocation(config)
-    both = layer2_winners(config, result, frozenset({"n1", "n2"}))
-    winner = both[ServiceKey(namespace="default", name="web")]
-    loser = "n2" if winner == "n1" else "n1"
-    assert layer2_winners(config, result, frozenset({loser})) == {ServiceKey(namespace="default", name="web"): loser}
-    client = RawClient.connect(host=api.url)
-    reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host=winner), winner)
-
-    def lookup(key: ServiceKey) -> dict[str, Any]:
-        return api.get("Service", key.namespace, key.name)
-
-    assert reporter.update(both, lookup) == 1
-    assert reporter.update(both, lookup) == 0  # a second reconcile says nothing
-    events = events_for(api, "web")
-    assert [(e["reason"], e["message"]) for e in events] == [
-        ("nodeAssigned", f'announcing from node "{winner}" with protocol "layer2"')
-    ]
 
 
 def test_status_allocator_worker_answers_each_routed_config_from_status() -> None:

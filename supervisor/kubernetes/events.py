@@ -139,6 +139,15 @@ class EventRecorder:
     def forget(self, kind: str, namespace: str, name: str, *, slot: str = "") -> None:
         self._last.pop((kind, namespace, name, *((slot,) if slot else ())), None)
 
+    def end(self, kind: str, namespace: str, name: str, *, slot: str = "") -> None:
+        """The last Event of this object (slot) no longer holds: the same one again is news, and bumps its count.
+
+        Unlike `forget`, which takes a repeat after it for a restart's and stays quiet.
+        """
+        who = (kind, namespace, name, *((slot,) if slot else ()))
+        if who in self._last:
+            self._last[who] = ("", "")
+
     def retain(self, kind: str, present: set[tuple[str, str]]) -> None:
         """Forget every `kind` object not in `present` ((namespace, name)): deleted ones.
 

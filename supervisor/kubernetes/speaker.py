@@ -107,6 +107,6 @@ class AnnouncementReporter:
             elif obj is None or not self.recorder.reported("Service", key.namespace, key.name, slot=slot):
                 unreported.add((key, slot))
         for key, slot in self._standing - set(notes):
-            self.recorder.forget("Service", key.namespace, key.name, slot=slot)
+            self.recorder.end("Service", key.namespace, key.name, slot=slot)
         self._standing = set(notes) - unreported
         return written, not unreported
