@@ -51,6 +51,9 @@ def statuses(api: FakeApiServer) -> list[tuple[str, str, str, str, tuple[str, ..
     for obj in api.list("ServiceL2Status", NS):
         labels, status = obj["metadata"]["labels"], obj.get("status") or {}
         assert obj["metadata"]["name"].startswith("l2-")
+        if not status:
+            found.append(("(created, status not written yet)", "", "", "", ()))
+            continue
         assert (labels["metallb.io/service-namespace"], labels["metallb.io/service-name"]) == (
             status.get("serviceNamespace"), status.get("serviceName"))
         found.append((labels["metallb.io/node"], status["node"], status["serviceNamespace"], status["serviceName"],
