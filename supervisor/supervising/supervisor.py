@@ -745,10 +745,14 @@ class Supervisor:
 
     def _pool_metrics(self, message: AllocationDone) -> None:
         names = set()
+        services: dict[str, int] = {}
+        for assignment in message.result.assignments.values():
+            services[assignment.pool] = services.get(assignment.pool, 0) + 1
         for c in message.result.pools:
             names.add(c.pool)
             labels = {"pool": c.pool}
             for name, value in (
+                ("metallb_allocator_services_allocated_total", services.get(c.pool, 0)),
                 ("metallb_allocator_addresses_total", c.total),
                 ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
                 ("metallb_allocator_ipv4_addresses_total", c.total_v4),
@@ -758,7 +762,8 @@ class Supervisor:
             ):
                 self._metric(name, MetricKind.GAUGE, "", labels, MetricOp.SET, float(value))
         for gone in self._pool_names - names:
-            for name in ("metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
+            for name in ("metallb_allocator_services_allocated_total",
+                         "metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
                          "metallb_allocator_ipv4_addresses_total", "metallb_allocator_ipv4_addresses_in_use_total",
                          "metallb_allocator_ipv6_addresses_total", "metallb_allocator_ipv6_addresses_in_use_total"):
                 self._metric(name, MetricKind.GAUGE, "", {"pool": gone}, MetricOp.REMOVE, 0.0)
