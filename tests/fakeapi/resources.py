@@ -30,6 +30,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(group="", versions=("v1",), plural="services", kind="Service", namespaced=True, status=True),
     Resource(group="", versions=("v1",), plural="pods", kind="Pod", namespaced=True, status=True),
     Resource(group="", versions=("v1",), plural="events", kind="Event", namespaced=True, status=False),
+    Resource(group="", versions=("v1",), plural="secrets", kind="Secret", namespaced=True, status=False),
     Resource(group="", versions=("v1",), plural="nodes", kind="Node", namespaced=False, status=True),
     Resource(group="", versions=("v1",), plural="namespaces", kind="Namespace", namespaced=False, status=True),
     Resource(
@@ -79,6 +80,24 @@ RESOURCES: tuple[Resource, ...] = (
         status=False,
         custom=True,
     ),
+    Resource(
+        group="admissionregistration.k8s.io",
+        versions=("v1",),
+        plural="validatingwebhookconfigurations",
+        kind="ValidatingWebhookConfiguration",
+        namespaced=False,
+        status=False,
+    ),
+    Resource(
+        group="apiextensions.k8s.io",
+        versions=("v1",),
+        plural="customresourcedefinitions",
+        kind="CustomResourceDefinition",
+        namespaced=False,
+        status=True,
+    ),
+    Resource(group="apps", versions=("v1",), plural="deployments", kind="Deployment", namespaced=True, status=True),
+    Resource(group="apps", versions=("v1",), plural="daemonsets", kind="DaemonSet", namespaced=True, status=True),
     Resource(
         group="metallb.io",
         versions=("v1beta1",),
