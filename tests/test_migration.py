@@ -21,7 +21,7 @@ import yaml
 
 from supervisor.cli import main
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
-from supervisor.kubernetes.preflight import Finding, unknown_fields, pruned
+from supervisor.kubernetes.preflight import Finding, pruned, unknown_fields
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, ingress, running_controller, service, wait_for
 
@@ -42,8 +42,8 @@ METALLB_WEBHOOKS = {
             "failurePolicy": "Fail",
             "sideEffects": "None",
             "rules": [{"apiGroups": ["metallb.io"], "apiVersions": [version], "operations": ["CREATE", "UPDATE"],
-                       "resources": [plural]}],
-        }  # fmt: skip
+                       "resources": [plural]}],  # fmt: skip
+        }
         for plural, version in (("ipaddresspools", "v1beta1"), ("l2advertisements", "v1beta1"),
                                 ("bgppeers", "v1beta2"), ("bgpadvertisements", "v1beta1"))
     ],
@@ -197,8 +197,9 @@ def test_a_webhook_with_failure_policy_ignore_lets_edits_through(api: FakeApiSer
     client.request("PATCH", POOL_PATH + "/status", body={"status": {"assignedIPv4": 1}}, content_type=MERGE_PATCH)
 
 
-def test_preflight_names_pools_outside_the_namespace_and_config_errors(api: FakeApiServer,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_preflight_names_pools_outside_the_namespace_and_config_errors(
+    api: FakeApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     for ns in (NS, "other"):
         api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     api.create(yaml.safe_load(RUNBOOK_L2))
