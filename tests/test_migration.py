@@ -42,7 +42,7 @@ METALLB_WEBHOOKS = {
             "failurePolicy": "Fail",
             "sideEffects": "None",
             "rules": [{"apiGroups": ["metallb.io"], "apiVersions": [version], "operations": ["CREATE", "UPDATE"],
-                       "resources": [plural]}],  # fmt: skip
+                       "resources": [plural]}],
         }
         for plural, version in (("ipaddresspools", "v1beta1"), ("l2advertisements", "v1beta1"),
                                 ("bgppeers", "v1beta2"), ("bgpadvertisements", "v1beta1"))
