@@ -75,8 +75,10 @@ def test_the_announcer_state_is_read_from_the_status_payload_and_bad_entries_are
 
 
 def test_the_host_passes_the_real_state_on_only_when_it_changes() -> None:
+    from supervisor.announcing.api import AnnouncerView
     from supervisor.announcing.host import HostCore
-    from supervisor.messages import AnnouncementsChanged, StatusReport
+    from supervisor.config.model import Config
+    from supervisor.messages import AnnouncementsChanged, StatusReport, ViewChanged
 
     class Plugin:
         protocol = "layer2"
@@ -92,7 +94,10 @@ def test_the_host_passes_the_real_state_on_only_when_it_changes() -> None:
 
     plugin = Plugin()
     core = HostCore(worker="announcer-layer2", announcer=plugin)  # type: ignore[arg-type]
-    first = list(core.report(force=True))
+    # Before its first view the plugin's "nothing announced" means "not told yet": not passed on.
+    assert [type(m) for m in core.report(force=True)] == [StatusReport]
+    first = list(core.handle(ViewChanged(view=AnnouncerView(node_name="n1", mode="kubernetes", config=Config(),
+                                                              assignments=(), members=frozenset({"n1"})))))
     assert [type(m) for m in first] == [StatusReport, AnnouncementsChanged]
     plugin.payload = {"announcements": [], "counter": 1}  # a counter moved: status yes, state no
     assert [type(m) for m in core.tick(0.0)] == [StatusReport]
@@ -260,22 +265,34 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
                 yaml.safe_load(RUNBOOK_L2), service("web")):  # fmt: skip
         api.create(obj)
     api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
+    # What this node wrote before its speaker restarted.
+    before = api.create({"apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+                         "metadata": {"name": "l2-old", "namespace": NS, "labels": {
+                             "metallb.io/node": "n1", "metallb.io/service-name": "web",
+                             "metallb.io/service-namespace": "default"}}})  # fmt: skip
+    api.update_status("ServiceL2Status", NS, before["metadata"]["name"],
+                      {"node": "n1", "serviceName": "web", "serviceNamespace": "default",
+                       "interfaces": [{"name": "eth9"}]})
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
     settings = WorkerSettings(name="watcher", node_name="n1", mode="kubernetes", k8s_role="speaker", api_host=api.url,
                               namespace=NS)  # fmt: skip
     worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
     worker.start()
+    def result() -> str | None:
+        found = [o for o in api.list("ConfigurationState", NS) if o["metadata"]["name"] == "speaker-n1"]
+        return (found[0].get("status") or {}).get("result") if found else None
+
     try:
+        wait_for(lambda: result() == "Valid", what="the speaker's ConfigurationState")
+        # The config is read, no announcer has answered yet: what it wrote before stays.
+        assert statuses(api) == [("n1", "n1", "default", "web", ("eth9",))]
+        assert events_for(api, "web") == []
         inbox.put(AnnouncementsChanged(worker="announcer-layer2",
                                        state=announced("n1", (WEB, "10.0.10.10", ("eth0",)))))  # fmt: skip
         wait_for(lambda: statuses(api) == [("n1", "n1", "default", "web", ("eth0",))], what="the ServiceL2Status")
+        assert [o["metadata"]["name"] for o in api.list("ServiceL2Status", NS)] == ["l2-old"]  # patched, not new
         wait_for(lambda: [e["reason"] for e in events_for(api, "web")] == ["nodeAssigned"], what="nodeAssigned")
-        def result() -> str | None:
-            found = [o for o in api.list("ConfigurationState", NS) if o["metadata"]["name"] == "speaker-n1"]
-            return (found[0].get("status") or {}).get("result") if found else None
-
-        wait_for(lambda: result() == "Valid", what="the speaker's ConfigurationState")
         inbox.put(AnnouncementsChanged(worker="announcer-layer2", state=AnnouncerState(protocol="layer2")))
         wait_for(lambda: statuses(api) == [], what="the ServiceL2Status deleted once the IP is withdrawn")
     finally:

@@ -17,7 +17,8 @@ then loop:
     Control.STOP     → stop(handover=True), last StatusReport, forget the recovery file, exit 0
     and after a ViewChanged or a tick, AnnouncementsChanged when the plugin's
     "announcements" or "failures" changed (what it really announces, for the
-    speaker)
+    speaker), from its first view on (before it, "nothing" means "not told
+    yet")
 
 Every StatusReport carries the host's own "_host" key: the plugins that failed
 to load (name, hook, reason) and the ways `status()` breaks the
@@ -178,6 +179,7 @@ class HostCore:
         self._last_status: Any = None
         self._reported_problems: list[str] = []
         self._last_state: AnnouncerState | None = None
+        self._viewed = False  # the plugin has had a view: its state is an answer, not its empty start
 
     def handle(self, message: ToWorker) -> Iterator[FromWorker]:
         match message:
@@ -185,6 +187,7 @@ class HostCore:
                 log.debug("announcer.update generation=%d assignments=%d members=%d", view.generation,
                           len(view.assignments), len(view.members))
                 self.announcer.update(view)
+                self._viewed = True
                 yield from self.report(force=True)
             case _:
                 log.debug("announcer.ignored message=%s", type(message).__name__)
@@ -210,7 +213,7 @@ class HostCore:
             # The plugin's real announcements, passed on when they change
             # (not on every counter or duplicate in the status payload).
             state = announcer_state(self.announcer.protocol, payload if isinstance(payload, Mapping) else {})
-            if state != self._last_state:
+            if state != self._last_state and self._viewed:
                 self._last_state = state
                 yield AnnouncementsChanged(worker=self.worker, state=state)
 

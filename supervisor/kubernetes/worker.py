@@ -155,9 +155,14 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
         with lock:
             states = tuple(announced[w] for w in sorted(announced))
             errors, warnings = verdict[0]
-        _, done = reporter.update(states, lambda key: watcher.cache.get("Service", key.namespace, key.name))
-        done = l2status.update(wanted_statuses(states)) and done
-        return confstate.update(configuration_state("speaker", node, errors=errors, warnings=warnings)) and done
+        done = confstate.update(configuration_state("speaker", node, errors=errors, warnings=warnings))
+        if not states:
+            # No announcer has answered a view yet (a start, or a watcher restart
+            # before the replay is read): "nothing announced" is not known yet,
+            # and acting on it would delete this node's ServiceL2Status.
+            return done
+        _, reported = reporter.update(states, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+        return l2status.update(wanted_statuses(states)) and reported and done
 
     def reporting() -> None:
         # API writes wait on the API server, up to a request timeout when it
