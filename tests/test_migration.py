@@ -216,6 +216,21 @@ def test_preflight_names_pools_outside_the_namespace_and_config_errors(
     assert "BLOCKS IPAddressPool/metallb-system/broken: metalloid rejects it: " in out
 
 
+def test_preflight_blocks_on_fields_metalloid_keeps_but_does_not_act_on(
+    api: FakeApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    api.create(yaml.safe_load(RUNBOOK_POOL))
+    l2 = yaml.safe_load(RUNBOOK_L2)
+    l2["spec"]["serviceSelectors"] = [{"matchLabels": {"exposed": "yes"}}]
+    api.create(l2)
+    code, out = preflight(api, capsys)
+    assert code == 1
+    [line] = [x for x in out.splitlines() if x.startswith(f"BLOCKS L2Advertisement/{NS}/first-pool: ")]
+    assert "spec.serviceSelectors" in line and "Fix: remove the field, or keep MetalLB" in line
+    assert "would prune" not in out  # metalloid's CRDs keep it
+
+
 def test_fields_the_crd_schema_does_not_declare_are_reported_as_pruned() -> None:
     schemas = {("IPAddressPool", "v1beta1"): {"type": "object", "properties": {
         "spec": {"type": "object", "properties": {"addresses": {"type": "array", "items": {"type": "string"}},

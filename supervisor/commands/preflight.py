@@ -23,8 +23,9 @@ depends on, and reports what would block it:
   - MetalLB pods still running (labels app=metallb or app.kubernetes.io/name=metallb);
   - metallb.io objects outside --namespace (ignored by metalloid, as by MetalLB);
   - fields metalloid's CRDs would prune, kinds they do not serve (--crds);
-  - what metalloid's checks say about the configuration: errors, and
-    warnings such as fields it keeps but does not act on.
+  - what metalloid's checks say about the configuration: errors, and the
+    fields it keeps but does not act on (its other warnings are printed as
+    notes: they do not block).
 
 Each finding is printed as `Kind/namespace/name: problem. Fix: what to do`.
 Credentials: in a pod its service account, else --kubeconfig ($KUBECONFIG,
@@ -97,11 +98,14 @@ def findings(client: RawClient, *, namespace: str, crds: Path) -> tuple[list[Fin
     else:
         notes.append(f"no CRD files in {crds}: fields metalloid's CRDs would prune were not checked (--crds DIR)")
     ours = [o for o in objects if (o.get("metadata") or {}).get("namespace") == namespace]
-    _, diagnostics = build_config(ours, lb_class=None)
+    config, diagnostics = build_config(ours, lb_class=None)
     errors = [f"{d.kind}/{namespace}/{d.name}: {d.message}" for d in diagnostics if d.is_error]
-    warnings = [f"{d.kind}/{namespace}/{d.name}: {d.message}" for d in diagnostics
-                if not d.is_error and d.kind in preflight.CONFIG_KINDS]  # fmt: skip
-    found += preflight.config_verdict(errors, warnings)
+    inert = [f"{f.kind}/{f.namespace or namespace}/{f.name}: {f.message}" for f in config.inert_fields]
+    found += preflight.config_verdict(errors, inert)
+    # Other warnings do not block the switch (MetalLB behaves the same), but are worth reading.
+    notes += [f"{d.kind}/{namespace}/{d.name}: {d.message}" for d in diagnostics
+              if not d.is_error and d.kind in preflight.CONFIG_KINDS
+              and not any((f.kind, f.name) == (d.kind, d.name) for f in config.inert_fields)]  # fmt: skip
     return found, notes
 
 

@@ -14,7 +14,7 @@ the switch and the fix:
 - fields metalloid's CRDs would prune (the API server drops fields its schema
   does not declare), and kinds they do not serve;
 - what metalloid's config checks say: errors (the config would be rejected)
-  and warnings on metallb.io objects (fields it keeps but does not act on).
+  and the fields it keeps but does not act on (`Config.inert_fields`).
 
 No I/O here; the command does the listing.
 """
@@ -166,12 +166,17 @@ def pruned(objects: Iterable[Obj], schemas: Mapping[tuple[str, str], Mapping[str
                           fix="remove the field, or keep MetalLB until metalloid supports it")  # fmt: skip
 
 
-def config_verdict(errors: Iterable[str], warnings: Iterable[str]) -> Iterator[Finding]:
-    """metalloid's own checks on the cluster's configuration (`Kind/name: message` lines)."""
+def config_verdict(errors: Iterable[str], inert: Iterable[str]) -> Iterator[Finding]:
+    """metalloid's own checks on the cluster's configuration (`Kind/namespace/name: message` lines).
+
+    `errors` would reject the configuration; `inert` are the fields metalloid
+    keeps but does not act on (the objects are honoured without them, so
+    behaviour changes where MetalLB did act on them).
+    """
     for line in errors:
         what, _, message = line.partition(": ")
         yield Finding(what=what, problem=f"metalloid rejects it: {message}", fix="correct it (see metalloid check)")
-    for line in warnings:
+    for line in inert:
         what, _, message = line.partition(": ")
-        yield Finding(what=what, problem=f"metalloid keeps it but warns: {message}",
-                      fix="remove or change the field, or accept that metalloid does not act on it")  # fmt: skip
+        yield Finding(what=what, problem=message,
+                      fix="remove the field, or keep MetalLB while you depend on it")  # fmt: skip
