@@ -172,7 +172,8 @@ def test_the_documented_switch_step_by_step(api: FakeApiServer, client: RawClien
         assert ingress(api, "pi-hole", "pihole") == ["10.0.10.10"]
         assert ingress(api, "web", "pihole") == ["10.0.10.11"]
         assert [e["reason"] for e in events_for(api, "pi-hole", "pihole")] == []
-        assert api.get("IPAddressPool", NS, "first-pool")["status"]["assignedIPv4"] == 2
+        wait_for(lambda: (api.get("IPAddressPool", NS, "first-pool").get("status") or {}).get("assignedIPv4") == 2,
+                 what="the pool's status counting both adopted IPs")
 
     # 6. Replace the speakers: MetalLB's DaemonSet goes (its pods with it).
     client.request("DELETE", f"/apis/apps/v1/namespaces/{NS}/daemonsets/speaker")
