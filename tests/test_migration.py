@@ -169,11 +169,12 @@ def test_the_documented_switch_step_by_step(api: FakeApiServer, client: RawClien
     with running_controller(api):
         wait_for(lambda: (api.list("ConfigurationState", NS) or [{}])[0].get("status", {}).get("result") == "Valid",
                  what="the controller's ConfigurationState")  # fmt: skip
+        # Pool status is written after every Service of the same reconcile.
+        wait_for(lambda: (api.get("IPAddressPool", NS, "first-pool").get("status") or {}).get("assignedIPv4") == 2,
+                 what="the pool's status counting both adopted IPs")
         assert ingress(api, "pi-hole", "pihole") == ["10.0.10.10"]
         assert ingress(api, "web", "pihole") == ["10.0.10.11"]
         assert [e["reason"] for e in events_for(api, "pi-hole", "pihole")] == []
-        wait_for(lambda: (api.get("IPAddressPool", NS, "first-pool").get("status") or {}).get("assignedIPv4") == 2,
-                 what="the pool's status counting both adopted IPs")
 
     # 6. Replace the speakers: MetalLB's DaemonSet goes (its pods with it).
     client.request("DELETE", f"/apis/apps/v1/namespaces/{NS}/daemonsets/speaker")
