@@ -6,7 +6,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from supervisor.allocating.results import AllocationResult, Assignment
-from supervisor.config.diagnostics import error, warning
+from supervisor.config.diagnostics import warning
 from supervisor.config.model import API_SOURCE, ServiceKey
 from supervisor.kubernetes.statuswriter import StatusWriter, go_ips
 from tests.test_review_k8s_events import RecordingClient
@@ -75,19 +75,13 @@ def test_deprecated_annotation_text_and_prefer_dual_stack_without_the_second_fam
     ]  # fmt: skip
 
 
-def test_invalid_requested_ips_are_load_balancer_failed_and_kept_fields_a_warning_on_their_object() -> None:
+def test_kept_fields_are_a_warning_on_their_object_once() -> None:
     client = RecordingClient()
     writer = StatusWriter(client)  # type: ignore[arg-type]
-    bad = error(API_SOURCE, "Service", "web", "spec.loadBalancerIP: 'x' is not an IP address")
-    writer.report_invalid([bad], [svc()])
     pool = {"kind": "IPAddressPool", "metadata": {"name": "first-pool", "namespace": "metallb-system", "uid": "p1"}}
     kept = warning(API_SOURCE, "IPAddressPool", "first-pool", "spec.x: kept, not acted on")
     writer.report_warnings([kept], [pool])
     writer.report_warnings([kept], [pool])  # on change only
-    assert events(client) == [
-        ("Warning", "ConfigurationWarning", "spec.x: kept, not acted on"),
-        ("Warning", "LoadBalancerFailed", "invalid requested loadbalancer IPs: spec.loadBalancerIP: 'x' is not an "
-         "IP address"),
-    ]  # fmt: skip
-    [warned] = [e for e in client.events.values() if e["reason"] == "ConfigurationWarning"]
+    assert events(client) == [("Warning", "ConfigurationWarning", "spec.x: kept, not acted on")]
+    [warned] = client.events.values()
     assert warned["involvedObject"]["kind"] == "IPAddressPool"

@@ -202,7 +202,12 @@ def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiSer
         result = speaker_allocation(loaded.config)
         assert {k.name: [str(ip) for ip in a.ips] for k, a in result.assignments.items()} == {
             "web": ["10.0.10.10"], "held": ["10.0.10.11"]}
-        winners = layer2_winners(loaded.config, result, frozenset({"n1", "n2"}))
-        assert {k.name for k in winners} == {"web", "held"}
+        # The layer 2 announcer's own plan (what every speaker computes) elects a node for both.
+        from plugins.layer2.planning import plan
+        from supervisor.announcing.api import AnnouncerView
+
+        view = AnnouncerView(node_name="n1", mode="kubernetes", config=loaded.config,
+                             assignments=tuple(result.assignments.values()), members=frozenset({"n1", "n2"}))
+        assert {e.service.name for e in plan(view).elections if e.winner} == {"web", "held"}
     finally:
         watcher.stop()

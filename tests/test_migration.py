@@ -223,12 +223,13 @@ def test_preflight_blocks_on_fields_metalloid_keeps_but_does_not_act_on(
 ) -> None:
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     api.create(yaml.safe_load(RUNBOOK_POOL))
-    l2 = yaml.safe_load(RUNBOOK_L2)
-    l2["spec"]["serviceSelectors"] = [{"matchLabels": {"exposed": "yes"}}]
-    api.create(l2)
+    api.create(yaml.safe_load(RUNBOOK_L2))
+    api.create({"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+                "metadata": {"name": "bgp", "namespace": NS},
+                "spec": {"ipAddressPools": ["first-pool"], "serviceSelectors": [{"matchLabels": {"exposed": "yes"}}]}})
     code, out = preflight(api, capsys)
     assert code == 1
-    [line] = [x for x in out.splitlines() if x.startswith(f"BLOCKS L2Advertisement/{NS}/first-pool: ")]
+    [line] = [x for x in out.splitlines() if x.startswith(f"BLOCKS BGPAdvertisement/{NS}/bgp: ")]
     assert "spec.serviceSelectors" in line and "Fix: remove the field, or keep MetalLB" in line
     assert "would prune" not in out  # metalloid's CRDs keep it
 

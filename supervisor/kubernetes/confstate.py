@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.config.diagnostics import Diagnostic
+from supervisor.config.isolation import OBJECT_KINDS, config_errors
 from supervisor.kubernetes import kinds
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
 
@@ -86,7 +87,8 @@ def configuration_state(
     reconcilers = [CONFIG_CONDITION] + ([POOL_CONDITION] if component == "controller" else [])
     conditions: list[Condition] = []
     if errors is not None:
-        found = [d for d in errors if d.is_error]
+        # A Service's own error fails that Service alone (an Event on it), not the configuration.
+        found = config_errors(errors)
         for reconciler in reconcilers:
             # The controller's pool reconciler owns the IPAddressPool errors; the
             # config reconciler the rest (a speaker's has them all).
@@ -97,7 +99,7 @@ def configuration_state(
                                             message=_joined(_line(d) for d in mine)))  # fmt: skip
             else:
                 conditions.append(Condition(type=reconciler, status="True", reason=REASON_OK))
-        notes = [d for d in warnings if not d.is_error]
+        notes = [d for d in warnings if not d.is_error and d.kind not in OBJECT_KINDS]
         if notes:
             conditions.append(Condition(type=WARNINGS_CONDITION, status="True", reason=REASON_WARNING,
                                         message=_joined(_line(d) for d in notes)))  # fmt: skip

@@ -250,11 +250,6 @@ class StatusWriter:
             if obj is None:
                 continue
             kind = next((k for k in kinds.WATCHED if k.kind == diag.kind), kinds.IP_ADDRESS_POOL)
-            if kind is kinds.SERVICE and "loadBalancerIP" in diag.message:
-                # MetalLB's reason for a Service whose requested IPs do not parse.
-                self._event(obj, events.WARNING, events.LOAD_BALANCER_FAILED,
-                            f"invalid requested loadbalancer IPs: {diag.message}")  # fmt: skip
-                continue
             self._event(obj, events.WARNING, events.INVALID_CONFIGURATION, diag.message, kind=kind)
             if kind is kinds.IP_ADDRESS_POOL:
                 condition = {
