@@ -14,6 +14,7 @@ which number.
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
     AnnounceFailure,
+    AnnounceFailureStatus,
     Announcement,
     AnnouncementStatus,
     Announcer,
@@ -59,6 +60,7 @@ __all__ = [
     "NO_SERVICE_MATCH",
     "SHARED_WITH_SELECTOR",
     "AnnounceFailure",
+    "AnnounceFailureStatus",
     "Announcement",
     "AnnouncementStatus",
     "Announcer",
