@@ -120,6 +120,26 @@ def test_a_crash_loop_is_failed_then_a_fixed_config_revives_it(tmp_path: Path) -
         node.close()
 
 
+def test_a_reload_the_plugin_rejects_keeps_the_last_good_settings(tmp_path: Path) -> None:
+    directory = tmp_path / "routes"
+    node = Node(tmp_path, announcers=None, config=config_text(2) + LAYER2_OFF + example(directory))
+    try:
+        node.wait_ready()
+        pid = node.workers()["announcer-example"]["pid"]
+        bad = config_text(2) + LAYER2_OFF + example(directory).replace("retries: 1", "retries: 99")
+        node.config.write_text(bad)
+        wait_for(lambda: node.status()["config"]["stale"], 10, what=f"the reload rejected; log:\n{node.log()}")
+        line = bad.splitlines().index("    retries: 99") + 1
+        assert node.status()["config"]["errors"] == [
+            f"{node.config}:{line}: AnnouncerConfig/example: spec.settings.retries: 99 is not a whole number "
+            "from 0 to 10"]
+        # The last good config stays in force: the announcer was not restarted and keeps its routes.
+        assert node.workers()["announcer-example"]["pid"] == pid
+        assert routes(directory) == {"default/svc-0", "default/svc-1"}
+    finally:
+        node.close()
+
+
 def test_a_hang_is_visible_in_readyz_before_its_own_deadline_kills_it(tmp_path: Path) -> None:
     crashy = ("---\napiVersion: metalloid.io/v1alpha1\nkind: AnnouncerConfig\nmetadata: {name: crashy}\n"
               "spec: {hangTimeoutSeconds: 6}\n")
