@@ -140,6 +140,22 @@ def test_a_reload_the_plugin_rejects_keeps_the_last_good_settings(tmp_path: Path
         node.close()
 
 
+def test_a_plugin_that_fails_to_load_is_named_with_its_hook_in_status(tmp_path: Path) -> None:
+    node = Node(tmp_path, announcers="recording", config=config_text(1),
+                env={"METALLOID_EXTRA_PLUGINS": "tests.recording_plugin:plugin,tests.recording_plugin:misspelled"})
+    try:
+        status = node.wait_ready()
+        [error] = status["plugin_errors"]
+        assert error["plugin"] == "tests.recording_plugin:misspelled"
+        assert error["hook"] == "metalloid_validate_confg"
+        assert "unknown hook" in error["reason"]
+        # The watcher, which runs the plugins' checks, names it in the config's warnings too.
+        assert any("Plugin/tests.recording_plugin:misspelled" in w and "(hook metalloid_validate_confg)" in w
+                   for w in status["config"]["warnings"])
+    finally:
+        node.close()
+
+
 def test_a_hang_is_visible_in_readyz_before_its_own_deadline_kills_it(tmp_path: Path) -> None:
     crashy = ("---\napiVersion: metalloid.io/v1alpha1\nkind: AnnouncerConfig\nmetadata: {name: crashy}\n"
               "spec: {hangTimeoutSeconds: 6}\n")
