@@ -156,6 +156,31 @@ def test_a_plugin_that_fails_to_load_is_named_with_its_hook_in_status(tmp_path: 
         node.close()
 
 
+def test_reloads_start_restart_and_stop_an_announcer(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    node = Node(tmp_path, announcers=None, config=config_text(2) + LAYER2_OFF)
+    try:
+        node.wait_ready()
+        assert "example" not in rows(node)  # installed, not configured: not running
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(first))
+        wait_for(lambda: routes(first) == {"default/svc-0", "default/svc-1"}, 15, what=f"started; {node.log()}")
+        pid = node.workers()["announcer-example"]["pid"]
+        # New settings: a graceful stop (its routes withdrawn), then a start that sees them.
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(second))
+        wait_for(lambda: routes(second) == {"default/svc-0", "default/svc-1"}, 15, what=f"restarted; {node.log()}")
+        assert routes(first) == set()
+        assert node.workers()["announcer-example"]["pid"] != pid
+        assert node.workers()["announcer-example"]["restarts"] >= 1
+        # Disabled: stopped gracefully, and gone from the workers; /readyz does not wait for it.
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(second, "  enabled: false\n"))
+        wait_for(lambda: routes(second) == set(), 15, what=f"stopped; {node.log()}")
+        wait_for(lambda: "announcer-example" not in node.workers(), 10)
+        assert rows(node)["example"]["enabled"] is False
+        wait_for(node.ready, 10, what="ready without it")
+    finally:
+        node.close()
+
+
 def test_a_hang_is_visible_in_readyz_before_its_own_deadline_kills_it(tmp_path: Path) -> None:
     crashy = ("---\napiVersion: metalloid.io/v1alpha1\nkind: AnnouncerConfig\nmetadata: {name: crashy}\n"
               "spec: {hangTimeoutSeconds: 6}\n")
