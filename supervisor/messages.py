@@ -32,12 +32,20 @@ class Control(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigLoaded:
-    """A new valid config. `generation` increases with every load of this watcher."""
+    """A new valid config. `generation` increases with every load of this watcher.
+
+    `allocation`: the assignments this watcher already holds for `config`
+    (Kubernetes: what the controller computed and writes to Service status,
+    or what Service status holds for a speaker); the allocator worker passes
+    it on as its answer instead of computing the same fact a second time.
+    None (standalone): the allocator worker computes it.
+    """
 
     generation: int
     config: Config
     origin: str
     warnings: tuple[Diagnostic, ...] = ()
+    allocation: AllocationResult | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -151,9 +151,13 @@ def test_status_allocator_worker_answers_each_routed_config_from_status() -> Non
     from supervisor.supervising.settings import WorkerSettings
 
     svc = Service(namespace="default", name="web", status_ips=(ipaddress.ip_address("10.0.10.10"),))
+    other = Service(namespace="default", name="other", status_ips=(ipaddress.ip_address("10.0.10.11"),))
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
     inbox.put(ConfigLoaded(generation=7, config=Config(services=(svc,)), origin="kubernetes"))
+    # What the watcher read and handed over is passed on as it is (not read again from the config).
+    handed = speaker_allocation(Config(services=(other,)))
+    inbox.put(ConfigLoaded(generation=8, config=Config(services=(svc,)), origin="kubernetes", allocation=handed))
     inbox.put(Control.STOP)
     run_status_allocator(WorkerSettings(name="allocator", node_name="n1"), inbox, outbox)
     done: list[AllocationDone] = []
@@ -161,7 +165,9 @@ def test_status_allocator_worker_answers_each_routed_config_from_status() -> Non
         message = outbox.get_nowait()
         if isinstance(message, AllocationDone):
             done.append(message)
-    assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),))]
+    assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),)),
+                                                                          (8, ())]
+    assert done[1].result == handed
 
 
 def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiServer) -> None:

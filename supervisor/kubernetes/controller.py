@@ -5,8 +5,8 @@
 replica holds the lease, and only one computed from a config emitted after it
 became leader (a follower's older answer may predate the previous leader's
 last writes). `ControllerLoop` runs the whole controller in threads of one
-process (watcher → allocate → writer), which is what the tests and benchmarks
-drive and what `metalloid controller` falls back to without the supervisor.
+process (watcher → allocate → writer): the `metalloid controller` worker
+process runs it, and so do the tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -113,13 +113,25 @@ class ControllerCore:
 class ControllerLoop:
     """The whole controller in threads: watcher → allocate → status writer.
 
-    Allocation and writes run in the watcher's emitter thread, as in the
-    worker process: while a batch of writes is in flight no new config is
-    parsed, and the next one is the state after the whole batch.
+    Allocation and writes run in the watcher's emitter thread: while a batch of
+    writes is in flight no new config is parsed, and the next one is the state
+    after the whole batch. This is the one place the controller allocates:
+    `forward` (the worker process's outbox) receives each ConfigLoaded with
+    that allocation attached, so the supervisor's /status and pool metrics
+    show the very result written to Service status.
     """
 
-    def __init__(self, client: RawClient, options: ControllerOptions) -> None:
-        self.core = ControllerCore(client, options, self._handle)
+    def __init__(
+        self,
+        client: RawClient,
+        options: ControllerOptions,
+        *,
+        forward: Callable[[Emitted], None] = lambda message: None,
+        metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
+    ) -> None:
+        self.core = ControllerCore(client, options, self._handle, metric=metric, validators=validators)
+        self.forward = forward
         self.allocations = 0
 
     def start(self) -> ControllerLoop:
@@ -136,6 +148,9 @@ class ControllerLoop:
             case ConfigLoaded(generation=generation, config=config):
                 result = allocate(config, previous_from_status(config))
                 self.allocations += 1
-                self.core.allocation_done(AllocationDone(generation=generation, result=result), message)
+                loaded = replace(message, allocation=result)
+                self.forward(loaded)
+                self.core.allocation_done(AllocationDone(generation=generation, result=result), loaded)
             case ConfigRejected():
+                self.forward(message)
                 self.core.config_rejected(message)

@@ -1,20 +1,20 @@
 """The Kubernetes worker process: `run(settings, inbox, outbox)` for both roles.
 
-controller: watcher + allocator + lease + status writer in one process. The
-allocator is pure and cheap, and keeping it next to the writer means an
-allocation is written only by the replica that computed it, from the config it
-computed it on. ConfigLoaded still goes to the supervisor, which routes it to
-the ordinary allocator worker for /status, /metrics and `metalloid explain`
-(the same pure function on the same config: the same answer).
+controller: watcher + allocator + lease + status writer in one process
+(`ControllerLoop`). The allocator is pure and cheap, and keeping it next to the
+writer means an allocation is written only by the replica that computed it,
+from the config it computed it on. That one allocation travels with the
+ConfigLoaded to the supervisor, whose allocator worker passes it on for
+/status, /metrics and `metalloid explain`: written and shown are one result.
 
 speaker: watcher (with the speaker pods as membership peers) that sends
 ConfigLoaded, and writes what this speaker reports: ServiceL2Status and the
 nodeAssigned / announceFailed Events from the announcers' real state
 (`AnnouncementsChanged`, routed here by the supervisor), its
-ConfigurationState from the config's verdict. `run_status_allocator` is the
-speaker's allocator-role worker,
-answering each routed config with the assignments Service status holds, so the
-supervisor routes them to membership and the announcers as usual.
+ConfigurationState from the config's verdict. The assignments Service status
+holds are read once, by this watcher, and attached to the ConfigLoaded;
+`run_status_allocator`, the speaker's allocator-role worker, passes them on so
+the supervisor routes them to membership and the announcers as usual.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from supervisor.messages import (
@@ -98,22 +99,8 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
 def _controller(
     settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
 ) -> Handlers:
-    from supervisor.allocating.allocator import allocate
-    from supervisor.kubernetes.assignments import previous_from_status
-    from supervisor.kubernetes.controller import ControllerCore, ControllerOptions
+    from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
     from supervisor.watching.k8s_watcher import WatchOptions
-
-    core: ControllerCore
-
-    def emit(message: ConfigLoaded | ConfigRejected) -> None:
-        put(message)
-        if isinstance(message, ConfigLoaded):
-            result = allocate(message.config, previous_from_status(message.config))
-            # Written here, by the replica that computed it; the supervisor's own view
-            # (/status, pool metrics) comes from the allocator worker it routes to.
-            core.allocation_done(AllocationDone(generation=message.generation, result=result), message)
-        else:
-            core.config_rejected(message)
 
     options = ControllerOptions(
         namespace=settings.namespace,
@@ -122,9 +109,10 @@ def _controller(
         identity=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or settings.node_name,
         watch=WatchOptions(namespace=settings.namespace),
     )
-    core = ControllerCore(client, options, emit, metric=metric, validators=_plugin_validators())
-    core.start()
-    return core.stop, lambda message: None
+    # The loop allocates once per config and writes that result; each ConfigLoaded
+    # reaches the supervisor with it attached, for the allocator worker to pass on.
+    loop = ControllerLoop(client, options, forward=put, metric=metric, validators=_plugin_validators()).start()
+    return loop.stop, lambda message: None
 
 
 def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
@@ -132,7 +120,7 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
     from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder
     from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
-    from supervisor.kubernetes.speaker import AnnouncementReporter
+    from supervisor.kubernetes.speaker import AnnouncementReporter, speaker_allocation
     from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 
     node, namespace = settings.node_name, settings.namespace
@@ -179,6 +167,9 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
                 changed.set()
 
     def emit(message: ConfigLoaded | ConfigRejected) -> None:
+        if isinstance(message, ConfigLoaded):
+            # Read once, here: the allocator worker passes these assignments on.
+            message = replace(message, allocation=speaker_allocation(message.config))
         put(message)
         with lock:
             if isinstance(message, ConfigLoaded):
@@ -230,14 +221,20 @@ def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
 
 
 def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
-    """The speaker's allocator role: assignments come from Service status, never computed."""
+    """The speaker's allocator role: it passes on the assignments the watcher read from Service status.
+
+    The watcher attaches them to every ConfigLoaded it sends; a ConfigLoaded
+    without them (none is sent today) is read from its Services' status, the
+    same function the watcher runs, so the answer never depends on the sender.
+    """
     from supervisor.kubernetes.speaker import speaker_allocation
     from supervisor.messages import FromWorker, ToWorker
     from supervisor.supervising.child import serve
 
     def handle(message: ToWorker) -> list[FromWorker]:
         if isinstance(message, ConfigLoaded):
-            return [AllocationDone(generation=message.generation, result=speaker_allocation(message.config))]
+            result = message.allocation if message.allocation is not None else speaker_allocation(message.config)
+            return [AllocationDone(generation=message.generation, result=result)]
         return []
 
     serve(settings, inbox, outbox, handle)
