@@ -215,9 +215,9 @@ ANNOUNCER_FAILED_REASON = "AnnouncerFailed"
 
 def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
     """The plugins' `metalloid_validate_config` hooks, as `metalloid check` and the file watcher run them."""
-    from supervisor.watching.file_watcher import plugin_validators
+    from supervisor.plugin_checks import running_validators
 
-    return plugin_validators()
+    return running_validators()
 
 
 def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
