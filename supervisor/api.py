@@ -13,6 +13,8 @@ which number.
 
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
+    AnnounceFailure,
+    AnnounceFailureStatus,
     Announcement,
     AnnouncementStatus,
     Announcer,
@@ -57,6 +59,8 @@ __all__ = [
     "METALLOID_PLUGIN_API",
     "NO_SERVICE_MATCH",
     "SHARED_WITH_SELECTOR",
+    "AnnounceFailure",
+    "AnnounceFailureStatus",
     "Announcement",
     "AnnouncementStatus",
     "Announcer",

@@ -113,8 +113,8 @@ def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None
 
 
 def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_path: Path) -> None:
-    from supervisor.commands.check import plugin_validators
     from supervisor.config.loading import load_config_files
+    from supervisor.plugin_checks import plugin_validators
 
     path = tmp_path / "c.yaml"
     path.write_text(config_text(2))

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor.allocating.allocator import allocate
-from supervisor.commands.check import plugin_validators
 from supervisor.config.loading import INTERNAL, load_config_files
+from supervisor.plugin_checks import plugin_validators
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SOURCES = [p.read_text() for p in sorted(EXAMPLES.glob("*.yaml"))]

@@ -16,7 +16,7 @@ from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
 from supervisor.supervising.settings import WorkerSettings
 from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller, wait_for
 
 EXAMPLE = {"apiVersion": "metalloid.io/v1alpha1", "kind": "AnnouncerConfig",
            "metadata": {"name": "example", "namespace": "metallb-system"},
@@ -75,3 +75,14 @@ def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -
         assert "announcer example is FAILED" in event["message"] and "NotADirectoryError" in event["message"]
     finally:
         stop()
+
+
+def test_the_controller_reports_an_invalid_announcer_config_on_it(api: FakeApiServer) -> None:
+    with running_controller(api):
+        api.create({**EXAMPLE, "spec": {"enabled": "yes"}})
+        events = wait_for(lambda: [e for e in api.list("Event", "metallb-system")
+                                   if e["reason"] == "InvalidConfiguration"], timeout=10)
+        assert events[0]["type"] == "Warning"
+        assert events[0]["involvedObject"]["kind"] == "AnnouncerConfig"
+        assert events[0]["involvedObject"]["name"] == "example"
+        assert "spec.enabled: expected true or false" in events[0]["message"]

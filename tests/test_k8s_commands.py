@@ -52,6 +52,7 @@ def test_controller_process_assigns_and_exports_metallb_metrics() -> None:
 
             in_use = 'metallb_allocator_addresses_in_use_total{pool="first-pool"} 1'
             wait_for(lambda: in_use in metrics(), timeout=15, what="pool metrics from the allocator worker")
+            assert 'metallb_allocator_services_allocated_total{pool="first-pool"} 1' in metrics()
             wait_for(lambda: "metallb_k8s_client_updates_total" in metrics(), what="k8s client counters")
         finally:
             proc.send_signal(signal.SIGTERM)

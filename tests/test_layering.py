@@ -44,6 +44,9 @@ PURE = [
     "supervisor/membership/fallback.py",
     "supervisor/supervising/lifecycle.py",
     "supervisor/supervising/backoff.py",
+    "supervisor/supervising/following.py",
+    "supervisor/announcing/enabling.py",
+    "supervisor/config/announcer_config.py",
 ]
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.commands.check import plugin_validators
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.loading import load_config_files, load_documents
 from supervisor.config.parsing import parse_documents
 from supervisor.config.validation import validate
+from supervisor.plugin_checks import plugin_validators
 from tests.deploy_support import REPO, Obj, admission_errors, crd_version_schema, find, kustomize, pruned, pruned_paths
 
 SAMPLES = REPO / "tests" / "fixtures" / "metallb-samples"

@@ -539,10 +539,15 @@ class Layer2Announcer:
             for service in own.services
         ]  # fmt: skip
         elections = []
+        failures: list[dict[str, str]] = []
         for entry in self._plan.elections if self._plan else ():
             reason = entry.not_announced_reason
             if reason is None and entry.winner == node and entry.ip not in self._owned:
-                reason = self._yield_reason(entry.ip) or NO_INTERFACE
+                yield_reason = self._yield_reason(entry.ip)
+                reason = yield_reason or NO_INTERFACE
+                if yield_reason is None:  # won, and nothing to answer on: MetalLB's announceFailed
+                    failures.append({"service": str(entry.service), "ip": str(entry.ip), "protocol": PROTOCOL,
+                                     "node": node, "reason": NO_INTERFACE})
             elections.append(
                 {
                     "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
@@ -568,6 +573,7 @@ class Layer2Announcer:
         ]
         return {
             "announcements": announcements,
+            "failures": failures,
             "elections": elections,
             "interfaces": interfaces,
             "sockets_ready": self._sockets_ready,

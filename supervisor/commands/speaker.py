@@ -98,5 +98,6 @@ def run(args: argparse.Namespace) -> int:
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
                             SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version(),
-                                               announcer_template=template, requested_announcers=requested),
+                                               announcer_template=template, requested_announcers=requested,
+                                               pool_metrics=False),
                             args=args)

@@ -37,7 +37,11 @@ from typing import Any
 import yaml
 
 from supervisor.config.diagnostics import Diagnostic, error
+from supervisor.config.documents import Document, LocatedDict, LocatedList
+from supervisor.config.isolation import config_errors, isolate
 from supervisor.config.model import Config, Source
+from supervisor.config.parsing import parse_documents
+from supervisor.config.validation import validate
 from supervisor.files import RefusedFile, read_regular_file
 
 log = logging.getLogger(__name__)
@@ -54,38 +58,6 @@ MAX_NESTING = 64
 # to at most ALIAS_RATIO times the nodes actually written.
 MAX_EXPANDED_NODES = 200_000
 ALIAS_RATIO = 10
-
-
-class LocatedDict(dict[Any, Any]):
-    """A dict that knows its 1-based start line and the line of each key."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-    def line_of(self, key: Any) -> int:
-        lines = getattr(self, "key_lines", None) or {}
-        return int(lines.get(key, self.line))
-
-
-class LocatedList(list[Any]):
-    """A list that knows its 1-based start line and the line of each item."""
-
-    line: int = 0
-    item_lines: list[int]
-
-    def line_of(self, index: int) -> int:
-        lines = getattr(self, "item_lines", None) or []
-        return lines[index] if 0 <= index < len(lines) else self.line
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Document:
-    """One YAML document of a file: `body` is usually a LocatedDict, but may be anything."""
-
-    file: str
-    line: int
-    index: int
-    body: Any
 
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -366,10 +338,6 @@ def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -
     OSError when a file cannot be read. The validators (plugins' hooks) run
     only on a config without config-level errors.
     """
-    from supervisor.config.isolation import config_errors, isolate
-    from supervisor.config.parsing import parse_documents
-    from supervisor.config.validation import validate
-
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
     for path in paths:

@@ -22,9 +22,9 @@ from supervisor.config import bgp_kinds, core_kinds
 from supervisor.config.addresses import address_note, parse_address_range, parse_ip
 from supervisor.config.announcer_config import parse_announcer_config
 from supervisor.config.diagnostics import Diagnostic, error, warning
+from supervisor.config.documents import Document
 from supervisor.config.fields import Fields, ObjectContext, describe, line_in
 from supervisor.config.kept_fields import kept_keys
-from supervisor.config.loading import Document
 from supervisor.config.model import (
     AnnouncerConfig,
     BFDProfile,

@@ -5,7 +5,8 @@ the allocation computed for it, the membership view and every worker's last
 status. When a worker comes back after a crash it gets, immediately, exactly
 what it would have accumulated (`replay`): the allocator the config, the
 membership worker the config and the allocation, an announcer the current
-`AnnouncerView`. No worker keeps state the supervisor cannot rebuild.
+`AnnouncerView`, a Kubernetes watcher what each announcer really announces.
+No worker keeps state the supervisor cannot rebuild.
 
 Generations are the supervisor's own: a restarted watcher counts from 1 again,
 so `accept_config` renumbers, and an unchanged config (the watcher re-reading
@@ -23,6 +24,7 @@ from supervisor.announcing.api import AnnouncerView
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     ConfigLoaded,
     ConfigRejected,
     MembersChanged,
@@ -52,6 +54,8 @@ class RoutedState:
     allocated_config: Config | None = None
     members: MembersChanged | None = None
     statuses: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Each announcer worker's last real state (Kubernetes: for the watcher).
+    announced: dict[str, AnnouncementsChanged] = field(default_factory=dict)
 
     def accept_config(self, message: ConfigLoaded) -> ConfigLoaded | None:
         """Record a new valid config; the message to route, or None when nothing changed."""
@@ -126,6 +130,6 @@ class RoutedState:
             view = self.view()
             if view is not None:
                 messages.append(ViewChanged(view=view))
-        elif role == WATCHER and self.mode == "kubernetes" and self.members is not None:
-            messages.append(self.members)
+        elif role == WATCHER and self.mode == "kubernetes":
+            messages.extend(self.announced[worker] for worker in sorted(self.announced))
         return messages

@@ -61,10 +61,12 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Final
 
+from supervisor.announcing.api import AnnouncerState
 from supervisor.announcing.enabling import Decision, decide
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
@@ -81,7 +83,7 @@ from supervisor.messages import (
     WorkerHeartbeat,
 )
 from supervisor.serving.metrics import MetricsRegistry
-from supervisor.supervising import lifecycle
+from supervisor.supervising import following, lifecycle
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
@@ -146,6 +148,10 @@ class SupervisorSettings:
     announcer_template: WorkerSettings | None = None
     # --announcers: the complete list, overriding the config.
     requested_announcers: tuple[str, ...] | None = None
+    # The allocator's per-pool gauges (metallb_allocator_*): exported by the
+    # controller and `metalloid run`, not by speakers (MetalLB's split: one
+    # series per pool in the cluster, not one per node).
+    pool_metrics: bool = True
 
 
 ANNOUNCER_FAILED = "metalloid_announcer_failed"
@@ -507,6 +513,12 @@ class Supervisor:
                   slot.policy.restarts_in_window(), self.settings.backoff.window_seconds, slot.ws.last_error)
         self._failed_metric(slot, 1.0)
         self._send(WATCHER, AnnouncerFailed(protocol=protocol, error=slot.ws.last_error or "restart budget spent"))
+        # Its process is gone and stays gone: it announces nothing, and the
+        # speaker's ServiceL2Status and Events must say so.
+        nothing = AnnouncementsChanged(worker=slot.spec.name, state=AnnouncerState(protocol=protocol))
+        self.state.announced[slot.spec.name] = nothing
+        if self.state.mode == "kubernetes":
+            self._send(WATCHER, nothing)
 
     def _failed_metric(self, slot: _Slot, value: float) -> None:
         self._metric(ANNOUNCER_FAILED, MetricKind.GAUGE, ANNOUNCER_FAILED_HELP,
@@ -606,15 +618,18 @@ class Supervisor:
             case AllocationDone():
                 if self.state.accept_allocation(message):
                     self._send(MEMBERSHIP, message)
-                    self._pool_metrics(message)
+                    if self.settings.pool_metrics:
+                        self._pool_metrics(message)
                     self._announce()
             case MembersChanged():
                 self.state.members = message
                 self._announce()
+            case AnnouncementsChanged():
+                self.state.announced[message.worker] = message
                 if self.state.mode == "kubernetes":
-                    # The speaker's watcher emits nodeAssigned events, which
-                    # depend on who is alive. (`metalloid speaker` runs in mode
-                    # "kubernetes"; the controller has no membership worker.)
+                    # The speaker's watcher writes ServiceL2Status and the
+                    # nodeAssigned / announceFailed Events from what the
+                    # announcers really do. (The controller has no announcers.)
                     self._send(WATCHER, message)
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]
@@ -634,58 +649,47 @@ class Supervisor:
     # -- announcers follow the config ----------------------------------------
 
     def _follow_announcers(self, config: Config) -> None:
-        """Start, stop, restart or revive announcers as `enabling.decide` says for `config`."""
+        """Start, stop, restart or revive announcers as `enabling.decide` says for `config` (`following.step`)."""
         template = self.settings.announcer_template
         if template is None or self._stopping_since is not None:
             return
         now = self._clock()
         self._decisions = {d.protocol: d for d in decide(config, self.settings.requested_announcers)}
         slots = {s.spec.settings.protocol or s.spec.name: s for s in self._slots if s.spec.role == ANNOUNCER}
-        for protocol, decision in sorted(self._decisions.items()):
+        for protocol in sorted(set(self._decisions) | set(slots)):
+            decision = self._decisions.setdefault(protocol, Decision(
+                protocol=protocol, enabled=False, reason="no longer enabled by the config"))
             slot = slots.get(protocol)
-            if not decision.enabled:
-                if slot is not None:
-                    self._disable(slot, now, decision.reason)
-                continue
-            spec = announcer_spec(template, config, protocol)
-            if slot is None:
+            spec = announcer_spec(template, config, protocol) if decision.enabled else None
+            changed = slot is not None and spec is not None and slot.spec.settings != spec.settings
+            if slot is not None and spec is not None:
+                slot.spec = spec
+            todo = following.step(enabled=decision.enabled, state=slot.ws.state if slot else None,
+                                  alive=slot is not None and slot.process is not None, changed=changed)
+            if slot is None and spec is not None and todo is following.Step.START:
                 slot = _Slot(spec, self.settings, self._clock)
                 self._slots.append(slot)
-                log.info("announcer.enabled protocol=%s reason=%s", protocol, decision.reason)
-                self._spawn(slot)
-                continue
-            changed = slot.spec.settings != spec.settings
-            slot.spec = spec
-            self._enable(slot, now, changed)
-        for protocol, slot in slots.items():
-            if protocol not in self._decisions:
-                self._decisions[protocol] = Decision(protocol=protocol, enabled=False,
-                                                     reason="no longer enabled by the config")
-                self._disable(slot, now, "no longer enabled by the config")
+            if slot is not None:
+                self._carry_out(todo, slot, now, decision.reason)
 
-    def _enable(self, slot: _Slot, now: float, changed: bool) -> None:
-        if slot.ws.state is State.FATAL:
-            if not changed:
-                return  # FAILED stays FAILED until its AnnouncerConfig changes
-            log.info("announcer.revived worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
-            slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
-            slot.policy = RestartPolicy(self.settings.backoff, clock=self._clock, name=slot.spec.name)
-        if slot.process is None and slot.ws.state is State.EXITED:
+    def _carry_out(self, todo: following.Step, slot: _Slot, now: float, reason: str) -> None:
+        if todo is not following.Step.RESTART:
             slot.restart_pending = False
-            self._spawn(slot)
-        elif changed and slot.ws.state in (State.STARTING, State.RUNNING):
-            log.info("announcer.restarting worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
-            slot.restart_pending = True
-            self._stop_slot(slot, now)
-        elif slot.ws.state is State.STOPPING:
-            slot.restart_pending = True  # being disabled, enabled again meanwhile
-
-    def _disable(self, slot: _Slot, now: float, reason: str) -> None:
-        slot.restart_pending = False
-        if slot.ws.state is State.FATAL:
+        if todo in (following.Step.REVIVE, following.Step.CLEAR):
             slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
             self._failed_metric(slot, 0.0)
-        if slot.ws.state in (State.STARTING, State.RUNNING, State.BACKOFF):
+        if todo in (following.Step.START, following.Step.REVIVE):
+            # A fresh start (first, re-enabled, or a FAILED one with a new AnnouncerConfig): a fresh budget.
+            log.info("announcer.%s worker=%s reason=%s", "revived" if todo is following.Step.REVIVE else "enabled",
+                     slot.spec.name, reason if todo is following.Step.START else "its AnnouncerConfig changed")
+            slot.policy = RestartPolicy(self.settings.backoff, clock=self._clock, name=slot.spec.name)
+            self._spawn(slot)
+        elif todo is following.Step.RESTART:
+            slot.restart_pending = True
+            if slot.ws.state is not State.STOPPING:
+                log.info("announcer.restarting worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
+                self._stop_slot(slot, now)
+        elif todo is following.Step.STOP:
             log.info("announcer.disabled worker=%s reason=%s", slot.spec.name, reason)
             self._stop_slot(slot, now)
 
@@ -730,10 +734,14 @@ class Supervisor:
 
     def _pool_metrics(self, message: AllocationDone) -> None:
         names = set()
+        services: dict[str, int] = {}
+        for assignment in message.result.assignments.values():
+            services[assignment.pool] = services.get(assignment.pool, 0) + 1
         for c in message.result.pools:
             names.add(c.pool)
             labels = {"pool": c.pool}
             for name, value in (
+                ("metallb_allocator_services_allocated_total", services.get(c.pool, 0)),
                 ("metallb_allocator_addresses_total", c.total),
                 ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
                 ("metallb_allocator_ipv4_addresses_total", c.total_v4),
@@ -743,7 +751,8 @@ class Supervisor:
             ):
                 self._metric(name, MetricKind.GAUGE, "", labels, MetricOp.SET, float(value))
         for gone in self._pool_names - names:
-            for name in ("metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
+            for name in ("metallb_allocator_services_allocated_total",
+                         "metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
                          "metallb_allocator_ipv4_addresses_total", "metallb_allocator_ipv4_addresses_in_use_total",
                          "metallb_allocator_ipv6_addresses_total", "metallb_allocator_ipv6_addresses_in_use_total"):
                 self._metric(name, MetricKind.GAUGE, "", {"pool": gone}, MetricOp.REMOVE, 0.0)

@@ -98,7 +98,9 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
 
         nonlocal validators
         if validators is None:
-            validators = plugin_validators()
+            from supervisor.plugin_checks import running_validators
+
+            validators = running_validators()
         try:
             config, diagnostics = load_config_files(paths, validators=validators)
         except OSError as exc:
@@ -111,19 +113,6 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
         return config, diagnostics
 
     return load
-
-
-def plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
-    """The plugins' validators; a plugin that failed to load is a warning on every load (/status shows it)."""
-    # The same plugin checks `metalloid check` runs, so a rejection reads the same.
-    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
-    from supervisor.plugins_loader import PluginLoadFailure
-
-    failures: list[PluginLoadFailure] = []
-    validators = plugin_validators(failures)
-    # Not the config's fault, so not a rejection; an announcer of that plugin fails to start and says why.
-    noted = load_failure_diagnostics(failures, as_errors=False)
-    return [*validators, lambda config: list(noted)] if noted else validators
 
 
 class FileWatcherCore:
