@@ -11,10 +11,10 @@ import yaml
 
 from supervisor.api import Config, Diagnostic, setting_error
 from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
 from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
 from supervisor.supervising.settings import WorkerSettings
-from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller, wait_for
 

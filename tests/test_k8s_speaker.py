@@ -15,8 +15,8 @@ from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.peers import nodes_with_speaker_addresses, speaker_addresses
 from supervisor.kubernetes.speaker import speaker_allocation
+from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import ConfigLoaded
-from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service, wait_for
 

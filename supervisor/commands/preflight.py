@@ -80,7 +80,7 @@ def findings(client: RawClient, *, namespace: str, crds: Path) -> tuple[list[Fin
     import yaml
 
     from supervisor.kubernetes import preflight
-    from supervisor.watching.k8s_watcher import build_config
+    from supervisor.kubernetes.watcher import build_config
 
     notes: list[str] = []
     found: list[Finding] = []

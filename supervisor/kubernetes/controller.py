@@ -24,8 +24,8 @@ from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
 from supervisor.kubernetes.leaderelection import LeaderElector, LeaseTimings
 from supervisor.kubernetes.statuswriter import StatusWriter
+from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import AllocationDone, ConfigLoaded, ConfigRejected
-from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
 
 log = logging.getLogger(__name__)
 

@@ -100,7 +100,7 @@ def _controller(
     settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
 ) -> Handlers:
     from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
-    from supervisor.watching.k8s_watcher import WatchOptions
+    from supervisor.kubernetes.watcher import WatchOptions
 
     options = ControllerOptions(
         namespace=settings.namespace,
@@ -121,7 +121,7 @@ def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Call
     from supervisor.kubernetes.events import EventRecorder
     from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
     from supervisor.kubernetes.speaker import AnnouncementReporter, speaker_allocation
-    from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
+    from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 
     node, namespace = settings.node_name, settings.namespace
     pod_name = os.environ.get("POD_NAME")
