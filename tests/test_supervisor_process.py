@@ -387,3 +387,26 @@ def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
         assert (tmp_path / "state" / "assignments.json").read_text() == "{not json"
     finally:
         n.close()
+
+
+def test_at_the_open_file_limit_a_worker_death_backs_off_and_exits_3_not_a_hang(tmp_path: Path) -> None:
+    """Issue 15: with no file descriptor left, a worker death crashed the loop and the process hung."""
+    import resource
+
+    n = Node(tmp_path, extra_args=("--restart-budget", "2", "--restart-window", "60"))
+    try:
+        n.wait_ready()
+        watcher = n.workers()["watcher"]["pid"]
+        # Exactly the descriptors it holds now: the next pipe or socket fails with EMFILE.
+        held = len(os.listdir(f"/proc/{n.proc.pid}/fd"))
+        resource.prlimit(n.proc.pid, resource.RLIMIT_NOFILE, (held, held))
+        os.kill(watcher, signal.SIGKILL)
+        code = n.proc.wait(timeout=60)
+        assert code == 3, n.log()
+        log = n.log()
+        assert "spawn failed: Too many open files (errno 24)" in log
+        assert "supervisor.giving_up worker=watcher" in log and "Traceback" not in log
+        # Only the killed worker failed: the others (children of the forkserver) were never disturbed.
+        assert "worker.died worker=allocator" not in log and "worker.died worker=announcer" not in log
+    finally:
+        n.close()

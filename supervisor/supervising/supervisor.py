@@ -415,6 +415,7 @@ class Supervisor:
         ctx = self._ctx
         opened: list[multiprocessing.connection.Connection] = []
         try:
+            _check_fd_headroom()
             inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
             opened += [inbox_reader, inbox_writer]
             outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
@@ -767,6 +768,28 @@ class Supervisor:
     def worker_states(self) -> dict[str, WorkerState]:
         with self.lock:
             return {s.spec.name: replace(s.ws) for s in self._slots}
+
+
+# Descriptors one spawn needs: our two pipes (4), and in the forkserver
+# handshake its socket and two more pipes (5), with some margin.
+SPAWN_FDS = 16
+
+
+def _check_fd_headroom() -> None:
+    """Raise EMFILE before a spawn that would run out of descriptors half-way.
+
+    Half-way is worse than not at all: CPython 3.11's forkserver dies with an
+    EOFError when a client connects and then fails to send its descriptors,
+    and every worker (its children, with a parent-death signal) dies with it.
+    Counting first keeps an EMFILE a failed start of one worker.
+    """
+    import errno
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    used = len(os.listdir("/proc/self/fd"))  # at the limit this itself fails with EMFILE
+    if soft != resource.RLIM_INFINITY and soft - used < SPAWN_FDS:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
 
 def _without_resource_tracker() -> None:
