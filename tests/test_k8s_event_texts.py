@@ -9,7 +9,7 @@ from supervisor.allocating.results import AllocationResult, Assignment
 from supervisor.config.diagnostics import warning
 from supervisor.config.model import API_SOURCE, ServiceKey
 from supervisor.kubernetes.statuswriter import StatusWriter, go_ips
-from tests.test_review_k8s_events import RecordingClient
+from tests.test_k8s_status_writer_events import RecordingClient
 
 KEY = ServiceKey(namespace="default", name="web")
 

@@ -18,6 +18,7 @@ from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_sta
 from supervisor.kubernetes.events import EventRecorder
 from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
 from supervisor.kubernetes.speaker import AnnouncementReporter
+from supervisor.roles import KubernetesRole, Mode
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import events_for, service, wait_for
 
@@ -275,8 +276,8 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
                        "interfaces": [{"name": "eth9"}]})
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", mode="kubernetes", k8s_role="speaker", api_host=api.url,
-                              namespace=NS)  # fmt: skip
+    settings = WorkerSettings(name="watcher", node_name="n1", mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
+                              api_host=api.url, namespace=NS)  # fmt: skip
     worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
     worker.start()
     def result() -> str | None:

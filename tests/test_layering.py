@@ -58,7 +58,8 @@ PURE = [
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Pure data and functions, plus the small file helpers they read with.
-    ("core", ("supervisor.__init__", "supervisor.files", "supervisor.logs", "supervisor.config", "supervisor.electing",
+    ("core", ("supervisor.__init__", "supervisor.roles", "supervisor.files", "supervisor.logs", "supervisor.config",
+              "supervisor.electing",
               "supervisor.allocating", "supervisor.membership.codec", "supervisor.membership.detector",
               "supervisor.membership.consistency", "supervisor.membership.fallback", "supervisor.membership.keys",
               "supervisor.supervising.lifecycle", "supervisor.supervising.backoff", "supervisor.serving.options")),

@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
+    from supervisor.roles import KubernetesRole, Mode
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, WATCHER
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     identity = os.environ.get("POD_NAME") or os.uname().nodename
     settings = WorkerSettings(
-        name="controller", node_name=identity, mode="kubernetes", k8s_role="controller",
+        name="controller", node_name=identity, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.CONTROLLER,
         kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace, lb_class=args.lb_class,
         lease_name=args.lease_name, log_format=args.log_format, log_level=args.log_level,
     )
@@ -74,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
                    settings=dataclasses.replace(settings, name="allocator")),
     ]
     return serve_supervisor("controller", specs,
-                            SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
+                            SupervisorSettings(node_name=identity, mode=Mode.KUBERNETES, version=_version()),
                             args=args)

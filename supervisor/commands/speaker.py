@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.announcing.enabling import parse_list
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
+    from supervisor.roles import KubernetesRole, Mode
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     def settings(name: str) -> WorkerSettings:
         return WorkerSettings(
-            name=name, node_name=args.node, mode="kubernetes", k8s_role="speaker", state_dir=args.state_dir,
+            name=name, node_name=args.node, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
+            state_dir=args.state_dir,
             kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace,
             membership_key_file=key_file, insecure=args.insecure, log_format=args.log_format, log_level=args.log_level,
         )
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     template = settings("announcer")
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
-                            SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version(),
+                            SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=_version(),
                                                announcer_template=template, requested_announcers=requested,
                                                pool_metrics=False),
                             args=args)

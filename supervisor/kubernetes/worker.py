@@ -37,6 +37,7 @@ from supervisor.messages import (
     MetricKind,
     MetricUpdate,
 )
+from supervisor.roles import KubernetesRole
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.settings import WorkerSettings
 
@@ -77,7 +78,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     def metric(name: str, value: float) -> None:
         put(MetricUpdate(name=name, kind=MetricKind.COUNTER, documentation=_DOCS.get(name, name), value=value))
 
-    if settings.k8s_role == "controller":
+    if settings.k8s_role is KubernetesRole.CONTROLLER:
         stop, on_message = _controller(settings, client, put, metric)
     else:
         stop, on_message = _speaker(settings, client, put, metric)

@@ -31,18 +31,16 @@ from supervisor.messages import (
     ToWorker,
     ViewChanged,
 )
+from supervisor.roles import Mode, Role
 
-# Worker roles: what each kind of worker is sent and replayed.
-WATCHER = "watcher"
-ALLOCATOR = "allocator"
-MEMBERSHIP = "membership"
-ANNOUNCER = "announcer"
+# Worker roles (`Role`), by their short names: what each kind of worker is sent and replayed.
+WATCHER, ALLOCATOR, MEMBERSHIP, ANNOUNCER = Role.WATCHER, Role.ALLOCATOR, Role.MEMBERSHIP, Role.ANNOUNCER
 
 
 @dataclass(slots=True, kw_only=True)
 class RoutedState:
     node_name: str
-    mode: str = "standalone"
+    mode: Mode = Mode.STANDALONE
     generation: int = 0
     loaded: ConfigLoaded | None = None
     # The last rejection since the last accepted config; None = not stale.
@@ -116,7 +114,7 @@ class RoutedState:
             members_changed_at=self.members.changed_at if self.members is not None else None,
         )
 
-    def replay(self, role: str) -> list[ToWorker]:
+    def replay(self, role: Role) -> list[ToWorker]:
         """What a (re)started worker of `role` must receive to be up to date."""
         messages: list[ToWorker] = []
         if role == ALLOCATOR and self.loaded is not None:
@@ -130,6 +128,6 @@ class RoutedState:
             view = self.view()
             if view is not None:
                 messages.append(ViewChanged(view=view))
-        elif role == WATCHER and self.mode == "kubernetes":
+        elif role == WATCHER and self.mode is Mode.KUBERNETES:
             messages.extend(self.announced[worker] for worker in sorted(self.announced))
         return messages

@@ -82,6 +82,7 @@ from supervisor.messages import (
     WorkerFailed,
     WorkerHeartbeat,
 )
+from supervisor.roles import Mode, Role
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising import following, lifecycle
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
@@ -120,7 +121,7 @@ class WorkerSpec:
     """
 
     name: str
-    role: str
+    role: Role
     entry: str
     settings: WorkerSettings
     needs_peers: bool = False
@@ -129,7 +130,7 @@ class WorkerSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorSettings:
     node_name: str
-    mode: str = "standalone"
+    mode: Mode = Mode.STANDALONE
     version: str = "0"
     grace_seconds: float = 5.0
     # No heartbeat for this long = hung (six missed 0.5 s heartbeats; an
@@ -518,7 +519,7 @@ class Supervisor:
         # speaker's ServiceL2Status and Events must say so.
         nothing = AnnouncementsChanged(worker=slot.spec.name, state=AnnouncerState(protocol=protocol))
         self.state.announced[slot.spec.name] = nothing
-        if self.state.mode == "kubernetes":
+        if self.state.mode is Mode.KUBERNETES:
             self._send(WATCHER, nothing)
 
     def _failed_metric(self, slot: _Slot, value: float) -> None:
@@ -595,7 +596,7 @@ class Supervisor:
 
     # -- routing -------------------------------------------------------------
 
-    def _send(self, role: str, message: ToWorker) -> None:
+    def _send(self, role: Role, message: ToWorker) -> None:
         for slot in self._slots:
             if slot.spec.role == role and slot.inbox is not None and slot.ws.state in (State.STARTING, State.RUNNING):
                 slot.inbox.put(message)
@@ -627,7 +628,7 @@ class Supervisor:
                 self._announce()
             case AnnouncementsChanged():
                 self.state.announced[message.worker] = message
-                if self.state.mode == "kubernetes":
+                if self.state.mode is Mode.KUBERNETES:
                     # The speaker's watcher writes ServiceL2Status and the
                     # nodeAssigned / announceFailed Events from what the
                     # announcers really do. (The controller has no announcers.)
