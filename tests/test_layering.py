@@ -48,6 +48,8 @@ PURE = [
     "supervisor/membership/consistency.py",
     "supervisor/membership/fallback.py",
     "supervisor/supervising/lifecycle.py",
+    "supervisor/supervising/routing.py",
+    "supervisor/roles.py",
     "supervisor/supervising/backoff.py",
     "supervisor/supervising/following.py",
     "supervisor/announcing/enabling.py",

@@ -78,18 +78,17 @@ from supervisor.messages import (
     MetricUpdate,
     StatusReport,
     ToWorker,
-    ViewChanged,
     WorkerFailed,
     WorkerHeartbeat,
 )
 from supervisor.roles import Mode, Role
 from supervisor.serving.metrics import MetricsRegistry
-from supervisor.supervising import following, lifecycle
+from supervisor.supervising import following, lifecycle, routing
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.settings import WorkerSettings
-from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
+from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
 from supervisor.supervising.status import announcer_rows, build_status, readiness
 
 log = logging.getLogger(__name__)
@@ -611,42 +610,28 @@ class Supervisor:
                 self.state.statuses[slot.spec.name] = payload
             case WorkerFailed(error=error):
                 slot.failure = error
-            case ConfigLoaded():
-                self._config_loaded(message)
-            case ConfigRejected():
-                self.state.reject_config(message)
-                self._reload_metric("rejected")
-                self._config_flags()
-            case AllocationDone():
-                if self.state.accept_allocation(message):
-                    self._send(MEMBERSHIP, message)
-                    if self.settings.pool_metrics:
-                        self._pool_metrics(message)
-                    self._announce()
-            case MembersChanged():
-                self.state.members = message
-                self._announce()
-            case AnnouncementsChanged():
-                self.state.announced[message.worker] = message
-                if self.state.mode is Mode.KUBERNETES:
-                    # The speaker's watcher writes ServiceL2Status and the
-                    # nodeAssigned / announceFailed Events from what the
-                    # announcers really do. (The controller has no announcers.)
-                    self._send(WATCHER, message)
+            case ConfigLoaded() | ConfigRejected() | AllocationDone() | MembersChanged() | AnnouncementsChanged():
+                self._apply(message, routing.route(self.state, message))
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]
                     "message.unexpected worker=%s type=%s", slot.spec.name, type(message).__name__)
 
-    def _config_loaded(self, message: ConfigLoaded) -> None:
-        routed = self.state.accept_config(message)
-        self._reload_metric("ok" if routed is not None else "unchanged")
-        self._config_flags()
-        if routed is not None:
-            log.info("config.routed generation=%d", routed.generation)
-            self._send(ALLOCATOR, routed)
-            self._send(MEMBERSHIP, routed)
-            self._start_on_peers(routed)
-            self._follow_announcers(routed.config)
+    def _apply(self, message: routing.Routable, routed: routing.Routed) -> None:
+        """Send what `routing.route` decided, around the shell's own jobs (metrics, announcers, peers)."""
+        self.state = routed.state
+        if isinstance(message, ConfigLoaded | ConfigRejected):
+            self._reload_metric("rejected" if isinstance(message, ConfigRejected)
+                                else "ok" if routed.config is not None else "unchanged")
+            self._config_flags()
+        if routed.config is not None:
+            log.info("config.routed generation=%d", routed.config.generation)
+        for role, outgoing in routed.outgoing:
+            self._send(role, outgoing)
+        if routed.allocation is not None and self.settings.pool_metrics:
+            self._pool_metrics(routed.allocation)
+        if routed.config is not None:
+            self._start_on_peers(routed.config)
+            self._follow_announcers(routed.config.config)
 
     # -- announcers follow the config ----------------------------------------
 
@@ -710,11 +695,6 @@ class Supervisor:
             if slot.spec.needs_peers and slot.ws.started_at is None and slot.process is None:
                 log.info("worker.peers_appeared worker=%s", slot.spec.name)
                 self._spawn(slot)  # the replay hands it this config and the allocation
-
-    def _announce(self) -> None:
-        view = self.state.view()
-        if view is not None:
-            self._send(ANNOUNCER, ViewChanged(view=view))
 
     # -- metrics -------------------------------------------------------------
 
