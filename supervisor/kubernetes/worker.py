@@ -78,7 +78,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     def metric(name: str, value: float) -> None:
         put(MetricUpdate(name=name, kind=MetricKind.COUNTER, documentation=_DOCS.get(name, name), value=value))
 
-    if settings.k8s_role is KubernetesRole.CONTROLLER:
+    if settings.k8s_role == KubernetesRole.CONTROLLER:
         stop, on_message = _controller(settings, client, put, metric)
     else:
         stop, on_message = _speaker(settings, client, put, metric)

@@ -65,7 +65,7 @@ def route(state: RoutedState, message: Routable) -> Routed:
             # The speaker's watcher writes ServiceL2Status and the nodeAssigned /
             # announceFailed Events from what the announcers really do.
             # (Standalone has no one to tell; the controller has no announcers.)
-            kubernetes = new.mode is Mode.KUBERNETES
+            kubernetes = new.mode == Mode.KUBERNETES
             return Routed(state=new, outgoing=((Role.WATCHER, message),) if kubernetes else ())
 
 

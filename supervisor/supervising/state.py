@@ -128,6 +128,6 @@ class RoutedState:
             view = self.view()
             if view is not None:
                 messages.append(ViewChanged(view=view))
-        elif role == WATCHER and self.mode is Mode.KUBERNETES:
+        elif role == WATCHER and self.mode == Mode.KUBERNETES:
             messages.extend(self.announced[worker] for worker in sorted(self.announced))
         return messages

@@ -518,7 +518,7 @@ class Supervisor:
         # speaker's ServiceL2Status and Events must say so.
         nothing = AnnouncementsChanged(worker=slot.spec.name, state=AnnouncerState(protocol=protocol))
         self.state.announced[slot.spec.name] = nothing
-        if self.state.mode is Mode.KUBERNETES:
+        if self.state.mode == Mode.KUBERNETES:
             self._send(WATCHER, nothing)
 
     def _failed_metric(self, slot: _Slot, value: float) -> None:
