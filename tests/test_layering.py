@@ -49,6 +49,7 @@ PURE = [
     "supervisor/membership/fallback.py",
     "supervisor/supervising/lifecycle.py",
     "supervisor/supervising/routing.py",
+    "supervisor/supervising/stopping.py",
     "supervisor/roles.py",
     "supervisor/supervising/backoff.py",
     "supervisor/supervising/following.py",

@@ -83,7 +83,7 @@ from supervisor.messages import (
 )
 from supervisor.roles import Mode, Role
 from supervisor.serving.metrics import MetricsRegistry
-from supervisor.supervising import following, lifecycle, routing
+from supervisor.supervising import following, lifecycle, routing, stopping
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
@@ -102,10 +102,6 @@ CHILD_MAIN = "supervisor.supervising.child:child_main"
 # The loop's timer resolution: start windows, hung checks and backoff retries
 # are all judged at this granularity.
 LOOP_SECONDS = 0.05
-# On SIGTERM the announcers keep answering this long after LEAVING went out:
-# the peers need a few ms (LEAVING -> their supervisor -> their announcer ->
-# gratuitous ARP) to take over, and withdrawing before that is a gap.
-HANDOVER_OVERLAP_SECONDS = 0.15
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,9 +203,7 @@ class Supervisor:
         self.lock = threading.Lock()
         self._stop_requested = False
         self._reload_requested = False
-        self._stopping_since: float | None = None
-        self._phase2 = False
-        self._announcers_stop_at: float | None = None
+        self._stopping: stopping.Stopping | None = None
         self._exit_code: int | None = None
         self._pool_names: set[str] = set()
         self._last_loop = clock()
@@ -338,14 +332,14 @@ class Supervisor:
         if self._reload_requested:
             self._reload_requested = False
             self._forward_hup()
-        if self._stop_requested and self._stopping_since is None:
+        if self._stop_requested and self._stopping is None:
             self._begin_stop(now)
         for slot in self._slots:
             self._tick(slot, now)
-        if self._stopping_since is not None:
+        if self._stopping is not None:
             self._continue_stop(now)
         self._publish_probes()
-        if self._stopping_since is None:
+        if self._stopping is None:
             self._log_readiness()
 
     def _active(self) -> list[_Slot]:
@@ -397,9 +391,9 @@ class Supervisor:
             slot.failure = f"hung: no heartbeat for {deadline:g}s, killed"
             log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, deadline)
             slot.process.kill()
-        if self._stopping_since is None and lifecycle.restart_due(slot.ws, now):
+        if self._stopping is None and lifecycle.restart_due(slot.ws, now):
             self._spawn(slot)
-        if (self._stopping_since is None and slot.ws.state is State.STOPPING and slot.process is not None
+        if (self._stopping is None and slot.ws.state is State.STOPPING and slot.process is not None
                 and slot.stop_requested_at is not None and now - slot.stop_requested_at > self.settings.grace_seconds):
             # One announcer stopped by a reload outlived the grace period, as the whole run's would.
             log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
@@ -475,7 +469,7 @@ class Supervisor:
         ran_for = now - (slot.ws.started_at or now)
         retry_in: float | None = 0.0
         if slot.ws.state in (State.STARTING, State.RUNNING):
-            if self._stopping_since is not None:
+            if self._stopping is not None:
                 slot.ws = lifecycle.transition(slot.ws, lifecycle.StopRequested(at=now))
             else:
                 retry_in = slot.policy.record_failure(ran_for=ran_for)
@@ -495,12 +489,12 @@ class Supervisor:
                          "fix=see the worker's log lines above; systemd or the kubelet restarts metalloid",
                          slot.ws.name, slot.policy.restarts_in_window(),
                          self.settings.backoff.window_seconds, slot.ws.last_error)
-            if self._stopping_since is None:
+            if self._stopping is None:
                 self._exit_after_stop = EXIT_WORKER_FATAL
                 self._begin_stop(now)
         else:
             log.info("worker.exited worker=%s code=%s", slot.ws.name, code)
-            if slot.restart_pending and self._stopping_since is None:
+            if slot.restart_pending and self._stopping is None:
                 # Stopped for a new AnnouncerConfig: start it again with it.
                 slot.restart_pending = False
                 if self._enabled(slot):
@@ -542,33 +536,28 @@ class Supervisor:
 
     def _begin_stop(self, now: float) -> None:
         log.info("supervisor.stopping grace=%gs", self.settings.grace_seconds)
-        self._stopping_since = now
-        # A handover with no gap: membership first (it sends LEAVING, so the
-        # peers take over at once) while the announcers keep answering with the
-        # last view; they withdraw HANDOVER_OVERLAP_SECONDS later, once the new
-        # owner's gratuitous ARP has moved the clients; then everything else.
+        # Membership leaves first; the phases after it: supervising/stopping.py.
+        self._stopping = stopping.begin(now)
         self._stop_role(lambda s: s.spec.role == MEMBERSHIP, now)
 
     def _continue_stop(self, now: float) -> None:
-        assert self._stopping_since is not None
-        elapsed = now - self._stopping_since
-        if self._announcers_stop_at is None:
-            membership_gone = all(s.process is None for s in self._slots if s.spec.role == MEMBERSHIP)
-            if membership_gone or elapsed > self.settings.grace_seconds / 4:
-                overlap = HANDOVER_OVERLAP_SECONDS if self.state.members is not None else 0.0
-                self._announcers_stop_at = now + overlap
-        if self._announcers_stop_at is not None and now >= self._announcers_stop_at:
+        assert self._stopping is not None
+        seen = stopping.Seen(
+            now=now,
+            membership_gone=all(s.process is None for s in self._slots if s.spec.role == MEMBERSHIP),
+            announcers_gone=all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER),
+            all_gone=all(s.process is None for s in self._slots),
+            members_known=self.state.members is not None,
+        )
+        self._stopping, actions = stopping.advance(self._stopping, seen, grace_seconds=self.settings.grace_seconds)
+        if actions.stop_announcers:
             self._stop_role(lambda s: s.spec.role == ANNOUNCER, now)
-        announcers_gone = all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER)
-        if not self._phase2 and self._announcers_stop_at is not None and (
-            announcers_gone or elapsed > self.settings.grace_seconds / 2
-        ):
-            self._phase2 = True
+        if actions.stop_all:
             self._stop_role(lambda s: True, now)
-        if all(s.process is None for s in self._slots):
+        if actions.done:
             self._exit_code = self._exit_after_stop
             return
-        if elapsed > self.settings.grace_seconds:
+        if actions.kill:
             for slot in self._slots:
                 if slot.process is not None:
                     log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
@@ -638,7 +627,7 @@ class Supervisor:
     def _follow_announcers(self, config: Config) -> None:
         """Start, stop, restart or revive announcers as `enabling.decide` says for `config` (`following.step`)."""
         template = self.settings.announcer_template
-        if template is None or self._stopping_since is not None:
+        if template is None or self._stopping is not None:
             return
         now = self._clock()
         self._decisions = {d.protocol: d for d in decide(config, self.settings.requested_announcers)}
@@ -687,7 +676,7 @@ class Supervisor:
             slot.inbox.put(Control.STOP)
 
     def _start_on_peers(self, loaded: ConfigLoaded) -> None:
-        if self._stopping_since is not None:
+        if self._stopping is not None:
             return
         if not any(n.name != self.settings.node_name for n in loaded.config.nodes):
             return
