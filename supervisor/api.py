@@ -13,6 +13,8 @@ which number.
 
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
+    AnnounceFailure,
+    AnnounceFailureStatus,
     Announcement,
     AnnouncementStatus,
     Announcer,
@@ -38,7 +40,16 @@ from supervisor.config.model import (
     ServiceKey,
     Source,
 )
-from supervisor.electing.election import Election, Eligibility, elect_layer2, eligibility, rank
+from supervisor.electing.election import (
+    NO_SERVICE_MATCH,
+    SHARED_WITH_SELECTOR,
+    Election,
+    Eligibility,
+    elect_layer2,
+    eligibility,
+    preferred_scores,
+    rank,
+)
 from supervisor.hookspecs import hookimpl
 
 # The plugin contract's version: (major, minor). See the module docstring.
@@ -46,6 +57,10 @@ METALLOID_PLUGIN_API: tuple[int, int] = (1, 0)
 
 __all__ = [
     "METALLOID_PLUGIN_API",
+    "NO_SERVICE_MATCH",
+    "SHARED_WITH_SELECTOR",
+    "AnnounceFailure",
+    "AnnounceFailureStatus",
     "Announcement",
     "AnnouncementStatus",
     "Announcer",
@@ -74,6 +89,7 @@ __all__ = [
     "eligibility",
     "error",
     "hookimpl",
+    "preferred_scores",
     "rank",
     "setting_error",
     "setting_source",

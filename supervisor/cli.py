@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "explain": "supervisor.commands.explain",
     "controller": "supervisor.commands.controller",
     "speaker": "supervisor.commands.speaker",
+    "preflight": "supervisor.commands.preflight",
 }
 
 DESCRIPTION = """\

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from supervisor.allocating.results import AllocationResult
-from supervisor.announcing.api import AnnouncerView
+from supervisor.announcing.api import AnnouncerState, AnnouncerView
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.model import Config, ServiceKey
 
@@ -32,12 +32,20 @@ class Control(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigLoaded:
-    """A new valid config. `generation` increases with every load of this watcher."""
+    """A new valid config. `generation` increases with every load of this watcher.
+
+    `allocation`: the assignments this watcher already holds for `config`
+    (Kubernetes: what the controller computed and writes to Service status,
+    or what Service status holds for a speaker); the allocator worker passes
+    it on as its answer instead of computing the same fact a second time.
+    None (standalone): the allocator worker computes it.
+    """
 
     generation: int
     config: Config
     origin: str
     warnings: tuple[Diagnostic, ...] = ()
+    allocation: AllocationResult | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +144,19 @@ class StatusReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncementsChanged:
+    """Announcer → supervisor → (Kubernetes) watcher: what `worker` really announces now.
+
+    Sent by the announcer host only when its plugin's announcements or
+    failures changed; the supervisor keeps the last one per worker and
+    replays them to a restarted watcher.
+    """
+
+    worker: str
+    state: AnnouncerState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerFailed:
     """A worker met an error it reports before exiting (shown in /status)."""
 
@@ -151,7 +172,9 @@ class AnnouncerFailed:
     error: str
 
 
-ToWorker: TypeAlias = ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | AnnouncerFailed | Control
+ToWorker: TypeAlias = (
+    ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | AnnouncerFailed | AnnouncementsChanged | Control
+)
 FromWorker: TypeAlias = (
     ConfigLoaded
     | ConfigRejected
@@ -160,5 +183,6 @@ FromWorker: TypeAlias = (
     | WorkerHeartbeat
     | MetricUpdate
     | StatusReport
+    | AnnouncementsChanged
     | WorkerFailed
 )

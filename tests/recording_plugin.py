@@ -92,3 +92,14 @@ class _Plugin:
 
 
 plugin = _Plugin()
+
+
+class _Misspelled:
+    """A plugin with a misspelled hook (for the load-error tests): METALLOID_EXTRA_PLUGINS=...:misspelled."""
+
+    @hookimpl
+    def metalloid_validate_confg(self, config: object) -> list[object]:
+        return []
+
+
+misspelled = _Misspelled()

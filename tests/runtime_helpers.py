@@ -106,7 +106,8 @@ def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone; reading /proc of a process exiting at that moment can also fail with ESRCH.
         return False
     return state != "Z"
 

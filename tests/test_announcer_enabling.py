@@ -8,6 +8,8 @@ from supervisor.announcing.enabling import Decision, decide, enabled, parse_list
 from supervisor.config.loading import load_text
 from supervisor.config.model import Config
 from supervisor.config.parsing import parse_documents
+from supervisor.supervising.following import Step, step
+from supervisor.supervising.lifecycle import State
 
 L2 = "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n---\n"
 PEER = ("apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r}\n"
@@ -57,3 +59,24 @@ def test_no_config_yet_runs_only_the_flag() -> None:
 ])
 def test_parse_list(text: str | None, expected: tuple[str, ...] | None) -> None:
     assert parse_list(text) == expected
+
+
+@pytest.mark.parametrize(("enabled", "state", "alive", "changed", "expected"), [
+    pytest.param(True, None, False, False, Step.START, id="enabled-first-time"),
+    pytest.param(True, State.FATAL, False, True, Step.REVIVE, id="failed-then-config-changed"),
+    pytest.param(True, State.FATAL, False, False, Step.KEEP, id="failed-stays-failed"),
+    pytest.param(True, State.EXITED, False, False, Step.START, id="re-enabled"),
+    pytest.param(True, State.STOPPING, True, False, Step.RESTART, id="enabled-again-while-stopping"),
+    pytest.param(True, State.RUNNING, True, True, Step.RESTART, id="settings-changed"),
+    pytest.param(True, State.STARTING, True, True, Step.RESTART, id="settings-changed-while-starting"),
+    pytest.param(True, State.RUNNING, True, False, Step.KEEP, id="unchanged"),
+    pytest.param(True, State.BACKOFF, False, True, Step.KEEP, id="backoff-respawns-with-new-spec"),
+    pytest.param(False, State.RUNNING, True, False, Step.STOP, id="disabled"),
+    pytest.param(False, State.BACKOFF, False, False, Step.STOP, id="disabled-in-backoff"),
+    pytest.param(False, State.FATAL, False, False, Step.CLEAR, id="disabled-while-failed"),
+    pytest.param(False, State.EXITED, False, False, Step.KEEP, id="already-stopped"),
+    pytest.param(False, None, False, False, Step.KEEP, id="never-ran"),
+])
+def test_what_a_new_config_does_to_an_announcer(enabled: bool, state: State | None, alive: bool, changed: bool,
+                                                 expected: Step) -> None:
+    assert step(enabled=enabled, state=state, alive=alive, changed=changed) is expected

@@ -144,7 +144,11 @@ def test_announcer_lifecycle_status_and_metrics() -> None:
     assert [r["prefix"] for r in status["routes"]] == ["192.0.2.10/32", "192.0.2.11/32"]
     assert status["sessions"][0]["state"].startswith("Idle")
     assert len(host.series(SPEAKER_ANNOUNCED)) == 2
-    assert host.gauges[("metallb_bgp_announced_prefixes_total", (("peer", "198.51.100.1:179"),))] == 2
+    peer = (("peer", "198.51.100.1:179"),)
+    # No session (a stub): nothing advertised, both routes pending, as MetalLB says with a session down.
+    assert host.gauges[("metallb_bgp_session_up", peer)] == 0
+    assert host.gauges[("metallb_bgp_announced_prefixes_total", peer)] == 0
+    assert host.gauges[("metallb_bgp_pending_prefixes_total", peer)] == 2
     # Losing a service withdraws its series: cardinality does not grow forever.
     announcer.update(view(config(), assignments=[Assignment(service=WEB, ips=(ip("192.0.2.10"),), pool="bgp-pool")]))
     assert len(host.series(SPEAKER_ANNOUNCED)) == 1

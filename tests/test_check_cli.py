@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from supervisor import cli
-from supervisor.commands import check
+from supervisor import cli, plugin_checks
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.loading import load_config_files
 from supervisor.config.model import Config, Source
@@ -107,7 +106,7 @@ def test_no_plugins_installed_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     config, _ = load_config_files([str(EXAMPLES / "homelab.yaml")])
     assert config is not None
     # Only the AnnouncerConfig check is left, and homelab.yaml has none.
-    assert [validator(config) for validator in check.plugin_validators()] == [[]]
+    assert [validator(config) for validator in plugin_checks.plugin_validators()] == [[]]
     assert cli.main(["check", str(EXAMPLES / "homelab.yaml")]) == 0
 
 

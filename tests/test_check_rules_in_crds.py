@@ -176,6 +176,10 @@ RULES: tuple[Rule, ...] = (
     # parsing.py: L2Advertisement
     enforced("_interfaces", "cannot be a Linux interface name",
              edit(L2, spec(interfaces=["a-very-long-interface0"])), edit(L2, spec(interfaces=["eth 0"]))),
+    enforced("_preferred_node_selectors", "weight is missing",
+             edit(L2, spec(preferredNodeSelectors=[{"preference": {}}]))),
+    enforced("_preferred_node_selectors", "preference is missing",
+             edit(L2, spec(preferredNodeSelectors=[{"weight": 5}]))),
     # parsing.py: BGPPeer
     enforced("_duration", "is not a duration", edit(PEER, spec(holdTime="90 seconds"))),
     enforced("_peer", "a BGPPeer needs spec.myASN", edit(PEER, lambda p: p.pop("spec"))),
@@ -200,13 +204,11 @@ RULES: tuple[Rule, ...] = (
     enforced("_bgp_advertisement", "spec.serviceSelectors only works with the default",
              edit(ADV, spec(serviceSelectors=[{"matchLabels": {"a": "b"}}], aggregationLength=24))),
     not_enforced("_settings", "is not longer than intervalSeconds", "Settings is metalloid's file-only kind, no CRD"),
+    not_enforced("_interfaces_to_exclude", "is not a valid regular expression",
+                 "Settings is metalloid's file-only kind, no CRD"),
     # bgp_kinds.py
     enforced("advertisement_communities", "is not a BGP community ({}); write {}, or",
              edit(ADV, spec(communities=["65536:1"])), edit(ADV, spec(communities=["large:1:2:x"]))),
-    enforced("validate_unused_selectors", "weight is missing",
-             edit(L2, spec(preferredNodeSelectors=[{"preference": {}}]))),
-    enforced("validate_unused_selectors", "preference is missing",
-             edit(L2, spec(preferredNodeSelectors=[{"weight": 5}]))),
     enforced("parse_community", "is not a BGP community ({}); write {}",
              edit(COMMUNITY, spec(communities=[{"name": "vpn", "value": "vpn-only"}])),
              edit(COMMUNITY, spec(communities=[{"name": "vpn"}]))),

@@ -377,12 +377,16 @@ def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: C
     unsigned = encode(Heartbeat(type=PacketType.LEAVING, sender=winner, receiver=victim, incarnation=2**62,
                                 seq=2**40, sent_at_ns=time.time_ns()), None)
     packets = [forged.hex(), unsigned.hex(), genuine.hex(), genuine.hex()]
+    # From the winner's own address (another socket on its host, as a local
+    # user could): the victim reads only its peers' addresses, and drops the
+    # rest as unknown_source before any parsing (next test).
     send = (
         "import socket,sys\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        f"for p in sys.argv[2:]: s.sendto(bytes.fromhex(p),(sys.argv[1],{MEMBERSHIP_PORT}))\n"
+        "s.bind((sys.argv[1],0))\n"
+        f"for p in sys.argv[3:]: s.sendto(bytes.fromhex(p),(sys.argv[2],{MEMBERSHIP_PORT}))\n"
     )
-    c.lab.run(CLIENT, sys.executable, "-c", send, c.lab.host(victim).ip, *packets)
+    c.lab.run(winner, sys.executable, "-c", send, c.lab.host(winner).ip, c.lab.host(victim).ip, *packets)
 
     def counted() -> bool:
         now = (c.metric(victim, "metalloid_heartbeats_rejected_total", bad_mac),
@@ -398,6 +402,46 @@ def test_forged_and_replayed_heartbeats_are_rejected_and_move_nothing(healthy: C
     assert c.winner(VIP, status) == winner
     assert c.arping(VIP)[1] == {c.lab.mac(winner)}
     assert c.served_by() == winner
+
+
+def deaths_logged(c: Cluster) -> dict[str, int]:
+    return {n: (c.workdir / f"{n}.log").read_text(errors="replace").count("membership.peer_dead") for n in NODES}
+
+
+@pytest.mark.parametrize("source", ["client", "spoofed"])
+def test_a_bad_mac_flood_on_the_owners_heartbeat_port_kills_nobody(healthy: Cluster, source: str) -> None:
+    """Issue 15: 40,000 bad-MAC heartbeats a second for 3 s at the owner's port, no key needed.
+
+    `client`: from the client's own address; `spoofed`: forged with a peer's
+    address as the source, so they pass the source check. Before issue 15 the
+    owner's loop stalled and its peers declared it dead (split brain).
+    """
+    c = healthy
+    target = owner(c)
+    peer = next(n for n in NODES if n != target)
+    reason = 'reason="unknown_source"' if source == "client" else 'reason="stale_echo"'
+    counted_before = c.metric(target, "metalloid_heartbeats_rejected_total", reason)
+    deaths_before = deaths_logged(c)
+    bad = encode(Heartbeat(type=PacketType.HEARTBEAT, sender=peer, receiver=target, incarnation=time.time_ns(),
+                           seq=1, sent_at_ns=time.time_ns()), secrets.token_bytes(32))
+    argv = [sys.executable, "-m", "supervisor.lab.flood", "--target", f"{c.lab.host(target).ip}:{MEMBERSHIP_PORT}",
+            "--payload", bad.hex(), "--rate", "40000", "--seconds", "3"]
+    if source == "spoofed":
+        argv += ["--spoof-source", c.lab.host(peer).ip, "--target-mac", c.lab.mac(target)]
+    sent = json.loads(c.lab.run(CLIENT, *argv, timeout=60).stdout)["sent"]
+    assert sent == 120_000
+
+    def counted() -> bool:
+        return c.metric(target, "metalloid_heartbeats_rejected_total", reason) - counted_before >= sent / 2
+
+    # The flood did reach the owner's receive loop (counted once a second, not per datagram)...
+    wait_for(f"the owner to count the flood as {reason}", counted, 10, c)
+    # ...and nobody died: no peer_dead logged anywhere, all alive, the owner still owns and serves.
+    assert deaths_logged(c) == deaths_before, c.logs()
+    assert c.all_alive()
+    assert {c.winner(VIP, s) for s in c.statuses().values()} == {target}
+    assert c.arping(VIP)[1] == {c.lab.mac(target)}
+    assert c.served_by() == target
 
 
 def test_etp_local_follows_the_endpoint(healthy: Cluster) -> None:

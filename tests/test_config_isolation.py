@@ -22,7 +22,7 @@ from supervisor.config.loading import load_config, load_text
 from supervisor.config.model import Config, ServiceKey, Source
 from supervisor.config.parsing import parse_documents, parse_objects
 from supervisor.config.validation import validate
-from supervisor.watching.k8s_watcher import build_config
+from supervisor.kubernetes.watcher import build_config
 
 POOL_AND_L2 = """\
 apiVersion: metallb.io/v1beta1

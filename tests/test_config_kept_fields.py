@@ -100,8 +100,11 @@ def test_a_typo_is_still_an_unknown_field_warning() -> None:
     assert config.inert_fields == ()
 
 
-def test_a_malformed_kept_field_is_an_error_as_in_metallb() -> None:
-    obj = object_setting(KEPT_NOT_ACTED_ON[1])  # preferredNodeSelectors
+def test_a_malformed_preference_is_an_error_as_in_metallb() -> None:
+    """L2Advertisement.preferredNodeSelectors (acted on since issue 11): MetalLB's bounds and selector rules."""
+    obj = copy.deepcopy(BASES["L2Advertisement"])
+    obj["metadata"] = {"name": "obj", "namespace": "metallb-system"}
+    obj["spec"]["preferredNodeSelectors"] = copy.deepcopy(SAMPLES["spec.preferredNodeSelectors"])
     obj["spec"]["preferredNodeSelectors"][0]["weight"] = 0
     obj["spec"]["preferredNodeSelectors"][0]["preference"] = {"matchExpressions": [{"key": "a", "operator": "In"}]}
     _config, diagnostics = parse_objects([obj])

@@ -19,7 +19,7 @@ PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace": 1,
-    "CustomResourceDefinition": 7,
+    "CustomResourceDefinition": 10,
     "ServiceAccount": 2,
     "ClusterRole": 2,
     "ClusterRoleBinding": 2,
@@ -97,14 +97,17 @@ def field_refs(c: Obj) -> dict[str, str]:
 
 def test_controller_runs_the_documented_command() -> None:
     c = container("Deployment", "controller")
-    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace"}
+    # HTTP binds the pod's own address (kubelet probes and Prometheus go there).
+    assert field_refs(c) == {"METALLOID_NAMESPACE": "metadata.namespace", "METALLOID_METRICS_HOST": "status.podIP"}
     argv = resolved_args(c, {"METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["controller", "--namespace", "metallb-system", "--metrics-port", "7472", "--log-format", "json"]
 
 
 def test_speaker_runs_the_documented_command() -> None:
     c = container("DaemonSet", "speaker")
-    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace"}
+    # hostNetwork: HTTP binds the node's own address, not every host interface.
+    assert field_refs(c) == {"NODE_NAME": "spec.nodeName", "METALLOID_NAMESPACE": "metadata.namespace",
+                             "METALLOID_METRICS_HOST": "status.hostIP", "POD_NAME": "metadata.name"}
     argv = resolved_args(c, {"NODE_NAME": "n1", "METALLOID_NAMESPACE": "metallb-system"})
     assert argv == ["speaker", "--node", "n1", "--namespace", "metallb-system",
                     "--membership-key-file", "/etc/metalloid/memberlist/secretkey",
@@ -210,6 +213,8 @@ CONTROLLER_NAMESPACE = expand({
     ("metallb.io", "ipaddresspools/status"): ["update", "patch"],
     ("metalloid.io", "announcerconfigs"): READ,
     ("coordination.k8s.io", "leases"): ["get", "create", "update"],
+    ("metallb.io", "configurationstates"): ["get", "create"],
+    ("metallb.io", "configurationstates/status"): ["patch"],
 })
 SPEAKER_CLUSTER = expand({
     ("", "services"): READ,
@@ -218,8 +223,15 @@ SPEAKER_CLUSTER = expand({
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): ["get", "create", "patch"],
 })
-SPEAKER_NAMESPACE = expand({("", "pods"): READ, **{("metallb.io", r): READ for r in CONFIG},
-                            ("metalloid.io", "announcerconfigs"): READ})
+SPEAKER_NAMESPACE = expand({
+    ("", "pods"): READ,
+    **{("metallb.io", r): READ for r in CONFIG},
+    ("metalloid.io", "announcerconfigs"): READ,
+    ("metallb.io", "servicel2statuses"): ["get", "list", "create", "delete"],
+    ("metallb.io", "servicel2statuses/status"): ["patch"],
+    ("metallb.io", "configurationstates"): ["get", "create"],
+    ("metallb.io", "configurationstates/status"): ["patch"],
+})
 
 
 @pytest.mark.parametrize(
@@ -244,7 +256,11 @@ def test_rbac_has_no_wildcards_and_no_secrets() -> None:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], (obj["metadata"]["name"], rule)
             assert "secrets" not in rule["resources"], (obj["metadata"]["name"], rule)
-            assert not ({"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"]))
+            assert not ({"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]))
+            # The only deletes: a speaker's own ServiceL2Status objects (as MetalLB's speaker).
+            if "delete" in rule["verbs"]:
+                assert (obj["kind"], obj["metadata"]["name"], rule["resources"]) == (
+                    "Role", "metalloid:speaker", ["servicel2statuses"])
             assert "nonResourceURLs" not in rule
 
 

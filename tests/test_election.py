@@ -25,7 +25,9 @@ from supervisor.config.model import (
 from supervisor.electing.election import (
     EXCLUDED_LABEL,
     NETWORK_UNAVAILABLE,
+    NO_ENDPOINT_SLICE,
     NO_LOCAL_ENDPOINT,
+    NO_SERVING_ENDPOINT,
     NOT_A_MEMBER,
     NOT_SELECTED,
     elect_layer2,
@@ -65,6 +67,9 @@ class Case:
     slices: tuple[EndpointSlice, ...] = ()
     candidates: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
+    # Kubernetes mode: the EndpointSlices listed are all there are.
+    listed: bool = False
+    not_served: str | None = None
 
 
 THREE = (node("n1", labels={"zone": "a"}), node("n2", labels={"zone": "b"}), node("n3", labels={"zone": "a"}))
@@ -146,12 +151,43 @@ CASES = [
         excluded=(("n1", NO_LOCAL_ENDPOINT), ("n3", NO_LOCAL_ENDPOINT)),
     ),
     Case(
+        # MetalLB's activeEndpointExists: no endpoint that can serve, nobody announces.
         "etp-local-known-empty-means-nobody",
         THREE,
         ALL3,
         service=WEB_LOCAL,
         slices=endpoints(),
-        excluded=(("n1", NO_LOCAL_ENDPOINT), ("n2", NO_LOCAL_ENDPOINT), ("n3", NO_LOCAL_ENDPOINT)),
+        not_served=NO_SERVING_ENDPOINT,
+    ),
+    Case(
+        "etp-cluster-no-serving-endpoint-means-nobody",
+        THREE,
+        ALL3,
+        slices=endpoints(("n2", False, False)),
+        not_served=NO_SERVING_ENDPOINT,
+    ),
+    Case(
+        # epslices EndpointCanServe: ready (or no ready condition) is enough.
+        "etp-cluster-ready-endpoint-anywhere-means-everyone",
+        THREE,
+        ALL3,
+        slices=endpoints(("n2", True, False)),
+        candidates=("n1", "n2", "n3"),
+    ),
+    Case(
+        "kubernetes-no-slice-means-nobody",
+        THREE,
+        ALL3,
+        listed=True,
+        not_served=NO_ENDPOINT_SLICE,
+    ),
+    Case(
+        "kubernetes-no-slice-local-means-nobody",
+        THREE,
+        ALL3,
+        service=WEB_LOCAL,
+        listed=True,
+        not_served=NO_ENDPOINT_SLICE,
     ),
     Case(
         "etp-local-unknown-means-everyone",
@@ -169,10 +205,10 @@ CASES = [
         excluded=(("n1", NO_LOCAL_ENDPOINT), ("n2", NO_LOCAL_ENDPOINT), ("n3", NO_LOCAL_ENDPOINT)),
     ),
     Case(
-        "etp-cluster-ignores-endpoints",
+        # Standalone: a Service whose EndpointSlices the file does not list is served by the host.
+        "standalone-no-slice-means-everyone",
         THREE,
         ALL3,
-        slices=endpoints(),
         candidates=("n1", "n2", "n3"),
     ),
     Case(
@@ -188,10 +224,13 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_eligibility(case: Case) -> None:
-    config = Config(nodes=case.nodes, services=(case.service,), endpoint_slices=case.slices)
+    config = Config(
+        nodes=case.nodes, services=(case.service,), endpoint_slices=case.slices, endpoints_listed=case.listed
+    )
     got = eligibility(config, case.service, node_selectors=case.selectors, members=case.members)
     assert got.candidates == case.candidates
     assert got.excluded == case.excluded
+    assert got.not_served == case.not_served
 
 
 # -- MetalLB's ranking ------------------------------------------------------------------

@@ -33,7 +33,7 @@ EXPECTED: dict[str, dict[str, list[str] | str]] = {
     },
     "dual-stack.yaml": {
         "default/web": ["192.168.50.101", "fd00:50::102"],  # RequireDualStack: one of each family
-        "default/api": ["fd00:50::100", "192.168.50.100"],  # PreferDualStack, IPv6 listed first
+        "default/api": ["192.168.50.100", "fd00:50::100"],  # PreferDualStack: both, IPv4 first (MetalLB)
         "default/dns": ["fd00:50::101"],  # SingleStack: the family listed first only
         "default/git": ["192.168.50.120", "fd00:50::120"],  # both asked for by annotation
     },

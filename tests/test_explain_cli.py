@@ -180,3 +180,44 @@ def test_offline_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     code, _, err = explain(capsys, "pihole/pi-hole", "--config", str(tmp_path / "nope.yaml"))
     assert code == 1
     assert "nope.yaml" in err
+
+
+NO_SERVING = """\
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ingress-nginx-controller-1
+  namespace: ingress-nginx
+  labels: {kubernetes.io/service-name: ingress-nginx-controller}
+addressType: IPv4
+endpoints:
+  - addresses: [10.244.0.5]
+    nodeName: node1
+    conditions: {ready: false, serving: false, terminating: true}
+"""
+
+
+def test_offline_service_without_serving_endpoint_is_not_announced_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "no-endpoint.yaml"
+    config.write_text(Path(HOMELAB).read_text() + NO_SERVING)
+    code, out, _ = explain(capsys, "ingress-nginx/ingress-nginx-controller", "--config", str(config))
+    assert code == 0
+    assert "Announced (layer2): no.\n  Why: no node announces it: the Service has no serving endpoint" in out
+    assert "Fix: the config lists EndpointSlices for ingress-nginx/ingress-nginx-controller" in out
+
+
+def test_offline_advertisement_service_selectors_that_miss_the_service_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "selectors.yaml"
+    text = Path(HOMELAB).read_text()
+    assert "  ipAddressPools:\n    - first-pool\n" in text
+    config.write_text(text.replace("  ipAddressPools:\n    - first-pool\n",
+                                   "  ipAddressPools:\n    - first-pool\n  serviceSelectors:\n"
+                                   "    - matchLabels: {expose: lan}\n", 1))  # fmt: skip
+    code, out, _ = explain(capsys, "ingress-nginx/ingress-nginx-controller", "--config", str(config))
+    assert code == 0
+    assert "no L2Advertisement for pool first-pool selects this Service" in out

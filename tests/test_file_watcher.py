@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,8 @@ def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None
 
 
 def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_path: Path) -> None:
-    from supervisor.commands.check import plugin_validators
     from supervisor.config.loading import load_config_files
+    from supervisor.plugin_checks import plugin_validators
 
     path = tmp_path / "c.yaml"
     path.write_text(config_text(2))
@@ -140,6 +141,94 @@ def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_p
     assert [str(d) for d in rejected.diagnostics] == [str(d) for d in expected if d.is_error]
     inbox.put(file_watcher.RELOAD)
     assert isinstance(next_config(), ConfigRejected)
+    inbox.put(Control.STOP)
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_a_loader_that_raises_is_a_rejection_not_a_dead_watcher(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("a")
+
+    def explode(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
+        raise RuntimeError("unforeseen")
+
+    [rejected] = FileWatcherCore([str(path)], load=explode, debounce_seconds=0.1).poll(0.0)
+    assert isinstance(rejected, ConfigRejected)
+    assert "RuntimeError: unforeseen" in rejected.diagnostics[0].message
+
+
+def test_content_hash_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    assert file_watcher.content_hash([str(fifo)]) != file_watcher.content_hash([str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("garbage", ["Service\x1b", "Ser\x00vice", "!!float 'x'", "[" * 1000],
+                         ids=["esc", "nul", "tag", "deep"])
+def test_garbage_typed_into_a_running_config_keeps_the_watcher_and_the_last_good_config(
+        tmp_path: Path, garbage: str) -> None:
+    path = tmp_path / "c.yaml"
+    good = config_text(2)
+    path.write_text(good)
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                              debounce_seconds=0.05, heartbeat_seconds=0.05)
+    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
+                              kwargs={"install_signal": False}, daemon=True)
+    thread.start()
+
+    def next_config() -> Any:
+        while True:
+            message = outbox.get(timeout=5)
+            if not isinstance(message, WorkerHeartbeat):
+                return message
+
+    assert isinstance(next_config(), ConfigLoaded)
+    path.write_text(good.replace("kind: Service", "kind: " + garbage, 1))
+    rejected = next_config()
+    assert isinstance(rejected, ConfigRejected) and rejected.diagnostics
+    assert all(d.source.file == str(path) and d.source.line >= 1 for d in rejected.diagnostics)
+    inbox.put(file_watcher.RELOAD)  # the same garbage again: still a rejection, still alive
+    assert isinstance(next_config(), ConfigRejected)
+    assert thread.is_alive()
+    path.write_text(good)
+    assert isinstance(next_config(), ConfigLoaded)
+    inbox.put(Control.STOP)
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_heartbeats_continue_during_a_slow_load(tmp_path: Path) -> None:
+    # A 1 MiB config parses for seconds, longer than the supervisor's hung timeout.
+    path = tmp_path / "c.yaml"
+    path.write_text("a")
+    started = threading.Event()
+
+    def slow(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
+        started.set()
+        # Busy, like a parser (not sleeping): the beating thread must still get the GIL.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        return Config(), []
+
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                              debounce_seconds=0.05, heartbeat_seconds=0.1)
+    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
+                              kwargs={"install_signal": False, "load": slow}, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    beats_during_load = 0
+    while True:
+        message = outbox.get(timeout=5)
+        if isinstance(message, ConfigLoaded):
+            break
+        beats_during_load += isinstance(message, WorkerHeartbeat)
+    assert beats_during_load >= 5  # ~every 0.1 s over the 1 s load, not one before and one after
     inbox.put(Control.STOP)
     thread.join(timeout=5)
     assert not thread.is_alive()

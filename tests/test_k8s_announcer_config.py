@@ -11,12 +11,13 @@ import yaml
 
 from supervisor.api import Config, Diagnostic, setting_error
 from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
 from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
+from supervisor.roles import KubernetesRole, Mode
 from supervisor.supervising.settings import WorkerSettings
-from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller, wait_for
 
 EXAMPLE = {"apiVersion": "metalloid.io/v1alpha1", "kind": "AnnouncerConfig",
            "metadata": {"name": "example", "namespace": "metallb-system"},
@@ -63,7 +64,7 @@ def test_the_watcher_reads_and_validates_announcer_configs(api: FakeApiServer) -
 
 def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -> None:
     api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
-    settings = WorkerSettings(name="watcher", node_name="n1", mode="kubernetes", k8s_role="speaker")
+    settings = WorkerSettings(name="watcher", node_name="n1", mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER)
     client = RawClient.connect(host=api.url)
     stop, on_message = _speaker(settings, client, lambda message: None, lambda name, value: None)
     try:
@@ -75,3 +76,14 @@ def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -
         assert "announcer example is FAILED" in event["message"] and "NotADirectoryError" in event["message"]
     finally:
         stop()
+
+
+def test_the_controller_reports_an_invalid_announcer_config_on_it(api: FakeApiServer) -> None:
+    with running_controller(api):
+        api.create({**EXAMPLE, "spec": {"enabled": "yes"}})
+        events = wait_for(lambda: [e for e in api.list("Event", "metallb-system")
+                                   if e["reason"] == "InvalidConfiguration"], timeout=10)
+        assert events[0]["type"] == "Warning"
+        assert events[0]["involvedObject"]["kind"] == "AnnouncerConfig"
+        assert events[0]["involvedObject"]["name"] == "example"
+        assert "spec.enabled: expected true or false" in events[0]["message"]

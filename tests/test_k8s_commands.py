@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -11,14 +10,9 @@ from pathlib import Path
 
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import events_for, ingress, pool, service, wait_for
+from tests.runtime_helpers import free_port
 
 METALLOID = str(Path(sys.executable).with_name("metalloid"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_controller_process_assigns_and_exports_metallb_metrics() -> None:
@@ -52,6 +46,7 @@ def test_controller_process_assigns_and_exports_metallb_metrics() -> None:
 
             in_use = 'metallb_allocator_addresses_in_use_total{pool="first-pool"} 1'
             wait_for(lambda: in_use in metrics(), timeout=15, what="pool metrics from the allocator worker")
+            assert 'metallb_allocator_services_allocated_total{pool="first-pool"} 1' in metrics()
             wait_for(lambda: "metallb_k8s_client_updates_total" in metrics(), what="k8s client counters")
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -279,3 +279,27 @@ def test_survives_outage_and_410(runbook: FakeApiServer) -> None:
         api.create(service("reuse"))
         assert wait_for(lambda: ingress(api, "reuse"), timeout=10) == ["10.0.10.10"]
     assert ingress(api, "during") == ["10.0.10.11"]
+
+
+def test_the_forwarded_config_carries_the_allocation_written_to_status(runbook: FakeApiServer) -> None:
+    """One allocation: what the supervisor's allocator worker passes on is what was written."""
+    from supervisor.allocating.worker import AllocatorCore
+    from supervisor.messages import AllocationDone, ConfigLoaded
+
+    api = runbook
+    api.create(service("web"))
+    forwarded: list[object] = []
+    client = RawClient.connect(host=api.url, user_agent="metalloid/controller-a")
+    loop = ControllerLoop(client, controller_options("controller-a"), forward=forwarded.append).start()
+    try:
+        assert wait_for(lambda: ingress(api, "web"), what="ingress IP") == ["10.0.10.10"]
+        loaded = wait_for(lambda: next((m for m in forwarded if isinstance(m, ConfigLoaded)), None))
+    finally:
+        loop.stop()
+        client.close()
+    assert loaded.allocation is not None and loop.allocations >= 1
+    assert [str(ip) for ip in loaded.allocation.ips_of(next(iter(loaded.allocation.assignments)))] == ["10.0.10.10"]
+    # The allocator worker answers with that very result instead of computing another one.
+    answers = list(AllocatorCore(state_dir=None, previous={}).handle(loaded))
+    assert answers == [AllocationDone(generation=loaded.generation, result=loaded.allocation)]
+    assert answers[0].result is loaded.allocation

@@ -46,9 +46,12 @@ SERVICE_IP = "10.0.10.10"
 UNASSIGNED_IP = "10.0.10.11"
 SERVICE_NS, SERVICE_NAME = "ingress-nginx", "ingress-nginx-controller"
 SERVICE_PATH = f"/api/v1/namespaces/{SERVICE_NS}/services/{SERVICE_NAME}"
+SLICE_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{SERVICE_NS}/endpointslices/{SERVICE_NAME}-abcde"
 BAD_NAME = "both-ip-fields"
 POOL_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/first-pool"
 EVENTS_PATH = f"/api/v1/namespaces/{SERVICE_NS}/events"
+L2STATUS_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses"
+CONFIGSTATE_PATH = "/apis/metallb.io/v1beta1/namespaces/metallb-system/configurationstates"
 REPLY = re.compile(r"bytes from ([0-9a-f:]{17}) \(")
 
 
@@ -84,6 +87,16 @@ def seed_objects() -> list[dict[str, Any]]:
         "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NS},
         "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
+    # MetalLB announces a Service only while an endpoint can serve it.
+    objects.append({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{SERVICE_NAME}-abcde", "namespace": SERVICE_NS,
+                     "labels": {"kubernetes.io/service-name": SERVICE_NAME}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint(ready=True)],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    })
     # Issue 11: a Service asking for its IP twice fails alone; every test below
     # runs with it present, so the runbook's Service is served around it.
     objects.append({
@@ -95,6 +108,12 @@ def seed_objects() -> list[dict[str, Any]]:
                  "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
     })
     return objects
+
+
+def endpoint(*, ready: bool) -> dict[str, Any]:
+    """The controller pod's endpoint on n1; not ready means terminating (as a rollout leaves it)."""
+    return {"addresses": ["10.244.0.5"], "nodeName": "n1",
+            "conditions": {"ready": ready, "serving": ready, "terminating": not ready}}
 
 
 KUBECONFIG = f"""\
@@ -171,6 +190,28 @@ class K8sLab:
                            check=False, timeout=10)
         return {m.lower() for m in REPLY.findall(out.stdout)}
 
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        """A merge patch to the fake API server."""
+        self.lab.run(CLIENT, "curl", "-sf", "--max-time", "2", "-X", "PATCH", "-H",
+                     "Content-Type: application/merge-patch+json", "--data", json.dumps(body),
+                     f"http://10.0.10.100:{API_PORT}{path}", timeout=10)
+
+    def metrics(self, host: str) -> str:
+        out = self.lab.run(host, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/metrics",
+                           check=False, timeout=10)  # fmt: skip
+        return out.stdout if out.returncode == 0 else ""
+
+    def l2_statuses(self) -> list[tuple[str, str, str, list[str], str]]:
+        """(node label, status node, service, interfaces, owner pod) of every ServiceL2Status."""
+        found = []
+        for obj in self.api(L2STATUS_PATH).get("items", []):
+            meta, status = obj["metadata"], obj.get("status") or {}
+            owners = [o["name"] for o in meta.get("ownerReferences") or []]
+            found.append((meta["labels"]["metallb.io/node"], status.get("node", ""),
+                          f"{status.get('serviceNamespace')}/{status.get('serviceName')}",
+                          [i["name"] for i in status.get("interfaces") or []], ",".join(owners)))  # fmt: skip
+        return found
+
     def node_events(self) -> list[dict[str, Any]]:
         items = self.api(EVENTS_PATH).get("items", [])
         return [e for e in items if e["involvedObject"]["name"] == SERVICE_NAME and e["reason"] == "nodeAssigned"]
@@ -214,7 +255,8 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sLab]:
             cluster.spawn(node, node, py, "-m", "supervisor.cli", "speaker", "--node", node,
                           "--namespace", "metallb-system", "--membership-key-file", str(key),
                           "--metrics-port", str(METRICS_PORT), "--kubeconfig", kubeconfig, "--log-format", "json",
-                          "--state-dir", str(workdir / f"state-{node}"), env={**env, "NODE_NAME": node})
+                          "--state-dir", str(workdir / f"state-{node}"),
+                          env={**env, "NODE_NAME": node, "POD_NAME": f"speaker-{node}"})
         for node in NODES:
             wait_for(lambda node=node: cluster.lab.run(  # type: ignore[misc]
                 node, "curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{METRICS_PORT}/readyz", check=False
@@ -321,6 +363,75 @@ def test_only_the_announcing_speaker_emits_node_assigned(k8s: K8sLab) -> None:
 
 
 @pytest.mark.lab
+def test_a_service_whose_endpoints_all_go_away_is_not_announced_and_explain_says_why(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    macs = {node: k8s.lab.mac(node) for node in NODES}
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=5, what="an ARP answer") == {macs[winner]}
+    k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=False)]})
+    try:
+        for node in NODES:
+            wait_for(lambda node=node: k8s.winner(node) is None, timeout=10,  # type: ignore[misc]
+                     what=f"{node} to stop electing anyone")
+        assert wait_for(lambda: k8s.answering_macs(SERVICE_IP) == set(), timeout=5, what="ARP to go quiet")
+        explained = k8s.lab.run(winner, sys.executable, "-m", "supervisor.cli", "explain",
+                                f"{SERVICE_NS}/{SERVICE_NAME}", "--endpoint", f"http://127.0.0.1:{METRICS_PORT}",
+                                check=False, timeout=20)
+        assert "Announced (layer2): no." in explained.stdout, explained.stdout + explained.stderr
+        assert "the Service has no serving endpoint" in explained.stdout, explained.stdout
+        assert "kubectl -n ingress-nginx get endpointslices" in explained.stdout, explained.stdout
+    finally:
+        k8s.patch(SLICE_PATH, {"endpoints": [endpoint(ready=True)]})
+    # A serving endpoint again: the same node (MetalLB's ranking did not change) answers again.
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=10, what="ARP again") == {macs[winner]}
+
+
+@pytest.mark.lab
+def test_the_announcing_speaker_writes_service_l2_status_from_what_it_really_does(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    # The lab nodes answer on eth0 (their only suitable interface), and the status says so.
+    expected = [(winner, winner, f"{SERVICE_NS}/{SERVICE_NAME}", ["eth0"], f"speaker-{winner}")]
+    assert wait_for(lambda: k8s.l2_statuses() == expected, timeout=10, what=f"the ServiceL2Status of {winner}")
+    [obj] = k8s.api(L2STATUS_PATH)["items"]
+    assert obj["metadata"]["name"].startswith("l2-")
+    assert obj["metadata"]["labels"] == {"metallb.io/node": winner, "metallb.io/service-name": SERVICE_NAME,
+                                         "metallb.io/service-namespace": SERVICE_NS}  # fmt: skip
+
+
+@pytest.mark.lab
+def test_every_component_writes_its_configuration_state(k8s: K8sLab) -> None:
+    def states() -> dict[str, tuple[str, dict[str, str], list[tuple[str, str]]]]:
+        return {o["metadata"]["name"]: ((o.get("status") or {}).get("result", ""), o["metadata"].get("labels") or {},
+                                        [(c["type"], c["status"]) for c in (o.get("status") or {}).get("conditions")
+                                         or []])
+                for o in k8s.api(CONFIGSTATE_PATH).get("items", [])}  # fmt: skip
+
+    wanted = {"controller", *(f"speaker-{n}" for n in NODES)}
+    found = wait_for(lambda: (lambda s: s if set(s) == wanted and all(v[0] == "Valid" for v in s.values()) else None)(
+        states()), timeout=10, what="a Valid ConfigurationState per component")  # fmt: skip
+    assert found["controller"] == ("Valid", {"metallb.io/component-type": "controller"},
+                                   [("configReconcilerValid", "True"), ("poolReconcilerValid", "True")])
+    for node in NODES:
+        assert found[f"speaker-{node}"] == ("Valid", {"metallb.io/component-type": "speaker",
+                                                      "metallb.io/node-name": node},
+                                            [("configReconcilerValid", "True")])  # fmt: skip
+
+
+@pytest.mark.lab
+def test_pool_series_come_from_the_controller_only_and_speaker_series_from_the_announcer(k8s: K8sLab) -> None:
+    winner = k8s.elected("n1")
+    controller = wait_for(lambda: k8s.metrics(CLIENT), timeout=10, what="the controller's /metrics")
+    assert 'metallb_allocator_services_allocated_total{pool="first-pool"} 1' in controller
+    assert 'metallb_allocator_addresses_in_use_total{pool="first-pool"} 1' in controller
+    for node in NODES:
+        text = k8s.metrics(node)
+        assert "metallb_k8s_client_config_loaded_bool 1" in text
+        assert 'metallb_allocator_addresses_total{' not in text, node
+        announced = f'metallb_speaker_announced{{ip="{SERVICE_IP}",node="{winner}",protocol="layer2",' \
+                    f'service="{SERVICE_NS}/{SERVICE_NAME}"}} 1'
+        assert (announced in text) is (node == winner), node
+
+
+@pytest.mark.lab
 def test_killing_the_winners_speaker_moves_the_ip_within_a_second(k8s: K8sLab) -> None:
     old = k8s.elected("n1")
     macs = {node: k8s.lab.mac(node) for node in NODES}
@@ -342,6 +453,9 @@ def test_killing_the_winners_speaker_moves_the_ip_within_a_second(k8s: K8sLab) -
     assert k8s.answering_macs(SERVICE_IP) == {macs[new]}
     wait_for(lambda: any(f'node "{new}"' in e["message"] for e in k8s.node_events()), timeout=5,
              what=f"nodeAssigned from {new}")
+    # The new announcer's status replaces the dead node's (which cannot delete its own).
+    expected = [(new, new, f"{SERVICE_NS}/{SERVICE_NAME}", ["eth0"], f"speaker-{new}")]
+    wait_for(lambda: k8s.l2_statuses() == expected, timeout=5, what=f"the ServiceL2Status to move to {new}")
 
 
 @pytest.mark.lab
@@ -379,37 +493,3 @@ def test_speakers_keep_announcing_and_failing_over_while_the_api_server_is_down(
     k8s.lab.run(CLIENT, "ping", "-c", "1", "-W", "1", SERVICE_IP, check=False)
     assert k8s.lab.neighbour(CLIENT, SERVICE_IP)[0] == macs[last]
     assert k8s.procs[last].poll() is None
-
-
-def test_a_restarted_speaker_watcher_gets_the_membership_view_back() -> None:
-    """The supervisor replays the last view to the watcher (nodeAssigned needs it) in Kubernetes mode."""
-    from supervisor.messages import MembersChanged
-    from supervisor.supervising.state import WATCHER, RoutedState
-
-    view = MembersChanged(alive=frozenset({"n1", "n2"}))
-    speaker = RoutedState(node_name="n1", mode="kubernetes", members=view)
-    assert speaker.replay(WATCHER) == [view]
-    assert RoutedState(node_name="n1", mode="standalone", members=view).replay(WATCHER) == []
-
-
-def test_node_assigned_that_failed_in_an_outage_is_written_once_the_api_is_back() -> None:
-    from supervisor.config.model import ServiceKey
-    from supervisor.kubernetes.client import RawClient
-    from supervisor.kubernetes.events import EventRecorder
-    from supervisor.kubernetes.speaker import NodeAssignedReporter
-    from tests.fakeapi import FakeApiServer
-
-    with FakeApiServer() as api:
-        svc = api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
-                          "spec": {"type": "LoadBalancer"}})
-        client = RawClient.connect(host=api.url)
-        reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host="n1"), "n1")
-        winners = {ServiceKey(namespace="default", name="web"): "n1"}
-        try:
-            with api.outage("503"):
-                assert reporter.update(winners, lambda key: svc) == 0
-            assert reporter.update(winners, lambda key: svc) == 1
-            assert reporter.update(winners, lambda key: svc) == 0
-        finally:
-            client.close()
-        assert [e["reason"] for e in api.list("Event", "default")] == ["nodeAssigned"]

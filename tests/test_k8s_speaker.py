@@ -9,17 +9,16 @@ from typing import Any
 
 import pytest
 
-from supervisor.config.model import Config, IPAddressPool, Service, ServiceKey
+from supervisor.config.model import Config, IPAddressPool, Service
 from supervisor.config.parsing import parse_objects
 from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_status
 from supervisor.kubernetes.client import RawClient
-from supervisor.kubernetes.events import EventRecorder
 from supervisor.kubernetes.peers import nodes_with_speaker_addresses, speaker_addresses
-from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
+from supervisor.kubernetes.speaker import speaker_allocation
+from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import ConfigLoaded
-from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, service, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service, wait_for
 
 
 def pod(
@@ -146,47 +145,19 @@ def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage
         watcher.stop()
 
 
-def test_node_assigned_only_when_this_node_starts_announcing(api: FakeApiServer) -> None:
-    import yaml
-
-    api.create(service("web"))
-    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
-    objects = [
-        yaml.safe_load(RUNBOOK_POOL),
-        yaml.safe_load(RUNBOOK_L2),
-        node("n1", "10.0.0.1"),
-        node("n2", "10.0.0.2"),
-        {**api.get("Service", "default", "web"), "kind": "Service", "apiVersion": "v1"},
-    ]
-    config, _ = parse_objects(objects)
-    result = speaker_allocation(config)
-    both = layer2_winners(config, result, frozenset({"n1", "n2"}))
-    winner = both[ServiceKey(namespace="default", name="web")]
-    loser = "n2" if winner == "n1" else "n1"
-    assert layer2_winners(config, result, frozenset({loser})) == {ServiceKey(namespace="default", name="web"): loser}
-    client = RawClient.connect(host=api.url)
-    reporter = NodeAssignedReporter(EventRecorder(client, component="metallb-speaker", host=winner), winner)
-
-    def lookup(key: ServiceKey) -> dict[str, Any]:
-        return api.get("Service", key.namespace, key.name)
-
-    assert reporter.update(both, lookup) == 1
-    assert reporter.update(both, lookup) == 0  # a second reconcile says nothing
-    events = events_for(api, "web")
-    assert [(e["reason"], e["message"]) for e in events] == [
-        ("nodeAssigned", f'announcing from node "{winner}" with protocol "layer2"')
-    ]
-
-
 def test_status_allocator_worker_answers_each_routed_config_from_status() -> None:
     from supervisor.kubernetes.worker import run_status_allocator
     from supervisor.messages import AllocationDone, Control
     from supervisor.supervising.settings import WorkerSettings
 
     svc = Service(namespace="default", name="web", status_ips=(ipaddress.ip_address("10.0.10.10"),))
+    other = Service(namespace="default", name="other", status_ips=(ipaddress.ip_address("10.0.10.11"),))
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
     inbox.put(ConfigLoaded(generation=7, config=Config(services=(svc,)), origin="kubernetes"))
+    # What the watcher read and handed over is passed on as it is (not read again from the config).
+    handed = speaker_allocation(Config(services=(other,)))
+    inbox.put(ConfigLoaded(generation=8, config=Config(services=(svc,)), origin="kubernetes", allocation=handed))
     inbox.put(Control.STOP)
     run_status_allocator(WorkerSettings(name="allocator", node_name="n1"), inbox, outbox)
     done: list[AllocationDone] = []
@@ -194,7 +165,9 @@ def test_status_allocator_worker_answers_each_routed_config_from_status() -> Non
         message = outbox.get_nowait()
         if isinstance(message, AllocationDone):
             done.append(message)
-    assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),))]
+    assert [(d.generation, d.result.ips_of(svc.key)) for d in done] == [(7, (ipaddress.ip_address("10.0.10.10"),)),
+                                                                          (8, ())]
+    assert done[1].result == handed
 
 
 def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiServer) -> None:
@@ -212,6 +185,12 @@ def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiSer
         api.create(svc)
         if status_ip:
             api.update_status("Service", "default", name, {"loadBalancer": {"ingress": [{"ip": status_ip}]}})
+        # MetalLB announces a Service only while one of its endpoints can serve.
+        api.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": f"{name}-1", "namespace": "default",
+                                 "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["10.244.0.5"], "nodeName": "n1", "conditions": {"ready": True}}]})
     out: queue.Queue[Emitted] = queue.Queue()
     options = WatchOptions(speaker_pods=True, debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.2)
     watcher = KubeWatcher(RawClient.connect(host=api.url), options, out.put)
@@ -229,7 +208,12 @@ def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiSer
         result = speaker_allocation(loaded.config)
         assert {k.name: [str(ip) for ip in a.ips] for k, a in result.assignments.items()} == {
             "web": ["10.0.10.10"], "held": ["10.0.10.11"]}
-        winners = layer2_winners(loaded.config, result, frozenset({"n1", "n2"}))
-        assert {k.name for k in winners} == {"web", "held"}
+        # The layer 2 announcer's own plan (what every speaker computes) elects a node for both.
+        from plugins.layer2.planning import plan
+        from supervisor.announcing.api import AnnouncerView
+
+        view = AnnouncerView(node_name="n1", mode="kubernetes", config=loaded.config,
+                             assignments=tuple(result.assignments.values()), members=frozenset({"n1", "n2"}))
+        assert {e.service.name for e in plan(view).elections if e.winner} == {"web", "held"}
     finally:
         watcher.stop()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from supervisor.kubernetes import kinds
-from supervisor.watching.k8s_watcher import WATCH_CRASHES, KubeWatcher, WatchOptions
+from supervisor.kubernetes.watcher import WATCH_CRASHES, KubeWatcher, WatchOptions
 
 SERVICE = {"metadata": {"namespace": "default", "name": "web", "resourceVersion": "3"}, "spec": {}}
 
@@ -70,7 +70,7 @@ def test_a_malformed_object_does_not_kill_the_watch_it_relists_after_backoff(cap
         return []
 
     client.watches = watches
-    with caplog.at_level(logging.ERROR, logger="supervisor.watching.k8s_watcher"):
+    with caplog.at_level(logging.ERROR, logger="supervisor.kubernetes.watcher"):
         w._watch_kind(kinds.SERVICE)
     assert client.list_calls == 2, "the kind is listed again after the crash"
     assert w.cache.get("Service", "default", "web") is not None

@@ -430,3 +430,39 @@ def test_per_ip_counters_of_a_withdrawn_ip_are_flushed_then_forgotten() -> None:
     responder.requests[packed] = 2
     a.tick(5.0)
     assert host.counters[(REQUESTS, (("ip", "10.0.10.10"),))] == 10
+
+
+def test_a_winner_without_the_named_interface_reports_a_failure_not_an_announcement() -> None:
+    from supervisor.announcing.api import announcer_state
+
+    adv = L2Advertisement(name="l2", ip_address_pools=("first-pool",), interfaces=("eth7",))
+    cfg = config(advs=(adv,))
+    owner = winner_of("10.0.10.10", cfg=cfg) or ""
+    a, _host, responder, _ = announcer(owner)
+    a.start()
+    a.update(view(owner, cfg, web("10.0.10.10")))
+    assert responder.owned4 == {}
+    state = announcer_state("layer2", a.status())
+    assert state.announcements == ()
+    assert [(str(f.service), str(f.ip), f.node) for f in state.failures] == [("default/web", "10.0.10.10", owner)]
+    loser = next(n for n in NODES if n != owner)
+    b, *_ = announcer(loser)
+    b.start()
+    b.update(view(loser, cfg, web("10.0.10.10")))
+    assert announcer_state("layer2", b.status()).failures == ()  # losing is not failing
+
+
+def test_the_status_says_which_interfaces_each_ip_is_answered_on() -> None:
+    from supervisor.announcing.api import announcer_state
+
+    adv = L2Advertisement(name="l2", ip_address_pools=("first-pool",), interfaces=("eth1",))
+    cfg = config(advs=(adv,))
+    owner = winner_of("10.0.10.10", cfg=cfg) or ""
+    a, *_ = announcer(owner)
+    a.start()
+    a.update(view(owner, cfg, web("10.0.10.10")))
+    state = announcer_state("layer2", a.status())
+    assert [(str(x.service), str(x.ip), x.node, x.interfaces) for x in state.announcements] == [
+        ("default/web", "10.0.10.10", owner, ("eth1",))
+    ]
+    assert state.failures == ()

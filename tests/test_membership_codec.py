@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from supervisor.membership.codec import (
     MAX_CHUNK,
+    MAX_PACKET,
+    MAX_TABLE_CHUNKS,
+    MIN_PACKET,
     Chunk,
     Dropped,
     DropReason,
@@ -19,6 +22,7 @@ from supervisor.membership.codec import (
     ReplayWindow,
     decode,
     encode,
+    screen,
 )
 
 KEY = b"s3cret-membership-key"
@@ -220,3 +224,61 @@ def test_replay_window_accepts_a_strictly_increasing_sequence(packets: list[tupl
 def test_heartbeat_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         hb().seq = 3  # type: ignore[misc]
+
+
+# -- screen: the free checks before any parse or HMAC (issue 15) -----------------
+
+names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20)
+heartbeats = st.builds(
+    Heartbeat,
+    type=st.sampled_from(PacketType),
+    sender=names,
+    receiver=names,
+    incarnation=st.integers(0, 2**64 - 1),
+    seq=st.integers(0, 2**64 - 1),
+    sent_at_ns=st.integers(0, 2**64 - 1),
+    echo_incarnation=st.integers(0, 2**64 - 1),
+    digest=st.binary(min_size=16, max_size=16),
+    chunk=st.none() | st.builds(
+        Chunk, index=st.just(0), count=st.integers(1, MAX_TABLE_CHUNKS), data=st.binary(max_size=MAX_CHUNK)
+    ),
+)
+
+
+@given(heartbeats, st.sampled_from([KEY, None]))
+def test_screen_never_drops_what_a_peer_can_send(packet: Heartbeat, key: bytes | None) -> None:
+    data = encode(packet, key)
+    assert MIN_PACKET <= len(data) <= MAX_PACKET
+    assert screen(data) is None
+
+
+@given(st.binary(max_size=2100))
+def test_any_bytes_get_a_decision_from_screen_then_decode(data: bytes) -> None:
+    """Whatever arrives: screen says drop (with a reason) or pass, and decode then gives a value."""
+    reason = screen(data)
+    assert reason is None or isinstance(reason, DropReason)
+    if reason is None:
+        assert isinstance(dec(data), (Heartbeat, Dropped))
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"", DropReason.MALFORMED),
+    (b"ML\x01" + bytes(MIN_PACKET - 4), DropReason.MALFORMED),  # one byte short
+    (b"ML\x01" + bytes(MAX_PACKET - 2), DropReason.MALFORMED),  # one byte long
+    (b"XX\x01" + bytes(MIN_PACKET), DropReason.MALFORMED),
+    (b"ML\x02" + bytes(MIN_PACKET), DropReason.WRONG_VERSION),
+])  # fmt: skip
+def test_screen_drops(data: bytes, reason: DropReason) -> None:
+    assert screen(data) is reason
+
+
+def test_a_table_of_more_chunks_than_the_cap_is_neither_sent_nor_accepted() -> None:
+    with pytest.raises(ValueError, match="chunks"):
+        encode(hb(chunk=Chunk(index=0, count=MAX_TABLE_CHUNKS + 1, data=b"x")), KEY)
+    # Built by hand as a forger would (count is a u16 on the wire): refused before the MAC is even checked.
+    good = encode(hb(chunk=Chunk(index=0, count=MAX_TABLE_CHUNKS, data=b"x")), None)
+    assert isinstance(dec(good, key=None), Heartbeat)
+    at = good.index(bytes([0, 0, MAX_TABLE_CHUNKS >> 8, MAX_TABLE_CHUNKS & 0xFF, 0, 1]))
+    forged = good[: at + 2] + (MAX_TABLE_CHUNKS + 1).to_bytes(2, "big") + good[at + 4 :]
+    result = dec(forged, key=None)
+    assert isinstance(result, Dropped) and result.detail == "bad chunk"

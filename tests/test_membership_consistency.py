@@ -113,3 +113,35 @@ def test_a_table_that_does_not_match_its_digest_is_ignored() -> None:
     forged = Chunk(index=0, count=1, data=b"x/other=10.9.9.9@p\n")
     a.heard("b", b.digest, forged, 0.0)
     assert a.mismatches(5.0) == (("b", (svc("x/web"),)),)
+
+
+def test_a_table_over_the_chunk_cap_is_sent_as_a_digest_only() -> None:
+    from supervisor.membership.codec import MAX_CHUNK, MAX_TABLE_CHUNKS
+
+    n = (MAX_TABLE_CHUNKS * MAX_CHUNK) // 40  # lines of ~45 bytes: more than the cap
+    big = [assign(f"namespace-{i:06d}/service-{i:06d}", f"10.{i // 62500}.{i // 250 % 250}.{i % 250}")
+           for i in range(n)]
+    assert len("".join(line + "\n" for line in table_lines(big))) > MAX_TABLE_CHUNKS * MAX_CHUNK
+    assert chunks_of(table_lines(big)) == ()
+    a, b = pair(big, [assign("x/web", "10.0.0.2")])
+    assert a.too_large and not b.too_large
+    exchange(a, b, 0.0, rounds=10)
+    assert a.chunk_for("b") is None and b.chunk_for("a") is not None
+    # b still learns that the tables differ, from the digest: it names its own Services.
+    assert b.mismatches(5.0) == (("a", (svc("x/web"),)),)
+
+
+def test_what_a_peer_can_make_us_keep_is_bounded_by_the_chunk_cap() -> None:
+    from supervisor.membership.codec import MAX_CHUNK, MAX_TABLE_CHUNKS, Chunk
+
+    a = ConsistencyTracker(grace_seconds=0.0)
+    a.set_peers(["b"])
+    a.set_ours(table_lines([assign("x/web", "10.0.0.1")]), 0.0)
+    digest = b"\x01" * 16
+    for index in range(0, 65535, 7):  # a forger's chunks, as many indexes as the wire allows
+        a.heard("b", digest, Chunk(index=index, count=65535, data=b"x" * MAX_CHUNK), 0.0)
+    for index in range(MAX_TABLE_CHUNKS + 10):
+        a.heard("b", digest, Chunk(index=index, count=MAX_TABLE_CHUNKS, data=b"x" * MAX_CHUNK), 0.0)
+    view = a._peers["b"]
+    assert len(view.pieces) <= MAX_TABLE_CHUNKS
+    assert sum(len(p) for p in view.pieces.values()) <= MAX_TABLE_CHUNKS * MAX_CHUNK

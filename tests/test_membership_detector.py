@@ -10,6 +10,7 @@ from supervisor.membership.codec import DropReason, Heartbeat, PacketType
 from supervisor.membership.detector import DetectorSettings, FailureDetector, Transition
 
 SETTINGS = DetectorSettings(interval_seconds=0.1, dead_after_seconds=0.35)
+ME = 77  # the detector's own incarnation, which every heartbeat to it must echo
 
 
 @dataclass
@@ -28,12 +29,14 @@ class Peer:
     name: str
     incarnation: int = 1
     seq: int = 0
+    echo: int = ME
     sent: list[Heartbeat] = field(default_factory=list)
 
     def beat(self, ptype: PacketType = PacketType.HEARTBEAT) -> Heartbeat:
         self.seq += 1
         hb = Heartbeat(
-            type=ptype, sender=self.name, receiver="me", incarnation=self.incarnation, seq=self.seq, sent_at_ns=0
+            type=ptype, sender=self.name, receiver="me", incarnation=self.incarnation, seq=self.seq, sent_at_ns=0,
+            echo_incarnation=self.echo,
         )
         self.sent.append(hb)
         return hb
@@ -45,7 +48,7 @@ class Peer:
 
 def make(clock: FakeClock, peers: tuple[str, ...] = ("a", "b"), **kw: float) -> FailureDetector:
     settings = DetectorSettings(interval_seconds=0.1, dead_after_seconds=0.35, **kw)  # type: ignore[arg-type]
-    return FailureDetector(settings, node_name="me", peers=frozenset(peers) | {"me"}, now=clock.now)
+    return FailureDetector(settings, node_name="me", incarnation=ME, peers=frozenset(peers) | {"me"}, now=clock.now)
 
 
 def run_for(
@@ -230,3 +233,107 @@ def test_config_changes() -> None:
     assert det.alive() == {"me", "a"}
     c = Peer("c")
     assert run_for(det, clock, 0.3, [a, c]) == [Transition(peer="c", alive=True, reason="heartbeat")]
+
+
+# -- proof of life: the receiver's current incarnation (issue 15) ----------------
+
+
+def test_heartbeats_recorded_before_our_restart_do_not_keep_a_dead_peer_alive() -> None:
+    """An hour-old genuine heartbeat stream, replayed after we restarted, proves nothing.
+
+    Our previous run (incarnation 50) heard `a`; an attacker recorded it. `a`
+    is dead now. We restart as incarnation ME: our replay window is empty, so
+    the recorded packets are "fresh", but they echo 50, not ME.
+    """
+    clock = FakeClock()
+    recorded = Peer("a", incarnation=10, echo=50)
+    tape = [recorded.beat() for _ in range(40)]
+    det = make(clock, peers=("a",))
+    changes: list[Transition] = []
+    reasons = set()
+    for hb in tape:  # played back at the heartbeat rate, through the startup grace and beyond
+        clock.advance(0.1)
+        dropped, ch = det.receive(hb, clock.now)
+        assert dropped is not None
+        reasons.add(dropped.reason)
+        changes += ch + det.tick(clock.now)
+    assert reasons == {DropReason.STALE_ECHO}
+    assert [(t.peer, t.alive, t.reason) for t in changes] == [("a", False, "deadline")]
+    assert det.alive() == {"me"}
+    assert not det.peers()["a"].confirmed
+
+
+def test_a_live_peer_proves_itself_one_interval_after_our_restart() -> None:
+    # Its first packet was sent before it heard our new run (echo 0); we record
+    # its incarnation (so we echo it back), and its next packet echoes ours.
+    clock = FakeClock()
+    det = make(clock, peers=("a",))
+    a = Peer("a", incarnation=10, echo=0)
+    dropped, _ = det.receive(a.beat(), clock.advance(0.1))
+    assert dropped is not None and dropped.reason is DropReason.STALE_ECHO
+    assert det.replay.incarnation_of("a") == 10  # what our next heartbeat echoes
+    a.echo = ME
+    assert run_for(det, clock, 2.0, [a]) == []
+    assert det.alive() == {"me", "a"} and det.peers()["a"].confirmed
+
+
+def test_a_replayed_leaving_from_before_our_restart_kills_nobody() -> None:
+    clock = FakeClock()
+    det = make(clock, peers=("a",))
+    a = Peer("a", incarnation=10)
+    run_for(det, clock, 0.5, [a])
+    old = Heartbeat(type=PacketType.LEAVING, sender="a", receiver="me", incarnation=10, seq=a.seq + 1,
+                    sent_at_ns=0, echo_incarnation=ME - 1)
+    dropped, changes = det.receive(old, clock.now)
+    assert dropped is not None and dropped.reason is DropReason.STALE_ECHO and changes == []
+    assert det.alive() == {"me", "a"}
+
+
+def test_our_new_incarnation_is_what_must_be_echoed() -> None:
+    # After the worker re-incarnates (clock stepped back), echoes of the old one stop counting.
+    clock = FakeClock()
+    det = make(clock, peers=("a",))
+    a = Peer("a")
+    run_for(det, clock, 0.5, [a])
+    det.incarnation = ME + 100
+    dropped, _ = det.receive(a.beat(), clock.advance(0.1))
+    assert dropped is not None and dropped.reason is DropReason.STALE_ECHO
+    a.echo = ME + 100
+    dropped, _ = det.receive(a.beat(), clock.advance(0.1))
+    assert dropped is None
+
+
+# -- the stall rule forgives starvation, not our own work (issue 15) -------------
+
+
+def test_a_gap_spent_receiving_is_not_forgiven() -> None:
+    """A 1 s gap between ticks during which our loop was on the CPU (a flood): a silent peer dies."""
+    clock = FakeClock()
+    det = make(clock)
+    a, b = Peer("a"), Peer("b")
+    run_for(det, clock, 1.0, [a, b])
+    clock.advance(1.0)
+    det.receive(b.beat(), clock.now)  # b got through the flood; a died
+    changes = det.tick(clock.now, busy_seconds=0.98)
+    assert det.stalls == 0
+    assert [(t.peer, t.reason) for t in changes] == [("a", "deadline")]
+
+
+@pytest.mark.parametrize(("busy", "dies"), [(0.2, False), (0.3, True)])
+def test_only_the_unbusy_part_of_a_gap_is_forgiven(busy: float, dies: bool) -> None:
+    # A 1 s gap, `busy` of it our own work: 1 - busy off the CPU is a stall, of
+    # which one interval was ours to sleep; the rest is added to the deadlines.
+    # The observed silence is busy + one interval: 0.3 s survives the 0.35 s
+    # deadline, 0.4 s does not.
+    clock = FakeClock()
+    det = make(clock, peers=("a",))
+    a = Peer("a")
+    run_for(det, clock, 1.0, [a])
+    deadline = det.peers()["a"].deadline
+    clock.advance(1.0)
+    changes = det.tick(clock.now, busy_seconds=busy)
+    assert det.stalls == 1
+    assert det.stalled_seconds == pytest.approx(0.9 - busy)
+    assert [t.peer for t in changes] == (["a"] if dies else [])
+    if not dies:
+        assert det.peers()["a"].deadline == pytest.approx(deadline + 0.9 - busy)

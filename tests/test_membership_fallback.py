@@ -27,6 +27,8 @@ def test_judge(hb_alive: bool, confirmed: bool, kubernetes: bool, vouched: bool,
     got = judge(heartbeat_alive=hb_alive, confirmed=confirmed, kubernetes=kubernetes, vouched=vouched)
     assert got == Judgement(alive=alive, basis=basis)
 
+ME = 77  # this node's incarnation, which every heartbeat to it must echo
+
 
 class Peer:
     def __init__(self, name: str) -> None:
@@ -34,12 +36,13 @@ class Peer:
 
     def beat(self, ptype: PacketType = PacketType.HEARTBEAT) -> Heartbeat:
         self.seq += 1
-        return Heartbeat(type=ptype, sender=self.name, receiver="me", incarnation=1, seq=self.seq, sent_at_ns=0)
+        return Heartbeat(type=ptype, sender=self.name, receiver="me", incarnation=1, seq=self.seq, sent_at_ns=0,
+                         echo_incarnation=ME)
 
 
 def detector(now: float = 100.0) -> FailureDetector:
     settings = DetectorSettings(interval_seconds=0.1, dead_after_seconds=0.35)
-    return FailureDetector(settings, node_name="me", peers=frozenset({"me", "b"}), now=now)
+    return FailureDetector(settings, node_name="me", incarnation=ME, peers=frozenset({"me", "b"}), now=now)
 
 
 def tick_until(det: FailureDetector, start: float, end: float) -> None:

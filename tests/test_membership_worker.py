@@ -6,7 +6,9 @@ Each node binds its own 127.0.0.x address and its own port (the per-node
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
 import multiprocessing
 import os
 import queue
@@ -22,7 +24,7 @@ import pytest
 from supervisor.allocating.results import AllocationResult, Assignment
 from supervisor.config.model import Config, MembershipSettings, Node, ServiceKey, Settings
 from supervisor.membership.codec import Heartbeat, PacketType, decode, encode
-from supervisor.membership.worker import MembershipWorkerSettings, read_key_file, run
+from supervisor.membership.worker import KeyFileError, MembershipWorkerSettings, read_key_file, run
 from supervisor.messages import (
     AllocationDone,
     ConfigLoaded,
@@ -189,9 +191,10 @@ def test_forged_and_replayed_packets_are_rejected(spawn: Callable[..., Worker]) 
         got = decode(data, key=KEY, receiver="d", known={"a"})
         assert isinstance(got, Heartbeat) and got.sender == "a" and got.type is PacketType.HEARTBEAT
 
-        def from_d(seq: int, key: bytes | None) -> bytes:
+        def from_d(seq: int, key: bytes | None, echo: int = got.incarnation) -> bytes:
             hb = Heartbeat(
-                type=PacketType.HEARTBEAT, sender="d", receiver="a", incarnation=5, seq=seq, sent_at_ns=time.time_ns()
+                type=PacketType.HEARTBEAT, sender="d", receiver="a", incarnation=5, seq=seq, sent_at_ns=time.time_ns(),
+                echo_incarnation=echo,
             )
             return encode(hb, key)
 
@@ -208,6 +211,9 @@ def test_forged_and_replayed_packets_are_rejected(spawn: Callable[..., Worker]) 
         a.rejected("replay")
         d.sendto(b"\x00garbage", target)
         a.rejected("malformed")
+        # Genuine and fresh, but echoing a previous run of a: no proof of life.
+        d.sendto(from_d(10, KEY, echo=got.incarnation - 1), target)
+        a.rejected("stale_echo")
 
 
 def test_multi_node_config_without_key_refuses_to_start(spawn: Callable[..., Worker]) -> None:
@@ -255,13 +261,76 @@ def test_digest_mismatch_names_the_service(spawn: Callable[..., Worker]) -> None
 
 def test_key_file(tmp_path: Any) -> None:
     path = tmp_path / "key"
-    path.write_bytes(b"  secret\n")
-    assert read_key_file(path) == b"secret"
+    path.write_bytes(b"  0123456789abcdef-secret\n")
+    path.chmod(0o600)
+    assert read_key_file(path) == b"0123456789abcdef-secret"
     path.write_bytes(b"\n")
     with pytest.raises(ValueError, match="empty"):
         read_key_file(path)
     with pytest.raises(ValueError, match="cannot read"):
         read_key_file(tmp_path / "missing")
+
+
+def test_a_short_key_is_refused_naming_the_file_and_the_fix(tmp_path: Any) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"0123456789abcde\n")  # 15 bytes
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError) as err:
+        read_key_file(path)
+    assert str(path) in str(err.value)
+    assert "15 bytes, at least 16" in str(err.value) and "openssl rand" in str(err.value)
+    path.write_bytes(b"0123456789abcdef\n")  # 16: the minimum
+    assert read_key_file(path) == b"0123456789abcdef"
+
+
+@pytest.mark.parametrize(("mode", "gid", "warned"), [
+    (0o600, None, False),
+    (0o640, "own", False),   # root:metalloid 0640, as deploy/standalone installs it
+    (0o640, "other", True),  # a group this process is not in
+    (0o604, None, True),
+    (0o644, "own", True),
+])  # fmt: skip
+def test_a_key_file_others_can_read_is_warned_about(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, mode: int, gid: str | None, warned: bool
+) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"0123456789abcdef0123456789abcdef")
+    if gid is not None:
+        mine = {os.getegid(), *os.getgroups()}
+        target = os.getegid() if gid == "own" else next(g for g in range(1, 70000) if g not in mine)
+        if gid == "other" and os.geteuid() != 0:
+            pytest.skip("only root can give a file to a group it is not in")
+        os.chown(path, -1, target)
+    path.chmod(mode)
+    with caplog.at_level(logging.WARNING):
+        read_key_file(path)
+    lines = [r.getMessage() for r in caplog.records if "key_file_readable" in r.getMessage()]
+    assert bool(lines) == warned
+    if warned:
+        assert str(path) in lines[0] and f"chmod 600 {path}" in lines[0]
+
+
+def test_nobody_else_can_bind_the_heartbeat_port(spawn: Callable[..., Worker]) -> None:
+    """No SO_REUSEADDR/SO_REUSEPORT on our socket: a second bind fails, with or without them."""
+    cluster = make_cluster(("a", "b"))
+    a = spawn(cluster, "a")
+    a.wait_for(lambda m: isinstance(m, MembersChanged))
+    target = (cluster.addresses["a"], cluster.ports["a"])
+    for options in ((), (socket.SO_REUSEADDR,), (socket.SO_REUSEPORT,), (socket.SO_REUSEADDR, socket.SO_REUSEPORT)):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
+            for option in options:
+                thief.setsockopt(socket.SOL_SOCKET, option, 1)
+            with pytest.raises(OSError) as err:
+                thief.bind(target)
+            assert err.value.errno == errno.EADDRINUSE, options
+        # Nor on the wildcard address, which would receive what a's address does not claim.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
+            for option in options:
+                thief.setsockopt(socket.SOL_SOCKET, option, 1)
+            with pytest.raises(OSError) as err:
+                thief.bind(("0.0.0.0", target[1]))
+            assert err.value.errno == errno.EADDRINUSE, options
+    assert a.proc.is_alive()
 
 
 def readiness_config(cluster: Cluster, *, b_ready: bool) -> Config:
@@ -295,3 +364,22 @@ def test_standalone_peer_never_heard_is_dead_after_the_grace(spawn: Callable[...
     m = a.wait_members(lambda m: m.alive == {"a"})
     assert [(i.name, i.basis) for i in m.members] == [("a", "heartbeat"), ("b", "heartbeat")]
     assert m.changed_at is not None  # the grace ended: b died
+
+
+def test_drops_are_counted_in_memory_and_reported_once_a_second(spawn: Callable[..., Worker]) -> None:
+    cluster = make_cluster(("a", "b"), dead_after=5.0)
+    a = spawn(cluster, "a")
+    a.wait_for(lambda m: isinstance(m, MembersChanged))
+    stranger = f"127.0.0.{BASE + 10}"  # no configured node has it
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((stranger, 0))
+        for _ in range(300):
+            s.sendto(b"ML\x01" + bytes(100), (cluster.addresses["a"], cluster.ports["a"]))
+            time.sleep(0.002)  # within the kernel buffer, spread over ~0.6 s
+    reports: list[float] = []
+    deadline = time.monotonic() + 6.0
+    while sum(reports) < 300 and time.monotonic() < deadline:
+        msg = a.rejected("unknown_source", timeout=max(0.1, deadline - time.monotonic()))
+        reports.append(msg.value)
+    assert sum(reports) == 300
+    assert len(reports) <= 3, f"300 drops took {len(reports)} reports: {reports}"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.commands.check import plugin_validators
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.loading import load_config_files, load_documents
 from supervisor.config.parsing import parse_documents
 from supervisor.config.validation import validate
+from supervisor.plugin_checks import plugin_validators
 from tests.deploy_support import REPO, Obj, admission_errors, crd_version_schema, find, kustomize, pruned, pruned_paths
 
 SAMPLES = REPO / "tests" / "fixtures" / "metallb-samples"
@@ -118,16 +118,22 @@ def test_metalloid_check_accepts_a_sample(name: str, which: int | str) -> None:
     assert errors == []
 
 
-def test_kept_fields_of_the_samples_are_reported_not_dropped() -> None:
-    """The documentation's preferredNodeSelectors examples: parsed, warned, recorded."""
+def test_the_documentations_preferred_node_selectors_are_acted_on() -> None:
+    """The documentation's preferredNodeSelectors examples: parsed into the election's weights, no warning."""
     docs, _ = load_documents(str(SAMPLES / "website-configuration-advanced-l2.yaml"))
-    recorded, warned = set(), set()
+    weights: dict[str, list[tuple[int, dict[str, str]]]] = {}
     for doc in docs:
         config, diagnostics = parse_documents([doc])
-        recorded |= {f.name for f in config.inert_fields if f.path == "spec.preferredNodeSelectors"}
-        warned |= {d.name for d in diagnostics if "spec.preferredNodeSelectors is kept" in d.message
-                   and d.source.line > 0}
-    assert recorded == warned == {"prefer-edge", "tiered-zones", "zone-boost"}
+        assert not [d for d in diagnostics if "preferredNodeSelectors" in d.message], diagnostics
+        assert config.inert_fields == ()
+        for adv in config.l2_advertisements:
+            if adv.preferred_node_selectors:
+                weights[adv.name] = [(p.weight, dict(p.preference.match_labels)) for p in adv.preferred_node_selectors]
+    assert weights == {
+        "prefer-edge": [(100, {"node-role": "edge"})],
+        "tiered-zones": [(100, {"zone": "primary"}), (50, {"zone": "secondary"})],
+        "zone-boost": [(60, {"zone": "primary"})],
+    }
 
 
 def test_yaml_reads_a_community_as_kubernetes_does() -> None:

@@ -19,9 +19,9 @@ from supervisor import cli
 from supervisor.api import AnnouncerRegistry, Config, Diagnostic, error, hookimpl, setting_error
 from supervisor.config.model import API_SOURCE
 from supervisor.hookspecs import ENTRY_POINT_GROUP
+from supervisor.kubernetes.watcher import build_config
 from supervisor.plugin_testing import load_plugin, registered_announcers
 from supervisor.plugins_loader import PluginLoadFailure, PluginRejected, build_plugin_manager
-from supervisor.watching.k8s_watcher import build_config
 from tests.recording_plugin import RecordingAnnouncer
 
 POOL = ("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\n"

@@ -120,6 +120,67 @@ def test_a_crash_loop_is_failed_then_a_fixed_config_revives_it(tmp_path: Path) -
         node.close()
 
 
+def test_a_reload_the_plugin_rejects_keeps_the_last_good_settings(tmp_path: Path) -> None:
+    directory = tmp_path / "routes"
+    node = Node(tmp_path, announcers=None, config=config_text(2) + LAYER2_OFF + example(directory))
+    try:
+        node.wait_ready()
+        pid = node.workers()["announcer-example"]["pid"]
+        bad = config_text(2) + LAYER2_OFF + example(directory).replace("retries: 1", "retries: 99")
+        node.config.write_text(bad)
+        wait_for(lambda: node.status()["config"]["stale"], 10, what=f"the reload rejected; log:\n{node.log()}")
+        line = bad.splitlines().index("    retries: 99") + 1
+        assert node.status()["config"]["errors"] == [
+            f"{node.config}:{line}: AnnouncerConfig/example: spec.settings.retries: 99 is not a whole number "
+            "from 0 to 10"]
+        # The last good config stays in force: the announcer was not restarted and keeps its routes.
+        assert node.workers()["announcer-example"]["pid"] == pid
+        assert routes(directory) == {"default/svc-0", "default/svc-1"}
+    finally:
+        node.close()
+
+
+def test_a_plugin_that_fails_to_load_is_named_with_its_hook_in_status(tmp_path: Path) -> None:
+    node = Node(tmp_path, announcers="recording", config=config_text(1),
+                env={"METALLOID_EXTRA_PLUGINS": "tests.recording_plugin:plugin,tests.recording_plugin:misspelled"})
+    try:
+        status = node.wait_ready()
+        [error] = status["plugin_errors"]
+        assert error["plugin"] == "tests.recording_plugin:misspelled"
+        assert error["hook"] == "metalloid_validate_confg"
+        assert "unknown hook" in error["reason"]
+        # The watcher, which runs the plugins' checks, names it in the config's warnings too.
+        assert any("Plugin/tests.recording_plugin:misspelled" in w and "(hook metalloid_validate_confg)" in w
+                   for w in status["config"]["warnings"])
+    finally:
+        node.close()
+
+
+def test_reloads_start_restart_and_stop_an_announcer(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    node = Node(tmp_path, announcers=None, config=config_text(2) + LAYER2_OFF)
+    try:
+        node.wait_ready()
+        assert "example" not in rows(node)  # installed, not configured: not running
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(first))
+        wait_for(lambda: routes(first) == {"default/svc-0", "default/svc-1"}, 15, what=f"started; {node.log()}")
+        pid = node.workers()["announcer-example"]["pid"]
+        # New settings: a graceful stop (its routes withdrawn), then a start that sees them.
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(second))
+        wait_for(lambda: routes(second) == {"default/svc-0", "default/svc-1"}, 15, what=f"restarted; {node.log()}")
+        assert routes(first) == set()
+        assert node.workers()["announcer-example"]["pid"] != pid
+        assert node.workers()["announcer-example"]["restarts"] >= 1
+        # Disabled: stopped gracefully, and gone from the workers; /readyz does not wait for it.
+        node.config.write_text(config_text(2) + LAYER2_OFF + example(second, "  enabled: false\n"))
+        wait_for(lambda: routes(second) == set(), 15, what=f"stopped; {node.log()}")
+        wait_for(lambda: "announcer-example" not in node.workers(), 10)
+        assert rows(node)["example"]["enabled"] is False
+        wait_for(node.ready, 10, what="ready without it")
+    finally:
+        node.close()
+
+
 def test_a_hang_is_visible_in_readyz_before_its_own_deadline_kills_it(tmp_path: Path) -> None:
     crashy = ("---\napiVersion: metalloid.io/v1alpha1\nkind: AnnouncerConfig\nmetadata: {name: crashy}\n"
               "spec: {hangTimeoutSeconds: 6}\n")

@@ -173,3 +173,14 @@ def test_members_alive_by_fallback_say_why() -> None:
     assert _member_row(fallback)[1] == "yes (kubernetes-ready)"
     assert _member_row(heard)[1] == "yes"
     assert _member_row({"name": "n4", "alive": False, "basis": "heartbeat"})[1] == "NO"
+
+
+def test_a_service_without_serving_endpoints_says_so() -> None:
+    from supervisor.commands.status import _service_row
+
+    service = {"namespace": "shop", "name": "web", "ips": ["10.0.10.10"], "pool": "first-pool", "announced": {},
+               "elections": {"layer2": {"winner": None, "ranking": [], "excluded": [],
+                                        "not_served": "the Service has no serving endpoint"}}}
+    assert _service_row(service, "n1")[-1] == "NoEndpoints"
+    service["elections"]["layer2"]["not_served"] = None
+    assert _service_row(service, "n1")[-1] == "NotAnnounced"

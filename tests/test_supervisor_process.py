@@ -7,8 +7,10 @@ layer 2 plugin. Every process started here is stopped by its PID.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -283,6 +285,34 @@ def test_start_with_one_bad_service_serves_the_others(tmp_path: Path) -> None:
         n.close()
 
 
+def test_a_stray_esc_in_the_config_keeps_the_node_serving_without_restarts(node: Node) -> None:
+    # Issue 15: one ESC crash-looped the watcher and the node exited 3 after ~36 s.
+    before_ips = node.ips()
+    watcher_pid = node.workers()["watcher"]["pid"]
+    good = node.config.read_text()
+    node.config.write_text(good.replace("kind: Service", "kind: Service\x1b", 1))
+
+    def rejected() -> int:
+        found = re.search(r'^metalloid_config_reloads_total\{result="rejected"\} (\S+)$',
+                          get_text(f"{node.url}/metrics")[1], flags=re.M)
+        return int(float(found.group(1))) if found else 0
+
+    for count in range(1, 6):  # the garbage rejected again and again, never a crash
+        if count > 1:
+            node.proc.send_signal(signal.SIGHUP)
+        wait_for(functools.partial(lambda at_least: rejected() >= at_least, count), 5,
+                 what=f"rejected reload #{count}")
+    status = node.status()
+    assert status["config"]["stale"]
+    assert "control character 0x1b" in " ".join(status["config"]["errors"])
+    workers = node.workers()
+    assert workers["watcher"]["pid"] == watcher_pid and workers["watcher"]["restarts"] == 0
+    assert node.proc.poll() is None and node.ready() and node.ips() == before_ips
+    assert "Traceback" not in node.log()
+    node.config.write_text(good)
+    wait_for(lambda: not node.status()["config"]["stale"], 5, what="stale flag cleared")
+
+
 def test_valid_reload_adds_a_service_and_keeps_the_others(node: Node) -> None:
     before_ips = node.ips()
     node.config.write_text(config_text(11))
@@ -355,5 +385,28 @@ def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
         log = n.log()
         assert "assignments.json is corrupt" in log and "mv " in log
         assert (tmp_path / "state" / "assignments.json").read_text() == "{not json"
+    finally:
+        n.close()
+
+
+def test_at_the_open_file_limit_a_worker_death_backs_off_and_exits_3_not_a_hang(tmp_path: Path) -> None:
+    """Issue 15: with no file descriptor left, a worker death crashed the loop and the process hung."""
+    import resource
+
+    n = Node(tmp_path, extra_args=("--restart-budget", "2", "--restart-window", "60"))
+    try:
+        n.wait_ready()
+        watcher = n.workers()["watcher"]["pid"]
+        # Exactly the descriptors it holds now: the next pipe or socket fails with EMFILE.
+        held = len(os.listdir(f"/proc/{n.proc.pid}/fd"))
+        resource.prlimit(n.proc.pid, resource.RLIMIT_NOFILE, (held, held))
+        os.kill(watcher, signal.SIGKILL)
+        code = n.proc.wait(timeout=60)
+        assert code == 3, n.log()
+        log = n.log()
+        assert "spawn failed: Too many open files (errno 24)" in log
+        assert "supervisor.giving_up worker=watcher" in log and "Traceback" not in log
+        # Only the killed worker failed: the others (children of the forkserver) were never disturbed.
+        assert "worker.died worker=allocator" not in log and "worker.died worker=announcer" not in log
     finally:
         n.close()

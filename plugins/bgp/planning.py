@@ -150,7 +150,7 @@ def plan(view: AnnouncerView) -> Plan:
         for adv in advs:
             eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members)
             if view.node_name not in eligible.candidates:
-                reason = dict(eligible.excluded).get(view.node_name, "not a candidate")
+                reason = eligible.not_served or dict(eligible.excluded).get(view.node_name, "not a candidate")
                 skipped.append((assignment.service, f"BGPAdvertisement {adv.name}: {reason}"))
                 continue
             for session in sessions:

@@ -17,6 +17,8 @@ from plugins.bgp.planning import Plan, Route, plan
 from supervisor.api import AnnouncerHost, AnnouncerView
 
 ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
+PENDING_PREFIXES = "metallb_bgp_pending_prefixes_total"
+UPDATES = "metallb_bgp_updates_total"
 SESSION_UP = "metallb_bgp_session_up"
 SPEAKER_ANNOUNCED = "metallb_speaker_announced"
 
@@ -46,10 +48,15 @@ class BGPStubAnnouncer:
         for session in self.plan.sessions:
             count = sum(1 for r in self.plan.routes if r.peer == session.peer)
             labels = {"peer": f"{session.peer_address}:{session.peer_port}"}
-            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
-                            labels, count)
-            # The stub never establishes a session; saying 0 is the truth.
+            # The stub never establishes a session: like MetalLB's speaker with a
+            # session down, it advertises nothing, sends no UPDATE, and every
+            # route it would advertise is pending. Saying so is the truth.
             self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", labels, 0)
+            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
+                            labels, 0)
+            self.host.gauge(PENDING_PREFIXES, "Number of prefixes that should be advertised on the BGP session",
+                            labels, count)
+            self.host.counter(UPDATES, "Number of BGP UPDATE messages sent", labels, 0)
         current: set[tuple[tuple[str, str], ...]] = set()
         for route in self.plan.routes:
             for service in route.services:

@@ -23,7 +23,15 @@ from typing import Any, ClassVar
 
 from plugins.layer2 import conflicts, frames
 from plugins.layer2.gratuitous import BURST_INTERVAL, GratuitousTimer
-from plugins.layer2.interfaces import Link, LinkWatcher, exclude_from_env, read_links, unsuitable
+from plugins.layer2.interfaces import (
+    Link,
+    LinkWatcher,
+    exclude_from_env,
+    exclude_from_file,
+    exclude_list,
+    read_links,
+    unsuitable,
+)
 from plugins.layer2.localbind import LocalBinder
 from plugins.layer2.planning import Ownership, Plan, plan
 from plugins.layer2.responder import Duplicate, Responder
@@ -85,7 +93,15 @@ class Layer2Announcer:
         self._clock = clock
         self._wall_clock = wall_clock
         self._list_links = list_links
-        self._exclude = exclude_from_env() if exclude is None else exclude
+        # An explicit list (tests) is final; otherwise the environment and the
+        # mounted ConfigMap are read once, like MetalLB's speaker, and the
+        # config's Settings may change the list on every update.
+        self._fixed_exclude = exclude
+        self._env_exclude = exclude_from_env()
+        self._mounted_exclude = exclude_from_file() if exclude is None else None
+        self._exclude = exclude if exclude is not None else exclude_list(
+            env=self._env_exclude, settings=None, mounted=self._mounted_exclude
+        )
         self._responder = responder or Responder()
         self._binder = binder or LocalBinder()
         self._watcher = LinkWatcher(self._links_changed) if watch_links else None
@@ -140,6 +156,9 @@ class Layer2Announcer:
         previous_view, previous_plan = self._view, self._plan
         self._view = view
         self._timer.set_refresh(view.config.settings.refresh_seconds)
+        if self._fixed_exclude is None:
+            self._exclude = exclude_list(env=self._env_exclude, settings=view.config.settings.interfaces_to_exclude,
+                                         mounted=self._mounted_exclude)
         self._plan = plan(view)
         now = self._clock()
         self._note_takeovers(previous_view, previous_plan, now)
@@ -520,15 +539,22 @@ class Layer2Announcer:
             for service in own.services
         ]  # fmt: skip
         elections = []
+        failures: list[dict[str, str]] = []
         for entry in self._plan.elections if self._plan else ():
             reason = entry.not_announced_reason
             if reason is None and entry.winner == node and entry.ip not in self._owned:
-                reason = self._yield_reason(entry.ip) or NO_INTERFACE
+                yield_reason = self._yield_reason(entry.ip)
+                reason = yield_reason or NO_INTERFACE
+                if yield_reason is None:  # won, and nothing to answer on: MetalLB's announceFailed
+                    failures.append({"service": str(entry.service), "ip": str(entry.ip), "protocol": PROTOCOL,
+                                     "node": node, "reason": NO_INTERFACE})
             elections.append(
                 {
                     "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
                     "ranking": list(entry.election.ranking) if entry.election else [],
                     "excluded": [list(x) for x in entry.election.excluded] if entry.election else [],
+                    # Why no node at all announces it; without an election the reason is the Service's own.
+                    "not_served": entry.election.not_served if entry.election else entry.not_announced_reason,
                     "not_announced_reason": reason,
                 }
             )  # fmt: skip
@@ -547,6 +573,7 @@ class Layer2Announcer:
         ]
         return {
             "announcements": announcements,
+            "failures": failures,
             "elections": elections,
             "interfaces": interfaces,
             "sockets_ready": self._sockets_ready,

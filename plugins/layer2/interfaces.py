@@ -2,12 +2,18 @@
 
 Suitability is MetalLB's: broadcast-capable, ARP-capable, not loopback, not
 enslaved to a bond or bridge (the master answers), and not matching the
-exclude list MetalLB ships in its `metallb-excludel2` ConfigMap (container and
-overlay plumbing where an answer would only confuse). The list is configurable
-(`METALLOID_LAYER2_EXCLUDE`, comma-separated regular expressions) because
-labs and some hosts put real uplinks on names such as `veth*`. An interface an
-L2Advertisement names explicitly bypasses the exclude list: the operator asked
-for it. Whether a link is up is not part of suitability: sockets stay open on
+interface exclude list. The list comes from, first found:
+1. `METALLOID_LAYER2_EXCLUDE` (comma-separated regular expressions, may be
+   empty): an override for one host, e.g. a lab whose uplinks are `veth*`;
+2. the standalone config's `Settings.spec.announcedInterfacesToExclude`;
+3. MetalLB's `metallb-excludel2` ConfigMap, mounted where MetalLB mounts it
+   (`/etc/metallb/excludel2.yaml`, key `announcedInterfacesToExclude`);
+4. MetalLB's default list (container and overlay plumbing: docker, veth,
+   cali, cni, lxc...), where an answer would only confuse.
+An interface an L2Advertisement names explicitly bypasses the exclude list:
+the operator asked for it (MetalLB would still skip it: see
+docs/migrating-from-metallb.md).
+Whether a link is up is not part of suitability: sockets stay open on
 a link that is down, so it answers the moment it comes back.
 
 `LinkWatcher` follows RTM_NEWLINK/DELLINK/NEWADDR/DELADDR in its own thread
@@ -26,18 +32,22 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 log = logging.getLogger(__name__)
 
 EXCLUDE_ENV = "METALLOID_LAYER2_EXCLUDE"
-# MetalLB's config/manifests excludel2 list.
+# Where MetalLB's speaker DaemonSet mounts the `metallb-excludel2` ConfigMap, and its key.
+EXCLUDE_FILE = "/etc/metallb/excludel2.yaml"
+EXCLUDE_KEY = "announcedInterfacesToExclude"
+# MetalLB's list, as its manifests and Helm chart ship the ConfigMap.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     r"^docker.*", r"^cbr.*", r"^dummy.*", r"^virbr.*", r"^lxcbr.*", r"^veth.*", r"^lo$", r"^cali.*",
-    r"^tunl.*", r"^flannel.*", r"^kube-ipvs.*", r"^cni.*", r"^vxlan.calico.*", r"^vxlan-v6.calico.*",
-    r"^nodelocaldns.*",
+    r"^tunl.*", r"^flannel.*", r"^kube-ipvs.*", r"^cni.*", r"^nodelocaldns.*", r"^lxc.*",
 )  # fmt: skip
 
 IFF_UP = 0x1
@@ -68,12 +78,66 @@ class Link:
         return self.flags & IFF_UP != 0 and self.flags & IFF_RUNNING != 0
 
 
-def exclude_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
-    """The exclude list: `METALLOID_LAYER2_EXCLUDE` when set (may be empty), else MetalLB's."""
+def exclude_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...] | None:
+    """`METALLOID_LAYER2_EXCLUDE` as a list (may be empty), or None when it is not set."""
     value = (os.environ if environ is None else environ).get(EXCLUDE_ENV)
     if value is None:
-        return DEFAULT_EXCLUDE
+        return None
     return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+class ExcludeListError(ValueError):
+    """The excludel2 file cannot be used; the message names the file, the key and the fix."""
+
+
+def exclude_from_text(text: str, origin: str) -> tuple[str, ...]:
+    """The patterns of an excludel2.yaml document (MetalLB's format); raises ExcludeListError."""
+    fix = f"fix the ConfigMap metallb-excludel2 (key excludel2.yaml) that {origin} comes from"
+    try:
+        body: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ExcludeListError(f"{origin}: not valid YAML ({exc}); {fix}") from None
+    if body is None:
+        return ()
+    if not isinstance(body, dict):
+        raise ExcludeListError(f"{origin}: expected a mapping with {EXCLUDE_KEY}; {fix}")
+    patterns = body.get(EXCLUDE_KEY) or []
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ExcludeListError(f"{origin}: {EXCLUDE_KEY} must be a list of regular expressions; {fix}")
+    for number, pattern in enumerate(patterns):
+        problem = pattern_problem(pattern)
+        if problem:
+            raise ExcludeListError(f"{origin}: {EXCLUDE_KEY}[{number}]: {problem}; {fix}")
+    return tuple(patterns)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` is no usable regular expression, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{pattern!r} is not a valid regular expression ({exc})"
+    return None
+
+
+def exclude_from_file(path: str = EXCLUDE_FILE) -> tuple[str, ...] | None:
+    """The mounted excludel2 ConfigMap's list, or None when it is not mounted (MetalLB: no file, no list)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    return exclude_from_text(text, path)
+
+
+def exclude_list(
+    *, env: tuple[str, ...] | None, settings: tuple[str, ...] | None, mounted: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """The list in force: the environment override, the config's Settings, the ConfigMap, MetalLB's default."""
+    for found in (env, settings, mounted):
+        if found is not None:
+            return found
+    return DEFAULT_EXCLUDE
 
 
 def unsuitable(link: Link, *, exclude: Iterable[str], explicit: bool = False) -> str | None:

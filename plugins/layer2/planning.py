@@ -1,9 +1,14 @@
 """Layer 2's policy as a pure function: which IPs this node announces, where, and why.
 
-For every Assignment: the L2Advertisements covering its pool (none: not
-announced, and the reason says so), the candidates from the host's
-`eligibility` with the union of those advertisements' nodeSelectors, and
-MetalLB's ranking by the Service's *first* IP, so a dual-stack Service moves
+For every Assignment: the L2Advertisements covering its pool and selecting
+the Service (`serviceSelectors`; none: not announced, and the reason says so;
+a Service with `allow-shared-ip` is never announced through advertisements
+with serviceSelectors, as in MetalLB), the candidates from the host's
+`eligibility` with the union of those advertisements' nodeSelectors (none at
+all when the Service has no serving endpoint: MetalLB's `activeEndpointExists`;
+the reason is kept for /status), and
+MetalLB's ranking (`preferredNodeSelectors` scores, then the hash of the
+Service's *first* IP), so a dual-stack Service moves
 as one and a mixed MetalLB/metalloid cluster picks the same node. Services
 sharing an IP (allow-shared-ip) may rank differently (`externalTrafficPolicy:
 Local`); the IP still has exactly one winner: the election of the first
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supervisor.api import (
+    NO_SERVICE_MATCH,
+    SHARED_WITH_SELECTOR,
     AnnouncerView,
     Assignment,
     Config,
@@ -27,6 +34,7 @@ from supervisor.api import (
     ServiceKey,
     elect_layer2,
     eligibility,
+    preferred_scores,
 )
 
 BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
@@ -34,6 +42,7 @@ BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
 NO_ADVERTISEMENT = "no L2Advertisement covers pool {pool}: add one listing it in spec.ipAddressPools"
 NO_SERVICE = "the Service is not in the config any more"
 NO_CANDIDATE = "no node is eligible to announce it (see excluded)"
+
 OTHER_SERVICE = "shares the IP with {other}, whose election decides who announces it"
 
 
@@ -86,18 +95,22 @@ def _for_this_node(config: Config, node: str, advs: tuple[L2Advertisement, ...])
 def _elect(view: AnnouncerView, assignment: Assignment) -> list[IPElection]:
     config = view.config
     service = config.service(assignment.service)
-    advs = config.l2_advertisements_for(assignment.pool)
     reason = None
     election = None
     if service is None:
         reason = NO_SERVICE
-    elif not advs:
+    elif not config.l2_advertisements_for(assignment.pool):
         reason = NO_ADVERTISEMENT.format(pool=assignment.pool)
+    elif not (advs := config.l2_advertisements_for_service(assignment.pool, service)):
+        reason = NO_SERVICE_MATCH.format(pool=assignment.pool)
+    elif service.sharing_key is not None and any(a.service_selectors for a in advs):
+        # MetalLB's sharedIPWithServiceSelector: the annotation's presence is enough.
+        reason = SHARED_WITH_SELECTOR
     else:
         eligible = eligibility(config, service, node_selectors=_node_selectors(advs), members=view.members)
-        election = elect_layer2(eligible, assignment.ips[0])
+        election = elect_layer2(eligible, assignment.ips[0], preferred_scores(config, advs))
         if election.winner is None:
-            reason = NO_CANDIDATE
+            reason = election.not_served or NO_CANDIDATE
     return [
         IPElection(
             service=assignment.service,
@@ -136,7 +149,9 @@ def plan(view: AnnouncerView) -> Plan:
         advs: tuple[L2Advertisement, ...] = ()
         bind = config.settings.bind_local
         for key in services:
-            pool_advs = _for_this_node(config, view.node_name, config.l2_advertisements_for(pools[key]))
+            found = config.service(key)
+            for_service = config.l2_advertisements_for_service(pools[key], found) if found else ()
+            pool_advs = _for_this_node(config, view.node_name, for_service)
             advs += pool_advs
             pool = config.pool(pools[key])
             bind = bind or any(_annotated(a.annotations) for a in pool_advs)

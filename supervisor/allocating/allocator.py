@@ -38,15 +38,15 @@ from types import MappingProxyType
 
 from supervisor.allocating.freeips import PoolIndex, Position
 from supervisor.allocating.poolselect import (
-    families_for,
     family_name,
-    family_order,
+    fits,
     held_family_problem,
     primary_family,
     priority_key,
     refusal,
     refusal_text,
     requested_family_problem,
+    wanted_families,
 )
 from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
 from supervisor.allocating.sharing import SHARING_ANNOTATION, Holder, sharing_conflict
@@ -131,7 +131,7 @@ class _Run:
             first.setdefault(pool.name, pool)
         self.pools = list(first.values())
         self.indexes = {pool.name: PoolIndex(pool) for pool in self.pools}
-        self.by_priority = sorted(self.pools, key=priority_key)
+        self.by_name = sorted(self.pools, key=lambda p: p.name)
         self.families = {pool.name: pool.families() for pool in self.pools}
         self._namespace_labels: dict[str, dict[str, str]] = {}
         # Per family, keyed by the integer value: hashing an int is far cheaper
@@ -168,10 +168,11 @@ class _Run:
                 index.mark(position)
             if service.sharing_key:
                 self.shared.setdefault((pool.name, service.sharing_key, ip.version), []).append(ip)
-        if len(ips) > 1:
-            order = family_order(service, {4, 6})
-            ips = sorted(ips, key=lambda ip: order.index(ip.version))
-        self.assignments[key] = Assignment(service=key, ips=tuple(ips), pool=pool.name, sharing_key=service.sharing_key)
+        # The order is MetalLB's: requested and held IPs as listed, new dual-stack
+        # IPs IPv4 first. It matters: the first IP decides the layer 2 election.
+        self.assignments[key] = Assignment(
+            service=key, ips=tuple(ips), pool=pool.name, sharing_key=service.sharing_key or None
+        )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("ip.assigned service=%s ips=%s pool=%s", key, _ips(ips), pool.name)
 
@@ -190,6 +191,13 @@ class _Run:
 
     def _pool_for_ips(self, service: Service, ips: list[IPAddress], what: str) -> IPAddressPool | str:
         """The one pool `ips` come from and `service` may use, or why there is none."""
+        # MetalLB's poolFor: the pool that can give every one of the IPs. Pools
+        # overlap only in a config `check` rejects; then the requested pool,
+        # else config order, decides (MetalLB's map order is random).
+        wholes = [p for p in self.pools if all(p.contains(ip) for ip in ips)]
+        if wholes:
+            named = [p for p in wholes if p.name == service.requested_pool]
+            return self._allowed(service, ips, (named or wholes)[0], what)
         pools: list[IPAddressPool] = []
         for ip in ips:
             pool = self._pool_holding(ip)
@@ -198,10 +206,11 @@ class _Run:
             if not pool.contains(ip):
                 return f"{what} {ip} ends in .0 or .255, which pool {pool.name} avoids (avoidBuggyIPs: true)"
             pools.append(pool)
-        pool = pools[0]
-        if any(p.name != pool.name for p in pools):
-            spread = ", ".join(f"{ip} in {p.name}" for ip, p in zip(ips, pools, strict=True))
-            return f"{what}s must come from one pool ({spread})"
+        spread = ", ".join(f"{ip} in {p.name}" for ip, p in zip(ips, pools, strict=True))
+        return f"{what}s must come from one pool ({spread})"
+
+    def _allowed(self, service: Service, ips: list[IPAddress], pool: IPAddressPool, what: str) -> IPAddressPool | str:
+        """`pool` if `service` may take `ips` from it, else why not."""
         wanted = service.requested_pool
         if wanted is not None and wanted != pool.name:
             if self.config.pool(wanted) is None:
@@ -278,72 +287,103 @@ class _Run:
         return pool, ips
 
     def _find_auto(self, key: ServiceKey, service: Service) -> tuple[IPAddressPool, list[IPAddress]] | str:
-        candidates = self._candidate_pools(service)
-        if isinstance(candidates, str):
-            return candidates
+        wanted = wanted_families(service)
+        if service.ip_family_policy is IPFamilyPolicy.REQUIRE_DUAL_STACK and len(wanted) < 2:
+            # MetalLB: "Service requires dual stack but not enough clusterips".
+            return (
+                f"RequireDualStack but spec.ipFamilies lists only {family_name(wanted[0])}; "
+                "list both IPv4 and IPv6"
+            )
+        tiers = self._tiers(service)
+        if isinstance(tiers, str):
+            return tiers
         exhausted: list[str] = []
-        for pool, families in candidates:
-            picked: list[IPAddress] = []
-            for family in families:
-                ip = self._pick(self.indexes[pool.name], family, key, service)
-                if ip is None:
-                    index = self.indexes[pool.name]
-                    label = "" if families == (4,) else f" {family_name(family)}"
-                    exhausted.append(f"{pool.name} ({index.used(family)} of {index.total(family)}{label} assigned)")
-                    break
-                picked.append(ip)
-            else:
-                return pool, picked
+        for pools in tiers:
+            found = self._best_pool(pools, key, service, wanted, exhausted)
+            if found is not None:
+                return found
         plural = "pools" if len(exhausted) > 1 else "pool"
         reason = f"no available IPs in {plural} {', '.join(dict.fromkeys(exhausted))}"
         if service.sharing_key:
             reason += f"; no IP already shared under {SHARING_ANNOTATION} {service.sharing_key!r} can take its ports"
         return reason
 
-    def _candidate_pools(self, service: Service) -> list[tuple[IPAddressPool, tuple[int, ...]]] | str:
-        """The pools to try in order, each with the families to take, or why there are none."""
+    def _best_pool(
+        self,
+        pools: list[IPAddressPool],
+        key: ServiceKey,
+        service: Service,
+        wanted: tuple[int, ...],
+        exhausted: list[str],
+    ) -> tuple[IPAddressPool, list[IPAddress]] | None:
+        """MetalLB's `findBestPoolForService` over `pools`, in order; notes full pools in `exhausted`."""
+        prefer = len(wanted) == 2 and service.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK
+        primary: tuple[IPAddressPool, list[IPAddress]] | None = None
+        secondary: tuple[IPAddressPool, list[IPAddress]] | None = None
+        for pool in pools:
+            index = self.indexes[pool.name]
+            free: dict[int, IPAddress] = {}
+            full: list[str] = []
+            for family in wanted:
+                if family not in self.families[pool.name]:
+                    continue
+                ip = self._pick(index, family, key, service)
+                if ip is None:
+                    label = "" if wanted == (4,) else f" {family_name(family)}"
+                    full.append(f"{index.used(family)} of {index.total(family)}{label} assigned")
+                else:
+                    free[family] = ip
+            if full:
+                exhausted.append(f"{pool.name} ({', '.join(full)})")
+            if len(free) == len(wanted):
+                return pool, [free[f] for f in sorted(free)]
+            if prefer:
+                if primary is None and wanted[0] in free:
+                    primary = (pool, [free[wanted[0]]])
+                if secondary is None and wanted[1] in free:
+                    secondary = (pool, [free[wanted[1]]])
+        return primary or secondary
+
+    def _tiers(self, service: Service) -> list[list[IPAddressPool]] | str:
+        """The pools to try, as MetalLB's tiers (pinned, then unpinned), or why there are none."""
         if service.requested_pool is not None:
             named = self.config.pool(service.requested_pool)
             if named is None:
                 return f"pool {service.requested_pool} does not exist"
-            pools = [named]
-        else:
-            pools = self.by_priority
-            if not pools:
-                return "no IPAddressPool exists; create one that covers the Service"
-        sized = [(p, families_for(service, self.families[p.name])) for p in pools]
-        fitting = [(p, f) for p, f in sized if f is not None]
+            if not fits(service, self.families[named.name]):
+                return self._no_family(service, [named])
+            why = refusal(named, service, self.namespace_labels(service.namespace))
+            if why is not None:
+                return refusal_text(named, service, why)
+            return [[named]]
+        if not self.pools:
+            return "no IPAddressPool exists; create one that covers the Service"
+        fitting = [p for p in self.by_name if fits(service, self.families[p.name])]
         if not fitting:
-            return self._no_family(service, pools)
-        if service.requested_pool is None:
-            auto = [(p, f) for p, f in fitting if p.auto_assign]
-            if not auto:
-                names = ", ".join(p.name for p, _ in fitting)
-                return (
-                    f"every pool that could serve it has autoAssign: false ({names}); name one with "
-                    "metallb.io/address-pool or ask for one of its IPs"
-                )
-            fitting = auto
+            return self._no_family(service, self.by_name)
+        auto = [p for p in fitting if p.auto_assign]
+        if not auto:
+            names = ", ".join(p.name for p in fitting)
+            return (
+                f"every pool that could serve it has autoAssign: false ({names}); name one with "
+                "metallb.io/address-pool or ask for one of its IPs"
+            )
         labels = self.namespace_labels(service.namespace)
-        refusals = [(p, refusal(p, service, labels)) for p, _ in fitting]
-        allowed = [(p, f) for (p, f), (_, why) in zip(fitting, refusals, strict=True) if why is None]
-        if not allowed:
-            reasons = {why for _, why in refusals}
-            if len(fitting) == 1:
-                pool, why = refusals[0]
-                return refusal_text(pool, service, why or "")
-            if reasons == {"namespace"}:
-                return f"no pool allows namespace {service.namespace} (serviceAllocation)"
-            if reasons == {"labels"}:
-                return f"no pool selects {service.key} by its labels (serviceAllocation.serviceSelectors)"
-            return f"no pool allows {service.key} (serviceAllocation namespaces or serviceSelectors)"
-        if service.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
-            # Both families from a dual-stack pool first (that is what "prefer"
-            # asks for), then one family from any pool, in priority order.
-            dual = [(p, f) for p, f in allowed if len(f) == 2]
-            single: list[tuple[IPAddressPool, tuple[int, ...]]] = [(p, (fam,)) for p, f in allowed for fam in f]
-            return dual + single
-        return allowed
+        refusals = [(p, refusal(p, service, labels)) for p in auto]
+        matching = [p for p, why in refusals if why is None and p.service_allocation is not None]
+        pinned = sorted(matching, key=priority_key)
+        unpinned = [p for p in auto if p.service_allocation is None]
+        if pinned or unpinned:
+            return [tier for tier in (pinned, unpinned) if tier]
+        reasons = {why for _, why in refusals}
+        if len(refusals) == 1:
+            pool, why = refusals[0]
+            return refusal_text(pool, service, why or "")
+        if reasons == {"namespace"}:
+            return f"no pool allows namespace {service.namespace} (serviceAllocation)"
+        if reasons == {"labels"}:
+            return f"no pool selects {service.key} by its labels (serviceAllocation.serviceSelectors)"
+        return f"no pool allows {service.key} (serviceAllocation namespaces or serviceSelectors)"
 
     def _no_family(self, service: Service, pools: list[IPAddressPool]) -> str:
         named = f"pool {service.requested_pool}" if service.requested_pool else None
@@ -353,6 +393,10 @@ class _Run:
                     return f"RequireDualStack but {named} does not have both IPv4 and IPv6"
                 return "RequireDualStack but no pool has both IPv4 and IPv6"
             case IPFamilyPolicy.SINGLE_STACK:
+                family = family_name(primary_family(service))
+                return f"{named} has no {family} addresses" if named else f"no pool serves {family}"
+            case _ if len(wanted_families(service)) == 1:
+                # PreferDualStack with one ipFamilies entry wants exactly that family (MetalLB).
                 family = family_name(primary_family(service))
                 return f"{named} has no {family} addresses" if named else f"no pool serves {family}"
             case _:

@@ -24,6 +24,7 @@ import ipaddress
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from supervisor.allocating.results import HUGE_RANGE, MAX_COUNT
 from supervisor.config.model import AddressRange, IPAddress, IPAddressPool
 
 # The longest run of consecutive buggy offsets: x.x.x.255 followed by x.x.y.0.
@@ -185,7 +186,10 @@ class PoolIndex:
         return None
 
     def total(self, family: int) -> int:
-        return sum(r.total for r in self.ranges if r.range.version == family)
+        ranges = [r for r in self.ranges if r.range.version == family]
+        if any(r.size >= HUGE_RANGE for r in ranges):
+            return MAX_COUNT  # MetalLB's poolCount: such a range never runs out
+        return sum(r.total for r in ranges)
 
     def used(self, family: int) -> int:
         return sum(r.used for r in self.ranges if r.range.version == family)

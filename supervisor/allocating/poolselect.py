@@ -1,16 +1,23 @@
 """Which pools a Service may use, in which order, and for which IP families.
 
-MetalLB's rules: `serviceAllocation` restricts a pool to namespaces (by name or
-by namespace label selector) and to Services matching a label selector;
-auto-assignment tries pools by `serviceAllocation.priority` (lower number
-first, pools without a priority last) and then by name, skipping pools with
-`autoAssign: false`, which serve only Services that name them or ask for one
-of their IPs.
+MetalLB's rules (internal/allocator/allocator.go, `Allocate`):
+`serviceAllocation` restricts a pool to namespaces (by name or by namespace
+label selector) and to Services matching a label selector. Auto-assignment
+first tries the *pinned* pools: those with a `serviceAllocation` that matches
+the Service, ordered by `serviceAllocation.priority` (lower number first; 0 or
+unset last). Only when none of them can serve it does it try the pools
+without `serviceAllocation`. A pool with `serviceAllocation` never serves a
+Service it does not match, and `autoAssign: false` pools serve only Services
+that name them or ask for one of their IPs. MetalLB leaves the order among
+equal priorities (and among the unpinned pools, a Go map) to chance; here ties
+go by pool name, so every node computes the same answer.
 
-IP families: SingleStack wants the Service's first `ipFamilies` entry;
-RequireDualStack wants IPv4 and IPv6 from one pool; PreferDualStack takes both
-from a pool that has both, else the one family a pool has (pools with both
-families are tried first, so "prefer" means something).
+IP families (`findBestPoolForService`): the Service's families are its
+`ipFamilies` (MetalLB reads the clusterIPs, which Kubernetes lists in the same
+order); one entry means one IP of that family, whatever the policy. Two
+entries: the first pool that has a free IP of both families wins;
+PreferDualStack then falls back to the first pool with a free IP of the
+primary family (`ipFamilies[0]`), then of the secondary.
 """
 
 from __future__ import annotations
@@ -28,16 +35,26 @@ def primary_family(service: Service) -> int:
     return service.ip_families[0] if service.ip_families else 4
 
 
-def family_order(service: Service, families: frozenset[int] | set[int]) -> tuple[int, ...]:
-    """`families` in the Service's preference order (its ipFamilies, then v4, v6)."""
-    ranked = [f for f in service.ip_families if f in families]
-    ranked += [f for f in (4, 6) if f in families and f not in ranked]
-    return tuple(ranked)
+def wanted_families(service: Service) -> tuple[int, ...]:
+    """MetalLB's "service IP family": one family, or two (primary first) for dual stack."""
+    return service.ip_families or (4,)
 
 
 def priority_key(pool: IPAddressPool) -> tuple[bool, int, str]:
+    """MetalLB's `sortPools`: priorities above 0 ascending, then 0 or unset; ties by name."""
     priority = pool.service_allocation.priority if pool.service_allocation else None
-    return (priority is None, priority if priority is not None else 0, pool.name)
+    ranked = priority is not None and priority > 0
+    return (not ranked, priority if ranked and priority is not None else 0, pool.name)
+
+
+def fits(service: Service, pool_families: frozenset[int]) -> bool:
+    """Whether a pool with `pool_families` could ever give `service` its IPs."""
+    wanted = wanted_families(service)
+    if len(wanted) == 1:
+        return wanted[0] in pool_families
+    if service.ip_family_policy is IPFamilyPolicy.PREFER_DUAL_STACK:
+        return bool(pool_families & set(wanted))
+    return set(wanted) <= pool_families
 
 
 def refusal(pool: IPAddressPool, service: Service, namespace_labels: Mapping[str, str]) -> str | None:
@@ -59,19 +76,6 @@ def refusal_text(pool: IPAddressPool, service: Service, why: str) -> str:
     if why == "namespace":
         return f"pool {pool.name} does not allow namespace {service.namespace} (serviceAllocation)"
     return f"pool {pool.name} does not select {service.key} by its labels (serviceAllocation.serviceSelectors)"
-
-
-def families_for(service: Service, pool_families: frozenset[int]) -> tuple[int, ...] | None:
-    """The families `service` takes from a pool that has `pool_families`, or None if it cannot."""
-    match service.ip_family_policy:
-        case IPFamilyPolicy.SINGLE_STACK:
-            family = primary_family(service)
-            return (family,) if family in pool_families else None
-        case IPFamilyPolicy.REQUIRE_DUAL_STACK:
-            return family_order(service, {4, 6}) if {4, 6} <= pool_families else None
-        case IPFamilyPolicy.PREFER_DUAL_STACK:
-            ranked = family_order(service, pool_families & {4, 6})
-            return ranked or None
 
 
 def requested_family_problem(service: Service, families: list[int]) -> str | None:

@@ -26,6 +26,12 @@ class Assignment:
     sharing_key: str | None = None
 
 
+# MetalLB's poolCount: a CIDR of 2**62 addresses or more "will never run out"
+# and counts as the largest int64; metrics and pool status show that value.
+HUGE_RANGE = 2**62
+MAX_COUNT = 2**63 - 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolCounts:
     """Per-pool, per-family counts. A shared IP counts once (as MetalLB's do)."""
@@ -35,6 +41,11 @@ class PoolCounts:
     assigned_v4: int
     total_v6: int
     assigned_v6: int
+
+    @property
+    def total(self) -> int:
+        """Both families, capped as MetalLB caps it."""
+        return min(self.total_v4 + self.total_v6, MAX_COUNT)
 
     @property
     def available_v4(self) -> int:

@@ -13,6 +13,16 @@ is never silently discarded: losing it would move Services to new IPs. Loading
 raises `StateFileError` naming the file and the fix, and `metalloid run`
 refuses to start on it.
 
+The schema is strict, because a state file that is read "generously" hands
+Services IPs nobody assigned: every key and type must be exactly what
+`encode` writes (no unknown or duplicate keys, no `true` for 1, no NaN, no
+dict where a list belongs, canonical addresses, `namespace/name` keys), the
+file must be a regular file (never followed through a symlink: the state
+directory is root's, a link in it could point anywhere) of at most
+`MAX_STATE_BYTES`. Anything else is refused with the reason; nothing is
+reinterpreted. Temporary files a killed writer left behind are removed when
+the allocator starts (`remove_temporaries`), with a warning.
+
 Format (JSON, sorted keys, version 1):
 
     {"format": "metalloid.assignments", "version": 1,
@@ -24,17 +34,34 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
+import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from supervisor.config.model import IPAddress, ServiceKey
+from supervisor.files import RefusedFile, read_regular_file
+
+log = logging.getLogger(__name__)
 
 FORMAT = "metalloid.assignments"
 VERSION = 1
 FILENAME = "assignments.json"
 DEFAULT_STATE_DIR = "/var/lib/metalloid"
+# ~100 bytes per Service: 16 MiB is ~150,000 Services, far beyond any node,
+# and small enough to parse in well under a second.
+MAX_STATE_BYTES = 16 * 1024 * 1024
+# A Service holds one address per family (dual-stack: two).
+MAX_IPS = 2
+# Kubernetes names are at most 253 characters, with no slash; whatever the
+# config allowed is written back, so nothing stricter than that.
+_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,253}")
+_TOP_KEYS = frozenset({"format", "version", "assignments"})
+_ENTRY_KEYS = frozenset({"ips", "pool"})
+_TEMPORARY = re.compile(r"\.assignments\.json\.\d+\.tmp")
 
 
 class StateFileError(Exception):
@@ -60,6 +87,26 @@ def encode(
     return (json.dumps(body, sort_keys=True, indent=1) + "\n").encode()
 
 
+class _Doubtful(Exception):
+    """One reason the file's content is not exactly what `encode` writes."""
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise _Doubtful(f"key {duplicate!r} appears twice in one object (JSON keeps only the last)")
+    return dict(pairs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Doubtful(f"{name} is not a value this file ever holds")
+
+
+def _exact_int(value: Any) -> bool:
+    return type(value) is int  # not bool, not 1.0
+
+
 def decode(data: bytes, *, path: str = "<state>") -> dict[ServiceKey, tuple[IPAddress, ...]]:
     """Parse the file's bytes; raise StateFileError with a fix on anything unexpected."""
     fix = (
@@ -68,47 +115,135 @@ def decode(data: bytes, *, path: str = "<state>") -> dict[ServiceKey, tuple[IPAd
         f"Service status.loadBalancer.ingress"
     )
     try:
-        body = json.loads(data)
+        text = data.decode("utf-8")  # strictly: no BOM, UTF-16 or surrogates guessed into shape
+        body = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except _Doubtful as exc:
+        raise StateFileError(f"state file {path} is corrupt ({exc}); {fix}") from None
+    except RecursionError:
+        raise StateFileError(f"state file {path} is corrupt (nested far deeper than the format); {fix}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StateFileError(f"state file {path} is corrupt (not JSON: {exc}); {fix}") from exc
+        raise StateFileError(f"state file {path} is corrupt (not JSON: {exc}); {fix}") from None
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise StateFileError(f"state file {path} is not a metalloid assignments file (format is not {FORMAT!r}); {fix}")
     version = body.get("version")
-    if version != VERSION:
+    if not _exact_int(version) or version != VERSION:
         raise StateFileError(
             f"state file {path} has format version {version!r}, this metalloid reads version {VERSION} "
             f"(written by a different metalloid release); run the release that wrote it, or {fix}"
         )
+    try:
+        return _assignments(body)
+    except _Doubtful as exc:
+        raise StateFileError(f"state file {path}: {exc}; {fix}") from None
+
+
+def _assignments(body: dict[str, Any]) -> dict[ServiceKey, tuple[IPAddress, ...]]:
+    unknown = sorted(set(body) - _TOP_KEYS)
+    if unknown:
+        raise _Doubtful(f"unknown top-level key(s) {', '.join(map(repr, unknown))}")
     raw = body.get("assignments")
     if not isinstance(raw, dict):
-        raise StateFileError(f"state file {path}: 'assignments' is not an object; {fix}")
+        raise _Doubtful("'assignments' is not an object")
     result: dict[ServiceKey, tuple[IPAddress, ...]] = {}
     for key, entry in raw.items():
-        try:
-            ips = tuple(ipaddress.ip_address(ip) for ip in entry["ips"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StateFileError(f"state file {path}: service {key!r} has no valid 'ips' ({exc}); {fix}") from exc
-        result[ServiceKey.parse(key)] = ips
+        result[_service_key(key)] = _entry_ips(key, entry)
     return result
+
+
+def _service_key(key: str) -> ServiceKey:
+    namespace, slash, name = key.partition("/")
+    if not slash or not _NAME.fullmatch(namespace) or not _NAME.fullmatch(name):
+        raise _Doubtful(f"service {key[:80]!r} is not a 'namespace/name' key")
+    return ServiceKey(namespace=namespace, name=name)
+
+
+def _entry_ips(key: str, entry: Any) -> tuple[IPAddress, ...]:
+    if not isinstance(entry, dict):
+        raise _Doubtful(f"service {key!r} has no valid 'ips' (its entry is not an object)")
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown or "ips" not in entry:
+        what = f"unknown key(s) {', '.join(map(repr, unknown))}" if unknown else "no 'ips'"
+        raise _Doubtful(f"service {key!r} has {what}")
+    pool = entry.get("pool")
+    if pool is not None and (not isinstance(pool, str) or not 0 < len(pool) <= 253):
+        raise _Doubtful(f"service {key!r} has a 'pool' that is not a pool name: {pool!r:.80}")
+    raw_ips = entry["ips"]
+    if not isinstance(raw_ips, list) or len(raw_ips) > MAX_IPS:
+        raise _Doubtful(f"service {key!r} has no valid 'ips' (not a list of at most {MAX_IPS} addresses)")
+    ips: list[IPAddress] = []
+    for raw_ip in raw_ips:
+        try:
+            ip = ipaddress.ip_address(raw_ip) if isinstance(raw_ip, str) else None
+        except ValueError:
+            ip = None
+        if ip is None or str(ip) != raw_ip:
+            raise _Doubtful(f"service {key!r} has no valid 'ips' ({raw_ip!r:.80} is not an address as metalloid "
+                            "writes it)")
+        if any(ip.version == seen.version for seen in ips):
+            raise _Doubtful(f"service {key!r} has no valid 'ips' (two IPv{ip.version} addresses)")
+        ips.append(ip)
+    return tuple(ips)
 
 
 def load(state_dir: str | os.PathLike[str]) -> dict[ServiceKey, tuple[IPAddress, ...]]:
     """The persisted assignments; empty when there is no file yet (a first start)."""
     path = state_path(state_dir)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, limit=MAX_STATE_BYTES, what="a state file", follow_symlinks=False)
     except FileNotFoundError:
         return {}
+    except RefusedFile as exc:
+        raise StateFileError(f"state file {exc} (metalloid never writes one like this); move it aside "
+                             f"(mv {path} {path}.bad) to start again from the IPs in the config's Service "
+                             "status.loadBalancer.ingress") from None
     except OSError as exc:
         raise StateFileError(f"state file {path} cannot be read ({exc}); fix its permissions or --state-dir") from exc
     return decode(data, path=str(path))
+
+
+def remove_temporaries(state_dir: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files a writer killed mid-write left; the paths removed.
+
+    Only at start, when no writer of ours runs: a temporary file is never the
+    state (the rename is what publishes it), so it is garbage. Only regular
+    files and symlinks with our exact temporary name go; anything else is left
+    alone with a warning.
+    """
+    removed: list[Path] = []
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMPORARY.fullmatch(name):
+            continue
+        path = Path(state_dir) / name
+        try:
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                log.warning("state.temporary-kept path=%s reason=not-a-file", path)
+                continue
+            path.unlink()
+        except OSError as exc:
+            log.warning("state.temporary-kept path=%s reason=%s", path, exc.strerror or exc)
+            continue
+        log.warning("state.temporary-removed path=%s reason=left-by-an-interrupted-write", path)
+        removed.append(path)
+    return removed
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new bytes only."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # O_EXCL|O_NOFOLLOW: never write through a link someone planted under
+    # our temporary name; one left by an earlier process with our PID goes.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o644)
     try:
         view = memoryview(data)
         while view:

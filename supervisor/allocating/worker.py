@@ -3,7 +3,8 @@
 It starts from what was persisted (the state directory) so that a restart of
 anything gives every Service the IP it had; then, for every `ConfigLoaded`, it
 allocates against the previous assignments, persists the answer when it
-changed, and sends `AllocationDone`. Deterministic: given the same config and
+changed, and sends `AllocationDone` (a ConfigLoaded that carries the
+allocation its watcher computed, the Kubernetes controller's, is passed on). Deterministic: given the same config and
 the same state file, every standalone node computes the same assignments.
 
 A state file that cannot be read is fatal for this worker (`StateFileError`
@@ -36,10 +37,11 @@ class AllocatorCore:
 
     def handle(self, message: ToWorker) -> Iterator[FromWorker]:
         match message:
-            case ConfigLoaded(generation=generation, config=config):
+            case ConfigLoaded(generation=generation, config=config, allocation=handed):
                 from supervisor.allocating.allocator import allocate
 
-                result: AllocationResult = allocate(config, self.previous)
+                # Kubernetes' controller computed it already (and writes it): one fact, one owner.
+                result: AllocationResult = handed if handed is not None else allocate(config, self.previous)
                 current = {key: a.ips for key, a in result.assignments.items()}
                 self._persist(current, result)
                 for key, ips in sorted(current.items()):
@@ -66,6 +68,8 @@ class AllocatorCore:
 
 
 def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+    if settings.state_dir:
+        statefile.remove_temporaries(settings.state_dir)
     previous = statefile.load(settings.state_dir) if settings.state_dir else {}
     log.info("allocator.started state_dir=%s services=%d", settings.state_dir, len(previous))
     core = AllocatorCore(state_dir=settings.state_dir, previous=previous)

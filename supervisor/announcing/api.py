@@ -10,7 +10,8 @@ it with an `AnnouncerHost`, and drives it:
                                   update; withdraw what the last process had announced
     update(view)                  whenever any fact changed; `view` is the whole present
     tick(now)                     every ~50 ms, for timers (bursts, refreshes)
-    status()                      after update/tick, for /status and explain
+    status()                      after update/tick, for /status, explain and
+                                  (Kubernetes) ServiceL2Status and Events
     stop(handover=...)            on shutdown: withdraw everything
 
 The host owns facts (config, assignments, live members); the announcer owns
@@ -72,6 +73,16 @@ class AnnouncementStatus(TypedDict):
     reason: NotRequired[str]
 
 
+class AnnounceFailureStatus(TypedDict):
+    """One entry of `AnnouncerStatus["failures"]`: an `AnnounceFailure`, JSON-ready."""
+
+    service: str  # "namespace/name"
+    ip: str
+    protocol: str
+    node: str
+    reason: str
+
+
 class AnnouncerStatus(TypedDict):
     """What `Announcer.status()` returns: the readiness and status contract.
 
@@ -80,13 +91,17 @@ class AnnouncerStatus(TypedDict):
     False while the announcer cannot announce yet (sockets not open, the
     external system not reachable): the node's /readyz answers 503 until it is
     True (absent = ready). `elections`: optional, per Service, who should
-    announce and why. Any other key is the plugin's own, shown as-is under
-    /status "plugins".
+    announce and why. `failures`: optional, the IPs this node should announce
+    (it won them) but cannot. `announcements` and `failures` are the
+    announcer's real state: in Kubernetes mode they become ServiceL2Status
+    objects and the nodeAssigned / announceFailed Events. Any other key is
+    the plugin's own, shown as-is under /status "plugins".
     """
 
     announcements: list[AnnouncementStatus]
     sockets_ready: NotRequired[bool]
     elections: NotRequired[Any]
+    failures: NotRequired[list[AnnounceFailureStatus]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +117,71 @@ class Previous:
 
     announcements: tuple[AnnouncementStatus, ...] = ()
     remembered: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnounceFailure:
+    """An IP this node should announce (it won it) but cannot, and why.
+
+    Layer 2: none of the interfaces it must answer on is open on this node
+    (MetalLB's `announceFailed`). Not a lost election: that is not a failure.
+    """
+
+    service: ServiceKey
+    ip: IPAddress
+    protocol: str
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncerState:
+    """What an announcer really does, as the host reads it from `status()`.
+
+    The host derives it from the status payload's "announcements" and
+    "failures" after every update and tick, and passes it on only when it
+    changed: the speaker writes ServiceL2Status and the nodeAssigned and
+    announceFailed Events from it, never from an election of its own.
+    """
+
+    protocol: str
+    announcements: tuple[Announcement, ...] = ()
+    failures: tuple[AnnounceFailure, ...] = ()
+
+
+def announcer_state(protocol: str, payload: Mapping[str, Any]) -> AnnouncerState:
+    """Parse a JSON-ready status payload (see `Announcer.status`) into an `AnnouncerState`.
+
+    Entries that are not well-formed (a plugin's bug) are skipped, not fatal:
+    the status document still shows them as the plugin wrote them.
+    """
+    import ipaddress
+
+    def key(text: object) -> ServiceKey | None:
+        namespace, _, name = str(text).partition("/")
+        return ServiceKey(namespace=namespace, name=name) if name else None
+
+    announcements: list[Announcement] = []
+    for entry in payload.get("announcements") or ():
+        try:
+            service, ip = key(entry["service"]), ipaddress.ip_address(str(entry["ip"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if service is not None:
+            announcements.append(Announcement(
+                service=service, ip=ip, protocol=str(entry.get("protocol") or protocol), node=str(entry.get("node")),
+                interfaces=tuple(str(i) for i in entry.get("interfaces") or ()), reason=str(entry.get("reason") or ""),
+            ))  # fmt: skip
+    failures: list[AnnounceFailure] = []
+    for entry in payload.get("failures") or ():
+        try:
+            service, ip = key(entry["service"]), ipaddress.ip_address(str(entry["ip"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if service is not None:
+            failures.append(AnnounceFailure(service=service, ip=ip, protocol=str(entry.get("protocol") or protocol),
+                                            node=str(entry.get("node")), reason=str(entry.get("reason") or "")))
+    return AnnouncerState(protocol=protocol, announcements=tuple(announcements), failures=tuple(failures))
 
 
 class AnnouncerHost(Protocol):

@@ -15,6 +15,10 @@ then loop:
     ViewChanged      → update(view) → status() → StatusReport (+ persisted for recover)
     every 50 ms      → tick(now)    → status() → StatusReport when it changed
     Control.STOP     → stop(handover=True), last StatusReport, forget the recovery file, exit 0
+    and after a ViewChanged or a tick, AnnouncementsChanged when the plugin's
+    "announcements" or "failures" changed (what it really announces, for the
+    speaker), from its first view on (before it, "nothing" means "not told
+    yet")
 
 Every StatusReport carries the host's own "_host" key: the plugins that failed
 to load (name, hook, reason) and the ways `status()` breaks the
@@ -35,10 +39,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from supervisor.announcing.api import Announcer, AnnouncerRegistry, Recoverable
+from supervisor.announcing.api import Announcer, AnnouncerRegistry, AnnouncerState, Recoverable, announcer_state
 from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.model import ServiceKey
 from supervisor.messages import (
+    AnnouncementsChanged,
     FromWorker,
     MetricKind,
     MetricOp,
@@ -173,6 +178,8 @@ class HostCore:
         self._load_failures = [f.as_dict() for f in load_failures or []]
         self._last_status: Any = None
         self._reported_problems: list[str] = []
+        self._last_state: AnnouncerState | None = None
+        self._viewed = False  # the plugin has had a view: its state is an answer, not its empty start
 
     def handle(self, message: ToWorker) -> Iterator[FromWorker]:
         match message:
@@ -180,6 +187,7 @@ class HostCore:
                 log.debug("announcer.update generation=%d assignments=%d members=%d", view.generation,
                           len(view.assignments), len(view.members))
                 self.announcer.update(view)
+                self._viewed = True
                 yield from self.report(force=True)
             case _:
                 log.debug("announcer.ignored message=%s", type(message).__name__)
@@ -202,6 +210,12 @@ class HostCore:
             document = dict(payload) if isinstance(payload, Mapping) else {"announcements": []}
             document["_host"] = {"load_failures": self._load_failures, "status_errors": problems}
             yield StatusReport(worker=self.worker, payload=document)
+            # The plugin's real announcements, passed on when they change
+            # (not on every counter or duplicate in the status payload).
+            state = announcer_state(self.announcer.protocol, payload if isinstance(payload, Mapping) else {})
+            if state != self._last_state and self._viewed:
+                self._last_state = state
+                yield AnnouncementsChanged(worker=self.worker, state=state)
 
     def recover(self) -> bool:
         """Call `recover(previous)` when the last process ended uncleanly; True when it was called."""

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.announcing.api import AnnouncerRegistry
-    from supervisor.config.diagnostics import Diagnostic
-    from supervisor.config.model import Config
     from supervisor.plugins_loader import PluginLoadFailure
 
 HELP = "validate config files (MetalLB resources, Services, Nodes) and explain every problem"
@@ -44,75 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plugins", action="store_true", help="skip the installed plugins' own checks")
 
 
-def plugin_validators(failures: list[PluginLoadFailure] | None = None) -> list[Callable[[Config], list[Diagnostic]]]:
-    """One validator calling every installed plugin's `metalloid_validate_config` hook."""
-    from supervisor.announcing.api import AnnouncerRegistry
-    from supervisor.plugins_loader import build_plugin_manager
-
-    pm = build_plugin_manager(failures=failures)
-    registry = AnnouncerRegistry()
-    try:
-        pm.hook.metalloid_register_announcers(registry=registry)
-        registry_error = None
-    except Exception as exc:  # two plugins claiming one protocol, a bug in a registration hook
-        registry_error = f"{type(exc).__name__}: {exc}"
-    broken = {f.name: f for f in failures or []}
-
-    def run_hooks(config: Config) -> list[Diagnostic]:
-        from supervisor.config.diagnostics import error
-        from supervisor.config.model import API_SOURCE
-
-        found = [*_unregistered(config, registry, broken)] if registry_error is None else [
-            error(API_SOURCE, "Plugin", "register", f"metalloid_register_announcers failed: {registry_error}")]
-        if not pm.get_plugins():
-            return found
-        try:
-            results: list[list[Diagnostic]] = pm.hook.metalloid_validate_config(config=config)
-        except Exception as exc:  # a plugin's bug must not hide the rest of the report
-            return [*found, error(API_SOURCE, "Plugin", "validate",
-                                  f"a plugin's metalloid_validate_config raised {type(exc).__name__}: {exc}; "
-                                  "report it to the plugin's authors, or run with --no-plugins")]
-        return [*found, *(d for result in results for d in (result or []))]
-
-    return [run_hooks]
-
-
-def _unregistered(config: Config, registry: AnnouncerRegistry,
-                  broken: dict[str, PluginLoadFailure]) -> list[Diagnostic]:
-    """An AnnouncerConfig for a protocol no loaded plugin registers: a typo, or a plugin not installed."""
-    import difflib
-
-    from supervisor.config.diagnostics import error
-
-    found = []
-    for announcer in config.announcers:
-        if registry.get(announcer.name) is not None:
-            continue
-        if announcer.name in broken:
-            why = f"its plugin failed to load: {broken[announcer.name].reason}"
-        else:
-            close = difflib.get_close_matches(announcer.name, registry.names(), n=1)
-            why = (f"did you mean {close[0]}?" if close else
-                   f"registered: {', '.join(registry.names()) or 'none'}; install its plugin")
-        found.append(error(announcer.source, "AnnouncerConfig", announcer.name,
-                           f"no installed plugin registers announcer protocol {announcer.name!r}; {why}"))
-    return found
-
-
-def load_failure_diagnostics(failures: list[PluginLoadFailure], *, as_errors: bool) -> list[Diagnostic]:
-    """A plugin that failed to load, as a diagnostic naming the plugin and the hook at fault."""
-    from supervisor.config.diagnostics import error, warning
-    from supervisor.config.model import Source
-
-    make = error if as_errors else warning
-    return [make(Source(file="<plugins>", line=0), "Plugin", f.name,
-                 f"{f}" + (f" (hook {f.hook})" if f.hook else "") + "; fix or uninstall the plugin")
-            for f in failures]
-
-
 def run(args: argparse.Namespace) -> int:
     from supervisor.config.diagnostics import Severity
     from supervisor.config.loading import load_config_files
+    from supervisor.plugin_checks import load_failure_diagnostics, plugin_validators
 
     failures: list[PluginLoadFailure] = []
     validators = [] if args.no_plugins else plugin_validators(failures)

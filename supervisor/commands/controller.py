@@ -36,10 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the metallb.io resources and the Lease live (default: metallb-system)")
     parser.add_argument("--lb-class", default=env("METALLOID_LB_CLASS"), metavar="NAME",
                         help="serve only Services with this spec.loadBalancerClass (default: those without one)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--lease-name", default="metalloid-controller",
                         help="the coordination.k8s.io Lease replicas elect a leader on (default: metalloid-controller)")
     parser.add_argument("--api-server", default=env("METALLOID_API_SERVER"), metavar="URL",
@@ -52,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
+    from supervisor.roles import KubernetesRole, Mode
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, WATCHER
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     identity = os.environ.get("POD_NAME") or os.uname().nodename
     settings = WorkerSettings(
-        name="controller", node_name=identity, mode="kubernetes", k8s_role="controller",
+        name="controller", node_name=identity, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.CONTROLLER,
         kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace, lb_class=args.lb_class,
         lease_name=args.lease_name, log_format=args.log_format, log_level=args.log_level,
     )
@@ -75,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
                    settings=dataclasses.replace(settings, name="allocator")),
     ]
     return serve_supervisor("controller", specs,
-                            SupervisorSettings(node_name=identity, mode="kubernetes", version=_version()),
-                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                            SupervisorSettings(node_name=identity, mode=Mode.KUBERNETES, version=_version()),
+                            args=args)

@@ -27,8 +27,9 @@ covers its pool).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("service", metavar="NAMESPACE/NAME", help="the Service (NAME alone means default/NAME)")
-    parser.add_argument("--endpoint", default="http://127.0.0.1:7472",
-                        help="the node's HTTP address (default: http://127.0.0.1:7472)")
+    from supervisor.serving.client import add_client_arguments
+
+    add_client_arguments(parser)
     parser.add_argument("--config", action="append", metavar="FILE",
                         help="explain offline from this config file (repeatable) instead of asking a node")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from supervisor.serving.client import StatusUnavailable, fetch_status, status_url
+    from supervisor.serving.client import StatusUnavailable, client_token, fetch_status, status_url
     from supervisor.serving.explaining import explain, find_service, render_text
 
     if args.config:
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         where = f"the file {', '.join(args.config)}"
     else:
         try:
-            status = fetch_status(args.endpoint, timeout=args.timeout)
+            status = fetch_status(args.endpoint, timeout=args.timeout, token=client_token(args.auth_token_file),
+                                  verify=not args.insecure_skip_tls_verify)
         except StatusUnavailable as exc:
             print(f"metalloid explain: {exc}\n(or explain offline: --config FILE)", file=sys.stderr)
             return 1

@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from supervisor.allocating.allocator import allocate
-    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
     from supervisor.config.loading import load_config
+    from supervisor.plugin_checks import load_failure_diagnostics, plugin_validators
     from supervisor.plugins_loader import PluginLoadFailure
 
     failures: list[PluginLoadFailure] = []

@@ -46,6 +46,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT; 1 bad config, state file or flags at st
 3 a core worker (watcher, allocator, membership) kept failing (restart budget spent;
 systemd or the kubelet takes over). An announcer that keeps failing is FAILED
 instead (/status, /readyz, metalloid_announcer_failed) and the others keep announcing.
+4 the supervisor itself failed (a bug, or the host ran out of a resource; the log says which).
 """
 
 
@@ -57,10 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this node's name, one of the config's Nodes (env METALLOID_NODE)")
     parser.add_argument("--state-dir", default=env("METALLOID_STATE_DIR", "/var/lib/metalloid"),
                         help="where assignments persist (default: /var/lib/metalloid)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472; 0 = any free)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--membership-key-file", default=env("METALLOID_MEMBERSHIP_KEY_FILE"),
                         help="shared secret authenticating membership heartbeats (same file on every node)")
     parser.add_argument("--insecure", action="store_true",
@@ -242,5 +242,4 @@ def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[D
         backoff=BackoffSettings(budget=args.restart_budget, window_seconds=args.restart_window),
         announcer_template=announcer_template(args), requested_announcers=parse_list(args.announcers),
     )
-    return serve_supervisor("run", specs, settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-                            decisions=decisions)
+    return serve_supervisor("run", specs, settings, args=args, decisions=decisions)

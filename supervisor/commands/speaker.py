@@ -38,10 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                               "/etc/metalloid/memberlist/secretkey"),
                         help="shared secret authenticating heartbeats (default: /etc/metalloid/memberlist/secretkey)")
     parser.add_argument("--insecure", action="store_true", help="allow membership without a key (trusted networks)")
-    parser.add_argument("--metrics-port", type=int, default=int(env("METALLOID_METRICS_PORT", "7472")),
-                        help="HTTP port for /metrics, /healthz, /readyz, /status (default: 7472)")
-    parser.add_argument("--metrics-host", default=env("METALLOID_METRICS_HOST", "0.0.0.0"),
-                        help="address the HTTP server binds (default: 0.0.0.0)")
+    from supervisor.serving.options import add_http_arguments
+
+    add_http_arguments(parser)
     parser.add_argument("--announcers", default=env("METALLOID_ANNOUNCERS"), metavar="LIST",
                         help="comma-separated announcer protocols, overriding the config (default: the "
                              "AnnouncerConfigs, plus layer2 with L2Advertisements and bgp with BGPPeers)")
@@ -58,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.announcing.enabling import parse_list
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
+    from supervisor.roles import KubernetesRole, Mode
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.settings import WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     def settings(name: str) -> WorkerSettings:
         return WorkerSettings(
-            name=name, node_name=args.node, mode="kubernetes", k8s_role="speaker", state_dir=args.state_dir,
+            name=name, node_name=args.node, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
+            state_dir=args.state_dir,
             kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace,
             membership_key_file=key_file, insecure=args.insecure, log_format=args.log_format, log_level=args.log_level,
         )
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     template = settings("announcer")
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
-                            SupervisorSettings(node_name=args.node, mode="kubernetes", version=_version(),
-                                               announcer_template=template, requested_announcers=requested),
-                            metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                            SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=_version(),
+                                               announcer_template=template, requested_announcers=requested,
+                                               pool_metrics=False),
+                            args=args)

@@ -27,8 +27,9 @@ the node's HTTP port (--metrics-port of `metalloid run`, default 7472).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint", default="http://127.0.0.1:7472",
-                        help="the node's HTTP address (default: http://127.0.0.1:7472)")
+    from supervisor.serving.client import add_client_arguments
+
+    add_client_arguments(parser)
     parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
                         help="output format (default: table)")
     parser.add_argument("-w", "--watch", action="store_true", help="print again every --interval seconds")
@@ -44,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from supervisor.serving.client import StatusUnavailable, fetch_status
+    from supervisor.serving.client import StatusUnavailable, client_token, fetch_status
 
     while True:
         try:
-            text = format_status(fetch_status(args.endpoint, timeout=args.timeout), args.output)
+            document = fetch_status(args.endpoint, timeout=args.timeout, token=client_token(args.auth_token_file),
+                                    verify=not args.insecure_skip_tls_verify)
+            text = format_status(document, args.output)
             code = 0
         except StatusUnavailable as exc:
             text, code = f"metalloid status: {exc}\n", 1
@@ -146,6 +149,8 @@ def _service_row(service: dict[str, Any], this_node: str = "") -> list[object]:
     elif elsewhere:
         by = ", ".join(f"{node} ({protocol})" for protocol, node in elsewhere)
         state = "Elected"
+    elif any(isinstance(e, dict) and e.get("not_served") for e in (service.get("elections") or {}).values()):
+        state = "NoEndpoints"  # MetalLB announces nothing without a serving endpoint; `explain` says more
     else:
         state = "NotAnnounced"
     return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",

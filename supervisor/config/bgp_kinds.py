@@ -16,7 +16,7 @@ import re
 from supervisor.config.fields import Fields, describe
 from supervisor.config.kept_fields import WHOLE_OBJECT, inert_field, kept_keys
 from supervisor.config.model import BFDProfile, Community, CommunityAlias, InertField
-from supervisor.config.selectors import parse_selector, parse_selectors
+from supervisor.config.selectors import parse_selectors
 
 _STANDARD = re.compile(r"^([0-9]+):([0-9]+)$")
 _LARGE = re.compile(r"^large:([0-9]+):([0-9]+):([0-9]+)$")
@@ -77,19 +77,9 @@ def report_kept_kind(top: Fields, kind: str, namespace: str, name: str) -> tuple
 
 
 def validate_unused_selectors(spec: Fields) -> None:
-    """serviceSelectors and preferredNodeSelectors are not used, but a malformed
-    one is still an error, as in MetalLB's webhook."""
+    """BGPAdvertisement.serviceSelectors is not used, but a malformed one is still
+    an error, as in MetalLB's webhook."""
     parse_selectors(spec, "serviceSelectors")
-    for preferred in spec.get_maps("preferredNodeSelectors"):
-        preferred.warn_unknown(frozenset({"weight", "preference"}))
-        if preferred.get_int("weight", None, low=1, high=100) is None and not preferred.has("weight"):
-            preferred.ctx.error(preferred.line, f"{preferred.path}: weight is missing; set 1-100")
-        preference = preferred.get_map("preference")
-        if preference is None:
-            preferred.ctx.error(preferred.line, f"{preferred.path}: preference is missing; set a label selector "
-                                                "({} matches every node)")
-        else:
-            parse_selector(preference)
 
 
 _BFD_BOUNDS = {

@@ -3,7 +3,7 @@
 metalloid's CRDs declare every field MetalLB's do, so nothing a MetalLB
 manifest sets is pruned by the API server. Some of those fields ask for
 behaviour metalloid does not have (yet): BFD, BGP session options its stub
-announcer does not model, layer 2 preferences its election ignores. Such a
+announcer does not model. Such a
 field is neither an error (MetalLB accepts it, and the object is otherwise
 honoured) nor silently dropped: parsing records each occurrence as an
 `InertField` on the `Config`, and `metalloid check` prints a warning naming
@@ -34,7 +34,7 @@ class KeptField:
     """One field (or, with path `spec`, one whole kind) that is kept but not acted on."""
 
     kind: str
-    path: str  # dotted, from the object's root: "spec.preferredNodeSelectors"
+    path: str  # dotted, from the object's root: "spec.bfdProfile"
     metallb_effect: str  # what MetalLB does with it, completing "MetalLB uses it to ..."
 
     @property
@@ -44,10 +44,6 @@ class KeptField:
 
 
 KEPT_NOT_ACTED_ON: tuple[KeptField, ...] = (
-    KeptField(kind="L2Advertisement", path="spec.serviceSelectors",
-              metallb_effect="announce only the Services matching one of the selectors through this advertisement"),
-    KeptField(kind="L2Advertisement", path="spec.preferredNodeSelectors",
-              metallb_effect="prefer the matching nodes (by weight) when electing the announcing node"),
     KeptField(kind="BGPAdvertisement", path="spec.serviceSelectors",
               metallb_effect="advertise only the Services matching one of the selectors through this advertisement"),
     KeptField(kind="BGPPeer", path="spec.localASN",

@@ -11,6 +11,16 @@ or a label value `on` silently become booleans, which bites. Numbers have no
 base-60 form either (YAML 1.1 reads the BGP community `1234:1` as 74041);
 Kubernetes' YAML reader agrees on both.
 
+Nothing in a file raises: control characters, bad encodings, unknown or
+abused tags (`!!timestamp 'x'`, `!!python/object`), absurd nesting and alias
+bombs all come back as `FILE:LINE` diagnostics, so `metalloid check` (the
+systemd unit's ExecStartPre) and the config watcher report them instead of
+dying. Only the core YAML types are built (string, integer, float, boolean,
+null, mapping, sequence): an unquoted date stays a string, as in YAML 1.2.
+Files must be regular files of at most `MAX_CONFIG_BYTES` (see
+docs/configuring.md), so a FIFO, a device or a 50 MB mistake is refused at
+once instead of hanging or filling memory.
+
 `load_config_files` is the one entry point the commands use: load, parse,
 validate, run the plugins' validators, confine Service errors to their Service. Parsing lives in `parsing`, semantic
 checks in `validation`. The only I/O here is reading the files.
@@ -18,6 +28,7 @@ checks in `validation`. The only I/O here is reading the files.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,57 +37,87 @@ from typing import Any
 import yaml
 
 from supervisor.config.diagnostics import Diagnostic, error
+from supervisor.config.documents import Document, LocatedDict, LocatedList
+from supervisor.config.isolation import config_errors, isolate
 from supervisor.config.model import Config, Source
+from supervisor.config.parsing import parse_documents
+from supervisor.config.validation import validate
+from supervisor.files import RefusedFile, read_regular_file
 
+log = logging.getLogger(__name__)
 
-class LocatedDict(dict[Any, Any]):
-    """A dict that knows its 1-based start line and the line of each key."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-    def line_of(self, key: Any) -> int:
-        lines = getattr(self, "key_lines", None) or {}
-        return int(lines.get(key, self.line))
-
-
-class LocatedList(list[Any]):
-    """A list that knows its 1-based start line and the line of each item."""
-
-    line: int = 0
-    item_lines: list[int]
-
-    def line_of(self, index: int) -> int:
-        lines = getattr(self, "item_lines", None) or []
-        return lines[index] if 0 <= index < len(lines) else self.line
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Document:
-    """One YAML document of a file: `body` is usually a LocatedDict, but may be anything."""
-
-    file: str
-    line: int
-    index: int
-    body: Any
+# Kubernetes caps a ConfigMap at 1 MiB, and so does metalloid a config file:
+# ~8,000 Services, parsed in ~4 s and ~65 MiB on a loaded 2-core node (4 MiB
+# took 16 s and 212 MiB), so a reload never stalls the watcher for a minute.
+MAX_CONFIG_BYTES = 1024 * 1024
+# No metalloid object nests deeper than ~10 levels; 64 leaves room for
+# plugins' fields and keeps the recursive composer far from Python's limit.
+MAX_NESTING = 64
+# Aliases let 1 KiB of YAML stand for a billion nodes ("billion laughs").
+# A document may expand to this many nodes whatever its size, and beyond it
+# to at most ALIAS_RATIO times the nodes actually written.
+MAX_EXPANDED_NODES = 200_000
+ALIAS_RATIO = 10
 
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
+_CORE_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map",
+                                                                    "seq", "merge"))
+# Implicit resolvers outside YAML 1.2's core schema: an unquoted 2024-01-01
+# must stay a string, and a lone `=` (YAML 1.1 "value") must not be special.
+_DROPPED_RESOLVERS = frozenset({_BOOL_TAG, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"})
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader building Located containers, with YAML 1.2 booleans."""
+    """SafeLoader building Located containers, with YAML 1.2 booleans and core types only."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicate_keys: list[tuple[int, Any]] = []
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A constructor's own ValueError or OverflowError (`!!float 'x'`, an
+        # int of 5,000 digits) carries no line: give it the node's.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (yaml.YAMLError, RecursionError, MemoryError):
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_short_tag(node.tag)} value {_excerpt(node.value)} ({exc})",
+                node.start_mark) from None
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _excerpt(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else "this node"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _unsupported_tag(loader: _LineLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the tag {_short_tag(node.tag)} is not supported in a metalloid config (only strings, numbers, "
+                    "booleans, null, mappings and lists are); remove the tag, and quote the value if it is text",
+        node.start_mark)
+
 
 # Copy the resolver table before editing it, so the global SafeLoader is untouched.
 _LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED_RESOLVERS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+# Only the core constructors: `!!binary`, `!!timestamp`, `!!set`, `!!omap` and
+# unknown tags become a diagnostic instead of bytes, dates or sets the
+# parser would have to guess about.
+_LineLoader.yaml_constructors = {
+    tag: constructor for tag, constructor in yaml.SafeLoader.yaml_constructors.items() if tag in _CORE_TAGS
+}
+_LineLoader.yaml_multi_constructors = {}
 _LineLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
@@ -131,17 +172,21 @@ for _tag, (_pattern, _first) in _NUMBER_PATTERNS.items():
 _LineLoader.add_constructor(_BOOL_TAG, _construct_bool)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_LineLoader.add_constructor(None, _unsupported_tag)
 
 
 def load_documents(path: str) -> tuple[list[Document], list[Diagnostic]]:
     """Every document of the YAML file at `path`, and its syntax problems.
 
-    Raises OSError when the file cannot be read (the caller decides how loud
-    that is); everything about its content comes back as diagnostics. After a
-    syntax error the documents read so far are still returned.
+    Raises OSError when the file cannot be opened (the caller decides how
+    loud that is); everything about what it is and what it contains (not a
+    regular file, too large, not UTF-8, not YAML) comes back as diagnostics.
+    After a syntax error the documents read so far are still returned.
     """
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        raw = read_regular_file(path, limit=MAX_CONFIG_BYTES, what="a config file")
+    except RefusedFile as exc:
+        return [], [error(Source(file=path, line=1), "File", _basename(path), f"refused: {exc.reason}")]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -151,18 +196,36 @@ def load_documents(path: str) -> tuple[list[Document], list[Diagnostic]]:
     return load_text(text, file=path)
 
 
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+
 def load_text(text: str, *, file: str) -> tuple[list[Document], list[Diagnostic]]:
     """Like `load_documents`, for text already in memory (`file` names it in messages)."""
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
-    loader = _LineLoader(text)
+    try:
+        loader = _LineLoader(text)
+    except yaml.reader.ReaderError as exc:
+        # PyYAML checks the whole text for non-printable characters up front.
+        return [], [_unprintable(text, exc, file=file)]
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
+            problem = _shape_problem(node)
+            if problem:
+                diagnostics.append(error(Source(file=file, line=node.start_mark.line + 1), "YAML", "structure",
+                                         problem))
+                continue
             body = loader.construct_document(node)
             documents.append(Document(file=file, line=node.start_mark.line + 1, index=len(documents), body=body))
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        diagnostics.append(error(Source(file=file, line=line), "YAML", "value", what))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -172,6 +235,13 @@ def load_text(text: str, *, file: str) -> tuple[list[Document], list[Diagnostic]
                                  f"{what}{column}; check the indentation and quoting around this line"))
     except yaml.YAMLError as exc:
         diagnostics.append(error(Source(file=file, line=1), "YAML", "syntax", f"{exc}"))
+    except RecursionError:
+        # The composer recurses once per nesting level: thousands of `[` or
+        # indented levels end here, before `_shape_problem` can count them.
+        line = loader.get_mark().line + 1
+        diagnostics.append(error(Source(file=file, line=line), "YAML", "structure",
+                                 f"nested more than {MAX_NESTING} levels deep; no metalloid object needs that, "
+                                 "check the brackets and indentation"))
     finally:
         loader.dispose()
     for line, key in loader.duplicate_keys:
@@ -179,6 +249,67 @@ def load_text(text: str, *, file: str) -> tuple[list[Document], list[Diagnostic]
                                  f"key {key!r} appears twice in the same mapping; the first value would be "
                                  "silently lost, keep only one"))
     return documents, diagnostics
+
+
+def _unprintable(text: str, exc: yaml.reader.ReaderError, *, file: str) -> Diagnostic:
+    position = max(0, min(exc.position, len(text)))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    hint = " (an ESC typed by accident?)" if char == "\x1b" else ""
+    return error(Source(file=file, line=line), "YAML", "encoding",
+                 f"control character {ord(char):#04x} at column {column}{hint} is not allowed in YAML; delete it")
+
+
+def _shape_problem(root: yaml.Node) -> str | None:
+    """Why this composed document is too deep or expands too far, or None.
+
+    Iterative, so it can measure what the recursive constructor could not
+    survive. Aliases are followed (that is the point), each node's expanded
+    size is memoized, and a node already on the path (a recursive alias) is
+    left to the constructor, which reports it with its line.
+    """
+    written: set[int] = set()
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes.get(id(child), 0) for child in children)
+            # The height, not the depth seen first: a chain of aliases nests
+            # deeper than any path written in the file.
+            heights[key] = 1 + max((heights.get(id(child), 0) for child in children), default=0)
+            if heights[key] > MAX_NESTING:
+                return (f"nested more than {MAX_NESTING} levels deep (line {node.start_mark.line + 1}); "
+                        "no metalloid object needs that, check the brackets, indentation and aliases")
+            continue
+        if depth > MAX_NESTING:
+            return (f"nested more than {MAX_NESTING} levels deep (line {node.start_mark.line + 1}); "
+                    "no metalloid object needs that, check the brackets and indentation")
+        if key in sizes or key in on_path:
+            continue
+        written.add(key)
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
+    expanded = sizes.get(id(root), 1)
+    if expanded > max(MAX_EXPANDED_NODES, ALIAS_RATIO * len(written)):
+        return (f"aliases (*name) expand this document to {expanded:,} values from {len(written):,} written; "
+                "write the values out instead of nesting aliases")
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 Validator = Callable[[Config], list[Diagnostic]]
@@ -207,28 +338,33 @@ def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -
     OSError when a file cannot be read. The validators (plugins' hooks) run
     only on a config without config-level errors.
     """
-    from supervisor.config.isolation import config_errors, isolate
-    from supervisor.config.parsing import parse_documents
-    from supervisor.config.validation import validate
-
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
     for path in paths:
         docs, problems = load_documents(path)
         documents.extend(docs)
         diagnostics.extend(problems)
-    config, problems = parse_documents(documents)
-    diagnostics.extend(problems)
-    # Config objects that failed to parse are missing from `config`, so
-    # cross-object warnings ("no pool can serve this Service") would mostly
-    # echo those errors; they come back once the errors are fixed.
-    parsed_cleanly = not config_errors(diagnostics)
-    diagnostics.extend(d for d in validate(config) if d.is_error or parsed_cleanly)
-    if not config_errors(diagnostics):
-        for validator in validators:
-            diagnostics.extend(validator(config))
-    return LoadResult(config=isolate(config, diagnostics), diagnostics=tuple(diagnostics),
-                      rejected=bool(config_errors(diagnostics)))
+    try:
+        config, problems = parse_documents(documents)
+        diagnostics.extend(problems)
+        # Config objects that failed to parse are missing from `config`, so
+        # cross-object warnings ("no pool can serve this Service") would mostly
+        # echo those errors; they come back once the errors are fixed.
+        parsed_cleanly = not config_errors(diagnostics)
+        diagnostics.extend(d for d in validate(config) if d.is_error or parsed_cleanly)
+        if not config_errors(diagnostics):
+            for validator in validators:
+                diagnostics.extend(validator(config))
+        isolated = isolate(config, diagnostics)
+    except Exception as exc:
+        # A bug of ours on input nobody foresaw: say so in the usual format
+        # (and keep the last good config) rather than kill `check` or the
+        # watcher. The fuzz suite asserts this never happens. The traceback
+        # only at debug level: `metalloid check` must print diagnostics, not
+        # a traceback.
+        log.debug("config.internal-error files=%s", ",".join(paths), exc_info=True)
+        return LoadResult(config=Config(), diagnostics=(*diagnostics, internal_error(paths, exc)), rejected=True)
+    return LoadResult(config=isolated, diagnostics=tuple(diagnostics), rejected=bool(config_errors(diagnostics)))
 
 
 def load_config_files(
@@ -237,3 +373,14 @@ def load_config_files(
     """`load_config` as (Config, diagnostics), the Config None when the config is rejected."""
     loaded = load_config(paths, validators=validators)
     return (None if loaded.rejected else loaded.config), list(loaded.diagnostics)
+
+
+INTERNAL = "internal"
+
+
+def internal_error(paths: Sequence[str], exc: BaseException) -> Diagnostic:
+    """The diagnostic for an exception metalloid did not expect while checking `paths`."""
+    file = paths[0] if paths else "<config>"
+    return error(Source(file=file, line=1), "Config", INTERNAL,
+                 f"metalloid failed while checking this config ({type(exc).__name__}: {exc}); this is a bug, "
+                 "please report it with the file; the last good config stays in force")

@@ -169,6 +169,14 @@ class IPAddressPool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PreferredNodeSelector:
+    """`L2Advertisement.spec.preferredNodeSelectors[]`: nodes matching `preference` score `weight` (1-100)."""
+
+    weight: int
+    preference: LabelSelector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class L2Advertisement:
     name: str
     namespace: str = "metallb-system"
@@ -176,6 +184,9 @@ class L2Advertisement:
     ip_address_pool_selectors: tuple[LabelSelector, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
     interfaces: tuple[str, ...] = ()
+    # Only Services matching one of these are announced through it (none: every Service).
+    service_selectors: tuple[LabelSelector, ...] = ()
+    preferred_node_selectors: tuple[PreferredNodeSelector, ...] = ()
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
@@ -273,7 +284,7 @@ class InertField:
     kind: str
     namespace: str
     name: str
-    path: str  # "spec.preferredNodeSelectors", or "spec" for a kind metalloid does not use at all
+    path: str  # "spec.bfdProfile", or "spec" for a kind metalloid does not use at all
     source: Source
     metallb_effect: str
 
@@ -435,6 +446,8 @@ class Settings:
     bind_local: bool = False
     # Re-send gratuitous ARP / unsolicited NA every N seconds (0 = off, MetalLB's way).
     refresh_seconds: float = 0.0
+    # Standalone: MetalLB's announcedInterfacesToExclude (regular expressions); None = not set.
+    interfaces_to_exclude: tuple[str, ...] | None = None
     source: Source = API_SOURCE
 
 
@@ -478,6 +491,11 @@ class Config:
     bfd_profiles: tuple[BFDProfile, ...] = ()
     communities: tuple[Community, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    # True when `endpoint_slices` are every EndpointSlice there is (Kubernetes):
+    # a Service with none has no endpoint, so it is not announced (MetalLB).
+    # False for a config file, where a Service whose EndpointSlices are not
+    # listed at all is taken as served by the host (keepalived-style).
+    endpoints_listed: bool = False
     # Fields set in the objects above that metalloid keeps but does not act on
     # (see supervisor.config.kept_fields), one record per object and field.
     inert_fields: tuple[InertField, ...] = ()
@@ -500,6 +518,13 @@ class Config:
         """The L2Advertisements covering a pool (MetalLB: none named = all pools)."""
         pool = self.pool(pool_name)
         return tuple(a for a in self.l2_advertisements if _covers(a, pool))
+
+    def l2_advertisements_for_service(self, pool_name: str, service: Service) -> tuple[L2Advertisement, ...]:
+        """MetalLB's `l2AdsForService`: the pool's advertisements whose serviceSelectors (if any) match."""
+        return tuple(
+            a for a in self.l2_advertisements_for(pool_name)
+            if not a.service_selectors or any(s.matches(service.labels) for s in a.service_selectors)
+        )  # fmt: skip
 
     def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
         pool = self.pool(pool_name)

@@ -22,9 +22,9 @@ from supervisor.config import bgp_kinds, core_kinds
 from supervisor.config.addresses import address_note, parse_address_range, parse_ip
 from supervisor.config.announcer_config import parse_announcer_config
 from supervisor.config.diagnostics import Diagnostic, error, warning
+from supervisor.config.documents import Document
 from supervisor.config.fields import Fields, ObjectContext, describe, line_in
 from supervisor.config.kept_fields import kept_keys
-from supervisor.config.loading import Document
 from supervisor.config.model import (
     AnnouncerConfig,
     BFDProfile,
@@ -40,13 +40,14 @@ from supervisor.config.model import (
     MembershipSettings,
     Namespace,
     Node,
+    PreferredNodeSelector,
     Service,
     ServiceAllocation,
     Settings,
     Source,
     labels_of,
 )
-from supervisor.config.selectors import parse_selectors
+from supervisor.config.selectors import parse_selector, parse_selectors
 
 METALLB_V1BETA1 = "metallb.io/v1beta1"
 METALLB_V1BETA2 = "metallb.io/v1beta2"
@@ -270,9 +271,8 @@ def _l2(top: Fields, out: _Collected) -> None:
     meta = read_meta(top, default_namespace=METALLB_NAMESPACE)
     _warn_foreign_namespace(top, meta)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces"})
-                      | kept_keys("L2Advertisement"))
-    bgp_kinds.validate_unused_selectors(spec)
+    spec.warn_unknown(frozenset({"ipAddressPools", "ipAddressPoolSelectors", "nodeSelectors", "interfaces",
+                                 "serviceSelectors", "preferredNodeSelectors"}) | kept_keys("L2Advertisement"))
     out.inert.extend(bgp_kinds.report_kept(spec, "L2Advertisement", meta.namespace, meta.name))
     out.l2.append(L2Advertisement(
         name=meta.name,
@@ -281,11 +281,31 @@ def _l2(top: Fields, out: _Collected) -> None:
         ip_address_pool_selectors=parse_selectors(spec, "ipAddressPoolSelectors"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
         interfaces=_interfaces(spec),
+        service_selectors=parse_selectors(spec, "serviceSelectors"),
+        preferred_node_selectors=_preferred_node_selectors(spec),
         labels=labels_of(meta.labels),
         annotations=labels_of(meta.annotations),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))
+
+
+def _preferred_node_selectors(spec: Fields) -> tuple[PreferredNodeSelector, ...]:
+    """`preferredNodeSelectors`: weight 1-100 (MetalLB's CRD bounds) and a preference selector each."""
+    found: list[PreferredNodeSelector] = []
+    for item in spec.get_maps("preferredNodeSelectors"):
+        item.warn_unknown(frozenset({"weight", "preference"}))
+        weight = item.get_int("weight", None, low=1, high=100)
+        if weight is None and item.raw("weight") is None:
+            item.ctx.error(item.line, f"{item.path}.weight is missing; give a weight from 1 to 100")
+        preference = item.get_map("preference")
+        if preference is None and item.raw("preference") is None:
+            item.ctx.error(item.line, f"{item.path}.preference is missing; give a node label selector "
+                                      "({} matches every node)")
+        selector = parse_selector(preference) if preference is not None else None
+        if weight is not None and selector is not None:
+            found.append(PreferredNodeSelector(weight=weight, preference=selector))
+    return tuple(found)
 
 
 # Linux's rule for interface names (dev_valid_name): the CRD enforces the same.
@@ -501,7 +521,7 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
 def _settings(top: Fields, out: _Collected) -> None:
     read_meta(top, default_namespace=None)
     spec = _spec_or_empty(top)
-    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership"}))
+    spec.warn_unknown(frozenset({"stateDir", "bindLocal", "refreshSeconds", "membership", EXCLUDE_KEY}))
     defaults = MembershipSettings()
     membership = defaults
     members = spec.get_map("membership")
@@ -522,12 +542,32 @@ def _settings(top: Fields, out: _Collected) -> None:
             insecure=members.get_bool("insecure", False),
         )
     out.settings.append(Settings(
+        interfaces_to_exclude=_interfaces_to_exclude(spec),
         state_dir=spec.get_str("stateDir"),
         membership=membership,
         bind_local=spec.get_bool("bindLocal", False),
         refresh_seconds=spec.get_number("refreshSeconds", 0.0, low=0.0) or 0.0,
         source=top.ctx.source(),
     ))
+
+
+# MetalLB's key in its metallb-excludel2 ConfigMap; standalone has it in Settings.
+EXCLUDE_KEY = "announcedInterfacesToExclude"
+
+
+def _interfaces_to_exclude(spec: Fields) -> tuple[str, ...] | None:
+    """Layer 2's interface exclude list (regular expressions); None when the key is absent."""
+    if spec.raw(EXCLUDE_KEY) is None:
+        return None
+    patterns: list[str] = []
+    for text, path, line in spec.get_strs(EXCLUDE_KEY):
+        try:
+            re.compile(text)
+        except re.error as exc:
+            spec.ctx.error(line, f"{path}: {text!r} is not a valid regular expression ({exc}); fix or remove it")
+        else:
+            patterns.append(text)
+    return tuple(patterns)
 
 
 _Parser = Callable[[Fields, _Collected], None]

@@ -7,20 +7,33 @@ no leader or consensus is needed. The host computes eligibility (which nodes
 top: layer 2 takes `ranking[0]` only, BGP takes every candidate.
 
 The ranking is MetalLB's own (speaker/layer2_controller.go): candidates sorted
-by `sha256(nodeName + "#" + firstIP)` as hex strings, so a cluster mixing
-metalloid and MetalLB speakers agrees on the winner.
+by the preference score of the advertisements' `preferredNodeSelectors`
+(highest first), then by `sha256(nodeName + "#" + firstIP)` as hex strings,
+so a cluster mixing metalloid and MetalLB speakers agrees on the winner.
+
+A Service without a serving endpoint has no candidate at all, whatever its
+traffic policy (MetalLB's `activeEndpointExists` runs before anything else).
+An endpoint can serve when its `ready` condition is absent or true, or its
+`serving` condition is true (epslices `EndpointCanServe`: a terminating pod
+that still serves counts). In Kubernetes the EndpointSlices are complete
+(`Config.endpoints_listed`); in a config file a Service whose EndpointSlices
+are not listed at all is served by the host, which is what a keepalived user,
+who lists none, expects.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from supervisor.config.model import (
     EXCLUDE_FROM_LB_LABEL,
     Config,
+    Endpoint,
     ExternalTrafficPolicy,
     IPAddress,
+    L2Advertisement,
     LabelSelector,
     Service,
     ServiceKey,
@@ -34,6 +47,23 @@ EXCLUDED_LABEL = f"labelled {EXCLUDE_FROM_LB_LABEL}"
 NETWORK_UNAVAILABLE = "condition NetworkUnavailable is true"
 NOT_SELECTED = "not selected by the nodeSelectors of any advertisement for the pool"
 NO_LOCAL_ENDPOINT = "externalTrafficPolicy is Local and it hosts no serving endpoint"
+NO_SERVING_ENDPOINT = (
+    "the Service has no serving endpoint (no endpoint in its EndpointSlices is ready or serving); "
+    "MetalLB announces a Service only while at least one endpoint can serve it"
+)
+# Layer 2 only (MetalLB's serviceSelectors rules), shared by the layer 2 plugin and offline `explain`.
+NO_SERVICE_MATCH = (
+    "no L2Advertisement for pool {pool} selects this Service: their spec.serviceSelectors do not match its "
+    "labels; add a matching label or an advertisement without serviceSelectors"
+)
+SHARED_WITH_SELECTOR = (
+    "metallb.io/allow-shared-ip cannot be used with an L2Advertisement that has spec.serviceSelectors "
+    "(MetalLB's rule); remove the annotation or the advertisement's serviceSelectors"
+)
+NO_ENDPOINT_SLICE = (
+    "the Service has no EndpointSlice, so no endpoint can serve it; "
+    "MetalLB announces a Service only while at least one endpoint can serve it"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +73,8 @@ class Eligibility:
     service: ServiceKey
     candidates: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = ()
+    # Why no node at all may announce it (e.g. no serving endpoint), else None.
+    not_served: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,31 +85,68 @@ class Election:
     ip: IPAddress
     ranking: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = field(default=())
+    not_served: str | None = None
 
     @property
     def winner(self) -> str | None:
         return self.ranking[0] if self.ranking else None
 
 
-def rank(candidates: tuple[str, ...] | list[str] | frozenset[str], first_ip: IPAddress) -> tuple[str, ...]:
-    """Order nodes by MetalLB's hash: sha256("<node>#<ip>") hex digest, ascending."""
+def rank(
+    candidates: tuple[str, ...] | list[str] | frozenset[str],
+    first_ip: IPAddress,
+    scores: Mapping[str, int] | None = None,
+) -> tuple[str, ...]:
+    """MetalLB's `sortL2Candidates`: highest preference score first, then sha256("<node>#<ip>") ascending."""
     ip_text = str(first_ip)
-    return tuple(sorted(candidates, key=lambda node: hashlib.sha256(f"{node}#{ip_text}".encode()).hexdigest()))
+    weights = scores or {}
+    return tuple(sorted(
+        candidates,
+        key=lambda node: (-weights.get(node, 0), hashlib.sha256(f"{node}#{ip_text}".encode()).hexdigest()),
+    ))  # fmt: skip
 
 
-def nodes_with_local_endpoint(config: Config, service: ServiceKey) -> frozenset[str] | None:
-    """Nodes hosting a ready, serving endpoint of `service`; None when no slice is known.
+def preferred_scores(config: Config, advertisements: tuple[L2Advertisement, ...]) -> dict[str, int]:
+    """MetalLB's `preferredScoresFor`: per node, the weights of every matching preference, summed over the
+    advertisements, each counting only the nodes its own nodeSelectors select."""
+    scores: dict[str, int] = {}
+    for advertisement in advertisements:
+        if not advertisement.preferred_node_selectors:
+            continue
+        for node in config.nodes:
+            labels = node.label_map()
+            if not any_selector_matches(advertisement.node_selectors, labels):
+                continue
+            weight = sum(p.weight for p in advertisement.preferred_node_selectors if p.preference.matches(labels))
+            if weight:
+                scores[node.name] = scores.get(node.name, 0) + weight
+    return scores
 
-    None (unknown) differs from the empty set (known: no endpoint anywhere):
-    a Service with known, empty endpoints is announced nowhere.
+
+def endpoint_can_serve(endpoint: Endpoint) -> bool:
+    """epslices `EndpointCanServe`: ready (or no ready condition), or serving."""
+    return endpoint.ready or endpoint.serving
+
+
+def serving_nodes(config: Config, service: ServiceKey) -> frozenset[str] | None:
+    """Nodes hosting an endpoint of `service` that can serve; None when the Service counts as served.
+
+    None: no EndpointSlice of the Service is listed and the config does not
+    list them all (a file), so the host serves it. An empty set: nothing can
+    serve it. An endpoint without a node can serve but counts for no node.
     """
     slices = [s for s in config.endpoint_slices if s.service_key == service]
-    if not slices:
+    if not slices and not config.endpoints_listed:
         return None
-    # MetalLB counts `serving` endpoints (the parser falls back to `ready` when
-    # the condition is absent), so a terminating endpoint that still serves
-    # keeps its node a candidate: mixed clusters must pick the same winner.
-    return frozenset(e.node_name for s in slices for e in s.endpoints if e.node_name and e.serving)
+    return frozenset(e.node_name or "" for s in slices for e in s.endpoints if endpoint_can_serve(e))
+
+
+def _not_served(config: Config, service: ServiceKey, serving: frozenset[str] | None) -> str | None:
+    if serving is None or serving:
+        return None
+    if any(s.service_key == service for s in config.endpoint_slices):
+        return NO_SERVING_ENDPOINT
+    return NO_ENDPOINT_SLICE
 
 
 def eligibility(
@@ -93,9 +162,11 @@ def eligibility(
     cover the Service's pool (an advertisement without selectors selects all).
     `members` are the nodes membership currently sees alive.
     """
-    local = None
-    if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL:
-        local = nodes_with_local_endpoint(config, service.key)
+    serving = serving_nodes(config, service.key)
+    not_served = _not_served(config, service.key, serving)
+    if not_served is not None:
+        return Eligibility(service=service.key, candidates=(), not_served=not_served)
+    local = serving if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL else None
     candidates: list[str] = []
     excluded: list[tuple[str, str]] = []
     for node in sorted(config.nodes, key=lambda n: n.name):
@@ -118,11 +189,12 @@ def eligibility(
     return Eligibility(service=service.key, candidates=tuple(candidates), excluded=tuple(excluded))
 
 
-def elect_layer2(eligible: Eligibility, first_ip: IPAddress) -> Election:
-    """Layer 2 policy: exactly one node, the first in MetalLB's ranking."""
+def elect_layer2(eligible: Eligibility, first_ip: IPAddress, scores: Mapping[str, int] | None = None) -> Election:
+    """Layer 2 policy: exactly one node, the first in MetalLB's ranking (`scores`: `preferred_scores`)."""
     return Election(
         service=eligible.service,
         ip=first_ip,
-        ranking=rank(eligible.candidates, first_ip),
+        ranking=rank(eligible.candidates, first_ip, scores),
         excluded=eligible.excluded,
+        not_served=eligible.not_served,
     )

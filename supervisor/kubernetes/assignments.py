@@ -24,7 +24,8 @@ def assignments_from_status(config: Config) -> tuple[Assignment, ...]:
             continue
         annotations = dict(service.annotations)
         pool = annotations.get(POOL_ANNOTATION) or _pool_holding(config, service.status_ips[0]) or ""
-        out.append(Assignment(service=service.key, ips=service.status_ips, pool=pool, sharing_key=service.sharing_key))
+        sharing = service.sharing_key or None  # an empty allow-shared-ip is no key (MetalLB)
+        out.append(Assignment(service=service.key, ips=service.status_ips, pool=pool, sharing_key=sharing))
     return tuple(out)
 
 

@@ -5,8 +5,8 @@
 replica holds the lease, and only one computed from a config emitted after it
 became leader (a follower's older answer may predate the previous leader's
 last writes). `ControllerLoop` runs the whole controller in threads of one
-process (watcher → allocate → writer), which is what the tests and benchmarks
-drive and what `metalloid controller` falls back to without the supervisor.
+process (watcher → allocate → writer): the `metalloid controller` worker
+process runs it, and so do the tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from supervisor.config.model import Config
 from supervisor.kubernetes import events
 from supervisor.kubernetes.assignments import previous_from_status
 from supervisor.kubernetes.client import RawClient
+from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
 from supervisor.kubernetes.leaderelection import LeaderElector, LeaseTimings
 from supervisor.kubernetes.statuswriter import StatusWriter
+from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import AllocationDone, ConfigLoaded, ConfigRejected
-from supervisor.watching.k8s_watcher import Emitted, KubeWatcher, WatchOptions
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class ControllerCore:
             metric=metric,
             recorder=events.EventRecorder(client, component="metallb-controller", on_write=None),
         )
+        self.confstate = ConfigStateWriter(client, namespace=options.namespace)
         self.min_generation = 1 << 62  # nothing is written before we lead
         self.applied = 0  # allocations reconciled against the API as leader
         self._lock = threading.Lock()
@@ -89,30 +91,47 @@ class ControllerCore:
                 self.min_generation = self.watcher.generation + 1
             self.watcher.force_emit()
 
-    def allocation_done(self, done: AllocationDone) -> int:
+    def allocation_done(self, done: AllocationDone, loaded: ConfigLoaded | None = None) -> int:
+        """Write `done` (as leader, if not older than our leadership); `loaded`: its config's verdict too."""
         with self._lock:
             if not self.elector.is_leader() or done.generation < self.min_generation:
                 return 0
             cache = self.watcher.cache
             self.applied += 1
+            if loaded is not None:
+                self.writer.report_warnings(loaded.warnings, self.watcher.snapshot())
+                self.confstate.update(configuration_state("controller", "", errors=(), warnings=loaded.warnings))
             return self.writer.apply(done.result, cache.objects("Service"), cache.objects("IPAddressPool"))
 
     def config_rejected(self, rejected: ConfigRejected) -> None:
         with self._lock:
             if self.elector.is_leader():
                 self.writer.report_invalid(rejected.diagnostics, self.watcher.snapshot())
+                self.confstate.update(configuration_state("controller", "", errors=rejected.diagnostics))
 
 
 class ControllerLoop:
     """The whole controller in threads: watcher → allocate → status writer.
 
-    Allocation and writes run in the watcher's emitter thread, as in the
-    worker process: while a batch of writes is in flight no new config is
-    parsed, and the next one is the state after the whole batch.
+    Allocation and writes run in the watcher's emitter thread: while a batch of
+    writes is in flight no new config is parsed, and the next one is the state
+    after the whole batch. This is the one place the controller allocates:
+    `forward` (the worker process's outbox) receives each ConfigLoaded with
+    that allocation attached, so the supervisor's /status and pool metrics
+    show the very result written to Service status.
     """
 
-    def __init__(self, client: RawClient, options: ControllerOptions) -> None:
-        self.core = ControllerCore(client, options, self._handle)
+    def __init__(
+        self,
+        client: RawClient,
+        options: ControllerOptions,
+        *,
+        forward: Callable[[Emitted], None] = lambda message: None,
+        metric: Callable[[str, float], None] = lambda name, value: None,
+        validators: Sequence[Callable[[Config], list[Diagnostic]]] = (),
+    ) -> None:
+        self.core = ControllerCore(client, options, self._handle, metric=metric, validators=validators)
+        self.forward = forward
         self.allocations = 0
 
     def start(self) -> ControllerLoop:
@@ -129,6 +148,9 @@ class ControllerLoop:
             case ConfigLoaded(generation=generation, config=config):
                 result = allocate(config, previous_from_status(config))
                 self.allocations += 1
-                self.core.allocation_done(AllocationDone(generation=generation, result=result))
+                loaded = replace(message, allocation=result)
+                self.forward(loaded)
+                self.core.allocation_done(AllocationDone(generation=generation, result=result), loaded)
             case ConfigRejected():
+                self.forward(message)
                 self.core.config_rejected(message)

@@ -22,20 +22,35 @@ from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
 
 log = logging.getLogger(__name__)
 
-# MetalLB's reasons (controller/service.go, speaker/main.go).
+# MetalLB's reasons (controller/service.go, controller/main.go, speaker/main.go,
+# speaker/layer2_controller.go).
 IP_ALLOCATED = "IPAllocated"
 ALLOCATION_FAILED = "AllocationFailed"
 LOAD_BALANCER_FAILED = "LoadBalancerFailed"
+ADDITIONAL_ASSIGN_FAILED = "AdditionalAssignFailed"
 CLEAR_ASSIGNMENT = "ClearAssignment"
 DEPRECATED_ANNOTATION = "deprecatedAnnotation"
 NODE_ASSIGNED = "nodeAssigned"
+ANNOUNCE_FAILED = "announceFailed"
+# MetalLB's dual-stack ("family") errors.
+NOT_ENOUGH_CLUSTER_IPS = "not enough clusterips"
+NO_LB_IPS_FAMILY = "nolbIPsIPFamily"
+NO_CLUSTER_IPS_FAMILY = "noclusterIPsIPFamily"
+# metalloid's own: MetalLB reports these in logs only.
 INVALID_CONFIGURATION = "InvalidConfiguration"
+CONFIGURATION_WARNING = "ConfigurationWarning"
 
 NORMAL, WARNING = "Normal", "Warning"
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def go_quote(text: str) -> str:
+    """Go's %q of a plain string (MetalLB's Event messages quote with it)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 
 def event_name(obj: Mapping[str, Any], reason: str, message: str) -> str:
@@ -117,12 +132,21 @@ class EventRecorder:
         log.info("event.recorded object=%s/%s reason=%s message=%s", namespace, who[2], reason, message)
         return True
 
-    def reported(self, kind: str, namespace: str, name: str) -> bool:
+    def reported(self, kind: str, namespace: str, name: str, *, slot: str = "") -> bool:
         """Whether the last `record` for this object stands (written, or already there); False after a failure."""
-        return (kind, namespace, name) in self._last
+        return (kind, namespace, name, *((slot,) if slot else ())) in self._last
 
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        self._last.pop((kind, namespace, name), None)
+    def forget(self, kind: str, namespace: str, name: str, *, slot: str = "") -> None:
+        self._last.pop((kind, namespace, name, *((slot,) if slot else ())), None)
+
+    def end(self, kind: str, namespace: str, name: str, *, slot: str = "") -> None:
+        """The last Event of this object (slot) no longer holds: the same one again is news, and bumps its count.
+
+        Unlike `forget`, which takes a repeat after it for a restart's and stays quiet.
+        """
+        who = (kind, namespace, name, *((slot,) if slot else ()))
+        if who in self._last:
+            self._last[who] = ("", "")
 
     def retain(self, kind: str, present: set[tuple[str, str]]) -> None:
         """Forget every `kind` object not in `present` ((namespace, name)): deleted ones.

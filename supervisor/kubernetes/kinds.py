@@ -60,6 +60,13 @@ COMMUNITY = Kind(kind="Community", group="metallb.io", version="v1beta1", plural
 ANNOUNCER_CONFIG = Kind(
     kind="AnnouncerConfig", group="metalloid.io", version="v1alpha1", plural="announcerconfigs", namespaced=True
 )
+# Status-only kinds the speakers and the controller write (never watched).
+SERVICE_L2_STATUS = Kind(
+    kind="ServiceL2Status", group="metallb.io", version="v1beta1", plural="servicel2statuses", namespaced=True
+)
+CONFIGURATION_STATE = Kind(
+    kind="ConfigurationState", group="metallb.io", version="v1beta1", plural="configurationstates", namespaced=True
+)
 
 # What the watcher lists and watches in both roles; metallb.io kinds only in
 # the metalloid namespace (MetalLB ignores them elsewhere too).

@@ -83,6 +83,21 @@ def desired_for(obj: Mapping[str, Any], result: AllocationResult, *, lb_class: s
     return None
 
 
+def go_ips(ips: Iterable[str]) -> str:
+    """Go's %q of a []net.IP, as MetalLB's Event messages print it: ["10.0.0.1" "fd00::1"]."""
+    return "[" + " ".join(events.go_quote(ip) for ip in ips) + "]"
+
+
+def missing_family(obj: Mapping[str, Any], ips: Iterable[str]) -> str | None:
+    """The family a PreferDualStack Service of two families still lacks, None when it lacks none."""
+    spec = obj.get("spec") or {}
+    families = spec.get("ipFamilies") or []
+    held = {"IPv6" if ":" in ip else "IPv4" for ip in ips}
+    if spec.get("ipFamilyPolicy") != "PreferDualStack" or len(families) < 2 or not held:
+        return None
+    return next((f for f in families if f not in held), None)
+
+
 def pool_status(counts: PoolCounts) -> dict[str, int]:
     return {
         "assignedIPv4": counts.assigned_v4,
@@ -142,24 +157,32 @@ class StatusWriter:
         if set(ingress_of(obj)) != set(want.ips) or annotation_of(obj) != want.pool:
             obj = self._write_ingress(obj, want) or obj
         changed = set(had) != set(want.ips)
+        # MetalLB's texts (controller/service.go); Go's %q of a []net.IP is
+        # ["a" "b"], of the key "ns/name".
+        if changed and had and not want.released and set(had) - set(want.ips):
+            lost = go_ips(sorted(set(had) - set(want.ips)))
+            self._event(obj, events.NORMAL, events.CLEAR_ASSIGNMENT,
+                        f"current IP for {events.go_quote(str(key))} not allowed by config, will attempt for new IP "
+                        f"assignment: {lost} no longer in a pool this Service may use")  # fmt: skip
+        elif changed and had and want.released:
+            self._event(obj, events.NORMAL, events.CLEAR_ASSIGNMENT,
+                        f"service is no longer a LoadBalancer of this class, clearing {go_ips(had)}")
         if want.pending is not None:
-            self._event(
-                obj, events.WARNING, events.ALLOCATION_FAILED, f'Failed to allocate IP for "{key}": {want.pending}'
-            )
+            self._event(obj, events.WARNING, events.ALLOCATION_FAILED,
+                        f"Failed to allocate IP for {events.go_quote(str(key))}: {want.pending}")  # fmt: skip
         elif want.problem is not None:
             # MetalLB's words when a Service holding an IP asks for invalid ones.
             self._event(obj, events.WARNING, events.LOAD_BALANCER_FAILED,
                         f"invalid requested loadbalancer IPs: {want.problem}; keeping {json.dumps(list(want.ips))}")
         elif changed and want.ips:
-            ips = json.dumps(list(want.ips))
-            self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned IP {ips}")
-        if changed and had and not want.ips:
-            why = (
-                "service is no longer a LoadBalancer of this class"
-                if want.released
-                else "current IP not allowed by config"
-            )
-            self._event(obj, events.NORMAL, events.CLEAR_ASSIGNMENT, f"{why}, clearing {json.dumps(list(had))}")
+            self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned IP {go_ips(want.ips)}")
+        missing = missing_family(obj, want.ips)
+        if missing is not None and want.pool is not None:
+            self._event(obj, events.NORMAL, events.ADDITIONAL_ASSIGN_FAILED,
+                        f"cannot assign additional IP in PreferDualStack: no {missing} address available in pool "
+                        f"{want.pool}", slot="additional")  # fmt: skip
+        else:
+            self.recorder.forget("Service", key.namespace, key.name, slot="additional")
 
     def _write_ingress(self, obj: Obj, want: Desired) -> Obj | None:
         key = key_of(obj)
@@ -198,14 +221,8 @@ class StatusWriter:
     def _deprecations(self, obj: Obj) -> None:
         for name in sorted((obj.get("metadata") or {}).get("annotations") or {}):
             if name.startswith(LEGACY_PREFIX):
-                new = "metallb.io/" + name[len(LEGACY_PREFIX) :]
-                self._event(
-                    obj,
-                    events.WARNING,
-                    events.DEPRECATED_ANNOTATION,
-                    f"Service uses deprecated annotation {name!r}, use {new!r} instead",
-                    slot=name,
-                )
+                self._event(obj, events.WARNING, events.DEPRECATED_ANNOTATION,
+                            f"Service uses deprecated annotation {name}", slot=name)  # fmt: skip
 
     # -- pools --------------------------------------------------------------------------------
     def _pool(self, pool: Obj, result: AllocationResult) -> None:
@@ -248,6 +265,25 @@ class StatusWriter:
                     self._write(
                         "PATCH", path, {"status": {"conditions": [condition]}}, f"ipaddresspool {meta.get('name')}"
                     )
+
+    def report_warnings(self, diagnostics: Iterable[Diagnostic], objects: Iterable[Obj]) -> None:
+        """A Warning Event (ConfigurationWarning) on each metallb.io object a warning is about, on change only.
+
+        Chiefly the MetalLB fields metalloid keeps but does not act on: the
+        object is accepted, and its owner should know what is ignored.
+        """
+        by_name = {(o.get("kind"), (o.get("metadata") or {}).get("name")): o for o in objects}
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for diag in diagnostics:
+            if not diag.is_error and diag.kind in kinds.CONFIG_KINDS:
+                wanted.setdefault((diag.kind, diag.name), []).append(diag.message)
+        for (kind_name, name), messages in sorted(wanted.items()):
+            obj = by_name.get((kind_name, name))
+            if obj is None or not self.may_write():
+                continue
+            kind = next(k for k in kinds.WATCHED if k.kind == kind_name)
+            self._event(obj, events.WARNING, events.CONFIGURATION_WARNING, "; ".join(messages), kind=kind,
+                        slot="warnings")  # fmt: skip
 
     # -- plumbing -----------------------------------------------------------------------------
     def _event(

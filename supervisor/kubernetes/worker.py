@@ -1,16 +1,20 @@
 """The Kubernetes worker process: `run(settings, inbox, outbox)` for both roles.
 
-controller: watcher + allocator + lease + status writer in one process. The
-allocator is pure and cheap, and keeping it next to the writer means an
-allocation is written only by the replica that computed it, from the config it
-computed it on. ConfigLoaded still goes to the supervisor, which routes it to
-the ordinary allocator worker for /status, /metrics and `metalloid explain`
-(the same pure function on the same config: the same answer).
+controller: watcher + allocator + lease + status writer in one process
+(`ControllerLoop`). The allocator is pure and cheap, and keeping it next to the
+writer means an allocation is written only by the replica that computed it,
+from the config it computed it on. That one allocation travels with the
+ConfigLoaded to the supervisor, whose allocator worker passes it on for
+/status, /metrics and `metalloid explain`: written and shown are one result.
 
 speaker: watcher (with the speaker pods as membership peers) that sends
-ConfigLoaded; `run_status_allocator` is the speaker's allocator-role worker,
-answering each routed config with the assignments Service status holds, so the
-supervisor routes them to membership and the announcers as usual.
+ConfigLoaded, and writes what this speaker reports: ServiceL2Status and the
+nodeAssigned / announceFailed Events from the announcers' real state
+(`AnnouncementsChanged`, routed here by the supervisor), its
+ConfigurationState from the config's verdict. The assignments Service status
+holds are read once, by this watcher, and attached to the ConfigLoaded;
+`run_status_allocator`, the speaker's allocator-role worker, passes them on so
+the supervisor routes them to membership and the announcers as usual.
 """
 
 from __future__ import annotations
@@ -20,18 +24,20 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
     Control,
-    MembersChanged,
     MetricKind,
     MetricUpdate,
 )
+from supervisor.roles import KubernetesRole
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.settings import WorkerSettings
 
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Put = Callable[[object], None]
+# A status write or Event that failed (API down) is tried again this often.
+RETRY_SECONDS = 2.0
 Handlers = tuple[Callable[[], None], Callable[[object], None]]
 
 _DOCS = {
@@ -70,7 +78,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     def metric(name: str, value: float) -> None:
         put(MetricUpdate(name=name, kind=MetricKind.COUNTER, documentation=_DOCS.get(name, name), value=value))
 
-    if settings.k8s_role == "controller":
+    if settings.k8s_role == KubernetesRole.CONTROLLER:
         stop, on_message = _controller(settings, client, put, metric)
     else:
         stop, on_message = _speaker(settings, client, put, metric)
@@ -92,22 +100,8 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
 def _controller(
     settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
 ) -> Handlers:
-    from supervisor.allocating.allocator import allocate
-    from supervisor.kubernetes.assignments import previous_from_status
-    from supervisor.kubernetes.controller import ControllerCore, ControllerOptions
-    from supervisor.watching.k8s_watcher import WatchOptions
-
-    core: ControllerCore
-
-    def emit(message: ConfigLoaded | ConfigRejected) -> None:
-        put(message)
-        if isinstance(message, ConfigLoaded):
-            result = allocate(message.config, previous_from_status(message.config))
-            # Written here, by the replica that computed it; the supervisor's own view
-            # (/status, pool metrics) comes from the allocator worker it routes to.
-            core.allocation_done(AllocationDone(generation=message.generation, result=result))
-        else:
-            core.config_rejected(message)
+    from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
+    from supervisor.kubernetes.watcher import WatchOptions
 
     options = ControllerOptions(
         namespace=settings.namespace,
@@ -116,57 +110,85 @@ def _controller(
         identity=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or settings.node_name,
         watch=WatchOptions(namespace=settings.namespace),
     )
-    core = ControllerCore(client, options, emit, metric=metric, validators=_plugin_validators())
-    core.start()
-    return core.stop, lambda message: None
+    # The loop allocates once per config and writes that result; each ConfigLoaded
+    # reaches the supervisor with it attached, for the allocator worker to pass on.
+    loop = ControllerLoop(client, options, forward=put, metric=metric, validators=_plugin_validators()).start()
+    return loop.stop, lambda message: None
 
 
 def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
+    from supervisor.announcing.api import AnnouncerState
+    from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder
-    from supervisor.kubernetes.speaker import NodeAssignedReporter, layer2_winners, speaker_allocation
-    from supervisor.watching.k8s_watcher import KubeWatcher, WatchOptions
+    from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
+    from supervisor.kubernetes.speaker import AnnouncementReporter, speaker_allocation
+    from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 
-    recorder = EventRecorder(client, component="metallb-speaker", host=settings.node_name)
-    reporter = NodeAssignedReporter(recorder, settings.node_name)
-    # No membership view yet = no nodeAssigned: with "this node alone" every
-    # speaker would win every Service for the moment before its first view.
-    state: dict[str, object] = {}
+    node, namespace = settings.node_name, settings.namespace
+    pod_name = os.environ.get("POD_NAME")
+    recorder = EventRecorder(client, component="metallb-speaker", host=node)
+    reporter = AnnouncementReporter(recorder, node)
+    l2status = L2StatusWriter(
+        client, namespace=namespace, node=node,
+        owner=lambda: watcher.cache.get("Pod", namespace, pod_name) if pod_name else None,
+    )  # fmt: skip
+    confstate = ConfigStateWriter(client, namespace=namespace)
+    # What the announcers really do (per announcer worker), and the config's
+    # verdict: (errors, warnings), errors None until the first config is read.
+    announced: dict[str, AnnouncerState] = {}
+    verdict: list[tuple[tuple[Diagnostic, ...] | None, tuple[Diagnostic, ...]]] = [(None, ())]
+    lock = threading.Lock()
     changed, stopping = threading.Event(), threading.Event()
 
-    def report() -> None:
-        routed, members = state.get("routed"), state.get("members")
-        if isinstance(routed, tuple) and isinstance(members, frozenset):
-            loaded, done = routed
-            winners = layer2_winners(loaded.config, done.result, members)
-            reporter.update(winners, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+    def report() -> bool:
+        with lock:
+            states = tuple(announced[w] for w in sorted(announced))
+            errors, warnings = verdict[0]
+        done = confstate.update(configuration_state("speaker", node, errors=errors, warnings=warnings))
+        if not states:
+            # No announcer has answered a view yet (a start, or a watcher restart
+            # before the replay is read): "nothing announced" is not known yet,
+            # and acting on it would delete this node's ServiceL2Status.
+            return done
+        _, reported = reporter.update(states, lambda key: watcher.cache.get("Service", key.namespace, key.name))
+        return l2status.update(wanted_statuses(states)) and reported and done
 
     def reporting() -> None:
-        # Event writes wait on the API server, up to a request timeout when it
+        # API writes wait on the API server, up to a request timeout when it
         # hangs: on the worker loop that would starve the heartbeats (the
-        # supervisor kills the watcher as hung), so they get a thread of their own.
+        # supervisor kills the watcher as hung), so they get a thread of their
+        # own. What failed is tried again after RETRY_SECONDS.
         while True:
             changed.wait()
             if stopping.is_set():
                 return
             changed.clear()
-            report()
+            if not report():
+                changed.wait(RETRY_SECONDS)
+                changed.set()
 
     def emit(message: ConfigLoaded | ConfigRejected) -> None:
-        put(message)
         if isinstance(message, ConfigLoaded):
-            done = AllocationDone(generation=message.generation, result=speaker_allocation(message.config))
-            state["routed"] = (message, done)
-            changed.set()
+            # Read once, here: the allocator worker passes these assignments on.
+            message = replace(message, allocation=speaker_allocation(message.config))
+        put(message)
+        with lock:
+            if isinstance(message, ConfigLoaded):
+                verdict[0] = ((), message.warnings)
+            else:
+                verdict[0] = (message.diagnostics, verdict[0][1])
+        changed.set()
 
-    watcher = KubeWatcher(client, WatchOptions(namespace=settings.namespace, speaker_pods=True), emit, metric=metric,
+    watcher = KubeWatcher(client, WatchOptions(namespace=namespace, speaker_pods=True), emit, metric=metric,
                           validators=_plugin_validators())
     watcher.start()
-    threading.Thread(target=reporting, name="node-assigned", daemon=True).start()
+    threading.Thread(target=reporting, name="speaker-status", daemon=True).start()
 
     def on_message(message: object) -> None:
-        # Membership views reach us only if the supervisor routes them here (nodeAssigned events).
-        if isinstance(message, MembersChanged):
-            state["members"] = message.alive
+        # The announcers' real state, routed here by the supervisor.
+        if isinstance(message, AnnouncementsChanged):
+            with lock:
+                announced[message.worker] = message.state
             changed.set()
         elif isinstance(message, AnnouncerFailed):
             # Off this loop: an Event write waits on the API server (see reporting()).
@@ -194,20 +216,26 @@ ANNOUNCER_FAILED_REASON = "AnnouncerFailed"
 
 def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
     """The plugins' `metalloid_validate_config` hooks, as `metalloid check` and the file watcher run them."""
-    from supervisor.watching.file_watcher import plugin_validators
+    from supervisor.plugin_checks import running_validators
 
-    return plugin_validators()
+    return running_validators()
 
 
 def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
-    """The speaker's allocator role: assignments come from Service status, never computed."""
+    """The speaker's allocator role: it passes on the assignments the watcher read from Service status.
+
+    The watcher attaches them to every ConfigLoaded it sends; a ConfigLoaded
+    without them (none is sent today) is read from its Services' status, the
+    same function the watcher runs, so the answer never depends on the sender.
+    """
     from supervisor.kubernetes.speaker import speaker_allocation
     from supervisor.messages import FromWorker, ToWorker
     from supervisor.supervising.child import serve
 
     def handle(message: ToWorker) -> list[FromWorker]:
         if isinstance(message, ConfigLoaded):
-            return [AllocationDone(generation=message.generation, result=speaker_allocation(message.config))]
+            result = message.allocation if message.allocation is not None else speaker_allocation(message.config)
+            return [AllocationDone(generation=message.generation, result=result)]
         return []
 
     serve(settings, inbox, outbox, handle)

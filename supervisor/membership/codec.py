@@ -18,11 +18,19 @@ destination and can echo what the sender knows about the receiver):
                   across a restart learn it must re-incarnate higher (see worker)
             16    assignment digest (truncated sha256; zeros: not known yet)
     if CHUNK: 2 index, 2 count, 2 length, then `length` bytes of the sender's
-              assignment table (sent only while digests differ, see consistency)
+              assignment table (sent only while digests differ, see consistency);
+              count is at most MAX_TABLE_CHUNKS
     if AUTH:  32  HMAC-SHA256(key, every byte before it)
 
+Proof of life: the detector counts a heartbeat only when its echo_incarnation
+is the receiver's *current* incarnation (see detector), so packets recorded
+before the receiver's last restart prove nothing.
+
 `decode` never raises: it returns a `Heartbeat` or a `Dropped` reason, the way
-MetalLB's code returns "notOwner" instead of erroring. Replay protection needs
+MetalLB's code returns "notOwner" instead of erroring. `screen` is the cheap
+part of it (length, magic, version) that the receive turn runs on every
+datagram before anything costs a parse or an HMAC, and `echo_field` reads the
+echo without parsing (see receiving.Screen). Replay protection needs
 memory, so it lives in `ReplayWindow`, which the detector owns.
 """
 
@@ -42,17 +50,27 @@ NO_DIGEST = bytes(DIGEST_SIZE)
 # Table chunks stay well under a 1500-byte MTU with the header and MAC around them.
 MAX_CHUNK = 1024
 MAX_NAME = 253  # a Kubernetes node name is a DNS subdomain: at most 253 bytes
+# A peer's table is at most this many chunks (256 KiB, ~5,000 Services): what a
+# receiver keeps per peer is bounded by it (u16 would allow 64 MiB).
+MAX_TABLE_CHUNKS = 256
 
 _PREFIX = struct.Struct("!2sBBBBB")
 _FIXED = struct.Struct(f"!QQQQ{DIGEST_SIZE}s")
 _CHUNK = struct.Struct("!HHH")
 _FLAG_AUTH = 0x01
 _FLAG_CHUNK = 0x02
+_MAGIC_VERSION = MAGIC + bytes([VERSION])
+# The smallest and largest datagram this version can produce (a one-byte name each way at least).
+MIN_PACKET = _PREFIX.size + 2 + _FIXED.size
+MAX_PACKET = _PREFIX.size + 2 * MAX_NAME + _FIXED.size + _CHUNK.size + MAX_CHUNK + MAC_SIZE
 
 
 class PacketType(enum.IntEnum):
     HEARTBEAT = 1
     LEAVING = 2
+
+
+_TYPES = frozenset(int(t) for t in PacketType)
 
 
 class DropReason(enum.Enum):
@@ -64,6 +82,12 @@ class DropReason(enum.Enum):
     UNKNOWN_NODE = "unknown_node"
     WRONG_DESTINATION = "wrong_destination"
     REPLAY = "replay"
+    # Authentic and fresh, but it does not echo our current incarnation: sent
+    # before the peer heard this run of ours (normal once after a restart) or
+    # recorded before it and played again. Not proof of life.
+    STALE_ECHO = "stale_echo"
+    # The source address is no configured peer's (checked before any parsing).
+    UNKNOWN_SOURCE = "unknown_source"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,11 +139,28 @@ def encode(hb: Heartbeat, key: bytes | None) -> bytes:
     if hb.chunk is not None:
         if len(hb.chunk.data) > MAX_CHUNK:
             raise ValueError(f"chunk of {len(hb.chunk.data)} bytes exceeds {MAX_CHUNK}")
+        if hb.chunk.count > MAX_TABLE_CHUNKS:
+            raise ValueError(f"a table of {hb.chunk.count} chunks exceeds {MAX_TABLE_CHUNKS}")
         parts += [_CHUNK.pack(hb.chunk.index, hb.chunk.count, len(hb.chunk.data)), hb.chunk.data]
     body = b"".join(parts)
     if key is None:
         return body
     return body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def screen(data: bytes) -> DropReason | None:
+    """The checks that cost nothing: size and magic/version. None: worth decoding."""
+    if not MIN_PACKET <= len(data) <= MAX_PACKET:
+        return DropReason.MALFORMED
+    if data[:3] != _MAGIC_VERSION:
+        return DropReason.MALFORMED if data[:2] != MAGIC else DropReason.WRONG_VERSION
+    return None
+
+
+def echo_field(data: bytes) -> bytes:
+    """The raw echo_incarnation bytes of a datagram that passed `screen` (b"" if too short to have one)."""
+    at = _PREFIX.size + data[5] + data[6] + 24  # after from, to, incarnation, seq, sent_at
+    return data[at : at + 8]
 
 
 def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[str] | set[str]) -> Heartbeat | Dropped:
@@ -136,17 +177,23 @@ def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[st
         return Dropped(reason=DropReason.MALFORMED, detail="bad magic")
     if version != VERSION:
         return Dropped(reason=DropReason.WRONG_VERSION, detail=f"version {version}, this node speaks {VERSION}")
+    if ptype not in _TYPES:
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown type {ptype}")
+    if flags & ~(_FLAG_AUTH | _FLAG_CHUNK):
+        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown flags {flags:#x}")
+    if key is not None:
+        # The MAC covers everything before the last MAC_SIZE bytes, so it is
+        # checked before any parsing: a forged packet costs one HMAC, no more.
+        if not flags & _FLAG_AUTH:
+            return Dropped(reason=DropReason.BAD_MAC, detail="no MAC (peer runs insecure?)")
+        if len(data) <= MAC_SIZE or not hmac.compare_digest(
+            hmac.digest(key, data[:-MAC_SIZE], "sha256"), data[-MAC_SIZE:]
+        ):
+            return Dropped(reason=DropReason.BAD_MAC, detail="MAC does not match (different key?)")
     parsed = _parse_body(data, ptype, flags, from_len, to_len)
     if isinstance(parsed, Dropped):
         return parsed
-    hb, body_end = parsed
-    if flags & _FLAG_AUTH:
-        if key is not None:
-            expected = hmac.new(key, data[:body_end], hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, data[body_end:]):
-                return Dropped(reason=DropReason.BAD_MAC, detail="MAC does not match (different key?)")
-    elif key is not None:
-        return Dropped(reason=DropReason.BAD_MAC, detail="no MAC (peer runs insecure?)")
+    hb, _ = parsed
     if hb.sender not in known:
         return Dropped(reason=DropReason.UNKNOWN_NODE, detail=f"sender {hb.sender!r} is not a configured node")
     if hb.receiver != receiver:
@@ -155,12 +202,7 @@ def decode(data: bytes, *, key: bytes | None, receiver: str, known: frozenset[st
 
 
 def _parse_body(data: bytes, ptype: int, flags: int, from_len: int, to_len: int) -> tuple[Heartbeat, int] | Dropped:
-    try:
-        packet_type = PacketType(ptype)
-    except ValueError:
-        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown type {ptype}")
-    if flags & ~(_FLAG_AUTH | _FLAG_CHUNK):
-        return Dropped(reason=DropReason.MALFORMED, detail=f"unknown flags {flags:#x}")
+    packet_type = PacketType(ptype)  # decode() checked it
     pos = _PREFIX.size
     mac_size = MAC_SIZE if flags & _FLAG_AUTH else 0
     need = pos + from_len + to_len + _FIXED.size + mac_size
@@ -180,7 +222,7 @@ def _parse_body(data: bytes, ptype: int, flags: int, from_len: int, to_len: int)
             return Dropped(reason=DropReason.MALFORMED, detail="truncated chunk header")
         index, count, length = _CHUNK.unpack_from(data, pos)
         pos += _CHUNK.size
-        if length > MAX_CHUNK or index >= count or len(data) < pos + length + mac_size:
+        if length > MAX_CHUNK or index >= count or count > MAX_TABLE_CHUNKS or len(data) < pos + length + mac_size:
             return Dropped(reason=DropReason.MALFORMED, detail="bad chunk")
         chunk = Chunk(index=index, count=count, data=bytes(data[pos : pos + length]))
         pos += length

@@ -9,7 +9,10 @@ Choice: when digests differ, the peers also send each other the table itself,
 in chunks piggybacked on the heartbeats (one chunk per heartbeat per peer,
 only while the digests differ). The receiver rebuilds the peer's table and
 names the Services that differ, which a digest alone cannot do; the cost is a
-few hundred bytes per heartbeat, only while something is wrong. A mismatch is
+few hundred bytes per heartbeat, only while something is wrong. A table larger
+than `MAX_TABLE_CHUNKS` chunks is not sent (digests only: the alarm then lists
+our Services), and a receiver keeps at most that many chunks per peer, so a
+peer, or a forged packet, cannot make us hold more than 256 KiB each. A mismatch is
 reported only after it lasted `grace_seconds` (longer than a reload takes on
 every node), so a rolling reload does not raise an alarm.
 
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 
 from supervisor.allocating.results import Assignment
 from supervisor.config.model import ServiceKey
-from supervisor.membership.codec import DIGEST_SIZE, MAX_CHUNK, NO_DIGEST, Chunk
+from supervisor.membership.codec import DIGEST_SIZE, MAX_CHUNK, MAX_TABLE_CHUNKS, NO_DIGEST, Chunk
 
 DEFAULT_GRACE_SECONDS = 3.0
 
@@ -52,9 +55,11 @@ def table_digest(lines: Iterable[str]) -> bytes:
 
 
 def chunks_of(lines: tuple[str, ...]) -> tuple[Chunk, ...]:
-    """Split the table into wire chunks. An empty table is one empty chunk."""
+    """Split the table into wire chunks. An empty table is one empty chunk; one too large for the wire, none."""
     data = "".join(line + "\n" for line in lines).encode()
     pieces = [data[i : i + MAX_CHUNK] for i in range(0, len(data), MAX_CHUNK)] or [b""]
+    if len(pieces) > MAX_TABLE_CHUNKS:
+        return ()
     return tuple(Chunk(index=i, count=len(pieces), data=p) for i, p in enumerate(pieces))
 
 
@@ -107,6 +112,11 @@ class ConsistencyTracker:
         self._chunks = chunks_of(lines)
         for peer in self._peers.values():
             self._compare(peer, now)
+
+    @property
+    def too_large(self) -> bool:
+        """Our table exceeds MAX_TABLE_CHUNKS: peers get our digest but not the table."""
+        return bool(self._lines) and not self._chunks
 
     def set_peers(self, peers: Iterable[str]) -> None:
         wanted = set(peers)
@@ -167,6 +177,8 @@ class ConsistencyTracker:
             view.table = None
 
     def _take_chunk(self, view: _PeerView, digest: bytes, chunk: Chunk) -> None:
+        if chunk.count > MAX_TABLE_CHUNKS or chunk.index >= chunk.count:
+            return  # decode() refuses these already; memory per peer must not depend on it
         if view.pieces_for != digest:
             view.pieces, view.pieces_for, view.table = {}, digest, None
         view.pieces[chunk.index] = chunk.data

@@ -10,12 +10,21 @@ The rules (docs/failover.md explains the numbers):
   `dead_after_seconds`, and dead at once when it says LEAVING.
 - Replays are refused: a packet must be newer, by (incarnation, seq), than
   everything accepted from that peer (`codec.ReplayWindow`).
+- Proof of life: a packet counts (as a heartbeat, or as LEAVING) only if it
+  echoes *our current* incarnation, which did not exist before we started, so
+  nothing recorded before our last restart can keep a dead peer alive. A fresh
+  packet that echoes something else is still recorded in the replay window (so
+  we echo the peer's incarnation back, and it proves itself one interval
+  later) but dropped as `stale_echo`.
 - Anti-flap on a starved host: silence counts only while *our own* loop was
-  running. When the gap between two ticks exceeds `stall_after`, we were not
-  scheduled (CPU starvation, a paused VM, SIGSTOP); the unobserved part of the
-  gap is added to every live peer's deadline instead of failing everyone over.
-  The worker also drains the socket before it ticks, so heartbeats that queued
-  up in the kernel during the stall are counted first.
+  able to run. When the gap between two ticks, minus the CPU time our loop
+  spent in it (`busy_seconds`: receiving, however much there was to receive),
+  exceeds `stall_after`, we were not scheduled (CPU starvation, a paused VM,
+  SIGSTOP); that unobserved part is added to every live peer's deadline
+  instead of failing everyone over. Our own receive work is never forgiven: a
+  flood that keeps us busy does not extend anyone's deadline. The worker also
+  drains the socket before it ticks, so heartbeats that queued up in the
+  kernel during the stall are counted first.
 - At start, every configured peer is presumed alive until a startup grace ends
   (2 x dead_after): a node that just started must not grab every IP for the
   ~100 ms it takes to hear its peers. Peers added by a later config start dead.
@@ -26,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from supervisor.membership.codec import Dropped, Heartbeat, ReplayWindow
+from supervisor.membership.codec import Dropped, DropReason, Heartbeat, ReplayWindow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,9 +86,13 @@ class PeerState:
 class FailureDetector:
     """Liveness of the configured peers as seen from `node_name` (always alive itself)."""
 
-    def __init__(self, settings: DetectorSettings, *, node_name: str, peers: frozenset[str], now: float) -> None:
+    def __init__(
+        self, settings: DetectorSettings, *, node_name: str, incarnation: int, peers: frozenset[str], now: float
+    ) -> None:
         self.settings = settings
         self.node_name = node_name
+        # Ours, as the peers must echo it (the worker updates it if it re-incarnates).
+        self.incarnation = incarnation
         self.replay = ReplayWindow()
         self.stalls = 0
         self.stalled_seconds = 0.0
@@ -124,7 +137,7 @@ class FailureDetector:
         return changes
 
     def receive(self, hb: Heartbeat, now: float) -> tuple[Dropped | None, list[Transition]]:
-        """An authenticated packet from a configured peer: replay-check it and apply it."""
+        """An authenticated packet from a configured peer: replay-check it, check its proof of life, apply it."""
         state = self._peers.get(hb.sender)
         if state is None:
             # decode() checked the sender against the same peer set; a race with
@@ -133,6 +146,9 @@ class FailureDetector:
         dropped = self.replay.accept(hb.sender, hb.incarnation, hb.seq)
         if dropped is not None:
             return dropped, []
+        if hb.echo_incarnation != self.incarnation:
+            detail = f"echoes incarnation {hb.echo_incarnation}, ours is {self.incarnation}"
+            return Dropped(reason=DropReason.STALE_ECHO, detail=detail), []
         if hb.leaving:
             state.heard_at, state.streak, state.deadline = now, 0, math.inf
             state.confirmed = True
@@ -154,9 +170,13 @@ class FailureDetector:
             state.confirmed = True  # heard during the startup grace
         return None, []
 
-    def tick(self, now: float) -> list[Transition]:
-        """Advance time: apply the stall rule, then declare overdue peers dead."""
-        gap = now - self._last_tick
+    def tick(self, now: float, busy_seconds: float = 0.0) -> list[Transition]:
+        """Advance time: apply the stall rule, then declare overdue peers dead.
+
+        `busy_seconds`: CPU time our loop used since the last tick. That part
+        of the gap was observed (we were running), so it is never forgiven.
+        """
+        gap = now - self._last_tick - max(0.0, busy_seconds)
         self._last_tick = now
         if gap > self.settings.stall_after:
             self._forgive_stall(gap, now)
@@ -169,7 +189,7 @@ class FailureDetector:
         return changes
 
     def _forgive_stall(self, gap: float, now: float) -> None:
-        # We slept through `gap`; only one interval of it was ours to sleep.
+        # We were off the CPU for `gap`; only one interval of it was ours to sleep.
         # The rest was not observed, so it must not count as the peers' silence.
         unobserved = gap - self.settings.interval_seconds
         self.stalls += 1

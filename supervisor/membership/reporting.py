@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.membership.codec import Dropped, DropReason
+from supervisor.membership.codec import DropReason
 from supervisor.membership.consistency import ConsistencyTracker
 from supervisor.membership.detector import FailureDetector, Transition
 from supervisor.membership.fallback import KUBERNETES_READY, Judgement
@@ -47,8 +47,8 @@ M_ISOLATED = (
     "metalloid_membership_isolated",
     "1 while this node has peers but hears none of them (firewalled heartbeat port or partition).",
 )
-# One `membership.rejected` line per reason at most this often; the counter counts all.
-REJECTED_LOG_SECONDS = 10.0
+# Expected once per peer after each restart (see detector): not worth a warning.
+_QUIET_REASONS = frozenset({DropReason.STALE_ECHO})
 
 Mismatch = tuple[tuple[str, tuple[Any, ...]], ...]
 
@@ -65,7 +65,6 @@ class Reporter:
         self.alive: frozenset[str] | None = None  # the alive set last judged
         self.changed_at: float | None = None  # when it last changed (monotonic)
         self._next_isolated_log = -math.inf
-        self._rejected_logged: dict[DropReason, float] = {}
         self._fallback_logged: set[str] = set()
         self._vouched_logged: dict[str, bool] = {}
 
@@ -111,11 +110,16 @@ class Reporter:
         self.alive = alive
         return True
 
-    def rejected(self, dropped: Dropped, addr: Any, now: float) -> None:
-        self.metric(M_REJECTED, MetricKind.COUNTER, MetricOp.INC, 1.0, (("reason", dropped.reason.value),))
-        if now - self._rejected_logged.get(dropped.reason, -math.inf) >= REJECTED_LOG_SECONDS:
-            self._rejected_logged[dropped.reason] = now
-            log.warning("membership.rejected reason=%s from=%s detail=%s", dropped.reason.value, addr, dropped.detail)
+    def drops(self, counts: Mapping[DropReason, int], last: Mapping[DropReason, tuple[Any, str]]) -> None:
+        """One second's dropped datagrams: one counter increment and one log line per reason."""
+        for reason, count in sorted(counts.items(), key=lambda item: item[0].value):
+            self.metric(M_REJECTED, MetricKind.COUNTER, MetricOp.INC, float(count), (("reason", reason.value),))
+            source, detail = last.get(reason, (None, ""))
+            log.log(
+                logging.INFO if reason in _QUIET_REASONS else logging.WARNING,
+                "membership.rejected reason=%s count=%d last_from=%s detail=%s",
+                reason.value, count, source, detail or "-",
+            )  # fmt: skip
 
     def mismatch(self, mismatch: Mismatch) -> bool:
         """Report a changed digest mismatch list; True if it changed."""

@@ -6,6 +6,14 @@ this host) and sends to each peer's first address of the same family, on the
 Settings port unless a per-node port override says otherwise (several nodes
 on one host, in tests). Bytes only: encoding, authentication and the failure
 detector are the worker's business (codec, detector).
+
+No SO_REUSEADDR / SO_REUSEPORT: with either, another local process (any user,
+for REUSEADDR on UDP) could bind the same port and receive our peers'
+heartbeats instead of us. A second bind of the port fails with EADDRINUSE.
+
+The receive buffer is set to RCVBUF_BYTES whatever the host's default: under a
+flood it is full of junk, and a real heartbeat waits behind all of it, so a
+bigger buffer only makes that wait longer (see docs/failover.md, "Floods").
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import errno
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from supervisor.config.model import Config
@@ -22,9 +30,10 @@ from supervisor.membership.codec import MAX_CHUNK
 
 log = logging.getLogger(__name__)
 
-# Datagrams read per loop turn at most: a flood must not starve the deadlines.
-MAX_RECV_PER_TURN = 4096
 RECV_SIZE = MAX_CHUNK + 1024
+# The kernel doubles it for its bookkeeping (and caps it at net.core.rmem_max):
+# a few hundred small datagrams, drained in a few ms even when all are junk.
+RCVBUF_BYTES = 128 * 1024
 
 
 class Transport:
@@ -39,6 +48,8 @@ class Transport:
         self.sock: socket.socket | None = None
         self.bound: tuple[str, int] | None = None
         self.peer_addrs: dict[str, tuple[str, int]] = {}
+        # Every configured address of every peer: the only sources we read.
+        self.sources: frozenset[str] = frozenset()
 
     def configure(self, config: Config, port: int) -> None:
         """Resolve the peers' addresses and (re)bind when our own address or port changed."""
@@ -47,6 +58,7 @@ class Transport:
         family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
         want = (address, self._ports.get(self.node_name, port))
         self.peer_addrs = {}
+        self.sources = frozenset(str(a) for n in config.nodes if n.name != self.node_name for a in n.addresses)
         for node in config.nodes:
             if node.name == self.node_name:
                 continue
@@ -75,18 +87,11 @@ class Transport:
                 # A peer's network may be down; its deadline on our side is what counts.
                 log.debug("membership.send_failed peer=%s addr=%s error=%s", peer, addr, exc)
 
-    def receive(self) -> Iterator[tuple[bytes, Any]]:
-        """The datagrams queued now, (data, source address), at most MAX_RECV_PER_TURN."""
+    def recv(self) -> tuple[bytes, Any]:
+        """One queued datagram, (data, source address); BlockingIOError when none is."""
         if self.sock is None:
-            return
-        for _ in range(MAX_RECV_PER_TURN):
-            try:
-                yield self.sock.recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("membership.recv_failed error=%s", exc)
-                return
+            raise BlockingIOError
+        return self.sock.recvfrom(RECV_SIZE)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -96,7 +101,7 @@ class Transport:
 
 def _bind(family: socket.AddressFamily, want: tuple[str, int], node_name: str) -> tuple[socket.socket, tuple[str, int]]:
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
     try:
         sock.bind(want)
     except OSError as exc:

@@ -10,8 +10,13 @@ when that changes (and every second, for the last-heard ages),
 `Control.STOP` it tells every peer LEAVING, so they take over at once, and
 returns.
 
-Each loop turn drains the socket *before* asking the detector about deadlines,
-so heartbeats that queued up while this process was not scheduled count.
+Each loop turn first sends the heartbeats that are due (a flood on our port
+must not delay them), then reads the socket for one bounded turn
+(`receiving`: at most 512 datagrams or 5 ms), then asks the detector about
+deadlines, telling it how much CPU the turn used so our own receive work is
+never mistaken for a stall. Heartbeats that queued up while this process was
+not scheduled count before any deadline is judged. Dropped datagrams are
+counted in memory and reported once a second.
 
 What it does not do: decide who announces (election, in the announcers) or
 watch Kubernetes (the watcher feeds Node objects through ConfigLoaded).
@@ -23,7 +28,7 @@ import logging
 import os
 import select
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config.model import Config
@@ -33,6 +38,7 @@ from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
 from supervisor.membership.inbox import InboxReader
 from supervisor.membership.keys import KeyFileError, key_problem, read_key_file
+from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_turn
 from supervisor.membership.reporting import Reporter
 from supervisor.membership.transport import Transport
 from supervisor.messages import AllocationDone, ConfigLoaded, Control, WorkerFailed, WorkerHeartbeat
@@ -64,6 +70,8 @@ class MembershipWorkerSettings:
     bind_address: str | None = None
     consistency_grace_seconds: float = DEFAULT_GRACE_SECONDS
     report_every_seconds: float = 1.0
+    drops_every_seconds: float = 1.0
+    receive_budget: TurnBudget = field(default_factory=TurnBudget)
     heartbeat_every_seconds: float = 0.5
     isolated_log_every_seconds: float = 30.0
     worker: str = "membership"
@@ -117,10 +125,15 @@ class _Worker:
         )
         # Peers the API vouches for (Kubernetes: Node Ready with a speaker on it).
         self.vouched: frozenset[str] = frozenset()
+        self.drops = DropCounter()
+        self.screen = Screen(frozenset(), self.incarnation)
+        self.known: frozenset[str] = frozenset()
+        self.cpu = time.thread_time()
         now = time.monotonic()
         self.next_send = now
         self.next_report = now
         self.next_heartbeat = now
+        self.next_drops = now + settings.drops_every_seconds
 
     # -- the loop ---------------------------------------------------------------
 
@@ -135,14 +148,15 @@ class _Worker:
             timeout = max(0.0, min(due) - time.monotonic())
             ready, _, _ = select.select(waits, [], [], timeout)
             now = time.monotonic()
+            self._send_due(now)
             if sock is not None and sock in ready:
-                self._drain_socket(now)
+                self._receive(now)
             if reader.wake_r in ready:
                 reader.drain_wakeups()
             while reader.messages:
                 if not self._handle(reader.messages.popleft(), now):
                     return
-            self._tick(now)
+            self._tick(time.monotonic())
 
     def _handle(self, msg: object, now: float) -> bool:
         match msg:
@@ -150,6 +164,12 @@ class _Worker:
                 self._configure(config, now)
             case AllocationDone(result=result):
                 self.consistency.set_ours(table_lines(result.assignments.values()), now)
+                if self.consistency.too_large:
+                    log.warning(
+                        "membership.table_too_large node=%s services=%d note=peers get the digest only; a "
+                        "mismatch alarm then lists all of this node's Services, not just the differing ones",
+                        self.s.node_name, len(result.assignments),
+                    )  # fmt: skip
             case Control.STOP:
                 self._leave()
                 return False
@@ -157,22 +177,33 @@ class _Worker:
                 pass  # MembersChanged / ViewChanged are not for this worker
         return True
 
+    def _send_due(self, now: float) -> None:
+        if self.detector is None or now < self.next_send:
+            return
+        self._send_all(PacketType.HEARTBEAT)
+        interval = self.detector.settings.interval_seconds
+        # After a stall, send now and resume the rhythm from here, not in a burst.
+        self.next_send = max(self.next_send + interval, now + interval / 2)
+
     def _tick(self, now: float) -> None:
         changed = False
+        cpu = time.thread_time()
+        busy, self.cpu = cpu - self.cpu, cpu
+        if now >= self.next_drops:
+            counts, last = self.drops.take()
+            self.reporter.drops(counts, last)
+            self.screen.refill()
+            self.next_drops = now + self.s.drops_every_seconds
         if self.detector is not None:
             stalls = self.detector.stalls
-            changed = self.reporter.transitions(self.detector.tick(now))
+            changed = self.reporter.transitions(self.detector.tick(now, busy))
             if self.detector.stalls != stalls:
                 log.warning(
                     "membership.stalled node=%s unobserved_total_seconds=%.3f note=deadlines re-armed, no failover",
                     self.s.node_name,
                     self.detector.stalled_seconds,
                 )
-            if now >= self.next_send:
-                self._send_all(PacketType.HEARTBEAT)
-                interval = self.detector.settings.interval_seconds
-                # After a stall, send now and resume the rhythm from here, not in a burst.
-                self.next_send = max(self.next_send + interval, now + interval / 2)
+            self._send_due(now)
             changed = self.reporter.mismatch(self.consistency.mismatches(now)) or changed
             changed = self.reporter.judged(self._judgements(), now) or changed
             port = self.transport.bound[1] if self.transport.bound else None
@@ -227,7 +258,9 @@ class _Worker:
         self.transport.configure(config, ms.port)
         timing = DetectorSettings(interval_seconds=ms.interval_seconds, dead_after_seconds=ms.dead_after_seconds)
         if self.detector is None:
-            self.detector = FailureDetector(timing, node_name=self.s.node_name, peers=peers, now=now)
+            self.detector = FailureDetector(
+                timing, node_name=self.s.node_name, incarnation=self.incarnation, peers=peers, now=now
+            )
         else:
             self.detector.settings = replace(
                 self.detector.settings,
@@ -236,6 +269,8 @@ class _Worker:
             )
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
+        self.known = peers
+        self.screen.sources = self.transport.sources
         if first:
             log.info(
                 "membership.started node=%s incarnation=%d bind=%s peers=%s interval=%.3f dead_after=%.3f mode=%s",
@@ -272,25 +307,40 @@ class _Worker:
 
         self.transport.send_each(packet_for)
 
-    def _drain_socket(self, now: float) -> None:
-        assert self.detector is not None
-        known = frozenset(self.transport.peer_addrs) | frozenset(self.detector.peers())
-        for data, addr in self.transport.receive():
-            result = decode(data, key=self.key, receiver=self.s.node_name, known=known)
+    def _receive(self, now: float) -> None:
+        detector = self.detector
+        if detector is None:
+            # No config yet: nothing can be judged, so read nothing; the kernel's
+            # buffer holds (or drops) what arrives until the first ConfigLoaded.
+            return
+
+        def handle(data: bytes, source: Any) -> None:
+            result = decode(data, key=self.key, receiver=self.s.node_name, known=self.known)
             if isinstance(result, Heartbeat):
                 self._maybe_reincarnate(result)
-                dropped, changes = self.detector.receive(result, now)
+                dropped, changes = detector.receive(result, now)
                 if dropped is None:
                     self.consistency.heard(result.sender, result.digest, result.chunk, now)
                     if self.reporter.transitions(changes):
                         # A LEAVING or a peer coming back: report in this turn's
                         # _tick, not at the next periodic report (up to 1 s away).
                         self.next_report = now
-                    continue
+                    return
                 result = dropped
-            self.reporter.rejected(result, addr, now)
+            self.drops.add(result.reason, source, result.detail)
+
+        receive_turn(
+            self.transport.recv,
+            handle,
+            screen=self.screen,
+            drops=self.drops,
+            budget=self.s.receive_budget,
+            clock=time.monotonic,
+        )
 
     def _maybe_reincarnate(self, hb: Heartbeat) -> None:
+        # (A packet echoing a higher incarnation than ours gets here through
+        # the Screen's stale allowance: at most a second late under a flood.)
         # The peer last accepted a *newer* incarnation of us than ours: our clock
         # stepped back across a restart (e.g. a Raspberry Pi booting without RTC).
         # The echo is authenticated, so moving above it is safe.
@@ -303,6 +353,9 @@ class _Worker:
                 hb.sender,
             )
             self.incarnation, self.seq = hb.echo_incarnation + 1, 0
+            self.screen.incarnation = self.incarnation
+            if self.detector is not None:
+                self.detector.incarnation = self.incarnation
 
     def _leave(self) -> None:
         if self.transport.sock is None or self.detector is None:

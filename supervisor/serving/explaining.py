@@ -145,7 +145,14 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
         entry: dict[str, Any] = {"protocol": protocol, "nodes": nodes, "ranking": ranking, "excluded": excluded,
                                  "interfaces": {n: interfaces.get((protocol, n), []) for n in nodes}}
         winner = election.get("winner")
-        if election and not ranking and not excluded and not nodes:
+        if election.get("not_served") and not nodes:
+            # A reason about the Service itself: no serving endpoint, no advertisement selecting it, ...
+            reason = str(election["not_served"])
+            entry["state"] = "not-served"
+            entry["why"] = f"no node announces it: {reason}"
+            # The endpoint reasons carry no fix of their own; the others do.
+            entry["hints"] = [_not_served_hint(key, status)] if "endpoint" in reason.lower() else []
+        elif election and not ranking and not excluded and not nodes:
             entry["state"] = "no-candidate"
             entry["why"], hint = _no_nodes(status)
             entry["hints"] = [hint]
@@ -172,6 +179,17 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
             entry["why"] = f"the {protocol} announcer reports no node for it"
         out.append(entry)
     return out
+
+
+def _not_served_hint(key: str, status: dict[str, Any]) -> str:
+    namespace, _, name = key.partition("/")
+    if status.get("mode") == "kubernetes":
+        return (f"check the pods behind it: `kubectl -n {namespace} get endpointslices "
+                f"-l kubernetes.io/service-name={name}` must list an endpoint that is ready or serving "
+                "(its selector must match running, ready pods)")
+    return (f"the config lists EndpointSlices for {key} (label kubernetes.io/service-name: {name}) and none of "
+            "their endpoints is ready or serving: mark one ready, or remove the EndpointSlices if the host "
+            "itself serves the IP (a Service without any EndpointSlice in the file is announced)")
 
 
 def _no_nodes(status: dict[str, Any]) -> tuple[str, str]:

@@ -67,7 +67,10 @@ class FamilySpec:
 _G, _C = MetricKind.GAUGE, MetricKind.COUNTER
 
 # MetalLB's metrics, with MetalLB's help texts and labels (internal/allocator/stats.go,
-# speaker/main.go, internal/layer2/stats.go, internal/k8s/stats.go).
+# speaker/main.go, internal/layer2/stats.go, internal/bgp/native/stats.go,
+# internal/k8s/controllers/stats.go). Declared in every process; a family
+# shows series only where MetalLB's would: allocator gauges in the controller
+# (and `metalloid run`), speaker, layer2 and bgp series in speakers.
 METALLB_FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(name="metallb_allocator_addresses_total", kind=_G,
                documentation="Number of usable IP addresses, per pool", label_names=("pool",)),
@@ -81,6 +84,8 @@ METALLB_FAMILIES: tuple[FamilySpec, ...] = (
                documentation="Number of IPV4 addresses in use, per pool", label_names=("pool",)),
     FamilySpec(name="metallb_allocator_ipv6_addresses_in_use_total", kind=_G,
                documentation="Number of IPV6 addresses in use, per pool", label_names=("pool",)),
+    FamilySpec(name="metallb_allocator_services_allocated_total", kind=_G,
+               documentation="Number of services allocated, per pool", label_names=("pool",)),
     FamilySpec(name="metallb_speaker_announced", kind=_G,
                documentation="Services being announced from this node. This is desired state, "
                "it does not guarantee that the routing protocols have converged.",
@@ -93,6 +98,16 @@ METALLB_FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(name="metallb_layer2_gratuitous_sent", kind=_C,
                documentation="Number of gratuitous layer2 packets sent for owned IPs as a result of failovers",
                label_names=("ip",)),
+    FamilySpec(name="metallb_bgp_session_up", kind=_G,
+               documentation="BGP session state (1 is up, 0 is down)", label_names=("peer",)),
+    FamilySpec(name="metallb_bgp_updates_total", kind=_C,
+               documentation="Number of BGP UPDATE messages sent", label_names=("peer",)),
+    FamilySpec(name="metallb_bgp_announced_prefixes_total", kind=_G,
+               documentation="Number of prefixes currently being advertised on the BGP session",
+               label_names=("peer",)),
+    FamilySpec(name="metallb_bgp_pending_prefixes_total", kind=_G,
+               documentation="Number of prefixes that should be advertised on the BGP session",
+               label_names=("peer",)),
     FamilySpec(name="metallb_k8s_client_updates_total", kind=_C,
                documentation="Number of k8s object updates that have been processed."),
     FamilySpec(name="metallb_k8s_client_update_errors_total", kind=_C,

@@ -17,8 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from supervisor.allocating.results import AllocationResult
-from supervisor.config.model import Config, LabelSelector, Service, ServiceKey
-from supervisor.electing.election import elect_layer2, eligibility, rank
+from supervisor.config.model import Config, L2Advertisement, LabelSelector, Service, ServiceKey
+from supervisor.electing.election import (
+    NO_SERVICE_MATCH,
+    SHARED_WITH_SELECTOR,
+    elect_layer2,
+    eligibility,
+    preferred_scores,
+    rank,
+)
 from supervisor.serving.documents import counts_document, service_document
 
 
@@ -70,24 +77,40 @@ def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: f
     }
     if assignment is None or service is None or not assignment.ips:
         return entry
-    l2 = config.l2_advertisements_for(assignment.pool)
+    l2 = config.l2_advertisements_for_service(assignment.pool, service)
     bgp = config.bgp_advertisements_for(assignment.pool)
     entry["advertisements"] = {"layer2": [a.name for a in l2], "bgp": [a.name for a in bgp]}
     first_ip = assignment.ips[0]
-    if l2:
+    unselected = _layer2_refusal(config, service, assignment.pool, l2)
+    if unselected:
+        entry["elections"]["layer2"] = {"winner": None, "ranking": [], "excluded": [], "not_served": unselected}
+    elif l2:
         eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in l2), members=alive)
-        election = elect_layer2(eligible, first_ip)
+        election = elect_layer2(eligible, first_ip, preferred_scores(config, l2))
         entry["elections"]["layer2"] = {"winner": election.winner, "ranking": list(election.ranking),
-                                        "excluded": [list(e) for e in election.excluded]}
+                                        "excluded": [list(e) for e in election.excluded],
+                                        "not_served": election.not_served}
         if election.winner:
             entry["announced"]["layer2"] = [election.winner]
     if bgp:
         eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in bgp), members=alive)
         entry["elections"]["bgp"] = {"winner": None, "ranking": list(rank(eligible.candidates, first_ip)),
-                                     "excluded": [list(e) for e in eligible.excluded]}
+                                     "excluded": [list(e) for e in eligible.excluded],
+                                     "not_served": eligible.not_served}
         if eligible.candidates:
             entry["announced"]["bgp"] = sorted(eligible.candidates)
     return entry
+
+
+def _layer2_refusal(config: Config, service: Service, pool: str, l2: tuple[L2Advertisement, ...]) -> str | None:
+    """Why layer 2 announces the Service nowhere although advertisements cover its pool (MetalLB's rules)."""
+    if not config.l2_advertisements_for(pool):
+        return None  # nothing covers the pool: `explain` says so from "advertisements"
+    if not l2:
+        return NO_SERVICE_MATCH.format(pool=pool)
+    if service.sharing_key is not None and any(a.service_selectors for a in l2):
+        return SHARED_WITH_SELECTOR
+    return None
 
 
 def _union(selector_lists: Any) -> tuple[LabelSelector, ...]:

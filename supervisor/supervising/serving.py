@@ -10,6 +10,7 @@ memory request.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import logging
@@ -18,20 +19,29 @@ import sys
 from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
+from supervisor.serving.options import HttpOptionError, http_options
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
 log = logging.getLogger(__name__)
 
 
 def serve_supervisor(command: str, specs: list[WorkerSpec], settings: SupervisorSettings, *,
-                     metrics_port: int, metrics_host: str, decisions: tuple[Decision, ...] = ()) -> int:
-    """Run the supervisor until it stops; its exit code, or 1 when the HTTP port is taken."""
+                     args: argparse.Namespace, decisions: tuple[Decision, ...] = ()) -> int:
+    """Run the supervisor until it stops; its exit code, or 1 when the HTTP flags or port are unusable.
+
+    `args` holds the HTTP flags (`supervisor.serving.options.add_http_arguments`).
+    """
+    try:
+        options = http_options(args)
+    except HttpOptionError as exc:
+        print(f"metalloid {command}: {exc}", file=sys.stderr)
+        return 1
     metrics = MetricsRegistry()
     sup = Supervisor(specs, settings, metrics=metrics, decisions=decisions)
     sup.install_signal_handlers()
     try:
-        server = start_http_server(metrics_port, host=metrics_host, status=sup.status,
-                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics)
+        server = start_http_server(options.port, host=options.host, status=sup.status,
+                                   healthz=sup.healthz, readyz=sup.readyz, metrics=metrics, options=options)
     except PortInUseError as exc:
         print(f"metalloid {command}: {exc}", file=sys.stderr)
         return 1

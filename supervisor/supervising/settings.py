@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervisor.roles import KubernetesRole, Mode
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings:
@@ -20,7 +22,7 @@ class WorkerSettings:
 
     name: str
     node_name: str
-    mode: str = "standalone"
+    mode: Mode = Mode.STANDALONE
     config_paths: tuple[str, ...] = ()
     state_dir: str | None = None
     protocol: str | None = None
@@ -48,4 +50,4 @@ class WorkerSettings:
     namespace: str = "metallb-system"
     lb_class: str | None = None
     lease_name: str = "metalloid-controller"
-    k8s_role: str = ""  # "controller" or "speaker"
+    k8s_role: KubernetesRole | None = None

@@ -5,7 +5,8 @@ the allocation computed for it, the membership view and every worker's last
 status. When a worker comes back after a crash it gets, immediately, exactly
 what it would have accumulated (`replay`): the allocator the config, the
 membership worker the config and the allocation, an announcer the current
-`AnnouncerView`. No worker keeps state the supervisor cannot rebuild.
+`AnnouncerView`, a Kubernetes watcher what each announcer really announces.
+No worker keeps state the supervisor cannot rebuild.
 
 Generations are the supervisor's own: a restarted watcher counts from 1 again,
 so `accept_config` renumbers, and an unchanged config (the watcher re-reading
@@ -23,24 +24,23 @@ from supervisor.announcing.api import AnnouncerView
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     ConfigLoaded,
     ConfigRejected,
     MembersChanged,
     ToWorker,
     ViewChanged,
 )
+from supervisor.roles import Mode, Role
 
-# Worker roles: what each kind of worker is sent and replayed.
-WATCHER = "watcher"
-ALLOCATOR = "allocator"
-MEMBERSHIP = "membership"
-ANNOUNCER = "announcer"
+# Worker roles (`Role`), by their short names: what each kind of worker is sent and replayed.
+WATCHER, ALLOCATOR, MEMBERSHIP, ANNOUNCER = Role.WATCHER, Role.ALLOCATOR, Role.MEMBERSHIP, Role.ANNOUNCER
 
 
 @dataclass(slots=True, kw_only=True)
 class RoutedState:
     node_name: str
-    mode: str = "standalone"
+    mode: Mode = Mode.STANDALONE
     generation: int = 0
     loaded: ConfigLoaded | None = None
     # The last rejection since the last accepted config; None = not stale.
@@ -52,6 +52,8 @@ class RoutedState:
     allocated_config: Config | None = None
     members: MembersChanged | None = None
     statuses: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Each announcer worker's last real state (Kubernetes: for the watcher).
+    announced: dict[str, AnnouncementsChanged] = field(default_factory=dict)
 
     def accept_config(self, message: ConfigLoaded) -> ConfigLoaded | None:
         """Record a new valid config; the message to route, or None when nothing changed."""
@@ -112,7 +114,7 @@ class RoutedState:
             members_changed_at=self.members.changed_at if self.members is not None else None,
         )
 
-    def replay(self, role: str) -> list[ToWorker]:
+    def replay(self, role: Role) -> list[ToWorker]:
         """What a (re)started worker of `role` must receive to be up to date."""
         messages: list[ToWorker] = []
         if role == ALLOCATOR and self.loaded is not None:
@@ -126,6 +128,6 @@ class RoutedState:
             view = self.view()
             if view is not None:
                 messages.append(ViewChanged(view=view))
-        elif role == WATCHER and self.mode == "kubernetes" and self.members is not None:
-            messages.append(self.members)
+        elif role == WATCHER and self.mode == Mode.KUBERNETES:
+            messages.extend(self.announced[worker] for worker in sorted(self.announced))
         return messages

@@ -33,6 +33,17 @@ is set: a reload can start, stop or restart one (a changed AnnouncerConfig
 restarts its announcer with a graceful stop, so `start()` sees the new
 settings). Each announcer's hang deadline is its AnnouncerConfig's
 `spec.hangTimeoutSeconds`, else `hung_seconds`.
+A worker that cannot even be spawned (EMFILE at the open-file limit, ENOMEM,
+EAGAIN) counts as a failed start and backs off like a crash. Any other
+unexpected error in the loop kills the workers and ends the run with exit
+code 4 (EXIT_SUPERVISOR_ERROR), one log line saying why: a supervisor that
+can no longer supervise must not linger half alive (non-daemon children would
+keep it from exiting), it must exit so systemd or the kubelet starts a fresh
+one.
+
+/healthz and /readyz read what the loop computed on its last turn, without
+the lock, so they never wait behind a /status being built (or a stuck loop:
+that is exactly what /healthz must report).
 """
 
 from __future__ import annotations
@@ -50,10 +61,12 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Final
 
+from supervisor.announcing.api import AnnouncerState
 from supervisor.announcing.enabling import Decision, decide
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
+    AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
@@ -65,33 +78,30 @@ from supervisor.messages import (
     MetricUpdate,
     StatusReport,
     ToWorker,
-    ViewChanged,
     WorkerFailed,
     WorkerHeartbeat,
 )
+from supervisor.roles import Mode, Role
 from supervisor.serving.metrics import MetricsRegistry
-from supervisor.supervising import lifecycle
+from supervisor.supervising import following, lifecycle, routing, stopping
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.settings import WorkerSettings
-from supervisor.supervising.state import ALLOCATOR, ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
+from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
 from supervisor.supervising.status import announcer_rows, build_status, readiness
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_WORKER_FATAL = 3
+EXIT_SUPERVISOR_ERROR = 4
 START_METHOD: Final = "forkserver"
 PRELOAD: Final = ["supervisor.supervising.preload"]
 CHILD_MAIN = "supervisor.supervising.child:child_main"
 # The loop's timer resolution: start windows, hung checks and backoff retries
 # are all judged at this granularity.
 LOOP_SECONDS = 0.05
-# On SIGTERM the announcers keep answering this long after LEAVING went out:
-# the peers need a few ms (LEAVING -> their supervisor -> their announcer ->
-# gratuitous ARP) to take over, and withdrawing before that is a gap.
-HANDOVER_OVERLAP_SECONDS = 0.15
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +116,7 @@ class WorkerSpec:
     """
 
     name: str
-    role: str
+    role: Role
     entry: str
     settings: WorkerSettings
     needs_peers: bool = False
@@ -115,7 +125,7 @@ class WorkerSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorSettings:
     node_name: str
-    mode: str = "standalone"
+    mode: Mode = Mode.STANDALONE
     version: str = "0"
     grace_seconds: float = 5.0
     # No heartbeat for this long = hung (six missed 0.5 s heartbeats; an
@@ -134,6 +144,10 @@ class SupervisorSettings:
     announcer_template: WorkerSettings | None = None
     # --announcers: the complete list, overriding the config.
     requested_announcers: tuple[str, ...] | None = None
+    # The allocator's per-pool gauges (metallb_allocator_*): exported by the
+    # controller and `metalloid run`, not by speakers (MetalLB's split: one
+    # series per pool in the cluster, not one per node).
+    pool_metrics: bool = True
 
 
 ANNOUNCER_FAILED = "metalloid_announcer_failed"
@@ -189,9 +203,7 @@ class Supervisor:
         self.lock = threading.Lock()
         self._stop_requested = False
         self._reload_requested = False
-        self._stopping_since: float | None = None
-        self._phase2 = False
-        self._announcers_stop_at: float | None = None
+        self._stopping: stopping.Stopping | None = None
         self._exit_code: int | None = None
         self._pool_names: set[str] = set()
         self._last_loop = clock()
@@ -201,6 +213,9 @@ class Supervisor:
             s.spec.settings.protocol or s.spec.name: Decision(protocol=s.spec.settings.protocol or s.spec.name,
                                                               enabled=True, reason="given at start")
             for s in self._slots if s.spec.role == ANNOUNCER}
+        # Published by the loop for the lock-free probes (each swapped whole).
+        self._published_readiness: tuple[bool, str] = (False, "starting")
+        self._published_fatal: str | None = None
 
     # -- public: the HTTP thread reads these ---------------------------------
 
@@ -217,8 +232,9 @@ class Supervisor:
             return document
 
     def readyz(self) -> tuple[bool, str]:
-        with self.lock:
-            return self._readiness()
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return self._published_readiness
 
     def _readiness(self) -> tuple[bool, str]:
         announcers = {s.spec.name: self._hang_deadline(s) for s in self._active() if s.spec.role == ANNOUNCER}
@@ -229,14 +245,12 @@ class Supervisor:
         return slot.spec.settings.hang_timeout_seconds or self.settings.hung_seconds
 
     def healthz(self) -> tuple[bool, str]:
-        with self.lock:
-            # A FAILED announcer is not a reason to restart the node: the others keep announcing.
-            fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
-            if fatal:
-                return False, f"worker {fatal[0]} is FATAL (restart budget spent)"
-            if self._clock() - self._last_loop > 2.0:
-                return False, "the supervisor loop is stuck"
-            return True, "ok"
+        fatal = self._published_fatal
+        if fatal:
+            return False, f"worker {fatal} is FATAL (restart budget spent)"
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return True, "ok"
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -259,22 +273,53 @@ class Supervisor:
 
     def run(self) -> int:
         _without_resource_tracker()
-        for slot in self._slots:
-            if not slot.spec.needs_peers:
-                self._spawn(slot)
-        while self._exit_code is None:
-            handles: list[Any] = []
+        try:
+            self._publish_probes()
             for slot in self._slots:
-                if slot.process is not None:
-                    handles.append(slot.process.sentinel)
-                if slot.outbox is not None:
-                    handles.append(slot.outbox)
-            multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
-            with self.lock:
-                self._step()
+                if not slot.spec.needs_peers:
+                    self._spawn(slot)
+            while self._exit_code is None:
+                handles: list[Any] = []
+                for slot in self._slots:
+                    if slot.process is not None:
+                        handles.append(slot.process.sentinel)
+                    if slot.outbox is not None:
+                        handles.append(slot.outbox)
+                multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+                with self.lock:
+                    self._step()
+        except Exception as exc:
+            self._crashed(exc)
+            return EXIT_SUPERVISOR_ERROR
         _stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
+
+    def _crashed(self, exc: Exception) -> None:
+        """The loop itself failed: kill every worker (nothing can route for them) and say why."""
+        log.critical("supervisor.crashed code=%d error=%s: %s fix=this is a bug unless the host ran out of a "
+                     "resource (see the error); systemd or the kubelet restarts metalloid",
+                     EXIT_SUPERVISOR_ERROR, type(exc).__name__, exc)
+        log.debug("supervisor.crashed traceback", exc_info=True)
+        for slot in self._slots:
+            process = slot.process
+            if process is None:
+                continue
+            try:
+                process.kill()
+                process.join(timeout=2)
+            except Exception as kill_error:  # pragma: no cover - best effort on the way out
+                log.error("worker.kill_failed worker=%s error=%r", slot.spec.name, kill_error)
+        try:
+            _stop_forkserver()
+        except Exception as stop_error:  # pragma: no cover - best effort on the way out
+            log.error("forkserver.stop_failed error=%r", stop_error)
+
+    def _publish_probes(self) -> None:
+        self._published_readiness = self._readiness()
+        # A FAILED announcer is not a reason to restart the node: the others keep announcing.
+        fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
+        self._published_fatal = fatal[0] if fatal else None
 
     def _step(self) -> None:
         now = self._clock()
@@ -287,13 +332,14 @@ class Supervisor:
         if self._reload_requested:
             self._reload_requested = False
             self._forward_hup()
-        if self._stop_requested and self._stopping_since is None:
+        if self._stop_requested and self._stopping is None:
             self._begin_stop(now)
         for slot in self._slots:
             self._tick(slot, now)
-        if self._stopping_since is not None:
+        if self._stopping is not None:
             self._continue_stop(now)
-        else:
+        self._publish_probes()
+        if self._stopping is None:
             self._log_readiness()
 
     def _active(self) -> list[_Slot]:
@@ -307,7 +353,7 @@ class Supervisor:
         return decision is None or decision.enabled
 
     def _log_readiness(self) -> None:
-        ready, why = self._readiness()
+        ready, why = self._published_readiness
         if ready != self._ready:
             self._ready = ready
             if ready:
@@ -345,9 +391,9 @@ class Supervisor:
             slot.failure = f"hung: no heartbeat for {deadline:g}s, killed"
             log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, deadline)
             slot.process.kill()
-        if self._stopping_since is None and lifecycle.restart_due(slot.ws, now):
+        if self._stopping is None and lifecycle.restart_due(slot.ws, now):
             self._spawn(slot)
-        if (self._stopping_since is None and slot.ws.state is State.STOPPING and slot.process is not None
+        if (self._stopping is None and slot.ws.state is State.STOPPING and slot.process is not None
                 and slot.stop_requested_at is not None and now - slot.stop_requested_at > self.settings.grace_seconds):
             # One announcer stopped by a reload outlived the grace period, as the whole run's would.
             log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
@@ -361,15 +407,27 @@ class Supervisor:
 
     def _spawn(self, slot: _Slot) -> None:
         ctx = self._ctx
-        inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
-        outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(
-            target=_child_target(),
-            args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
-            name=f"metalloid-{slot.spec.name}",
-            daemon=False,
-        )
-        process.start()
+        opened: list[multiprocessing.connection.Connection] = []
+        try:
+            _check_fd_headroom()
+            inbox_reader, inbox_writer = ctx.Pipe(duplex=False)
+            opened += [inbox_reader, inbox_writer]
+            outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
+            opened += [outbox_reader, outbox_writer]
+            process = ctx.Process(
+                target=_child_target(),
+                args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
+                name=f"metalloid-{slot.spec.name}",
+                daemon=False,
+            )
+            process.start()
+        except OSError as exc:
+            # EMFILE at the open-file limit, EAGAIN/ENOMEM from fork: no
+            # process, so a failed start, backed off and budgeted like a crash.
+            for end in opened:
+                end.close()
+            self._spawn_failed(slot, exc)
+            return
         # Close our copies of the ends only the child uses: a child killed in
         # the middle of a write then shows up as EOF instead of a reader
         # blocked forever on half a message, and a dead reader as EPIPE.
@@ -390,6 +448,16 @@ class Supervisor:
         for message in self.state.replay(slot.spec.role):
             inbox.put(message)
 
+    def _spawn_failed(self, slot: _Slot, exc: OSError) -> None:
+        now = self._clock()
+        error = f"spawn failed: {exc.strerror or exc} (errno {exc.errno})"
+        # Through STARTING, so the lifecycle applies its one rule for failures.
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Spawned(pid=0, at=now))
+        retry_in = slot.policy.record_failure(ran_for=0.0)
+        slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=None, error=error,
+                                                                 retry_in=retry_in))
+        self._report_exit(slot, code=None, error=error, retry_in=retry_in, now=now)
+
     def _exited(self, slot: _Slot, now: float) -> None:
         process = slot.process
         assert process is not None
@@ -401,12 +469,16 @@ class Supervisor:
         ran_for = now - (slot.ws.started_at or now)
         retry_in: float | None = 0.0
         if slot.ws.state in (State.STARTING, State.RUNNING):
-            if self._stopping_since is not None:
+            if self._stopping is not None:
                 slot.ws = lifecycle.transition(slot.ws, lifecycle.StopRequested(at=now))
             else:
                 retry_in = slot.policy.record_failure(ran_for=ran_for)
         slot.ws = lifecycle.transition(slot.ws, lifecycle.Exited(at=now, exitcode=code, error=error, retry_in=retry_in))
         self._discard(slot)
+        self._report_exit(slot, code=code, error=error, retry_in=retry_in, now=now)
+
+    def _report_exit(self, slot: _Slot, *, code: int | None, error: str | None, retry_in: float | None,
+                       now: float) -> None:
         if slot.ws.state is State.BACKOFF:
             log.warning("worker.died worker=%s code=%s error=%s retry_in=%.3f", slot.ws.name, code, error,
                         retry_in or 0.0)
@@ -417,12 +489,12 @@ class Supervisor:
                          "fix=see the worker's log lines above; systemd or the kubelet restarts metalloid",
                          slot.ws.name, slot.policy.restarts_in_window(),
                          self.settings.backoff.window_seconds, slot.ws.last_error)
-            if self._stopping_since is None:
+            if self._stopping is None:
                 self._exit_after_stop = EXIT_WORKER_FATAL
                 self._begin_stop(now)
         else:
             log.info("worker.exited worker=%s code=%s", slot.ws.name, code)
-            if slot.restart_pending and self._stopping_since is None:
+            if slot.restart_pending and self._stopping is None:
                 # Stopped for a new AnnouncerConfig: start it again with it.
                 slot.restart_pending = False
                 if self._enabled(slot):
@@ -436,6 +508,12 @@ class Supervisor:
                   slot.policy.restarts_in_window(), self.settings.backoff.window_seconds, slot.ws.last_error)
         self._failed_metric(slot, 1.0)
         self._send(WATCHER, AnnouncerFailed(protocol=protocol, error=slot.ws.last_error or "restart budget spent"))
+        # Its process is gone and stays gone: it announces nothing, and the
+        # speaker's ServiceL2Status and Events must say so.
+        nothing = AnnouncementsChanged(worker=slot.spec.name, state=AnnouncerState(protocol=protocol))
+        self.state.announced[slot.spec.name] = nothing
+        if self.state.mode == Mode.KUBERNETES:
+            self._send(WATCHER, nothing)
 
     def _failed_metric(self, slot: _Slot, value: float) -> None:
         self._metric(ANNOUNCER_FAILED, MetricKind.GAUGE, ANNOUNCER_FAILED_HELP,
@@ -458,33 +536,28 @@ class Supervisor:
 
     def _begin_stop(self, now: float) -> None:
         log.info("supervisor.stopping grace=%gs", self.settings.grace_seconds)
-        self._stopping_since = now
-        # A handover with no gap: membership first (it sends LEAVING, so the
-        # peers take over at once) while the announcers keep answering with the
-        # last view; they withdraw HANDOVER_OVERLAP_SECONDS later, once the new
-        # owner's gratuitous ARP has moved the clients; then everything else.
+        # Membership leaves first; the phases after it: supervising/stopping.py.
+        self._stopping = stopping.begin(now)
         self._stop_role(lambda s: s.spec.role == MEMBERSHIP, now)
 
     def _continue_stop(self, now: float) -> None:
-        assert self._stopping_since is not None
-        elapsed = now - self._stopping_since
-        if self._announcers_stop_at is None:
-            membership_gone = all(s.process is None for s in self._slots if s.spec.role == MEMBERSHIP)
-            if membership_gone or elapsed > self.settings.grace_seconds / 4:
-                overlap = HANDOVER_OVERLAP_SECONDS if self.state.members is not None else 0.0
-                self._announcers_stop_at = now + overlap
-        if self._announcers_stop_at is not None and now >= self._announcers_stop_at:
+        assert self._stopping is not None
+        seen = stopping.Seen(
+            now=now,
+            membership_gone=all(s.process is None for s in self._slots if s.spec.role == MEMBERSHIP),
+            announcers_gone=all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER),
+            all_gone=all(s.process is None for s in self._slots),
+            members_known=self.state.members is not None,
+        )
+        self._stopping, actions = stopping.advance(self._stopping, seen, grace_seconds=self.settings.grace_seconds)
+        if actions.stop_announcers:
             self._stop_role(lambda s: s.spec.role == ANNOUNCER, now)
-        announcers_gone = all(s.process is None for s in self._slots if s.spec.role == ANNOUNCER)
-        if not self._phase2 and self._announcers_stop_at is not None and (
-            announcers_gone or elapsed > self.settings.grace_seconds / 2
-        ):
-            self._phase2 = True
+        if actions.stop_all:
             self._stop_role(lambda s: True, now)
-        if all(s.process is None for s in self._slots):
+        if actions.done:
             self._exit_code = self._exit_after_stop
             return
-        if elapsed > self.settings.grace_seconds:
+        if actions.kill:
             for slot in self._slots:
                 if slot.process is not None:
                     log.warning("worker.killed worker=%s reason=grace period over", slot.spec.name)
@@ -511,7 +584,7 @@ class Supervisor:
 
     # -- routing -------------------------------------------------------------
 
-    def _send(self, role: str, message: ToWorker) -> None:
+    def _send(self, role: Role, message: ToWorker) -> None:
         for slot in self._slots:
             if slot.spec.role == role and slot.inbox is not None and slot.ws.state in (State.STARTING, State.RUNNING):
                 slot.inbox.put(message)
@@ -526,95 +599,73 @@ class Supervisor:
                 self.state.statuses[slot.spec.name] = payload
             case WorkerFailed(error=error):
                 slot.failure = error
-            case ConfigLoaded():
-                self._config_loaded(message)
-            case ConfigRejected():
-                self.state.reject_config(message)
-                self._reload_metric("rejected")
-                self._config_flags()
-            case AllocationDone():
-                if self.state.accept_allocation(message):
-                    self._send(MEMBERSHIP, message)
-                    self._pool_metrics(message)
-                    self._announce()
-            case MembersChanged():
-                self.state.members = message
-                self._announce()
-                if self.state.mode == "kubernetes":
-                    # The speaker's watcher emits nodeAssigned events, which
-                    # depend on who is alive. (`metalloid speaker` runs in mode
-                    # "kubernetes"; the controller has no membership worker.)
-                    self._send(WATCHER, message)
+            case ConfigLoaded() | ConfigRejected() | AllocationDone() | MembersChanged() | AnnouncementsChanged():
+                self._apply(message, routing.route(self.state, message))
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]
                     "message.unexpected worker=%s type=%s", slot.spec.name, type(message).__name__)
 
-    def _config_loaded(self, message: ConfigLoaded) -> None:
-        routed = self.state.accept_config(message)
-        self._reload_metric("ok" if routed is not None else "unchanged")
-        self._config_flags()
-        if routed is not None:
-            log.info("config.routed generation=%d", routed.generation)
-            self._send(ALLOCATOR, routed)
-            self._send(MEMBERSHIP, routed)
-            self._start_on_peers(routed)
-            self._follow_announcers(routed.config)
+    def _apply(self, message: routing.Routable, routed: routing.Routed) -> None:
+        """Send what `routing.route` decided, around the shell's own jobs (metrics, announcers, peers)."""
+        self.state = routed.state
+        if isinstance(message, ConfigLoaded | ConfigRejected):
+            self._reload_metric("rejected" if isinstance(message, ConfigRejected)
+                                else "ok" if routed.config is not None else "unchanged")
+            self._config_flags()
+        if routed.config is not None:
+            log.info("config.routed generation=%d", routed.config.generation)
+        for role, outgoing in routed.outgoing:
+            self._send(role, outgoing)
+        if routed.allocation is not None and self.settings.pool_metrics:
+            self._pool_metrics(routed.allocation)
+        if routed.config is not None:
+            self._start_on_peers(routed.config)
+            self._follow_announcers(routed.config.config)
 
     # -- announcers follow the config ----------------------------------------
 
     def _follow_announcers(self, config: Config) -> None:
-        """Start, stop, restart or revive announcers as `enabling.decide` says for `config`."""
+        """Start, stop, restart or revive announcers as `enabling.decide` says for `config` (`following.step`)."""
         template = self.settings.announcer_template
-        if template is None or self._stopping_since is not None:
+        if template is None or self._stopping is not None:
             return
         now = self._clock()
         self._decisions = {d.protocol: d for d in decide(config, self.settings.requested_announcers)}
         slots = {s.spec.settings.protocol or s.spec.name: s for s in self._slots if s.spec.role == ANNOUNCER}
-        for protocol, decision in sorted(self._decisions.items()):
+        for protocol in sorted(set(self._decisions) | set(slots)):
+            decision = self._decisions.setdefault(protocol, Decision(
+                protocol=protocol, enabled=False, reason="no longer enabled by the config"))
             slot = slots.get(protocol)
-            if not decision.enabled:
-                if slot is not None:
-                    self._disable(slot, now, decision.reason)
-                continue
-            spec = announcer_spec(template, config, protocol)
-            if slot is None:
+            spec = announcer_spec(template, config, protocol) if decision.enabled else None
+            changed = slot is not None and spec is not None and slot.spec.settings != spec.settings
+            if slot is not None and spec is not None:
+                slot.spec = spec
+            todo = following.step(enabled=decision.enabled, state=slot.ws.state if slot else None,
+                                  alive=slot is not None and slot.process is not None, changed=changed)
+            if slot is None and spec is not None and todo is following.Step.START:
                 slot = _Slot(spec, self.settings, self._clock)
                 self._slots.append(slot)
-                log.info("announcer.enabled protocol=%s reason=%s", protocol, decision.reason)
-                self._spawn(slot)
-                continue
-            changed = slot.spec.settings != spec.settings
-            slot.spec = spec
-            self._enable(slot, now, changed)
-        for protocol, slot in slots.items():
-            if protocol not in self._decisions:
-                self._decisions[protocol] = Decision(protocol=protocol, enabled=False,
-                                                     reason="no longer enabled by the config")
-                self._disable(slot, now, "no longer enabled by the config")
+            if slot is not None:
+                self._carry_out(todo, slot, now, decision.reason)
 
-    def _enable(self, slot: _Slot, now: float, changed: bool) -> None:
-        if slot.ws.state is State.FATAL:
-            if not changed:
-                return  # FAILED stays FAILED until its AnnouncerConfig changes
-            log.info("announcer.revived worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
-            slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
-            slot.policy = RestartPolicy(self.settings.backoff, clock=self._clock, name=slot.spec.name)
-        if slot.process is None and slot.ws.state is State.EXITED:
+    def _carry_out(self, todo: following.Step, slot: _Slot, now: float, reason: str) -> None:
+        if todo is not following.Step.RESTART:
             slot.restart_pending = False
-            self._spawn(slot)
-        elif changed and slot.ws.state in (State.STARTING, State.RUNNING):
-            log.info("announcer.restarting worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
-            slot.restart_pending = True
-            self._stop_slot(slot, now)
-        elif slot.ws.state is State.STOPPING:
-            slot.restart_pending = True  # being disabled, enabled again meanwhile
-
-    def _disable(self, slot: _Slot, now: float, reason: str) -> None:
-        slot.restart_pending = False
-        if slot.ws.state is State.FATAL:
+        if todo in (following.Step.REVIVE, following.Step.CLEAR):
             slot.ws = lifecycle.transition(slot.ws, lifecycle.Revived(at=now))
             self._failed_metric(slot, 0.0)
-        if slot.ws.state in (State.STARTING, State.RUNNING, State.BACKOFF):
+        if todo in (following.Step.START, following.Step.REVIVE):
+            # A fresh start (first, re-enabled, or a FAILED one with a new AnnouncerConfig): a fresh budget.
+            log.info("announcer.%s worker=%s reason=%s", "revived" if todo is following.Step.REVIVE else "enabled",
+                     slot.spec.name, reason if todo is following.Step.START else "its AnnouncerConfig changed")
+            slot.policy = RestartPolicy(self.settings.backoff, clock=self._clock, name=slot.spec.name)
+            self._spawn(slot)
+        elif todo is following.Step.RESTART:
+            slot.restart_pending = True
+            if slot.ws.state is not State.STOPPING:
+                log.info("announcer.restarting worker=%s reason=its AnnouncerConfig changed", slot.spec.name)
+                self._stop_slot(slot, now)
+        elif todo is following.Step.STOP:
             log.info("announcer.disabled worker=%s reason=%s", slot.spec.name, reason)
             self._stop_slot(slot, now)
 
@@ -625,7 +676,7 @@ class Supervisor:
             slot.inbox.put(Control.STOP)
 
     def _start_on_peers(self, loaded: ConfigLoaded) -> None:
-        if self._stopping_since is not None:
+        if self._stopping is not None:
             return
         if not any(n.name != self.settings.node_name for n in loaded.config.nodes):
             return
@@ -633,11 +684,6 @@ class Supervisor:
             if slot.spec.needs_peers and slot.ws.started_at is None and slot.process is None:
                 log.info("worker.peers_appeared worker=%s", slot.spec.name)
                 self._spawn(slot)  # the replay hands it this config and the allocation
-
-    def _announce(self) -> None:
-        view = self.state.view()
-        if view is not None:
-            self._send(ANNOUNCER, ViewChanged(view=view))
 
     # -- metrics -------------------------------------------------------------
 
@@ -659,11 +705,15 @@ class Supervisor:
 
     def _pool_metrics(self, message: AllocationDone) -> None:
         names = set()
+        services: dict[str, int] = {}
+        for assignment in message.result.assignments.values():
+            services[assignment.pool] = services.get(assignment.pool, 0) + 1
         for c in message.result.pools:
             names.add(c.pool)
             labels = {"pool": c.pool}
             for name, value in (
-                ("metallb_allocator_addresses_total", c.total_v4 + c.total_v6),
+                ("metallb_allocator_services_allocated_total", services.get(c.pool, 0)),
+                ("metallb_allocator_addresses_total", c.total),
                 ("metallb_allocator_addresses_in_use_total", c.assigned_v4 + c.assigned_v6),
                 ("metallb_allocator_ipv4_addresses_total", c.total_v4),
                 ("metallb_allocator_ipv4_addresses_in_use_total", c.assigned_v4),
@@ -672,7 +722,8 @@ class Supervisor:
             ):
                 self._metric(name, MetricKind.GAUGE, "", labels, MetricOp.SET, float(value))
         for gone in self._pool_names - names:
-            for name in ("metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
+            for name in ("metallb_allocator_services_allocated_total",
+                         "metallb_allocator_addresses_total", "metallb_allocator_addresses_in_use_total",
                          "metallb_allocator_ipv4_addresses_total", "metallb_allocator_ipv4_addresses_in_use_total",
                          "metallb_allocator_ipv6_addresses_total", "metallb_allocator_ipv6_addresses_in_use_total"):
                 self._metric(name, MetricKind.GAUGE, "", {"pool": gone}, MetricOp.REMOVE, 0.0)
@@ -687,6 +738,28 @@ class Supervisor:
     def worker_states(self) -> dict[str, WorkerState]:
         with self.lock:
             return {s.spec.name: replace(s.ws) for s in self._slots}
+
+
+# Descriptors one spawn needs: our two pipes (4), and in the forkserver
+# handshake its socket and two more pipes (5), with some margin.
+SPAWN_FDS = 16
+
+
+def _check_fd_headroom() -> None:
+    """Raise EMFILE before a spawn that would run out of descriptors half-way.
+
+    Half-way is worse than not at all: CPython 3.11's forkserver dies with an
+    EOFError when a client connects and then fails to send its descriptors,
+    and every worker (its children, with a parent-death signal) dies with it.
+    Counting first keeps an EMFILE a failed start of one worker.
+    """
+    import errno
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    used = len(os.listdir("/proc/self/fd"))  # at the limit this itself fails with EMFILE
+    if soft != resource.RLIM_INFINITY and soft - used < SPAWN_FDS:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
 
 def _without_resource_tracker() -> None:

@@ -1,1 +1,1 @@
-"""Watching: the only sources of config: the standalone file watcher and the Kubernetes list/watch watcher."""
+"""Watching: the standalone file watcher (the Kubernetes watcher is `supervisor.kubernetes.watcher`)."""

@@ -13,6 +13,15 @@ config-level error (a pool, an advertisement, the YAML itself) rejects the
 config, which changes nothing downstream: the supervisor keeps routing the
 last good one and only marks the config stale. An error about one Service
 does not: the config is loaded, that Service is pending with the reason.
+Nothing a file holds kills the watcher: the loader reports everything as
+diagnostics, and an exception that still escapes is a rejection too (dying
+would restart the watcher into the same file until the supervisor gives up,
+a crash loop).
+
+A large config (the loader's limit is 1 MiB per file) takes seconds to
+parse, longer than the supervisor's hung timeout, so heartbeats continue
+from a helper thread during a load, for at most MAX_LOAD_SECONDS: a load
+stuck beyond that is left to the hung detection.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import hashlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -28,6 +38,7 @@ from types import FrameType
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.isolation import config_errors, object_errors
 from supervisor.config.model import Config, Source
+from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.settings import WorkerSettings
@@ -51,11 +62,16 @@ def fingerprint(paths: Sequence[str]) -> Fingerprint:
 
 
 def content_hash(paths: Sequence[str]) -> str:
+    from supervisor.config.loading import MAX_CONFIG_BYTES
+
     digest = hashlib.sha256()
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                digest.update(f.read())
+            # The loader's own limits: a FIFO or /dev/zero here must not hang
+            # the watcher before the loader gets to refuse it.
+            digest.update(read_regular_file(path, limit=MAX_CONFIG_BYTES))
+        except RefusedFile as exc:
+            digest.update(f"<refused {exc.reason}>".encode())
         except OSError as exc:
             digest.update(f"<unreadable {exc.errno}>".encode())
         digest.update(b"\0")
@@ -82,7 +98,9 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
 
         nonlocal validators
         if validators is None:
-            validators = plugin_validators()
+            from supervisor.plugin_checks import running_validators
+
+            validators = running_validators()
         try:
             config, diagnostics = load_config_files(paths, validators=validators)
         except OSError as exc:
@@ -95,19 +113,6 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
         return config, diagnostics
 
     return load
-
-
-def plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
-    """The plugins' validators; a plugin that failed to load is a warning on every load (/status shows it)."""
-    # The same plugin checks `metalloid check` runs, so a rejection reads the same.
-    from supervisor.commands.check import load_failure_diagnostics, plugin_validators
-    from supervisor.plugins_loader import PluginLoadFailure
-
-    failures: list[PluginLoadFailure] = []
-    validators = plugin_validators(failures)
-    # Not the config's fault, so not a rejection; an announcer of that plugin fails to start and says why.
-    noted = load_failure_diagnostics(failures, as_errors=False)
-    return [*validators, lambda config: list(noted)] if noted else validators
 
 
 class FileWatcherCore:
@@ -146,7 +151,16 @@ class FileWatcherCore:
     def reload(self, *, reason: str) -> list[FromWorker]:
         self.generation += 1
         digest = content_hash(self.paths)
-        config, diagnostics = self._load(self.paths)
+        try:
+            config, diagnostics = self._load(self.paths)
+        except Exception as exc:
+            # Whatever the files hold, the watcher survives and the last good
+            # config stays: dying here would restart the watcher into the same
+            # files until the supervisor gives up (a crash loop).
+            from supervisor.config.loading import internal_error
+
+            log.debug("config.load-failed origin=%s", self.origin, exc_info=True)
+            config, diagnostics = None, [internal_error(self.paths, exc)]
         if config is None or config_errors(diagnostics):
             errors = tuple(config_errors(diagnostics))
             for d in errors:
@@ -188,7 +202,9 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
         # as alive while it parses a big config.
         beat.maybe()
         force, hangup.pending = hangup.pending, False
-        for message in core.poll(time.monotonic(), force=force):
+        with _BeatingWhileLoading(beat, settings.heartbeat_seconds):
+            messages = core.poll(time.monotonic(), force=force)
+        for message in messages:
             outbox.put(message)
         beat.maybe()
         incoming: object = receive(inbox, settings.poll_seconds)
@@ -200,3 +216,28 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
 
 
 RELOAD = "reload"
+# A 1 MiB config parses in ~4 s on a loaded 2-core node; ten times that is
+# no longer a slow load but a stuck one.
+MAX_LOAD_SECONDS = 60.0
+
+
+class _BeatingWhileLoading:
+    """Keeps `beat` going from a helper thread while the loop is busy loading."""
+
+    def __init__(self, beat: Heartbeat, interval: float) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher-beat", daemon=True)
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        while not self._done.wait(self._interval / 2) and time.monotonic() < deadline:
+            self._beat.maybe()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
 from supervisor.kubernetes.leaderelection import LeaseTimings
-from supervisor.watching.k8s_watcher import WatchOptions
+from supervisor.kubernetes.watcher import WatchOptions
 from tests.fakeapi.server import FakeApiServer
 from tests.runbook import RUNBOOK_L2 as RUNBOOK_L2  # re-exported for the Kubernetes tests
 from tests.runbook import RUNBOOK_POOL as RUNBOOK_POOL

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fakeapi import matching
+from tests.fakeapi import admission, matching
 from tests.fakeapi.resources import Resource, Target, by_kind, parse_path
 from tests.fakeapi.store import ApiError, Obj, Store, WatchEvent
 
@@ -221,6 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str, t: Target, query: dict[str, str], body: Obj | list[Obj] | None) -> tuple[int, Obj]:
         store, res = self.api.store, t.resource
+        if method != "GET":
+            admission.admit(store.list(by_kind("ValidatingWebhookConfiguration"), None)[0], method, t)
         if method == "GET" and t.name is None:
             items, rv = store.list(res, t.namespace)
             keep_l, keep_f = (

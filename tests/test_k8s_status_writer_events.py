@@ -1,4 +1,4 @@
-"""Review findings in the controller's Event output: "emitted on change only, never on every reconcile"."""
+"""The status writer's Events: emitted on change only, never on every reconcile."""
 
 from __future__ import annotations
 

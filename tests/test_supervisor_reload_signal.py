@@ -1,4 +1,4 @@
-"""Review findings in the supervisor shell (no processes of ours: stubs stand in for them)."""
+"""The supervisor loop and SIGHUP (a reload) racing a worker's death (no processes of ours: stubs stand in)."""
 
 from __future__ import annotations
 

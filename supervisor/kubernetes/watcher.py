@@ -96,6 +96,8 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
     if not config_errors(diagnostics):
         for validator in validators:
             diagnostics.extend(validator(config))
+    # The API lists every EndpointSlice: a Service without one has no endpoint.
+    config = replace(config, endpoints_listed=True)
     ours = filter_lb_class(isolate(config, diagnostics), lb_class)
     # A Service of another load balancer class is not ours to judge (MetalLB ignores it).
     theirs = {str(s.key) for s in config.services} - {str(s.key) for s in ours.services}

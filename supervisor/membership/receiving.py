@@ -1,0 +1,149 @@
+"""One bounded receive turn on the heartbeat socket, and the drop counters it feeds.
+
+Anyone on the LAN can send UDP to the heartbeat port without the key. The
+loop must keep sending heartbeats and judging deadlines whatever arrives, so a
+turn reads at most `TurnBudget.max_datagrams` datagrams and stops after
+`TurnBudget.max_seconds` (whichever comes first); what is left waits for the
+next turn, after the loop has ticked. Each datagram first goes through
+`Screen` (the source is a configured peer's address, the size and
+magic/version are plausible, it echoes our incarnation), which costs a set
+lookup and two slices, before `handle` authenticates and parses it.
+
+Drops are only counted here (a dict increment per datagram); the worker
+reports the counts once a second (`Reporter.drops`), never one message per
+datagram.
+
+Pure apart from the two callables: the socket's recv and the clock are passed
+in, so tests drive a turn with a fake socket and a fake clock
+(tests/test_membership_receiving.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.membership.codec import DropReason, echo_field, screen
+
+log = logging.getLogger(__name__)
+
+Recv = Callable[[], tuple[bytes, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnBudget:
+    # 5 ms is under 2% of the default 0.35 s deadline, so a turn that used it
+    # all still leaves the loop free to tick and send on time.
+    max_datagrams: int = 512
+    max_seconds: float = 0.005
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnResult:
+    received: int
+    # The budget ran out before the socket was empty: more is queued.
+    cut_short: bool
+
+
+class DropCounter:
+    """Dropped datagrams by reason since the last `take`, with the last source and detail of each."""
+
+    def __init__(self) -> None:
+        self.counts: dict[DropReason, int] = {}
+        self.last: dict[DropReason, tuple[Any, str]] = {}
+
+    def add(self, reason: DropReason, source: Any, detail: str = "") -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.last[reason] = (source, detail)
+
+    def take(self) -> tuple[dict[DropReason, int], dict[DropReason, tuple[Any, str]]]:
+        """The counts and samples so far; starts counting from zero again."""
+        counts, last = self.counts, self.last
+        self.counts, self.last = {}, {}
+        return counts, last
+
+
+def receive_turn(
+    recv: Recv,
+    handle: Callable[[bytes, Any], None],
+    *,
+    screen: Callable[[bytes, Any], DropReason | None],
+    drops: DropCounter,
+    budget: TurnBudget,
+    clock: Callable[[], float],
+) -> TurnResult:
+    """Read and handle datagrams until the socket is empty or the budget is spent."""
+    start = clock()
+    n = 0
+    while n < budget.max_datagrams:
+        # At least one datagram per turn, however slow the clock says we are.
+        if n and clock() - start >= budget.max_seconds:
+            return TurnResult(received=n, cut_short=True)
+        try:
+            data, source = recv()
+        except (BlockingIOError, InterruptedError):
+            return TurnResult(received=n, cut_short=False)
+        except OSError as exc:
+            # e.g. ECONNREFUSED from an earlier send's ICMP: nothing to read now.
+            log.debug("membership.recv_failed error=%s", exc)
+            return TurnResult(received=n, cut_short=False)
+        n += 1
+        reason = screen(data, source)
+        if reason is not None:
+            drops.add(reason, source)
+            continue
+        handle(data, source)
+    return TurnResult(received=n, cut_short=True)
+
+
+class Screen:
+    """What a datagram must pass before `decode` spends an HMAC on it.
+
+    1. Its source address is a configured peer's (`sources`).
+    2. `codec.screen`: plausible size, magic and version.
+    3. It echoes our current incarnation (`codec.echo_field`, no parsing).
+       Only such a packet can be proof of life (see detector), so it always
+       goes on to decode. One that echoes anything else is at best a peer's
+       first packet after one of us restarted, which the peer re-sends
+       correctly one interval after it hears us (our heartbeats carry our
+       incarnation); those go on to decode only up to `stale_per_second`
+       (refilled by `refill`, once a second), the rest are `stale_echo`.
+
+    So a flood that does not know our incarnation (nothing secret, but only
+    sent to peers, unicast) costs a slice and a compare per datagram, not an
+    HMAC. One that does costs an HMAC each (docs/failover.md, "Floods").
+    """
+
+    def __init__(self, sources: frozenset[str], incarnation: int, *, stale_per_second: int = 64) -> None:
+        self.sources = sources
+        self.stale_per_second = stale_per_second
+        self.stale_left = stale_per_second
+        self.echo = b""
+        self.incarnation = incarnation
+
+    @property
+    def incarnation(self) -> int:
+        return int.from_bytes(self.echo, "big")
+
+    @incarnation.setter
+    def incarnation(self, value: int) -> None:
+        self.echo = value.to_bytes(8, "big")
+
+    def refill(self) -> None:
+        self.stale_left = self.stale_per_second
+
+    def __call__(self, data: bytes, source: Any) -> DropReason | None:
+        host = source[0]
+        if host not in self.sources and host.partition("%")[0] not in self.sources:  # IPv6: fe80::1%eth0
+            return DropReason.UNKNOWN_SOURCE
+        reason = screen(data)
+        if reason is not None:
+            return reason
+        if echo_field(data) == self.echo:
+            return None
+        if self.stale_left > 0:
+            self.stale_left -= 1
+            return None
+        return DropReason.STALE_ECHO

@@ -1,0 +1,87 @@
+"""The controller's Events carry MetalLB's reasons and texts (controller/service.go, controller/main.go)."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import Any
+
+from supervisor.allocating.results import AllocationResult, Assignment
+from supervisor.config.diagnostics import warning
+from supervisor.config.model import API_SOURCE, ServiceKey
+from supervisor.kubernetes.statuswriter import StatusWriter, go_ips
+from tests.test_k8s_status_writer_events import RecordingClient
+
+KEY = ServiceKey(namespace="default", name="web")
+
+
+def svc(*ips: str, uid: str = "u1", **spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": uid, "resourceVersion": "1"},
+        "spec": {"type": "LoadBalancer", **spec},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}} if ips else {},
+    }
+
+
+def assigned(*ips: str) -> AllocationResult:
+    return AllocationResult(
+        assignments={KEY: Assignment(service=KEY, ips=tuple(map(ip_address, ips)), pool="first-pool")},
+        pending={}, pools=(),
+    )  # fmt: skip
+
+
+def events(client: RecordingClient) -> list[tuple[str, str, str]]:
+    return sorted((e["type"], e["reason"], e["message"]) for e in client.events.values())
+
+
+def test_go_formats_ip_lists_as_metallb_prints_them() -> None:
+    assert go_ips(["10.0.10.10"]) == '["10.0.10.10"]'
+    assert go_ips(["10.0.10.10", "fd00::10"]) == '["10.0.10.10" "fd00::10"]'
+
+
+def test_ip_allocated_and_allocation_failed_texts() -> None:
+    client = RecordingClient()
+    StatusWriter(client).apply(assigned("10.0.10.10", "fd00::10"), [svc()])  # type: ignore[arg-type]
+    pending = AllocationResult(assignments={}, pending={KEY: "no available IPs in pool first-pool"}, pools=())
+    StatusWriter(client).apply(pending, [svc(uid="u2")])  # type: ignore[arg-type]
+    assert events(client) == [
+        ("Normal", "IPAllocated", 'Assigned IP ["10.0.10.10" "fd00::10"]'),
+        ("Warning", "AllocationFailed", 'Failed to allocate IP for "default/web": no available IPs in pool first-pool'),
+    ]
+
+
+def test_an_ip_the_config_no_longer_allows_is_cleared_with_metallbs_reason_then_reallocated() -> None:
+    client = RecordingClient()
+    StatusWriter(client).apply(assigned("10.0.20.1"), [svc("10.0.10.10")])  # type: ignore[arg-type]
+    assert events(client) == [
+        ("Normal", "ClearAssignment", 'current IP for "default/web" not allowed by config, will attempt for new IP '
+         'assignment: ["10.0.10.10"] no longer in a pool this Service may use'),
+        ("Normal", "IPAllocated", 'Assigned IP ["10.0.20.1"]'),
+    ]  # fmt: skip
+
+
+def test_deprecated_annotation_text_and_prefer_dual_stack_without_the_second_family() -> None:
+    client = RecordingClient()
+    obj = svc(ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+    obj["metadata"]["annotations"] = {"metallb.universe.tf/loadBalancerIPs": "10.0.10.10"}
+    writer = StatusWriter(client)  # type: ignore[arg-type]
+    writer.apply(assigned("10.0.10.10"), [obj])
+    writer.apply(assigned("10.0.10.10"), [obj])  # a repeat reconcile adds nothing
+    assert events(client) == [
+        ("Normal", "AdditionalAssignFailed",
+         "cannot assign additional IP in PreferDualStack: no IPv6 address available in pool first-pool"),
+        ("Normal", "IPAllocated", 'Assigned IP ["10.0.10.10"]'),
+        ("Warning", "deprecatedAnnotation", "Service uses deprecated annotation metallb.universe.tf/loadBalancerIPs"),
+    ]  # fmt: skip
+
+
+def test_kept_fields_are_a_warning_on_their_object_once() -> None:
+    client = RecordingClient()
+    writer = StatusWriter(client)  # type: ignore[arg-type]
+    pool = {"kind": "IPAddressPool", "metadata": {"name": "first-pool", "namespace": "metallb-system", "uid": "p1"}}
+    kept = warning(API_SOURCE, "IPAddressPool", "first-pool", "spec.x: kept, not acted on")
+    writer.report_warnings([kept], [pool])
+    writer.report_warnings([kept], [pool])  # on change only
+    assert events(client) == [("Warning", "ConfigurationWarning", "spec.x: kept, not acted on")]
+    [warned] = client.events.values()
+    assert warned["involvedObject"]["kind"] == "IPAddressPool"
