@@ -11,8 +11,6 @@ memory request.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import logging
 import sys
 
@@ -20,6 +18,7 @@ from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.serving.options import HttpOptionError, http_options
+from supervisor.supervising.memory import release_memory
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -52,11 +51,3 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
     finally:
         server.close()
 
-
-def release_memory() -> None:
-    """Collect what start-up left behind and return freed heap pages to the kernel (glibc)."""
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
