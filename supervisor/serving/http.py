@@ -94,7 +94,7 @@ def start_http_server(
     port: int,
     *,
     host: str = "0.0.0.0",
-    status: Callable[[], dict[str, Any]],
+    status: Callable[[], dict[str, Any] | bytes],
     healthz: Check,
     readyz: Check,
     metrics: MetricsRegistry,
@@ -302,7 +302,7 @@ def _is_local_socket(request: Any, client: str) -> bool:
 
 
 def _handler_class(
-    *, status: Callable[[], dict[str, Any]], healthz: Check, readyz: Check, metrics: MetricsRegistry,
+    *, status: Callable[[], dict[str, Any] | bytes], healthz: Check, readyz: Check, metrics: MetricsRegistry,
     options: HttpOptions,
 ) -> type[BaseHTTPRequestHandler]:
     status_lock = threading.Lock()
@@ -344,6 +344,8 @@ def _handler_class(
                         document = status()
                     finally:
                         status_lock.release()
+                    if isinstance(document, bytes):  # already rendered (the supervisor's StatusRenderer)
+                        return 200, document, "application/json", {}
                     rendered = json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
                     return 200, rendered.encode(), "application/json", {}
                 case _:

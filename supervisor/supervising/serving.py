@@ -39,7 +39,7 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
     sup = Supervisor(specs, settings, metrics=metrics, decisions=decisions)
     sup.install_signal_handlers()
     try:
-        server = start_http_server(options.port, host=options.host, status=sup.status,
+        server = start_http_server(options.port, host=options.host, status=sup.status_json,
                                    healthz=sup.healthz, readyz=sup.readyz, metrics=metrics, options=options)
     except PortInUseError as exc:
         print(f"metalloid {command}: {exc}", file=sys.stderr)
