@@ -56,7 +56,6 @@ class RoutedState:
     loaded: ConfigLoaded | None = None
     # The last rejection since the last accepted config; None = not stale.
     rejected: ConfigRejected | None = None
-    ever_rejected: bool = False
     # Configs sent to the allocator whose AllocationDone has not come back yet.
     in_flight: dict[int, Config] = field(default_factory=dict)
     allocation: AllocationDone | None = None
@@ -80,7 +79,6 @@ class RoutedState:
     def reject_config(self, message: ConfigRejected) -> None:
         # The last good config stays in force; only the stale flag changes.
         self.rejected = message
-        self.ever_rejected = True
 
     def accept_allocation(self, message: AllocationDone) -> bool:
         """Record the allocator's answer; False for one older than what we hold."""

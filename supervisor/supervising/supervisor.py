@@ -272,9 +272,6 @@ class Supervisor:
             return False, "the supervisor loop is stuck"
         return True, "ok"
 
-    def request_stop(self) -> None:
-        self._stop_requested = True
-
     def request_reload(self) -> None:
         self._reload_requested = True
 
@@ -750,10 +747,6 @@ class Supervisor:
         self._pool_names = names
 
     # -- introspection for tests and the bench -------------------------------
-
-    def worker_pids(self) -> dict[str, int | None]:
-        with self.lock:
-            return {s.spec.name: s.ws.pid for s in self._slots}
 
     def worker_states(self) -> dict[str, WorkerState]:
         with self.lock:
