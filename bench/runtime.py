@@ -131,6 +131,8 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=5, help="kill -9 rounds per worker")
     parser.add_argument("--memory-only", action="store_true", help="measure PSS only (no starts, kills, reloads)")
+    parser.add_argument("--starts", type=int, default=3, help="start → ready rounds")
+    parser.add_argument("--reloads", type=int, default=5, help="SIGHUP → visible rounds")
     args = parser.parse_args()
     if args.mode == "lab":
         problem = require_root()
@@ -159,7 +161,7 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
 
         if not args.memory_only:
             starts = []
-            for i in range(3):
+            for i in range(args.starts):
                 (tmp / f"s{i}").mkdir()
                 run = Run(tmp / f"s{i}", args.services, pycache, lab=lab)
                 try:
@@ -167,7 +169,8 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
                     starts.append(time.monotonic() - run.started)
                 finally:
                     run.stop()
-            print(f"start → ready ({args.services} services): {ms(starts)}")
+            if starts:
+                print(f"start → ready ({args.services} services): {ms(starts)}")
 
         (tmp / "main").mkdir()
         run = Run(tmp / "main", args.services, pycache, lab=lab)
@@ -195,7 +198,7 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
                     print(f"kill -9 {worker} → RUNNING and ready again: {ms(healed)}")
 
             reloads = []
-            for i in range(5):
+            for i in range(args.reloads):
                 run.write_config(args.services + i + 1, lab)
                 t0 = time.monotonic()
                 run.proc.send_signal(signal.SIGHUP)
@@ -206,7 +209,8 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
 
                 wait_for(reloaded, 30, interval=0.005, what="reload")
                 reloads.append(time.monotonic() - t0)
-            print(f"reload (SIGHUP → new service in /status, {args.services} services): {ms(reloads)}")
+            if reloads:
+                print(f"reload (SIGHUP → new service in /status, {args.services} services): {ms(reloads)}")
         finally:
             run.stop()
     return 0

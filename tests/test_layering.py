@@ -72,7 +72,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                    "supervisor.plugin_checks", "supervisor.announcing.__init__",
                    "supervisor.announcing.api", "supervisor.announcing.enabling",
                    "supervisor.announcing.recovery", "supervisor.supervising.settings",
-                   "supervisor.supervising.channels", "supervisor.supervising.child", "supervisor.serving.documents",
+                   "supervisor.supervising.channels", "supervisor.supervising.child", "supervisor.supervising.memory",
+                   "supervisor.serving.documents",
                    "supervisor.serving.snapshot", "supervisor.serving.metrics", "supervisor.serving.tables",
                    "supervisor.serving.explaining")),
     # The worker processes and the HTTP server, each behind the contracts.

@@ -66,11 +66,6 @@ class ArpPacket:
     target_mac: bytes
     target_ip: bytes
 
-    @property
-    def is_gratuitous(self) -> bool:
-        """Sender announces its own address (either form)."""
-        return self.sender_ip == self.target_ip
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NdpPacket:

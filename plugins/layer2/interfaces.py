@@ -17,10 +17,9 @@ Whether a link is up is not part of suitability: sockets stay open on
 a link that is down, so it answers the moment it comes back.
 
 `LinkWatcher` follows RTM_NEWLINK/DELLINK/NEWADDR/DELADDR in its own thread
-(a plain netlink socket as the wake-up, its own `IPRoute` for the dumps: a
-pyroute2 socket made in one thread and read in another delivers nothing,
-shared/FACTS.md) and publishes each fresh snapshot
-of the links as an immutable tuple that the announcer picks up on its tick.
+(a plain netlink socket as the wake-up, a fresh dump socket per snapshot made
+in that thread, `rtnetlink.py`) and publishes each fresh snapshot of the links
+as an immutable tuple that the announcer picks up on its tick.
 """
 
 from __future__ import annotations
@@ -181,14 +180,10 @@ def link_from_message(msg: Any) -> Link | None:
 
 def read_links() -> tuple[Link, ...]:
     """A snapshot of this network namespace's links (one netlink dump)."""
-    from pyroute2 import IPRoute
+    # Imported here: the watcher imports this plugin for its validators and needs no netlink codec.
+    from plugins.layer2 import rtnetlink
 
-    with IPRoute() as ipr:
-        return _dump(ipr)
-
-
-def _dump(ipr: Any) -> tuple[Link, ...]:
-    links = (link_from_message(m) for m in ipr.get_links())
+    links = (link_from_message(m) for m in rtnetlink.dump_links())
     return tuple(sorted((lk for lk in links if lk is not None), key=lambda lk: lk.index))
 
 
@@ -211,20 +206,18 @@ class LinkWatcher:
             self._thread = None
 
     def _run(self) -> None:
-        from pyroute2 import IPRoute
-
         while not self._stopping.is_set():
             try:
-                with _event_socket() as events, IPRoute() as dumps:
+                with _event_socket() as events:
                     # Events between the start() snapshot and bind() would be
                     # lost without this first dump.
-                    self._on_change(_dump(dumps))
-                    self._follow(events, dumps)
+                    self._on_change(read_links())
+                    self._follow(events)
             except Exception:
                 log.exception("layer2.links.watch_failed")
                 self._stopping.wait(1.0)
 
-    def _follow(self, events: socket.socket, dumps: Any) -> None:
+    def _follow(self, events: socket.socket) -> None:
         # A plain netlink socket, not pyroute2's: pyroute2 0.9 reads ahead into
         # a queue of its own, so after one get() the fd is no longer readable
         # while events wait in that queue, and polling the fd missed a veth's
@@ -246,7 +239,7 @@ class LinkWatcher:
                     break
                 changed = changed or _has_event(data)
             if changed:
-                self._on_change(_dump(dumps))
+                self._on_change(read_links())
 
 
 def _event_socket() -> socket.socket:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -53,44 +54,40 @@ def _is_ours(msg: Any) -> bool:
 
 
 class LocalBinder:
-    """Adds and removes our marked addresses on `lo` (short-lived netlink sockets)."""
+    """Adds and removes our marked addresses on `lo` (short-lived netlink sockets, `rtnetlink.py`)."""
 
     def bound(self) -> frozenset[IPAddress]:
-        from pyroute2 import IPRoute
+        from plugins.layer2 import rtnetlink
 
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=LOOPBACK)[0]
-            return frozenset(
-                ipaddress.ip_address(m.get_attr("IFA_ADDRESS")) for m in ipr.get_addr(index=index) if _is_ours(m)
-            )
+        return frozenset(
+            ipaddress.ip_address(m.get_attr("IFA_ADDRESS"))
+            for m in rtnetlink.dump_addresses(socket.if_nametoindex(LOOPBACK))
+            if _is_ours(m)
+        )
 
     def bind(self, ip: IPAddress) -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
         if ip.version == 4:
             set_sysctls()
-        extra = {"label": LABEL} if ip.version == 4 else {}
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=LOOPBACK)[0]
-            try:
-                ipr.addr("add", index=index, address=str(ip), prefixlen=ip.max_prefixlen, proto=ADDRESS_PROTO, **extra)
-            except NetlinkError as exc:
-                if exc.code != 17:  # EEXIST: already bound, e.g. by a previous run
-                    raise
+        from plugins.layer2 import rtnetlink
+
+        attrs: dict[str, Any] = {"IFA_PROTO": ADDRESS_PROTO}
+        if ip.version == 4:
+            attrs["IFA_LABEL"] = LABEL
+        try:
+            rtnetlink.change_address(True, socket.if_nametoindex(LOOPBACK), ip, attrs=attrs)
+        except rtnetlink.NetlinkError as exc:
+            if exc.code != 17:  # EEXIST: already bound, e.g. by a previous run
+                raise
         log.info("layer2.bind_local.added ip=%s interface=%s", ip, LOOPBACK)
 
     def unbind(self, ip: IPAddress) -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
+        from plugins.layer2 import rtnetlink
 
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=LOOPBACK)[0]
-            try:
-                ipr.addr("del", index=index, address=str(ip), prefixlen=ip.max_prefixlen)
-            except NetlinkError as exc:
-                if exc.code != 99:  # EADDRNOTAVAIL: already gone
-                    raise
+        try:
+            rtnetlink.change_address(False, socket.if_nametoindex(LOOPBACK), ip, attrs={})
+        except rtnetlink.NetlinkError as exc:
+            if exc.code != 99:  # EADDRNOTAVAIL: already gone
+                raise
         log.info("layer2.bind_local.removed ip=%s interface=%s", ip, LOOPBACK)
 
     def remove_leftovers(self) -> tuple[IPAddress, ...]:

@@ -70,24 +70,53 @@ _CORE_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "f
 _DROPPED_RESOLVERS = frozenset({_BOOL_TAG, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"})
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader building Located containers, with YAML 1.2 booleans and core types only."""
+class _LineConstruction:
+    """What both loaders construct with: Located containers, a line on every constructor error."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicate_keys: list[tuple[int, Any]] = []
+    duplicate_keys: list[tuple[int, Any]]
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # A constructor's own ValueError or OverflowError (`!!float 'x'`, an
         # int of 5,000 digits) carries no line: give it the node's.
         try:
-            return super().construct_object(node, deep=deep)
+            return super().construct_object(node, deep=deep)  # type: ignore[misc]
         except (yaml.YAMLError, RecursionError, MemoryError):
             raise
         except Exception as exc:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {_short_tag(node.tag)} value {_excerpt(node.value)} ({exc})",
                 node.start_mark) from None
+
+
+class _LineLoader(_LineConstruction, yaml.SafeLoader):
+    """SafeLoader building Located containers, with YAML 1.2 booleans and core types only.
+
+    The pure-Python parser: its errors are the diagnostics metalloid reports.
+    """
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self.duplicate_keys = []
+
+
+# libyaml's parser, when PyYAML was built with it (its wheels are); None otherwise.
+_CPARSER: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
+if _CPARSER is not None:
+
+    class _FastLineLoader(_LineConstruction, _CPARSER,  # type: ignore[misc]
+                           yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """The same loader on libyaml's parser: ~8x faster (0.04 vs 0.33 s for 1,000 Services, measured).
+
+        Used only for text the pure-Python reader accepted, and only when it reads
+        the whole text without a single problem; anything else is read again by
+        `_LineLoader`, whose messages are the diagnostics (`load_text`).
+        """
+
+        def __init__(self, stream: str) -> None:
+            _CPARSER.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self.duplicate_keys = []
 
 
 def _short_tag(tag: str) -> str:
@@ -173,6 +202,11 @@ _LineLoader.add_constructor(_BOOL_TAG, _construct_bool)
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 _LineLoader.add_constructor(None, _unsupported_tag)
+if _CPARSER is not None:
+    # One resolver and constructor table for both loaders (class attributes, read through `self`).
+    _FastLineLoader.yaml_implicit_resolvers = _LineLoader.yaml_implicit_resolvers
+    _FastLineLoader.yaml_constructors = _LineLoader.yaml_constructors
+    _FastLineLoader.yaml_multi_constructors = _LineLoader.yaml_multi_constructors
 
 
 def load_documents(path: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -202,13 +236,26 @@ def _basename(path: str) -> str:
 
 def load_text(text: str, *, file: str) -> tuple[list[Document], list[Diagnostic]]:
     """Like `load_documents`, for text already in memory (`file` names it in messages)."""
-    documents: list[Document] = []
-    diagnostics: list[Diagnostic] = []
     try:
         loader = _LineLoader(text)
     except yaml.reader.ReaderError as exc:
         # PyYAML checks the whole text for non-printable characters up front.
         return [], [_unprintable(text, exc, file=file)]
+    if _CPARSER is not None:
+        fast = _FastLineLoader(text)
+        try:
+            documents, diagnostics = _read(fast, file)
+        except Exception:  # whatever libyaml makes of it, the pure-Python reading below decides
+            diagnostics = [error(Source(file=file, line=1), "YAML", "fast-path", "failed")]
+        if not diagnostics:
+            loader.dispose()
+            return documents, diagnostics
+    return _read(loader, file)
+
+
+def _read(loader: Any, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    documents: list[Document] = []
+    diagnostics: list[Diagnostic] = []
     try:
         while loader.check_node():
             node = loader.get_node()

@@ -16,8 +16,10 @@ The endpoint faces the LAN (the speaker is hostNetwork), so it is bounded:
   response), REQUEST_SECONDS, enforced by one reaper thread that shuts the
   socket down: a client trickling a byte a second (slowloris) holds a slot
   for REQUEST_SECONDS, not forever;
-- one /status is built at a time (it takes the supervisor's lock); /healthz
-  and /readyz take no lock at all;
+- one /status is built at a time; the supervisor holds its loop's lock only
+  to copy references and re-renders only the fields whose sources changed
+  (`supervising/rendering.py`), so a /status is ~1 ms between changes;
+  /healthz and /readyz take no lock at all;
 - a client that resets or times out costs one log line, rate-limited, never
   a traceback.
 Access rules (`options`): /status only for local clients unless
@@ -94,7 +96,7 @@ def start_http_server(
     port: int,
     *,
     host: str = "0.0.0.0",
-    status: Callable[[], dict[str, Any]],
+    status: Callable[[], dict[str, Any] | bytes],
     healthz: Check,
     readyz: Check,
     metrics: MetricsRegistry,
@@ -302,7 +304,7 @@ def _is_local_socket(request: Any, client: str) -> bool:
 
 
 def _handler_class(
-    *, status: Callable[[], dict[str, Any]], healthz: Check, readyz: Check, metrics: MetricsRegistry,
+    *, status: Callable[[], dict[str, Any] | bytes], healthz: Check, readyz: Check, metrics: MetricsRegistry,
     options: HttpOptions,
 ) -> type[BaseHTTPRequestHandler]:
     status_lock = threading.Lock()
@@ -344,6 +346,8 @@ def _handler_class(
                         document = status()
                     finally:
                         status_lock.release()
+                    if isinstance(document, bytes):  # already rendered (the supervisor's StatusRenderer)
+                        return 200, document, "application/json", {}
                     rendered = json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
                     return 200, rendered.encode(), "application/json", {}
                 case _:

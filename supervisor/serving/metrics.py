@@ -173,10 +173,6 @@ class MetricsRegistry:
         if problem:
             log.warning("metric.rejected name=%s op=%s problem=%s", update.name, update.op.value, problem)
 
-    def apply_all(self, updates: Iterable[MetricUpdate]) -> None:
-        for update in updates:
-            self.apply(update)
-
     def _apply(self, update: MetricUpdate) -> str | None:
         names = tuple(k for k, _ in update.labels)
         with self._lock:

@@ -29,8 +29,18 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from supervisor.messages import Control, FromWorker, ToWorker, WorkerFailed, WorkerHeartbeat
+from supervisor.messages import (
+    AllocationDone,
+    ConfigLoaded,
+    Control,
+    FromWorker,
+    ToWorker,
+    ViewChanged,
+    WorkerFailed,
+    WorkerHeartbeat,
+)
 from supervisor.supervising.channels import WorkerInbox, WorkerOutbox
+from supervisor.supervising.memory import release_memory
 from supervisor.supervising.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -135,6 +145,11 @@ def receive(inbox: Inbox, timeout: float) -> ToWorker | None:
     return message
 
 
+# Messages after which the previous config, allocation or view is garbage:
+# a few MiB with 1,000 Services, held as resident memory unless handed back.
+_REPLACES_EVERYTHING = (ConfigLoaded, AllocationDone, ViewChanged)
+
+
 def serve(
     settings: WorkerSettings,
     inbox: Inbox,
@@ -161,6 +176,8 @@ def serve(
         if message is not None:
             for out in handle(message):
                 outbox.put(out)
+            if isinstance(message, _REPLACES_EVERYTHING):
+                release_memory()
         now = clock()
         if tick is not None and now >= next_tick:
             for out in tick(now):

@@ -25,7 +25,7 @@ from supervisor.messages import (
     ViewChanged,
 )
 from supervisor.roles import Mode, Role
-from supervisor.supervising.state import RoutedState
+from supervisor.supervising.state import RoutedState, for_membership
 
 # The worker messages that change what the supervisor routes (the rest, heartbeats,
 # metrics, status reports and failures, concern the worker's own slot).
@@ -49,7 +49,8 @@ def route(state: RoutedState, message: Routable) -> Routed:
             routed = new.accept_config(message)
             if routed is None:
                 return Routed(state=new)
-            return Routed(state=new, outgoing=((Role.ALLOCATOR, routed), (Role.MEMBERSHIP, routed)), config=routed)
+            return Routed(state=new, outgoing=((Role.ALLOCATOR, routed), (Role.MEMBERSHIP, for_membership(routed))),
+                          config=routed)
         case ConfigRejected():
             new.reject_config(message)
             return Routed(state=new)

@@ -11,8 +11,6 @@ memory request.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import logging
 import sys
 
@@ -20,6 +18,7 @@ from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.serving.options import HttpOptionError, http_options
+from supervisor.supervising.memory import release_memory
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
     sup = Supervisor(specs, settings, metrics=metrics, decisions=decisions)
     sup.install_signal_handlers()
     try:
-        server = start_http_server(options.port, host=options.host, status=sup.status,
+        server = start_http_server(options.port, host=options.host, status=sup.status_json,
                                    healthz=sup.healthz, readyz=sup.readyz, metrics=metrics, options=options)
     except PortInUseError as exc:
         print(f"metalloid {command}: {exc}", file=sys.stderr)
@@ -52,11 +51,3 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
     finally:
         server.close()
 
-
-def release_memory() -> None:
-    """Collect what start-up left behind and return freed heap pages to the kernel (glibc)."""
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass

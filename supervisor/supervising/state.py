@@ -37,6 +37,17 @@ from supervisor.roles import Mode, Role
 WATCHER, ALLOCATOR, MEMBERSHIP, ANNOUNCER = Role.WATCHER, Role.ALLOCATOR, Role.MEMBERSHIP, Role.ANNOUNCER
 
 
+def for_membership(message: ConfigLoaded) -> ConfigLoaded:
+    """`message` without what the membership worker never reads: Services, EndpointSlices, Namespaces.
+
+    Membership needs the Nodes and the Settings (and the allocation, sent on
+    its own); the Services are most of a big config, and each process that
+    unpickles them holds its own copy (~3 MiB for 1,000, BENCHMARKS.md).
+    """
+    config = dataclasses.replace(message.config, services=(), endpoint_slices=(), namespaces=(), inert_fields=())
+    return dataclasses.replace(message, config=config)
+
+
 @dataclass(slots=True, kw_only=True)
 class RoutedState:
     node_name: str
@@ -45,7 +56,6 @@ class RoutedState:
     loaded: ConfigLoaded | None = None
     # The last rejection since the last accepted config; None = not stale.
     rejected: ConfigRejected | None = None
-    ever_rejected: bool = False
     # Configs sent to the allocator whose AllocationDone has not come back yet.
     in_flight: dict[int, Config] = field(default_factory=dict)
     allocation: AllocationDone | None = None
@@ -69,7 +79,6 @@ class RoutedState:
     def reject_config(self, message: ConfigRejected) -> None:
         # The last good config stays in force; only the stale flag changes.
         self.rejected = message
-        self.ever_rejected = True
 
     def accept_allocation(self, message: AllocationDone) -> bool:
         """Record the allocator's answer; False for one older than what we hold."""
@@ -121,7 +130,7 @@ class RoutedState:
             messages.append(self.loaded)
         elif role == MEMBERSHIP:
             if self.loaded is not None:
-                messages.append(self.loaded)
+                messages.append(for_membership(self.loaded))
             if self.allocation is not None:
                 messages.append(self.allocation)
         elif role == ANNOUNCER:

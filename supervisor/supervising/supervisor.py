@@ -87,9 +87,10 @@ from supervisor.supervising import following, lifecycle, routing, stopping
 from supervisor.supervising.backoff import BackoffSettings, RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import State, WorkerState
+from supervisor.supervising.rendering import Field, StatusRenderer
 from supervisor.supervising.settings import WorkerSettings
 from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, WATCHER, RoutedState
-from supervisor.supervising.status import announcer_rows, build_status, readiness
+from supervisor.supervising.status import announcer_rows, readiness, status_fields
 
 log = logging.getLogger(__name__)
 
@@ -215,21 +216,40 @@ class Supervisor:
             for s in self._slots if s.spec.role == ANNOUNCER}
         # Published by the loop for the lock-free probes (each swapped whole).
         self._published_readiness: tuple[bool, str] = (False, "starting")
+        self._renderer = StatusRenderer()
+        self._render_lock = threading.Lock()
         self._published_fatal: str | None = None
 
     # -- public: the HTTP thread reads these ---------------------------------
 
     def status(self) -> dict[str, Any]:
+        """The /status document as a dict (tests, tools); HTTP serves `status_json`, the same as text."""
+        fields, _ = self._status_fields()
+        return {name: compute() for name, _, compute in fields}
+
+    def status_json(self) -> bytes:
+        """/status rendered as `json.dumps(status(), indent=2)`, re-rendering only what changed (rendering.py)."""
+        fields, lock = self._status_fields()
+        with lock:  # one render at a time: the renderer keeps the last text of each field
+            return self._renderer.render(fields)
+
+    def _status_fields(self) -> tuple[list[Field], threading.Lock]:
+        # Only references are taken under the loop's lock (everything they
+        # point to is replaced, never changed in place); the document, tens of
+        # ms with 1,000 Services, is built outside it, so the loop (a reload, a
+        # heartbeat) never waits behind a /status (bench/status.py).
         with self.lock:
+            state = replace(self.state, statuses=dict(self.state.statuses), in_flight=dict(self.state.in_flight))
+            workers = [s.ws for s in self._active()]
             protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
                          for s in self._slots if s.spec.role == ANNOUNCER}
-            document = build_status(self.state, [s.ws for s in self._active()], now=self._clock(),
-                                    version=self.settings.version, protocols=protocols)
             slots = {s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
                      for s in self._slots if s.spec.role == ANNOUNCER}
-            document["announcers"] = announcer_rows(tuple(self._decisions.values()), slots, self.state.statuses,
-                                                    now=self._clock())
-            return document
+            decisions = tuple(self._decisions.values())
+            now = self._clock()
+        fields = status_fields(state, workers, now=now, version=self.settings.version, protocols=protocols)
+        fields.append(("announcers", None, lambda: announcer_rows(decisions, slots, state.statuses, now=now)))
+        return fields, self._render_lock
 
     def readyz(self) -> tuple[bool, str]:
         if self._clock() - self._last_loop > 2.0:
@@ -251,9 +271,6 @@ class Supervisor:
         if self._clock() - self._last_loop > 2.0:
             return False, "the supervisor loop is stuck"
         return True, "ok"
-
-    def request_stop(self) -> None:
-        self._stop_requested = True
 
     def request_reload(self) -> None:
         self._reload_requested = True
@@ -730,10 +747,6 @@ class Supervisor:
         self._pool_names = names
 
     # -- introspection for tests and the bench -------------------------------
-
-    def worker_pids(self) -> dict[str, int | None]:
-        with self.lock:
-            return {s.spec.name: s.ws.pid for s in self._slots}
 
     def worker_states(self) -> dict[str, WorkerState]:
         with self.lock:

@@ -41,6 +41,7 @@ from supervisor.config.model import Config, Source
 from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
+from supervisor.supervising.memory import release_memory
 from supervisor.supervising.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,9 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
             messages = core.poll(time.monotonic(), force=force)
         for message in messages:
             outbox.put(message)
+        if messages:
+            del messages
+            release_memory()  # the parse's garbage, and the previous config
         beat.maybe()
         incoming: object = receive(inbox, settings.poll_seconds)
         if incoming is Control.STOP:

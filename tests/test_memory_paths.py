@@ -1,0 +1,72 @@
+"""What keeps each process small: the slim config membership gets, pyroute2 without its package __init__.
+
+The PSS figures themselves are bench/runtime.py's (BENCHMARKS.md); these tests
+pin the behaviour the figures rest on.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from supervisor.config.loading import load_config_files
+from supervisor.messages import ConfigLoaded
+from supervisor.supervising.state import MEMBERSHIP, RoutedState, for_membership
+from tests.runtime_helpers import NODE, config_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _loaded(tmp_path: Path, services: int) -> ConfigLoaded:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(services) + NODE.format(name="n2"))
+    config, diagnostics = load_config_files([str(path)])
+    assert config is not None, diagnostics
+    return ConfigLoaded(generation=1, config=config, origin=str(path), warnings=())
+
+
+def test_membership_gets_the_nodes_and_settings_without_the_services(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path, 200)
+    slim = for_membership(loaded)
+    assert len(loaded.config.services) == 200
+    assert slim.config.services == () and slim.config.endpoint_slices == ()
+    assert slim.config.nodes == loaded.config.nodes
+    assert slim.config.settings == loaded.config.settings
+    assert (slim.generation, slim.origin) == (loaded.generation, loaded.origin)
+    assert len(pickle.dumps(slim)) * 10 < len(pickle.dumps(loaded))
+
+
+def test_a_restarted_membership_worker_is_replayed_the_slim_config(tmp_path: Path) -> None:
+    state = RoutedState(node_name="n1")
+    routed = state.accept_config(_loaded(tmp_path, 5))
+    assert routed is not None
+    (replayed,) = state.replay(MEMBERSHIP)
+    assert isinstance(replayed, ConfigLoaded)
+    assert replayed.config.services == () and replayed.config.nodes == routed.config.nodes
+
+
+PROBE = """
+import sys
+from plugins.layer2 import interfaces
+links = interfaces.read_links()
+print(sorted(m for m in sys.modules if m.startswith("pyroute2")))
+print([link.name for link in links if link.index == 1])
+import pyroute2
+print(pyroute2.IPRoute.__name__)
+"""
+
+
+def test_layer2_loads_only_pyroute2s_codec_and_the_real_package_still_imports() -> None:
+    # A fresh interpreter: this test process may have imported pyroute2 already.
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+    modules, loopback, iproute = out.stdout.splitlines()
+    loaded = ast.literal_eval(modules)
+    assert "pyroute2.netlink.rtnl.ifinfmsg" in loaded and "pyroute2.netlink.rtnl.ifaddrmsg" in loaded
+    assert "pyroute2" not in loaded, "the stand-in package must not stay in sys.modules"
+    for heavy in ("pyroute2.iproute", "pyroute2.ndb.main", "pyroute2.nftables", "pyroute2.ipdb"):
+        assert heavy not in loaded
+    assert loopback == "['lo']"  # the dump decoded: index 1 is the loopback in every namespace
+    assert iproute == "IPRoute"
