@@ -54,8 +54,8 @@ class DropCounter:
         self.counts: dict[DropReason, int] = {}
         self.last: dict[DropReason, tuple[Any, str]] = {}
 
-    def add(self, reason: DropReason, source: Any, detail: str = "") -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
+    def add(self, reason: DropReason, source: Any, detail: str = "", count: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + count
         self.last[reason] = (source, detail)
 
     def take(self) -> tuple[dict[DropReason, int], dict[DropReason, tuple[Any, str]]]:
