@@ -8,6 +8,9 @@ next turn, after the loop has ticked. Each datagram first goes through
 `Screen` (the source is a configured peer's address, the size and
 magic/version are plausible, it echoes our incarnation), which costs a set
 lookup and two slices, before `handle` authenticates and parses it.
+The kernel socket filter (sockfilter.py) runs the same checks before a
+datagram is queued; the Screen stays for what the filter lets through (peers
+not proven alive, kernels without a filter) and for its counts.
 
 Drops are only counted here (a dict increment per datagram); the worker
 reports the counts once a second (`Reporter.drops`), never one message per
