@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -133,6 +134,7 @@ def main() -> int:
     parser.add_argument("--memory-only", action="store_true", help="measure PSS only (no starts, kills, reloads)")
     parser.add_argument("--starts", type=int, default=3, help="start → ready rounds")
     parser.add_argument("--reloads", type=int, default=5, help="SIGHUP → visible rounds")
+    parser.add_argument("--keep-log", type=Path, help="copy the measured node's log (stderr) here at the end")
     args = parser.parse_args()
     if args.mode == "lab":
         problem = require_root()
@@ -213,6 +215,8 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
                 print(f"reload (SIGHUP → new service in /status, {args.services} services): {ms(reloads)}")
         finally:
             run.stop()
+            if args.keep_log is not None:
+                shutil.copyfile(tmp / "main" / "stderr.log", args.keep_log)
     return 0
 
 

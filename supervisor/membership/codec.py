@@ -88,6 +88,9 @@ class DropReason(enum.Enum):
     STALE_ECHO = "stale_echo"
     # The source address is no configured peer's (checked before any parsing).
     UNKNOWN_SOURCE = "unknown_source"
+    # Never read: refused by the socket filter or the receive buffer was full
+    # (the kernel counts both as the socket's drops; see membership/sockfilter).
+    KERNEL = "kernel"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

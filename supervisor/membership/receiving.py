@@ -8,6 +8,9 @@ next turn, after the loop has ticked. Each datagram first goes through
 `Screen` (the source is a configured peer's address, the size and
 magic/version are plausible, it echoes our incarnation), which costs a set
 lookup and two slices, before `handle` authenticates and parses it.
+The kernel socket filter (sockfilter.py) runs the same checks before a
+datagram is queued; the Screen stays for what the filter lets through (peers
+not proven alive, kernels without a filter) and for its counts.
 
 Drops are only counted here (a dict increment per datagram); the worker
 reports the counts once a second (`Reporter.drops`), never one message per
@@ -54,8 +57,8 @@ class DropCounter:
         self.counts: dict[DropReason, int] = {}
         self.last: dict[DropReason, tuple[Any, str]] = {}
 
-    def add(self, reason: DropReason, source: Any, detail: str = "") -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
+    def add(self, reason: DropReason, source: Any, detail: str = "", count: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + count
         self.last[reason] = (source, detail)
 
     def take(self) -> tuple[dict[DropReason, int], dict[DropReason, tuple[Any, str]]]:

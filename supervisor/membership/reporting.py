@@ -48,7 +48,7 @@ M_ISOLATED = (
     "1 while this node has peers but hears none of them (firewalled heartbeat port or partition).",
 )
 # Expected once per peer after each restart (see detector): not worth a warning.
-_QUIET_REASONS = frozenset({DropReason.STALE_ECHO})
+_QUIET_REASONS = frozenset({DropReason.STALE_ECHO, DropReason.KERNEL})
 
 Mismatch = tuple[tuple[str, tuple[Any, ...]], ...]
 

@@ -11,9 +11,16 @@ No SO_REUSEADDR / SO_REUSEPORT: with either, another local process (any user,
 for REUSEADDR on UDP) could bind the same port and receive our peers'
 heartbeats instead of us. A second bind of the port fails with EADDRINUSE.
 
-The receive buffer is set to RCVBUF_BYTES whatever the host's default: under a
-flood it is full of junk, and a real heartbeat waits behind all of it, so a
-bigger buffer only makes that wait longer (see docs/failover.md, "Floods").
+A kernel socket filter (`sockfilter`) drops, before they are queued,
+datagrams from addresses that are no peer's, implausible ones, and those
+from a peer proven alive that do not echo our incarnation; the worker says
+which peers are strict (`set_strict`), and the filter is re-attached when that,
+the peers' addresses or our incarnation change.
+
+The receive buffer is set to RCVBUF_BYTES whatever the host's default: what
+still passes the filter under a flood (a forger who knows our incarnation) is
+junk a real heartbeat waits behind, so a bigger buffer only makes that wait
+longer (see docs/failover.md, "Floods").
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from supervisor.config.model import Config
+from supervisor.membership import sockfilter
 from supervisor.membership.codec import MAX_CHUNK
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,10 @@ class Transport:
         self.peer_addrs: dict[str, tuple[str, int]] = {}
         # Every configured address of every peer: the only sources we read.
         self.sources: frozenset[str] = frozenset()
+        self._owners: dict[str, str] = {}
+        self._strict: frozenset[str] = frozenset()
+        self._incarnation = 0
+        self._program: sockfilter.Program | None = None
 
     def configure(self, config: Config, port: int) -> None:
         """Resolve the peers' addresses and (re)bind when our own address or port changed."""
@@ -58,7 +71,8 @@ class Transport:
         family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
         want = (address, self._ports.get(self.node_name, port))
         self.peer_addrs = {}
-        self.sources = frozenset(str(a) for n in config.nodes if n.name != self.node_name for a in n.addresses)
+        self._owners = {str(a): n.name for n in config.nodes if n.name != self.node_name for a in n.addresses}
+        self.sources = frozenset(self._owners)
         for node in config.nodes:
             if node.name == self.node_name:
                 continue
@@ -71,10 +85,47 @@ class Transport:
                     node.name,
                     "IPv6" if family == socket.AF_INET6 else "IPv4",
                 )
-        if want == self.bound and self.sock is not None:
+        if want != self.bound or self.sock is None:
+            self.close()
+            self.sock, self.bound = _bind(family, want, self.node_name)
+        self._filter()
+
+    def set_strict(self, peers: frozenset[str], incarnation: int) -> None:
+        """Peers whose datagrams must echo `incarnation` to get past the kernel filter."""
+        if (peers, incarnation) != (self._strict, self._incarnation):
+            self._strict, self._incarnation = peers, incarnation
+            self._filter()
+
+    def _filter(self) -> None:
+        if self.sock is None:
             return
-        self.close()
-        self.sock, self.bound = _bind(family, want, self.node_name)
+        peers = [sockfilter.Peer(a, owner in self._strict) for a, owner in self._owners.items()]
+        program = sockfilter.build(peers, self._incarnation)
+        if program == self._program:
+            return
+        try:
+            sockfilter.attach(self.sock, program)
+        except OSError as exc:
+            # Not Linux, or a kernel without socket filters: the Screen still refuses the same datagrams.
+            log.warning("membership.no_socket_filter error=%s note=floods fill the receive buffer", exc)
+        self._program = program
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped for this socket since it was bound (filtered or buffer full)."""
+        if self.sock is None:
+            return None
+        inode = str(os.fstat(self.sock.fileno()).st_ino)
+        table = "/proc/net/udp6" if self.sock.family == socket.AF_INET6 else "/proc/net/udp"
+        try:
+            with open(table) as lines:
+                for line in lines:
+                    fields = line.split()
+                    # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                    if len(fields) >= 13 and fields[9] == inode:
+                        return int(fields[12])
+        except (OSError, ValueError):
+            pass
+        return None
 
     def send_each(self, packet_for: Callable[[str], bytes]) -> None:
         """Send every peer its own datagram (`packet_for(peer)`); a failed send is only logged."""
@@ -97,6 +148,7 @@ class Transport:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+            self._program = None
 
 
 def _bind(family: socket.AddressFamily, want: tuple[str, int], node_name: str) -> tuple[socket.socket, tuple[str, int]]:

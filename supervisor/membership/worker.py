@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config.model import Config
-from supervisor.membership.codec import Heartbeat, PacketType, decode, encode
+from supervisor.membership.codec import DropReason, Heartbeat, PacketType, decode, encode
 from supervisor.membership.consistency import DEFAULT_GRACE_SECONDS, ConsistencyTracker, table_lines
 from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
@@ -134,6 +134,7 @@ class _Worker:
         self.next_report = now
         self.next_heartbeat = now
         self.next_drops = now + settings.drops_every_seconds
+        self.kernel_drops = 0
 
     # -- the loop ---------------------------------------------------------------
 
@@ -190,6 +191,7 @@ class _Worker:
         cpu = time.thread_time()
         busy, self.cpu = cpu - self.cpu, cpu
         if now >= self.next_drops:
+            self._count_kernel_drops()
             counts, last = self.drops.take()
             self.reporter.drops(counts, last)
             self.screen.refill()
@@ -211,9 +213,26 @@ class _Worker:
         if self.detector is not None and (changed or now >= self.next_report):
             self._report(now)
             self.next_report = now + self.s.report_every_seconds
+        if self.detector is not None:
+            # A peer proven alive in this run echoes our incarnation: the kernel
+            # refuses anything else from its address. Any other peer (not heard
+            # yet, dead, left) may be starting over and echo an old one.
+            strict = frozenset(p for p, s in self.detector.peers().items() if s.alive and s.heard_at is not None)
+            self.transport.set_strict(strict, self.incarnation)
         if now >= self.next_heartbeat:
             self.reporter.put(WorkerHeartbeat(worker=self.s.worker, pid=os.getpid(), at=now))
             self.next_heartbeat = now + self.s.heartbeat_every_seconds
+
+    def _count_kernel_drops(self) -> None:
+        total = self.transport.kernel_drops()
+        if total is None:
+            return
+        # The count starts at 0 with each socket (a rebind starts a new one).
+        before = self.kernel_drops if total >= self.kernel_drops else 0
+        if total > before:
+            self.drops.add(DropReason.KERNEL, self.transport.bound, "socket filter or full receive buffer",
+                           count=total - before)  # fmt: skip
+        self.kernel_drops = total
 
     def _judgements(self) -> dict[str, Judgement]:
         assert self.detector is not None
