@@ -12,7 +12,7 @@ Installing a plugin package never starts it: an announcer runs when
    `AnnouncerConfig` with `enabled: false` turns a default off.
 
 `decide` is re-run on every accepted config: a reload can start or stop an
-announcer (see `supervisor.supervising.supervisor`).
+announcer (see `supervisor.supervising.reloading`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class WorkerSettings:
     log_format: str = "text"
     log_level: str = "info"
     # How often a worker proves it is alive; the supervisor's hung deadline
-    # is several of these (see supervisor.supervising.supervisor).
+    # is several of these (see SupervisorSettings.hung_seconds in supervisor.supervising.specs).
     heartbeat_seconds: float = 0.5
     # File watcher: how often the config files are stat'ed, and how long they
     # must stay unchanged before a reload (editors write in several steps).

@@ -1,0 +1,107 @@
+"""What the HTTP thread reads: /status assembled from the loop's state, /healthz, /readyz.
+
+/healthz and /readyz read what the loop computed on its last turn, without
+the lock, so they never wait behind a /status being built (or a stuck loop:
+that is exactly what /healthz must report). The documents themselves are
+built by `status` and rendered by `rendering`; this module only gathers the
+references they need and publishes the probes' answers. It changes no worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import Any
+
+from supervisor.supervising.lifecycle import State, WorkerState
+from supervisor.supervising.rendering import Field
+from supervisor.supervising.shell import Shell, Slot
+from supervisor.supervising.state import ANNOUNCER
+from supervisor.supervising.status import announcer_rows, readiness, status_fields
+
+# The supervisor's logger: its parts log as the one process they make (operators filter by it).
+log = logging.getLogger("supervisor.supervising.supervisor")
+
+
+class Probing(Shell):
+    """/status, /healthz, /readyz and the worker states, for the HTTP thread, tests and the bench."""
+
+    def status(self) -> dict[str, Any]:
+        """The /status document as a dict (tests, tools); HTTP serves `status_json`, the same as text."""
+        fields, _ = self._status_fields()
+        return {name: compute() for name, _, compute in fields}
+
+    def status_json(self) -> bytes:
+        """/status rendered as `json.dumps(status(), indent=2)`, re-rendering only what changed (rendering.py)."""
+        fields, lock = self._status_fields()
+        with lock:  # one render at a time: the renderer keeps the last text of each field
+            return self._renderer.render(fields)
+
+    def _status_fields(self) -> tuple[list[Field], threading.Lock]:
+        # Only references are taken under the loop's lock (everything they
+        # point to is replaced, never changed in place); the document, tens of
+        # ms with 1,000 Services, is built outside it, so the loop (a reload, a
+        # heartbeat) never waits behind a /status (bench/status.py).
+        with self.lock:
+            state = replace(self.state, statuses=dict(self.state.statuses), in_flight=dict(self.state.in_flight))
+            workers = [s.ws for s in self._active()]
+            protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
+                         for s in self._slots if s.spec.role == ANNOUNCER}
+            slots = {s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
+                     for s in self._slots if s.spec.role == ANNOUNCER}
+            decisions = tuple(self._decisions.values())
+            now = self._clock()
+        fields = status_fields(state, workers, now=now, version=self.settings.version, protocols=protocols)
+        fields.append(("announcers", None, lambda: announcer_rows(decisions, slots, state.statuses, now=now)))
+        return fields, self._render_lock
+
+    def readyz(self) -> tuple[bool, str]:
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return self._published_readiness
+
+    def _readiness(self) -> tuple[bool, str]:
+        announcers = {s.spec.name: self._hang_deadline(s) for s in self._active() if s.spec.role == ANNOUNCER}
+        return readiness(self.state, [s.ws for s in self._active()], list(announcers), now=self._clock(),
+                         hang_deadlines=announcers)
+
+    def _hang_deadline(self, slot: Slot) -> float:
+        return slot.spec.settings.hang_timeout_seconds or self.settings.hung_seconds
+
+    def healthz(self) -> tuple[bool, str]:
+        fatal = self._published_fatal
+        if fatal:
+            return False, f"worker {fatal} is FATAL (restart budget spent)"
+        if self._clock() - self._last_loop > 2.0:
+            return False, "the supervisor loop is stuck"
+        return True, "ok"
+
+    def _publish_probes(self) -> None:
+        self._published_readiness = self._readiness()
+        # A FAILED announcer is not a reason to restart the node: the others keep announcing.
+        fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]
+        self._published_fatal = fatal[0] if fatal else None
+
+    def _active(self) -> list[Slot]:
+        """The slots that exist for /status and readiness: all but those still waiting for peers, and
+        announcers disabled by the config once their process is gone."""
+        return [s for s in self._slots if not (s.spec.needs_peers and s.ws.started_at is None)
+                and not (s.spec.role == ANNOUNCER and s.process is None and not self._enabled(s))]
+
+    def _enabled(self, slot: Slot) -> bool:
+        decision = self._decisions.get(slot.spec.settings.protocol or slot.spec.name)
+        return decision is None or decision.enabled
+
+    def _log_readiness(self) -> None:
+        ready, why = self._published_readiness
+        if ready != self._ready:
+            self._ready = ready
+            if ready:
+                log.info("supervisor.ready generation=%d", self.state.generation)
+            else:
+                log.warning("supervisor.not_ready reason=%s", why)
+
+    def worker_states(self) -> dict[str, WorkerState]:
+        with self.lock:
+            return {s.spec.name: replace(s.ws) for s in self._slots}

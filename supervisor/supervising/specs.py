@@ -1,0 +1,74 @@
+"""What the supervisor runs: the worker specs and the supervisor's own settings (frozen data).
+
+It exists so the commands (`run`, `controller`, `speaker`) can describe their
+workers without importing the process shell. It does not start, watch or
+route anything: `supervisor.py` and its parts do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from supervisor.config.model import Config
+from supervisor.roles import Mode, Role
+from supervisor.supervising.backoff import BackoffSettings
+from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.state import ANNOUNCER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSpec:
+    """A worker to run: `entry` is "module:function" taking (settings, inbox, outbox).
+
+    `needs_peers`: start it only once a loaded config lists a Node other than
+    this one (standalone membership: alone, the live members are this node,
+    and its process would be memory for nothing). Decided on every config, so
+    a reload that adds the first peer starts it; once started it stays, and
+    follows later configs itself.
+    """
+
+    name: str
+    role: Role
+    entry: str
+    settings: WorkerSettings
+    needs_peers: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorSettings:
+    node_name: str
+    mode: Mode = Mode.STANDALONE
+    version: str = "0"
+    grace_seconds: float = 5.0
+    # No heartbeat for this long = hung (six missed 0.5 s heartbeats; an
+    # allocation of thousands of services stays well below it).
+    hung_seconds: float = 3.0
+    # The start window: long enough to catch a worker dying in its first
+    # message, short enough that kill -9 → RUNNING stays under a second.
+    start_seconds: float = 0.3
+    # Spawn to first heartbeat: a fresh interpreter plus imports, slow on a
+    # busy node without bytecode caches; slow is not hung.
+    start_deadline_seconds: float = 15.0
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    # Announcers follow the config (`enabling.decide`) when a template is set:
+    # each one's WorkerSettings is this with its name, protocol and
+    # AnnouncerConfig filled in. None: exactly the announcer specs given run.
+    announcer_template: WorkerSettings | None = None
+    # --announcers: the complete list, overriding the config.
+    requested_announcers: tuple[str, ...] | None = None
+    # The allocator's per-pool gauges (metallb_allocator_*): exported by the
+    # controller and `metalloid run`, not by speakers (MetalLB's split: one
+    # series per pool in the cluster, not one per node).
+    pool_metrics: bool = True
+
+
+def announcer_spec(template: WorkerSettings, config: Config | None, protocol: str) -> WorkerSpec:
+    """The worker that runs announcer `protocol` with its AnnouncerConfig from `config`."""
+    announcer = config.announcer(protocol) if config is not None else None
+    name = f"announcer-{protocol}"
+    settings = replace(
+        template, name=name, protocol=protocol,
+        announcer_settings_json=announcer.settings_json if announcer else "{}",
+        hang_timeout_seconds=announcer.hang_timeout_seconds if announcer else None,
+    )
+    return WorkerSpec(name=name, role=ANNOUNCER, entry="supervisor.announcing.host:run", settings=settings)
