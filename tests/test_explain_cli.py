@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from supervisor.cli import main
-from tests.test_status_cli import StubNode, load_fixture, unused_port
+from tests.runtime_helpers import free_port
+from tests.test_status_cli import StubNode, load_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 HOMELAB = str(ROOT / "examples" / "homelab.yaml")
@@ -109,7 +110,7 @@ def test_unknown_service_lists_close_names(node: StubNode, capsys: pytest.Captur
 
 
 def test_unreachable_node_suggests_offline(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = explain(capsys, "pihole/pi-hole", "--endpoint", f"http://127.0.0.1:{unused_port()}")
+    code, _, err = explain(capsys, "pihole/pi-hole", "--endpoint", f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert "cannot reach" in err and "--config FILE" in err
 

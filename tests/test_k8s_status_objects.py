@@ -5,10 +5,7 @@ from __future__ import annotations
 import ipaddress
 import queue
 import threading
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from supervisor.announcing.api import AnnounceFailure, Announcement, AnnouncerState, announcer_state
 from supervisor.config.diagnostics import error, warning
@@ -32,19 +29,6 @@ def announced(node: str, *entries: tuple[ServiceKey, str, tuple[str, ...]]) -> A
         Announcement(service=key, ip=ipaddress.ip_address(ip), protocol="layer2", node=node, interfaces=ifs)
         for key, ip, ifs in entries
     ))  # fmt: skip
-
-
-@pytest.fixture()
-def api() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as server:
-        yield server
-
-
-@pytest.fixture()
-def client(api: FakeApiServer) -> Iterator[RawClient]:
-    c = RawClient.connect(host=api.url)
-    yield c
-    c.close()
 
 
 def statuses(api: FakeApiServer) -> list[tuple[str, str, str, str, tuple[str, ...]]]:

@@ -12,7 +12,6 @@ Speakers (step 6) need network namespaces: tests/test_k8s_lab.py runs them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +101,6 @@ def apply(api: FakeApiServer, obj: dict[str, Any]) -> None:
     replaced = copy.deepcopy(obj)
     replaced["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     api.store.update(api.store_resource(obj["kind"]), meta.get("namespace"), meta["name"], replaced, subresource=None)
-
-
-@pytest.fixture()
-def api() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as server:
-        yield server
-
-
-@pytest.fixture()
-def client(api: FakeApiServer) -> Iterator[RawClient]:
-    c = RawClient.connect(host=api.url)
-    yield c
-    c.close()
 
 
 def edit_pool(client: RawClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from supervisor.cli import main
+from tests.runtime_helpers import free_port
 
 FIXTURE = Path(__file__).parent / "fixtures" / "status_homelab.json"
 
@@ -61,13 +61,6 @@ def node() -> Iterator[StubNode]:
     stub = StubNode(load_fixture())
     yield stub
     stub.close()
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def table_rows(text: str, title: str) -> list[list[str]]:
@@ -138,7 +131,7 @@ def test_machine_output_is_the_document(node: StubNode, capsys: pytest.CaptureFi
 
 
 def test_unreachable_endpoint_names_the_url_and_what_to_check(capsys: pytest.CaptureFixture[str]) -> None:
-    endpoint = f"http://127.0.0.1:{unused_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     assert main(["status", "--endpoint", endpoint]) == 1
     err = capsys.readouterr().err
     assert f"cannot reach {endpoint}/status" in err
