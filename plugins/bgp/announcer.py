@@ -31,15 +31,20 @@ from typing import Any, ClassVar
 from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, secret_password, settings_from
 from plugins.bgp.frrconf import render
 from plugins.bgp.planning import Plan, Route, plan
+from plugins.bgp.speakermetrics import (
+    ANNOUNCED_PREFIXES,
+    PENDING_PREFIXES,
+    SESSION_UP,
+    SPEAKER_ANNOUNCED,
+    UPDATES,
+    Series,
+    announced_series,
+    sync_announced,
+)
 from plugins.layer2.localbind import LocalBinder
 from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous
 
 BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
-SESSION_UP = "metallb_bgp_session_up"
-UPDATES = "metallb_bgp_updates_total"
-ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
-PENDING_PREFIXES = "metallb_bgp_pending_prefixes_total"
-SPEAKER_ANNOUNCED = "metallb_speaker_announced"
 NEIGHBORS = "show bgp vrf all neighbors json"
 
 
@@ -73,7 +78,7 @@ class BGPAnnouncer:
         self._desired: str | None = None
         self._applied: str | None = None
         self._bound: set[IPAddress] = set()
-        self._announced: set[tuple[tuple[str, str], ...]] = set()
+        self._announced: Series = frozenset()
         self._updates_seen: dict[str, int] = {}
         self._exported: Snapshot | None = None
         self._wake = threading.Event()
@@ -230,16 +235,7 @@ class BGPAnnouncer:
                 self._updates_seen[label["peer"]] = neighbor.updates_sent
 
     def _export_announced(self, view: AnnouncerView) -> None:
-        current: set[tuple[tuple[str, str], ...]] = set()
-        for route in self.plan.routes:
-            for service in route.services:
-                current.add((("service", str(service)), ("protocol", "bgp"), ("node", view.node_name),
-                             ("ip", str(route.prefix.network_address))))
-        for series in sorted(current - self._announced):
-            self.host.gauge(SPEAKER_ANNOUNCED, "Services being announced from this node", dict(series), 1)
-        for series in sorted(self._announced - current):
-            self.host.remove(SPEAKER_ANNOUNCED, dict(series))
-        self._announced = current
+        self._announced = sync_announced(self.host, self._announced, announced_series(self.plan, view.node_name))
 
     def status(self) -> AnnouncerStatus:
         snapshot = self.snapshot
@@ -305,7 +301,7 @@ class BGPAnnouncer:
         self._bound.clear()
         for labels in sorted(self._announced):
             self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
-        self._announced = set()
+        self._announced = frozenset()
         self.host.log.info("bgp.stopped handover=%s", handover)
 
 

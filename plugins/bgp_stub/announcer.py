@@ -14,13 +14,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from plugins.bgp.planning import Plan, Route, plan
+from plugins.bgp.speakermetrics import (
+    ANNOUNCED_PREFIXES,
+    PENDING_PREFIXES,
+    SESSION_UP,
+    SPEAKER_ANNOUNCED,
+    UPDATES,
+    Series,
+    announced_series,
+    sync_announced,
+)
 from supervisor.api import AnnouncerHost, AnnouncerView
-
-ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
-PENDING_PREFIXES = "metallb_bgp_pending_prefixes_total"
-UPDATES = "metallb_bgp_updates_total"
-SESSION_UP = "metallb_bgp_session_up"
-SPEAKER_ANNOUNCED = "metallb_speaker_announced"
 
 
 class BGPStubAnnouncer:
@@ -29,7 +33,7 @@ class BGPStubAnnouncer:
     def __init__(self, host: AnnouncerHost) -> None:
         self.host = host
         self.plan = Plan(sessions=(), routes=(), not_advertised=())
-        self._announced: set[tuple[tuple[str, str], ...]] = set()
+        self._announced: Series = frozenset()
 
     def start(self) -> None:
         self.host.log.info("bgp.stub_started node=%s note=records-routes-speaks-no-bgp", self.host.node_name)
@@ -57,16 +61,7 @@ class BGPStubAnnouncer:
             self.host.gauge(PENDING_PREFIXES, "Number of prefixes that should be advertised on the BGP session",
                             labels, count)
             self.host.counter(UPDATES, "Number of BGP UPDATE messages sent", labels, 0)
-        current: set[tuple[tuple[str, str], ...]] = set()
-        for route in self.plan.routes:
-            for service in route.services:
-                current.add((("service", str(service)), ("protocol", "bgp"), ("node", view.node_name),
-                             ("ip", str(route.prefix.network_address))))
-        for series in sorted(current - self._announced):
-            self.host.gauge(SPEAKER_ANNOUNCED, "Services being announced from this node", dict(series), 1)
-        for series in sorted(self._announced - current):
-            self.host.remove(SPEAKER_ANNOUNCED, dict(series))
-        self._announced = current
+        self._announced = sync_announced(self.host, self._announced, announced_series(self.plan, view.node_name))
 
     def tick(self, now: float) -> None:
         """Nothing is timed: a stub has no keepalives to send."""
@@ -97,7 +92,7 @@ class BGPStubAnnouncer:
     def stop(self, *, handover: bool) -> None:
         for labels in sorted(self._announced):
             self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
-        self._announced = set()
+        self._announced = frozenset()
         self.plan = Plan(sessions=(), routes=(), not_advertised=())
         self.host.log.info("bgp.stub_stopped handover=%s", handover)
 
