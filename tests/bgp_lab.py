@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -238,6 +239,7 @@ class BGPLab(LabNodes):
             for frr in (*self.node_frr.values(), self.router):
                 frr.stop_daemons()
             subprocess.run(["ip", "netns", "del", self.far_ns], capture_output=True, check=False)
+            shutil.rmtree(self.workdir, ignore_errors=True)  # daemons stopped above; nothing writes there now
 
     # -- observing -------------------------------------------------------------------
 

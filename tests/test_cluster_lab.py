@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,6 +225,7 @@ def cluster() -> Iterator[Cluster]:
         yield c
     finally:
         lab.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)  # the failure messages carry the nodes' logs
     assert not [n for n in list_netns() if n.startswith(prefix + "-")]
 
 
