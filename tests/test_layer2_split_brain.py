@@ -9,7 +9,12 @@ import pytest
 
 from plugins.layer2 import frames
 from plugins.layer2.announcer import Layer2Announcer
-from plugins.layer2.conflicts import REASSERT_EVERY_SECONDS, REJOIN_GRACE_SECONDS, YIELD_HOLD_SECONDS
+from plugins.layer2.conflicts import (
+    REASSERT_EVERY_SECONDS,
+    REJOIN_GRACE_SECONDS,
+    TAKEOVER_GRACE_SECONDS,
+    YIELD_HOLD_SECONDS,
+)
 from plugins.layer2.gratuitous import BURST_DURATION
 from plugins.layer2.interfaces import Link
 from plugins.layer2.responder import Duplicate
@@ -248,6 +253,46 @@ def test_a_rejoin_ends_the_yield_and_the_winner_takes_the_ip_back() -> None:
     n.claim(LOWER)
     n.at(10.5 + REJOIN_GRACE_SECONDS + 0.1)
     assert n.answers_on() == frozenset(), "after the grace the rule applies again"
+
+
+def test_a_leaving_owners_reassert_during_its_handover_does_not_make_the_new_owner_yield() -> None:
+    """SIGTERM: the old owner (lower MAC) answers 150 ms more and re-asserts against our takeover, then withdraws.
+
+    Yielding to it would leave the IP unanswered for YIELD_HOLD_SECONDS (the
+    ~3.3 s gaps test_cluster_lab's SIGTERM test saw when the MACs fell that way).
+    """
+    leaver = winner_of(VIP) or ""
+    rest = tuple(m for m in NODES if m != leaver)
+    n = Node(winner_of(VIP, members=rest) or "")
+    n.update(members=NODES)
+    n.quiet_burst()
+    assert n.answers_on() == frozenset()
+    n.at(10.0)
+    n.update(members=rest)  # the owner sent LEAVING: we take over
+    assert n.answers_on() == {"eth0"} and n.kinds_sent() == ["claim", "claim"]
+    n.claim(LOWER)  # its re-assert, heard during its overlap
+    n.at(10.05)
+    assert n.answers_on() == {"eth0"}, "kept: the election gave it to us, the claimant is leaving"
+    assert n.kinds_sent() == ["claim", "claim"], "and re-asserted, moving the client back at once"
+    for t in (10.5, 11.0, 12.0, 14.0):
+        n.at(t)
+        assert n.answers_on() == {"eth0"}
+    # A claim long after the takeover is a split brain again: the rule applies.
+    n.claim(LOWER)
+    n.at(10.0 + TAKEOVER_GRACE_SECONDS + 5.0)
+    assert n.answers_on() == frozenset()
+
+
+def test_a_member_leaving_that_owned_nothing_of_ours_grants_no_grace() -> None:
+    n = Node(winner_of(VIP) or "")
+    n.update(members=NODES)
+    n.quiet_burst()
+    other = next(m for m in NODES if m != n.name)
+    n.at(10.0)
+    n.update(members=tuple(m for m in NODES if m != other))  # we owned the VIP already: no takeover
+    n.claim(LOWER)
+    n.at(10.05)
+    assert n.answers_on() == frozenset(), "a lower MAC claim is a split brain: we yield at once"
 
 
 def test_a_claim_for_an_ip_just_withdrawn_sends_nothing() -> None:

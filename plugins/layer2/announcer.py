@@ -166,6 +166,8 @@ class Layer2Announcer:
         if joined:
             # The election is authoritative again: yields and defences end.
             self._conflicts = conflicts.rejoined(now)
+        elif self._took_over_from_leavers(previous_view, previous_plan):
+            self._conflicts = conflicts.took_over(self._conflicts, now)
         self._sync_ports()
         self._reconcile(now)
         if joined:
@@ -327,6 +329,20 @@ class Layer2Announcer:
             winner = before.get(own.ip)
             if own.ip not in self._owned and winner is not None and winner != node:
                 self._failover_since[own.ip] = (changed_at, now)
+
+    def _took_over_from_leavers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None) -> bool:
+        """Whether this view gives this node an IP that a member which just left won before.
+
+        That member may be stopping gracefully (SIGTERM): it still answers,
+        and re-asserts against our takeover, until its handover overlap ends.
+        """
+        if self._view is None or self._plan is None or previous_view is None or previous_plan is None:
+            return False
+        left = previous_view.members - self._view.members
+        if not left:
+            return False
+        before = {entry.ip: entry.winner for entry in previous_plan.elections}
+        return any(before.get(own.ip) in left for own in self._plan.owned)
 
     def _forget_takeovers(self, wanted: Mapping[IPAddress, object], now: float) -> None:
         """Drop takeovers that metalloid_failover_seconds must not time.
@@ -503,7 +519,8 @@ class Layer2Announcer:
                 )  # fmt: skip
             for d in out.reasserted:
                 self._timer.start((d.ip, d.interface), now)
-                why = "the lower MAC keeps" if port.mac < d.over_mac else "members just rejoined, the election decides"
+                why = ("the lower MAC keeps" if port.mac < d.over_mac
+                       else "members just rejoined or left, the election decides")
                 self._host.log.warning(
                     "layer2.reassert ip=%s over_mac=%s interface=%s our_mac=%s reason=%s",
                     d.ip, frames.mac_text(d.over_mac), d.interface, frames.mac_text(port.mac), why,

@@ -20,7 +20,11 @@ When members rejoin (the partition healed), the election is authoritative
 again: every conflict is forgotten, and for REJOIN_GRACE_SECONDS this node
 never yields (a claimant still heard then is a peer that has not seen the
 rejoin yet and is about to withdraw; yielding to it would leave the IP
-unanswered).
+unanswered). Likewise for TAKEOVER_GRACE_SECONDS after this node takes an IP
+over from a member that left: a peer stopping on SIGTERM keeps answering for
+its handover overlap, hears our takeover and, its MAC lower, re-asserts;
+yielding to it would leave the IP unanswered until the yield expired
+(YIELD_HOLD_SECONDS), once it withdrew a moment later.
 
 Pure: state in, state and actions out, times passed in. `announcer` applies
 the actions to sockets and timers.
@@ -47,6 +51,11 @@ REASSERT_EVERY_SECONDS = BURST_DURATION
 # After a rejoin, as long as the re-assert burst lasts: a peer that has not yet
 # seen the rejoin withdraws within a heartbeat or two.
 REJOIN_GRACE_SECONDS = BURST_DURATION
+# After taking an IP over from a member that left, one burst interval: the
+# leaving peer withdraws after its handover overlap (0.15 s, see
+# supervisor/supervising/stopping.py); a true split brain (a partition looks
+# the same from here) is resolved at most this much later.
+TAKEOVER_GRACE_SECONDS = BURST_INTERVAL
 
 Key = tuple[IPAddress, str]  # (ip, interface)
 
@@ -152,6 +161,11 @@ def expire(conflicts: Conflicts, now: float) -> Outcome:
 def rejoined(now: float) -> Conflicts:
     """Members came back: the election decides again; no yielding during the grace."""
     return Conflicts(grace_until=now + REJOIN_GRACE_SECONDS)
+
+
+def took_over(conflicts: Conflicts, now: float) -> Conflicts:
+    """This node took an IP over from a member that left: the election decides, no yielding for a while."""
+    return replace(conflicts, grace_until=max(conflicts.grace_until, now + TAKEOVER_GRACE_SECONDS))
 
 
 def retain(conflicts: Conflicts, held: Iterable[Key]) -> Conflicts:
