@@ -92,47 +92,20 @@ elapsed = time.perf_counter() - start
 print(json.dumps({"sent": sent, "seconds": elapsed}))
 """
 
-# The same paced flood, but BATCH pre-built frames per sendmmsg(2) call (ctypes:
-# the socket module has no sendmmsg): one system call and one Python loop turn
-# per batch instead of per frame, so the flooder is not what limits the rate.
+# The same paced flood through supervisor.lab.flood's sendmmsg(2) loop (the
+# membership flood bench's too): one system call and one Python loop turn per
+# batch instead of per frame, so the flooder is not what limits the rate.
 FLOOD_MMSG = r"""
-import ctypes, ctypes.util, json, socket, struct, sys, time
+import json, socket, struct, sys
+from supervisor.lab.flood import flood
 rate, seconds, client_ip, target = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
-BATCH = 64
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
 s.bind(("eth0", 0))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
 mac = s.getsockname()[4]
 frame = (b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x800, 6, 4, 1) + mac
          + socket.inet_aton(client_ip) + b"\x00" * 6 + socket.inet_aton(target))
-class IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-class MsgHdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IOVec)),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
-class MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-buf = ctypes.create_string_buffer(frame, len(frame))
-iov = IOVec(ctypes.cast(buf, ctypes.c_void_p), len(frame))
-msgs = (MMsgHdr * BATCH)()
-for m in msgs:
-    m.hdr.iov = ctypes.pointer(iov)
-    m.hdr.iovlen = 1
-fd = s.fileno()
-sendmmsg = libc.sendmmsg
-sent = 0
-total = int(rate * seconds)
-start = time.perf_counter()
-while sent < total:
-    n = sendmmsg(fd, msgs, min(BATCH, total - sent), 0)
-    if n > 0:
-        sent += n
-    ahead = start + sent / rate - time.perf_counter()
-    if ahead > 0:
-        time.sleep(ahead)
-elapsed = time.perf_counter() - start
+sent, elapsed = flood(s, frame, rate, seconds)
 print(json.dumps({"sent": sent, "seconds": elapsed}))
 """
 

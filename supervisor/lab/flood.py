@@ -5,9 +5,8 @@ Sends `--rate` datagrams a second for `--seconds`, 64 per sendmmsg(2) call
 rarely what limits the rate. From a UDP socket (the source is this host's
 address), or with `--spoof-source` from a packet socket with IPv4/UDP headers
 built here (an attacker on the LAN can do the same, no privilege on the
-target needed). Prints `{"sent": N, "seconds": S}`. The same technique as the
-ARP flood in bench/arp.py; used by bench/membership_flood.py and
-tests/test_cluster_lab.py.
+target needed). Prints `{"sent": N, "seconds": S}`. `flood()` is also bench/arp.py's
+ARP flooder; used by bench/membership_flood.py and tests/test_cluster_lab.py.
 """
 
 from __future__ import annotations
