@@ -112,26 +112,39 @@ def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None
     assert config is not None
 
 
+class ThreadedWatcher:
+    """`file_watcher.run` in a thread with plain queues, as the supervisor would drive it."""
+
+    def __init__(self, path: Path, *, heartbeat_seconds: float = 0.05, **run_kwargs: Any) -> None:
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.outbox: queue.Queue[Any] = queue.Queue()
+        settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                                  debounce_seconds=0.05, heartbeat_seconds=heartbeat_seconds)
+        self.thread = threading.Thread(target=file_watcher.run, args=(settings, self.inbox, self.outbox),
+                                       kwargs={"install_signal": False, **run_kwargs}, daemon=True)
+        self.thread.start()
+
+    def next_config(self) -> Any:
+        """The next message that is not a heartbeat."""
+        while True:
+            message = self.outbox.get(timeout=5)
+            if not isinstance(message, WorkerHeartbeat):
+                return message
+
+    def stop(self) -> None:
+        self.inbox.put(Control.STOP)
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
 def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_path: Path) -> None:
     from supervisor.config.loading import load_config_files
     from supervisor.plugin_checks import plugin_validators
 
     path = tmp_path / "c.yaml"
     path.write_text(config_text(2))
-    inbox: queue.Queue[Any] = queue.Queue()
-    outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
-                              debounce_seconds=0.05, heartbeat_seconds=0.05)
-    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
-                              kwargs={"install_signal": False}, daemon=True)
-    thread.start()
-
-    def next_config() -> Any:
-        while True:
-            message = outbox.get(timeout=5)
-            if not isinstance(message, WorkerHeartbeat):
-                return message
-
+    watcher = ThreadedWatcher(path)
+    next_config = watcher.next_config
     first = next_config()
     assert isinstance(first, ConfigLoaded) and len(first.config.services) == 2
     path.write_text(config_text(2).replace("10.20.0.0/16", "10.20.0.0/33"))
@@ -139,11 +152,9 @@ def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_p
     assert isinstance(rejected, ConfigRejected)
     _, expected = load_config_files([str(path)], validators=plugin_validators())
     assert [str(d) for d in rejected.diagnostics] == [str(d) for d in expected if d.is_error]
-    inbox.put(file_watcher.RELOAD)
+    watcher.inbox.put(file_watcher.RELOAD)
     assert isinstance(next_config(), ConfigRejected)
-    inbox.put(Control.STOP)
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    watcher.stop()
 
 
 def test_a_loader_that_raises_is_a_rejection_not_a_dead_watcher(tmp_path: Path) -> None:
@@ -171,33 +182,19 @@ def test_garbage_typed_into_a_running_config_keeps_the_watcher_and_the_last_good
     path = tmp_path / "c.yaml"
     good = config_text(2)
     path.write_text(good)
-    inbox: queue.Queue[Any] = queue.Queue()
-    outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
-                              debounce_seconds=0.05, heartbeat_seconds=0.05)
-    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
-                              kwargs={"install_signal": False}, daemon=True)
-    thread.start()
-
-    def next_config() -> Any:
-        while True:
-            message = outbox.get(timeout=5)
-            if not isinstance(message, WorkerHeartbeat):
-                return message
-
+    watcher = ThreadedWatcher(path)
+    next_config = watcher.next_config
     assert isinstance(next_config(), ConfigLoaded)
     path.write_text(good.replace("kind: Service", "kind: " + garbage, 1))
     rejected = next_config()
     assert isinstance(rejected, ConfigRejected) and rejected.diagnostics
     assert all(d.source.file == str(path) and d.source.line >= 1 for d in rejected.diagnostics)
-    inbox.put(file_watcher.RELOAD)  # the same garbage again: still a rejection, still alive
+    watcher.inbox.put(file_watcher.RELOAD)  # the same garbage again: still a rejection, still alive
     assert isinstance(next_config(), ConfigRejected)
-    assert thread.is_alive()
+    assert watcher.thread.is_alive()
     path.write_text(good)
     assert isinstance(next_config(), ConfigLoaded)
-    inbox.put(Control.STOP)
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    watcher.stop()
 
 
 def test_heartbeats_continue_during_a_slow_load(tmp_path: Path) -> None:
@@ -214,21 +211,13 @@ def test_heartbeats_continue_during_a_slow_load(tmp_path: Path) -> None:
             pass
         return Config(), []
 
-    inbox: queue.Queue[Any] = queue.Queue()
-    outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
-                              debounce_seconds=0.05, heartbeat_seconds=0.1)
-    thread = threading.Thread(target=file_watcher.run, args=(settings, inbox, outbox),
-                              kwargs={"install_signal": False, "load": slow}, daemon=True)
-    thread.start()
+    watcher = ThreadedWatcher(path, heartbeat_seconds=0.1, load=slow)
     assert started.wait(5)
     beats_during_load = 0
     while True:
-        message = outbox.get(timeout=5)
+        message = watcher.outbox.get(timeout=5)
         if isinstance(message, ConfigLoaded):
             break
         beats_during_load += isinstance(message, WorkerHeartbeat)
     assert beats_during_load >= 5  # ~every 0.1 s over the 1 s load, not one before and one after
-    inbox.put(Control.STOP)
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    watcher.stop()
