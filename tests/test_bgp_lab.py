@@ -151,8 +151,11 @@ def test_a_new_service_is_added_by_one_reload_and_an_unchanged_config_reloads_no
     lab.write_config(services=2)
     lab.wait("the new Service's paths", lambda: lab.paths(second) == set(NODES), 20)
     assert lab.paths() == set(NODES)
+    # /status carries what the announcer reported at its last tick: the router can see a
+    # node's new path before that node's next report, so wait for the report.
+    lab.wait("every node reporting one more FRR reload",
+             lambda: all(plugin_status(lab, n)["frr"]["reloads"] > reloads[n] for n in NODES), 10)
     after = {n: plugin_status(lab, n)["frr"]["reloads"] for n in NODES}
-    assert all(after[n] > reloads[n] for n in NODES), (reloads, after)
     # The same config written again: a new generation, the same FRR text, no reload (unless
     # the node's routes changed meanwhile, e.g. a membership flap on a loaded machine: then
     # the log says so).
