@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from plugins.layer2 import frames, plugin
-from plugins.layer2.announcer import ANNOUNCED, DUPLICATES, GRATUITOUS, MAX_DUPLICATES, REQUESTS, Layer2Announcer
+from plugins.layer2.announcer import Layer2Announcer
+from plugins.layer2.duplicates import MAX as MAX_DUPLICATES
 from plugins.layer2.interfaces import IFF_BROADCAST, IFF_RUNNING, IFF_UP, Link
 from plugins.layer2.planning import NO_ADVERTISEMENT, plan
 from plugins.layer2.responder import Duplicate
+from plugins.layer2.stats import ANNOUNCED, DUPLICATES, GRATUITOUS, REQUESTS, RESPONSES
 from supervisor.api import (
     AnnouncerRegistry,
     AnnouncerView,
@@ -424,7 +426,7 @@ def test_per_ip_counters_of_a_withdrawn_ip_are_flushed_then_forgotten() -> None:
         a.tick(t)
     assert host.counters[(REQUESTS, (("ip", "10.0.10.10"),))] == 8, "the last delta is flushed"
     assert packed not in responder.requests and packed not in responder.responses
-    assert packed not in a._flushed_requests and packed not in a._flushed_responses
+    assert packed not in a._counts.flushed[REQUESTS] and packed not in a._counts.flushed[RESPONSES]
     # Owned again: the responder counts from zero, and the series keeps growing from its last value.
     a.update(view(owner, config(), web("10.0.10.10")))
     responder.requests[packed] = 2

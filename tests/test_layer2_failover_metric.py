@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
-from plugins.layer2.announcer import FAILOVER, Layer2Announcer
+from plugins.layer2.announcer import Layer2Announcer
 from plugins.layer2.interfaces import Link
 from plugins.layer2.planning import plan
+from plugins.layer2.stats import FAILOVER
 from supervisor.api import AnnouncerView
 from tests.fakes import RecordingHost
 from tests.test_layer2_announcer import ETH0, NODES, FakeBinder, FakeResponder, config, view, web

@@ -1,16 +1,19 @@
-"""The layer 2 announcer: the process-side shell around `planning` and `responder`.
+"""The layer 2 announcer: the process-side shell around layer 2's pure modules.
 
 `start()` opens packet sockets on every suitable interface before anything is
-owned (hot standby); `update(view)` plans (pure), swaps the responder's owned
-map, starts gratuitous bursts for what was taken and withdraws what was lost;
+owned (hot standby); `update(view)` plans (`planning`), works out what this
+node holds on which interfaces (`ownership`) and what was taken over from
+another node (`takeover`), swaps the responder's owned map, starts gratuitous
+bursts (`gratuitous`) for what was taken and withdraws what was lost;
 `tick(now)` sends due gratuitous frames, applies link changes from the netlink
 watcher (a link that comes back is announced again), resolves duplicate
-announcements (`conflicts`: the lower MAC keeps, the higher yields) and turns
-the responder's counters into metric deltas. When members rejoin (a healed
-partition, a restarted peer) every owned IP gets a fresh gratuitous burst, so
-clients left on the other side's MAC come back at once. Everything outward
-goes through the `AnnouncerHost`: this plugin uses nothing a third-party
-plugin could not.
+announcements (`conflicts`: the lower MAC keeps, the higher yields; the record
+of them is `duplicates`) and turns the responder's counters into metric deltas
+(`stats`). When members rejoin (a healed partition, a restarted peer) every
+owned IP gets a fresh gratuitous burst, so clients left on the other side's
+MAC come back at once. `status()` is `status.report`. Everything outward goes
+through the `AnnouncerHost`: this plugin uses nothing a third-party plugin
+could not.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from plugins.layer2 import conflicts, frames
+from plugins.layer2 import conflicts, frames, ownership, status, takeover
+from plugins.layer2.duplicates import Sightings
 from plugins.layer2.gratuitous import BURST_INTERVAL, GratuitousTimer
 from plugins.layer2.interfaces import (
     Link,
@@ -33,43 +37,23 @@ from plugins.layer2.interfaces import (
     unsuitable,
 )
 from plugins.layer2.localbind import LocalBinder
-from plugins.layer2.planning import Ownership, Plan, plan
+from plugins.layer2.ownership import Held, Key
+from plugins.layer2.planning import Plan, plan
 from plugins.layer2.responder import Duplicate, Responder
+from plugins.layer2.stats import (
+    ANNOUNCED,
+    DOCS,
+    DUPLICATES,
+    FAILOVER,
+    GRATUITOUS,
+    REQUESTS,
+    RESPONSES,
+    SOCKET_DROPS,
+    Counts,
+)
 from supervisor.api import AnnouncerHost, AnnouncerView, IPAddress
 
-PROTOCOL = "layer2"
-REQUESTS = "metallb_layer2_requests_received"
-RESPONSES = "metallb_layer2_responses_sent"
-GRATUITOUS = "metallb_layer2_gratuitous_sent"
-ANNOUNCED = "metallb_speaker_announced"
-DUPLICATES = "metalloid_layer2_duplicate_announcements_total"
-SOCKET_DROPS = "metalloid_layer2_socket_drops_total"
-FAILOVER = "metalloid_failover_seconds"
-_DOCS = {
-    REQUESTS: "Number of layer2 requests received for owned IPs",
-    RESPONSES: "Number of layer2 responses sent for owned IPs",
-    GRATUITOUS: "Number of gratuitous layer2 packets sent for owned IPs",
-    ANNOUNCED: "The node is announcing the service IP (1) over the protocol",
-    DUPLICATES: "ARP replies, gratuitous ARPs or NAs from another MAC for an IP this node announces",
-    SOCKET_DROPS: "ARP/NDP frames the kernel dropped because the responder's socket queue was full",
-    FAILOVER: "Time from membership declaring an IP's previous owner dead (or leaving) to this node's first "
-    "gratuitous ARP/NA for it",
-}
-# Log one duplicate (ip, mac) at most this often; the counter counts all.
-DUPLICATE_LOG_SECONDS = 10.0
-# /status lists a (ip, mac) conflict until it was last seen this long ago: long
-# enough for an operator to catch a conflict that comes and goes, short enough
-# that a fixed one leaves. At most MAX_DUPLICATES (newest first) are kept, so a
-# flood of forged MACs cannot grow memory or /status without bound.
-DUPLICATE_KEEP_SECONDS = 300.0
-MAX_DUPLICATES = 256
-NO_INTERFACE = "won the election but no suitable interface is open on this node"
-
-IPKey = tuple[IPAddress, str]  # (ip, interface): the unit of gratuitous bursts
-
-
-def _ip(packed: bytes) -> IPAddress:
-    return ipaddress.ip_address(packed)
+PROTOCOL = status.PROTOCOL
 
 
 class Layer2Announcer:
@@ -110,25 +94,21 @@ class Layer2Announcer:
         self._links_lock = threading.Lock()
         self._view: AnnouncerView | None = None
         self._plan: Plan | None = None
-        self._owned: dict[IPAddress, tuple[Ownership, tuple[str, ...]]] = {}
+        self._owned: dict[IPAddress, Held] = {}
         self._bound: set[IPAddress] = set()
-        self._timer: GratuitousTimer[IPKey] = GratuitousTimer()
+        self._timer: GratuitousTimer[Key] = GratuitousTimer()
         self._conflicts = conflicts.Conflicts()
         # Yielded keys: an RFC 5227 probe every burst interval, whose answer
         # from the keeper holds the yield (see `conflicts`).
-        self._probes: GratuitousTimer[IPKey] = GratuitousTimer(refresh=BURST_INTERVAL)
-        self._flushed_requests: dict[bytes, int] = {}
-        self._flushed_responses: dict[bytes, int] = {}
-        # Packed IPs found not owned at the last flush: forgotten at the next.
-        self._unowned_counted: set[bytes] = set()
-        self._duplicates: dict[tuple[str, str], dict[str, Any]] = {}
+        self._probes: GratuitousTimer[Key] = GratuitousTimer(refresh=BURST_INTERVAL)
+        self._counts = Counts()
+        self._sightings = Sightings()
         self._socket_drops: dict[str, int] = {}
         self._sockets_ready = False
         self._socket_errors: dict[str, str] = {}
-        # IPs taken over from another node after a membership change, with the
-        # monotonic time of that change and the time this node learned of it,
-        # until their first gratuitous frame (see `_forget_takeovers`).
-        self._failover_since: dict[IPAddress, tuple[float, float]] = {}
+        # IPs taken over from another node after a membership change, until
+        # their first gratuitous frame (see `takeover`).
+        self._takeovers: takeover.Takeovers = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -159,14 +139,20 @@ class Layer2Announcer:
         if self._fixed_exclude is None:
             self._exclude = exclude_list(env=self._env_exclude, settings=view.config.settings.interfaces_to_exclude,
                                          mounted=self._mounted_exclude)
-        self._plan = plan(view)
+        self._plan = current = plan(view)
         now = self._clock()
-        self._note_takeovers(previous_view, previous_plan, now)
+        self._takeovers.update(takeover.noted(
+            node=self._host.node_name, previous_view=previous_view, previous_plan=previous_plan, view=view,
+            current=current, owned=self._owned, now=now,
+        ))  # fmt: skip
         joined = view.members - previous_view.members if previous_view is not None else frozenset()
         if joined:
             # The election is authoritative again: yields and defences end.
             self._conflicts = conflicts.rejoined(now)
-        elif self._took_over_from_leavers(previous_view, previous_plan):
+        elif takeover.from_leavers(previous_view=previous_view, previous_plan=previous_plan, view=view,
+                                   current=current):  # fmt: skip
+            # The leaver may be stopping gracefully (SIGTERM): it still answers,
+            # and re-asserts against our takeover, until its handover overlap ends.
             self._conflicts = conflicts.took_over(self._conflicts, now)
         self._sync_ports()
         self._reconcile(now)
@@ -184,14 +170,15 @@ class Layer2Announcer:
             self._reconcile(now)
         wall = self._wall_clock()
         self._resolve(self._flush_duplicates(wall), now, wall)
-        self._prune_duplicates(wall)
+        ours = {str(ip) for ip in self._owned} | {str(ip) for ip, _ in self._conflicts.yielded}
+        self._sightings.prune(ours, wall)
         self._send_due(now)
         self._flush_counters()
 
     def _send_due(self, now: float) -> None:
         for ip, ifname in self._timer.due(now):
             held = self._owned.get(ip)
-            if held is not None and ifname in held[1]:  # never a frame for an IP not held
+            if held is not None and ifname in held.interfaces:  # never a frame for an IP not held
                 self._send_gratuitous(ip, ifname, now)
         for key in self._probes.due(now):
             if key in self._conflicts.yielded:
@@ -206,9 +193,8 @@ class Layer2Announcer:
         the other side of a healed partition moved to its MAC would stay there
         until its neighbour entry went stale.
         """
-        for ip, (_, interfaces) in self._owned.items():
-            for ifname in interfaces:
-                self._timer.start((ip, ifname), now)
+        for key in ownership.keys(self._owned):
+            self._timer.start(key, now)
         self._host.log.info("layer2.rejoin joined=%s reassert=%d", ",".join(sorted(joined)), len(self._owned))
 
     def stop(self, *, handover: bool) -> None:
@@ -239,8 +225,8 @@ class Layer2Announcer:
                 self._reannounce(name, now)
 
     def _reannounce(self, ifname: str, now: float) -> None:
-        for ip, (_, interfaces) in self._owned.items():
-            if ifname in interfaces:
+        for ip, held in self._owned.items():
+            if ifname in held.interfaces:
                 self._host.log.info("layer2.link.up interface=%s ip=%s reannounce=true", ifname, ip)
                 self._timer.start((ip, ifname), now)
 
@@ -273,111 +259,42 @@ class Layer2Announcer:
     def _reconcile(self, now: float) -> None:
         if self._plan is None or self._view is None:
             return
-        ports = self._responder.ports
-        wanted: dict[IPAddress, tuple[Ownership, tuple[str, ...]]] = {}
-        for own in self._plan.owned:
-            names = own.interfaces or tuple(sorted(ports))
-            wanted[own.ip] = (own, tuple(n for n in names if n in ports))
-        self._conflicts = conflicts.retain(self._conflicts, [(ip, n) for ip, (_, ns) in wanted.items() for n in ns])
-        yielded = self._conflicts.yielded
-        wanted = {ip: (own, tuple(n for n in ns if (ip, n) not in yielded)) for ip, (own, ns) in wanted.items()}
+        candidates = ownership.wanted(self._plan, self._responder.ports)
+        self._conflicts = conflicts.retain(self._conflicts, ownership.keys(candidates))
+        wanted = ownership.without(candidates, self._conflicts.yielded)
         # Withdraw first so the responder never holds an IP that is gone.
-        for ip in [ip for ip in self._owned if ip not in wanted or not wanted[ip][1]]:
+        for ip in ownership.withdrawn(self._owned, wanted):
             self._withdraw(ip)
-        self._forget_takeovers(wanted, now)
-        self._publish({ip: ifs for ip, (_, ifs) in wanted.items() if ifs})
-        for ip, (own, interfaces) in wanted.items():
-            if not interfaces:
-                continue
-            before = self._owned.get(ip)
-            old_services = before[0].services if before else ()
-            old_interfaces = before[1] if before else ()
-            self._owned[ip] = (own, interfaces)
-            for ifname in interfaces:
-                if ifname not in old_interfaces:
-                    self._timer.start((ip, ifname), now)
-            for ifname in old_interfaces:
-                if ifname not in interfaces:
-                    self._timer.cancel((ip, ifname))
-            for service in own.services:
-                if service not in old_services:
-                    self._host.gauge(ANNOUNCED, _DOCS[ANNOUNCED], self._announced_labels(str(service), ip), 1)
-                    self._host.log.info(
-                        "layer2.announce service=%s ip=%s interfaces=%s", service, ip, ",".join(interfaces)
-                    )
-            for service in old_services:
-                if service not in own.services:
-                    self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
-            self._bind(ip, own.bind_local)
-
-    def _note_takeovers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None, now: float) -> None:
-        """Remember the IPs this node wins from another node because membership changed.
-
-        A failover, for metalloid_failover_seconds: the members changed, and an
-        IP another node won before is ours now. A first view (a start) or a
-        config change that moves an IP is not one.
-        """
-        view, current = self._view, self._plan
-        if view is None or current is None or previous_view is None or previous_plan is None:
-            return
-        changed_at = view.members_changed_at
-        if changed_at is None or view.members == previous_view.members:
-            return
-        before = {entry.ip: entry.winner for entry in previous_plan.elections}
-        node = self._host.node_name
-        for own in current.owned:
-            winner = before.get(own.ip)
-            if own.ip not in self._owned and winner is not None and winner != node:
-                self._failover_since[own.ip] = (changed_at, now)
-
-    def _took_over_from_leavers(self, previous_view: AnnouncerView | None, previous_plan: Plan | None) -> bool:
-        """Whether this view gives this node an IP that a member which just left won before.
-
-        That member may be stopping gracefully (SIGTERM): it still answers,
-        and re-asserts against our takeover, until its handover overlap ends.
-        """
-        if self._view is None or self._plan is None or previous_view is None or previous_plan is None:
-            return False
-        left = previous_view.members - self._view.members
-        if not left:
-            return False
-        before = {entry.ip: entry.winner for entry in previous_plan.elections}
-        return any(before.get(own.ip) in left for own in self._plan.owned)
-
-    def _forget_takeovers(self, wanted: Mapping[IPAddress, object], now: float) -> None:
-        """Drop takeovers that metalloid_failover_seconds must not time.
-
-        An IP no longer won is not ours to time (winning it again later is a
-        new story). A takeover noted more than one burst window ago whose first
-        frame has still not gone out was held up by this node (no suitable
-        interface open, the link down), not by failover: the frame that goes
-        out when an interface finally appears would report that outage, maybe
-        hours, as failover time. The age counts from when this node learned of
-        the change, so a view that reached the announcer late is still timed.
-        """
-        for ip, (_, noted_at) in list(self._failover_since.items()):
-            if ip not in wanted or now - noted_at > self._timer.duration:
-                del self._failover_since[ip]
+        self._takeovers = takeover.forget(self._takeovers, wanted=wanted, now=now, window=self._timer.duration)
+        self._publish(ownership.answering(wanted))
+        for change in ownership.changes(self._owned, wanted):
+            held = change.held
+            ip = held.ownership.ip
+            self._owned[ip] = held
+            for ifname in change.started:
+                self._timer.start((ip, ifname), now)
+            for ifname in change.stopped:
+                self._timer.cancel((ip, ifname))
+            for service in change.announced:
+                self._host.gauge(ANNOUNCED, DOCS[ANNOUNCED], self._announced_labels(str(service), ip), 1)
+                self._host.log.info(
+                    "layer2.announce service=%s ip=%s interfaces=%s", service, ip, ",".join(held.interfaces)
+                )
+            for service in change.unannounced:
+                self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
+            self._bind(ip, held.ownership.bind_local)
 
     def _publish(self, owned: Mapping[IPAddress, tuple[str, ...]]) -> None:
-        v4 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 4}
-        v6 = {ip.packed: frozenset(ifs) for ip, ifs in owned.items() if ip.version == 6}
-        self._responder.set_owned(v4, v6)
-        watched: dict[IPAddress, set[str]] = {}
-        for ip, ifname in self._conflicts.yielded:
-            watched.setdefault(ip, set()).add(ifname)
-        self._responder.set_watched(
-            {ip.packed: frozenset(ifs) for ip, ifs in watched.items() if ip.version == 4},
-            {ip.packed: frozenset(ifs) for ip, ifs in watched.items() if ip.version == 6},
-        )
+        self._responder.set_owned(*ownership.packed(owned))
+        self._responder.set_watched(*ownership.packed(ownership.by_ip(self._conflicts.yielded)))
 
     def _withdraw(self, ip: IPAddress) -> None:
-        own, interfaces = self._owned.pop(ip)
-        self._publish({k: v[1] for k, v in self._owned.items()})
-        for ifname in interfaces:
+        held = self._owned.pop(ip)
+        self._publish(ownership.answering(self._owned))
+        for ifname in held.interfaces:
             self._timer.cancel((ip, ifname))
-        self._failover_since.pop(ip, None)
-        for service in own.services:
+        self._takeovers.pop(ip, None)
+        for service in held.ownership.services:
             self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
             self._host.log.info("layer2.withdraw service=%s ip=%s", service, ip)
         self._bind(ip, False)
@@ -415,65 +332,23 @@ class Layer2Announcer:
             batch = (frames.unsolicited_na(port.mac, ip.packed),)
         sent = sum(self._responder.send(ifname, frame) for frame in batch)
         if sent:
-            self._host.counter(GRATUITOUS, _DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
-            taken = self._failover_since.pop(ip, None)
-            if taken is not None and now - taken[1] <= self._timer.duration:
-                seconds = max(0.0, now - taken[0])
-                self._host.observe(FAILOVER, _DOCS[FAILOVER], {}, seconds)
+            self._host.counter(GRATUITOUS, DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
+            taken = self._takeovers.pop(ip, None)
+            seconds = takeover.seconds(taken, now=now, window=self._timer.duration) if taken else None
+            if seconds is not None:
+                self._host.observe(FAILOVER, DOCS[FAILOVER], {}, seconds)
                 self._host.log.info("layer2.failover ip=%s seconds=%.3f", ip, seconds)
 
-    # -- metrics and status -------------------------------------------------
-
-    def _announce_reason(self, ip: IPAddress) -> str:
-        reason = f"{self._host.node_name} won the election (MetalLB ranking)"
-        for (held, ifname), d in self._conflicts.defended.items():
-            if held == ip:
-                reason += (f"; keeps it on {ifname} against {frames.mac_text(d.over_mac)} "
-                           "(duplicate announcement in a split brain: the lower MAC keeps)")  # fmt: skip
-        return reason + (f"; {yielded}" if (yielded := self._yield_reason(ip)) else "")
-
-    def _yield_reason(self, ip: IPAddress) -> str | None:
-        found = [(ifname, y) for (held, ifname), y in self._conflicts.yielded.items() if held == ip]
-        if not found:
-            return None
-        where = ", ".join(f"to {frames.mac_text(y.to_mac)} on {ifname}" for ifname, y in found)
-        hold = conflicts.YIELD_HOLD_SECONDS
-        return (f"yielded {where}: a lower MAC announces it too (split brain); this node announces it again "
-                f"{hold:.1f} s after that MAC was last heard, or when members rejoin")  # fmt: skip
+    # -- conflicts, metrics and status --------------------------------------
 
     def _flush_counters(self) -> None:
-        for name, current, flushed in (
-            (REQUESTS, self._responder.requests, self._flushed_requests),
-            (RESPONSES, self._responder.responses, self._flushed_responses),
-        ):
-            # A copy: the responder thread keeps writing the original.
-            for packed, total in dict(current).items():
-                delta = total - flushed.get(packed, 0)
-                if delta > 0:
-                    self._host.counter(name, _DOCS[name], {"ip": str(_ip(packed))}, delta)
-                    flushed[packed] = total
-        self._forget_counters()
+        for name, current in ((REQUESTS, self._responder.requests), (RESPONSES, self._responder.responses)):
+            for packed, delta in self._counts.deltas(name, current):
+                self._host.counter(name, DOCS[name], {"ip": str(ipaddress.ip_address(packed))}, delta)
+        self._counts.forget({ip.packed for ip in self._owned}, (self._responder.requests, self._responder.responses))
         for ifname, dropped in self._responder.take_drops().items():
             self._socket_drops[ifname] = self._socket_drops.get(ifname, 0) + dropped
-            self._host.counter(SOCKET_DROPS, _DOCS[SOCKET_DROPS], {"interface": ifname}, dropped)
-
-    def _forget_counters(self) -> None:
-        """Drop the per-IP counts of IPs no longer owned, once their last delta is flushed.
-
-        Only the dicts shrink; the metric series keep their last values, as
-        Prometheus counters must. An IP is forgotten one flush after it was
-        first found not owned: the responder thread reads the owned map per
-        frame, so by then it cannot be adding to the count we delete (a count
-        it re-created would be flushed again whole). Owned again later, it
-        counts from zero and the deltas stay right.
-        """
-        owned = {ip.packed for ip in self._owned}
-        counts = (self._responder.requests, self._responder.responses, self._flushed_requests, self._flushed_responses)
-        unowned = {packed for d in counts for packed in list(d) if packed not in owned}
-        for packed in unowned & self._unowned_counted:
-            for d in counts:
-                d.pop(packed, None)
-        self._unowned_counted = unowned - self._unowned_counted
+            self._host.counter(SOCKET_DROPS, DOCS[SOCKET_DROPS], {"interface": ifname}, dropped)
 
     def _flush_duplicates(self, wall: float) -> list[Duplicate]:
         """Log, count and remember the claims the responder saw; returns them for `_resolve`."""
@@ -482,18 +357,10 @@ class Layer2Announcer:
         while queue:
             dup = queue.popleft()
             seen_now.append(dup)
-            ip, mac = str(_ip(dup.ip)), frames.mac_text(dup.mac)
-            seen = self._duplicates.get((ip, mac))
-            if seen is None or wall - seen["last_logged"] >= DUPLICATE_LOG_SECONDS:
+            ip, mac = str(ipaddress.ip_address(dup.ip)), frames.mac_text(dup.mac)
+            if self._sightings.seen(ip=ip, mac=mac, interface=dup.interface, wall=wall):
                 self._host.log.warning("layer2.duplicate ip=%s mac=%s interface=%s", ip, mac, dup.interface)
-                logged = wall
-            else:
-                logged = seen["last_logged"]
-            self._duplicates[(ip, mac)] = {
-                "ip": ip, "mac": mac, "interface": dup.interface,
-                "count": (seen["count"] if seen else 0) + 1, "last_seen": wall, "last_logged": logged,
-            }  # fmt: skip
-            self._host.counter(DUPLICATES, _DOCS[DUPLICATES], {"ip": ip}, 1)
+            self._host.counter(DUPLICATES, DOCS[DUPLICATES], {"ip": ip}, 1)
         return seen_now
 
     def _resolve(self, claims: list[Duplicate], now: float, wall: float) -> None:
@@ -501,10 +368,10 @@ class Layer2Announcer:
         state = self._conflicts
         changed = False
         for dup in claims:
-            ip, port = _ip(dup.ip), self._responder.ports.get(dup.interface)
+            ip, port = ipaddress.ip_address(dup.ip), self._responder.ports.get(dup.interface)
             held = self._owned.get(ip)
             # A claim read before a withdraw: no longer ours to keep or yield.
-            if port is None or ((held is None or dup.interface not in held[1])
+            if port is None or ((held is None or dup.interface not in held.interfaces)
                                 and (ip, dup.interface) not in state.yielded):  # fmt: skip
                 continue
             out = conflicts.observe(state, ip=ip, interface=dup.interface, our_mac=port.mac, their_mac=dup.mac,
@@ -534,70 +401,11 @@ class Layer2Announcer:
         if changed:
             self._reconcile(now)
 
-    def _prune_duplicates(self, wall: float) -> None:
-        """Keep conflicts of IPs announced or yielded, seen within DUPLICATE_KEEP_SECONDS, newest MAX_DUPLICATES."""
-        owned = {str(ip) for ip in self._owned} | {str(ip) for ip, _ in self._conflicts.yielded}
-        fresh = [key for key, d in self._duplicates.items()
-                 if key[0] in owned and wall - d["last_seen"] <= DUPLICATE_KEEP_SECONDS]  # fmt: skip
-        if len(fresh) > MAX_DUPLICATES:
-            fresh = sorted(fresh, key=lambda key: self._duplicates[key]["last_seen"])[-MAX_DUPLICATES:]
-        if len(fresh) != len(self._duplicates):
-            keep = set(fresh)
-            self._duplicates = {key: d for key, d in self._duplicates.items() if key in keep}
-
     def status(self) -> Mapping[str, Any]:
-        node = self._host.node_name
-        announcements = [
-            {
-                "service": str(service), "ip": str(ip), "protocol": PROTOCOL, "node": node,
-                "interfaces": list(interfaces), "reason": self._announce_reason(ip),
-            }
-            for ip, (own, interfaces) in sorted(self._owned.items(), key=lambda kv: (kv[0].version, int(kv[0])))
-            for service in own.services
-        ]  # fmt: skip
-        elections = []
-        failures: list[dict[str, str]] = []
-        for entry in self._plan.elections if self._plan else ():
-            reason = entry.not_announced_reason
-            if reason is None and entry.winner == node and entry.ip not in self._owned:
-                yield_reason = self._yield_reason(entry.ip)
-                reason = yield_reason or NO_INTERFACE
-                if yield_reason is None:  # won, and nothing to answer on: MetalLB's announceFailed
-                    failures.append({"service": str(entry.service), "ip": str(entry.ip), "protocol": PROTOCOL,
-                                     "node": node, "reason": NO_INTERFACE})
-            elections.append(
-                {
-                    "service": str(entry.service), "ip": str(entry.ip), "winner": entry.winner,
-                    "ranking": list(entry.election.ranking) if entry.election else [],
-                    "excluded": [list(x) for x in entry.election.excluded] if entry.election else [],
-                    # Why no node at all announces it; without an election the reason is the Service's own.
-                    "not_served": entry.election.not_served if entry.election else entry.not_announced_reason,
-                    "not_announced_reason": reason,
-                }
-            )  # fmt: skip
-        interfaces = [
-            {"name": name, "mac": frames.mac_text(port.mac), "ready": name in self._links and self._links[name].ready}
-            for name, port in sorted(self._responder.ports.items())
-        ]
-        duplicates = [{k: v for k, v in d.items() if k != "last_logged"} for d in self._duplicates.values()]
-        yielded = [
-            {"ip": str(y.ip), "interface": y.interface, "to_mac": frames.mac_text(y.to_mac), "since": y.since}
-            for y in self._conflicts.yielded.values()
-        ]
-        kept = [
-            {"ip": str(d.ip), "interface": d.interface, "over_mac": frames.mac_text(d.over_mac), "since": d.since}
-            for d in self._conflicts.defended.values()
-        ]
-        return {
-            "announcements": announcements,
-            "failures": failures,
-            "elections": elections,
-            "interfaces": interfaces,
-            "sockets_ready": self._sockets_ready,
-            "duplicates": duplicates,
-            "yielded": yielded,
-            "reasserted": kept,
-            "bound_local": sorted(str(ip) for ip in self._bound),
-            "socket_drops": dict(self._socket_drops),
-            "socket_errors": dict(self._socket_errors),
-        }
+        return status.report(
+            node=self._host.node_name, plan=self._plan, owned=self._owned, state=self._conflicts,
+            ports={name: port.mac for name, port in self._responder.ports.items()},
+            ready={name for name, link in self._links.items() if link.ready},
+            sockets_ready=self._sockets_ready, duplicates=self._sightings.report(), bound=self._bound,
+            socket_drops=self._socket_drops, socket_errors=self._socket_errors,
+        )  # fmt: skip
