@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.controller import ControllerLoop
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import controller_options, pool, service, wait_for
+from tests.fakeapi.kube import controller_options, pool, service
+from tests.runtime_helpers import wait_for
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -14,15 +14,13 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from supervisor.lab.netns import Lab
 from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node
+from tests.runtime_helpers import wait_for as shared_wait_for
 
 CLIENT = "client"
 
@@ -88,9 +86,5 @@ class LabNodes:
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, nodes: LabNodes) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{nodes.logs()}")
+    """The shared poll at the lab's pace (a check may run commands in namespaces), failing with the nodes' logs."""
+    shared_wait_for(check, timeout, 0.2, what, context=nodes.logs)

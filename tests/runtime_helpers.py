@@ -1,4 +1,4 @@
-"""Shared by the runtime tests and bench/runtime.py: configs, free ports, /proc helpers."""
+"""Shared by the tests and bench/: configs, free ports, the one `wait_for` poll, /proc helpers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 METALLOID = REPO / ".venv" / "bin" / "metalloid"
+T = TypeVar("T")
 
 POOL = """\
 apiVersion: metallb.io/v1beta1
@@ -65,9 +66,11 @@ def config_text(services: int, *, pool: str = "first-pool", addresses: str = "10
     return text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A port nothing listens on now at `address` (TCP by default; SOCK_DGRAM for UDP)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -86,20 +89,32 @@ def get_text(url: str, timeout: float = 2.0) -> tuple[int, str]:
 
 
 
-def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy; return that."""
+def wait_for(check: Callable[[], T], timeout: float = 5.0, interval: float = 0.02, what: str = "", *,
+             context: Callable[[], str] | None = None) -> T:
+    """Poll `check` every `interval` seconds until it returns something truthy; return that.
+
+    The one poll every test and bench shares. An exception from `check` counts
+    as "not yet" (a server still starting, an object not written yet) and the
+    last one is named on timeout, with the last value and `context()` (a lab's
+    logs, say) so the failure says what was seen.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    value: T | None = None
+    while True:
         try:
             value = check()
-        except Exception as exc:  # the server may not be up yet
+        except Exception as exc:
             last_error = exc
             value = None
         if value:
             return value
+        if time.monotonic() > deadline:
+            break
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check} (last error: {last_error})")
+    extra = f"\n{context()}" if context is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check} "
+                         f"(last value {value!r}, last error: {last_error}){extra}")
 
 
 def pid_alive(pid: int) -> bool:

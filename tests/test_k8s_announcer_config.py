@@ -17,7 +17,8 @@ from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
 from supervisor.roles import KubernetesRole, Mode
 from supervisor.supervising.settings import WorkerSettings
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller
+from tests.runtime_helpers import wait_for
 
 EXAMPLE = {"apiVersion": "metalloid.io/v1alpha1", "kind": "AnnouncerConfig",
            "metadata": {"name": "example", "namespace": "metallb-system"},

@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import events_for, ingress, pool, service, wait_for
-from tests.runtime_helpers import free_port
+from tests.fakeapi.kube import events_for, ingress, pool, service
+from tests.runtime_helpers import free_port, wait_for
 
 METALLOID = str(Path(sys.executable).with_name("metalloid"))
 

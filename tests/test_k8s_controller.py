@@ -22,8 +22,8 @@ from tests.fakeapi.kube import (
     pool,
     running_controller,
     service,
-    wait_for,
 )
+from tests.runtime_helpers import wait_for
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import pool, service, wait_for
+from tests.fakeapi.kube import pool, service
 from tests.fakeapi.matching import json_patch, label_selector, merge_patch
+from tests.runtime_helpers import wait_for
 
 
 @pytest.fixture

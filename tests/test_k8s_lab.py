@@ -33,8 +33,8 @@ import pytest
 import yaml
 
 from supervisor.lab.netns import Lab, require_root
-from tests.fakeapi.kube import wait_for as kube_wait_for
 from tests.runbook import RUNBOOK_L2, RUNBOOK_POOL
+from tests.runtime_helpers import wait_for as shared_wait_for
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ current-context: lab
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
     """The shared poll at the lab's pace: a check here may run a command in a namespace."""
-    return kube_wait_for(check, timeout=timeout, what=what, every=every)
+    return shared_wait_for(check, timeout, every, what)
 
 
 @dataclass

@@ -13,7 +13,8 @@ from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.controller import ControllerLoop
 from supervisor.kubernetes.leaderelection import LeaderElector, LeaseTimings
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import FAST_LEASE, controller_options, ingress, pool, service, wait_for
+from tests.fakeapi.kube import FAST_LEASE, controller_options, ingress, pool, service
+from tests.runtime_helpers import wait_for
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from supervisor.kubernetes.speaker import speaker_allocation
 from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import ConfigLoaded
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service
+from tests.runtime_helpers import wait_for
 
 
 def pod(

@@ -17,7 +17,8 @@ from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
 from supervisor.kubernetes.speaker import AnnouncementReporter
 from supervisor.roles import KubernetesRole, Mode
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import events_for, service, wait_for
+from tests.fakeapi.kube import events_for, service
+from tests.runtime_helpers import wait_for
 
 NS = "metallb-system"
 WEB = ServiceKey(namespace="default", name="web")

@@ -34,17 +34,11 @@ from supervisor.messages import (
     WorkerFailed,
     WorkerHeartbeat,
 )
+from tests.runtime_helpers import free_port
 
 CTX = multiprocessing.get_context("spawn")
 KEY = b"test-membership-key"
 BASE = 30 + os.getpid() % 200  # 127.0.0.BASE.. : distinct per test run
-
-
-def free_port(address: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -63,7 +57,8 @@ class Cluster:
 
 def make_cluster(names: tuple[str, ...], **kw: float) -> Cluster:
     addresses = {n: f"127.0.0.{BASE + i}" for i, n in enumerate(names)}
-    return Cluster(names=names, addresses=addresses, ports={n: free_port(a) for n, a in addresses.items()}, **kw)
+    ports = {n: free_port(a, socket.SOCK_DGRAM) for n, a in addresses.items()}
+    return Cluster(names=names, addresses=addresses, ports=ports, **kw)
 
 
 @dataclass

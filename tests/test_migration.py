@@ -22,7 +22,8 @@ from supervisor.cli import main
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
 from supervisor.kubernetes.preflight import Finding, pruned, unknown_fields
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, ingress, running_controller, service, wait_for
+from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, ingress, running_controller, service
+from tests.runtime_helpers import wait_for
 
 NS = "metallb-system"
 CRDS = Path(__file__).resolve().parents[1] / "deploy" / "base" / "crds"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
@@ -15,7 +14,6 @@ from tests.fakeapi.server import FakeApiServer
 from tests.runbook import RUNBOOK_L2 as RUNBOOK_L2  # re-exported for the Kubernetes tests
 from tests.runbook import RUNBOOK_POOL as RUNBOOK_POOL
 
-T = TypeVar("T")
 
 FAST_LEASE = LeaseTimings(lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
 
@@ -36,18 +34,6 @@ def pool(name: str, *addresses: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "metallb-system"},
         "spec": {"addresses": list(addresses)},
     }
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = 5.0, what: str = "condition", every: float = 0.01) -> T:
-    """Poll every `every` seconds until `check()` is truthy and return it; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
-        time.sleep(every)
 
 
 def ingress(api: FakeApiServer, name: str, namespace: str = "default") -> list[str]:
