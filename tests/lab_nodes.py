@@ -12,19 +12,48 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from supervisor.lab.netns import Lab
+import pytest
+
+from supervisor.lab.netns import Lab, list_netns, require_root
 from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node
 from tests.runtime_helpers import wait_for as shared_wait_for
 
 CLIENT = "client"
 
 MAC = re.compile(r"from ((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})")
+
+
+@contextmanager
+def lab_of(nodes: tuple[str, ...], *, tag: str, name: str) -> Iterator[tuple[Lab, Path]]:
+    """A netns lab of `nodes` and the client (host 100), and a fresh work directory.
+
+    Fails the test without root. Both are removed afterwards, also on failure
+    (the failure messages carry the nodes' logs), and no namespace of this lab
+    may be left. `tag` keeps the namespace prefix apart from other labs' in the
+    same run; `name` names the work directory.
+    """
+    problem = require_root()
+    if problem:
+        pytest.fail(problem)
+    prefix = f"mlt{os.getpid() % 10000}{tag}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"metalloid-{name}-"))
+    lab = Lab(prefix=prefix, hosts=[*nodes, CLIENT], host_index={CLIENT: 100})
+    try:
+        lab.create()
+        yield lab, workdir
+    finally:
+        lab.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert not [n for n in list_netns() if n.startswith(prefix + "-")]
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -22,11 +22,9 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,10 +32,10 @@ from typing import Any
 
 import pytest
 
-from supervisor.lab.netns import Lab, list_netns, require_root
+from supervisor.lab.netns import Lab
 from supervisor.lab.probe import Outage, Sample, outages, parse_line
 from supervisor.membership.codec import Heartbeat, PacketType, echo_field, encode
-from tests.lab_nodes import CLIENT, LabNodes, wait_for, write_atomically
+from tests.lab_nodes import CLIENT, LabNodes, lab_of, wait_for, write_atomically
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -210,23 +208,12 @@ class Cluster(LabNodes):
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    problem = require_root()
-    if problem:
-        pytest.fail(problem)
-    prefix = f"mlt{os.getpid() % 10000}k"
-    workdir = Path(tempfile.mkdtemp(prefix="metalloid-cluster-lab-"))
-    lab = Lab(prefix=prefix, hosts=[*NODES, CLIENT], host_index={CLIENT: 100})
-    try:
-        lab.create()
+    with lab_of(NODES, tag="k", name="cluster-lab") as (lab, workdir):
         c = Cluster(lab, workdir)
         for node in NODES:
             lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(APP_PORT))
             c.start(node)
         yield c
-    finally:
-        lab.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)  # the failure messages carry the nodes' logs
-    assert not [n for n in list_netns() if n.startswith(prefix + "-")]
 
 
 @pytest.fixture

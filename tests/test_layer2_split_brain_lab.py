@@ -16,11 +16,8 @@ process stopped by PID and every namespace removed, even on failure.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from ipaddress import ip_address
@@ -32,8 +29,8 @@ import pytest
 from plugins.layer2.conflicts import YIELD_HOLD_SECONDS
 from plugins.layer2.gratuitous import BURST_DURATION
 from supervisor.electing.election import rank
-from supervisor.lab.netns import Lab, list_netns, require_root
-from tests.lab_nodes import CLIENT, LabNodes, wait_for, write_atomically
+from supervisor.lab.netns import Lab
+from tests.lab_nodes import CLIENT, LabNodes, lab_of, wait_for, write_atomically
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -102,19 +99,8 @@ class Pair(LabNodes):
 
 @pytest.fixture
 def pair() -> Iterator[Pair]:
-    problem = require_root()
-    if problem:
-        pytest.fail(problem)
-    prefix = f"mlt{os.getpid() % 10000}s"
-    workdir = Path(tempfile.mkdtemp(prefix="metalloid-split-brain-lab-"))
-    lab = Lab(prefix=prefix, hosts=[*NODES, CLIENT], host_index={CLIENT: 100})
-    try:
-        lab.create()
+    with lab_of(NODES, tag="s", name="split-brain-lab") as (lab, workdir):
         yield Pair(lab, workdir)
-    finally:
-        lab.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)  # the failure message carries the logs
-    assert not [n for n in list_netns() if n.startswith(prefix + "-")]
 
 
 def test_split_brain_keeps_the_lower_mac_and_healing_moves_the_client_to_the_winner(pair: Pair) -> None:

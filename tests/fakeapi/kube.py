@@ -14,7 +14,6 @@ from tests.fakeapi.server import FakeApiServer
 from tests.runbook import RUNBOOK_L2 as RUNBOOK_L2  # re-exported for the Kubernetes tests
 from tests.runbook import RUNBOOK_POOL as RUNBOOK_POOL
 
-
 FAST_LEASE = LeaseTimings(lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
 
 
