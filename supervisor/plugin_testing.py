@@ -36,7 +36,7 @@ from supervisor.announcing.api import Announcer, AnnouncerFactory, AnnouncerRegi
 from supervisor.announcing.host import HostCore, jsonable, status_problems
 from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.diagnostics import Diagnostic, has_errors
-from supervisor.config.loading import load_config_files, load_text
+from supervisor.config.loading import load_text
 from supervisor.config.model import Config
 from supervisor.hookspecs import PROJECT
 from supervisor.messages import StatusReport, ViewChanged
@@ -74,15 +74,6 @@ def config_from_yaml(text: str, *, file: str = "test.yaml", plugin: Any = None) 
     if plugin is not None and not has_errors(diagnostics):
         diagnostics += validate(plugin, config)
     if has_errors(diagnostics):
-        raise ConfigError(diagnostics)
-    return config
-
-
-def config_from_files(*paths: str, plugin: Any = None) -> Config:
-    """Like `config_from_yaml`, for files."""
-    validators = [lambda config: validate(plugin, config)] if plugin is not None else []
-    config, diagnostics = load_config_files(list(paths), validators=validators)
-    if config is None:
         raise ConfigError(diagnostics)
     return config
 

@@ -34,7 +34,6 @@ NDP_NA = 136
 # RFC 4861 §7.1.1: a node must drop NDP messages whose hop limit is not 255
 # (proof they were not routed from off-link).
 NDP_HOP_LIMIT = 255
-NA_FLAG_ROUTER = 0x80
 NA_FLAG_SOLICITED = 0x40
 NA_FLAG_OVERRIDE = 0x20
 OPT_SOURCE_LL = 1

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 FORMAT = "metalloid.assignments"
 VERSION = 1
 FILENAME = "assignments.json"
-DEFAULT_STATE_DIR = "/var/lib/metalloid"
 # ~100 bytes per Service: 16 MiB is ~150,000 Services, far beyond any node,
 # and small enough to parse in well under a second.
 MAX_STATE_BYTES = 16 * 1024 * 1024

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):

@@ -32,10 +32,6 @@ CLEAR_ASSIGNMENT = "ClearAssignment"
 DEPRECATED_ANNOTATION = "deprecatedAnnotation"
 NODE_ASSIGNED = "nodeAssigned"
 ANNOUNCE_FAILED = "announceFailed"
-# MetalLB's dual-stack ("family") errors.
-NOT_ENOUGH_CLUSTER_IPS = "not enough clusterips"
-NO_LB_IPS_FAMILY = "nolbIPsIPFamily"
-NO_CLUSTER_IPS_FAMILY = "noclusterIPsIPFamily"
 # metalloid's own: MetalLB reports these in logs only.
 INVALID_CONFIGURATION = "InvalidConfiguration"
 CONFIGURATION_WARNING = "ConfigurationWarning"

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "kubernetes"
 WATCH_CRASHES = "metalloid_k8s_watch_crashes_total"
-WATCH_CRASHES_DOC = "Watches that failed on an unexpected error (a malformed object) and re-listed after a backoff"
 Emitted = ConfigLoaded | ConfigRejected
 
 
