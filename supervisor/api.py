@@ -11,6 +11,7 @@ its plugin module; docs/plugins.md ("Compatibility") says what changes bump
 which number.
 """
 
+from supervisor import bpf
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
     AnnounceFailure,
@@ -53,7 +54,7 @@ from supervisor.electing.election import (
 from supervisor.hookspecs import hookimpl
 
 # The plugin contract's version: (major, minor). See the module docstring.
-METALLOID_PLUGIN_API: tuple[int, int] = (1, 0)
+METALLOID_PLUGIN_API: tuple[int, int] = (1, 1)
 
 __all__ = [
     "METALLOID_PLUGIN_API",
@@ -85,6 +86,7 @@ __all__ = [
     "Service",
     "ServiceKey",
     "Source",
+    "bpf",
     "elect_layer2",
     "eligibility",
     "error",

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from supervisor.membership import sockfilter
+from supervisor import bpf
 from supervisor.membership.codec import MAX_PACKET, MIN_PACKET, Heartbeat, PacketType, echo_field, encode, screen
 from supervisor.membership.sockfilter import Peer, build, run
 
@@ -103,7 +103,7 @@ def test_the_program_agrees_with_the_screen_on_random_datagrams() -> None:
 def test_many_peers_fit_with_far_jumps_and_too_many_fall_back_to_sizes_only() -> None:
     many = [Peer(f"fd00::{i:x}", i % 2 == 0) for i in range(1, 400)]
     program = build(many, OURS)
-    assert len(program) <= sockfilter.MAX_INSTRUCTIONS
+    assert len(program) <= bpf.MAX_INSTRUCTIONS
     assert run(program, ip_header("fd00::1"), udp(heartbeat(echo=0))) > 0  # odd: not strict
     assert run(program, ip_header("fd00::2"), udp(heartbeat(echo=0))) == 0
     assert run(program, ip_header("fd00::2"), udp(heartbeat())) > 0
@@ -115,11 +115,11 @@ def test_many_peers_fit_with_far_jumps_and_too_many_fall_back_to_sizes_only() ->
 # -- in the kernel (loopback; the sockets are the test's own) -------------------------------------------
 
 
-def kernel_keeps(family: socket.AddressFamily, receiver: str, sender: str, program: sockfilter.Program,
+def kernel_keeps(family: socket.AddressFamily, receiver: str, sender: str, program: bpf.Program,
                  payloads: list[bytes]) -> list[bytes]:  # fmt: skip
     with socket.socket(family, socket.SOCK_DGRAM) as r, socket.socket(family, socket.SOCK_DGRAM) as s:
         r.bind((receiver, 0))
-        sockfilter.attach(r, program)
+        bpf.attach(r, program)
         s.bind((sender, 0))
         for p in payloads:
             s.sendto(p, r.getsockname()[:2])

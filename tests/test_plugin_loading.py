@@ -94,9 +94,9 @@ def test_a_misspelled_hookimpl_is_named_too(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.parametrize(("required", "message"), [
-    ((2, 0), "needs plugin API 2.0, this metalloid provides 1.0; upgrade metalloid"),
-    ((1, 7), "needs plugin API 1.7, this metalloid provides 1.0; upgrade metalloid"),
-    ((0, 9), "needs plugin API 0.9, this metalloid provides 1.0; use a release of the plugin made for this API"),
+    ((2, 0), "needs plugin API 2.0, this metalloid provides 1.1; upgrade metalloid"),
+    ((1, 7), "needs plugin API 1.7, this metalloid provides 1.1; upgrade metalloid"),
+    ((0, 9), "needs plugin API 0.9, this metalloid provides 1.1; use a release of the plugin made for this API"),
     ("1.0", "METALLOID_PLUGIN_API_REQUIRED = '1.0' is not a (major, minor) tuple of ints"),
 ])
 def test_an_incompatible_plugin_api_is_a_clear_load_error(monkeypatch: pytest.MonkeyPatch, required: Any,

@@ -26,30 +26,40 @@ in the kernel): on a UDP socket the program sees the datagram from the UDP
 header (payload at offset 8, the length includes the 8 header bytes), and
 loads at SKF_NET_OFF + k read the IP header.
 
-`run` interprets the program in Python like the kernel, so the pure tests
-compare it with the Screen on random datagrams without a socket.
+The instructions, the assembler, attaching and the interpreter are
+`supervisor.bpf`'s, shared with layer 2's packet socket filters; `run` is
+the interpreter with a UDP socket's view, so the pure tests compare the
+program with the Screen on random datagrams without a socket.
 """
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
-import socket
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from supervisor.bpf import (
+    ADD_X,
+    AND_K,
+    JEQ_K,
+    JGE_K,
+    JGT_K,
+    LD_B_ABS,
+    LD_H_ABS,
+    LD_W_ABS,
+    LD_W_IND,
+    LD_W_LEN,
+    MAX_INSTRUCTIONS,
+    RET_K,
+    SKF_NET_OFF,
+    TAX,
+    Instruction,
+    Item,
+    Program,
+    assemble,
+)
+from supervisor.bpf import run as run_bpf
 from supervisor.membership.codec import MAGIC, MAX_PACKET, MIN_PACKET, VERSION
-
-SO_ATTACH_FILTER = 26
-SKF_NET_OFF = -0x100000
-# The kernel's BPF_MAXINSNS: with more peers than fit, only sizes and magic are filtered.
-MAX_INSTRUCTIONS = 4096
-
-LD_W_ABS, LD_H_ABS, LD_B_ABS, LD_W_IND, LD_W_LEN = 0x20, 0x28, 0x30, 0x40, 0x80
-AND_K, ADD_X, TAX = 0x54, 0x0C, 0x07
-JA, JEQ_K, JGT_K, JGE_K = 0x05, 0x15, 0x25, 0x35
-RET_K = 0x06
 
 UDP_HEADER = 8
 ACCEPT = 0xFFFF  # bytes kept: the whole datagram
@@ -57,8 +67,6 @@ REJECT = 0
 # The echo sits after prefix (7), the two names, incarnation, seq and sent_at (24).
 _ECHO_AFTER_NAMES = UDP_HEADER + 7 + 24
 
-Instruction = tuple[int, int, int, int]
-Program = tuple[Instruction, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,7 @@ def build(peers: Iterable[Peer], incarnation: int) -> Program:
     v6 = [(_packed(p.address), p.strict) for p in peers if len(_packed(p.address)) == 16]
     # Sources: each match is a forward `ja` to STRICT or ACCEPT (32-bit offsets,
     # so any number of peers fits); a miss falls through to the next address.
-    body: list[Instruction | tuple[str, str]] = [
+    body: list[Item] = [
         (LD_B_ABS, 0, 0, SKF_NET_OFF),
         (AND_K, 0, 0, 0xF0),
         (JEQ_K, 0, 1, 0x40),
@@ -122,8 +130,8 @@ def build(peers: Iterable[Peer], incarnation: int) -> Program:
         ("label", "accept"),
         (RET_K, 0, 0, ACCEPT),
     ]
-    program = head + _resolve(body)
-    if len(program) > MAX_INSTRUCTIONS:
+    program = head + assemble(body)
+    if len(program) > MAX_INSTRUCTIONS:  # the kernel would refuse it
         # Thousands of peers: keep the size and magic checks, leave sources to the Screen.
         return (*head, (RET_K, 0, 0, ACCEPT))
     return tuple(program)
@@ -133,67 +141,9 @@ def _packed(address: str) -> bytes:
     return ipaddress.ip_address(address.partition("%")[0]).packed  # fe80::1%eth0: the scope is not on the wire
 
 
-def _resolve(body: list[Instruction | tuple[str, str]]) -> list[Instruction]:
-    labels: dict[str, int] = {}
-    pc = 0
-    for item in body:
-        if item[0] == "label":
-            labels[str(item[1])] = pc
-        else:
-            pc += 1
-    out: list[Instruction] = []
-    for item in body:
-        if item[0] == "label":
-            continue
-        if item[0] == "ja":
-            out.append((JA, 0, 0, labels[str(item[1])] - len(out) - 1))
-        else:
-            code, jt, jf, k = item  # type: ignore[misc]
-            out.append((int(code), int(jt), int(jf), int(k)))
-    return out
-
-
-def attach(sock: socket.socket, program: Program) -> None:
-    """SO_ATTACH_FILTER, replacing any filter already attached (atomically: no datagram sees none)."""
-    code = b"".join(struct.pack("HBBI", c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in program)
-    buffer = ctypes.create_string_buffer(code)
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(buffer)))
-
-
 def run(program: Program, ip_header: bytes, datagram: bytes) -> int:
     """Interpret `program` like the kernel on a UDP socket: bytes kept, 0 when dropped.
 
-    `datagram` starts at the UDP header; loads at SKF_NET_OFF + k read
-    `ip_header`. A load beyond either drops the datagram, as in the kernel.
+    `datagram` starts at the UDP header; loads at SKF_NET_OFF + k read `ip_header`.
     """
-    acc = x = pc = 0
-    while 0 <= pc < len(program):
-        code, jt, jf, k = program[pc]
-        pc += 1
-        if code in (LD_W_ABS, LD_H_ABS, LD_B_ABS, LD_W_IND):
-            size = {LD_W_ABS: 4, LD_H_ABS: 2, LD_B_ABS: 1, LD_W_IND: 4}[code]
-            at = k + x if code == LD_W_IND else k
-            data = datagram
-            if at < 0:
-                data, at = ip_header, at - SKF_NET_OFF
-            if at < 0 or at + size > len(data):
-                return 0
-            acc = int.from_bytes(data[at : at + size], "big")
-        elif code == LD_W_LEN:
-            acc = len(datagram)
-        elif code == AND_K:
-            acc &= k
-        elif code == ADD_X:
-            acc = (acc + x) & 0xFFFFFFFF
-        elif code == TAX:
-            x = acc
-        elif code == JA:
-            pc += k
-        elif code in (JEQ_K, JGT_K, JGE_K):
-            hit = acc == k if code == JEQ_K else acc > k if code == JGT_K else acc >= k
-            pc += jt if hit else jf
-        elif code == RET_K:
-            return min(k, len(datagram))
-        else:
-            raise ValueError(f"bpf opcode {code:#x} at {pc - 1} is not supported by this interpreter")
-    return 0
+    return run_bpf(program, datagram, net=ip_header)

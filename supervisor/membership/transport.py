@@ -33,6 +33,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from supervisor import bpf
 from supervisor.config.model import Config
 from supervisor.membership import sockfilter
 from supervisor.membership.codec import MAX_CHUNK
@@ -62,7 +63,7 @@ class Transport:
         self._owners: dict[str, str] = {}
         self._strict: frozenset[str] = frozenset()
         self._incarnation = 0
-        self._program: sockfilter.Program | None = None
+        self._program: bpf.Program | None = None
 
     def configure(self, config: Config, port: int) -> None:
         """Resolve the peers' addresses and (re)bind when our own address or port changed."""
@@ -104,7 +105,7 @@ class Transport:
         if program == self._program:
             return
         try:
-            sockfilter.attach(self.sock, program)
+            bpf.attach(self.sock, program)
         except OSError as exc:
             # Not Linux, or a kernel without socket filters: the Screen still refuses the same datagrams.
             log.warning("membership.no_socket_filter error=%s note=floods fill the receive buffer", exc)
