@@ -68,3 +68,15 @@ def test_any_text_gets_the_pure_python_answer(text: str) -> None:
     slow_docs, slow_diags = _slow(text)
     assert diags == slow_diags
     assert [d.body for d in docs] == [d.body for d in slow_docs]
+
+
+@pytest.mark.skipif(loading._CPARSER is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize(("depth", "problem"), [(loading.MAX_NESTING, False), (loading.MAX_NESTING + 1, True)])
+def test_without_anchors_libyaml_counts_the_depth_the_walk_would(depth: int, problem: bool) -> None:
+    # `a: [[...]]`: the root mapping, the value lists, and the innermost scalar are `depth` levels.
+    text = "a: " + "[" * (depth - 2) + "x" + "]" * (depth - 2) + "\n"
+    fast = loading._FastLineLoader(text)
+    assert fast.counts_depth  # no `&`: the walk is skipped
+    assert bool(loading._read(fast, "c.yaml")[1]) is problem
+    assert bool(_slow(text)[1]) is problem
+    assert not loading._FastLineLoader("a: &x [1]\nb: *x\n").counts_depth
