@@ -1,15 +1,18 @@
-"""/status text: exactly json.dumps(indent=2) of the document, re-rendered only when a source changed."""
+"""/status text: parses to exactly the document, one line per Service, re-rendered only when a source changed."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from supervisor.allocating.allocator import allocate
 from supervisor.config.loading import load_config_files
 from supervisor.messages import AllocationDone, ConfigLoaded
-from supervisor.supervising.rendering import StatusRenderer
+from supervisor.supervising.rendering import StatusRenderer, render_value
 from supervisor.supervising.state import RoutedState
 from supervisor.supervising.status import build_status, status_fields
 from tests.runtime_helpers import config_text
@@ -29,16 +32,23 @@ def _state(tmp_path: Path, services: int) -> RoutedState:
     return state
 
 
-def _text(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode()
+def _parsed(document: dict[str, Any]) -> Any:
+    """The document as a JSON client reads it (`default=str`, as the renderer writes what JSON lacks)."""
+    return json.loads(json.dumps(document, default=str))
 
 
-def test_the_rendered_text_is_json_dumps_of_the_document(tmp_path: Path) -> None:
+def test_the_rendered_text_is_the_document(tmp_path: Path) -> None:
     state = _state(tmp_path, 20)
     protocols = {"announcer-x": "x"}
     fields = status_fields(state, [], now=5.0, version="v", protocols=protocols)
     document = build_status(state, [], now=5.0, version="v", protocols=protocols)
-    assert StatusRenderer().render(fields) == _text(document)
+    text = StatusRenderer().render(fields)
+    assert json.loads(text) == _parsed(document)
+    lines = text.decode().splitlines()
+    # Readable with less or grep: indented like json.dumps(indent=2) at the top, one line per Service.
+    assert lines[:3] == ["{", '  "node": "n1",', '  "mode": "standalone",']
+    assert sum(line.startswith('    {"namespace": "default", "name": "svc-') for line in lines) == 20
+    assert '      "announcements": [' in lines  # a plugin payload's lists are indented too
     assert document["services"][1]["announced"] == {"x": ["n1"]}
     assert document["services"][1]["elections"] == {"x": {"service": "default/svc-1", "winner": "n1"}}
 
@@ -64,5 +74,31 @@ def test_unchanged_sources_reuse_the_text_and_a_new_allocation_is_rendered_again
     calls.clear()
     text = renderer.render(counted(status_fields(bigger, [], now=3.0, version="v", protocols=protocols)))
     assert "services" in calls
-    assert text == _text(build_status(bigger, [], now=3.0, version="v", protocols=protocols))
+    assert json.loads(text) == _parsed(build_status(bigger, [], now=3.0, version="v", protocols=protocols))
     assert len(json.loads(text)["services"]) == 4
+    # What was kept and what was rendered again make the same text as a fresh render.
+    assert text == StatusRenderer().render(status_fields(bigger, [], now=3.0, version="v", protocols=protocols))
+
+
+def test_an_announcer_report_re_renders_only_the_fields_built_from_reports(tmp_path: Path) -> None:
+    state = _state(tmp_path, 3)
+    renderer = StatusRenderer()
+    protocols = {"announcer-x": "x"}
+    renderer.render(status_fields(state, [], now=1.0, version="v", protocols=protocols))
+    calls: list[str] = []
+    state.statuses["announcer-x"] = {"announcements": [], "elections": []}
+    fields = [(name, sources, (lambda n=name, c=compute: (calls.append(n), c())[1]))
+              for name, sources, compute in status_fields(state, [], now=2.0, version="v", protocols=protocols)]
+    text = renderer.render(fields)
+    assert {"services", "announcements", "plugins", "plugin_errors"} <= set(calls)
+    assert not {"config", "pools", "members"} & set(calls)  # kept: they are not built from reports
+    assert json.loads(text) == _parsed(build_status(state, [], now=2.0, version="v", protocols=protocols))
+    assert json.loads(text)["services"][1]["announced"] == {}
+
+
+@pytest.mark.parametrize("value", [
+    {}, [], {"a": []}, {"a": {"b": {"c": {"d": [1, {"e": None}]}}}}, [{"x": 1.5}, "é\n\"q\"", None, True],
+    {1: "int key", "2": "str key"}, {"k": ("tuple", 3)}, {"addr": ipaddress.ip_address("10.0.0.1")},
+], ids=["empty-dict", "empty-list", "nested-empty", "deep", "mixed-list", "int-keys", "tuple", "not-json"])
+def test_any_value_renders_to_what_json_reads(value: Any) -> None:
+    assert json.loads(render_value(value, 1)) == json.loads(json.dumps(value, default=str))

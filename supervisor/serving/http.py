@@ -16,10 +16,10 @@ The endpoint faces the LAN (the speaker is hostNetwork), so it is bounded:
   response), REQUEST_SECONDS, enforced by one reaper thread that shuts the
   socket down: a client trickling a byte a second (slowloris) holds a slot
   for REQUEST_SECONDS, not forever;
-- one /status is built at a time; the supervisor holds its loop's lock only
-  to copy references and re-renders only the fields whose sources changed
-  (`supervising/rendering.py`), so a /status is ~1 ms between changes;
-  /healthz and /readyz take no lock at all;
+- one /status is built at a time, from references the supervisor's loop
+  published on its last turn (no lock shared with the loop), re-rendering
+  only the fields whose sources changed (`supervising/rendering.py`), so a
+  /status is ~1 ms between changes; /healthz and /readyz take no lock at all;
 - a client that resets or times out costs one log line, rate-limited, never
   a traceback.
 Access rules (`options`): /status only for local clients unless

@@ -1,31 +1,48 @@
 """What the HTTP thread reads: /status assembled from the loop's state, /healthz, /readyz.
 
 /healthz and /readyz read what the loop computed on its last turn, without
-the lock, so they never wait behind a /status being built (or a stuck loop:
-that is exactly what /healthz must report). The documents themselves are
-built by `status` and rendered by `rendering`; this module only gathers the
-references they need and publishes the probes' answers. It changes no worker.
+any lock, so they never wait behind a /status being built (or a stuck loop:
+that is exactly what /healthz must report). /status reads the references the
+loop published on its last turn (`StatusSources`), also without the loop's
+lock, and builds the document in the HTTP thread; only one /status renders at
+a time. The documents themselves are built by `status` and rendered by
+`rendering`; this module only gathers the references they need and publishes
+the probes' answers. It changes no worker.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from supervisor.announcing.enabling import Decision
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.rendering import Field
 from supervisor.supervising.shell import Shell, Slot
-from supervisor.supervising.state import ANNOUNCER
+from supervisor.supervising.state import ANNOUNCER, RoutedState
 from supervisor.supervising.status import announcer_rows, readiness, status_fields
 
 # The supervisor's logger: its parts log as the one process they make (operators filter by it).
 log = logging.getLogger("supervisor.supervising.supervisor")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusSources:
+    """What one /status is built from, as the loop last published it."""
+
+    state: RoutedState
+    workers: tuple[WorkerState, ...]
+    protocols: dict[str, str]  # announcer worker name → protocol
+    slots: dict[str, tuple[WorkerState, float]]  # protocol → its worker's state and hang deadline
+    decisions: tuple[Decision, ...]
+
+
 class Probing(Shell):
     """/status, /healthz, /readyz and the worker states, for the HTTP thread, tests and the bench."""
+
+    _published_status: StatusSources
 
     def status(self) -> dict[str, Any]:
         """The /status document as a dict (tests, tools); HTTP serves `status_json`, the same as text."""
@@ -39,22 +56,33 @@ class Probing(Shell):
             return self._renderer.render(fields)
 
     def _status_fields(self) -> tuple[list[Field], threading.Lock]:
-        # Only references are taken under the loop's lock (everything they
-        # point to is replaced, never changed in place); the document, tens of
-        # ms with 1,000 Services, is built outside it, so the loop (a reload, a
-        # heartbeat) never waits behind a /status (bench/status.py).
-        with self.lock:
-            state = replace(self.state, statuses=dict(self.state.statuses), in_flight=dict(self.state.in_flight))
-            workers = [s.ws for s in self._active()]
-            protocols = {s.spec.name: s.spec.settings.protocol or s.spec.name
-                         for s in self._slots if s.spec.role == ANNOUNCER}
-            slots = {s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
-                     for s in self._slots if s.spec.role == ANNOUNCER}
-            decisions = tuple(self._decisions.values())
-            now = self._clock()
+        # The references the loop published at the end of its last step: no
+        # lock shared with the loop, so a /status never waits while the loop
+        # unpickles and routes a 1,000-Service config (bench/status.py). The
+        # document, tens of ms, is built from them outside the loop.
+        published = self._published_status
+        now = self._clock()
+        state, workers, protocols, slots, decisions = (published.state, published.workers, published.protocols,
+                                                       published.slots, published.decisions)
         fields = status_fields(state, workers, now=now, version=self.settings.version, protocols=protocols)
         fields.append(("announcers", None, lambda: announcer_rows(decisions, slots, state.statuses, now=now)))
         return fields, self._render_lock
+
+    def _publish_status(self) -> None:
+        """Take what /status reads (loop thread, under the lock): references only, swapped whole.
+
+        Everything they point to is replaced, never changed in place, but for the
+        state's dicts, which are copied.
+        """
+        self._published_status = StatusSources(
+            state=replace(self.state, statuses=dict(self.state.statuses), in_flight=dict(self.state.in_flight)),
+            workers=tuple(s.ws for s in self._active()),
+            protocols={s.spec.name: s.spec.settings.protocol or s.spec.name
+                       for s in self._slots if s.spec.role == ANNOUNCER},
+            slots={s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
+                   for s in self._slots if s.spec.role == ANNOUNCER},
+            decisions=tuple(self._decisions.values()),
+        )
 
     def readyz(self) -> tuple[bool, str]:
         if self._clock() - self._last_loop > 2.0:
@@ -78,6 +106,7 @@ class Probing(Shell):
         return True, "ok"
 
     def _publish_probes(self) -> None:
+        self._publish_status()
         self._published_readiness = self._readiness()
         # A FAILED announcer is not a reason to restart the node: the others keep announcing.
         fatal = [s.ws.name for s in self._slots if s.ws.state is State.FATAL and s.spec.role != ANNOUNCER]

@@ -65,20 +65,21 @@ def status_fields(
             memo["announcements"] = [a for payload in plugins().values() for a in _list(payload.get("announcements"))]
         return memo["announcements"]  # type: ignore[no-any-return]
 
-    routed = (state.loaded, state.rejected, state.generation, state.allocation, state.allocated_config,
-              state.members, tuple(sorted(protocols.items())), *(state.statuses.get(w) for w in sorted(protocols)))
+    # Each field's own sources: an announcer's status report (every change of
+    # what it announces) re-renders the fields built from it, not the config's.
+    reports = (tuple(sorted(protocols.items())), *(state.statuses.get(w) for w in sorted(protocols)))
     return [
         ("node", None, lambda: state.node_name),
         ("mode", None, lambda: state.mode),
         ("version", None, lambda: version),
-        ("config", routed, lambda: _config(state)),
-        ("pools", routed, lambda: _pools(state)),
-        ("services", routed, lambda: _services(state, plugins(), announcements())),
-        ("announcements", routed, announcements),
-        ("members", routed, lambda: _members(state)),
+        ("config", (state.loaded, state.rejected, state.generation, state.allocation), lambda: _config(state)),
+        ("pools", (state.allocation, state.allocated_config), lambda: _pools(state)),
+        ("services", (state.allocation, *reports), lambda: _services(state, plugins(), announcements())),
+        ("announcements", reports, announcements),
+        ("members", (state.node_name, state.members), lambda: _members(state)),
         ("workers", None, lambda: [_worker(ws, now) for ws in workers]),
-        ("plugins", routed, plugins),
-        ("plugin_errors", routed, lambda: _plugin_errors(plugins())),
+        ("plugins", reports, plugins),
+        ("plugin_errors", reports, lambda: _plugin_errors(plugins())),
     ]
 
 

@@ -102,6 +102,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self._renderer = StatusRenderer()
         self._render_lock = threading.Lock()
         self._published_fatal: str | None = None
+        self._publish_status()
 
     def install_signal_handlers(self) -> None:
         def on_stop(signum: int, frame: FrameType | None) -> None:
