@@ -32,7 +32,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -398,10 +398,21 @@ class LoadResult:
     rejected: bool
 
 
-def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -> LoadResult:
+class Reuse(Protocol):
+    """Parses files keeping what did not change since the last load (`reusing.DocumentReuse`)."""
+
+    def parse(self, paths: Sequence[str]) -> tuple[Config, list[Diagnostic]] | None:
+        """`parse_documents` of every document of `paths`, or None: load them plainly (any problem)."""
+
+
+def load_config(
+    paths: Sequence[str], *, validators: Sequence[Validator] = (), reuse: Reuse | None = None
+) -> LoadResult:
     """Load, parse and validate the files as one config; run extra validators.
 
-    Diagnostics come in file order, errors and warnings. Errors about one
+    Diagnostics come in file order, errors and warnings. With `reuse`, the
+    documents unchanged since its last load are not read again (the same
+    answer: tests/test_config_reuse.py). Errors about one
     Service do not reject the config: that Service carries its `problem` and
     stays pending, the rest is served (`supervisor.config.isolation`). Raises
     OSError when a file cannot be read. The validators (plugins' hooks) run
@@ -409,12 +420,18 @@ def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -
     """
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
-    for path in paths:
+    reused = None
+    if reuse is not None:
+        try:
+            reused = reuse.parse(paths)
+        except Exception:  # a bug in the shortcut must not cost the config: the plain load decides
+            log.debug("config.reuse-failed files=%s", ",".join(paths), exc_info=True)
+    for path in paths if reused is None else ():
         docs, problems = load_documents(path)
         documents.extend(docs)
         diagnostics.extend(problems)
     try:
-        config, problems = parse_documents(documents)
+        config, problems = parse_documents(documents) if reused is None else reused
         diagnostics.extend(problems)
         # Config objects that failed to parse are missing from `config`, so
         # cross-object warnings ("no pool can serve this Service") would mostly
@@ -437,10 +454,10 @@ def load_config(paths: Sequence[str], *, validators: Sequence[Validator] = ()) -
 
 
 def load_config_files(
-    paths: Sequence[str], *, validators: Sequence[Validator] = ()
+    paths: Sequence[str], *, validators: Sequence[Validator] = (), reuse: Reuse | None = None
 ) -> tuple[Config | None, list[Diagnostic]]:
     """`load_config` as (Config, diagnostics), the Config None when the config is rejected."""
-    loaded = load_config(paths, validators=validators)
+    loaded = load_config(paths, validators=validators, reuse=reuse)
     return (None if loaded.rejected else loaded.config), list(loaded.diagnostics)
 
 

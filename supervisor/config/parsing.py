@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from supervisor.config import bgp_kinds, core_kinds
@@ -72,6 +73,9 @@ class _Collected:
     announcers: list[AnnouncerConfig] = field(default_factory=list)
 
 
+_COLLECTED = tuple(f.name for f in dataclass_fields(_Collected))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Meta:
     name: str
@@ -88,6 +92,41 @@ def parse_documents(docs: Iterable[Document]) -> tuple[Config, list[Diagnostic]]
         if doc.body is None:
             continue  # an empty document (a stray `---`) is harmless
         _parse_object(doc.body, doc.file, doc.line, doc.index, collected, diagnostics)
+    return _config_of(collected, diagnostics), diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What one document adds to a config: its objects by `_Collected` list, and its diagnostics.
+
+    A pure function of the document (file, line, index and body): no kind's
+    parser reads what other documents added. `reusing` keeps these for the
+    documents of a file that did not change between two reloads.
+    """
+
+    added: tuple[tuple[str, tuple[Any, ...]], ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def parse_document(doc: Document) -> Parsed:
+    """`doc` parsed on its own; `combine` puts documents together as `parse_documents` does."""
+    if doc.body is None:
+        return Parsed((), ())
+    collected = _Collected()
+    diagnostics: list[Diagnostic] = []
+    _parse_object(doc.body, doc.file, doc.line, doc.index, collected, diagnostics)
+    added = tuple((name, tuple(items)) for name in _COLLECTED if (items := getattr(collected, name)))
+    return Parsed(added, tuple(diagnostics))
+
+
+def combine(parsed: Iterable[Parsed]) -> tuple[Config, list[Diagnostic]]:
+    """The Config and diagnostics of documents parsed one by one, in their order: `parse_documents`'s answer."""
+    collected = _Collected()
+    diagnostics: list[Diagnostic] = []
+    for one in parsed:
+        for name, items in one.added:
+            getattr(collected, name).extend(items)
+        diagnostics.extend(one.diagnostics)
     return _config_of(collected, diagnostics), diagnostics
 
 

@@ -93,6 +93,10 @@ def check_node(config: Config, node_name: str) -> list[Diagnostic]:
 def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
     """`load_config_files` plus the node check; `plugins`: run the plugins' validators too."""
     validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
+    from supervisor.config.reusing import DocumentReuse
+
+    # A reload reads only the documents that changed (config/reusing.py).
+    reuse = DocumentReuse()
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
         from supervisor.config.loading import load_config_files
@@ -103,7 +107,7 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
 
             validators = running_validators()
         try:
-            config, diagnostics = load_config_files(paths, validators=validators)
+            config, diagnostics = load_config_files(paths, validators=validators, reuse=reuse)
         except OSError as exc:
             return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
                 str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
