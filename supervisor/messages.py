@@ -25,9 +25,15 @@ from supervisor.config.model import Config, ServiceKey
 
 
 class Control(enum.Enum):
-    """Sentinels. STOP: finish what you hold (announcers hand over) and exit 0."""
+    """Sentinels. STOP: finish what you hold (announcers hand over) and exit 0.
+
+    RELOAD (to the file watcher): read the config files now, the SIGHUP the
+    supervisor was sent. A message wakes the watcher's wait for its inbox at
+    once; a signal only ended it at its next timeout (PEP 475 resumes it).
+    """
 
     STOP = "stop"
+    RELOAD = "reload"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,5 +1,8 @@
 """Reloads: SIGHUP forwarded to the watcher, and the workers that follow an accepted config.
 
+The file watcher (standalone) is told through its inbox (`Control.RELOAD`);
+a Kubernetes watcher gets the signal, which it ignores (it watches the API).
+
 Which announcers run is decided on every accepted config
 (`supervisor.announcing.enabling`) when `SupervisorSettings.announcer_template`
 is set: a reload can start, stop or restart one (a changed AnnouncerConfig
@@ -20,6 +23,7 @@ import signal
 from supervisor.announcing.enabling import Decision, decide
 from supervisor.config.model import Config
 from supervisor.messages import ConfigLoaded, Control
+from supervisor.roles import Mode
 from supervisor.supervising import following, lifecycle
 from supervisor.supervising.backoff import RestartPolicy
 from supervisor.supervising.lifecycle import State
@@ -41,6 +45,12 @@ class Reloading(Shell):
         for slot in self._slots:
             if slot.spec.role == WATCHER and slot.process is not None and slot.process.pid:
                 log.info("config.reload_requested worker=%s", slot.spec.name)
+                if self.settings.mode == Mode.STANDALONE:
+                    # The file watcher: a message wakes its wait for the inbox at once (a
+                    # signal waited out its poll); a dead one's restart reads the files anyway.
+                    if slot.inbox is not None:
+                        slot.inbox.put(Control.RELOAD)
+                    continue
                 try:
                     os.kill(slot.process.pid, signal.SIGHUP)
                 except ProcessLookupError:

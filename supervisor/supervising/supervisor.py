@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import threading
 import time
@@ -87,6 +88,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self.lock = threading.Lock()
         self._stop_requested = False
         self._reload_requested = False
+        self._wakeup: int | None = None  # signals' wake-up pipe (install_signal_handlers)
         self._stopping: stopping.Stopping | None = None
         self._exit_code: int | None = None
         self._pool_names: set[str] = set()
@@ -114,6 +116,12 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        # A signal wakes the loop's wait at once; without this the wait is
+        # resumed after the handler (PEP 475) and a SIGHUP or SIGTERM waited
+        # for up to LOOP_SECONDS before the loop looked at it.
+        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._wakeup = read
 
     # -- the loop ------------------------------------------------------------
 
@@ -131,7 +139,10 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
                         handles.append(slot.process.sentinel)
                     if slot.outbox is not None:
                         handles.append(slot.outbox)
+                if self._wakeup is not None:
+                    handles.append(self._wakeup)
                 multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+                self._drain_wakeup()
                 with self.lock:
                     self._step()
         except Exception as exc:
@@ -140,6 +151,15 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         _stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
+
+    def _drain_wakeup(self) -> None:
+        if self._wakeup is None:
+            return
+        try:
+            while os.read(self._wakeup, 512):
+                pass
+        except BlockingIOError:  # empty: the usual case
+            pass
 
     def _crashed(self, exc: Exception) -> None:
         """The loop itself failed: kill every worker (nothing can route for them) and say why."""

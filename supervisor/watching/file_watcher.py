@@ -5,7 +5,8 @@ dependency, and survives what inotify gets wrong (editors that rename over the
 file, ConfigMaps that swap a symlinked directory). A change is noticed on
 (mtime, size) and confirmed by a content hash, and only loaded once the files
 have been still for `debounce_seconds`, because editors and `kubectl cp` write
-in several steps. SIGHUP (forwarded by the supervisor) reloads at once.
+in several steps. SIGHUP, or `Control.RELOAD` from the supervisor (its own SIGHUP),
+reloads at once.
 
 A reload goes through `load_config_files`, exactly like `metalloid check`,
 plus the plugins' validators, so a rejection carries the same messages. A
@@ -218,12 +219,12 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader 
         incoming: object = receive(inbox, settings.poll_seconds)
         if incoming is Control.STOP:
             return
-        # Tests (threads, where signals cannot reach) ask for a reload this way.
-        if incoming == RELOAD:
+        # The supervisor forwards its SIGHUP this way (and tests in threads, where signals cannot reach).
+        if incoming is RELOAD:
             hangup.pending = True
 
 
-RELOAD = "reload"
+RELOAD = Control.RELOAD
 # A 1 MiB config parses in ~4 s on a loaded 2-core node; ten times that is
 # no longer a slow load but a stuck one.
 MAX_LOAD_SECONDS = 60.0
