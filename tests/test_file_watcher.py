@@ -112,6 +112,14 @@ def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None
     assert config is not None
 
 
+def test_the_watchers_loader_keeps_documents_and_answers_as_the_plain_one(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    watcher_load = file_watcher.default_loader("n1", reuse=True)
+    for text in (config_text(20), config_text(21), config_text(21) + "---\nkind: Nonsense\n", config_text(22)):
+        path.write_text(text)
+        assert watcher_load([str(path)]) == file_watcher.default_loader("n1")([str(path)])
+
+
 class ThreadedWatcher:
     """`file_watcher.run` in a thread with plain queues, as the supervisor would drive it."""
 

@@ -91,13 +91,18 @@ def check_node(config: Config, node_name: str) -> list[Diagnostic]:
                   f"{node_name!r} with its InternalIP, or pass --node with one of the listed names")]
 
 
-def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
-    """`load_config_files` plus the node check; `plugins`: run the plugins' validators too."""
-    validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
-    from supervisor.config.reusing import DocumentReuse
+def default_loader(node_name: str, *, plugins: bool = True, reuse: bool = False) -> Loader:
+    """`load_config_files` plus the node check; `plugins`: run the plugins' validators too.
 
-    # A reload reads only the documents that changed (config/reusing.py).
-    reuse = DocumentReuse()
+    `reuse`: keep what each document parsed to, so that a reload reads only
+    the documents that changed (config/reusing.py; the watcher's loader).
+    """
+    validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
+    kept = None
+    if reuse:
+        from supervisor.config.reusing import DocumentReuse
+
+        kept = DocumentReuse()
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
         from supervisor.config.loading import load_config_files
@@ -108,7 +113,7 @@ def default_loader(node_name: str, *, plugins: bool = True) -> Loader:
 
             validators = running_validators()
         try:
-            config, diagnostics = load_config_files(paths, validators=validators, reuse=reuse)
+            config, diagnostics = load_config_files(paths, validators=validators, reuse=kept)
         except OSError as exc:
             return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
                 str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
@@ -197,7 +202,7 @@ class _Hangup:
 def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader | None = None,
         install_signal: bool = True) -> None:
     """Worker entry: poll until Control.STOP. `load` and `install_signal` are for tests."""
-    core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name),
+    core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name, reuse=True),
                            debounce_seconds=settings.debounce_seconds)
     hangup = _Hangup()
     if install_signal:
