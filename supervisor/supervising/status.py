@@ -208,7 +208,8 @@ def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]],
                 if isinstance(entry, Mapping):
                     listed.setdefault(str(entry.get("service")), {}).setdefault(protocol, dict(entry))
     services = []
-    for key in sorted(set(result.assignments) | set(result.pending)):
+    # ServiceKey's own order, compared as plain tuples (its dataclass __lt__ was a sixth of this function).
+    for key in sorted(set(result.assignments) | set(result.pending), key=lambda k: (k.namespace, k.name)):
         name = str(key)
         elections = {}
         for protocol, payload in plugins.items():
