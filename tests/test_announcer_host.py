@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
 import queue
@@ -138,3 +139,31 @@ def test_jsonable_status() -> None:
                            "interfaces": [], "reason": ""}],
         "set": ["a", "b"],
     }
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Tagged(dict[str, Any]):
+    pass
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, True, None, "x"], "b": {"c": ()}},
+    {"enum-value": Colour.RED, Colour.RED: "enum key", 3: "int key", None: "none key", Level.HIGH: Level.HIGH},
+    [Tagged(x=frozenset({"b", "a"})), (ipaddress.ip_address("10.0.0.1"), KEY)],
+    {"nested": [[[{"deep": (1, (2, {"set": {3, 1}}))}]]]},
+    Colour.RED, Level.HIGH, Tagged(k=Colour.RED), object,
+], ids=["plain", "enums-and-keys", "subclasses", "nested", "str-enum", "int-enum", "dict-subclass", "other"])
+def test_jsonable_plain_path_gives_the_generic_answer(value: Any) -> None:
+    # The exact-type shortcut for dicts, lists and scalars must not change a single value or type.
+    fast = host.jsonable(value)
+    generic = host._jsonable(value)
+    assert fast == generic
+    assert json.dumps(fast, sort_keys=True) == json.dumps(generic, sort_keys=True)
+    assert type(fast) is type(generic)
