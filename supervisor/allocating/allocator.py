@@ -50,6 +50,7 @@ from supervisor.allocating.poolselect import (
 )
 from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
 from supervisor.allocating.sharing import SHARING_ANNOTATION, Holder, sharing_conflict
+from supervisor.config import lbclass
 from supervisor.config.model import Config, IPAddress, IPAddressPool, IPFamilyPolicy, Service, ServiceKey
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def allocate(
     ours: dict[ServiceKey, Service] = {}
     for service in config.services:
         # A duplicate namespace/name is a `check` error; the first one wins here.
-        if service.is_load_balancer and service.load_balancer_class == lb_class:
+        if lbclass.is_ours(service, lb_class):
             ours.setdefault(service.key, service)
     # (key, service) pairs: `Service.key` builds a new ServiceKey on every call,
     # which would dominate the cost of an allocation.

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from supervisor.allocating.results import AllocationResult
+from supervisor.config import lbclass
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -116,7 +117,7 @@ def rejected_plan(config: Config, diagnostics: Sequence[Diagnostic], lb_class: s
     reason = (f"the config is rejected ({first.kind}/{first.name} at {first.source}: {first.message}{more}); a "
               "running metalloid keeps its last good config and serves nothing from this one until it is fixed")
     counts = allocate(replace(config, services=()), lb_class=lb_class).pools
-    keys = sorted({s.key for s in config.services if s.is_load_balancer and s.load_balancer_class == lb_class})
+    keys = sorted({s.key for s in config.services if lbclass.is_ours(s, lb_class)})
     return AllocationResult(assignments={}, pending=dict.fromkeys(keys, reason), pools=counts)
 
 
@@ -126,8 +127,7 @@ def _write_status(files: list[str], config: Config, result: AllocationResult, lb
 
     from supervisor.allocating.pinning import pin_status
 
-    pins = {s.key: result.ips_of(s.key) for s in config.services
-            if s.is_load_balancer and s.load_balancer_class == lb_class}
+    pins = {s.key: result.ips_of(s.key) for s in config.services if lbclass.is_ours(s, lb_class)}
     for path in files:
         try:
             with open(path, encoding="utf-8", newline="") as handle:

@@ -20,6 +20,7 @@ import difflib
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from supervisor.config import lbclass
 from supervisor.config.announcer_config import validate_announcer_configs
 from supervisor.config.bgp_kinds import is_community_literal
 from supervisor.config.core_kinds import ADDRESS_POOL, ANNOTATION_PREFIX, LEGACY_ANNOTATION_PREFIX, LOAD_BALANCER_IPS
@@ -227,7 +228,8 @@ def _annotation_source(service: Service, suffix: str) -> Source:
 
 
 def _service_problems(config: Config, service: Service) -> Iterable[Diagnostic]:
-    if not service.is_load_balancer or service.load_balancer_class is not None:
+    # A file, or the Kubernetes watcher's config, which has only our Services, without their class.
+    if not lbclass.is_ours(service, None):
         return
     shown = str(service.key)
     pools = {p.name: p for p in config.pools}

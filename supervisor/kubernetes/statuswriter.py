@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.allocating.results import AllocationResult, PoolCounts
+from supervisor.config import lbclass
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.model import ServiceKey
 from supervisor.kubernetes import events, kinds
@@ -68,10 +69,8 @@ def key_of(obj: Mapping[str, Any]) -> ServiceKey:
 
 def desired_for(obj: Mapping[str, Any], result: AllocationResult, *, lb_class: str | None) -> Desired | None:
     """What `obj` should show after `result`; None when it is not ours to touch."""
-    spec = obj.get("spec") or {}
     key = key_of(obj)
-    ours = spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == lb_class
-    if ours:
+    if lbclass.is_ours_object(obj, lb_class):
         if key in result.assignments:
             found = result.assignments[key]
             return Desired(ips=tuple(str(ip) for ip in found.ips), pool=found.pool, problem=result.problems.get(key))

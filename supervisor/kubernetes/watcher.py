@@ -30,6 +30,7 @@ from typing import Any
 
 import tenacity
 
+from supervisor.config import lbclass
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.isolation import config_errors
 from supervisor.config.model import Config
@@ -67,18 +68,6 @@ class WatchOptions:
 QUICK_END_SECONDS = 1.0
 
 
-def filter_lb_class(config: Config, lb_class: str | None) -> Config:
-    """Keep the Services this instance is responsible for (MetalLB's --lb-class rule).
-
-    Kept Services lose their class: downstream (allocator, announcers) serves
-    the default class and need not know which one this instance was given.
-    """
-    if lb_class is None and all(s.load_balancer_class is None for s in config.services):
-        return config
-    kept = tuple(replace(s, load_balancer_class=None) for s in config.services if s.load_balancer_class == lb_class)
-    return replace(config, services=kept)
-
-
 def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
                  validators: Sequence[Callable[[Config], list[Diagnostic]]] = ()) -> tuple[Config, list[Diagnostic]]:
     """parse_objects and validation over the cache snapshot, then the plugins' validators (as `check` runs them).
@@ -90,17 +79,17 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
     from supervisor.config.parsing import parse_objects
     from supervisor.config.validation import validate
 
-    config, diagnostics = parse_objects(list(objects), origin=ORIGIN)
-    diagnostics = [*diagnostics, *validate(config)]
+    parsed, diagnostics = parse_objects(list(objects), origin=ORIGIN)
+    # A Service of another load balancer class is not ours to judge (MetalLB ignores it): it goes
+    # before validation, and so do the parse errors about it. The API lists every EndpointSlice:
+    # a Service without one has no endpoint.
+    config = replace(lbclass.keep_ours(parsed, lb_class), endpoints_listed=True)
+    theirs = {str(s.key) for s in parsed.services} - {str(s.key) for s in config.services}
+    diagnostics = [*(d for d in diagnostics if not (d.kind == "Service" and d.name in theirs)), *validate(config)]
     if not config_errors(diagnostics):
         for validator in validators:
             diagnostics.extend(validator(config))
-    # The API lists every EndpointSlice: a Service without one has no endpoint.
-    config = replace(config, endpoints_listed=True)
-    ours = filter_lb_class(isolate(config, diagnostics), lb_class)
-    # A Service of another load balancer class is not ours to judge (MetalLB ignores it).
-    theirs = {str(s.key) for s in config.services} - {str(s.key) for s in ours.services}
-    return ours, [d for d in diagnostics if not (d.kind == "Service" and d.name in theirs)]
+    return isolate(config, diagnostics), diagnostics
 
 
 class KubeWatcher:
