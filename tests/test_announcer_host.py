@@ -25,7 +25,7 @@ from supervisor.messages import (
     ViewChanged,
     WorkerHeartbeat,
 )
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AnnouncerSettings
 
 KEY = ServiceKey(namespace="default", name="web")
 VIEW = AnnouncerView(
@@ -48,12 +48,12 @@ class Running:
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.outbox: queue.Queue[Any] = queue.Queue()
         self.error: BaseException | None = None
-        settings = WorkerSettings(name=f"announcer-{protocol}", node_name="n1", protocol=protocol,
+        settings = AnnouncerSettings(name=f"announcer-{protocol}", node_name="n1", protocol=protocol,
                                   heartbeat_seconds=0.05, tick_seconds=0.01)
         self.thread = threading.Thread(target=self._run, args=(settings,), daemon=True)
         self.thread.start()
 
-    def _run(self, settings: WorkerSettings) -> None:
+    def _run(self, settings: AnnouncerSettings) -> None:
         try:
             host.run(settings, self.inbox, self.outbox)
         except BaseException as exc:

@@ -23,7 +23,7 @@ from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.model import Config, ServiceKey
 from supervisor.messages import Control, StatusReport, ViewChanged
 from supervisor.plugins_loader import PluginLoadFailure
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AnnouncerSettings
 
 KEY = ServiceKey(namespace="default", name="web")
 VIEW = AnnouncerView(node_name="n1", mode="standalone", config=Config(),
@@ -182,7 +182,7 @@ def test_the_process_hands_the_settings_over_and_forgets_on_a_clean_stop(
     monkeypatch.setenv("METALLOID_EXTRA_PLUGINS", "tests.recording_plugin:plugin")
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="announcer-recording", node_name="n1", protocol="recording",
+    settings = AnnouncerSettings(name="announcer-recording", node_name="n1", protocol="recording",
                               state_dir=str(tmp_path), announcer_settings_json='{"mode": "quiet"}',
                               heartbeat_seconds=0.05, tick_seconds=0.01)
     seen: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import pytest
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.model import Config, Source
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, WorkerHeartbeat
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import WatcherSettings
 from supervisor.watching import file_watcher
 from supervisor.watching.file_watcher import FileWatcherCore
 from tests.runtime_helpers import config_text
@@ -126,8 +126,8 @@ class ThreadedWatcher:
     def __init__(self, path: Path, *, heartbeat_seconds: float = 0.05, **run_kwargs: Any) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.outbox: queue.Queue[Any] = queue.Queue()
-        settings = WorkerSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
-                                  debounce_seconds=0.05, heartbeat_seconds=heartbeat_seconds)
+        settings = WatcherSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
+                                   debounce_seconds=0.05, heartbeat_seconds=heartbeat_seconds)
         self.thread = threading.Thread(target=file_watcher.run, args=(settings, self.inbox, self.outbox),
                                        kwargs={"install_signal": False, **run_kwargs}, daemon=True)
         self.thread.start()

@@ -14,8 +14,7 @@ from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
 from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
-from supervisor.roles import KubernetesRole, Mode
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import SpeakerSettings
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller
 from tests.runtime_helpers import wait_for
@@ -65,7 +64,7 @@ def test_the_watcher_reads_and_validates_announcer_configs(api: FakeApiServer) -
 
 def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -> None:
     api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
-    settings = WorkerSettings(name="watcher", node_name="n1", mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER)
+    settings = SpeakerSettings(name="watcher", node_name="n1")
     client = RawClient.connect(host=api.url)
     stop, on_message = _speaker(settings, client, lambda message: None, lambda name, value: None)
     try:

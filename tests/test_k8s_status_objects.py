@@ -15,7 +15,6 @@ from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_sta
 from supervisor.kubernetes.events import EventRecorder
 from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
 from supervisor.kubernetes.speaker import AnnouncementReporter
-from supervisor.roles import KubernetesRole, Mode
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import events_for, service
 from tests.runtime_helpers import wait_for
@@ -244,7 +243,7 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
 
     from supervisor.kubernetes.worker import run
     from supervisor.messages import AnnouncementsChanged, Control
-    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.settings import SpeakerSettings
     from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL
 
     for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, yaml.safe_load(RUNBOOK_POOL),
@@ -261,8 +260,7 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
                        "interfaces": [{"name": "eth9"}]})
     inbox: queue.Queue[Any] = queue.Queue()
     outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
-                              api_host=api.url, namespace=NS)  # fmt: skip
+    settings = SpeakerSettings(name="watcher", node_name="n1", api_host=api.url, namespace=NS)
     worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
     worker.start()
     def result() -> str | None:

@@ -23,7 +23,7 @@ from supervisor.allocating.results import AllocationResult
 from supervisor.config.model import IPAddress, ServiceKey
 from supervisor.messages import AllocationDone, ConfigLoaded, FromWorker, ToWorker
 from supervisor.supervising.child import Inbox, Outbox, serve
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AllocatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class AllocatorCore:
         log.info("state.saved path=%s services=%d", path, len(current))
 
 
-def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+def run(settings: AllocatorSettings, inbox: Inbox, outbox: Outbox) -> None:
     if settings.state_dir:
         statefile.remove_temporaries(settings.state_dir)
     previous = statefile.load(settings.state_dir) if settings.state_dir else {}

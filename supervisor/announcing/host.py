@@ -53,7 +53,7 @@ from supervisor.messages import (
     ViewChanged,
 )
 from supervisor.supervising.child import Inbox, Outbox, serve
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AnnouncerSettings
 
 if TYPE_CHECKING:
     from supervisor.plugins_loader import PluginLoadFailure
@@ -257,7 +257,7 @@ class HostCore:
         return True
 
 
-def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+def run(settings: AnnouncerSettings, inbox: Inbox, outbox: Outbox) -> None:
     protocol = settings.protocol
     if not protocol:
         raise ValueError(f"announcer worker {settings.name} has no protocol")

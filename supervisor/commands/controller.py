@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -51,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
-    from supervisor.roles import KubernetesRole, Mode
+    from supervisor.roles import Mode
     from supervisor.supervising.serving import serve_supervisor
-    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.settings import AllocatorSettings, ControllerSettings
     from supervisor.supervising.state import ALLOCATOR, WATCHER
     from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec
 
@@ -63,16 +62,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"metalloid controller: {exc}", file=sys.stderr)
         return 1
     identity = os.environ.get("POD_NAME") or os.uname().nodename
-    settings = WorkerSettings(
-        name="controller", node_name=identity, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.CONTROLLER,
-        kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace, lb_class=args.lb_class,
-        lease_name=args.lease_name, log_format=args.log_format, log_level=args.log_level,
+    logging = {"log_format": args.log_format, "log_level": args.log_level}
+    settings = ControllerSettings(
+        name="controller", node_name=identity, **logging, kubeconfig=args.kubeconfig, api_host=args.api_server,
+        namespace=args.namespace, lb_class=args.lb_class, lease_name=args.lease_name,
     )
     specs = [
         WorkerSpec(name="controller", role=WATCHER, entry="supervisor.kubernetes.worker:run", settings=settings),
-        # The supervisor's view (/status, pool metrics); the controller worker writes its own answer.
+        # The supervisor's view (/status, pool metrics); the controller worker writes its own answer
+        # (no state file: Service status holds the assignments).
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
-                   settings=dataclasses.replace(settings, name="allocator")),
+                   settings=AllocatorSettings(name="allocator", node_name=identity, mode=Mode.KUBERNETES, **logging)),
     ]
     return serve_supervisor("controller", specs,
                             SupervisorSettings(node_name=identity, mode=Mode.KUBERNETES, version=_version()),

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from supervisor.announcing.enabling import Decision
     from supervisor.config.model import Config
-    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.settings import AnnouncerSettings
     from supervisor.supervising.supervisor import WorkerSpec
 
 HELP = "run a standalone node from a config file: allocate, announce, fail over"
@@ -115,35 +114,36 @@ def select_announcers(config: Config | None, requested: str | None) -> tuple[tup
     return decide(config, names), None
 
 
-def announcer_template(args: argparse.Namespace) -> WorkerSettings:
-    """The WorkerSettings every announcer of this node is made from (name and protocol filled in per announcer)."""
-    from supervisor.supervising.settings import WorkerSettings
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    """The `WorkerSettings` fields every worker of this node shares; each role's settings add their own."""
+    return {"node_name": args.node, "log_format": args.log_format, "log_level": args.log_level}
 
-    return WorkerSettings(
-        name="announcer", node_name=args.node, config_paths=tuple(args.config), state_dir=args.state_dir,
-        membership_key_file=args.membership_key_file, insecure=args.insecure,
-        log_format=args.log_format, log_level=args.log_level,
-    )
+
+def announcer_template(args: argparse.Namespace) -> AnnouncerSettings:
+    """The settings every announcer of this node is made from (name and protocol filled in per announcer)."""
+    from supervisor.supervising.settings import AnnouncerSettings
+
+    return AnnouncerSettings(name="announcer", **_common(args), state_dir=args.state_dir)
 
 
 def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...]) -> list[WorkerSpec]:
     from supervisor.announcing.enabling import enabled
+    from supervisor.supervising.settings import AllocatorSettings, MembershipSettings, WatcherSettings
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
     from supervisor.supervising.supervisor import WorkerSpec, announcer_spec
 
-    def settings(name: str) -> WorkerSettings:
-        return dataclasses.replace(announcer_template(args), name=name)
-
     specs = [
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run",
-                   settings=settings("watcher")),
+                   settings=WatcherSettings(name="watcher", **_common(args), config_paths=tuple(args.config))),
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
-                   settings=settings("allocator")),
+                   settings=AllocatorSettings(name="allocator", **_common(args), state_dir=args.state_dir)),
     ]
     # Membership only matters with peers (alone, the live members are this node);
     # the supervisor starts it once a config, at start or on a reload, lists one.
+    membership = MembershipSettings(name="membership", **_common(args),
+                                    membership_key_file=args.membership_key_file, insecure=args.insecure)
     specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
-                            settings=settings("membership"), needs_peers=True))
+                            settings=membership, needs_peers=True))
     template = announcer_template(args)
     specs.extend(announcer_spec(template, config, protocol) for protocol in enabled(decisions))
     return specs

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.announcing.enabling import parse_list
     from supervisor.commands.run import _version
     from supervisor.logs import setup_logging
-    from supervisor.roles import KubernetesRole, Mode
+    from supervisor.roles import Mode
     from supervisor.supervising.serving import serve_supervisor
-    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.supervising.settings import AnnouncerSettings, MembershipSettings, SpeakerSettings, WorkerSettings
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
     from supervisor.supervising.supervisor import SupervisorSettings, WorkerSpec, announcer_spec
 
@@ -78,25 +78,21 @@ def run(args: argparse.Namespace) -> int:
               "memberlist Secret there or pass --insecure on a trusted network", file=sys.stderr)
         return 1
 
-    def settings(name: str) -> WorkerSettings:
-        return WorkerSettings(
-            name=name, node_name=args.node, mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
-            state_dir=args.state_dir,
-            kubeconfig=args.kubeconfig, api_host=args.api_server, namespace=args.namespace,
-            membership_key_file=key_file, insecure=args.insecure, log_format=args.log_format, log_level=args.log_level,
-        )
-
+    common = {"node_name": args.node, "mode": Mode.KUBERNETES, "log_format": args.log_format,
+              "log_level": args.log_level}
     specs = [
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.kubernetes.worker:run",
-                   settings=settings("watcher")),
+                   settings=SpeakerSettings(name="watcher", **common, kubeconfig=args.kubeconfig,
+                                            api_host=args.api_server, namespace=args.namespace)),
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.kubernetes.worker:run_status_allocator",
-                   settings=settings("allocator")),
+                   settings=WorkerSettings(name="allocator", **common)),
         WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
-                   settings=settings("membership")),
+                   settings=MembershipSettings(name="membership", **common, membership_key_file=key_file,
+                                               insecure=args.insecure)),
     ]
     # With --announcers they start at once; otherwise with the first config from the API.
     requested = parse_list(args.announcers)
-    template = settings("announcer")
+    template = AnnouncerSettings(name="announcer", **common, state_dir=args.state_dir)
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
                             SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=_version(),

@@ -37,9 +37,8 @@ from supervisor.messages import (
     MetricKind,
     MetricUpdate,
 )
-from supervisor.roles import KubernetesRole
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import ControllerSettings, SpeakerSettings, WorkerSettings
 
 if TYPE_CHECKING:
     from supervisor.config.diagnostics import Diagnostic
@@ -61,13 +60,13 @@ _DOCS = {
 }
 
 
-def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+def run(settings: ControllerSettings | SpeakerSettings, inbox: Inbox, outbox: Outbox) -> None:
     from supervisor.kubernetes.client import RawClient
 
     client = RawClient.connect(
         kubeconfig=settings.kubeconfig,
         host=settings.api_host,
-        user_agent=f"metalloid-{settings.k8s_role or 'watcher'}/{settings.node_name}",
+        user_agent=f"metalloid-{settings.k8s_role}/{settings.node_name}",
     )
     lock = threading.Lock()
 
@@ -78,7 +77,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
     def metric(name: str, value: float) -> None:
         put(MetricUpdate(name=name, kind=MetricKind.COUNTER, documentation=_DOCS.get(name, name), value=value))
 
-    if settings.k8s_role == KubernetesRole.CONTROLLER:
+    if isinstance(settings, ControllerSettings):
         stop, on_message = _controller(settings, client, put, metric)
     else:
         stop, on_message = _speaker(settings, client, put, metric)
@@ -98,7 +97,7 @@ def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
 
 
 def _controller(
-    settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
+    settings: ControllerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]
 ) -> Handlers:
     from supervisor.kubernetes.controller import ControllerLoop, ControllerOptions
     from supervisor.kubernetes.watcher import WatchOptions
@@ -116,7 +115,7 @@ def _controller(
     return loop.stop, lambda message: None
 
 
-def _speaker(settings: WorkerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
+def _speaker(settings: SpeakerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
     from supervisor.announcing.api import AnnouncerState
     from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder

@@ -42,8 +42,9 @@ from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, rec
 from supervisor.membership.reporting import Reporter
 from supervisor.membership.transport import Transport
 from supervisor.messages import AllocationDone, ConfigLoaded, Control, WorkerFailed, WorkerHeartbeat
+from supervisor.roles import Mode
 from supervisor.supervising.child import Inbox, Outbox
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import MembershipSettings
 
 __all__ = ["KeyFileError", "MembershipWorkerSettings", "key_problem", "read_key_file", "run", "settings_from"]
 
@@ -77,27 +78,27 @@ class MembershipWorkerSettings:
     worker: str = "membership"
 
 
-def settings_from(ws: WorkerSettings) -> MembershipWorkerSettings:
-    """The supervisor's generic worker settings, with the key file read now (at start)."""
+def settings_from(ws: MembershipSettings) -> MembershipWorkerSettings:
+    """The supervisor's membership settings, with the key file read now (at start)."""
     key = read_key_file(ws.membership_key_file) if ws.membership_key_file else None
     return MembershipWorkerSettings(
         node_name=ws.node_name,
         key=key,
         insecure=ws.insecure,
-        kubernetes=ws.mode == "kubernetes",
+        kubernetes=ws.mode == Mode.KUBERNETES,
         heartbeat_every_seconds=ws.heartbeat_seconds,
         worker=ws.name,
     )
 
 
-def run(settings: MembershipWorkerSettings | WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
+def run(settings: MembershipWorkerSettings | MembershipSettings, inbox: Inbox, outbox: Outbox) -> None:
     """The worker entry point (spawn-safe: everything it needs comes in `settings`).
 
-    Takes the supervisor's `WorkerSettings` (reading `--membership-key-file`
+    Takes the supervisor's `MembershipSettings` (reading `--membership-key-file`
     at once, so a bad key file fails the start) or, in tests, a
     `MembershipWorkerSettings` directly.
     """
-    if isinstance(settings, WorkerSettings):
+    if isinstance(settings, MembershipSettings):
         settings = settings_from(settings)
     worker = _Worker(settings, outbox)
     reader = InboxReader(inbox)

@@ -157,13 +157,13 @@ def serve(
     handle: Callable[[ToWorker], Iterable[FromWorker]],
     *,
     tick: Callable[[float], Iterable[FromWorker]] | None = None,
-    tick_seconds: float | None = None,
+    tick_seconds: float = 0.05,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run a worker loop until Control.STOP arrives (then return)."""
+    """Run a worker loop until Control.STOP arrives (then return); `tick` is called every `tick_seconds`."""
     beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds, clock)
     beat.maybe()
-    period = tick_seconds if tick_seconds is not None else settings.tick_seconds
+    period = tick_seconds
     next_tick = clock()
     while True:
         now = clock()

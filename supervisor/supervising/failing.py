@@ -56,7 +56,7 @@ class Failing(Shell):
                     self._spawn(slot)
 
     def _announcer_failed(self, slot: Slot) -> None:
-        protocol = slot.spec.settings.protocol or slot.spec.name
+        protocol = slot.spec.protocol
         log.error("announcer.failed worker=%s protocol=%s restarts=%d window=%gs last_error=%s "
                   "fix=see the worker's log lines above; the other announcers keep announcing; change its "
                   "AnnouncerConfig (or restart metalloid) to start it again", slot.ws.name, protocol,
@@ -72,4 +72,4 @@ class Failing(Shell):
 
     def _failed_metric(self, slot: Slot, value: float) -> None:
         self._metric(ANNOUNCER_FAILED, MetricKind.GAUGE, ANNOUNCER_FAILED_HELP,
-                     {"announcer": slot.spec.settings.protocol or slot.spec.name}, MetricOp.SET, value)
+                     {"announcer": slot.spec.protocol}, MetricOp.SET, value)

@@ -77,9 +77,9 @@ class Probing(Shell):
         self._published_status = StatusSources(
             state=replace(self.state, statuses=dict(self.state.statuses), in_flight=dict(self.state.in_flight)),
             workers=tuple(s.ws for s in self._active()),
-            protocols={s.spec.name: s.spec.settings.protocol or s.spec.name
+            protocols={s.spec.name: s.spec.protocol
                        for s in self._slots if s.spec.role == ANNOUNCER},
-            slots={s.spec.settings.protocol or s.spec.name: (s.ws, self._hang_deadline(s))
+            slots={s.spec.protocol: (s.ws, self._hang_deadline(s))
                    for s in self._slots if s.spec.role == ANNOUNCER},
             decisions=tuple(self._decisions.values()),
         )
@@ -95,7 +95,7 @@ class Probing(Shell):
                          hang_deadlines=announcers)
 
     def _hang_deadline(self, slot: Slot) -> float:
-        return slot.spec.settings.hang_timeout_seconds or self.settings.hung_seconds
+        return slot.spec.hang_timeout_seconds or self.settings.hung_seconds
 
     def healthz(self) -> tuple[bool, str]:
         fatal = self._published_fatal
@@ -119,7 +119,7 @@ class Probing(Shell):
                 and not (s.spec.role == ANNOUNCER and s.process is None and not self._enabled(s))]
 
     def _enabled(self, slot: Slot) -> bool:
-        decision = self._decisions.get(slot.spec.settings.protocol or slot.spec.name)
+        decision = self._decisions.get(slot.spec.protocol)
         return decision is None or decision.enabled
 
     def _log_readiness(self) -> None:

@@ -65,7 +65,7 @@ class Reloading(Shell):
             return
         now = self._clock()
         self._decisions = {d.protocol: d for d in decide(config, self.settings.requested_announcers)}
-        slots = {s.spec.settings.protocol or s.spec.name: s for s in self._slots if s.spec.role == ANNOUNCER}
+        slots = {s.spec.protocol: s for s in self._slots if s.spec.role == ANNOUNCER}
         for protocol in sorted(set(self._decisions) | set(slots)):
             decision = self._decisions.setdefault(protocol, Decision(
                 protocol=protocol, enabled=False, reason="no longer enabled by the config"))

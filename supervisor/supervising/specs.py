@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from supervisor.config.model import Config
 from supervisor.roles import Mode, Role
 from supervisor.supervising.backoff import BackoffSettings
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AnnouncerSettings, WorkerSettings
 from supervisor.supervising.state import ANNOUNCER
 
 
@@ -33,6 +33,18 @@ class WorkerSpec:
     settings: WorkerSettings
     needs_peers: bool = False
 
+    @property
+    def protocol(self) -> str:
+        """An announcer's protocol (what /status and the metrics call it); any other worker's name."""
+        if isinstance(self.settings, AnnouncerSettings) and self.settings.protocol:
+            return self.settings.protocol
+        return self.name
+
+    @property
+    def hang_timeout_seconds(self) -> float | None:
+        """An announcer's own hang deadline (its AnnouncerConfig's); None: the supervisor's."""
+        return self.settings.hang_timeout_seconds if isinstance(self.settings, AnnouncerSettings) else None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorSettings:
@@ -51,9 +63,9 @@ class SupervisorSettings:
     start_deadline_seconds: float = 15.0
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
     # Announcers follow the config (`enabling.decide`) when a template is set:
-    # each one's WorkerSettings is this with its name, protocol and
+    # each one's AnnouncerSettings is this with its name, protocol and
     # AnnouncerConfig filled in. None: exactly the announcer specs given run.
-    announcer_template: WorkerSettings | None = None
+    announcer_template: AnnouncerSettings | None = None
     # --announcers: the complete list, overriding the config.
     requested_announcers: tuple[str, ...] | None = None
     # The allocator's per-pool gauges (metallb_allocator_*): exported by the
@@ -62,7 +74,7 @@ class SupervisorSettings:
     pool_metrics: bool = True
 
 
-def announcer_spec(template: WorkerSettings, config: Config | None, protocol: str) -> WorkerSpec:
+def announcer_spec(template: AnnouncerSettings, config: Config | None, protocol: str) -> WorkerSpec:
     """The worker that runs announcer `protocol` with its AnnouncerConfig from `config`."""
     announcer = config.announcer(protocol) if config is not None else None
     name = f"announcer-{protocol}"

@@ -96,7 +96,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self._ready = False
         # Why each announcer runs or not, for /status; without a template, the specs given.
         self._decisions = {d.protocol: d for d in decisions} or {
-            s.spec.settings.protocol or s.spec.name: Decision(protocol=s.spec.settings.protocol or s.spec.name,
+            s.spec.protocol: Decision(protocol=s.spec.protocol,
                                                               enabled=True, reason="given at start")
             for s in self._slots if s.spec.role == ANNOUNCER}
         # Published by the loop for the lock-free probes (each swapped whole).

@@ -43,7 +43,7 @@ from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.memory import release_memory
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import WatcherSettings
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class _Hangup:
         self.pending = True
 
 
-def run(settings: WorkerSettings, inbox: Inbox, outbox: Outbox, *, load: Loader | None = None,
+def run(settings: WatcherSettings, inbox: Inbox, outbox: Outbox, *, load: Loader | None = None,
         install_signal: bool = True) -> None:
     """Worker entry: poll until Control.STOP. `load` and `install_signal` are for tests."""
     core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name, reuse=True),
