@@ -61,6 +61,8 @@ PURE = [
     "supervisor/supervising/following.py",
     "supervisor/announcing/enabling.py",
     "supervisor/config/announcer_config.py",
+    "supervisor/config/lbclass.py",
+    "supervisor/config/parts.py",
 ]
 
 

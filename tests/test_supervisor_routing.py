@@ -18,7 +18,7 @@ from supervisor.messages import (
 )
 from supervisor.roles import Mode, Role
 from supervisor.supervising.routing import route
-from supervisor.supervising.state import RoutedState, for_membership
+from supervisor.supervising.state import RoutedState, for_allocator, for_membership
 
 WEB = ServiceKey(namespace="default", name="web")
 CONFIG = Config(services=(Service(namespace="default", name="web"),), nodes=(Node(name="n1"), Node(name="n2")))
@@ -38,8 +38,13 @@ def test_a_new_config_goes_to_the_allocator_and_membership_renumbered() -> None:
     state = RoutedState(node_name="n1")
     routed = route(state, loaded(generation=41))
     assert routed.config is not None and routed.config.generation == 1  # the supervisor's own numbering
-    # Membership gets the same message without the Services (state.for_membership).
-    assert routed.outgoing == ((Role.ALLOCATOR, routed.config), (Role.MEMBERSHIP, for_membership(routed.config)))
+    # Each role gets its part (config.parts): the allocator the pools, Services and Namespaces,
+    # membership the Nodes and Settings.
+    assert routed.outgoing == ((Role.ALLOCATOR, for_allocator(routed.config)),
+                               (Role.MEMBERSHIP, for_membership(routed.config)))
+    allocator = for_allocator(routed.config)
+    assert allocator.config.services == CONFIG.services and allocator.config.nodes == ()
+    assert for_membership(routed.config).config == Config(nodes=CONFIG.nodes)
     assert routed.state.loaded == routed.config
     # The same config again (a restarted watcher re-reading it) routes nothing.
     again = route(routed.state, loaded(generation=1))

@@ -17,7 +17,7 @@ import enum
 import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -32,6 +32,17 @@ EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers
 # an object was written, so validation can point at the offending field rather
 # than at the object. Excluded from equality: moving a line changes nothing.
 FieldLines: TypeAlias = tuple[tuple[str, int], ...]
+
+
+def _state_without_lines(self: Any) -> list[Any]:
+    """An object's pickled state without its `field_lines`: line tracking stays in the process that parsed.
+
+    Only validation reads it, and validation runs where the config is loaded
+    (the watchers, `metalloid check`); every process a config is sent to would
+    only carry it, a third of a Service's pickle (bench/payloads.py). Equality
+    ignores it, so the unpickled object equals the original.
+    """
+    return [() if f.name == "field_lines" else getattr(self, f.name) for f in fields(self)]
 
 
 def field_source(source: Source, field_lines: FieldLines, path: str) -> Source:
@@ -157,6 +168,7 @@ class IPAddressPool:
     annotations: Labels = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
     def contains(self, ip: IPAddress) -> bool:
         """True when `ip` is usable from this pool (inside a range, not a buggy IP)."""
@@ -191,6 +203,7 @@ class L2Advertisement:
     annotations: Labels = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +233,7 @@ class BGPPeer:
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,6 +250,7 @@ class BGPAdvertisement:
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,6 +382,7 @@ class Service:
     problem: str | None = None
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
     @property
     def key(self) -> ServiceKey:
@@ -468,6 +484,7 @@ class AnnouncerConfig:
     settings_json: str = "{}"
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
+    __getstate__ = _state_without_lines
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from supervisor.messages import (
     ViewChanged,
 )
 from supervisor.roles import Mode, Role
-from supervisor.supervising.state import RoutedState, for_membership
+from supervisor.supervising.state import RoutedState, allocation_for_membership, for_allocator, for_membership
 
 # The worker messages that change what the supervisor routes (the rest, heartbeats,
 # metrics, status reports and failures, concern the worker's own slot).
@@ -49,7 +49,8 @@ def route(state: RoutedState, message: Routable) -> Routed:
             routed = new.accept_config(message)
             if routed is None:
                 return Routed(state=new)
-            return Routed(state=new, outgoing=((Role.ALLOCATOR, routed), (Role.MEMBERSHIP, for_membership(routed))),
+            return Routed(state=new, outgoing=((Role.ALLOCATOR, for_allocator(routed)),
+                                               (Role.MEMBERSHIP, for_membership(routed))),
                           config=routed)
         case ConfigRejected():
             new.reject_config(message)
@@ -57,7 +58,8 @@ def route(state: RoutedState, message: Routable) -> Routed:
         case AllocationDone():
             if not new.accept_allocation(message):
                 return Routed(state=new)
-            return Routed(state=new, outgoing=((Role.MEMBERSHIP, message), *_view(new)), allocation=message)
+            return Routed(state=new, outgoing=((Role.MEMBERSHIP, allocation_for_membership(message)), *_view(new)),
+                          allocation=message)
         case MembersChanged():
             new.members = message
             return Routed(state=new, outgoing=_view(new))

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.allocating.results import AllocationResult
 from supervisor.announcing.api import AnnouncerView
+from supervisor.config import parts
 from supervisor.config.model import Config
 from supervisor.messages import (
     AllocationDone,
@@ -36,16 +38,39 @@ from supervisor.roles import Mode, Role
 # Worker roles (`Role`), by their short names: what each kind of worker is sent and replayed.
 WATCHER, ALLOCATOR, MEMBERSHIP, ANNOUNCER = Role.WATCHER, Role.ALLOCATOR, Role.MEMBERSHIP, Role.ANNOUNCER
 
+_NOTHING = Config()
+
+
+def for_allocator(message: ConfigLoaded) -> ConfigLoaded:
+    """`message` as the allocator role reads it (`config.parts`): no config at all when it carries the allocation.
+
+    A Kubernetes watcher attaches the allocation (the controller's, or Service
+    status for a speaker) and the allocator worker only passes it on; the
+    standalone allocator reads the pools, Services and Namespaces. Neither
+    reads the warnings (the supervisor shows them).
+    """
+    if message.allocation is not None:
+        return dataclasses.replace(message, config=_NOTHING, warnings=())
+    return dataclasses.replace(message, config=parts.for_allocator(message.config), warnings=())
+
 
 def for_membership(message: ConfigLoaded) -> ConfigLoaded:
-    """`message` without what the membership worker never reads: Services, EndpointSlices, Namespaces.
+    """`message` as the membership worker reads it: the Nodes and the Settings (`config.parts`).
 
-    Membership needs the Nodes and the Settings (and the allocation, sent on
-    its own); the Services are most of a big config, and each process that
-    unpickles them holds its own copy (~3 MiB for 1,000, BENCHMARKS.md).
+    The allocation reaches it on its own (`AllocationDone`), so a Kubernetes
+    watcher's attached copy is dropped too; the Services are most of a big
+    config, and each process that unpickles them holds its own copy (~3 MiB
+    for 1,000, BENCHMARKS.md).
     """
-    config = dataclasses.replace(message.config, services=(), endpoint_slices=(), namespaces=(), inert_fields=())
-    return dataclasses.replace(message, config=config)
+    return dataclasses.replace(message, config=parts.for_membership(message.config), warnings=(), allocation=None)
+
+
+def allocation_for_membership(message: AllocationDone) -> AllocationDone:
+    """`message` with the assignments only: membership compares them with its peers' (consistency)."""
+    result = message.result
+    if not result.pending and not result.pools and not result.warnings and not result.problems:
+        return message
+    return dataclasses.replace(message, result=AllocationResult(assignments=result.assignments, pending={}, pools=()))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -116,7 +141,7 @@ class RoutedState:
         return AnnouncerView(
             node_name=self.node_name,
             mode=self.mode,
-            config=self.allocated_config,
+            config=parts.for_announcers(self.allocated_config),
             assignments=tuple(result.assignments[key] for key in sorted(result.assignments)),
             members=self.alive(),
             generation=self.allocation.generation,
@@ -127,12 +152,12 @@ class RoutedState:
         """What a (re)started worker of `role` must receive to be up to date."""
         messages: list[ToWorker] = []
         if role == ALLOCATOR and self.loaded is not None:
-            messages.append(self.loaded)
+            messages.append(for_allocator(self.loaded))
         elif role == MEMBERSHIP:
             if self.loaded is not None:
                 messages.append(for_membership(self.loaded))
             if self.allocation is not None:
-                messages.append(self.allocation)
+                messages.append(allocation_for_membership(self.allocation))
         elif role == ANNOUNCER:
             view = self.view()
             if view is not None:
