@@ -11,15 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from supervisor.kubernetes.client import RawClient
 from tests.fakeapi import FakeApiServer
+from tests.runbook import RUNBOOK_L2, RUNBOOK_POOL
 
 
 @pytest.fixture()
 def api() -> Iterator[FakeApiServer]:
     """An empty fake Kubernetes API server, stopped after the test."""
     with FakeApiServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def runbook_api() -> Iterator[FakeApiServer]:
+    """A fake API server holding the runbook's IPAddressPool and L2Advertisement, with 0.2 s bookmarks."""
+    with FakeApiServer(bookmark_interval=0.2) as server:
+        server.create(yaml.safe_load(RUNBOOK_POOL))
+        server.create(yaml.safe_load(RUNBOOK_L2))
         yield server
 
 

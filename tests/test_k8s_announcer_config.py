@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-import yaml
 
 from supervisor.api import Config, Diagnostic, setting_error
 from supervisor.kubernetes.client import RawClient
@@ -16,21 +12,13 @@ from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
 from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
 from supervisor.supervising.settings import SpeakerSettings
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, events_for, running_controller
+from tests.fakeapi.kube import events_for, running_controller
 from tests.runtime_helpers import wait_for
 
 EXAMPLE = {"apiVersion": "metalloid.io/v1alpha1", "kind": "AnnouncerConfig",
            "metadata": {"name": "example", "namespace": "metallb-system"},
            "spec": {"settings": {"directory": "/run/example/{node}", "retries": 2}}}
 OPTIONS = WatchOptions(debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.3)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    with FakeApiServer(bookmark_interval=0.2) as server:
-        server.create(yaml.safe_load(RUNBOOK_POOL))
-        server.create(yaml.safe_load(RUNBOOK_L2))
-        yield server
 
 
 def next_of(out: queue.Queue[Any], kind: type) -> Any:
@@ -44,16 +32,16 @@ def strict(config: Config) -> list[Diagnostic]:
     return [setting_error(a, "retries", "more than 5") for a in config.announcers if a.settings.get("retries", 0) > 5]
 
 
-def test_the_watcher_reads_and_validates_announcer_configs(api: FakeApiServer) -> None:
-    api.create(EXAMPLE)
+def test_the_watcher_reads_and_validates_announcer_configs(runbook_api: FakeApiServer) -> None:
+    runbook_api.create(EXAMPLE)
     out: queue.Queue[Any] = queue.Queue()
-    watcher = KubeWatcher(RawClient.connect(host=api.url), OPTIONS, out.put, validators=[strict])
+    watcher = KubeWatcher(RawClient.connect(host=runbook_api.url), OPTIONS, out.put, validators=[strict])
     watcher.start()
     try:
         loaded = next_of(out, ConfigLoaded)
         example = loaded.config.announcer("example")
         assert example is not None and example.settings == EXAMPLE["spec"]["settings"]
-        api.create({**EXAMPLE, "metadata": {"name": "other", "namespace": "metallb-system"},
+        runbook_api.create({**EXAMPLE, "metadata": {"name": "other", "namespace": "metallb-system"},
                     "spec": {"settings": {"retries": 9}}})
         rejected = next_of(out, ConfigRejected)
         assert [str(d) for d in rejected.diagnostics] == [
@@ -62,15 +50,15 @@ def test_the_watcher_reads_and_validates_announcer_configs(api: FakeApiServer) -
         watcher.stop()
 
 
-def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -> None:
-    api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+def test_a_failed_announcer_is_a_warning_event_on_the_node(runbook_api: FakeApiServer) -> None:
+    runbook_api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
     settings = SpeakerSettings(name="watcher", node_name="n1")
-    client = RawClient.connect(host=api.url)
+    client = RawClient.connect(host=runbook_api.url)
     stop, on_message = _speaker(settings, client, lambda message: None, lambda name, value: None)
     try:
         on_message(AnnouncerFailed(protocol="example", error="NotADirectoryError: /run/x"))
-        wait_for(lambda: events_for(api, "n1"), timeout=10)
-        [event] = events_for(api, "n1")
+        wait_for(lambda: events_for(runbook_api, "n1"), timeout=10)
+        [event] = events_for(runbook_api, "n1")
         assert event["reason"] == ANNOUNCER_FAILED_REASON and event["type"] == "Warning"
         assert event["involvedObject"]["kind"] == "Node"
         assert "announcer example is FAILED" in event["message"] and "NotADirectoryError" in event["message"]
@@ -78,10 +66,10 @@ def test_a_failed_announcer_is_a_warning_event_on_the_node(api: FakeApiServer) -
         stop()
 
 
-def test_the_controller_reports_an_invalid_announcer_config_on_it(api: FakeApiServer) -> None:
-    with running_controller(api):
-        api.create({**EXAMPLE, "spec": {"enabled": "yes"}})
-        events = wait_for(lambda: [e for e in api.list("Event", "metallb-system")
+def test_the_controller_reports_an_invalid_announcer_config_on_it(runbook_api: FakeApiServer) -> None:
+    with running_controller(runbook_api):
+        runbook_api.create({**EXAMPLE, "spec": {"enabled": "yes"}})
+        events = wait_for(lambda: [e for e in runbook_api.list("Event", "metallb-system")
                                    if e["reason"] == "InvalidConfiguration"], timeout=10)
         assert events[0]["type"] == "Warning"
         assert events[0]["involvedObject"]["kind"] == "AnnouncerConfig"

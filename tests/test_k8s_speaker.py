@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import queue
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from supervisor.kubernetes.speaker import speaker_allocation
 from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import ConfigLoaded
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, service
+from tests.fakeapi.kube import service
 from tests.runtime_helpers import wait_for
 
 
@@ -99,27 +98,18 @@ def test_assignments_from_status_use_the_annotation_then_the_pool_holding_the_ip
     assert found == {"a/annotated": (("10.0.10.10",), "other"), "a/plain": (("10.0.10.11",), "first-pool")}
 
 
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    import yaml
-
-    with FakeApiServer(bookmark_interval=0.2) as server:
-        server.create(yaml.safe_load(RUNBOOK_POOL))
-        server.create(yaml.safe_load(RUNBOOK_L2))
-        yield server
-
-
-def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage(api: FakeApiServer) -> None:
-    api.create(node("n1", "10.0.0.1"))
-    api.create(node("n2", "10.0.0.2"))
-    created = api.create(pod("speaker-a", "n1", None))
-    api.update_status("Pod", "metallb-system", created["metadata"]["name"], {"phase": "Running", "hostIP": "192.0.2.1"})
-    api.create(pod("unrelated", "n2", "192.0.2.9", labels={"app": "other"}))
-    api.create(service("web"))
-    api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
+def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage(runbook_api: FakeApiServer) -> None:
+    runbook_api.create(node("n1", "10.0.0.1"))
+    runbook_api.create(node("n2", "10.0.0.2"))
+    created = runbook_api.create(pod("speaker-a", "n1", None))
+    runbook_api.update_status("Pod", "metallb-system", created["metadata"]["name"],
+                              {"phase": "Running", "hostIP": "192.0.2.1"})
+    runbook_api.create(pod("unrelated", "n2", "192.0.2.9", labels={"app": "other"}))
+    runbook_api.create(service("web"))
+    runbook_api.update_status("Service", "default", "web", {"loadBalancer": {"ingress": [{"ip": "10.0.10.10"}]}})
     out: queue.Queue[Emitted] = queue.Queue()
     options = WatchOptions(speaker_pods=True, debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.2)
-    watcher = KubeWatcher(RawClient.connect(host=api.url), options, out.put)
+    watcher = KubeWatcher(RawClient.connect(host=runbook_api.url), options, out.put)
     watcher.start()
     try:
         loaded = out.get(timeout=5)
@@ -129,12 +119,12 @@ def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage
         assert {str(k): tuple(map(str, a.ips)) for k, a in result.assignments.items()} == {
             "default/web": ("10.0.10.10",)
         }
-        with api.outage("close"):
+        with runbook_api.outage("close"):
             wait_for(lambda: watcher.reconnects > 0)
             assert out.empty()  # nothing new: the supervisor keeps routing the last state
             assert watcher.last_good is loaded
-        api.create(pod("speaker-b", "n2", None))
-        api.update_status("Pod", "metallb-system", "speaker-b", {"phase": "Running", "hostIP": "192.0.2.2"})
+        runbook_api.create(pod("speaker-b", "n2", None))
+        runbook_api.update_status("Pod", "metallb-system", "speaker-b", {"phase": "Running", "hostIP": "192.0.2.2"})
 
         def n2_address() -> tuple[str, ...]:
             latest = out.get(timeout=5)
@@ -171,30 +161,30 @@ def test_status_allocator_worker_answers_each_routed_config_from_status() -> Non
     assert done[1].result == handed
 
 
-def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(api: FakeApiServer) -> None:
+def test_a_service_with_both_ip_fields_does_not_stop_the_speaker(runbook_api: FakeApiServer) -> None:
     """Issue 11: the speaker keeps loading configs (and announcing the others) around an invalid Service."""
     from supervisor.messages import ConfigRejected
 
     for name, ip in (("n1", "10.0.0.1"), ("n2", "10.0.0.2")):
-        api.create(node(name, ip))
-        api.create(pod(f"speaker-{name}", name, ip))
+        runbook_api.create(node(name, ip))
+        runbook_api.create(pod(f"speaker-{name}", name, ip))
     for name, status_ip in (("web", "10.0.10.10"), ("held", "10.0.10.11"), ("both", None)):
         svc = service(name)
         if name != "web":  # both ask for their IP twice; held got its IP before it did
             svc["spec"]["loadBalancerIP"] = "10.0.10.40"
             svc["metadata"]["annotations"] = {"metallb.io/loadBalancerIPs": "10.0.10.41"}
-        api.create(svc)
+        runbook_api.create(svc)
         if status_ip:
-            api.update_status("Service", "default", name, {"loadBalancer": {"ingress": [{"ip": status_ip}]}})
+            runbook_api.update_status("Service", "default", name, {"loadBalancer": {"ingress": [{"ip": status_ip}]}})
         # MetalLB announces a Service only while one of its endpoints can serve.
-        api.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        runbook_api.create({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                     "metadata": {"name": f"{name}-1", "namespace": "default",
                                  "labels": {"kubernetes.io/service-name": name}},
                     "addressType": "IPv4",
                     "endpoints": [{"addresses": ["10.244.0.5"], "nodeName": "n1", "conditions": {"ready": True}}]})
     out: queue.Queue[Emitted] = queue.Queue()
     options = WatchOptions(speaker_pods=True, debounce_seconds=0.02, watch_timeout_seconds=5, backoff_max_seconds=0.2)
-    watcher = KubeWatcher(RawClient.connect(host=api.url), options, out.put)
+    watcher = KubeWatcher(RawClient.connect(host=runbook_api.url), options, out.put)
     watcher.start()
     try:
         def complete() -> ConfigLoaded | None:
