@@ -303,28 +303,24 @@ def test_what_metalloid_writes_is_valid_against_its_status_crds(api: FakeApiServ
         assert admission_errors(crd, shown) == [], obj
 
 
-def test_the_leading_controller_writes_its_configuration_state(api: FakeApiServer) -> None:
-    import yaml
+def test_the_leading_controller_writes_its_configuration_state(runbook_api: FakeApiServer) -> None:
+    from tests.fakeapi.kube import ingress, pool, running_controller
 
-    from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, ingress, pool, running_controller
-
-    api.create(yaml.safe_load(RUNBOOK_POOL))
-    api.create(yaml.safe_load(RUNBOOK_L2))
-    api.create(service("a"))
+    runbook_api.create(service("a"))
 
     def state() -> dict[str, Any]:
-        found = [o for o in api.list("ConfigurationState", NS) if o["metadata"]["name"] == "controller"]
+        found = [o for o in runbook_api.list("ConfigurationState", NS) if o["metadata"]["name"] == "controller"]
         return (found[0].get("status") or {}) if found else {}
 
-    with running_controller(api):
-        wait_for(lambda: ingress(api, "a"))
+    with running_controller(runbook_api):
+        wait_for(lambda: ingress(runbook_api, "a"))
         wait_for(lambda: state().get("result") == "Valid" and [(c["type"], c["status"]) for c in state()[
             "conditions"]] == [("configReconcilerValid", "True"), ("poolReconcilerValid", "True")],
                  what="controller Valid")  # fmt: skip
-        api.create(pool("broken", "10.0.20.0/33"))
+        runbook_api.create(pool("broken", "10.0.20.0/33"))
         wait_for(lambda: state().get("result") == "Invalid", what="controller Invalid")
         assert state()["errorSummary"].startswith("IPAddressPool/broken: ")
         assert [(c["type"], c["status"], c["reason"]) for c in state()["conditions"]] == [
             ("configReconcilerValid", "True", "Reconciled"), ("poolReconcilerValid", "False", "ConfigurationError")]
-    labels = api.get("ConfigurationState", NS, "controller")["metadata"]["labels"]
+    labels = runbook_api.get("ConfigurationState", NS, "controller")["metadata"]["labels"]
     assert labels == {"metallb.io/component-type": "controller"}
