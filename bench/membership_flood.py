@@ -36,7 +36,6 @@ the flood reached its receive loop.
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import os
 import re
@@ -52,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from supervisor.lab.netns import Lab, require_root  # noqa: E402
-from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node  # noqa: E402
+from supervisor.lab.nodes import FETCH, HTTP_PORT, log_time, spawn_node  # noqa: E402
 from supervisor.membership.codec import Heartbeat, PacketType, encode  # noqa: E402
 
 NODES = ("n1", "n2", "n3")
@@ -61,12 +60,6 @@ PORT = 7946
 
 DEAD = re.compile(r"^(\S+) \S+ \S+ membership\.peer_dead peer=(\S+) reason=(\S+) silence_seconds=(\S+)", re.M)
 REJECTED = re.compile(r"^(\S+) \S+ \S+ membership\.rejected reason=(\S+) count=(\d+)", re.M)
-
-
-def log_time(stamp: str) -> float:
-    """`2026-12-06T20:01:52.123Z` (supervisor/logs.py) as seconds since the epoch."""
-    whole, _, millis = stamp.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(millis or 0) / 1000
 
 
 class Bench:

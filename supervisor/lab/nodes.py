@@ -7,8 +7,10 @@ tracked by the lab, so teardown stops it by PID.
 
 from __future__ import annotations
 
+import calendar
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +27,12 @@ FETCH = (
     "    except Exception: out.append(None)\n"
     "print(json.dumps(out))\n"
 )
+
+
+def log_time(stamp: str) -> float:
+    """A log line's `2026-12-06T20:01:52.123Z` (supervisor/logs.py) as seconds since the epoch."""
+    whole, _, millis = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(millis or 0) / 1000
 
 
 def spawn_node(
