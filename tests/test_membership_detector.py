@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supervisor.membership.codec import DropReason, Heartbeat, PacketType
 from supervisor.membership.detector import DetectorSettings, FailureDetector, Transition
@@ -337,3 +340,100 @@ def test_only_the_unbusy_part_of_a_gap_is_forgiven(busy: float, dies: bool) -> N
     assert [t.peer for t in changes] == (["a"] if dies else [])
     if not dies:
         assert det.peers()["a"].deadline == pytest.approx(deadline + 0.9 - busy)
+
+
+# -- the cheap tick: a lower bound instead of a pass over every peer per loop turn --------------
+
+# One step of a random run: (peer index, what it does, seconds to advance before it).
+_ACTIONS = st.sampled_from(["beat", "leave", "restart", "tick", "silent"])
+_STEPS = st.lists(st.tuples(st.integers(0, 3), _ACTIONS, st.floats(0.0, 0.5)), max_size=80)
+
+
+@given(steps=_STEPS, busy=st.floats(0.0, 0.2))
+@settings(max_examples=200, deadline=None)
+def test_a_tick_expires_exactly_the_overdue_live_peers_and_next_deadline_is_a_lower_bound(
+    steps: list[tuple[int, str, float]], busy: float
+) -> None:
+    names = ("a", "b", "c", "d")
+    clock = FakeClock()
+    det = make(clock, peers=names)
+    peers = [Peer(n) for n in names]
+    for index, action, wait in steps:
+        clock.advance(wait)
+        peer = peers[index]
+        if action == "beat":
+            det.receive(peer.beat(), clock.now)
+        elif action == "leave":
+            det.receive(peer.beat(PacketType.LEAVING), clock.now)
+        elif action == "restart":
+            peer.restart()
+        elif action == "tick":
+            before = {n: (s.alive, s.deadline) for n, s in det.peers().items()}
+            stall = clock.now - det._last_tick - busy > SETTINGS.stall_after
+            looked = stall or clock.now >= det.next_deadline()
+            changes = det.tick(clock.now, busy)
+            if not stall:
+                # Without a stall nothing moved deadlines: exactly the overdue live peers die.
+                overdue = {n for n, (alive, deadline) in before.items() if alive and clock.now >= deadline}
+                assert {t.peer for t in changes} == overdue
+            assert all(not t.alive and t.reason == "deadline" for t in changes)
+            assert not any(s.alive and clock.now >= s.deadline for s in det.peers().values())
+            if looked and not stall:
+                # A tick that had to look leaves the bound exact: the earliest live deadline.
+                assert det.next_deadline() == min((s.deadline for s in det.peers().values() if s.alive),
+                                                  default=math.inf)  # fmt: skip
+        live = [s.deadline for s in det.peers().values() if s.alive]
+        assert det.next_deadline() <= min(live, default=math.inf)
+
+
+@given(steps=_STEPS)
+@settings(max_examples=200, deadline=None)
+def test_version_grows_whenever_a_judgement_input_flips(steps: list[tuple[int, str, float]]) -> None:
+    names = ("a", "b", "c", "d")
+    clock = FakeClock()
+    det = make(clock, peers=names)
+    peers = [Peer(n) for n in names]
+
+    def inputs() -> dict[str, tuple[bool, bool, bool]]:
+        return {n: (s.alive, s.confirmed, s.heard_at is not None) for n, s in det.peers().items()}
+
+    for index, action, wait in steps:
+        clock.advance(wait)
+        before, version = inputs(), det.version
+        peer = peers[index]
+        if action == "beat":
+            det.receive(peer.beat(), clock.now)
+        elif action == "leave":
+            det.receive(peer.beat(PacketType.LEAVING), clock.now)
+        elif action == "restart":
+            peer.restart()
+        elif action == "tick":
+            det.tick(clock.now)
+        after = inputs()
+        # heard_at matters only for a live peer (the socket filter's strict set).
+        strict_before = {n for n, (alive, _, heard) in before.items() if alive and heard}
+        strict_after = {n for n, (alive, _, heard) in after.items() if alive and heard}
+        flipped = {n: v[:2] for n, v in before.items()} != {n: v[:2] for n, v in after.items()}
+        if flipped or strict_before != strict_after:
+            assert det.version > version
+
+
+def test_peer_set_changes_grow_the_version() -> None:
+    clock = FakeClock()
+    det = make(clock)
+    version = det.version
+    det.set_peers(frozenset({"a", "c"}), clock.now)
+    assert det.version > version
+
+
+def test_a_peer_heard_during_the_grace_is_detected_at_its_own_deadline_not_the_grace() -> None:
+    # The grace (0.7 s) is later than a heard peer's deadline (heard + 0.35 s):
+    # the loop must wake at the earlier one.
+    clock = FakeClock()
+    det, a = make(clock, peers=("a",)), Peer("a")
+    det.receive(a.beat(), clock.advance(0.05))
+    heard = clock.now
+    assert det.next_deadline() == pytest.approx(heard + 0.35)
+    changes = run_for(det, clock, 0.4, talking=[])  # ticks every 0.1 s, as the loop would
+    assert changes == [Transition(peer="a", alive=False, reason="deadline", silence_seconds=pytest.approx(0.4))]
+    assert clock.now < 1000.0 + SETTINGS.dead_after_seconds * 2  # before the grace would have ended

@@ -104,14 +104,17 @@ class ConsistencyTracker:
         self._table: dict[str, str] = {}
         self._chunks: tuple[Chunk, ...] = ()
         self._peers: dict[str, _PeerView] = {}
+        # The peers whose digest differs from ours now (`since` set): what
+        # `mismatches` looks at, so a healthy cluster costs nothing per turn.
+        self._differing: set[str] = set()
 
     def set_ours(self, lines: tuple[str, ...], now: float) -> None:
         self._lines = lines
         self.digest = table_digest(lines)
         self._table = parse_table("".join(line + "\n" for line in lines).encode()) or {}
         self._chunks = chunks_of(lines)
-        for peer in self._peers.values():
-            self._compare(peer, now)
+        for name, peer in self._peers.items():
+            self._compare(name, peer, now)
 
     @property
     def too_large(self) -> bool:
@@ -122,6 +125,7 @@ class ConsistencyTracker:
         wanted = set(peers)
         for gone in set(self._peers) - wanted:
             del self._peers[gone]
+            self._differing.discard(gone)
         for new in wanted - set(self._peers):
             self._peers[new] = _PeerView()
 
@@ -135,7 +139,7 @@ class ConsistencyTracker:
             return
         if digest != view.digest:
             view.digest = digest
-        self._compare(view, now)
+        self._compare(peer, view, now)
         if chunk is not None and view.since is not None:
             self._take_chunk(view, digest, chunk)
 
@@ -155,7 +159,7 @@ class ConsistencyTracker:
         them may differ); with it, exactly the ones that differ.
         """
         found = []
-        for name in sorted(self._peers):
+        for name in sorted(self._differing):
             view = self._peers[name]
             if view.since is None or now - view.since < self.grace_seconds:
                 continue
@@ -166,13 +170,16 @@ class ConsistencyTracker:
             found.append((name, services))
         return tuple(found)
 
-    def _compare(self, view: _PeerView, now: float) -> None:
+    def _compare(self, name: str, view: _PeerView, now: float) -> None:
         # An unknown digest (zeros: not allocated yet) is not a disagreement.
         differs = NO_DIGEST not in (view.digest, self.digest) and view.digest != self.digest
         if not differs:
-            view.since, view.table, view.pieces = None, None, {}
+            if view.since is not None or view.pieces:  # (runs per heartbeat: no new dict when nothing to clear)
+                view.since, view.table, view.pieces = None, None, {}
+                self._differing.discard(name)
         elif view.since is None:
             view.since = now
+            self._differing.add(name)
         if view.table is not None and view.pieces_for != view.digest:
             view.table = None
 

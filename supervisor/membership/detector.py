@@ -101,6 +101,18 @@ class FailureDetector:
         self._peers: dict[str, PeerState] = {
             p: PeerState(alive=True, deadline=grace) for p in sorted(peers) if p != node_name
         }
+        # No live peer's deadline is earlier than this (a lower bound, exact
+        # after each tick): a tick before it has nothing to expire and skips
+        # the O(peers) pass, and it is when the loop must wake next. Deadlines
+        # only grow while heartbeats arrive, so it stays valid without a pass
+        # per heartbeat; one set earlier (a peer rising, or first heard during
+        # the startup grace) lowers it.
+        self._earliest = grace if self._peers else math.inf
+        # Grows whenever a peer's `alive` or `confirmed` flips or the peer set
+        # changes: what the worker's judgements (fallback.judge_all) and the
+        # socket filter's strict set are computed from, so it recomputes
+        # those only then, not on every loop turn.
+        self.version = 0
 
     # -- queries ----------------------------------------------------------------
 
@@ -115,8 +127,13 @@ class FailureDetector:
         return bool(self._peers) and not any(s.alive for s in self._peers.values())
 
     def next_deadline(self) -> float:
-        """When the next live peer expires if it stays silent (inf: none alive)."""
-        return min((s.deadline for s in self._peers.values() if s.alive), default=math.inf)
+        """No live peer expires before this (inf: none alive); a tick at that time is exact again.
+
+        A lower bound, not always a deadline: a peer heard since the last
+        tick has moved its own deadline later, so waking here may find
+        nothing to expire (at most once per `dead_after` in steady state).
+        """
+        return self._earliest
 
     def ever_heard(self, peer: str) -> bool:
         state = self._peers.get(peer)
@@ -132,8 +149,10 @@ class FailureDetector:
             if self._peers.pop(gone).alive:
                 changes.append(Transition(peer=gone, alive=False, reason="removed"))
             self.replay.forget(gone)
+            self.version += 1
         for new in sorted(wanted - set(self._peers)):
             self._peers[new] = PeerState(alive=False)
+            self.version += 1
         return changes
 
     def receive(self, hb: Heartbeat, now: float) -> tuple[Dropped | None, list[Transition]]:
@@ -151,6 +170,8 @@ class FailureDetector:
             return Dropped(reason=DropReason.STALE_ECHO, detail=detail), []
         if hb.leaving:
             state.heard_at, state.streak, state.deadline = now, 0, math.inf
+            if not state.confirmed or state.alive:
+                self.version += 1
             state.confirmed = True
             if state.alive:
                 state.alive = False
@@ -160,14 +181,20 @@ class FailureDetector:
         state.streak = state.streak + 1 if in_a_row else 1
         state.heard_at = now
         state.deadline = now + self.settings.dead_after_seconds
-        if not state.alive and state.streak >= self.settings.rise:
-            state.alive = state.confirmed = True
-            return None, [Transition(peer=hb.sender, alive=True, reason="heartbeat")]
-        if not state.alive:
+        if not state.alive and state.streak < self.settings.rise:
             # Not yet risen: keep it dead, but do not let it expire while it talks.
             state.deadline = math.inf
-        else:
+            return None, []
+        if state.deadline < self._earliest:
+            # Earlier than the bound: a peer rising, or first heard during the startup grace.
+            self._earliest = state.deadline
+        if not state.alive:
+            state.alive = state.confirmed = True
+            self.version += 1
+            return None, [Transition(peer=hb.sender, alive=True, reason="heartbeat")]
+        if not state.confirmed:
             state.confirmed = True  # heard during the startup grace
+            self.version += 1
         return None, []
 
     def tick(self, now: float, busy_seconds: float = 0.0) -> list[Transition]:
@@ -181,11 +208,20 @@ class FailureDetector:
         if gap > self.settings.stall_after:
             self._forgive_stall(gap, now)
         changes: list[Transition] = []
+        if now < self._earliest:
+            return changes  # nobody can be overdue: most ticks, with many peers
+        earliest = math.inf
         for peer, state in self._peers.items():
-            if state.alive and now >= state.deadline:
+            if not state.alive:
+                continue
+            if now >= state.deadline:
                 state.alive, state.deadline, state.streak = False, math.inf, 0
                 silence = None if state.heard_at is None else now - state.heard_at
                 changes.append(Transition(peer=peer, alive=False, reason="deadline", silence_seconds=silence))
+            else:
+                earliest = min(earliest, state.deadline)
+        self._earliest = earliest
+        self.version += len(changes)
         return changes
 
     def _forgive_stall(self, gap: float, now: float) -> None:
@@ -198,3 +234,4 @@ class FailureDetector:
         for state in self._peers.values():
             if state.alive:
                 state.deadline = max(state.deadline, min(state.deadline + unobserved, cap))
+        # Deadlines only moved later, so the bound still holds; the pass below makes it exact.

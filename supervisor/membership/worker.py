@@ -129,6 +129,11 @@ class _Worker:
         self.drops = DropCounter()
         self.screen = Screen(frozenset(), self.incarnation)
         self.known: frozenset[str] = frozenset()
+        # Judgements and the socket filter's strict peers, as of detector.version
+        # `judged_version` (None: recompute; a config changes what they depend on).
+        self.judgements: dict[str, Judgement] = {}
+        self.strict: frozenset[str] = frozenset()
+        self.judged_version: int | None = None
         self.cpu = time.thread_time()
         now = time.monotonic()
         self.next_send = now
@@ -208,18 +213,19 @@ class _Worker:
                 )
             self._send_due(now)
             changed = self.reporter.mismatch(self.consistency.mismatches(now)) or changed
-            changed = self.reporter.judged(self._judgements(), now) or changed
+            if self.detector.version != self.judged_version:
+                # Only when a peer's liveness changed: O(peers) per loop turn
+                # (a turn per few datagrams) was most of the worker's CPU at 250 peers.
+                self.judged_version = self.detector.version
+                self._judge()
+                changed = self.reporter.judged(self.judgements, now) or changed
             port = self.transport.bound[1] if self.transport.bound else None
             self.reporter.isolation(self.detector, now, port=port, kubernetes=self.s.kubernetes)
         if self.detector is not None and (changed or now >= self.next_report):
             self._report(now)
             self.next_report = now + self.s.report_every_seconds
         if self.detector is not None:
-            # A peer proven alive in this run echoes our incarnation: the kernel
-            # refuses anything else from its address. Any other peer (not heard
-            # yet, dead, left) may be starting over and echo an old one.
-            strict = frozenset(p for p, s in self.detector.peers().items() if s.alive and s.heard_at is not None)
-            self.transport.set_strict(strict, self.incarnation)
+            self.transport.set_strict(self.strict, self.incarnation)
         if now >= self.next_heartbeat:
             self.reporter.put(WorkerHeartbeat(worker=self.s.worker, pid=os.getpid(), at=now))
             self.next_heartbeat = now + self.s.heartbeat_every_seconds
@@ -235,9 +241,14 @@ class _Worker:
                            count=total - before)  # fmt: skip
         self.kernel_drops = total
 
-    def _judgements(self) -> dict[str, Judgement]:
+    def _judge(self) -> None:
         assert self.detector is not None
-        return judge_all(self.detector.peers(), kubernetes=self.s.kubernetes, vouched=self.vouched)
+        peers = self.detector.peers()
+        self.judgements = judge_all(peers, kubernetes=self.s.kubernetes, vouched=self.vouched)
+        # A peer proven alive in this run echoes our incarnation: the kernel
+        # refuses anything else from its address. Any other peer (not heard
+        # yet, dead, left) may be starting over and echo an old one.
+        self.strict = frozenset(p for p, s in peers.items() if s.alive and s.heard_at is not None)
 
     def _report(self, now: float) -> None:
         assert self.detector is not None
@@ -249,7 +260,7 @@ class _Worker:
             "authenticated": self.key is not None,
             "kubernetes_fallback": self.s.kubernetes,
         }
-        self.reporter.report(now, self.detector, self.consistency, self._judgements(), status)
+        self.reporter.report(now, self.detector, self.consistency, self.judgements, status)
 
     # -- config -------------------------------------------------------------------
 
@@ -290,6 +301,7 @@ class _Worker:
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
         self.known = peers
+        self.judged_version = None  # `vouched` may have changed
         self.screen.sources = self.transport.sources
         if first:
             log.info(
