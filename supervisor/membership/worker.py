@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config.model import Config
-from supervisor.membership.codec import DropReason, Heartbeat, PacketType, decode, encode
+from supervisor.membership.codec import DropReason, Heartbeat, HeartbeatWriter, PacketType, decode
 from supervisor.membership.consistency import DEFAULT_GRACE_SECONDS, ConsistencyTracker, table_lines
 from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
@@ -116,6 +116,7 @@ class _Worker:
         self.incarnation = settings.incarnation if settings.incarnation is not None else time.time_ns()
         self.seq = 0
         self.transport = Transport(settings.node_name, ports=settings.ports, bind_address=settings.bind_address)
+        self.writer = HeartbeatWriter(settings.node_name, self.key)
         self.detector: FailureDetector | None = None
         self.consistency = ConsistencyTracker(grace_seconds=settings.consistency_grace_seconds)
         self.reporter = Reporter(
@@ -287,6 +288,7 @@ class _Worker:
                 len(peers),
             )
         self.transport.configure(config, ms.port)
+        self.writer = HeartbeatWriter(self.s.node_name, self.key)
         timing = DetectorSettings(interval_seconds=ms.interval_seconds, dead_after_seconds=ms.dead_after_seconds)
         if self.detector is None:
             self.detector = FailureDetector(
@@ -323,19 +325,14 @@ class _Worker:
         self.seq += 1
         sent_at_ns = time.time_ns()
 
+        write, incarnation, seq, digest = self.writer.write, self.incarnation, self.seq, self.consistency.digest
+        echo_of, chunk_for = detector.replay.incarnation_of, self.consistency.chunk_for
+        heartbeat = ptype is PacketType.HEARTBEAT
+
         def packet_for(peer: str) -> bytes:
-            hb = Heartbeat(
-                type=ptype,
-                sender=self.s.node_name,
-                receiver=peer,
-                incarnation=self.incarnation,
-                seq=self.seq,
-                sent_at_ns=sent_at_ns,
-                echo_incarnation=detector.replay.incarnation_of(peer),
-                digest=self.consistency.digest,
-                chunk=self.consistency.chunk_for(peer) if ptype is PacketType.HEARTBEAT else None,
-            )
-            return encode(hb, self.key)
+            return write(ptype, peer, incarnation=incarnation, seq=seq, sent_at_ns=sent_at_ns,
+                         echo_incarnation=echo_of(peer), digest=digest,
+                         chunk=chunk_for(peer) if heartbeat else None)  # fmt: skip
 
         self.transport.send_each(packet_for)
 
