@@ -9,7 +9,8 @@ heartbeat to n1 at the config's default interval, authenticated with the
 cluster key, with its own incarnation and sequence, echoing n1's incarnation
 and n1's assignment digest as it last heard them (so the tables agree and no
 table chunks are due, as in a healthy cluster). The peers' send times are
-spread evenly over the interval (in 5 ms slots), as independent nodes' are.
+at random phases of the interval (in 1 ms slots), as independent nodes'
+are.
 
 For each N, once every peer counts as alive on heartbeats in n1's /status:
 
@@ -39,6 +40,7 @@ import argparse
 import ipaddress
 import json
 import os
+import random
 import re
 import secrets
 import selectors
@@ -62,7 +64,7 @@ from supervisor.membership.keys import read_key_file  # noqa: E402
 NODE, PLAYER = "n1", "player"
 SUBNET = "10.0.0.0/16"
 DEFAULTS = MembershipSettings()
-SLOT_SECONDS = 0.005
+SLOT_SECONDS = 0.001
 DEAD = re.compile(r"^(\S+) \S+ \S+ membership\.peer_dead peer=(\S+) reason=(\S+) silence_seconds=(\S+)", re.M)
 
 
@@ -118,9 +120,12 @@ class Player:
             sock.setblocking(False)
             self.socks[name] = sock
             self.selector.register(sock, selectors.EVENT_READ, name)
-        # Peer k sends in slot k mod slots: spread over the interval like independent nodes.
+        # Each peer sends at its own random phase of the interval (1 ms slots), as independent nodes do.
         slots = max(1, round(interval / SLOT_SECONDS))
-        self.slots: list[list[str]] = [self.names[k::slots] for k in range(slots)]
+        self.slots: list[list[str]] = [[] for _ in range(slots)]
+        phases = random.Random(n)
+        for name in self.names:
+            self.slots[phases.randrange(slots)].append(name)
 
     def send(self, name: str) -> None:
         self.seq[name] += 1
