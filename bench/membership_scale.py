@@ -15,7 +15,9 @@ are.
 For each N, once every peer counts as alive on heartbeats in n1's /status:
 
 1. over `--window` seconds: the membership worker's CPU (utime + stime from
-   /proc/<pid>/stat) as % of one core, the supervisor's and the whole node's
+   /proc/<pid>/stat, and each apart: `sys` includes the kernel delivering
+   every sent datagram through the veth pair to the player, which a real NIC
+   does not do in the sender's time) as % of one core, the supervisor's and the whole node's
    (every process of its session), the worker's RSS/PSS (smaps_rollup),
    bytes/s on n1's eth0, the size of n1's /status;
 2. `false deaths`: `membership.peer_dead` lines in n1's log during the window
@@ -191,9 +193,11 @@ def play_main(args: argparse.Namespace) -> int:
 # -- the driver -------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
 
 
 def session_pids(sid: int) -> list[int]:
@@ -284,12 +288,13 @@ class Run:
         wire = self.wire_bytes() - wire
         rss, pss = memory_mib(worker)
 
-        def pct(pid: int) -> float:
-            return 100 * (after[pid] - before[pid]) / elapsed
+        def pct(pid: int, part: int | None = None) -> float:
+            used = [a - b for a, b in zip(after[pid], before[pid], strict=True)]
+            return 100 * (sum(used) if part is None else used[part]) / elapsed
 
-        return {"worker_cpu": pct(worker), "supervisor_cpu": pct(self.node.pid),
-                "node_cpu": sum(pct(p) for p in after if p in before), "rss": rss, "pss": pss,
-                "wire_bps": wire / elapsed, "status_bytes": size}  # fmt: skip
+        return {"worker_cpu": pct(worker), "worker_user": pct(worker, 0), "worker_sys": pct(worker, 1),
+                "supervisor_cpu": pct(self.node.pid), "node_cpu": sum(pct(p) for p in after if p in before),
+                "rss": rss, "pss": pss, "wire_bps": wire / elapsed, "status_bytes": size}  # fmt: skip
 
     def deaths(self, count: int) -> tuple[list[tuple[float, float]], int]:
         """Silence `count` peers one by one; [(silence, after last send)] and false deaths."""
@@ -345,7 +350,7 @@ def main() -> int:
     print(f"{os.cpu_count()} cores, load average {Path('/proc/loadavg').read_text().split()[0]} at start; "
           f"interval {DEFAULTS.interval_seconds:g} s, deadline {DEFAULTS.dead_after_seconds:g} s (defaults); "
           f"{args.window:g} s windows, {args.deaths} deaths per count")
-    print(f"{'peers':>5} | {'worker %core':>12} {'ratio':>6} | {'sup. %':>6} {'node %':>6} | "
+    print(f"{'peers':>5} | {'worker %core':>12} {'user':>5} {'sys':>5} {'ratio':>6} | {'sup. %':>6} {'node %':>6} | "
           f"{'RSS MiB':>7} {'PSS MiB':>7} | {'wire B/s':>9} {'/status B':>9} | "
           f"{'false':>5} | detection: silence / after last send (s)")
     base: float | None = None
@@ -366,7 +371,8 @@ def main() -> int:
             detection = ", ".join(f"{s:.3f}/{a:.3f}" for s, a in found) or "not detected"
             if len(found) < args.deaths:
                 detection += f" ({args.deaths - len(found)} not detected)"
-            print(f"{n:5d} | {m['worker_cpu']:12.2f} {ratio:6.1f} | {m['supervisor_cpu']:6.2f} {m['node_cpu']:6.2f} | "
+            print(f"{n:5d} | {m['worker_cpu']:12.2f} {m['worker_user']:5.2f} {m['worker_sys']:5.2f} {ratio:6.1f} | "
+                  f"{m['supervisor_cpu']:6.2f} {m['node_cpu']:6.2f} | "
                   f"{m['rss']:7.1f} {m['pss']:7.1f} | {m['wire_bps']:9.0f} {m['status_bytes']:9.0f} | "
                   f"{false:5d} | {detection}   (player: {played})", flush=True)  # fmt: skip
     finally:
