@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from supervisor.membership.codec import MIN_PACKET, DropReason, Heartbeat, PacketType, encode
-from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_turn
+from supervisor.membership.receiving import (
+    TURNS_PER_SECOND,
+    DropCounter,
+    Screen,
+    TurnBudget,
+    receive_gap,
+    receive_turn,
+)
 
 PEER = ("10.0.0.2", 7946)
 STRANGER = ("10.0.0.66", 40000)
@@ -176,3 +183,23 @@ def test_the_screen_follows_a_new_incarnation() -> None:
     assert screen.incarnation == INCARNATION + 5
     assert screen(genuine(1), PEER) is DropReason.STALE_ECHO
     assert screen(genuine(1, echo=INCARNATION + 5), PEER) is None
+
+
+@pytest.mark.parametrize(
+    ("peers", "interval", "gap"),
+    [
+        (2, 0.1, 0.0),  # 20 datagrams/s: each read as it arrives
+        (20, 0.1, 0.0),  # 200/s: still
+        (21, 0.1, 1 / TURNS_PER_SECOND),  # past TURNS_PER_SECOND: read in batches, at most every 5 ms
+        (250, 0.1, 0.005),
+        (200, 1.0, 0.0),  # the rate counts, not the peers: 200/s at a 1 s interval
+        (250, 1.0, 0.005),
+        (0, 0.1, 0.0),
+    ],
+    ids=["2-peers", "20-peers", "21-peers", "250-peers", "200-peers-1s", "250-peers-1s", "alone"],
+)
+def test_the_receive_gap_only_batches_when_datagrams_come_faster_than_the_turn_rate(
+    peers: int, interval: float, gap: float
+) -> None:
+    assert receive_gap(peers, interval) == gap
+

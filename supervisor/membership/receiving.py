@@ -43,6 +43,28 @@ class TurnBudget:
     max_seconds: float = 0.005
 
 
+# A loop turn costs more than reading one datagram (select, the tick): with
+# many peers their heartbeats arrive a fraction of a millisecond apart, and a
+# turn per datagram was most of the worker's CPU (docs/failover.md, "Cluster
+# size"). Past this many expected datagrams a second, the loop reads in turns
+# at most this often; below it, every datagram is read the moment it arrives.
+TURNS_PER_SECOND = 200
+
+
+def receive_gap(peers: int, interval_seconds: float) -> float:
+    """How long the loop leaves the socket unread after a receive turn (0: read as datagrams arrive).
+
+    Peers' heartbeats arrive `peers / interval_seconds` times a second. Up to
+    TURNS_PER_SECOND of them, 0; above, 1 / TURNS_PER_SECOND (5 ms): a heartbeat
+    is then counted up to 5 ms after it arrived, so a death is detected up to
+    5 ms later, and what arrives is read in batches. The loop still reads
+    before it judges a deadline, whatever the gap.
+    """
+    if interval_seconds <= 0 or peers / interval_seconds <= TURNS_PER_SECOND:
+        return 0.0
+    return 1.0 / TURNS_PER_SECOND
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnResult:
     received: int

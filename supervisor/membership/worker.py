@@ -38,7 +38,7 @@ from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
 from supervisor.membership.inbox import InboxReader
 from supervisor.membership.keys import KeyFileError, key_problem, read_key_file
-from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_turn
+from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_gap, receive_turn
 from supervisor.membership.reporting import Reporter
 from supervisor.membership.transport import Transport
 from supervisor.messages import AllocationDone, ConfigLoaded, Control, WorkerFailed, WorkerHeartbeat
@@ -142,14 +142,20 @@ class _Worker:
         self.next_heartbeat = now
         self.next_drops = now + settings.drops_every_seconds
         self.kernel_drops = 0
+        self.receive_gap = 0.0  # receiving.receive_gap for the configured peers
+        self.next_receive = now
 
     # -- the loop ---------------------------------------------------------------
 
     def loop(self, reader: InboxReader) -> None:
         while True:
             sock = self.transport.sock
-            waits: list[Any] = [reader.wake_r] + ([sock] if sock else [])
+            # During the receive gap (many peers) the socket waits, its datagrams batch up.
+            listening = sock is not None and time.monotonic() >= self.next_receive
+            waits: list[Any] = [reader.wake_r] + ([sock] if listening else [])
             due = [self.next_heartbeat, self.next_report]
+            if sock is not None and not listening:
+                due.append(self.next_receive)
             if self.detector is not None:
                 # Wake exactly at the next deadline: detection costs no extra loop turn.
                 due += [self.next_send, self.detector.next_deadline()]
@@ -157,7 +163,9 @@ class _Worker:
             ready, _, _ = select.select(waits, [], [], timeout)
             now = time.monotonic()
             self._send_due(now)
-            if sock is not None and sock in ready:
+            # Before a deadline is judged, whatever is queued counts, gap or not.
+            judging = self.detector is not None and now >= self.detector.next_deadline()
+            if sock is not None and (sock in ready or now >= self.next_receive or judging):
                 self._receive(now)
             if reader.wake_r in ready:
                 reader.drain_wakeups()
@@ -303,6 +311,7 @@ class _Worker:
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
         self.known = peers
+        self.receive_gap = receive_gap(len(peers), ms.interval_seconds)
         self.judged_version = None  # `vouched` may have changed
         self.screen.sources = self.transport.sources
         if first:
@@ -337,6 +346,7 @@ class _Worker:
         self.transport.send_each(packet_for)
 
     def _receive(self, now: float) -> None:
+        self.next_receive = now + self.receive_gap
         detector = self.detector
         if detector is None:
             # No config yet: nothing can be judged, so read nothing; the kernel's
