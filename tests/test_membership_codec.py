@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import itertools
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.membership import codec
 from supervisor.membership.codec import (
     MAX_CHUNK,
     MAX_PACKET,
@@ -308,3 +310,9 @@ def test_the_writer_refuses_what_encode_refuses() -> None:
         writer.write(PacketType.HEARTBEAT, "b", incarnation=1, seq=1, sent_at_ns=1, echo_incarnation=0,
                      digest=b"short")  # fmt: skip
 
+
+
+@given(key=st.binary(min_size=1, max_size=200), body=st.binary(max_size=2000))
+def test_the_precomputed_mac_is_hmac_sha256(key: bytes, body: bytes) -> None:
+    # Keys shorter than, equal to and longer than SHA-256's 64-byte block.
+    assert codec._mac(key, body) == hmac.digest(key, body, "sha256")
