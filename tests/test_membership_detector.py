@@ -349,6 +349,19 @@ _ACTIONS = st.sampled_from(["beat", "leave", "restart", "tick", "silent"])
 _STEPS = st.lists(st.tuples(st.integers(0, 3), _ACTIONS, st.floats(0.0, 0.5)), max_size=80)
 
 
+def act(det: FailureDetector, peer: Peer, action: str, now: float, busy: float = 0.0) -> list[Transition]:
+    """One step of a random run; a tick's transitions."""
+    if action == "beat":
+        det.receive(peer.beat(), now)
+    elif action == "leave":
+        det.receive(peer.beat(PacketType.LEAVING), now)
+    elif action == "restart":
+        peer.restart()
+    elif action == "tick":
+        return det.tick(now, busy)
+    return []
+
+
 @given(steps=_STEPS, busy=st.floats(0.0, 0.2))
 @settings(max_examples=200, deadline=None)
 def test_a_tick_expires_exactly_the_overdue_live_peers_and_next_deadline_is_a_lower_bound(
@@ -360,18 +373,11 @@ def test_a_tick_expires_exactly_the_overdue_live_peers_and_next_deadline_is_a_lo
     peers = [Peer(n) for n in names]
     for index, action, wait in steps:
         clock.advance(wait)
-        peer = peers[index]
-        if action == "beat":
-            det.receive(peer.beat(), clock.now)
-        elif action == "leave":
-            det.receive(peer.beat(PacketType.LEAVING), clock.now)
-        elif action == "restart":
-            peer.restart()
-        elif action == "tick":
-            before = {n: (s.alive, s.deadline) for n, s in det.peers().items()}
-            stall = clock.now - det._last_tick - busy > SETTINGS.stall_after
-            looked = stall or clock.now >= det.next_deadline()
-            changes = det.tick(clock.now, busy)
+        before = {n: (s.alive, s.deadline) for n, s in det.peers().items()}
+        stall = clock.now - det._last_tick - busy > SETTINGS.stall_after
+        looked = stall or clock.now >= det.next_deadline()
+        changes = act(det, peers[index], action, clock.now, busy)
+        if action == "tick":
             if not stall:
                 # Without a stall nothing moved deadlines: exactly the overdue live peers die.
                 overdue = {n for n, (alive, deadline) in before.items() if alive and clock.now >= deadline}
@@ -400,15 +406,7 @@ def test_version_grows_whenever_a_judgement_input_flips(steps: list[tuple[int, s
     for index, action, wait in steps:
         clock.advance(wait)
         before, version = inputs(), det.version
-        peer = peers[index]
-        if action == "beat":
-            det.receive(peer.beat(), clock.now)
-        elif action == "leave":
-            det.receive(peer.beat(PacketType.LEAVING), clock.now)
-        elif action == "restart":
-            peer.restart()
-        elif action == "tick":
-            det.tick(clock.now)
+        act(det, peers[index], action, clock.now)
         after = inputs()
         # heard_at matters only for a live peer (the socket filter's strict set).
         strict_before = {n for n, (alive, _, heard) in before.items() if alive and heard}
