@@ -363,14 +363,15 @@ def main() -> int:
             run = Run(lab, workdir, n, key)
             try:
                 m = run.measure(args.window)
-                found, false = run.deaths(args.deaths)
+                deaths = min(args.deaths, n - 1)  # one peer always keeps talking
+                found, false = run.deaths(deaths)
             finally:
                 played = run.stop()
             base = m["worker_cpu"] if base is None else base
             ratio = m["worker_cpu"] / base if base else float("nan")
             detection = ", ".join(f"{s:.3f}/{a:.3f}" for s, a in found) or "not detected"
-            if len(found) < args.deaths:
-                detection += f" ({args.deaths - len(found)} not detected)"
+            if len(found) < deaths:
+                detection += f" ({deaths - len(found)} not detected)"
             print(f"{n:5d} | {m['worker_cpu']:12.2f} {m['worker_user']:5.2f} {m['worker_sys']:5.2f} {ratio:6.1f} | "
                   f"{m['supervisor_cpu']:6.2f} {m['node_cpu']:6.2f} | "
                   f"{m['rss']:7.1f} {m['pss']:7.1f} | {m['wire_bps']:9.0f} {m['status_bytes']:9.0f} | "
