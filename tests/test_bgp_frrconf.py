@@ -124,6 +124,15 @@ CASES: dict[str, list[str]] = {
         peer("  peerASN: 64501\n  nodeSelectors: [{matchLabels: {rack: b}}]\n"), adv()],
     "advertisement-node-selector-excludes": [peer(), adv("  nodeSelectors: [{matchLabels: {rack: b}}]\n")],
     "no-routes": [peer()],
+    "dual-stack-address-family": [peer("  peerASN: 64501\n  dualStackAddressFamily: true\n"), adv()],
+    "ipv6-peer-dual-stack": [peer("  peerASN: 64501\n  dualStackAddressFamily: true\n", address="2001:db8:ff::1"),
+                             adv()],
+    "ipv6-peer-ibgp": [peer("  peerASN: 64500\n", address="2001:db8:ff::1"), adv()],
+    "disable-mp": [peer("  peerASN: 64501\n  disableMP: true\n"), adv()],
+    "local-asn": [peer("  peerASN: 64501\n  localASN: 64999\n"), adv()],
+    "interface-unnumbered": [PEER.format(name="tor", address="null", extra="  peerASN: 64501\n  interface: eth1\n")
+                             .replace("  peerAddress: null\n", ""), adv()],
+    "two-peers-one-per-family": [peer(), peer(name="tor6", address="2001:db8:ff::1"), adv()],
 }
 
 
@@ -131,6 +140,8 @@ def rendered(case: str) -> str:
     docs = [d for text in (BASE, *CASES[case]) for d in yaml.safe_load_all(text) if d]
     config, diagnostics = parse_objects(docs)
     assert not [d for d in diagnostics if d.is_error], diagnostics
+    if case != "disable-mp":
+        assert not diagnostics, diagnostics
     view = AnnouncerView(node_name="n1", mode="standalone", config=config, members=frozenset({"n1", "n2"}),
                          assignments=(Assignment(service=WEB, pool="pool",
                                                  ips=(ipaddress.ip_address("192.0.2.10"),
@@ -177,3 +188,33 @@ def test_unreadable_secret_skips_the_peer_and_says_which() -> None:
     text = rendered("password-secret-unreadable")
     assert "metallb-system/missing could not be read" in text
     assert "neighbor 198.51.100.1" not in text
+
+
+def test_disable_mp_is_deprecated_and_changes_nothing() -> None:
+    # MetalLB's FRR mode: one family per session is the default, disableMP has no effect.
+    assert rendered("disable-mp") == rendered("basic")
+    docs = [d for text in (BASE, *CASES["disable-mp"]) for d in yaml.safe_load_all(text) if d]
+    _, diagnostics = parse_objects(docs)
+    assert [d.message for d in diagnostics if not d.is_error] == [
+        "spec.disableMP is deprecated and has no effect: a session carries only its address's family unless "
+        "spec.dualStackAddressFamily is true; remove it"]
+
+
+def test_a_session_gets_its_own_family_unless_dual_stack() -> None:
+    basic = rendered("basic")
+    assert "address-family ipv6 unicast" not in basic and "2001:db8::10" not in basic
+    dual = rendered("dual-stack-address-family")
+    v6 = dual.split(" address-family ipv6 unicast", 1)[1].split("exit-address-family", 1)[0]
+    assert "network 2001:db8::10/128" in v6 and "neighbor 198.51.100.1 activate" in v6
+    both = rendered("two-peers-one-per-family")
+    v4 = both.split(" address-family ipv4 unicast", 1)[1].split("exit-address-family", 1)[0]
+    v6 = both.split(" address-family ipv6 unicast", 1)[1].split("exit-address-family", 1)[0]
+    assert "neighbor 198.51.100.1 activate" in v4 and "2001:db8:ff::1" not in v4
+    assert "neighbor 2001:db8:ff::1 activate" in v6 and "198.51.100.1 " not in v6
+
+
+def test_local_asn_and_unnumbered_sessions() -> None:
+    assert " neighbor 198.51.100.1 local-as 64999 no-prepend replace-as\n" in rendered("local-asn")
+    unnumbered = rendered("interface-unnumbered")
+    assert " neighbor eth1 interface remote-as 64501\n" in unnumbered
+    assert unnumbered.count("  neighbor eth1 activate\n") == 2  # both families, as MetalLB does

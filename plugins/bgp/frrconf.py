@@ -7,7 +7,10 @@ statement (import check off, so FRR advertises a prefix no local route
 covers); per neighbor an outbound route-map that lets out only that
 neighbor's prefixes and sets their local preference and (large) communities,
 and an inbound route-map that accepts nothing (a speaker does not route);
-one `bfd` block with the BFDProfiles the peers name.
+one `bfd` block with the BFDProfiles the peers name. A neighbor is activated
+in its own address's family only (both with dualStackAddressFamily, and for
+an unnumbered `neighbor IFACE interface`), with localASN as `local-as N
+no-prepend replace-as`, as MetalLB does.
 
 The output is deterministic (sorted everywhere) so that an unchanged plan
 renders byte-identical text and the plugin reloads FRR only on change.
@@ -49,12 +52,17 @@ def _remote_as(session: Session) -> str:
 
 
 def _neighbor_lines(session: Session, password: str | None, bfd_profiles: frozenset[str]) -> list[str]:
-    n = f" neighbor {session.peer_address}"
-    lines = [f"{n} remote-as {_remote_as(session)}"]
+    n = f" neighbor {session.neighbor}"
+    # Unnumbered (MetalLB's `neighbor IFACE interface remote-as`): FRR finds the router on the link.
+    lines = [f"{n} interface remote-as {_remote_as(session)}" if session.interface
+             else f"{n} remote-as {_remote_as(session)}"]
     if session.peer_port != 179:
         lines.append(f"{n} port {session.peer_port}")
     if session.ebgp_multihop:
         lines.append(f"{n} ebgp-multihop")
+    if session.local_asn is not None:
+        # MetalLB's form: the peer sees only local_asn, in the OPEN and in the AS path.
+        lines.append(f"{n} local-as {session.local_asn} no-prepend replace-as")
     if session.source_address is not None:
         lines.append(f"{n} update-source {session.source_address}")
     lines.append(f"{n} timers {_seconds(session.keepalive_time_seconds)} {_seconds(session.hold_time_seconds)}")
@@ -68,7 +76,19 @@ def _neighbor_lines(session: Session, password: str | None, bfd_profiles: frozen
             lines.append(f"{n} bfd profile {session.bfd_profile}")
     if session.graceful_restart:
         lines.append(f"{n} graceful-restart")
+    if _disable_connected_check(session):
+        lines.append(f"{n} disable-connected-check")
     return lines
+
+
+def _disable_connected_check(session: Session) -> bool:
+    """MetalLB's rule: an IPv6-only single-hop eBGP session skips FRR's connected check (the
+    peer's global IPv6 address need not be on a connected subnet of this node)."""
+    if session.families != (6,) or session.ebgp_multihop or session.interface:
+        return False
+    if session.dynamic_asn:
+        return session.dynamic_asn == "external"
+    return session.peer_asn != session.my_asn
 
 
 def _family(version: int) -> str:
@@ -201,12 +221,15 @@ def render(plan: Plan, config: Config, *, hostname: str, passwords: Mapping[str,
             routers += _neighbor_lines(session, session.password or passwords.get(session.peer), bfd_names)
             policies += _policy(session, routes_of.get(session.peer, []))
         for version in (4, 6):
-            wanted = {r.prefix for s in kept for r in routes_of.get(s.peer, []) if r.prefix.version == version}
+            active = [s for s in kept if version in s.families]
+            if not active:
+                continue
+            wanted = {r.prefix for s in active for r in routes_of.get(s.peer, []) if r.prefix.version == version}
             prefixes = sorted(wanted, key=lambda p: int(p.network_address))
             routers += [" !", f" address-family {_family(version)} unicast"]
             routers += [f"  network {p}" for p in prefixes]
-            for session in kept:
-                n = f"  neighbor {session.peer_address}"
+            for session in active:
+                n = f"  neighbor {session.neighbor}"
                 routers += [f"{n} activate", f"{n} route-map metalloid-{_name(session.peer)}-in in",
                             f"{n} route-map metalloid-{_name(session.peer)}-out out"]
             routers.append(" exit-address-family")

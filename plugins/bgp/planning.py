@@ -5,7 +5,8 @@ Everything a BGP speaker needs is computed here from the host's facts
 dynamic ASN, router id, source address, hold, keepalive and connect times,
 password, multihop, BFD profile, graceful restart, VRF) and, per session, the
 routes (prefix after aggregation, next hop, local preference, communities, the
-services behind it). Shared by the `bgp` plugin (which renders them as FRR
+services behind it; only the session's address families: the peer address's
+family, both with dualStackAddressFamily or over an interface). Shared by the `bgp` plugin (which renders them as FRR
 configuration) and the `bgp_stub` reference plugin (which records them). No I/O here.
 
 MetalLB's BGP rules kept: every eligible node announces (no election); an
@@ -38,7 +39,8 @@ class Session:
     """One BGP session this node would hold: all a speaker needs to open it."""
 
     peer: str
-    peer_address: IPAddress
+    # None for an unnumbered session over `interface` (FRR finds the router on that link).
+    peer_address: IPAddress | None
     peer_port: int
     peer_asn: int
     my_asn: int
@@ -56,6 +58,16 @@ class Session:
     # (namespace, name) of spec.passwordSecret: the plugin resolves it.
     password_secret: tuple[str, str] | None = None
     password: str | None = field(default=None, repr=False)
+    interface: str = ""
+    local_asn: int | None = None
+    # The address families this session exchanges routes of: its address's (MetalLB's default),
+    # both with dualStackAddressFamily or over an interface (unnumbered, as MetalLB does).
+    families: tuple[int, ...] = (4,)
+
+    @property
+    def neighbor(self) -> str:
+        """FRR's name for the neighbor: the peer address, or the interface of an unnumbered session."""
+        return self.interface or str(self.peer_address)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,11 +118,19 @@ def sessions_for(view: AnnouncerView) -> tuple[Session, ...]:
             graceful_restart=p.enable_graceful_restart,
             password_secret=p.password_secret,
             password=p.password,
+            interface=p.interface,
+            local_asn=p.local_asn,
+            families=_families(p),
         )
         for p in sorted(view.config.bgp_peers, key=lambda p: p.name)
-        # Unnumbered sessions (spec.interface) are kept but not modelled.
-        if _selected(p.node_selectors, labels) and p.peer_address is not None
+        if _selected(p.node_selectors, labels)
     )
+
+
+def _families(peer: BGPPeer) -> tuple[int, ...]:
+    if peer.interface or peer.dual_stack_address_family or peer.peer_address is None:
+        return (4, 6)
+    return (peer.peer_address.version,)
 
 
 def _prefix(ip: IPAddress, adv: BGPAdvertisement) -> IPNetwork:
@@ -157,6 +177,12 @@ def plan(view: AnnouncerView) -> Plan:
                 if adv.peers and session.peer not in adv.peers:
                     continue
                 for ip in assignment.ips:
+                    if ip.version not in session.families:
+                        # MetalLB's FRR mode: a session carries its own family only, unless dual stack.
+                        skipped.append((assignment.service, f"{ip} is IPv{ip.version}; BGPPeer {session.peer} "
+                                                            f"carries IPv{session.families[0]} only (set "
+                                                            "dualStackAddressFamily to send both)"))
+                        continue
                     key = (session.peer, _prefix(ip, adv), adv.local_pref, _communities(config, adv))
                     merged.setdefault(key, []).append(assignment.service)
                     advertised = True

@@ -51,7 +51,7 @@ class BGPStubAnnouncer:
     def _export_metrics(self, view: AnnouncerView) -> None:
         for session in self.plan.sessions:
             count = sum(1 for r in self.plan.routes if r.peer == session.peer)
-            labels = {"peer": f"{session.peer_address}:{session.peer_port}"}
+            labels = {"peer": f"{session.neighbor}:{session.peer_port}"}
             # The stub never establishes a session: like MetalLB's speaker with a
             # session down, it advertises nothing, sends no UPDATE, and every
             # route it would advertise is pending. Saying so is the truth.
@@ -72,7 +72,7 @@ class BGPStubAnnouncer:
             "sockets_ready": True,
             "sessions": [
                 {
-                    "peer": s.peer, "address": str(s.peer_address), "port": s.peer_port, "peer_asn": s.peer_asn,
+                    "peer": s.peer, "address": s.neighbor, "port": s.peer_port, "peer_asn": s.peer_asn,
                     "my_asn": s.my_asn, "router_id": s.router_id, "hold_time_seconds": s.hold_time_seconds,
                     "keepalive_time_seconds": s.keepalive_time_seconds, "ebgp_multihop": s.ebgp_multihop,
                     "password_set": s.password_set, "vrf": s.vrf,

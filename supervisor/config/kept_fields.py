@@ -46,14 +46,6 @@ class KeptField:
 KEPT_NOT_ACTED_ON: tuple[KeptField, ...] = (
     KeptField(kind="BGPAdvertisement", path="spec.serviceSelectors",
               metallb_effect="advertise only the Services matching one of the selectors through this advertisement"),
-    KeptField(kind="BGPPeer", path="spec.localASN",
-              metallb_effect="announce this AS number to the peer instead of myASN (local-as)"),
-    KeptField(kind="BGPPeer", path="spec.interface",
-              metallb_effect="open an unnumbered BGP session over this node interface"),
-    KeptField(kind="BGPPeer", path="spec.disableMP",
-              metallb_effect="open separate sessions for IPv4 and IPv6 routes"),
-    KeptField(kind="BGPPeer", path="spec.dualStackAddressFamily",
-              metallb_effect="exchange routes of both families over this session"),
 )
 
 

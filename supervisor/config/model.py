@@ -230,6 +230,10 @@ class BGPPeer:
     enable_graceful_restart: bool = False
     vrf: str = ""
     bfd_profile: str = ""  # acted on by the bgp plugin (FRR's bfdd)
+    # The AS number announced to this peer instead of my_asn (FRR's `local-as`); None: my_asn.
+    local_asn: int | None = None
+    # Exchange both families' routes over this session (else only its address's family).
+    dual_stack_address_family: bool = False
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)

@@ -463,11 +463,14 @@ def _peer(top: Fields, out: _Collected) -> None:
         if password and secret.get_str("name"):
             spec.ctx.error(spec.line_of("passwordSecret"), "spec.password and spec.passwordSecret exclude each "
                                                            "other; keep one")
-    # Validated only: these are kept but not acted on (see kept_fields).
-    spec.get_int("localASN", None, low=1, high=_ASN_MAX)
+    local_asn = spec.get_int("localASN", None, low=1, high=_ASN_MAX)
     graceful_restart = spec.get_bool("enableGracefulRestart", False)
-    spec.get_bool("disableMP", False)
-    spec.get_bool("dualStackAddressFamily", False)
+    if spec.get_bool("disableMP", False):
+        # MetalLB's words: separate sessions per family are what a peer gets anyway.
+        spec.ctx.warning(spec.line_of("disableMP"), "spec.disableMP is deprecated and has no effect: a session "
+                                                    "carries only its address's family unless "
+                                                    "spec.dualStackAddressFamily is true; remove it")
+    dual_stack = spec.get_bool("dualStackAddressFamily", False)
     bfd_profile = spec.get_str("bfdProfile", "") or ""
     vrf = spec.get_str("vrf", "") or ""
     selectors = parse_selectors(spec, "nodeSelectors")
@@ -494,6 +497,8 @@ def _peer(top: Fields, out: _Collected) -> None:
         enable_graceful_restart=bool(graceful_restart),
         vrf=vrf,
         bfd_profile=bfd_profile,
+        local_asn=local_asn,
+        dual_stack_address_family=bool(dual_stack),
         node_selectors=selectors,
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
