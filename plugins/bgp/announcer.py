@@ -7,7 +7,9 @@ the desired state. A worker thread owns every slow thing (starting FRR's
 daemons, `frr-reload.py`, `vtysh` queries), so `update()` and `tick()` never
 block the host's loop: it applies the latest desired text when it differs from
 the last applied one (so FRR is reloaded only on change, and a burst of
-updates costs one reload), restarts a managed FRR whose daemon died and
+updates costs one reload) -- the first time, and after FRR restarted, whole
+through frr-reload.py, then only the difference through one `vtysh -f`
+(`plugins.bgp.frrdelta`), falling back to frr-reload.py if that fails -- restarts a managed FRR whose daemon died and
 re-applies the whole configuration to it, and polls the sessions every
 `poll_seconds` for /status and the `metallb_bgp_*` metrics.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from typing import Any, ClassVar
 
 from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, secret_password, settings_from
 from plugins.bgp.frrconf import render
+from plugins.bgp.frrdelta import compute
 from plugins.bgp.planning import Plan, Route, plan
 from plugins.bgp.speakermetrics import (
     ANNOUNCED_PREFIXES,
@@ -56,6 +60,10 @@ class Snapshot:
     applied_at: float | None = None
     reloads: int = 0
     last_reload_seconds: float | None = None
+    # How the last change went in: "delta" (vtysh -f of the difference) or "full" (frr-reload.py).
+    last_apply: str = ""
+    last_apply_lines: int = 0
+    delta_failures: int = 0
     frr_restarts: int = 0
     error: str | None = None
     ready: bool = False
@@ -201,12 +209,30 @@ class BGPAnnouncer:
         if desired is None or desired == self._applied:
             return
         started = time.monotonic()
-        self.frr.apply(desired)
+        how, lines, failures = self._apply(desired)
         took = time.monotonic() - started
         self._applied = desired
-        self.host.log.info("bgp.frr_reloaded seconds=%.3f lines=%d", took, desired.count("\n"))
+        self.host.log.info("bgp.frr_reloaded seconds=%.3f how=%s lines=%d", took, how, lines)
         self.snapshot = replace(self.snapshot, applied_at=time.time(), reloads=self.snapshot.reloads + 1,
-                                last_reload_seconds=took, error=None, ready=True)
+                                last_reload_seconds=took, last_apply=how, last_apply_lines=lines,
+                                delta_failures=self.snapshot.delta_failures + failures, error=None, ready=True)
+
+    def _apply(self, desired: str) -> tuple[str, int, int]:
+        """Apply `desired`: only its difference from what FRR runs when that is known (after a
+        first full apply by this process, and no FRR restart since), else, or when the difference
+        fails, the whole of it through frr-reload.py. (how, configuration lines sent, delta failures)."""
+        if self._applied is not None:
+            delta = compute(self._applied, desired)
+            try:
+                self.frr.apply_delta(delta.script, desired)
+                return "delta", delta.removed + delta.added, 0
+            except (FRRError, OSError, subprocess.TimeoutExpired) as exc:
+                self.host.log.error("bgp.frr_delta_failed error=%s removed=%d added=%d action=full_reload",
+                                    exc, delta.removed, delta.added)
+                self.frr.apply(desired)
+                return "full", desired.count("\n"), 1
+        self.frr.apply(desired)
+        return "full", desired.count("\n"), 0
 
     # -- reporting --------------------------------------------------------------
 
@@ -217,8 +243,8 @@ class BGPAnnouncer:
         self._exported = snapshot
         frr_state = {(n.address, n.vrf): n for n in snapshot.neighbors}
         for session in self.plan.sessions:
-            label = {"peer": f"{session.peer_address}:{session.peer_port}"}
-            neighbor = frr_state.get((str(session.peer_address), session.vrf))
+            label = {"peer": f"{session.neighbor}:{session.peer_port}"}
+            neighbor = frr_state.get((session.neighbor, session.vrf))
             pending = sum(1 for r in self.plan.routes if r.peer == session.peer)
             self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", label,
                             1 if neighbor is not None and neighbor.established else 0)
@@ -243,11 +269,11 @@ class BGPAnnouncer:
         skipped = dict(self._skipped)
         sessions = []
         for s in self.plan.sessions:
-            neighbor = frr_state.get((str(s.peer_address), s.vrf))
+            neighbor = frr_state.get((s.neighbor, s.vrf))
             state = neighbor.state if neighbor else ("not configured: " + skipped[s.peer] if s.peer in skipped
                                                       else "unknown (FRR not answering yet)")
             sessions.append({
-                "peer": s.peer, "address": str(s.peer_address), "port": s.peer_port,
+                "peer": s.peer, "address": s.neighbor, "port": s.peer_port,
                 "peer_asn": s.peer_asn or s.dynamic_asn, "my_asn": s.my_asn, "router_id": s.router_id,
                 "hold_time_seconds": s.hold_time_seconds, "keepalive_time_seconds": s.keepalive_time_seconds,
                 "ebgp_multihop": s.ebgp_multihop, "password_set": s.password_set, "vrf": s.vrf,
@@ -262,6 +288,8 @@ class BGPAnnouncer:
                 "run_dir": str(self.frr.run_dir), "managed": self.frr.settings.manage_daemons,
                 "pids": self.frr.pids() if self.frr.settings.manage_daemons else {},
                 "reloads": snapshot.reloads, "last_reload_seconds": snapshot.last_reload_seconds,
+                "last_apply": snapshot.last_apply, "last_apply_lines": snapshot.last_apply_lines,
+                "delta_failures": snapshot.delta_failures,
                 "restarts": snapshot.frr_restarts, "error": snapshot.error,
                 "in_sync": self._applied is not None and self._applied == self._desired,
             },
@@ -282,14 +310,16 @@ class BGPAnnouncer:
         if handover and self._desired is not None and self._applied is not None:
             withdrawn = replace(self.plan, routes=())
             try:
-                text = render(withdrawn, self._config, hostname=self.host.node_name).text
+                # The same passwords, so that only the routes change (no session is reset).
+                text = render(withdrawn, self._config, hostname=self.host.node_name,
+                              passwords=self._passwords()).text
                 self._stopping.set()
                 self._wake.set()
                 if self._worker is not None:
                     self._worker.join(timeout=10)
-                self.frr.apply(text)
-                self.host.log.info("bgp.withdrawn_all routes=%d", len(self.plan.routes))
-            except (FRRError, OSError) as exc:
+                how, lines, _ = self._apply(text)
+                self.host.log.info("bgp.withdrawn_all routes=%d how=%s lines=%d", len(self.plan.routes), how, lines)
+            except (FRRError, OSError, subprocess.TimeoutExpired) as exc:
                 self.host.log.error("bgp.withdraw_failed error=%s", exc)
         self._stopping.set()
         self._wake.set()

@@ -11,9 +11,14 @@ Two ways to run, chosen by the AnnouncerConfig setting `manage_daemons`:
   belong to someone else; the plugin only writes `run_dir/frr.conf` and
   applies it through the vty sockets in `run_dir`.
 
-Either way a configuration is applied with FRR's own `frr-reload.py
---reload`, which diffs the running configuration against the file and runs
-only the difference, as MetalLB's reloader does.
+Either way a configuration is applied in one of two ways. `apply` runs FRR's
+own `frr-reload.py --reload`, which reads the running configuration back,
+diffs it against the file and runs the difference, as MetalLB's reloader
+does; it is right whatever FRR runs, and slow (it diffs in Python twice and
+runs every removal as its own vtysh process). `apply_delta` sends a script
+computed by `frrdelta` (the difference from the configuration this plugin
+applied last) through one `vtysh -f`; the announcer uses it while it knows
+what FRR runs and falls back to `apply` when it does not.
 """
 
 from __future__ import annotations
@@ -223,6 +228,24 @@ class FRR:
         if proc.returncode != 0:
             detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
             raise FRRError(f"frr-reload.py failed ({proc.returncode}): {' | '.join(detail)}")
+
+    def apply_delta(self, script: str, text: str, timeout: float = 120.0) -> None:
+        """Run `script` (from `frrdelta.compute`) through one `vtysh -f`, then record `text` as the
+        configuration file. Raises FRRError when vtysh fails or FRR refuses any line: FRR may then
+        hold part of the script, so the caller must fall back to `apply`."""
+        delta = self.run_dir / "delta.conf"
+        delta.write_text(script)
+        proc = subprocess.run([*self._vtysh(), "-f", str(delta)], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        # vtysh -f prints nothing on success; FRR's refusals start with "%" ("line 3: % Unknown command").
+        refused = [line for line in (proc.stdout + proc.stderr).splitlines() if "%" in line]
+        if proc.returncode != 0 or refused:
+            detail = (refused or (proc.stderr.strip() or proc.stdout.strip()).splitlines())[-3:]
+            raise FRRError(f"vtysh -f {delta} failed ({proc.returncode}): {' | '.join(detail)}")
+        path = self.run_dir / CONFIG_NAME
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
 
     def show(self, command: str, timeout: float = 10.0) -> Any:
         """A `show ... json` command's answer, parsed."""
