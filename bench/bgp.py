@@ -10,8 +10,11 @@ removed at the end) and prints:
   client connects every 10 ms; with ECMP only the flows hashed to the dead
   node fail). With the BFDProfile `fast` (100 ms x 3) on both sides, and
   without BFD (BGP hold time 3 s, keepalive 1 s: what detection falls back to).
-- scale: the config goes from 1 to N Services at once; the time until the
-  router's kernel has all N routes from every node, and routes/s.
+- scale: the config goes from 2 to N Services at once; the time until the
+  router's kernel has all N routes from every node, and routes/s; first as
+  the plugin applies it (the difference through one vtysh -f), then, as the
+  baseline in the same run, with every change through frr-reload.py
+  (`incremental_apply: false`). For the delta also the way back, N to 1.
 
     sudo .venv/bin/python bench/bgp.py --trials 5 --services 1000
 """
@@ -74,11 +77,15 @@ def run_failover(bfd: bool, trials: int) -> None:
         lab.destroy()
 
 
-def run_scale(services: int) -> None:
-    lab = BGPLab(bfd=True, prefix="mbgs")
+def run_scale(services: int, incremental: bool) -> None:
+    how = "delta (vtysh -f)" if incremental else "full (frr-reload.py)"
+    lab = BGPLab(bfd=True, prefix="mbgs", incremental=incremental)
     try:
         lab.create()
         lab.wait("three paths", lambda: lab.paths() == set(NODES), 60)
+        # One change first, so that the next one is applied the way this run measures.
+        lab.write_config(services=2)
+        lab.wait("two routes", lambda: lab.route_count() == 2, 60)
         started = time.monotonic()
         lab.write_config(services=services)
 
@@ -87,10 +94,18 @@ def run_scale(services: int) -> None:
             routes = [b for b in out.split("\n") if b and not b.startswith("\t")]
             return len(routes) >= services and out.count("nexthop via") >= services * len(NODES)
 
-        lab.wait(f"{services} routes with {len(NODES)} paths each", complete, 600)
+        lab.wait(f"{services} routes with {len(NODES)} paths each", complete, 900)
         took = time.monotonic() - started
-        print(f"scale: 1 -> {services} Services on {len(NODES)} nodes: all routes in the router's kernel after "
-              f"{took:.1f} s = {services / took:.0f} routes/s ({services * len(NODES) / took:.0f} paths/s)")
+        print(f"scale, {how}: 2 -> {services} Services on {len(NODES)} nodes: all routes in the router's kernel "
+              f"after {took:.1f} s = {(services - 2) / took:.0f} routes/s ({(services - 2) * len(NODES) / took:.0f} "
+              "paths/s)", flush=True)
+        if incremental:
+            started = time.monotonic()
+            lab.write_config(services=1)
+            lab.wait("one route left", lambda: lab.route_count() == 1, 900)
+            took = time.monotonic() - started
+            print(f"scale, {how}: {services} -> 1 Services: withdrawn from the router's kernel after {took:.1f} s "
+                  f"= {(services - 1) / took:.0f} routes/s", flush=True)
     finally:
         lab.destroy()
 
@@ -99,14 +114,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--services", type=int, default=1000)
-    parser.add_argument("--skip", choices=("bfd", "nobfd", "scale"), action="append", default=[])
+    parser.add_argument("--skip", choices=("bfd", "nobfd", "scale", "scale-full"), action="append", default=[],
+                        help="scale-full: skip the baseline, every change through frr-reload.py")
     args = parser.parse_args()
     if "bfd" not in args.skip:
         run_failover(True, args.trials)
     if "nobfd" not in args.skip:
         run_failover(False, args.trials)
     if "scale" not in args.skip:
-        run_scale(args.services)
+        run_scale(args.services, incremental=True)
+        if "scale-full" not in args.skip:
+            run_scale(args.services, incremental=False)
 
 
 if __name__ == "__main__":

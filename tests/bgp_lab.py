@@ -95,6 +95,7 @@ spec:
   settings:
     run_dir: {workdir}/frr-{{node}}
     poll_seconds: 0.5
+    incremental_apply: {incremental}
 {services}{nodes}"""
 
 SERVICE = """---
@@ -159,11 +160,12 @@ class BGPLab(LabNodes):
     """The lab above; `bfd` selects the BFDProfile on both sides, `services` how many Services."""
 
     def __init__(self, *, bfd: bool = True, services: int = 1, hold: int = 9, keepalive: int = 3,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, incremental: bool = True) -> None:
         problem = require_root()
         if problem:
             raise LabError(problem)
         self.bfd = bfd
+        self.incremental = incremental
         self.hold, self.keepalive = hold, keepalive
         self.prefix = prefix or f"mbg{os.getpid() % 10000}"
         workdir = Path(tempfile.mkdtemp(prefix="metalloid-bgp-lab-"))
@@ -220,6 +222,7 @@ class BGPLab(LabNodes):
             node_asn=NODE_ASN, router_asn=ROUTER_ASN, router_ip=self.lab.host(ROUTER).ip,
             hold=self.hold, keepalive=self.keepalive,
             bfd_line="  bfdProfile: fast\n" if self.bfd else "", workdir=self.workdir,
+            incremental="true" if self.incremental else "false",
             services="".join(SERVICE.format(name=f"svc-{i}", ip=ip) for i, ip in enumerate(service_ips(count))),
             nodes="".join(NODE.format(name=n, ip=self.lab.host(n).ip) for n in NODES),
         )

@@ -22,9 +22,9 @@ from plugins.bgp.frrdelta import Entry, compute, entries
 GOLDEN = Path(__file__).parent / "fixtures" / "bgp"
 CONFIGS = {p.stem: p.read_text() for p in sorted(GOLDEN.glob("*.conf"))}
 PAIRS = [("basic", "two-peers-two-advertisements"), ("basic", "dual-stack-address-family"),
-         ("basic", "interface-unnumbered"), ("basic", "local-asn"), ("ipv6-peer", "two-peers-one-per-family"), ("basic", "no-routes"), ("basic", "vrf"),
-         ("basic", "timers"), ("basic", "ibgp"), ("basic", "bfd-profile"), ("bfd-profile", "basic"),
-         ("communities", "local-pref"), ("password", "basic"), ("basic", "aggregation"),
+         ("basic", "interface-unnumbered"), ("basic", "local-asn"), ("ipv6-peer", "two-peers-one-per-family"),
+         ("basic", "no-routes"), ("basic", "vrf"), ("basic", "timers"), ("basic", "ibgp"), ("basic", "bfd-profile"),
+         ("bfd-profile", "basic"), ("communities", "local-pref"), ("password", "basic"), ("basic", "aggregation"),
          ("ipv6-peer", "basic"), ("graceful-restart", "basic"), ("dynamic-asn-internal", "basic")]
 PAIRS += [(b, a) for a, b in PAIRS if (b, a) not in PAIRS]
 
@@ -49,6 +49,9 @@ def execute(state: list[Entry], script: str) -> set[Entry]:
         elif (tuple(context), f"{indent}no {stripped}") in held:
             held.discard((tuple(context), f"{indent}no {stripped}"))  # back to FRR's default
         else:
+            if stripped.startswith("network "):  # replaces the same prefix's network line
+                prefix = stripped.split()[1]
+                held = {e for e in held if not (e[0] == tuple(context) and e[1].split()[:2] == ["network", prefix])}
             held.add((tuple(context), line))
     return held
 
@@ -74,11 +77,18 @@ def test_an_unchanged_configuration_has_an_empty_delta() -> None:
 
 def test_one_more_route_is_a_few_lines_in_their_contexts() -> None:
     old = CONFIGS["basic"]
-    new = old.replace("  network 192.0.2.10/32\n", "  network 192.0.2.10/32\n  network 192.0.2.11/32\n")
-    delta = compute(old, new)
+    [line] = [x for x in old.splitlines() if x.startswith("  network 192.0.2.10/32")]
+    added = line.replace("192.0.2.10", "192.0.2.11")
+    delta = compute(old, old.replace(line, f"{line}\n{added}"))
     assert (delta.removed, delta.added) == (0, 1)
-    assert delta.script == ("router bgp 64500\n address-family ipv4 unicast\n  network 192.0.2.11/32\n"
-                            " exit-address-family\nexit\n")
+    assert delta.script == f"router bgp 64500\n address-family ipv4 unicast\n{added}\n exit-address-family\nexit\n"
+
+
+def test_a_network_moving_to_another_tag_is_replaced_in_place() -> None:
+    old = CONFIGS["basic"]
+    [line] = [x for x in old.splitlines() if x.startswith("  network 192.0.2.10/32")]
+    delta = compute(old, old.replace(line, "  network 192.0.2.10/32 route-map metalloid-tag-1"))
+    assert "no network" not in delta.script and "  network 192.0.2.10/32 route-map metalloid-tag-1\n" in delta.script
 
 
 def test_a_removed_neighbor_goes_whole_and_a_changed_remote_as_sends_the_neighbor_again() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from plugins.bgp.frrdelta import Entry, entries
 from supervisor.lab.probe import outages, parse_line
 from tests.bgp_lab import NODES, VIP, BGPLab, service_ips
 
@@ -167,6 +168,43 @@ def test_a_new_service_is_added_by_one_reload_and_an_unchanged_config_reloads_no
             assert plugin_status(lab, node)["frr"]["reloads"] == after[node], node
     lab.write_config(services=1)
     lab.wait("the second Service withdrawn", lambda: lab.paths(second) == set(), 20)
+
+
+def test_services_added_and_removed_as_deltas_leave_frr_running_what_was_rendered(healthy: BGPLab) -> None:
+    lab = healthy
+    for count in (6, 3):
+        ips = service_ips(count)
+        gone = service_ips(6)[count:]
+        lab.write_config(services=count)
+        lab.wait(f"{count} Services with every node's path, the others withdrawn",
+                 lambda ips=ips, gone=gone: all(lab.paths(ip) == set(NODES) for ip in ips)
+                 and not any(lab.paths(ip) for ip in gone), 30)
+        lab.wait("every node reporting FRR in sync", lambda: all(
+            plugin_status(lab, n)["frr"]["in_sync"] and plugin_status(lab, n)["frr"]["last_apply_lines"] > 0
+            for n in NODES), 10)
+        for node in NODES:
+            frr = plugin_status(lab, node)["frr"]
+            # Changes after the first apply go as deltas through vtysh, and none failed.
+            assert (frr["last_apply"], frr["delta_failures"], frr["error"]) == ("delta", 0, None), frr
+            rendered = (lab.node_frr[node].run_dir / "frr.conf").read_text()
+            running = lab.node_frr[node].running_config()
+            assert len([e for e in _sections(rendered) if e[1].strip().startswith("network ")]) == count
+            assert _sections(running) == _sections(rendered), (node, running)
+
+
+def _sections(text: str) -> set[Entry]:
+    """The parts of a configuration a Service change touches, in FRR's own words: the networks
+    and neighbors of each address family, the route-maps and what they match and set (FRR
+    writes well-known communities by name: 65535:65282 is no-advertise)."""
+    wanted = ("network ", "neighbor ", "route-map ", "match ", "set ")
+
+    def touched(context: tuple[str, ...], line: str) -> bool:
+        in_family = bool(context) and "address-family" in context[-1]
+        in_route_map = bool(context) and context[0].startswith("route-map ")
+        return line.strip().startswith(wanted) and (in_family or in_route_map or line.startswith("route-map "))
+
+    return {(context, line.replace("65535:65282", "no-advertise")) for context, line in entries(text)
+            if touched(context, line)}
 
 
 def _alive(pid: int) -> bool:

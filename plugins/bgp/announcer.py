@@ -221,7 +221,7 @@ class BGPAnnouncer:
         """Apply `desired`: only its difference from what FRR runs when that is known (after a
         first full apply by this process, and no FRR restart since), else, or when the difference
         fails, the whole of it through frr-reload.py. (how, configuration lines sent, delta failures)."""
-        if self._applied is not None:
+        if self._applied is not None and self.frr.settings.incremental_apply:
             delta = compute(self._applied, desired)
             try:
                 self.frr.apply_delta(delta.script, desired)

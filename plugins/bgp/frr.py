@@ -53,6 +53,8 @@ class FRRSettings:
     reload_script: str = "/usr/lib/frr/frr-reload.py"
     secrets_dir: Path | None = None
     poll_seconds: float = 1.0
+    # Apply changes as their difference through vtysh (else every change through frr-reload.py).
+    incremental_apply: bool = True
 
 
 def settings_from(raw: Mapping[str, Any], *, node: str, mode: str) -> FRRSettings:
@@ -72,6 +74,7 @@ def settings_from(raw: Mapping[str, Any], *, node: str, mode: str) -> FRRSetting
         reload_script=str(raw.get("frr_reload", "/usr/lib/frr/frr-reload.py")),
         secrets_dir=Path(str(secrets).replace("{node}", node)) if secrets else None,
         poll_seconds=float(raw.get("poll_seconds", 1.0)),
+        incremental_apply=bool(raw.get("incremental_apply", True)),
     )
 
 

@@ -22,6 +22,8 @@ entries in the new configuration's order. Two FRR rules shape it:
 - a removed `route-map`, `router bgp`, `bfd` or BFD `profile` block goes with
   one `no HEADER`; an address-family block has no such command, so its lines
   are removed one by one.
+- `network P route-map B` replaces `network P route-map A` in place: the old
+  line is not removed first (that would withdraw P for a moment).
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def _neighbor_of(line: str) -> str | None:
     return None
 
 
+def _network_of(line: str) -> str | None:
+    """`P` for a `network P [route-map M]` line."""
+    words = line.split()
+    return words[1] if len(words) >= 2 and words[0] == "network" else None
+
+
 def _about(line: str, neighbor: str) -> bool:
     return line.strip().startswith(f"{_NEIGHBOR}{neighbor} ")
 
@@ -104,8 +112,12 @@ def compute(old: str, new: str) -> Delta:
             gone.add((context[0], neighbor))
     # Blocks removed whole with one `no HEADER`.
     whole = {(*context, line) for context, line in removed if line.strip().startswith(_REMOVABLE_BLOCKS)}
+    added_networks = {(context, _network_of(line)) for context, line in after
+                      if _network_of(line) is not None and (context, line) not in before_set}
     commands: list[Entry] = []
     for context, line in reversed(removed):
+        if _network_of(line) is not None and (context, _network_of(line)) in added_networks:
+            continue  # replaced in place by the added line
         if any(context[:i] in whole for i in range(1, len(context) + 1)):
             continue  # its block goes whole
         if context and any(context[0] == router and _about(line, n) and _neighbor_of(line.strip()) is None
