@@ -6,6 +6,10 @@ removed at the end) and prints:
 
 - failover: a node's cable is cut (the node dies for the router); `withdrawn`
   is the time from the cut to the router's kernel dropping that node's path,
+  polled (from just before the `ip link set ... down` process starts to the
+  10 ms poll of `ip route` that sees it), and `kernel` the same interval from
+  the kernel's own events (`ip -ts monitor` of the bridge port going down and
+  of the route losing the node's nexthop),
   `outage` the time from the cut to the client's last failed connect (the
   client connects every 10 ms; with ECMP only the flows hashed to the dead
   node fail). With the BFDProfile `fast` (100 ms x 3) on both sides, and
@@ -22,7 +26,10 @@ removed at the end) and prints:
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,14 +37,68 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from supervisor.lab.probe import parse_line
-from tests.bgp_lab import NODES, BGPLab
+from tests.bgp_lab import NODES, VIP, BGPLab
 
 
-def failover(lab: BGPLab, node: str) -> tuple[float, float]:
+def _monitor(netns: str, what: str) -> subprocess.Popen[str]:
+    """`ip -ts monitor WHAT` in `netns`: the kernel's events, each stamped when ip read it."""
+    return subprocess.Popen(["ip", "netns", "exec", netns, "ip", "-ts", "monitor", what],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _events(monitor: subprocess.Popen[str]) -> list[tuple[float, str]]:
+    """(wall-clock time, the whole message) of each event a monitor printed (continuation
+    lines, e.g. an ECMP route's nexthops, belong to the message before them)."""
+    monitor.terminate()
+    out, _ = monitor.communicate(timeout=5)
+    events: list[tuple[float, str]] = []
+    for line in out.splitlines():
+        match = re.match(r"\[(\S+)\]\s*(.*)", line)
+        if match:
+            stamp = datetime.datetime.fromisoformat(match.group(1)).timestamp()
+            events.append((stamp, match.group(2)))
+        elif events:
+            events[-1] = (events[-1][0], events[-1][1] + "\n" + line)
+    return events
+
+
+def _link_down(event: str, port: str) -> bool:
+    """An `ip monitor link` message saying `port` (e.g. "5: p3@if4: <BROADCAST,MULTICAST> ...") is down."""
+    match = re.match(r"(?:Deleted )?\d+: ([^:@\s]+)(?:@\S+)?: <([^>]*)>", event)
+    return bool(match) and match.group(1) == port and "UP" not in match.group(2).split(",")
+
+
+def _logged(path: Path, since: float, *needles: str) -> float | None:
+    """When FRR first logged a line containing every one of `needles` at or after `since` (the lab router logs
+    with millisecond timestamps: `log timestamp precision 3`)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        match = re.match(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) ", line)
+        if match and all(n in line for n in needles):
+            at = datetime.datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            if at >= since - 0.001:
+                return at
+    return None
+
+
+Breakdown = dict[str, float]
+
+
+def failover(lab: BGPLab, node: str) -> tuple[float, float, Breakdown]:
+    """(withdrawn as polled, client outage, the kernel-timed withdrawal and its steps in seconds
+    after the cut: `bfd_down` (the router's bfdd), `bgp_down` (its bgpd), `kernel`)."""
     probe = lab.probe(seconds=12)
     assert probe.stdout is not None
     for _ in range(30):
         probe.stdout.readline()
+    # The kernel's events give the cut and the withdrawal to the microsecond; the polled figure
+    # also counts the `ip link set` process start before the cut and the polling interval after.
+    port = f"p{lab.lab.host(node).index}"
+    links, routes = _monitor(lab.lab.bridge_ns, "link"), _monitor(lab.lab.host("router").netns, "route")
+    time.sleep(0.2)
     cut = time.monotonic()
     lab.lab.link(node, False)
     withdrawn = lab.wait(f"{node} withdrawn", lambda: node not in lab.paths(), 30) - cut
@@ -47,10 +108,22 @@ def failover(lab: BGPLab, node: str) -> tuple[float, float]:
     samples = [s for s in (parse_line(x) for x in rest.splitlines()) if s is not None]
     failed = [s.at for s in samples if s.served_by is None and s.at >= cut]
     outage = (max(failed) - cut) if failed else 0.0
+    node_ip = lab.lab.host(node).ip
+    cut_at = next((t for t, text in _events(links) if _link_down(text, port)), None)
+    gone_at = next((t for t, text in _events(routes) if cut_at is not None and t >= cut_at and VIP in text
+                    and f"via {node_ip} " not in text and "nexthop" in text), None)
+    steps: Breakdown = {}
+    if cut_at is not None:
+        logs = lab.router.run_dir
+        for name, at in (("bfd_down", _logged(logs / "bfdd.log", cut_at, f"peer:{node_ip} ", "-> down")),
+                         ("bgp_down", _logged(logs / "bgpd.log", cut_at, f"neighbor {node_ip}", "Down")),
+                         ("kernel", gone_at)):
+            if at is not None:
+                steps[name] = at - cut_at
     lab.lab.link(node, True)
     lab.wait("all paths back", lambda: lab.paths() == set(NODES), 60)
     time.sleep(1)
-    return withdrawn, outage
+    return withdrawn, outage, steps
 
 
 def stats(name: str, values: list[float]) -> str:
@@ -65,14 +138,22 @@ def run_failover(bfd: bool, trials: int) -> None:
         lab.create()
         lab.wait("three paths", lambda: lab.paths() == set(NODES), 60)
         withdrawn, outage = [], []
+        steps: dict[str, list[float]] = {"bfd_down": [], "bgp_down": [], "kernel": []}
         for trial in range(trials):
-            w, o = failover(lab, NODES[trial % len(NODES)])
+            w, o, found = failover(lab, NODES[trial % len(NODES)])
             withdrawn.append(w)
             outage.append(o)
+            for name, value in found.items():
+                steps[name].append(value)
         label = "BFD 100 ms x 3, hold 9 s" if bfd else "no BFD, hold 3 s / keepalive 1 s"
         print(f"failover, {label}, {trials} trials (node cable cut):")
-        print("  " + stats("withdrawn", withdrawn))
-        print("  " + stats("outage", outage))
+        print("  " + stats("withdrawn", withdrawn) + "   (polled: from before `ip link set` to the poll that saw it)")
+        notes = {"bfd_down": "the router's bfdd logs the session down", "bgp_down": "its bgpd logs the neighbor down",
+                 "kernel": "its kernel's route loses the node (ip monitor)"}
+        for name, values in steps.items():
+            if values:
+                print("  " + stats(name, values) + f"   (cut -> {notes[name]}; {len(values)}/{trials} trials)")
+        print("  " + stats("outage", outage), flush=True)
     finally:
         lab.destroy()
 

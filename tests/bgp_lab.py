@@ -126,10 +126,13 @@ status:
 ROUTER_CONFIG = """\
 frr defaults traditional
 hostname router
+log timestamp precision 3
 service integrated-vtysh-config
+debug bfd peer
 !
 router bgp {router_asn}
  bgp router-id {router_ip}
+ bgp log-neighbor-changes
  no bgp ebgp-requires-policy
  bgp bestpath as-path multipath-relax
 {neighbors} !
