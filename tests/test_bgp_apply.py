@@ -1,0 +1,93 @@
+"""How the bgp announcer applies FRR configuration: whole first, then as deltas, whole again
+after an FRR restart or a refused delta. A fake FRR records the calls (no daemons); the lab
+test (tests/test_bgp_lab.py) checks the real one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugins.bgp.announcer import BGPAnnouncer
+from plugins.bgp.frr import FRRError, FRRSettings
+from plugins.bgp.frrdelta import compute
+from tests.fakes import RecordingHost
+
+OLD = "router bgp 64500\n address-family ipv4 unicast\n  network 192.0.2.10/32\n exit-address-family\nexit\n"
+NEW = OLD.replace("  network 192.0.2.10/32\n", "  network 192.0.2.10/32\n  network 192.0.2.11/32\n")
+NEWER = OLD.replace("192.0.2.10", "192.0.2.12")
+
+
+@dataclass
+class FakeFRR:
+    settings: FRRSettings
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    refuse_deltas: bool = False
+    dead_once: list[str] = field(default_factory=list)
+
+    def apply(self, text: str, timeout: float = 120.0) -> None:
+        self.calls.append(("full", text))
+
+    def apply_delta(self, script: str, text: str, timeout: float = 120.0) -> None:
+        if self.refuse_deltas:
+            raise FRRError("vtysh -f delta.conf failed (1): line 3: % Unknown command")
+        self.calls.append(("delta", script))
+
+    def dead(self) -> list[str]:
+        dead, self.dead_once = self.dead_once, []
+        return dead
+
+    def stop_daemons(self) -> None:
+        pass
+
+    def start_daemons(self) -> list[str]:
+        return []
+
+
+def announcer(tmp_path: Path, *, incremental: bool = True) -> tuple[BGPAnnouncer, FakeFRR]:
+    frr = FakeFRR(FRRSettings(run_dir=tmp_path, manage_daemons=True, incremental_apply=incremental))
+    bgp = BGPAnnouncer(RecordingHost(), frr=frr, binder=object())  # type: ignore[arg-type]
+    return bgp, frr
+
+
+def apply(bgp: BGPAnnouncer, text: str) -> dict[str, Any]:
+    bgp._set_desired(text)
+    bgp._reconcile()
+    return {"last_apply": bgp.snapshot.last_apply, "failures": bgp.snapshot.delta_failures}
+
+
+def test_whole_first_then_only_the_difference(tmp_path: Path) -> None:
+    bgp, frr = announcer(tmp_path)
+    assert apply(bgp, OLD) == {"last_apply": "full", "failures": 0}
+    assert apply(bgp, NEW) == {"last_apply": "delta", "failures": 0}
+    assert frr.calls == [("full", OLD), ("delta", compute(OLD, NEW).script)]
+    apply(bgp, NEW)  # unchanged: nothing sent
+    assert len(frr.calls) == 2
+
+
+def test_a_refused_delta_falls_back_to_the_whole_configuration(tmp_path: Path) -> None:
+    bgp, frr = announcer(tmp_path)
+    apply(bgp, OLD)
+    frr.refuse_deltas = True
+    assert apply(bgp, NEW) == {"last_apply": "full", "failures": 1}
+    assert frr.calls[-1] == ("full", NEW)
+    frr.refuse_deltas = False
+    assert apply(bgp, NEWER) == {"last_apply": "delta", "failures": 1}
+    assert frr.calls[-1] == ("delta", compute(NEW, NEWER).script)
+
+
+def test_a_restarted_frr_gets_the_whole_configuration(tmp_path: Path) -> None:
+    bgp, frr = announcer(tmp_path)
+    apply(bgp, OLD)
+    frr.dead_once = ["bgpd"]
+    bgp._reconcile()  # the restart: what FRR runs is unknown now, so all of it goes again
+    assert frr.calls[-1] == ("full", OLD)
+    assert bgp.snapshot.frr_restarts == 1
+    assert apply(bgp, NEW)["last_apply"] == "delta"
+
+
+def test_incremental_apply_off_sends_everything_through_frr_reload(tmp_path: Path) -> None:
+    bgp, frr = announcer(tmp_path, incremental=False)
+    apply(bgp, OLD)
+    apply(bgp, NEW)
+    assert frr.calls == [("full", OLD), ("full", NEW)]
