@@ -175,12 +175,14 @@ def test_services_added_and_removed_as_deltas_leave_frr_running_what_was_rendere
     for count in (6, 3):
         ips = service_ips(count)
         gone = service_ips(6)[count:]
+        reloads = {n: plugin_status(lab, n)["frr"]["reloads"] for n in NODES}
         lab.write_config(services=count)
         lab.wait(f"{count} Services with every node's path, the others withdrawn",
                  lambda ips=ips, gone=gone: all(lab.paths(ip) == set(NODES) for ip in ips)
                  and not any(lab.paths(ip) for ip in gone), 30)
-        lab.wait("every node reporting FRR in sync", lambda: all(
-            plugin_status(lab, n)["frr"]["in_sync"] and plugin_status(lab, n)["frr"]["last_apply_lines"] > 0
+        # /status is a tick behind the router: wait for every node's report of this reload.
+        lab.wait("every node reporting the reload, in sync", lambda reloads=reloads: all(
+            plugin_status(lab, n)["frr"]["reloads"] > reloads[n] and plugin_status(lab, n)["frr"]["in_sync"]
             for n in NODES), 10)
         for node in NODES:
             frr = plugin_status(lab, node)["frr"]
