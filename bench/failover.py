@@ -10,6 +10,13 @@ the bench fails the owner, and prints p50/p99/max of:
   serves it, so the client sees no failed connect until another node's
   gratuitous ARP moves it).
 
+For metalloid it also prints, from the new owner's log, where the switch time
+goes: `detect` (failure -> `membership.peer_dead`, i.e. the deadline minus the
+failure's phase in the heartbeat interval) and `react` (declared dead -> the
+first gratuitous ARP, its `layer2.failover seconds`: membership -> supervisor
+-> announcer); what is left of `switch` is the client (its next probe after
+the gratuitous ARP: attempts to a dead MAC time out after 50 ms).
+
 Scenarios: `death` (the owner's link cut and its daemon SIGKILLed at the same
 instant, like a power loss), `crash` (SIGKILL of all the daemon's processes on
 a live node), `sigterm` (a clean stop), `linkdown` (the cable alone; metalloid
@@ -46,6 +53,7 @@ logs (keepalived's too) in the work directory it names.
 from __future__ import annotations
 
 import argparse
+import calendar
 import functools
 import itertools
 import json
@@ -85,6 +93,11 @@ class Trial:
     switch: float | None
     before: str | None
     after: str | None
+    # metalloid only, from the new owner's log: failure -> membership.peer_dead
+    # (detection), and its layer2.failover seconds (declared dead -> first
+    # gratuitous ARP: the reaction through supervisor and announcer).
+    detect: float | None = None
+    react: float | None = None
 
 
 class Cluster:
@@ -263,6 +276,25 @@ class Metalloid(Cluster):
     def settle_seconds(self) -> float:
         return 30 + 10 * self.interval
 
+    def breakdown(self, node: str, dead: str, since: float) -> tuple[float | None, float | None]:
+        """(failure -> `node` logged `dead` dead, that IP's layer2.failover seconds), from `node`'s log.
+
+        `since` is the failure's wall-clock time; log lines carry millisecond
+        wall-clock stamps, so each figure is +-1 ms.
+        """
+        path = self.workdir / f"{node}.log"
+        detect = react = None
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            at = log_time(line)
+            if at is None or at < since - 0.002:
+                continue
+            if detect is None and f"membership.peer_dead peer={dead} " in line:
+                detect = at - since
+            elif detect is not None and f"layer2.failover ip={VIP} " in line:
+                react = float(line.rsplit("seconds=", 1)[1].split()[0])
+                break
+        return detect, react
+
     def deaths_logged(self) -> int:
         return sum(
             (self.workdir / f"{n}.log").read_text(errors="replace").count("membership.peer_dead")
@@ -303,6 +335,16 @@ def clear_vips(lab: Lab, nodes: tuple[str, ...] = NODES) -> None:
         lab.run(node, "ip", "addr", "del", f"{VIP}/32", "dev", "lo", check=False)
 
 
+def log_time(line: str) -> float | None:
+    """The wall-clock time of a metalloid text log line (`2026-11-26T10:00:00.123Z LEVEL ...`)."""
+    stamp = line.split(" ", 1)[0]
+    try:
+        whole, _, frac = stamp.rstrip("Z").partition(".")
+        return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + int(frac or 0) / 1000
+    except ValueError:
+        return None
+
+
 def group_exists(pgid: int) -> bool:
     """Whether any process (a zombie too) is still in process group `pgid`."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -324,7 +366,7 @@ def wait_until(check: Callable[[], bool], timeout: float, pause: float = 0.1) ->
     return False
 
 
-def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[float, list[Sample]]:
+def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[float, float, list[Sample]]:
     """Probe every 10 ms; after 0.5 s of steady answers `act()`; stop once another node has
     answered 50 times in a row (0.5 s) or after `cap` seconds."""
     proc = subprocess.Popen(
@@ -335,6 +377,7 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[fl
     assert proc.stdout is not None
     samples: list[Sample] = []
     acted: float | None = None
+    acted_wall = 0.0
     streak = 0
     try:
         for line in proc.stdout:
@@ -345,7 +388,7 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[fl
             if acted is None:
                 streak = streak + 1 if sample.served_by == owner else 0
                 if streak >= 50:
-                    acted = time.monotonic()
+                    acted, acted_wall = time.monotonic(), time.time()
                     act()
                     streak = 0
                 continue
@@ -357,7 +400,7 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[fl
         proc.wait()
     if acted is None:
         raise RuntimeError(f"the client was never served steadily by {owner}")
-    return acted, samples
+    return acted, acted_wall, samples
 
 
 # -- a trial -------------------------------------------------------------------
@@ -404,7 +447,7 @@ def trial(cluster: Cluster, scenario: str) -> Trial:
             raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
                                f"after {cluster.settle_seconds():.0f} s")
     interval = cluster.advert_int if isinstance(cluster, Keepalived) else cast(Metalloid, cluster).interval
-    acted, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval)
+    acted, acted_wall, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval)
     after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
     gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
     if os.environ.get("FAILOVER_DEBUG"):
@@ -415,11 +458,16 @@ def trial(cluster: Cluster, scenario: str) -> Trial:
         # the cable is a real "link comes back" (re-announced), not a blip.
         time.sleep(1.5)
     restore(cluster, owner)
+    detect = react = None
+    if isinstance(cluster, Metalloid) and after is not None and after.served_by is not None:
+        detect, react = cluster.breakdown(after.served_by, owner, acted_wall)
     return Trial(
         outage=max((g.seconds for g in gaps), default=0.0) if after else None,
         switch=(after.at - acted) if after else None,
         before=owner,
         after=after.served_by if after else None,
+        detect=detect,
+        react=react,
     )
 
 
@@ -431,8 +479,8 @@ def pct(values: list[float], q: float) -> float:
 def summarise(name: str, scenario: str, trials: list[Trial]) -> dict[str, object]:
     done = [t for t in trials if t.switch is not None]
     row: dict[str, object] = {"daemon": name, "scenario": scenario, "trials": len(trials), "failed_over": len(done)}
-    for metric in ("outage", "switch"):
-        values = [getattr(t, metric) for t in done]
+    for metric in ("outage", "switch", "detect", "react"):
+        values = [v for v in (getattr(t, metric) for t in done) if v is not None]
         if values:
             row[f"{metric}_p50_ms"] = round(statistics.median(values) * 1000, 1)
             row[f"{metric}_p99_ms"] = round(pct(values, 0.99) * 1000, 1)
