@@ -435,3 +435,72 @@ def test_a_peer_heard_during_the_grace_is_detected_at_its_own_deadline_not_the_g
     changes = run_for(det, clock, 0.4, talking=[])  # ticks every 0.1 s, as the loop would
     assert changes == [Transition(peer="a", alive=False, reason="deadline", silence_seconds=pytest.approx(0.4))]
     assert clock.now < 1000.0 + SETTINGS.dead_after_seconds * 2  # before the grace would have ended
+
+
+# -- the adaptive deadline (deadAfterSeconds unset; deadline.py) -----------------
+
+
+def make_adaptive(clock: FakeClock, peers: tuple[str, ...] = ("a", "b")) -> FailureDetector:
+    settings = DetectorSettings(interval_seconds=0.1)
+    return FailureDetector(settings, node_name="me", incarnation=ME, peers=frozenset(peers) | {"me"}, now=clock.now)
+
+
+def beat_with_lateness(det: FailureDetector, clock: FakeClock, peer: Peer, late: list[float]) -> None:
+    """One heartbeat per interval from `peer`, each `late[i]` seconds behind its schedule."""
+    start = clock.now
+    for i, lateness in enumerate(late, start=1):
+        clock.now = start + i * 0.1 + lateness
+        dropped, _ = det.receive(peer.beat(), clock.now)
+        assert dropped is None
+        det.tick(clock.now)
+    clock.now = start + len(late) * 0.1 + late[-1]
+
+
+@pytest.mark.parametrize(
+    ("silence", "dead"),
+    [(0.3, False), (0.305, False), (0.311, True), (0.4, True)],
+    ids=["3-intervals", "within-floor", "past-floor", "long"],
+)
+def test_an_on_time_peer_is_dead_after_three_intervals_and_the_floor(silence: float, dead: bool) -> None:
+    clock = FakeClock()
+    det = make_adaptive(clock, peers=("a",))
+    a = Peer("a")
+    beat_with_lateness(det, clock, a, [0.0] * 30)
+    changes = run_for(det, clock, silence, [])
+    assert ("a" not in det.alive()) is dead
+    if dead:
+        [t] = changes
+        assert t.reason == "deadline"
+
+
+def test_a_peer_seen_late_keeps_a_longer_deadline_and_is_not_failed_over() -> None:
+    """The same silence kills an on-time peer but not one whose heartbeats were late lately."""
+    clock = FakeClock()
+    det = make_adaptive(clock)
+    steady, loaded = Peer("a"), Peer("b")
+    start = clock.now
+    # a: on time; b: on a loaded host, up to 40 ms behind its schedule.
+    for i in range(1, 31):
+        lateness = 0.04 if i % 5 == 1 else 0.0
+        clock.now = start + i * 0.1
+        assert det.receive(steady.beat(), clock.now)[0] is None
+        clock.now += lateness
+        assert det.receive(loaded.beat(), clock.now)[0] is None
+        det.tick(clock.now)
+    # Both fall silent; 0.35 s after their last heartbeats only a is dead.
+    changes = run_for(det, clock, 0.35, [])
+    assert [t.peer for t in changes] == ["a"]
+    assert "b" in det.alive()
+    # b's margin is 10 ms + 2 x 40 ms (decayed a little): dead once that has passed too.
+    assert [t.peer for t in run_for(det, clock, 0.042, [])] == ["b"]
+
+
+def test_retime_switches_to_a_fixed_deadline() -> None:
+    clock = FakeClock()
+    det = make_adaptive(clock, peers=("a",))
+    a = Peer("a")
+    beat_with_lateness(det, clock, a, [0.0] * 10)
+    det.retime(DetectorSettings(interval_seconds=0.1, dead_after_seconds=1.0))
+    beat_with_lateness(det, clock, a, [0.0])
+    assert run_for(det, clock, 0.9, []) == []
+    assert [t.peer for t in run_for(det, clock, 0.11, [])] == ["a"]

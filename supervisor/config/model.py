@@ -446,9 +446,10 @@ class MembershipSettings:
 
     port: int = 7946
     interval_seconds: float = 0.1
-    # A peer is dead after this long without a heartbeat: 3 missed intervals
-    # plus slack for a scheduler hiccup on a busy node.
-    dead_after_seconds: float = 0.35
+    # A peer is dead after this long without a heartbeat. None (the default):
+    # adaptive, 3 missed intervals plus a margin learnt from that peer's
+    # measured lateness (supervisor/membership/deadline.py).
+    dead_after_seconds: float | None = None
     key_file: str | None = None
     insecure: bool = False
 

@@ -572,7 +572,7 @@ def _settings(top: Fields, out: _Collected) -> None:
     if members is not None:
         members.warn_unknown(frozenset({"port", "intervalSeconds", "deadAfterSeconds", "keyFile", "insecure"}))
         interval = members.get_number("intervalSeconds", None, low=0.001) or defaults.interval_seconds
-        dead_after = members.get_number("deadAfterSeconds", defaults.dead_after_seconds, low=0.001)
+        dead_after = members.get_number("deadAfterSeconds", None, low=0.001)
         if dead_after is not None and dead_after <= interval:
             members.ctx.error(members.line_of("deadAfterSeconds"),
                               f"spec.membership.deadAfterSeconds {dead_after} is not longer than intervalSeconds "
@@ -581,7 +581,7 @@ def _settings(top: Fields, out: _Collected) -> None:
         membership = MembershipSettings(
             port=members.get_int("port", defaults.port, low=1, high=65535) or defaults.port,
             interval_seconds=interval,
-            dead_after_seconds=dead_after or defaults.dead_after_seconds,
+            dead_after_seconds=dead_after,
             key_file=members.get_str("keyFile"),
             insecure=members.get_bool("insecure", False),
         )

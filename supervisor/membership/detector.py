@@ -6,8 +6,10 @@ tested with a fake clock and no sockets (tests/test_membership_detector.py).
 
 The rules (docs/failover.md explains the numbers):
 - A peer is alive after `rise` accepted heartbeats in a row (each within
-  `dead_after` of the previous), dead when nothing valid arrived for
-  `dead_after_seconds`, and dead at once when it says LEAVING.
+  its allowed silence of the previous), dead when nothing valid arrived for
+  its allowed silence, and dead at once when it says LEAVING. The allowed
+  silence is `dead_after_seconds` when set, otherwise 3 intervals plus a
+  margin learnt from that peer's lateness (`deadline.py`).
 - Replays are refused: a packet must be newer, by (incarnation, seq), than
   everything accepted from that peer (`codec.ReplayWindow`).
 - Proof of life: a packet counts (as a heartbeat, or as LEAVING) only if it
@@ -26,34 +28,41 @@ The rules (docs/failover.md explains the numbers):
   drains the socket before it ticks, so heartbeats that queued up in the
   kernel during the stall are counted first.
 - At start, every configured peer is presumed alive until a startup grace ends
-  (2 x dead_after): a node that just started must not grab every IP for the
+  (2 x the shortest deadline): a node that just started must not grab every IP for the
   ~100 ms it takes to hear its peers. Peers added by a later config start dead.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.membership.codec import Dropped, DropReason, Heartbeat, ReplayWindow
+from supervisor.membership.deadline import DeadlinePolicy, Jitter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DetectorSettings:
     interval_seconds: float = 0.1
-    dead_after_seconds: float = 0.35
+    # None (the default): adaptive, 3 intervals plus a margin from the peer's
+    # measured lateness (deadline.py). A number: that fixed silence.
+    dead_after_seconds: float | None = None
     # Heartbeats in a row a dead peer needs to count as alive again.
     rise: int = 2
-    # None: 2 x dead_after_seconds.
+    # None: 2 x the shortest deadline.
     startup_grace_seconds: float | None = None
     # None: 2 x interval_seconds. A loop that sleeps at most one interval and
     # wakes later than twice that was not running.
     stall_after_seconds: float | None = None
 
     @property
+    def policy(self) -> DeadlinePolicy:
+        return DeadlinePolicy(interval_seconds=self.interval_seconds, fixed_seconds=self.dead_after_seconds)
+
+    @property
     def startup_grace(self) -> float:
         g = self.startup_grace_seconds
-        return 2 * self.dead_after_seconds if g is None else g
+        return 2 * self.policy.shortest if g is None else g
 
     @property
     def stall_after(self) -> float:
@@ -81,6 +90,9 @@ class PeerState:
     # rose (or was heard during the startup grace), or it said LEAVING. From
     # then on only heartbeats judge it (see fallback.py).
     confirmed: bool = False
+    # Its recent lateness, and the silence it is allowed now (deadline.py).
+    jitter: Jitter = field(default_factory=Jitter)
+    allowed: float = 0.0
 
 
 class FailureDetector:
@@ -90,6 +102,7 @@ class FailureDetector:
         self, settings: DetectorSettings, *, node_name: str, incarnation: int, peers: frozenset[str], now: float
     ) -> None:
         self.settings = settings
+        self._policy = settings.policy
         self.node_name = node_name
         # Ours, as the peers must echo it (the worker updates it if it re-incarnates).
         self.incarnation = incarnation
@@ -99,20 +112,25 @@ class FailureDetector:
         self._last_tick = now
         grace = now + settings.startup_grace
         self._peers: dict[str, PeerState] = {
-            p: PeerState(alive=True, deadline=grace) for p in sorted(peers) if p != node_name
+            p: PeerState(alive=True, deadline=grace, allowed=self._policy.shortest)
+            for p in sorted(peers) if p != node_name
         }
         # No live peer's deadline is earlier than this (a lower bound, exact
         # after each tick): a tick before it has nothing to expire and skips
         # the O(peers) pass, and it is when the loop must wake next. Deadlines
-        # only grow while heartbeats arrive, so it stays valid without a pass
-        # per heartbeat; one set earlier (a peer rising, or first heard during
-        # the startup grace) lowers it.
+        # mostly grow while heartbeats arrive, so it stays valid without a pass
+        # per heartbeat; one set earlier (a peer rising, first heard during
+        # the startup grace, a learnt margin that shrank) lowers it.
         self._earliest = grace if self._peers else math.inf
         # Grows whenever a peer's `alive` or `confirmed` flips or the peer set
         # changes: what the worker's judgements (fallback.judge_all) and the
         # socket filter's strict set are computed from, so it recomputes
         # those only then, not on every loop turn.
         self.version = 0
+
+    def retime(self, settings: DetectorSettings) -> None:
+        """New timings from a reload: each peer's next deadline follows them."""
+        self.settings, self._policy = settings, settings.policy
 
     # -- queries ----------------------------------------------------------------
 
@@ -151,7 +169,7 @@ class FailureDetector:
             self.replay.forget(gone)
             self.version += 1
         for new in sorted(wanted - set(self._peers)):
-            self._peers[new] = PeerState(alive=False)
+            self._peers[new] = PeerState(alive=False, allowed=self._policy.shortest)
             self.version += 1
         return changes
 
@@ -173,20 +191,24 @@ class FailureDetector:
             if not state.confirmed or state.alive:
                 self.version += 1
             state.confirmed = True
+            state.jitter.forget()
             if state.alive:
                 state.alive = False
                 return None, [Transition(peer=hb.sender, alive=False, reason="leaving")]
             return None, []
-        in_a_row = state.heard_at is not None and now - state.heard_at <= self.settings.dead_after_seconds
+        in_a_row = state.heard_at is not None and now - state.heard_at <= state.allowed
         state.streak = state.streak + 1 if in_a_row else 1
         state.heard_at = now
-        state.deadline = now + self.settings.dead_after_seconds
+        peak = state.jitter.heard(self._policy, incarnation=hb.incarnation, seq=hb.seq, now=now)
+        state.allowed = self._policy.allowed(peak)
+        state.deadline = now + state.allowed
         if not state.alive and state.streak < self.settings.rise:
             # Not yet risen: keep it dead, but do not let it expire while it talks.
             state.deadline = math.inf
             return None, []
         if state.deadline < self._earliest:
-            # Earlier than the bound: a peer rising, or first heard during the startup grace.
+            # Earlier than the bound: a peer rising, first heard during the startup
+            # grace, or its learnt margin shrank (deadline.py: the peak decays).
             self._earliest = state.deadline
         if not state.alive:
             state.alive = state.confirmed = True
@@ -216,6 +238,7 @@ class FailureDetector:
                 continue
             if now >= state.deadline:
                 state.alive, state.deadline, state.streak = False, math.inf, 0
+                state.jitter.forget()
                 silence = None if state.heard_at is None else now - state.heard_at
                 changes.append(Transition(peer=peer, alive=False, reason="deadline", silence_seconds=silence))
             else:
@@ -230,8 +253,8 @@ class FailureDetector:
         unobserved = gap - self.settings.interval_seconds
         self.stalls += 1
         self.stalled_seconds += unobserved
-        cap = now + self.settings.dead_after_seconds
         for state in self._peers.values():
             if state.alive:
+                cap = now + max(state.allowed, self._policy.shortest)
                 state.deadline = max(state.deadline, min(state.deadline + unobserved, cap))
         # Deadlines only moved later, so the bound still holds; the pass below makes it exact.

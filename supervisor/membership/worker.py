@@ -109,6 +109,13 @@ def run(settings: MembershipWorkerSettings | MembershipSettings, inbox: Inbox, o
         reader.close()
 
 
+def _dead_after_text(timing: DetectorSettings) -> str:
+    policy = timing.policy
+    if not policy.adaptive:
+        return f"{policy.shortest:.3f}"
+    return f"adaptive({policy.shortest:.3f}-{policy.longest:.3f})"
+
+
 class _Worker:
     def __init__(self, settings: MembershipWorkerSettings, outbox: Outbox) -> None:
         self.s = settings
@@ -303,10 +310,12 @@ class _Worker:
                 timing, node_name=self.s.node_name, incarnation=self.incarnation, peers=peers, now=now
             )
         else:
-            self.detector.settings = replace(
-                self.detector.settings,
-                interval_seconds=timing.interval_seconds,
-                dead_after_seconds=timing.dead_after_seconds,
+            self.detector.retime(
+                replace(
+                    self.detector.settings,
+                    interval_seconds=timing.interval_seconds,
+                    dead_after_seconds=timing.dead_after_seconds,
+                )
             )
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
@@ -316,13 +325,13 @@ class _Worker:
         self.screen.sources = self.transport.sources
         if first:
             log.info(
-                "membership.started node=%s incarnation=%d bind=%s peers=%s interval=%.3f dead_after=%.3f mode=%s",
+                "membership.started node=%s incarnation=%d bind=%s peers=%s interval=%.3f dead_after=%s mode=%s",
                 self.s.node_name,
                 self.incarnation,
                 self.transport.bound,
                 ",".join(sorted(peers)) or "-",
                 ms.interval_seconds,
-                ms.dead_after_seconds,
+                _dead_after_text(timing),
                 "kubernetes" if self.s.kubernetes else "standalone",
             )
 
