@@ -21,14 +21,16 @@ Scenarios: `death` (the owner's link cut and its daemon SIGKILLed at the same
 instant, like a power loss), `crash` (SIGKILL of all the daemon's processes on
 a live node), `sigterm` (a clean stop), `linkdown` (the cable alone; metalloid
 only, keepalived has no link tracking configured here). Each daemon runs in the
-same namespaces: metalloid with its heartbeat interval set to each keepalived
-`advert_int` (interval 0.1 s with the 3.5-interval deadline is metalloid's
-defaults, 0.1 s / 0.35 s), and keepalived (Debian's package, VRRPv3) with
-`advert_int 1` and 0.1 (0.1 matches metalloid's default heartbeat). metalloid's
-deadline is `--dead-after` intervals: 3.5 (the defaults' rule, the default) or
-3.25, VRRPv3's (3 adverts + a skew of (256 - 190)/256 of one for the first
-backup, 3.26 at priority 190); several, comma-separated, run one after the
-other. The ratios at the same interval are printed at the end.
+same namespaces: metalloid with its defaults (no membership settings: the
+default interval, 0.05 s for three nodes, and the adaptive deadline), then
+with its heartbeat interval set to each keepalived `advert_int`, and
+keepalived (Debian's package, VRRPv3) with `advert_int 1` and 0.1.
+metalloid's deadline at those intervals is `--dead-after`: `adaptive` (the
+default: 3 intervals + a margin learnt from each peer's lateness) or a fixed
+multiple of the interval, e.g. 3.25, VRRPv3's (3 adverts + a skew of
+(256 - 190)/256 of one for the first backup, 3.26 at priority 190), or 3.5
+(metalloid's rule before issue 16); several, comma-separated, run one after
+the other. The ratios at the same interval are printed at the end.
 
 A trial does not restart the cluster: it waits for the steady state (every
 daemon up, the expected owner holding the IP, the client served by it and its
@@ -43,7 +45,7 @@ must be none.
 
     sudo .venv/bin/python bench/failover.py --trials 20
     sudo .venv/bin/python bench/failover.py --trials 5 --only keepalived
-    sudo .venv/bin/python bench/failover.py --trials 20 --only metalloid --intervals 1 --dead-after 3.25
+    sudo .venv/bin/python bench/failover.py --trials 20 --only metalloid --intervals 1 --dead-after adaptive,3.25
     sudo .venv/bin/python bench/failover.py --trials 0 --soak 300
 
 FAILOVER_DEBUG=1 prints every trial's outages; FAILOVER_KEEP=1 keeps the daemons'
@@ -75,6 +77,7 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from supervisor.config.model import MembershipSettings  # noqa: E402
 from supervisor.electing.election import rank  # noqa: E402
 from supervisor.lab.netns import Lab  # noqa: E402
 from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node  # noqa: E402
@@ -224,20 +227,21 @@ vrrp_instance VI_1 {{
 
 
 class Metalloid(Cluster):
-    def __init__(self, lab: Lab, workdir: Path, interval: float | None, dead_after: float = 3.5) -> None:
+    def __init__(self, lab: Lab, workdir: Path, interval: float | None, dead_after: float | None = None) -> None:
+        """`interval` None: the default; `dead_after` (multiples of the interval) None: adaptive, the default."""
         super().__init__(lab, workdir)
-        self.interval = interval or 0.1
-        self.dead_after = round(self.interval * dead_after, 6)
-        defaults = self.interval == 0.1 and dead_after == 3.5
-        self.name = self.label(self.interval, dead_after)
+        self.interval = MembershipSettings().interval_for(len(NODES) - 1) if interval is None else interval
+        self.name = self.label(interval, dead_after)
         config = (ROOT / "examples" / "homelab.yaml").read_text()
-        membership = ""
-        if not defaults:
-            # The defaults' rule (0.1 s / 0.35 s) is 3.5 intervals of silence;
-            # 3.25 is VRRPv3's (3 adverts + a skew of (256 - 190)/256 of one
-            # for the first backup): see --dead-after.
-            membership = (f"\n  membership:\n    intervalSeconds: {self.interval:g}"
-                          f"\n    deadAfterSeconds: {self.dead_after:g}")
+        lines = []
+        if interval is not None:
+            lines.append(f"    intervalSeconds: {interval:g}")
+        if dead_after is not None:
+            # A fixed deadline: e.g. 3.5 (the rule before issue 16) or 3.25
+            # (VRRPv3's: 3 adverts + a skew of (256 - 190)/256 of one for
+            # the first backup): see --dead-after.
+            lines.append(f"    deadAfterSeconds: {round(self.interval * dead_after, 6):g}")
+        membership = "\n  membership:\n" + "\n".join(lines) if lines else ""
         config += (
             "\n---\napiVersion: metalloid.io/v1alpha1\nkind: Settings\nmetadata:\n  name: bench\n"
             f"spec:\n  bindLocal: true{membership}\n"
@@ -250,10 +254,12 @@ class Metalloid(Cluster):
         self.expected_owner = rank(NODES, ip_address(VIP))[0]
 
     @staticmethod
-    def label(interval: float, dead_after: float) -> str:
-        if interval == 0.1 and dead_after == 3.5:
+    def label(interval: float | None, dead_after: float | None) -> str:
+        if interval is None and dead_after is None:
             return "metalloid (defaults)"
-        return f"metalloid interval={interval:g}s dead={round(interval * dead_after, 6):g}s"
+        shown = MembershipSettings().interval_for(len(NODES) - 1) if interval is None else interval
+        dead = "adaptive" if dead_after is None else f"{round(shown * dead_after, 6):g}s"
+        return f"metalloid interval={shown:g}s dead={dead}"
 
     def start(self, node: str) -> None:
         self.reaped(node)
@@ -532,9 +538,12 @@ def main() -> int:
     parser.add_argument("--only", choices=("metalloid", "keepalived"), default=None)
     parser.add_argument("--intervals", default="1,0.1",
                         help="keepalived advert_int values; metalloid also runs with each as its heartbeat interval")
-    parser.add_argument("--dead-after", default="3.5",
-                        help="metalloid deadAfterSeconds as multiples of the interval, comma-separated: 3.5 is the "
-                             "defaults' rule (0.35 s at 0.1 s), 3.25 VRRPv3's (3 adverts + the first backup's skew)")
+    parser.add_argument("--dead-after", default="adaptive",
+                        help="metalloid deadAfterSeconds at each interval, comma-separated: 'adaptive' (unset, the "
+                             "default: 3 intervals + a learnt margin), or a fixed multiple of the interval: 3.5 (the "
+                             "rule before issue 16), 3.25 VRRPv3's (3 adverts + the first backup's skew)")
+    parser.add_argument("--no-defaults", action="store_true",
+                        help="skip the run of metalloid with no membership settings at all")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the CPU-loaded no-flap run (0: skip)")
     parser.add_argument("--hogs", type=int, default=2 * (os.cpu_count() or 1), help="busy loops during the soak")
     args = parser.parse_args()
@@ -543,7 +552,7 @@ def main() -> int:
         return 2
     scenarios = [s for s in args.scenarios.split(",") if s]
     intervals = [float(i) for i in args.intervals.split(",") if i]
-    multiples = [float(m) for m in args.dead_after.split(",") if m]
+    multiples = [None if m == "adaptive" else float(m) for m in args.dead_after.split(",") if m]
     rows: list[dict[str, object]] = []
     workdir = Path(tempfile.mkdtemp(prefix="metalloid-failover-"))
     with Lab(prefix=f"mlb{os.getpid() % 10000}", hosts=[*NODES, "client"], host_index={"client": 100}) as lab:
@@ -551,8 +560,9 @@ def main() -> int:
             lab.spawn(node, sys.executable, "-m", "supervisor.lab.echo", "--name", node, "--port", str(PORT))
         makers: list[Callable[[], Cluster]] = []
         if args.only != "keepalived" and args.trials:
-            # interval 0.1 with 3.5 intervals is the defaults (0.1 s / 0.35 s).
-            makers += [functools.partial(Metalloid, lab, workdir / f"metalloid-{i:g}-{m:g}", i, m)
+            if not args.no_defaults:
+                makers.append(functools.partial(Metalloid, lab, workdir / "metalloid-defaults", None, None))
+            makers += [functools.partial(Metalloid, lab, workdir / f"metalloid-{i:g}-{m}", i, m)
                        for i in intervals for m in multiples]
         if args.only != "metalloid" and args.trials:
             if shutil.which("keepalived") is None:
@@ -589,8 +599,16 @@ def main() -> int:
                 continue
             metric = "switch_p50_ms" if scenario == "crash" else "outage_p50_ms"
             a, b = mine.get(metric), theirs.get(metric)
-            what = f"interval {interval:g}s dead {interval * multiple:g}s {scenario}: {metric} {a} / {b} ms"
+            what = f"{mine_name} / keepalived advert_int={interval:g}s {scenario}: {metric} {a} / {b} ms"
             print(f"  {what} = {a / b:.2f}" if isinstance(a, float) and isinstance(b, float) and b > 0 else f"  {what}")
+    defaults = by_key.get(("metalloid (defaults)", "death"))
+    theirs_01 = by_key.get(("keepalived advert_int=0.1s", "death"))
+    if defaults and theirs_01:
+        # Not the same interval (the default is shorter); for the reader, not a target.
+        a, b = defaults.get("outage_p50_ms"), theirs_01.get("outage_p50_ms")
+        if isinstance(a, float) and isinstance(b, float) and b > 0:
+            print(f"  metalloid (defaults) / keepalived advert_int=0.1s death: outage_p50_ms {a} / {b} ms "
+                  f"= {a / b:.2f}")
     if os.environ.get("FAILOVER_KEEP"):
         print(f"logs kept in {workdir}", file=sys.stderr)
     else:

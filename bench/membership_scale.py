@@ -236,7 +236,7 @@ class Run:
         self.node = spawn_node(lab, NODE, config=self.config, key=key, workdir=self.workdir, announcers="layer2")
         argv = ["ip", "netns", "exec", lab.host(PLAYER).netns, sys.executable, str(Path(__file__).resolve()),
                 "--play", str(n), "--key", str(key), "--target", f"{lab.host(NODE).ip}:{DEFAULTS.port}",
-                "--interval", str(DEFAULTS.interval_seconds)]  # fmt: skip
+                "--interval", str(DEFAULTS.interval_for(n))]  # fmt: skip
         self.player = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
     def log(self) -> str:
@@ -348,7 +348,8 @@ def main() -> int:
     key.chmod(0o600)
     lab = Lab(prefix=f"msb{os.getpid() % 1000}", hosts=[NODE, PLAYER], subnet_v4=SUBNET)
     print(f"{os.cpu_count()} cores, load average {Path('/proc/loadavg').read_text().split()[0]} at start; "
-          f"interval {DEFAULTS.interval_seconds:g} s, deadline {DEFAULTS.dead_after_seconds:g} s (defaults); "
+          f"defaults: interval {DEFAULTS.interval_for(min(counts)):g}-{DEFAULTS.interval_for(max(counts)):g} s "
+          f"(grows past 50 peers), deadline adaptive (3 intervals + a learnt margin); "
           f"{args.window:g} s windows, {args.deaths} deaths per count")
     print(f"{'peers':>5} | {'worker %core':>12} {'user':>5} {'sys':>5} {'ratio':>6} | {'sup. %':>6} {'node %':>6} | "
           f"{'RSS MiB':>7} {'PSS MiB':>7} | {'wire B/s':>9} {'/status B':>9} | "

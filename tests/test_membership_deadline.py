@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor.config.model import MembershipSettings
 from supervisor.membership.deadline import FLOOR_SECONDS, DeadlinePolicy, Jitter
 
 ADAPTIVE = DeadlinePolicy(interval_seconds=0.1)
@@ -74,3 +75,14 @@ def test_at_keepalived_intervals_an_idle_peer_is_judged_before_vrrp_would() -> N
     for interval in (0.1, 1.0):
         vrrp = 3 * interval + (256 - 190) / 256 * interval
         assert DeadlinePolicy(interval_seconds=interval).allowed(0.0) < vrrp
+
+
+@pytest.mark.parametrize(
+    ("peers", "interval"),
+    [(0, 0.05), (2, 0.05), (50, 0.05), (100, 0.1), (250, 0.25)],
+    ids=["alone", "3-nodes", "50-peers", "100-peers", "250-peers"],
+)
+def test_the_default_interval_grows_with_the_cluster_past_50_peers(peers: int, interval: float) -> None:
+    assert MembershipSettings().interval_for(peers) == pytest.approx(interval)
+    # A configured interval is used as it is, whatever the cluster's size.
+    assert MembershipSettings(interval_seconds=0.3).interval_for(peers) == 0.3

@@ -440,18 +440,36 @@ class Namespace:
     source: Source = API_SOURCE
 
 
+# The heartbeat interval when `intervalSeconds` is not set: 0.05 s, so that a
+# dead node's IPs move in ~0.2 s (3 intervals + a learnt margin, see
+# supervisor/membership/deadline.py) ...
+DEFAULT_INTERVAL_SECONDS = 0.05
+# ... until a node would send more than this many heartbeats a second (one per
+# peer per interval; it receives as many): beyond 50 peers the default interval
+# grows with the cluster (0.25 s at 250 peers), so a node's membership CPU stays
+# bounded and detection slows instead (docs/failover.md, Tuning).
+DEFAULT_HEARTBEATS_PER_SECOND = 1000.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MembershipSettings:
     """Heartbeat timings. Defaults give sub-second failover (see docs/failover.md)."""
 
     port: int = 7946
-    interval_seconds: float = 0.1
+    # None (the default): `interval_for(peers)`, 0.05 s up to 50 peers.
+    interval_seconds: float | None = None
     # A peer is dead after this long without a heartbeat. None (the default):
     # adaptive, 3 missed intervals plus a margin learnt from that peer's
     # measured lateness (supervisor/membership/deadline.py).
     dead_after_seconds: float | None = None
     key_file: str | None = None
     insecure: bool = False
+
+    def interval_for(self, peers: int) -> float:
+        """The heartbeat interval of a node with `peers` peers: the configured one, or the default."""
+        if self.interval_seconds is not None:
+            return self.interval_seconds
+        return max(DEFAULT_INTERVAL_SECONDS, peers / DEFAULT_HEARTBEATS_PER_SECOND)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,6 +27,7 @@ from supervisor.config.documents import Document
 from supervisor.config.fields import Fields, ObjectContext, describe, line_in
 from supervisor.config.kept_fields import kept_keys
 from supervisor.config.model import (
+    DEFAULT_INTERVAL_SECONDS,
     AnnouncerConfig,
     BFDProfile,
     BGPAdvertisement,
@@ -571,13 +572,15 @@ def _settings(top: Fields, out: _Collected) -> None:
     members = spec.get_map("membership")
     if members is not None:
         members.warn_unknown(frozenset({"port", "intervalSeconds", "deadAfterSeconds", "keyFile", "insecure"}))
-        interval = members.get_number("intervalSeconds", None, low=0.001) or defaults.interval_seconds
+        interval = members.get_number("intervalSeconds", None, low=0.001)
         dead_after = members.get_number("deadAfterSeconds", None, low=0.001)
-        if dead_after is not None and dead_after <= interval:
+        # Unset, the interval is at least the default's smallest (it grows with the cluster).
+        shortest = interval if interval is not None else DEFAULT_INTERVAL_SECONDS
+        if dead_after is not None and dead_after <= shortest:
             members.ctx.error(members.line_of("deadAfterSeconds"),
                               f"spec.membership.deadAfterSeconds {dead_after} is not longer than intervalSeconds "
-                              f"{interval}; a peer would be declared dead between two heartbeats, use at least "
-                              f"{round(interval * 3, 3)}")
+                              f"{shortest}; a peer would be declared dead between two heartbeats, use at least "
+                              f"{round(shortest * 3, 3)} (or leave it unset: adaptive)")
         membership = MembershipSettings(
             port=members.get_int("port", defaults.port, low=1, high=65535) or defaults.port,
             interval_seconds=interval,

@@ -304,7 +304,8 @@ class _Worker:
             )
         self.transport.configure(config, ms.port)
         self.writer = HeartbeatWriter(self.s.node_name, self.key)
-        timing = DetectorSettings(interval_seconds=ms.interval_seconds, dead_after_seconds=ms.dead_after_seconds)
+        interval = ms.interval_for(len(peers))
+        timing = DetectorSettings(interval_seconds=interval, dead_after_seconds=ms.dead_after_seconds)
         if self.detector is None:
             self.detector = FailureDetector(
                 timing, node_name=self.s.node_name, incarnation=self.incarnation, peers=peers, now=now
@@ -320,7 +321,7 @@ class _Worker:
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
         self.known = peers
-        self.receive_gap = receive_gap(len(peers), ms.interval_seconds)
+        self.receive_gap = receive_gap(len(peers), interval)
         self.judged_version = None  # `vouched` may have changed
         self.screen.sources = self.transport.sources
         if first:
@@ -330,7 +331,7 @@ class _Worker:
                 self.incarnation,
                 self.transport.bound,
                 ",".join(sorted(peers)) or "-",
-                ms.interval_seconds,
+                timing.interval_seconds,
                 _dead_after_text(timing),
                 "kubernetes" if self.s.kubernetes else "standalone",
             )
