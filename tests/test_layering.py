@@ -51,6 +51,7 @@ PURE = [
     "supervisor/electing/election.py",
     "supervisor/membership/codec.py",
     "supervisor/membership/detector.py",
+    "supervisor/membership/deadline.py",
     "supervisor/membership/consistency.py",
     "supervisor/membership/fallback.py",
     "supervisor/supervising/lifecycle.py",
@@ -72,7 +73,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("supervisor.__init__", "supervisor.roles", "supervisor.files", "supervisor.logs", "supervisor.config",
               "supervisor.electing",
               "supervisor.allocating", "supervisor.membership.codec", "supervisor.membership.detector",
-              "supervisor.membership.consistency", "supervisor.membership.fallback", "supervisor.membership.keys",
+              "supervisor.membership.deadline", "supervisor.membership.consistency", "supervisor.membership.fallback",
+              "supervisor.membership.keys",
               "supervisor.supervising.lifecycle", "supervisor.supervising.backoff", "supervisor.serving.options")),
     # What processes and plugins agree on: messages, the plugin API and hooks, the worker runtime,
     # the documents /status serves.
