@@ -28,7 +28,7 @@ The rules (docs/failover.md explains the numbers):
   drains the socket before it ticks, so heartbeats that queued up in the
   kernel during the stall are counted first.
 - At start, every configured peer is presumed alive until a startup grace ends
-  (2 x the shortest deadline): a node that just started must not grab every IP for the
+  (2 x the longest deadline): a node that just started must not grab every IP for the
   ~100 ms it takes to hear its peers. Peers added by a later config start dead.
 """
 
@@ -49,7 +49,8 @@ class DetectorSettings:
     dead_after_seconds: float | None = None
     # Heartbeats in a row a dead peer needs to count as alive again.
     rise: int = 2
-    # None: 2 x the shortest deadline.
+    # None: 2 x the longest deadline (0.6 s with the defaults): hearing a peer
+    # takes a few intervals, more on a host busy starting up.
     startup_grace_seconds: float | None = None
     # None: 2 x interval_seconds. A loop that sleeps at most one interval and
     # wakes later than twice that was not running.
@@ -62,7 +63,7 @@ class DetectorSettings:
     @property
     def startup_grace(self) -> float:
         g = self.startup_grace_seconds
-        return 2 * self.policy.shortest if g is None else g
+        return 2 * self.policy.longest if g is None else g
 
     @property
     def stall_after(self) -> float:
