@@ -66,6 +66,7 @@ def test_the_peak_decays_with_its_half_life() -> None:
 
 
 def test_the_margin_is_capped() -> None:
+    assert ADAPTIVE.cap_seconds == pytest.approx(0.4)
     assert ADAPTIVE.allowed(10.0) == pytest.approx(0.3 + ADAPTIVE.cap_seconds)
     assert ADAPTIVE.longest == pytest.approx(0.3 + ADAPTIVE.cap_seconds)
 

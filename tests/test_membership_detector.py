@@ -504,3 +504,27 @@ def test_retime_switches_to_a_fixed_deadline() -> None:
     beat_with_lateness(det, clock, a, [0.0])
     assert run_for(det, clock, 0.9, []) == []
     assert [t.peer for t in run_for(det, clock, 0.11, [])] == ["a"]
+
+
+def test_under_a_flood_every_peer_gets_the_longest_deadline_and_a_dead_one_is_still_detected() -> None:
+    """A receive turn cut short by its budget (detector.pressure): heartbeats may wait behind the junk."""
+    clock = FakeClock()
+    det = make_adaptive(clock)
+    a, b = Peer("a"), Peer("b")
+    run_for(det, clock, 3.0, [a, b])  # on time: 0.31 s each
+    det.pressure(clock.now)
+    longest = det.settings.policy.longest
+    assert longest == pytest.approx(0.7)
+    # b's heartbeats are lost in the flood for 0.5 s (it would be dead after 0.31 s), a is dead for good.
+    changes = run_for(det, clock, 0.5, [])
+    assert changes == []
+    det.pressure(clock.now)
+    changes += run_for(det, clock, 0.1, [b])
+    changes += run_for(det, clock, 0.15, [b])
+    assert [(t.peer, t.reason) for t in changes] == [("a", "deadline")]
+    assert changes[0].silence_seconds is not None and changes[0].silence_seconds < longest + 0.1 + 1e-9
+    assert "b" in det.alive()
+    # After the flood b's 0.6 s gap is learnt lateness (its margin is at the cap for a while),
+    # and a dead b is still found within the longest deadline.
+    run_for(det, clock, 2.0, [b])
+    assert [t.peer for t in run_for(det, clock, longest + 0.05, [])] == ["b"]

@@ -9,6 +9,7 @@ The adaptive rule (the default, `deadAfterSeconds` not set) is VRRP's shape,
 instead of VRRP's fixed skew:
 
     allowed = misses x interval + clamp(floor + 2 x peak, floor, cap)
+    (cap = 4 intervals: at most 7 intervals, 0.35 s at the default 0.05 s)
 
 `peak` is the largest *lateness* seen recently between two heartbeats of the
 peer: the gap between arrivals minus the time the sender's schedule put
@@ -23,6 +24,13 @@ one. Without loss that is a lateness *increase* of (misses - 1) intervals
 plus the margin (200+ ms at the 0.1 s default); only two lost datagrams in a
 row leave just the margin, which is VRRP's exposure as well (its skew is
 26 ms at advert_int 0.1 s and priority 190).
+
+Under a flood that reaches the receive loop (a turn cut short by its budget:
+datagrams that pass the socket filter, e.g. forged with a peer's address and
+our incarnation) real heartbeats wait behind the junk or are dropped with it,
+and lateness says nothing yet: the detector then gives every peer the
+longest deadline (`longest`, 7 intervals) until PRESSURE_HOLD_SECONDS after
+the last such turn.
 
 What it does not do: VRRP's rank skew (lower priority waits longer). That
 skew breaks the tie between backups that would otherwise all become master;
@@ -44,8 +52,13 @@ MISSES = 3
 FLOOR_SECONDS = 0.01
 # A lateness spike counts half as much after this long.
 HALF_LIFE_SECONDS = 30.0
-# The margin never exceeds this many intervals (the deadline at most doubles).
-CAP_INTERVALS = 3.0
+# The margin never exceeds this many intervals: the longest deadline is 7
+# intervals, 0.35 s at the default 0.05 s (the fixed default before issue 16).
+CAP_INTERVALS = 4.0
+# A turn of the receive loop cut short by its budget (a flood that passes the
+# socket filter) puts every peer on the longest deadline for this long: real
+# heartbeats may be queued behind the junk or dropped with it.
+PRESSURE_HOLD_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

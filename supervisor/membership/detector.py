@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.membership.codec import Dropped, DropReason, Heartbeat, ReplayWindow
-from supervisor.membership.deadline import DeadlinePolicy, Jitter
+from supervisor.membership.deadline import PRESSURE_HOLD_SECONDS, DeadlinePolicy, Jitter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +110,8 @@ class FailureDetector:
         self.replay = ReplayWindow()
         self.stalls = 0
         self.stalled_seconds = 0.0
+        # Until when a flood on our socket puts every peer on the longest deadline.
+        self._pressure_until = -math.inf
         self._last_tick = now
         grace = now + settings.startup_grace
         self._peers: dict[str, PeerState] = {
@@ -201,7 +203,7 @@ class FailureDetector:
         state.streak = state.streak + 1 if in_a_row else 1
         state.heard_at = now
         peak = state.jitter.heard(self._policy, incarnation=hb.incarnation, seq=hb.seq, now=now)
-        state.allowed = self._policy.allowed(peak)
+        state.allowed = self._policy.longest if now < self._pressure_until else self._policy.allowed(peak)
         state.deadline = now + state.allowed
         if not state.alive and state.streak < self.settings.rise:
             # Not yet risen: keep it dead, but do not let it expire while it talks.
@@ -219,6 +221,22 @@ class FailureDetector:
             state.confirmed = True  # heard during the startup grace
             self.version += 1
         return None, []
+
+    def pressure(self, now: float) -> None:
+        """Our receive turn was cut short by its budget: a flood reached the loop.
+
+        Real heartbeats may be queued behind the junk or dropped with it, so
+        every live peer gets the longest deadline (from its last heartbeat)
+        until PRESSURE_HOLD_SECONDS after the last such turn. Our receive work
+        is still not a stall (see `tick`): a dead peer is detected after that
+        longest deadline, as before issue 16 with the fixed 0.35 s.
+        """
+        self._pressure_until = now + PRESSURE_HOLD_SECONDS
+        longest = self._policy.longest
+        for state in self._peers.values():
+            if state.alive and state.heard_at is not None:
+                state.allowed = max(state.allowed, longest)
+                state.deadline = max(state.deadline, state.heard_at + longest)
 
     def tick(self, now: float, busy_seconds: float = 0.0) -> list[Transition]:
         """Advance time: apply the stall rule, then declare overdue peers dead.

@@ -378,7 +378,7 @@ class _Worker:
                 result = dropped
             self.drops.add(result.reason, source, result.detail)
 
-        receive_turn(
+        turn = receive_turn(
             self.transport.recv,
             handle,
             screen=self.screen,
@@ -386,6 +386,9 @@ class _Worker:
             budget=self.s.receive_budget,
             clock=time.monotonic,
         )
+        if turn.cut_short:
+            # A flood reached the loop: heartbeats may wait behind it (detector.pressure).
+            detector.pressure(now)
 
     def _maybe_reincarnate(self, hb: Heartbeat) -> None:
         # (A packet echoing a higher incarnation than ours gets here through
