@@ -283,6 +283,37 @@ def test_a_leaving_owners_reassert_during_its_handover_does_not_make_the_new_own
     assert n.answers_on() == frozenset()
 
 
+def test_a_restarted_owner_does_not_yield_to_the_node_that_held_its_ip_meanwhile() -> None:
+    """The winner restarts: at its first view it takes its IP back at once.
+
+    The node that held the IP while it was away (lower MAC) has not heard it
+    rise yet, re-asserts once, then withdraws. Yielding to that re-assert left
+    the IP unanswered for YIELD_HOLD_SECONDS after the withdrawal.
+    """
+    n = Node(winner_of(VIP) or "")
+    n.update(members=NODES)  # the first view after the start: every configured node, we win
+    assert n.answers_on() == {"eth0"} and n.kinds_sent() == ["claim", "claim"]
+    n.claim(LOWER)  # the interim holder's re-assert
+    n.at(0.05)
+    assert n.answers_on() == {"eth0"}, "kept: the election gave it to us, the claimant is about to withdraw"
+    assert n.kinds_sent() == ["claim", "claim"], "and re-asserted, moving the client back at once"
+    for t in (0.5, 1.0, 2.0, 4.0):
+        n.at(t)
+        assert n.answers_on() == {"eth0"}
+    # A claim long after the start is a split brain again: the rule applies.
+    n.claim(LOWER)
+    n.at(TAKEOVER_GRACE_SECONDS + 5.0)
+    assert n.answers_on() == frozenset()
+
+
+def test_a_node_starting_alone_grants_itself_no_grace() -> None:
+    n = Node(winner_of(VIP) or "")
+    n.update(members=(n.name,))  # a config without peers, or a split brain from the start
+    n.claim(LOWER)
+    n.at(0.05)
+    assert n.answers_on() == frozenset(), "a lower MAC claim is a split brain: we yield at once"
+
+
 def test_a_member_leaving_that_owned_nothing_of_ours_grants_no_grace() -> None:
     n = Node(winner_of(VIP) or "")
     n.update(members=NODES)

@@ -154,6 +154,13 @@ class Layer2Announcer:
             # The leaver may be stopping gracefully (SIGTERM): it still answers,
             # and re-asserts against our takeover, until its handover overlap ends.
             self._conflicts = conflicts.took_over(self._conflicts, now)
+        elif previous_view is None and len(view.members) > 1:
+            # Our first view since this node (re)started. A peer still
+            # announcing an IP we now win is one whose membership has not
+            # heard us rise yet (two heartbeats); it re-asserts against our
+            # takeover, then withdraws. Yielding to it would leave the IP
+            # unanswered for YIELD_HOLD_SECONDS (3.3 s) once it did.
+            self._conflicts = conflicts.took_over(self._conflicts, now)
         self._sync_ports()
         self._reconcile(now)
         if joined:
