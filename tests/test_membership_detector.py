@@ -528,3 +528,25 @@ def test_under_a_flood_every_peer_gets_the_longest_deadline_and_a_dead_one_is_st
     # and a dead b is still found within the longest deadline.
     run_for(det, clock, 2.0, [b])
     assert [t.peer for t in run_for(det, clock, longest + 0.05, [])] == ["b"]
+
+
+@given(steps=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["beat", "leave", "restart", "tick", "silent",
+                                                                    "pressure"]), st.floats(0.0, 0.3)), max_size=80))
+@settings(max_examples=200, deadline=None)
+def test_with_the_adaptive_deadline_next_deadline_stays_a_lower_bound(steps: list[tuple[int, str, float]]) -> None:
+    """Learnt margins shrink as the peak decays, so a deadline may move earlier: the bound must follow."""
+    names = ("a", "b", "c", "d")
+    clock = FakeClock()
+    det = FailureDetector(DetectorSettings(interval_seconds=0.05), node_name="me", incarnation=ME,
+                          peers=frozenset(names) | {"me"}, now=clock.now)  # fmt: skip
+    peers = [Peer(n) for n in names]
+    for index, action, wait in steps:
+        clock.advance(wait)
+        if action == "pressure":
+            det.pressure(clock.now)
+        else:
+            act(det, peers[index], action, clock.now)
+        live = [s.deadline for s in det.peers().values() if s.alive]
+        assert det.next_deadline() <= min(live, default=math.inf)
+        if action == "tick":
+            assert not any(s.alive and clock.now >= s.deadline for s in det.peers().values())
