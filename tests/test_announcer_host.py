@@ -167,3 +167,47 @@ def test_jsonable_plain_path_gives_the_generic_answer(value: Any) -> None:
     assert fast == generic
     assert json.dumps(fast, sort_keys=True) == json.dumps(generic, sort_keys=True)
     assert type(fast) is type(generic)
+
+
+class Counting:
+    """An announcer whose status() counts its calls; `payload` is what it reports."""
+
+    protocol = "counting"
+
+    def __init__(self) -> None:
+        self.payload: dict[str, Any] = {"announcements": []}
+        self.looks = 0
+        self.ticks = 0
+
+    def start(self) -> None: ...
+    def update(self, view: AnnouncerView) -> None: ...
+    def stop(self, *, handover: bool) -> None: ...
+
+    def tick(self, now: float) -> None:
+        self.ticks += 1
+
+    def status(self) -> dict[str, Any]:
+        self.looks += 1
+        return self.payload
+
+
+def test_ticks_drive_the_plugin_but_its_status_is_looked_at_every_report_every() -> None:
+    plugin = Counting()
+    core = host.HostCore(worker="announcer-counting", announcer=plugin, report_every=0.25)  # type: ignore[arg-type]
+    assert [type(m) for m in core.tick(10.0)] == [StatusReport]  # the first tick looks
+    plugin.payload = {"announcements": [], "counter": 1}
+    assert list(core.tick(10.05)) == [] and list(core.tick(10.2)) == []  # timers ran, no look yet
+    assert (plugin.ticks, plugin.looks) == (3, 1)
+    assert [type(m) for m in core.tick(10.25)] == [StatusReport]  # the change, a quarter second on
+    assert plugin.looks == 2
+    # A view is reported at once, whenever it comes.
+    assert StatusReport in [type(m) for m in core.handle(ViewChanged(view=VIEW))]
+    assert plugin.looks == 3
+
+
+def test_the_test_kit_default_looks_at_every_tick() -> None:
+    plugin = Counting()
+    core = host.HostCore(worker="announcer-counting", announcer=plugin)  # type: ignore[arg-type]
+    for now in (1.0, 1.01, 1.02):
+        list(core.tick(now))
+    assert plugin.looks == 3
