@@ -229,6 +229,8 @@ SPEAKER_NAMESPACE = expand({
     ("metalloid.io", "announcerconfigs"): READ,
     ("metallb.io", "servicel2statuses"): ["get", "list", "create", "delete"],
     ("metallb.io", "servicel2statuses/status"): ["patch"],
+    ("metallb.io", "servicebgpstatuses"): ["get", "list", "create", "delete"],
+    ("metallb.io", "servicebgpstatuses/status"): ["patch"],
     ("metallb.io", "configurationstates"): ["get", "create"],
     ("metallb.io", "configurationstates/status"): ["patch"],
 })
@@ -257,10 +259,10 @@ def test_rbac_has_no_wildcards_and_no_secrets() -> None:
                 assert "*" not in rule[key], (obj["metadata"]["name"], rule)
             assert "secrets" not in rule["resources"], (obj["metadata"]["name"], rule)
             assert not ({"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]))
-            # The only deletes: a speaker's own ServiceL2Status objects (as MetalLB's speaker).
+            # The only deletes: a speaker's own ServiceL2Status and ServiceBGPStatus objects (as MetalLB's speaker).
             if "delete" in rule["verbs"]:
                 assert (obj["kind"], obj["metadata"]["name"], rule["resources"]) == (
-                    "Role", "metalloid:speaker", ["servicel2statuses"])
+                    "Role", "metalloid:speaker", ["servicel2statuses", "servicebgpstatuses"])
             assert "nonResourceURLs" not in rule
 
 

@@ -46,7 +46,7 @@ from plugins.bgp.speakermetrics import (
     sync_announced,
 )
 from plugins.layer2.localbind import LocalBinder
-from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous
+from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous, ServiceKey
 
 BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
 NEIGHBORS = "show bgp vrf all neighbors json"
@@ -95,6 +95,7 @@ class BGPAnnouncer:
         self._worker: threading.Thread | None = None
         self._skipped: tuple[tuple[str, str], ...] = ()
         self._config = Config()
+        self._ips: dict[ServiceKey, tuple[IPAddress, ...]] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -119,6 +120,7 @@ class BGPAnnouncer:
         before = {(r.peer, str(r.prefix)) for r in self.plan.routes}
         self.plan = plan(view)
         self._config = view.config
+        self._ips = {a.service: a.ips for a in view.assignments}
         after = {(r.peer, str(r.prefix)) for r in self.plan.routes}
         for peer, prefix in sorted(after - before):
             self.host.log.info("bgp.route_added peer=%s prefix=%s", peer, prefix)
@@ -295,11 +297,18 @@ class BGPAnnouncer:
             },
             "sessions": sessions,
             "routes": [_route_json(r, r.peer in established) for r in self.plan.routes],
+            # One entry per Service IP a route carries (the contract's "ip" is an IP: the
+            # prefix, aggregated or not, goes in "prefix").
             "announcements": [
-                {"service": str(svc), "ip": str(r.prefix), "protocol": "bgp", "node": self.host.node_name,
+                {"service": str(svc), "ip": str(ip), "prefix": str(r.prefix), "protocol": "bgp",
+                 "node": self.host.node_name,
                  "reason": f"advertised to BGPPeer {r.peer}"
-                           + ("" if r.peer in established else " (session not established)")}
+                           + ("" if r.peer in established else " (session not established)"),
+                 # The peers whose FRR configuration holds the route, up or not (MetalLB's
+                 # ServiceBGPStatus.status.peers); a skipped peer's is not in FRR at all.
+                 "peers": [] if r.peer in skipped else [r.peer]}
                 for r in self.plan.routes for svc in r.services
+                for ip in self._ips.get(svc, ()) if ip in r.prefix
             ],
             "not_advertised": [{"service": str(k), "reason": why} for k, why in self.plan.not_advertised],
         }

@@ -60,6 +60,8 @@ class Announcement:
     node: str
     interfaces: tuple[str, ...] = ()
     reason: str = ""
+    # BGP: the BGPPeers whose configuration holds the route (ServiceBGPStatus.status.peers).
+    peers: tuple[str, ...] = ()
 
 
 class AnnouncementStatus(TypedDict):
@@ -71,6 +73,7 @@ class AnnouncementStatus(TypedDict):
     node: str
     interfaces: NotRequired[list[str]]
     reason: NotRequired[str]
+    peers: NotRequired[list[str]]
 
 
 class AnnounceFailureStatus(TypedDict):
@@ -171,6 +174,7 @@ def announcer_state(protocol: str, payload: Mapping[str, Any]) -> AnnouncerState
             announcements.append(Announcement(
                 service=service, ip=ip, protocol=str(entry.get("protocol") or protocol), node=str(entry.get("node")),
                 interfaces=tuple(str(i) for i in entry.get("interfaces") or ()), reason=str(entry.get("reason") or ""),
+                peers=tuple(str(p) for p in entry.get("peers") or ()),
             ))  # fmt: skip
     failures: list[AnnounceFailure] = []
     for entry in payload.get("failures") or ():

@@ -101,6 +101,10 @@ def render_tables(status: dict[str, Any]) -> str:
     if announcers:
         parts.append("ANNOUNCERS\n" + render_table(["PROTOCOL", "STATE", "READY", "HANG-TIMEOUT", "WHY"],
                                                    [_announcer_row(a) for a in announcers]))
+    sessions = _bgp_sessions(status)
+    if sessions:
+        parts.append("BGP SESSIONS" + _frr_line(status) + "\n" + render_table(
+            ["PEER", "ADDRESS", "VRF", "MY-ASN", "PEER-ASN", "STATE", "BFD", "PREFIXES-SENT", "ROUTES"], sessions))
     for problem in status.get("plugin_errors") or []:
         hook = f" hook {problem.get('hook')}" if problem.get("hook") else ""
         parts.append(f"plugin error: {problem.get('plugin')}{hook}: {problem.get('reason')}\n")
@@ -155,6 +159,47 @@ def _service_row(service: dict[str, Any], this_node: str = "") -> list[object]:
         state = "NotAnnounced"
     return [service.get("namespace"), service.get("name"), ",".join(ips) if ips else "<pending>",
             service.get("pool"), by, state]
+
+
+def _bgp_sessions(status: dict[str, Any]) -> list[list[object]]:
+    """One row per BGP session of this node, from each announcer that reports "sessions" (the bgp plugin).
+
+    ROUTES counts the routes this node should advertise on the session (its
+    plan); PREFIXES-SENT is what FRR says it sent, so the two differ while a
+    session is down or a reload is on its way.
+    """
+    rows: list[list[object]] = []
+    plugins = status.get("plugins") or {}
+    for _, payload in sorted(plugins.items()) if isinstance(plugins, dict) else ():
+        if not isinstance(payload, dict):
+            continue
+        routes = [r for r in payload.get("routes") or [] if isinstance(r, dict)]
+        for session in payload.get("sessions") or []:
+            if not isinstance(session, dict):
+                continue
+            port = session.get("port")
+            address = f"{session.get('address')}" + (f":{port}" if port not in (None, 179) else "")
+            rows.append([session.get("peer"), address, session.get("vrf") or "default", session.get("my_asn"),
+                         session.get("peer_asn"), session.get("state"), session.get("bfd_profile"),
+                         session.get("prefixes_sent", 0),
+                         sum(1 for r in routes if r.get("peer") == session.get("peer"))])
+    return rows
+
+
+def _frr_line(status: dict[str, Any]) -> str:
+    """`   FRR: managed, in sync, 3 reloads` (or its error) when the announcer reports its FRR."""
+    plugins = status.get("plugins") or {}
+    frr = next((p.get("frr") for p in plugins.values() if isinstance(p, dict) and isinstance(p.get("frr"), dict)),
+               None) if isinstance(plugins, dict) else None
+    if frr is None:
+        return ""
+    words = ["managed" if frr.get("managed") else f"not managed (vtysh socket dir {frr.get('run_dir')})",
+             "in sync" if frr.get("in_sync") else "NOT in sync", f"{frr.get('reloads', 0)} reloads"]
+    if frr.get("restarts"):
+        words.append(f"{frr['restarts']} restarts")
+    if frr.get("error"):
+        words.append(f"error: {frr['error']}")
+    return "   FRR: " + ", ".join(words)
 
 
 def _pool_table(pools: list[dict[str, Any]]) -> str:

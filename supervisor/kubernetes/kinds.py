@@ -64,6 +64,9 @@ ANNOUNCER_CONFIG = Kind(
 SERVICE_L2_STATUS = Kind(
     kind="ServiceL2Status", group="metallb.io", version="v1beta1", plural="servicel2statuses", namespaced=True
 )
+SERVICE_BGP_STATUS = Kind(
+    kind="ServiceBGPStatus", group="metallb.io", version="v1beta1", plural="servicebgpstatuses", namespaced=True
+)
 CONFIGURATION_STATE = Kind(
     kind="ConfigurationState", group="metallb.io", version="v1beta1", plural="configurationstates", namespaced=True
 )

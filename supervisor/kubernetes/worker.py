@@ -23,9 +23,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.messages import (
     AllocationDone,
@@ -117,6 +117,7 @@ def _controller(
 
 def _speaker(settings: SpeakerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
     from supervisor.announcing.api import AnnouncerState
+    from supervisor.kubernetes.bgpstatus import BGPStatusWriter, wanted_bgp_statuses
     from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder
     from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
@@ -127,10 +128,11 @@ def _speaker(settings: SpeakerSettings, client: RawClient, put: Put, metric: Cal
     pod_name = os.environ.get("POD_NAME")
     recorder = EventRecorder(client, component="metallb-speaker", host=node)
     reporter = AnnouncementReporter(recorder, node)
-    l2status = L2StatusWriter(
-        client, namespace=namespace, node=node,
-        owner=lambda: watcher.cache.get("Pod", namespace, pod_name) if pod_name else None,
-    )  # fmt: skip
+    def speaker_pod() -> Mapping[str, Any] | None:
+        return watcher.cache.get("Pod", namespace, pod_name) if pod_name else None
+
+    l2status = L2StatusWriter(client, namespace=namespace, node=node, owner=speaker_pod)
+    bgpstatus = BGPStatusWriter(client, namespace=namespace, node=node, owner=speaker_pod)
     confstate = ConfigStateWriter(client, namespace=namespace)
     # What the announcers really do (per announcer worker), and the config's
     # verdict: (errors, warnings), errors None until the first config is read.
@@ -150,7 +152,9 @@ def _speaker(settings: SpeakerSettings, client: RawClient, put: Put, metric: Cal
             # and acting on it would delete this node's ServiceL2Status.
             return done
         _, reported = reporter.update(states, lambda key: watcher.cache.get("Service", key.namespace, key.name))
-        return l2status.update(wanted_statuses(states)) and reported and done
+        l2_done = l2status.update(wanted_statuses(states))
+        bgp_done = bgpstatus.update(wanted_bgp_statuses(states))
+        return l2_done and bgp_done and reported and done
 
     def reporting() -> None:
         # API writes wait on the API server, up to a request timeout when it

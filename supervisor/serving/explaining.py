@@ -136,8 +136,10 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
     announced: dict[str, list[str]] = service.get("announced") or {}
     interfaces = {(a.get("protocol"), a.get("node")): a.get("interfaces") or []
                   for a in status.get("announcements") or [] if a.get("service") == key}
+    # Shown only when no protocol announces it: a layer 2 Service is "not advertised" by BGP too.
+    not_advertised = {} if any(announced.values()) else _not_advertised(status, key)
     out: list[dict[str, Any]] = []
-    for protocol in sorted(set(elections) | set(announced)):
+    for protocol in sorted(set(elections) | set(announced) | set(not_advertised)):
         election: dict[str, Any] = elections.get(protocol) or {}
         nodes = announced.get(protocol) or []
         ranking = election.get("ranking") or []
@@ -145,7 +147,15 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
         entry: dict[str, Any] = {"protocol": protocol, "nodes": nodes, "ranking": ranking, "excluded": excluded,
                                  "interfaces": {n: interfaces.get((protocol, n), []) for n in nodes}}
         winner = election.get("winner")
-        if election.get("not_served") and not nodes:
+        peers = _peers(status, protocol, key)
+        if peers:
+            entry["peers"] = peers
+        if protocol in not_advertised and not nodes:
+            # The BGP announcer's own reason (no BGPAdvertisement selects it, nodeSelectors leave this node out).
+            entry["state"] = "not-advertised"
+            entry["why"] = f"{status.get('node')} does not advertise it: {not_advertised[protocol]}"
+            entry["hints"] = []
+        elif election.get("not_served") and not nodes:
             # A reason about the Service itself: no serving endpoint, no advertisement selecting it, ...
             reason = str(election["not_served"])
             entry["state"] = "not-served"
@@ -174,11 +184,53 @@ def _explain_announcement(status: dict[str, Any], service: dict[str, Any]) -> li
             entry["state"] = "announced"
             entry["why"] = ("BGP mode: every eligible node announces it and the router spreads the traffic"
                             if protocol == "bgp" else f"the {protocol} announcer chose these nodes")
+            if peers and not any(p["advertised"] for p in peers):
+                entry["why"] += (f"; but no session of {status.get('node')} to a peer it goes to is established, so "
+                                 "no router has the route from this node yet")
+                entry["hints"] = [_SESSION_HINT]
         else:
             entry["state"] = "not-announced"
             entry["why"] = f"the {protocol} announcer reports no node for it"
         out.append(entry)
     return out
+
+
+_SESSION_HINT = ("check each BGPPeer's peerAddress, peerASN, myASN (and password) against the router's configuration "
+                 "and that the router accepts this node as a neighbor; `metalloid status` lists the sessions and "
+                 "their state")
+
+
+def _plugin_payloads(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    plugins = status.get("plugins") or {}
+    return {str(p): v for p, v in plugins.items() if isinstance(v, dict)} if isinstance(plugins, dict) else {}
+
+
+def _not_advertised(status: dict[str, Any], key: str) -> dict[str, str]:
+    """protocol → why that announcer (BGP) does not advertise `key` from this node, from its "not_advertised"."""
+    found: dict[str, str] = {}
+    for protocol, payload in _plugin_payloads(status).items():
+        for item in payload.get("not_advertised") or []:
+            if isinstance(item, dict) and item.get("service") == key:
+                found.setdefault(protocol, str(item.get("reason")))
+    return found
+
+
+def _peers(status: dict[str, Any], protocol: str, key: str) -> list[dict[str, Any]]:
+    """This node's routes for `key` per peer (BGP): the session's state and whether the route is advertised.
+
+    From the announcer's "sessions" and "routes" (a node reports only its own).
+    """
+    payload = _plugin_payloads(status).get(protocol) or {}
+    sessions = {s.get("peer"): s for s in payload.get("sessions") or [] if isinstance(s, dict)}
+    out: list[dict[str, Any]] = []
+    for route in payload.get("routes") or []:
+        if not isinstance(route, dict) or key not in (route.get("services") or []):
+            continue
+        session = sessions.get(route.get("peer")) or {}
+        out.append({"peer": route.get("peer"), "address": session.get("address"),
+                    "state": session.get("state") or "unknown", "prefix": route.get("prefix"),
+                    "advertised": bool(route.get("advertised")), "bfd_profile": session.get("bfd_profile")})
+    return sorted(out, key=lambda p: (str(p["peer"]), str(p["prefix"])))
 
 
 def _not_served_hint(key: str, status: dict[str, Any]) -> str:
@@ -208,7 +260,8 @@ def _no_nodes(status: dict[str, Any]) -> tuple[str, str]:
 def _why_not_announced(status: dict[str, Any], service: dict[str, Any], ip: dict[str, Any]) -> str | None:
     if ip["state"] == "pending":
         return "a Service without an IP is not announced"
-    if service.get("elections") or service.get("announced"):
+    key = f"{service.get('namespace')}/{service.get('name')}"
+    if service.get("elections") or service.get("announced") or _not_advertised(status, key):
         return None
     pool = service.get("pool")
     ads = service.get("advertisements")
@@ -251,6 +304,7 @@ def _render_announcement(entry: dict[str, Any]) -> list[str]:
         "announced": f"Announced ({protocol}): by {nodes}.",
         "elected": f"Announced ({protocol}): {entry['ranking'][0] if entry['ranking'] else '?'} should announce it.",
         "no-candidate": f"Announced ({protocol}): no.",
+        "not-advertised": f"Announced ({protocol}): not from this node.",
     }.get(state, f"Announced ({protocol}): no.")
     lines = [heading, f"  Why: {entry['why']}."]
     if entry["ranking"]:
@@ -260,6 +314,13 @@ def _render_announcement(entry: dict[str, Any]) -> list[str]:
     if entry["excluded"]:
         lines.append("  Not candidates:")
         lines += [f"    {n}: {r}" for n, r in entry["excluded"]]
+    if entry.get("peers"):
+        lines.append("  Peers (this node's sessions):")
+        lines += [f"    {p['peer']} ({p['address']}): session {p['state']}"
+                  + (f", BFD profile {p['bfd_profile']}" if p.get("bfd_profile") else "")
+                  + f"; {p['prefix']} " + ("advertised" if p["advertised"] else "NOT advertised (the session is not "
+                                                                               "established)")
+                  for p in entry["peers"]]
     lines += [f"  Fix: {hint}." for hint in entry.get("hints", [])]
     lines.append("")
     return lines

@@ -137,6 +137,15 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(
         group="metallb.io",
         versions=("v1beta1",),
+        plural="servicebgpstatuses",
+        kind="ServiceBGPStatus",
+        namespaced=True,
+        status=True,
+        custom=True,
+    ),
+    Resource(
+        group="metallb.io",
+        versions=("v1beta1",),
         plural="configurationstates",
         kind="ConfigurationState",
         namespaced=True,
