@@ -16,13 +16,11 @@ the writes on change only are `servicestatus`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from supervisor.announcing.api import AnnouncerState
 from supervisor.config.model import ServiceKey
 from supervisor.kubernetes import kinds
-from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.servicestatus import Flavor, ServiceStatusWriter
 
 PROTOCOL = "bgp"
@@ -46,12 +44,4 @@ def wanted_bgp_statuses(states: Iterable[AnnouncerState]) -> dict[ServiceKey, tu
 class BGPStatusWriter(ServiceStatusWriter):
     """ServiceBGPStatus of the Services this node advertises over BGP."""
 
-    def __init__(
-        self,
-        client: RawClient,
-        *,
-        namespace: str,
-        node: str,
-        owner: Callable[[], Mapping[str, Any] | None] = lambda: None,
-    ) -> None:
-        super().__init__(client, BGP, namespace=namespace, node=node, owner=owner)
+    flavor = BGP

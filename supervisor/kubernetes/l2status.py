@@ -15,13 +15,11 @@ really answers on, which is what an operator reading it wants to know.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from supervisor.announcing.api import AnnouncerState
 from supervisor.config.model import ServiceKey
 from supervisor.kubernetes import kinds
-from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.servicestatus import Flavor, ServiceStatusWriter
 
 PROTOCOL = "layer2"
@@ -45,12 +43,4 @@ def wanted_statuses(states: Iterable[AnnouncerState]) -> dict[ServiceKey, tuple[
 class L2StatusWriter(ServiceStatusWriter):
     """ServiceL2Status of the Services this node announces in layer 2 mode."""
 
-    def __init__(
-        self,
-        client: RawClient,
-        *,
-        namespace: str,
-        node: str,
-        owner: Callable[[], Mapping[str, Any] | None] = lambda: None,
-    ) -> None:
-        super().__init__(client, LAYER2, namespace=namespace, node=node, owner=owner)
+    flavor = LAYER2

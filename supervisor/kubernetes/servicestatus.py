@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from supervisor.config.model import ServiceKey
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
@@ -74,17 +74,19 @@ def _service_of(obj: Mapping[str, Any]) -> ServiceKey | None:
 
 
 class ServiceStatusWriter:
+    """Writes one kind of per-node status (`flavor`, set by each subclass) for this node."""
+
+    flavor: ClassVar[Flavor]
+
     def __init__(
         self,
         client: RawClient,
-        flavor: Flavor,
         *,
         namespace: str,
         node: str,
         owner: Callable[[], Mapping[str, Any] | None] = lambda: None,
     ) -> None:
         self.client = client
-        self.flavor = flavor
         self.namespace = namespace
         self.node = node
         self.owner = owner  # the speaker's own Pod, when known: the owner reference
