@@ -10,6 +10,7 @@ import pytest
 from plugins.bgp.frr import settings_from
 from supervisor.config.parsing import parse_objects
 from tests.deploy_support import find, kustomize
+from tests.fakeapi import FakeApiServer
 
 VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]
 
@@ -22,8 +23,8 @@ def test_every_builtin_object_validates_strictly(version: str) -> None:
             continue  # metalloid's own kind: parsed below
         kubernetes_validate.validate(obj, version, strict=True)
         checked += 1
-    # deploy/'s objects plus the frr-startup ConfigMap.
-    assert checked == len(kustomize(".")) + 1
+    # deploy/'s objects plus the frr-startup ConfigMap and the Secret-reading Role and RoleBinding.
+    assert checked == len(kustomize(".")) + 3
 
 
 def _pod() -> dict[str, Any]:
@@ -55,3 +56,50 @@ def test_the_announcer_config_points_the_plugin_at_the_frr_container() -> None:
     settings = settings_from(config.announcers[0].settings, node="n1", mode="kubernetes")
     assert settings.manage_daemons is False
     assert str(settings.run_dir) == "/var/run/frr"
+
+
+def test_only_with_bgp_the_speaker_may_get_secrets_and_only_in_its_namespace() -> None:
+    from tests.test_deploy_manifests import grants
+
+    objects = kustomize("with-bgp")
+    role = find(objects, "Role", "metalloid:speaker-bgp-secrets")
+    assert role["metadata"]["namespace"] == "metallb-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    binding = find(objects, "RoleBinding", "metalloid:speaker-bgp-secrets")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "metalloid:speaker-bgp-secrets"}  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "speaker", "namespace": "metallb-system"}]
+    # Nothing else anywhere grants Secrets (deploy/ alone grants none: test_deploy_manifests).
+    others = [o for o in objects if o["kind"] in ("Role", "ClusterRole") and o is not role
+              and any("secrets" in r.get("resources", []) for r in o["rules"])]  # fmt: skip
+    assert others == []
+    assert ("", "secrets", "get") not in grants(("Role", "metalloid:speaker"), ("ClusterRole", "metalloid:speaker"))
+
+
+def test_what_the_secret_reader_calls_is_exactly_what_the_role_grants(api: FakeApiServer) -> None:
+    """The passwordSecret reader against the fake API: its requests, as (group, resource, verb, namespace),
+    are all inside the Role, and it reads what MetalLB reads (the `password` key)."""
+    import base64
+
+    from kubernetes import client
+
+    from plugins.bgp.secrets import SecretError, kubernetes_reader
+
+    api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tor-a", "namespace": "metallb-system"},
+                "type": "kubernetes.io/basic-auth", "data": {"password": base64.b64encode(b"s3cret").decode()}})
+    configuration = client.Configuration()
+    configuration.host = api.url
+    read = kubernetes_reader(client.ApiClient(configuration))
+    before = len(api.requests)
+    assert read("metallb-system", "tor-a") == "s3cret"
+    with pytest.raises(SecretError, match="Secret metallb-system/absent does not exist: create it"):
+        read("metallb-system", "absent")
+    calls = {(r.method, r.path) for r in api.requests[before:]}
+    assert calls == {("GET", "/api/v1/namespaces/metallb-system/secrets/tor-a"),
+                     ("GET", "/api/v1/namespaces/metallb-system/secrets/absent")}  # fmt: skip
+    role = find(kustomize("with-bgp"), "Role", "metalloid:speaker-bgp-secrets")
+    granted = {("", resource, verb, role["metadata"]["namespace"]) for rule in role["rules"]
+               for resource in rule["resources"] for verb in rule["verbs"]}  # fmt: skip
+    verbs = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+    used = {("", path.split("/")[5], verbs[method], path.split("/")[4]) for method, path in calls}
+    assert used <= granted, used - granted

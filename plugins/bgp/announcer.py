@@ -27,14 +27,14 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, secret_password, settings_from
+from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, settings_from
 from plugins.bgp.frrconf import render
 from plugins.bgp.frrdelta import compute
 from plugins.bgp.planning import Plan, Route, plan
+from plugins.bgp.secrets import PasswordSecrets, file_reader, kubernetes_reader
 from plugins.bgp.speakermetrics import (
     ANNOUNCED_PREFIXES,
     PENDING_PREFIXES,
@@ -76,7 +76,8 @@ def _mode() -> str:
 class BGPAnnouncer:
     protocol: ClassVar[str] = "bgp"
 
-    def __init__(self, host: AnnouncerHost, frr: FRR | None = None, binder: LocalBinder | None = None) -> None:
+    def __init__(self, host: AnnouncerHost, frr: FRR | None = None, binder: LocalBinder | None = None,
+                 secrets: PasswordSecrets | None = None) -> None:
         self.host = host
         self.mode = _mode()
         self.frr = frr or FRR(settings_from(host.settings, node=host.node_name, mode=self.mode))
@@ -95,6 +96,9 @@ class BGPAnnouncer:
         self._worker: threading.Thread | None = None
         self._skipped: tuple[tuple[str, str], ...] = ()
         self._config = Config()
+        self._render_lock = threading.Lock()
+        self.secrets = secrets or PasswordSecrets(
+            kubernetes_reader() if self.mode == "kubernetes" else file_reader(self.frr.settings.secrets_dir))
         self._ips: dict[ServiceKey, tuple[IPAddress, ...]] = {}
 
     # -- lifecycle ----------------------------------------------------------
@@ -118,33 +122,40 @@ class BGPAnnouncer:
 
     def update(self, view: AnnouncerView) -> None:
         before = {(r.peer, str(r.prefix)) for r in self.plan.routes}
-        self.plan = plan(view)
-        self._config = view.config
+        with self._render_lock:  # the worker renders from the same two
+            self.plan = plan(view)
+            self._config = view.config
         self._ips = {a.service: a.ips for a in view.assignments}
         after = {(r.peer, str(r.prefix)) for r in self.plan.routes}
         for peer, prefix in sorted(after - before):
             self.host.log.info("bgp.route_added peer=%s prefix=%s", peer, prefix)
         for peer, prefix in sorted(before - after):
             self.host.log.info("bgp.route_withdrawn peer=%s prefix=%s", peer, prefix)
-        passwords = self._passwords()
-        rendered = render(self.plan, view.config, hostname=view.node_name, passwords=passwords)
-        for peer, why in rendered.skipped:
-            if (peer, why) not in self._skipped:
-                self.host.log.error("bgp.peer_skipped peer=%s reason=%s", peer, why)
-        self._skipped = rendered.skipped
-        self._set_desired(rendered.text)
+        if self.secrets.want(s.password_secret for s in self.plan.sessions if s.password_secret and not s.password):
+            self._wake.set()  # a Secret never read: the worker reads it and renders again
+        self._render()
         self._bind(view)
         self._export_announced(view)
 
+    def _render(self) -> None:
+        """The desired FRR text from the plan and the passwords read so far (host's loop and worker)."""
+        with self._render_lock:
+            rendered = render(self.plan, self._config, hostname=self.host.node_name, passwords=self._passwords())
+            pending = {s.peer for s in self.plan.sessions
+                       if s.password_secret and self.secrets.pending(s.password_secret)}  # fmt: skip
+            for peer, why in rendered.skipped:
+                # Not an error while its Secret is being read for the first time.
+                if (peer, why) not in self._skipped and peer not in pending:
+                    self.host.log.error("bgp.peer_skipped peer=%s reason=%s", peer, why)
+            self._skipped = rendered.skipped
+            self._set_desired(rendered.text)
+
     def _passwords(self) -> dict[str, str]:
+        """BGPPeer name → the password its passwordSecret held when last read."""
         found = {}
         for session in self.plan.sessions:
-            if session.password_secret is None or session.password:
-                continue
-            namespace, name = session.password_secret
-            value = secret_password(self.frr.settings.secrets_dir, namespace, name,
-                                    read_secret=_k8s_secret_reader() if self.mode == "kubernetes" else None)
-            if value is not None:
+            value = self.secrets.cached(session.password_secret) if session.password_secret else None
+            if value is not None and not session.password:
                 found[session.peer] = value
         return found
 
@@ -183,6 +194,7 @@ class BGPAnnouncer:
             if self._stopping.is_set():
                 return
             try:
+                self._refresh_secrets()
                 self._reconcile()
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.frr.settings.poll_seconds
@@ -197,6 +209,13 @@ class BGPAnnouncer:
                 self.host.log.error("bgp.frr_error error=%s", exc)
                 self.snapshot = replace(self.snapshot, error=str(exc), ready=False)
                 self._stopping.wait(0.5)
+
+    def _refresh_secrets(self) -> None:
+        changed, errors = self.secrets.refresh()
+        for (namespace, name), error in errors:
+            self.host.log.error("bgp.password_secret_unreadable secret=%s/%s error=%s", namespace, name, error)
+        if changed:
+            self._render()
 
     def _reconcile(self) -> None:
         dead = self.frr.dead()
@@ -351,19 +370,3 @@ def _route_json(route: Route, established: bool) -> dict[str, Any]:
         "local_pref": route.local_pref, "communities": list(route.communities),
         "services": [str(s) for s in route.services], "advertised": established,
     }
-
-
-def _k8s_secret_reader() -> Callable[[str, str], str | None]:
-    """Reads a passwordSecret's `password` key with the speaker's service account (RBAC: get secrets)."""
-
-    def read(namespace: str, name: str) -> str | None:
-        import base64
-
-        from kubernetes import client, config
-
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        secret = client.CoreV1Api().read_namespaced_secret(name, namespace)
-        data = (secret.data or {}).get("password")
-        return base64.b64decode(data).decode() if data else None
-
-    return read
