@@ -136,7 +136,7 @@ def test_jsonable_status() -> None:
     a = Announcement(service=KEY, ip=ipaddress.ip_address("fd00::1"), protocol="layer2", node="n1")
     assert host.jsonable({"announcements": (a,), "set": frozenset({"b", "a"})}) == {
         "announcements": [{"service": "default/web", "ip": "fd00::1", "protocol": "layer2", "node": "n1",
-                           "interfaces": [], "reason": ""}],
+                           "interfaces": [], "reason": "", "peers": []}],
         "set": ["a", "b"],
     }
 
