@@ -21,6 +21,7 @@ capability bounding set of deploy/systemd/metalloid.service.d/bgp.conf.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -69,7 +70,7 @@ def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: floa
 
 def seed(lab: Lab, run_dir: Path) -> list[dict[str, Any]]:
     """A cluster with deploy/with-bgp's AnnouncerConfig and one Service the controller already gave its IP."""
-    announcer = find(kustomize("with-bgp"), "AnnouncerConfig", "bgp")
+    announcer = copy.deepcopy(find(kustomize("with-bgp"), "AnnouncerConfig", "bgp"))  # kustomize() is cached
     assert announcer["spec"]["settings"] == {"manage_daemons": False, "run_dir": "/var/run/frr"}
     announcer["spec"]["settings"]["run_dir"] = str(run_dir)  # the pod's /var/run/frr, here
     announcer["spec"]["settings"]["poll_seconds"] = 0.5
