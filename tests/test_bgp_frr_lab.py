@@ -22,16 +22,14 @@ capability bounding set of deploy/systemd/metalloid.service.d/bgp.conf.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import yaml
@@ -40,33 +38,11 @@ from plugins.bgp.frr import FRR, FRRSettings
 from supervisor.lab.netns import Lab, require_root
 from tests.bgp_lab import NODE_ASN, ROUTER_ASN, ROUTER_CONFIG, VIP
 from tests.deploy_support import find, kustomize
+from tests.test_k8s_lab import API_PORT, KUBECONFIG, METRICS_PORT, K8sLab, wait_for  # the speakers' lab's
 
 NODE, ROUTER, CLIENT = "n1", "router", "client"
 NS = "metallb-system"
-API_PORT = 6443
-METRICS_PORT = 7472
 BGPSTATUS_PATH = f"/apis/metallb.io/v1beta1/namespaces/{NS}/servicebgpstatuses"
-
-KUBECONFIG = f"""\
-apiVersion: v1
-kind: Config
-clusters: [{{name: lab, cluster: {{server: "http://10.0.10.100:{API_PORT}"}}}}]
-users: [{{name: lab, user: {{}}}}]
-contexts: [{{name: lab, context: {{cluster: lab, user: lab}}}}]
-current-context: lab
-"""
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
-
 
 def seed(lab: Lab, run_dir: Path) -> list[dict[str, Any]]:
     """A cluster with deploy/with-bgp's AnnouncerConfig and one Service the controller already gave its IP."""
@@ -117,8 +93,8 @@ class Sidecar:
         self.router = FRR(FRRSettings(run_dir=workdir / "frr-router", manage_daemons=True),
                           netns=f"{self.lab.prefix}-{ROUTER}")  # fmt: skip
         self.frr = FRR(FRRSettings(run_dir=self.shared, manage_daemons=True), netns=f"{self.lab.prefix}-{NODE}")
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[IO[bytes]] = []
+        # Processes, logs and GETs as in the speakers' lab (spawn, log, get_json, status, api, close).
+        self.k8s = K8sLab(lab=self.lab, workdir=workdir)
 
     def create(self) -> Sidecar:
         self.lab.create()
@@ -163,23 +139,13 @@ class Sidecar:
                 assert entry.stat().st_mode & 0o060 == 0o060, (entry, oct(entry.stat().st_mode))
 
     def spawn(self, name: str, host: str, *argv: str, env: dict[str, str] | None = None) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed at teardown
-        self._logs.append(log)
-        self.procs[name] = self.lab.spawn(host, *argv, stdout=log.fileno(), stderr=subprocess.STDOUT, env=env)
+        self.k8s.spawn(name, host, *argv, env=env)
 
     def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def get_json(self, host: str, url: str) -> Any:
-        out = self.lab.run(host, "curl", "-sf", "--max-time", "2", url, check=False, timeout=10)
-        try:
-            return json.loads(out.stdout) if out.returncode == 0 else None
-        except ValueError:
-            return None
+        return self.k8s.log(name)
 
     def status(self) -> dict[str, Any]:
-        return self.get_json(NODE, f"http://127.0.0.1:{METRICS_PORT}/status") or {}
+        return self.k8s.status(NODE) or {}
 
     def bgp(self) -> dict[str, Any]:
         return dict((self.status().get("plugins") or {}).get("bgp") or {})
@@ -189,17 +155,14 @@ class Sidecar:
         return f"via {self.lab.host(NODE).ip}" in out
 
     def bgp_statuses(self) -> list[dict[str, Any]]:
-        found = self.get_json(CLIENT, f"http://10.0.10.100:{API_PORT}{BGPSTATUS_PATH}") or {}
-        return list(found.get("items") or [])
+        return list(self.k8s.api(BGPSTATUS_PATH).get("items") or [])
 
     def destroy(self) -> None:
         try:
-            self.lab.destroy()  # the speaker and the API server, by their process groups; the namespaces
+            self.k8s.close()  # the speaker and the API server, by their process groups; the namespaces
         finally:
             self.frr.stop_daemons()
             self.router.stop_daemons()
-            for log in self._logs:
-                log.close()
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +176,7 @@ def sidecar() -> Iterator[Sidecar]:
     try:
         yield lab.create()
     finally:
-        proc = lab.procs.get(NODE)
+        proc = lab.k8s.procs.get(NODE)
         if proc is not None and proc.poll() is not None:
             print(f"--- the speaker exited {proc.returncode}:\n{lab.log(NODE)[-3000:]}")
         lab.destroy()
@@ -259,7 +222,7 @@ def test_frr_restarted_underneath_the_speaker_gets_the_whole_configuration_again
     bgp = sidecar.bgp()
     assert bgp["frr"]["reloads"] > before  # the speaker applied it again ...
     assert bgp["frr"]["restarts"] == 0  # ... without restarting anything itself: not its daemons
-    assert sidecar.procs[NODE].poll() is None, sidecar.log(NODE)[-3000:]
+    assert sidecar.k8s.procs[NODE].poll() is None, sidecar.log(NODE)[-3000:]
 
 
 @pytest.mark.lab

@@ -17,10 +17,10 @@ UNIT = DEPLOY / "systemd" / "metalloid.service"
 EXAMPLE = DEPLOY / "standalone" / "etc-metalloid" / "metalloid.yaml"
 
 
-def unit() -> configparser.RawConfigParser:
+def unit(path: Path = UNIT) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNIT)
+    parser.read(path)
     return parser
 
 
@@ -79,10 +79,7 @@ BGP_DROP_IN = DEPLOY / "systemd" / "metalloid.service.d" / "bgp.conf"
 
 
 def drop_in() -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(BGP_DROP_IN)
-    return parser
+    return unit(BGP_DROP_IN)
 
 
 # What managed FRR needs beyond metalloid's own (tests/test_bgp_frr_lab.py starts the daemons with exactly the
