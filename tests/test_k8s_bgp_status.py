@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import queue
-import threading
 from pathlib import Path
-from typing import Any
 
 from plugins.bgp.announcer import BGPAnnouncer
 from plugins.bgp.frr import FRR, FRRSettings
@@ -15,9 +12,9 @@ from supervisor.config.model import ServiceKey
 from supervisor.kubernetes.bgpstatus import BGPStatusWriter, wanted_bgp_statuses
 from supervisor.kubernetes.client import RawClient
 from supervisor.plugin_testing import FakeHost, config_from_yaml, make_view
-from supervisor.roles import KubernetesRole, Mode
 from tests.fakeapi import FakeApiServer
-from tests.fakeapi.kube import service, wait_for
+from tests.fakeapi.kube import running_speaker_worker, service
+from tests.runtime_helpers import wait_for
 
 NS = "metallb-system"
 WEB = ServiceKey(namespace="default", name="web")
@@ -175,26 +172,14 @@ def test_what_metalloid_writes_is_valid_against_the_servicebgpstatus_crd(api: Fa
 
 def test_the_speaker_worker_writes_service_bgp_status_from_the_routed_announcer_state(api: FakeApiServer) -> None:
     """The whole speaker watcher worker in a thread: a routed bgp AnnouncementsChanged → ServiceBGPStatus."""
-    from supervisor.kubernetes.worker import run
-    from supervisor.messages import AnnouncementsChanged, Control
-    from supervisor.supervising.settings import WorkerSettings
+    from supervisor.messages import AnnouncementsChanged
 
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     api.create(service("web"))
-    inbox: queue.Queue[Any] = queue.Queue()
-    outbox: queue.Queue[Any] = queue.Queue()
-    settings = WorkerSettings(name="watcher", node_name="n1", mode=Mode.KUBERNETES, k8s_role=KubernetesRole.SPEAKER,
-                              api_host=api.url, namespace=NS)  # fmt: skip
-    worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
-    worker.start()
-    try:
+    with running_speaker_worker(api, namespace=NS) as inbox:
         inbox.put(AnnouncementsChanged(worker="announcer-bgp",
                                        state=bgp_state("n1", (WEB, "192.0.2.10", ("tor-a", "tor-b")))))
         wait_for(lambda: statuses(api) == [("n1", "n1", "default/web", ("tor-a", "tor-b"))],
                  what="the ServiceBGPStatus")
         inbox.put(AnnouncementsChanged(worker="announcer-bgp", state=AnnouncerState(protocol="bgp")))
         wait_for(lambda: statuses(api) == [], what="the ServiceBGPStatus deleted once the routes are withdrawn")
-    finally:
-        inbox.put(Control.STOP)
-        worker.join(10)
-    assert not worker.is_alive()

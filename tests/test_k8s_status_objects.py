@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import queue
-import threading
 from typing import Any
 
 from supervisor.announcing.api import AnnounceFailure, Announcement, AnnouncerState, announcer_state
@@ -241,10 +239,8 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
     """The whole speaker watcher worker in a thread: config verdict + routed AnnouncementsChanged → API objects."""
     import yaml
 
-    from supervisor.kubernetes.worker import run
-    from supervisor.messages import AnnouncementsChanged, Control
-    from supervisor.supervising.settings import SpeakerSettings
-    from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL
+    from supervisor.messages import AnnouncementsChanged
+    from tests.fakeapi.kube import RUNBOOK_L2, RUNBOOK_POOL, running_speaker_worker
 
     for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, yaml.safe_load(RUNBOOK_POOL),
                 yaml.safe_load(RUNBOOK_L2), service("web")):  # fmt: skip
@@ -258,16 +254,12 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
     api.update_status("ServiceL2Status", NS, before["metadata"]["name"],
                       {"node": "n1", "serviceName": "web", "serviceNamespace": "default",
                        "interfaces": [{"name": "eth9"}]})
-    inbox: queue.Queue[Any] = queue.Queue()
-    outbox: queue.Queue[Any] = queue.Queue()
-    settings = SpeakerSettings(name="watcher", node_name="n1", api_host=api.url, namespace=NS)
-    worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
-    worker.start()
+
     def result() -> str | None:
         found = [o for o in api.list("ConfigurationState", NS) if o["metadata"]["name"] == "speaker-n1"]
         return (found[0].get("status") or {}).get("result") if found else None
 
-    try:
+    with running_speaker_worker(api, namespace=NS) as inbox:
         wait_for(lambda: result() == "Valid", what="the speaker's ConfigurationState")
         # The config is read, no announcer has answered yet: what it wrote before stays.
         assert statuses(api) == [("n1", "n1", "default", "web", ("eth9",))]
@@ -279,10 +271,6 @@ def test_the_speaker_worker_writes_its_status_objects_from_routed_announcer_stat
         wait_for(lambda: [e["reason"] for e in events_for(api, "web")] == ["nodeAssigned"], what="nodeAssigned")
         inbox.put(AnnouncementsChanged(worker="announcer-layer2", state=AnnouncerState(protocol="layer2")))
         wait_for(lambda: statuses(api) == [], what="the ServiceL2Status deleted once the IP is withdrawn")
-    finally:
-        inbox.put(Control.STOP)
-        worker.join(10)
-    assert not worker.is_alive()
 
 
 def test_what_metalloid_writes_is_valid_against_its_status_crds(api: FakeApiServer, client: RawClient) -> None:

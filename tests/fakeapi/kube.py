@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -58,3 +60,24 @@ def running_controller(api: FakeApiServer, identity: str = "controller-a", **kw:
     finally:
         loop.stop()
         client.close()
+
+
+@contextmanager
+def running_speaker_worker(api: FakeApiServer, node: str = "n1",
+                           namespace: str = "metallb-system") -> Iterator[queue.Queue[Any]]:  # fmt: skip
+    """The speaker's watcher worker (`supervisor.kubernetes.worker.run`) in a thread; yields its inbox."""
+    from supervisor.kubernetes.worker import run
+    from supervisor.messages import Control
+    from supervisor.supervising.settings import SpeakerSettings
+
+    inbox: queue.Queue[Any] = queue.Queue()
+    outbox: queue.Queue[Any] = queue.Queue()
+    settings = SpeakerSettings(name="watcher", node_name=node, api_host=api.url, namespace=namespace)
+    worker = threading.Thread(target=run, args=(settings, inbox, outbox), daemon=True)
+    worker.start()
+    try:
+        yield inbox
+    finally:
+        inbox.put(Control.STOP)
+        worker.join(10)
+    assert not worker.is_alive()
