@@ -70,3 +70,54 @@ def test_layer2_loads_only_pyroute2s_codec_and_the_real_package_still_imports() 
         assert heavy not in loaded
     assert loopback == "['lo']"  # the dump decoded: index 1 is the loopback in every namespace
     assert iproute == "IPRoute"
+
+
+FORKED = """
+import sys
+from supervisor.supervising.memory import ChildFailed, in_forked_child
+
+def job():
+    import yaml
+    return yaml.safe_load("a: [1, 2]"), "yaml" in sys.modules
+
+print(in_forked_child(job), "yaml" in sys.modules)
+try:
+    in_forked_child(lambda: 1 / 0)
+except ChildFailed as exc:
+    print("ZeroDivisionError" in str(exc))
+"""
+
+
+def test_a_forked_job_returns_its_answer_and_leaves_its_imports_in_the_child() -> None:
+    # A fresh interpreter: this test process has imported PyYAML already.
+    out = subprocess.run([sys.executable, "-c", FORKED], cwd=ROOT, capture_output=True, text=True, check=True)
+    answer, failed = out.stdout.splitlines()
+    assert answer == "({'a': [1, 2]}, True) False"
+    assert failed == "True"
+
+
+def test_metalloid_run_keeps_the_config_parser_out_of_the_supervisor(tmp_path: Path) -> None:
+    # The start-up checks parse the config in a forked child; the supervisor itself never imports the parser.
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(3))
+    probe = f"""
+import sys
+import supervisor.supervising.serving as serving
+seen = []
+def serve(command, specs, settings, **kw):
+    parser = sorted(m for m in sys.modules if m == "yaml" or m.startswith("supervisor.config."))
+    seen.append(([s.name for s in specs], settings.version, parser))
+    return 0
+serving.serve_supervisor = serve
+from supervisor.cli import main
+code = main(["run", "--config", {str(path)!r}, "--node", "n1", "--state-dir", {str(tmp_path / "state")!r},
+             "--announcers", "layer2"])
+print(code, seen)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    code, seen = out.stdout.split(" ", 1)
+    assert code == "0"
+    ((names, version, modules),) = ast.literal_eval(seen)
+    assert names == ["watcher", "allocator", "membership", "announcer-layer2"]
+    assert version
+    assert modules == ["supervisor.config.diagnostics", "supervisor.config.model"], modules

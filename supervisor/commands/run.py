@@ -218,27 +218,41 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     args.config = [os.path.abspath(p) for p in args.config]
     args.state_dir = os.path.abspath(args.state_dir)
+    from supervisor.supervising.memory import in_forked_child
+
+    # In a child that exits afterwards: the parser, PyYAML and the key checks
+    # it imports, and the start-up copy of the config (the watcher sends it
+    # again at once), would otherwise stay in the supervisor for the whole run.
+    prepared = in_forked_child(lambda: _prepare(args))
+    if isinstance(prepared, str):
+        return _fail(prepared)
+    specs, decisions, version = prepared
+    return _serve(args, specs, decisions, version)
+
+
+def _prepare(args: argparse.Namespace) -> tuple[list[WorkerSpec], tuple[Decision, ...], str] | str:
+    """The workers to start, the announcer decisions and our version, or why the node cannot start.
+
+    The version is here too: importlib.metadata, which reads it, costs the
+    supervisor 0.4 MiB PSS for good (bench/runtime.py, 2026-12-06).
+    """
     config, problem = _preflight(args)
     if config is None:
-        return _fail(problem or "cannot start")
+        return problem or "cannot start"
     decisions, problem = select_announcers(config, args.announcers)
     if problem:
-        return _fail(problem)
-    specs = build_specs(args, config, decisions)
-    # The watcher sends the config again at once; this start-up copy (with its
-    # line tracking) would otherwise stay alive for the whole run.
-    del config
-    return _serve(args, specs, decisions)
+        return problem
+    return build_specs(args, config, decisions), decisions, _version()
 
 
-def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[Decision, ...]) -> int:
+def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[Decision, ...], version: str) -> int:
     from supervisor.announcing.enabling import parse_list
     from supervisor.supervising.backoff import BackoffSettings
     from supervisor.supervising.serving import serve_supervisor
     from supervisor.supervising.supervisor import SupervisorSettings
 
     settings = SupervisorSettings(
-        node_name=args.node, version=_version(), grace_seconds=args.grace_period, hung_seconds=args.hung_timeout,
+        node_name=args.node, version=version, grace_seconds=args.grace_period, hung_seconds=args.hung_timeout,
         backoff=BackoffSettings(budget=args.restart_budget, window_seconds=args.restart_window),
         announcer_template=announcer_template(args), requested_announcers=parse_list(args.announcers),
     )

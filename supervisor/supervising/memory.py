@@ -1,18 +1,33 @@
-"""Handing freed heap back to the kernel after a big message, so resident memory stays at the working set.
+"""Keeping a long-lived process's resident memory at its working set.
 
-A 1,000-Service config is ~0.2 MB pickled but several MiB of short-lived
+`release_memory` hands freed heap back to the kernel after a big message. A
+1,000-Service config is ~0.2 MB pickled but several MiB of short-lived
 objects while it is parsed, unpickled, allocated or replaced; CPython's
 allocator keeps the freed arenas and glibc keeps freed heap, so without this
 each process's resident (and PSS) size is its high-water mark, which varies
 with the timing of reloads. Called at start-up (the supervisor) and after a
 config or an allocation was handled (the workers), never on a hot path: a
 collection of the whole heap is a few milliseconds per MiB.
+
+`in_forked_child` runs a one-off job (the supervisor's start-up checks) in a
+child that exits when it is done, so the modules the job imports (PyYAML,
+the config parser, the membership key checks: ~2.5 MiB PSS, BENCHMARKS.md)
+and its garbage never enter the process that lives for months. Only the
+job's (small, picklable) answer comes back.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def release_memory() -> None:
@@ -22,3 +37,48 @@ def release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         pass
+
+
+class ChildFailed(RuntimeError):
+    """The forked job raised (the child's traceback is the message) or died without an answer."""
+
+
+def in_forked_child(job: Callable[[], T]) -> T:
+    """`job()`, computed in a forked child; its return value (pickled) or ChildFailed.
+
+    Call it while this process has one thread (fork copies only the caller's).
+    The child shares this process's stdout, stderr and logging, so what the job
+    prints appears as if printed here; it leaves with `os._exit`, running no
+    atexit handler and flushing no buffer of ours twice.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
+        os.close(read_end)
+        code = 0
+        try:
+            try:
+                answer = pickle.dumps((True, job()))
+            except BaseException:  # every failure goes back to the parent
+                answer = pickle.dumps((False, traceback.format_exc()))
+            with os.fdopen(write_end, "wb") as out:
+                out.write(answer)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # nothing may escape a forked child
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise ChildFailed(f"the forked job exited without an answer (wait status {status})")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise ChildFailed(f"the forked job failed:\n{value}")
+    result: T = value
+    return result
