@@ -8,21 +8,17 @@ the watchers (`running_validators`: warnings) share them from here, below both.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from supervisor.announcing.api import AnnouncerRegistry
-    from supervisor.config.diagnostics import Diagnostic
-    from supervisor.config.model import Config
-    from supervisor.plugins_loader import PluginLoadFailure
+from supervisor.announcing.api import AnnouncerRegistry
+from supervisor.config.diagnostics import Diagnostic, error, warning
+from supervisor.config.model import API_SOURCE, Config, Source
+from supervisor.plugins_loader import PluginLoadFailure, build_plugin_manager
 
 
 def plugin_validators(failures: list[PluginLoadFailure] | None = None) -> list[Callable[[Config], list[Diagnostic]]]:
     """One validator calling every installed plugin's `metalloid_validate_config` hook."""
-    from supervisor.announcing.api import AnnouncerRegistry
-    from supervisor.plugins_loader import build_plugin_manager
-
     pm = build_plugin_manager(failures=failures)
     registry = AnnouncerRegistry()
     try:
@@ -33,9 +29,6 @@ def plugin_validators(failures: list[PluginLoadFailure] | None = None) -> list[C
     broken = {f.name: f for f in failures or []}
 
     def run_hooks(config: Config) -> list[Diagnostic]:
-        from supervisor.config.diagnostics import error
-        from supervisor.config.model import API_SOURCE
-
         found = [*_unregistered(config, registry, broken)] if registry_error is None else [
             error(API_SOURCE, "Plugin", "register", f"metalloid_register_announcers failed: {registry_error}")]
         if not pm.get_plugins():
@@ -54,10 +47,6 @@ def plugin_validators(failures: list[PluginLoadFailure] | None = None) -> list[C
 def _unregistered(config: Config, registry: AnnouncerRegistry,
                   broken: dict[str, PluginLoadFailure]) -> list[Diagnostic]:
     """An AnnouncerConfig for a protocol no loaded plugin registers: a typo, or a plugin not installed."""
-    import difflib
-
-    from supervisor.config.diagnostics import error
-
     found = []
     for announcer in config.announcers:
         if registry.get(announcer.name) is not None:
@@ -75,9 +64,6 @@ def _unregistered(config: Config, registry: AnnouncerRegistry,
 
 def load_failure_diagnostics(failures: list[PluginLoadFailure], *, as_errors: bool) -> list[Diagnostic]:
     """A plugin that failed to load, as a diagnostic naming the plugin and the hook at fault."""
-    from supervisor.config.diagnostics import error, warning
-    from supervisor.config.model import Source
-
     make = error if as_errors else warning
     return [make(Source(file="<plugins>", line=0), "Plugin", f.name,
                  f"{f}" + (f" (hook {f.hook})" if f.hook else "") + "; fix or uninstall the plugin")

@@ -29,6 +29,7 @@ from typing import Any
 import pluggy
 
 from supervisor import hookspecs
+from supervisor.api import METALLOID_PLUGIN_API
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def check_api_version(plugin: Any) -> None:
     module; compatible means the same major and a minor no newer than ours
     (docs/plugins.md, "Compatibility"). No declaration means (1, 0).
     """
-    from supervisor.api import METALLOID_PLUGIN_API
-
     required = getattr(plugin, "METALLOID_PLUGIN_API_REQUIRED", (1, 0))
     if (not isinstance(required, tuple) or len(required) != 2
             or not all(isinstance(part, int) and not isinstance(part, bool) for part in required)):

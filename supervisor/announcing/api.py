@@ -21,6 +21,7 @@ node) and the wire. Everything here is public API for third-party plugins.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -158,7 +159,6 @@ def announcer_state(protocol: str, payload: Mapping[str, Any]) -> AnnouncerState
     Entries that are not well-formed (a plugin's bug) are skipped, not fatal:
     the status document still shows them as the plugin wrote them.
     """
-    import ipaddress
 
     def key(text: object) -> ServiceKey | None:
         namespace, _, name = str(text).partition("/")

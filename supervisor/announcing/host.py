@@ -37,7 +37,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from supervisor.announcing.api import Announcer, AnnouncerRegistry, AnnouncerState, Recoverable, announcer_state
 from supervisor.announcing.recovery import RecoveryStore
@@ -52,11 +52,9 @@ from supervisor.messages import (
     ToWorker,
     ViewChanged,
 )
+from supervisor.plugins_loader import PluginLoadFailure, build_plugin_manager
 from supervisor.supervising.child import Inbox, Outbox, serve
 from supervisor.supervising.settings import AnnouncerSettings
-
-if TYPE_CHECKING:
-    from supervisor.plugins_loader import PluginLoadFailure
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +152,6 @@ def build_announcer(protocol: str, host: QueueHost,
     `failures` collects the plugins that failed to load; when none registers
     `protocol`, the error names them (the plugin and hook at fault).
     """
-    from supervisor.plugins_loader import build_plugin_manager
-
     failures = [] if failures is None else failures
     pm = build_plugin_manager(failures=failures)
     registry = AnnouncerRegistry()

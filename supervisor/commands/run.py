@@ -155,9 +155,8 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
     from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
     from supervisor.watching.file_watcher import default_loader
 
-    # Without the plugins' validators: importing every plugin would stay in the
-    # supervisor's memory for good. The watcher runs them (a config they reject
-    # leaves the node running, not ready, with the errors in /status).
+    # Without the plugins' validators: the watcher runs them (a config they
+    # reject leaves the node running, not ready, with the errors in /status).
     config, diagnostics = default_loader(args.node, plugins=False)(args.config)
     for d in diagnostics:
         print(d, file=sys.stderr)

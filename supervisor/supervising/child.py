@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from supervisor.logs import setup_logging
 from supervisor.messages import (
     AllocationDone,
     ConfigLoaded,
@@ -109,11 +110,6 @@ def child_main(entry: str, settings: WorkerSettings, inbox_conn: Connection, out
 
 
 def _setup_logging(settings: WorkerSettings) -> None:
-    try:
-        from supervisor.logs import setup_logging
-    except ImportError:  # pragma: no cover - until supervisor/logs.py lands
-        logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s {settings.name} %(message)s")
-        return
     setup_logging(settings.name, fmt=settings.log_format, level=settings.log_level)
 
 

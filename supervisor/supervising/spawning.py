@@ -18,16 +18,20 @@ goes is `dispatching`'s. This module decides neither.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
-from collections.abc import Callable
+import resource
+from multiprocessing import resource_tracker
 from typing import Final
 
 from supervisor.messages import MetricKind, MetricOp
 from supervisor.supervising import lifecycle
 from supervisor.supervising.channels import Outgoing
+from supervisor.supervising.child import child_main
 from supervisor.supervising.lifecycle import State
 from supervisor.supervising.shell import Shell, Slot
 from supervisor.supervising.state import ANNOUNCER
@@ -95,7 +99,7 @@ class Spawning(Shell):
             outbox_reader, outbox_writer = ctx.Pipe(duplex=False)
             opened += [outbox_reader, outbox_writer]
             process = ctx.Process(
-                target=_child_target(),
+                target=child_main,
                 args=(slot.spec.entry, slot.spec.settings, inbox_reader, outbox_writer, os.getpid()),
                 name=f"metalloid-{slot.spec.name}",
                 daemon=False,
@@ -182,9 +186,6 @@ def _check_fd_headroom() -> None:
     and every worker (its children, with a parent-death signal) dies with it.
     Counting first keeps an EMFILE a failed start of one worker.
     """
-    import errno
-    import resource
-
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     used = len(os.listdir("/proc/self/fd"))  # at the limit this itself fails with EMFILE
     if soft != resource.RLIM_INFINITY and soft - used < SPAWN_FDS:
@@ -203,8 +204,6 @@ def _without_resource_tracker() -> None:
     until reboot, instead of being unlinked by the tracker. (Private API, as
     `_stop_forkserver`; the process test checks no tracker process appears.)
     """
-    from multiprocessing import resource_tracker
-
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     if tracker is not None and getattr(tracker, "_fd", None) is None:
         tracker._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
@@ -212,8 +211,6 @@ def _without_resource_tracker() -> None:
 
 def _stop_forkserver() -> None:
     """Wait for the forkserver to exit, so that no process outlives the supervisor's exit."""
-    import multiprocessing.forkserver
-
     # Private, but the only way to join it: closing its "alive" pipe (which our
     # own exit would do a moment later anyway) and reaping it.
     stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
@@ -223,8 +220,3 @@ def _stop_forkserver() -> None:
         except OSError as exc:  # pragma: no cover - already gone
             log.debug("forkserver.stop_failed error=%r", exc)
 
-
-def _child_target() -> Callable[..., None]:
-    from supervisor.supervising.child import child_main
-
-    return child_main

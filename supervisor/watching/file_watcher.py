@@ -38,9 +38,11 @@ from types import FrameType
 
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.isolation import config_errors, object_errors
+from supervisor.config.loading import MAX_CONFIG_BYTES, internal_error, load_config_files
 from supervisor.config.model import Config, Source
 from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
+from supervisor.plugin_checks import running_validators
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.memory import release_memory
 from supervisor.supervising.settings import WatcherSettings
@@ -64,8 +66,6 @@ def fingerprint(paths: Sequence[str]) -> Fingerprint:
 
 
 def content_hash(paths: Sequence[str]) -> str:
-    from supervisor.config.loading import MAX_CONFIG_BYTES
-
     digest = hashlib.sha256()
     for path in paths:
         try:
@@ -105,12 +105,8 @@ def default_loader(node_name: str, *, plugins: bool = True, reuse: bool = False)
         kept = DocumentReuse()
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
-        from supervisor.config.loading import load_config_files
-
         nonlocal validators
         if validators is None:
-            from supervisor.plugin_checks import running_validators
-
             validators = running_validators()
         try:
             config, diagnostics = load_config_files(paths, validators=validators, reuse=kept)
@@ -168,8 +164,6 @@ class FileWatcherCore:
             # Whatever the files hold, the watcher survives and the last good
             # config stays: dying here would restart the watcher into the same
             # files until the supervisor gives up (a crash loop).
-            from supervisor.config.loading import internal_error
-
             log.debug("config.load-failed origin=%s", self.origin, exc_info=True)
             config, diagnostics = None, [internal_error(self.paths, exc)]
         if config is None or config_errors(diagnostics):
