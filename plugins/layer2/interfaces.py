@@ -180,7 +180,8 @@ def link_from_message(msg: Any) -> Link | None:
 
 def read_links() -> tuple[Link, ...]:
     """A snapshot of this network namespace's links (one netlink dump)."""
-    # Imported here: the watcher imports this plugin for its validators and needs no netlink codec.
+    # deferred: the watcher imports this plugin for its validators and needs no netlink: +0.5 MiB PSS
+    # there for rtnetlink itself, more for pyroute2's codec it loads (bench/runtime.py, 2026-12-06).
     from plugins.layer2 import rtnetlink
 
     links = (link_from_message(m) for m in rtnetlink.dump_links())

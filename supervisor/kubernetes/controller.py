@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from supervisor.allocating.allocator import allocate
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.model import Config
 from supervisor.kubernetes import events
@@ -142,8 +143,6 @@ class ControllerLoop:
         self.core.stop(release=release)
 
     def _handle(self, message: Emitted) -> None:
-        from supervisor.allocating.allocator import allocate
-
         match message:
             case ConfigLoaded(generation=generation, config=config):
                 result = allocate(config, previous_from_status(config))

@@ -32,8 +32,10 @@ import tenacity
 
 from supervisor.config import lbclass
 from supervisor.config.diagnostics import Diagnostic
-from supervisor.config.isolation import config_errors
+from supervisor.config.isolation import config_errors, isolate
 from supervisor.config.model import Config
+from supervisor.config.parsing import parse_objects
+from supervisor.config.validation import validate
 from supervisor.kubernetes import kinds
 from supervisor.kubernetes.cache import ObjectCache
 from supervisor.kubernetes.client import ApiError, RawClient
@@ -75,10 +77,6 @@ def build_config(objects: Iterable[Mapping[str, Any]], *, lb_class: str | None,
     Service errors are confined to their Service (`isolation`); the Config is
     usable when `config_errors(diagnostics)` is empty.
     """
-    from supervisor.config.isolation import isolate
-    from supervisor.config.parsing import parse_objects
-    from supervisor.config.validation import validate
-
     parsed, diagnostics = parse_objects(list(objects), origin=ORIGIN)
     # A Service of another load balancer class is not ours to judge (MetalLB ignores it): it goes
     # before validation, and so do the parse errors about it. The API lists every EndpointSlice:

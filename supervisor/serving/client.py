@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from supervisor.serving.options import HttpOptionError, read_token
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:7472"
 
 
@@ -47,8 +49,6 @@ def client_token(path: str | None) -> str | None:
     """The token in `path` (None without one); raises StatusUnavailable naming a bad file."""
     if not path:
         return None
-    from supervisor.serving.options import HttpOptionError, read_token
-
     try:
         return read_token(path)
     except HttpOptionError as exc:
