@@ -8,8 +8,11 @@ explains one Service in words (`supervisor.serving.explaining`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
+
+from supervisor.serving.client import StatusUnavailable, add_client_arguments, client_token, fetch_status, status_url
 
 HELP = "explain why a Service has its IP or is pending, and which node announces it and why"
 DESCRIPTION = """\
@@ -27,8 +30,6 @@ covers its pool).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("service", metavar="NAMESPACE/NAME", help="the Service (NAME alone means default/NAME)")
-    from supervisor.serving.client import add_client_arguments
-
     add_client_arguments(parser)
     parser.add_argument("--config", action="append", metavar="FILE",
                         help="explain offline from this config file (repeatable) instead of asking a node")
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from supervisor.serving.client import StatusUnavailable, client_token, fetch_status, status_url
+    # deferred: +1.1 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
     from supervisor.serving.explaining import explain, find_service, render_text
 
     if args.config:
@@ -67,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     explanation = explain(status, service, source=source, note=note)
     if args.output == "json":
-        import json
-
         print(json.dumps(explanation, indent=2))
     else:
         sys.stdout.write(render_text(explanation))
@@ -76,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _offline(paths: list[str]) -> tuple[dict[str, Any], str, str] | None:
+    # deferred: +3.4 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
     from supervisor.allocating.allocator import allocate
     from supervisor.config.loading import load_config_files
     from supervisor.serving.snapshot import offline_status

@@ -9,9 +9,13 @@ tests need no server.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
+
+from supervisor.serving.client import StatusUnavailable, add_client_arguments, client_token, fetch_status
+from supervisor.serving.tables import NONE, human_duration, render_table
 
 HELP = "show a running node's services, pools, members and workers (reads /status)"
 DESCRIPTION = """\
@@ -27,8 +31,6 @@ the node's HTTP port (--metrics-port of `metalloid run`, default 7472).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from supervisor.serving.client import add_client_arguments
-
     add_client_arguments(parser)
     parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
                         help="output format (default: table)")
@@ -45,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from supervisor.serving.client import StatusUnavailable, client_token, fetch_status
-
     while True:
         try:
             document = fetch_status(args.endpoint, timeout=args.timeout, token=client_token(args.auth_token_file),
@@ -66,10 +66,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def format_status(status: dict[str, Any], output: str = "table") -> str:
     if output == "json":
-        import json
-
         return json.dumps(status, indent=2) + "\n"
     if output == "yaml":
+        # deferred: +0.7 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
         import yaml
 
         return str(yaml.safe_dump(status, sort_keys=False, default_flow_style=False))
@@ -77,8 +76,6 @@ def format_status(status: dict[str, Any], output: str = "table") -> str:
 
 
 def render_tables(status: dict[str, Any]) -> str:
-    from supervisor.serving.tables import render_table
-
     parts = [_header(status)]
     services = status.get("services") or []
     parts.append("SERVICES\n" + render_table(
@@ -116,8 +113,6 @@ def render_tables(status: dict[str, Any]) -> str:
 
 
 def _header(status: dict[str, Any]) -> str:
-    from supervisor.serving.tables import NONE
-
     config = status.get("config") or {}
     lines = [
         f"NODE: {status.get('node', NONE)}   MODE: {status.get('mode', NONE)}   VERSION: {status.get('version', NONE)}",
@@ -203,8 +198,6 @@ def _frr_line(status: dict[str, Any]) -> str:
 
 
 def _pool_table(pools: list[dict[str, Any]]) -> str:
-    from supervisor.serving.tables import render_table
-
     families = [f for f in ("v4", "v6") if any(p.get(f"total_{f}") for p in pools)] or ["v4"]
     headers = ["NAME", "ADDRESSES"]
     for family in families:
@@ -221,8 +214,6 @@ def _pool_table(pools: list[dict[str, Any]]) -> str:
 
 
 def _member_row(member: dict[str, Any]) -> list[object]:
-    from supervisor.serving.tables import human_duration
-
     heard = member.get("last_heard_seconds")
     mismatch = member.get("digest_mismatch") or []
     consistent = "yes" if not mismatch else "NO: " + ", ".join(str(m) for m in mismatch)
@@ -245,8 +236,6 @@ def _announcer_row(announcer: dict[str, Any]) -> list[object]:
 
 
 def _worker_row(worker: dict[str, Any]) -> list[object]:
-    from supervisor.serving.tables import human_duration
-
     uptime = worker.get("uptime_seconds")
     return [worker.get("name"), worker.get("state"), worker.get("pid"), worker.get("restarts", 0),
             None if uptime is None else human_duration(uptime), worker.get("last_error")]
