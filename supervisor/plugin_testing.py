@@ -31,6 +31,7 @@ from typing import Any
 
 import pluggy
 
+from supervisor import hookspecs
 from supervisor.allocating.allocator import allocate
 from supervisor.announcing.api import Announcer, AnnouncerFactory, AnnouncerRegistry, AnnouncerView, Previous
 from supervisor.announcing.host import HostCore, jsonable, status_problems
@@ -38,8 +39,11 @@ from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.diagnostics import Diagnostic, has_errors
 from supervisor.config.loading import load_text
 from supervisor.config.model import Config
+from supervisor.config.parsing import parse_documents
+from supervisor.config.validation import validate as validate_core
 from supervisor.hookspecs import PROJECT
 from supervisor.messages import StatusReport, ViewChanged
+from supervisor.plugins_loader import register_plugin
 
 __all__ = [
     "AnnouncerDriver",
@@ -64,9 +68,6 @@ class ConfigError(AssertionError):
 
 def config_from_yaml(text: str, *, file: str = "test.yaml", plugin: Any = None) -> Config:
     """Parse and validate YAML text as metalloid does (with `plugin`'s hook, when given); raise on an error."""
-    from supervisor.config.parsing import parse_documents
-    from supervisor.config.validation import validate as validate_core
-
     documents, diagnostics = load_text(text, file=file)
     config, problems = parse_documents(documents)
     diagnostics += problems
@@ -84,9 +85,6 @@ def load_plugin(plugin: Any, name: str = "plugin-under-test") -> pluggy.PluginMa
     Raises with the reason (an unknown or misspelled hook, the plugin API
     version) where metalloid would report a load failure.
     """
-    from supervisor import hookspecs
-    from supervisor.plugins_loader import register_plugin
-
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     register_plugin(pm, plugin, name)
