@@ -121,3 +121,24 @@ print(code, seen)
     assert names == ["watcher", "allocator", "membership", "announcer-layer2"]
     assert version
     assert modules == ["supervisor.config.diagnostics", "supervisor.config.model"], modules
+
+
+REGISTRY_PROBE = """
+import sys
+from plugins.layer2 import plugin
+from supervisor.api import AnnouncerRegistry
+registry = AnnouncerRegistry()
+plugin.metalloid_register_announcers(registry)
+print(registry.names(), "plugins.layer2.announcer" in sys.modules)
+from tests.fakes import RecordingHost
+announcer = registry.get("layer2")(RecordingHost(node="n1"))
+print(type(announcer).__module__, type(announcer).__name__)
+"""
+
+
+def test_the_layer2_plugin_registers_without_importing_its_announcer_until_one_is_built() -> None:
+    # The watchers load every plugin for its validators; only the announcer process builds one.
+    out = subprocess.run([sys.executable, "-c", REGISTRY_PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+    registered, built = out.stdout.splitlines()
+    assert registered == "('layer2',) False"
+    assert built == "plugins.layer2.announcer Layer2Announcer"
