@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from supervisor.commands.run import _version
+from supervisor.commands.run import supervisor_version
 from supervisor.logs import add_logging_arguments, setup_logging
 from supervisor.roles import Mode
 from supervisor.serving.options import add_http_arguments
@@ -74,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
                    settings=AllocatorSettings(name="allocator", node_name=identity, mode=Mode.KUBERNETES, **logging)),
     ]
     return serve_supervisor("controller", specs,
-                            SupervisorSettings(node_name=identity, mode=Mode.KUBERNETES, version=_version()),
+                            SupervisorSettings(node_name=identity, mode=Mode.KUBERNETES, version=supervisor_version()),
                             args=args)

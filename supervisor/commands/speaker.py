@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from supervisor.commands.run import _version
+from supervisor.commands.run import supervisor_version
 from supervisor.logs import add_logging_arguments, setup_logging
 from supervisor.roles import Mode
 from supervisor.serving.options import add_http_arguments
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     template = AnnouncerSettings(name="announcer", **common, state_dir=args.state_dir)
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
-                            SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=_version(),
+                            SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=supervisor_version(),
                                                announcer_template=template, requested_announcers=requested,
                                                pool_metrics=False),
                             args=args)
