@@ -40,6 +40,7 @@ from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.isolation import config_errors, object_errors
 from supervisor.config.loading import MAX_CONFIG_BYTES, internal_error, load_config_files
 from supervisor.config.model import Config, Source
+from supervisor.config.reusing import DocumentReuse
 from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
 from supervisor.plugin_checks import running_validators
@@ -100,8 +101,6 @@ def default_loader(node_name: str, *, plugins: bool = True, reuse: bool = False)
     validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
     kept = None
     if reuse:
-        from supervisor.config.reusing import DocumentReuse
-
         kept = DocumentReuse()
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
