@@ -142,10 +142,15 @@ def plan(view: AnnouncerView) -> Plan:
             elections.append(entry)
     owned: list[Ownership] = []
     pools = {a.service: a.pool for a in assignments}
+    # The Services this node won, by IP, gathered once (a scan of every election per IP was O(n²)).
+    won: dict[IPAddress, set[ServiceKey]] = {}
+    for e in elections:
+        if e.winner == view.node_name:
+            won.setdefault(e.ip, set()).add(e.service)
     for ip, decided in sorted(deciding.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
         if decided.winner != view.node_name:
             continue
-        services = tuple(sorted({e.service for e in elections if e.ip == ip and e.winner == view.node_name}))
+        services = tuple(sorted(won.get(ip, ())))
         advs: tuple[L2Advertisement, ...] = ()
         bind = config.settings.bind_local
         for key in services:
