@@ -13,6 +13,7 @@ from supervisor.messages import (
     AnnouncementsChanged,
     ConfigLoaded,
     ConfigRejected,
+    MemberInfo,
     MembersChanged,
     ViewChanged,
 )
@@ -87,6 +88,20 @@ def test_membership_changes_reach_the_announcers_once_there_is_an_allocation() -
     state = route(route(RoutedState(node_name="n1"), loaded()).state, done(1)).state
     (role, message), = route(state, members).outgoing
     assert role is Role.ANNOUNCER and isinstance(message, ViewChanged) and message.view.members == frozenset({"n1"})
+
+
+def test_a_membership_report_that_changes_no_one_alive_sends_the_announcers_nothing() -> None:
+    state = route(route(RoutedState(node_name="n1"), loaded()).state, done(1)).state
+    first = MembersChanged(alive=frozenset({"n1"}), changed_at=5.0)
+    state = route(state, first).state
+    # The once-a-second report: new ages for /status, the same live set since the same moment.
+    again = MembersChanged(alive=frozenset({"n1"}), changed_at=5.0,
+                           members=(MemberInfo(name="n1", alive=True, last_heard_seconds=0.0, digest=""),))
+    routed = route(state, again)
+    assert routed.outgoing == () and routed.state.members == again
+    (role, message), = route(routed.state, MembersChanged(alive=frozenset({"n1", "n2"}), changed_at=6.0)).outgoing
+    assert role is Role.ANNOUNCER and isinstance(message, ViewChanged)
+    assert (message.view.members, message.view.members_changed_at) == (frozenset({"n1", "n2"}), 6.0)
 
 
 def test_a_rejected_config_marks_stale_and_routes_nothing() -> None:
