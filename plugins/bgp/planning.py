@@ -159,8 +159,9 @@ def plan(view: AnnouncerView) -> Plan:
     peers = {p.name: p for p in config.bgp_peers}
     merged: dict[tuple[str, IPNetwork, int | None, tuple[str, ...]], list[ServiceKey]] = {}
     skipped: list[tuple[ServiceKey, str]] = []
+    by_key = config.services_by_key()
     for assignment in sorted(view.assignments, key=lambda a: a.service):
-        service = config.service(assignment.service)
+        service = by_key.get(assignment.service)
         advs = config.bgp_advertisements_for(assignment.pool)
         if service is None or not advs:
             if service is not None:

@@ -19,6 +19,7 @@ No I/O: `announcer` turns a `Plan` into sockets, frames and metrics.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from supervisor.api import (
@@ -31,6 +32,7 @@ from supervisor.api import (
     IPAddress,
     L2Advertisement,
     LabelSelector,
+    Service,
     ServiceKey,
     elect_layer2,
     eligibility,
@@ -92,9 +94,9 @@ def _for_this_node(config: Config, node: str, advs: tuple[L2Advertisement, ...])
     return tuple(a for a in advs if not a.node_selectors or any(s.matches(labels) for s in a.node_selectors))
 
 
-def _elect(view: AnnouncerView, assignment: Assignment) -> list[IPElection]:
+def _elect(view: AnnouncerView, assignment: Assignment, services: Mapping[ServiceKey, Service]) -> list[IPElection]:
     config = view.config
-    service = config.service(assignment.service)
+    service = services.get(assignment.service)
     reason = None
     election = None
     if service is None:
@@ -126,11 +128,12 @@ def _elect(view: AnnouncerView, assignment: Assignment) -> list[IPElection]:
 def plan(view: AnnouncerView) -> Plan:
     """Elect every assigned IP and keep what this node (`view.node_name`) wins."""
     config = view.config
+    by_key = config.services_by_key()
     assignments = sorted((a for a in view.assignments if a.ips), key=lambda a: a.service)
     elections: list[IPElection] = []
     deciding: dict[IPAddress, IPElection] = {}
     for assignment in assignments:
-        for entry in _elect(view, assignment):
+        for entry in _elect(view, assignment, by_key):
             first = deciding.get(entry.ip)
             if first is None and entry.winner is not None:
                 deciding[entry.ip] = entry
@@ -154,7 +157,7 @@ def plan(view: AnnouncerView) -> Plan:
         advs: tuple[L2Advertisement, ...] = ()
         bind = config.settings.bind_local
         for key in services:
-            found = config.service(key)
+            found = by_key.get(key)
             for_service = config.l2_advertisements_for_service(pools[key], found) if found else ()
             pool_advs = _for_this_node(config, view.node_name, for_service)
             advs += pool_advs

@@ -516,11 +516,6 @@ class AnnouncerConfig:
         return loaded if isinstance(loaded, dict) else {}
 
 
-# `Config.service`'s index of the last services tuple it was asked about (id → (tuple, index)).
-_SERVICE_INDEX: dict[int, tuple[tuple[Service, ...], dict[ServiceKey, Service]]] = {}
-_INDEXED_FROM = 16
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Everything metalloid knows about the cluster at one moment."""
@@ -554,24 +549,21 @@ class Config:
         return next((p for p in self.pools if p.name == name), None)
 
     def service(self, key: ServiceKey) -> Service | None:
-        """The first Service named `key`, through an index of `services` built once per tuple.
+        return next((s for s in self.services if s.key == key), None)
 
-        Planners look up every assigned Service (layer 2, BGP, the offline
-        /status): a scan each time was O(n²), 2.4 s of CPU per view with 1,000
-        Services in the layer 2 announcer, which then missed its heartbeats.
+    def services_by_key(self) -> dict[ServiceKey, Service]:
+        """The first Service of each key (as `service` finds it), for a caller that looks up many.
+
+        Planners look up every assigned Service: `service` in that loop was
+        O(n²), 2.4 s of CPU per view with 1,000 Services in the layer 2
+        announcer, which then missed its heartbeats. The dict is the caller's,
+        built once per pass and dropped with it: a cache kept on the side held
+        old Services alive (+8 MiB PSS over the node, bench/runtime.py).
         """
-        services = self.services
-        if len(services) < _INDEXED_FROM:
-            return next((s for s in services if s.key == key), None)
-        kept = _SERVICE_INDEX.get(id(services))
-        if kept is None or kept[0] is not services:
-            index: dict[ServiceKey, Service] = {}
-            for s in services:
-                index.setdefault(s.key, s)  # the first wins, as the scan did
-            # One index at a time: it holds its tuple (so the id stays that tuple's), no older config.
-            _SERVICE_INDEX.clear()
-            kept = _SERVICE_INDEX[id(services)] = (services, index)
-        return kept[1].get(key)
+        index: dict[ServiceKey, Service] = {}
+        for s in self.services:
+            index.setdefault(s.key, s)
+        return index
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)

@@ -35,7 +35,8 @@ def offline_status(
     """The /status a node would serve for `config`; `members` defaults to every Node in it."""
     alive = frozenset(n.name for n in config.nodes) if members is None else members
     keys = sorted(set(result.assignments) | set(result.pending))
-    services = [_service(config, result, key, alive) for key in keys]
+    by_key = config.services_by_key()
+    services = [_service(config, result, key, alive, by_key.get(key)) for key in keys]
     return {
         "node": "<offline>",
         "mode": "offline",
@@ -65,8 +66,8 @@ def _pool(config: Config, name: str, counts: Any) -> dict[str, Any]:
     }
 
 
-def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: frozenset[str]) -> dict[str, Any]:
-    service = config.service(key)
+def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: frozenset[str],
+             service: Service | None) -> dict[str, Any]:
     assignment = result.assignments.get(key)
     entry: dict[str, Any] = {
         **service_document(result, key),
