@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.layer2_lab import CLIENT_V4, NODE_V4, Lab, sh
+from tests.runtime_helpers import cpu_seconds
 
 VIP = "10.99.0.10"
 
@@ -115,11 +116,6 @@ def percentile(values: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -179,12 +175,12 @@ def main() -> int:
         for rate in (int(r) for r in args.rates.split(",")):
             seen0, replied0, rx0 = counter(lab, "metallb_layer2_requests_received"), counter(
                 lab, "metallb_layer2_responses_sent"), client_rx(lab)  # fmt: skip
-            cpu0, drops0 = cpu_seconds(pid), socket_drops(lab)
+            cpu0, drops0 = sum(cpu_seconds(pid)), socket_drops(lab)
             flood = json.loads(
                 lab.client_python(flood_code, str(rate), str(args.seconds), CLIENT_V4, VIP, timeout=120).stdout
             )
             time.sleep(0.3)  # let the responder drain its queue and flush counters
-            cpu = cpu_seconds(pid) - cpu0
+            cpu = sum(cpu_seconds(pid)) - cpu0
             seen = counter(lab, "metallb_layer2_requests_received") - seen0
             replied = counter(lab, "metallb_layer2_responses_sent") - replied0
             rx = client_rx(lab) - rx0

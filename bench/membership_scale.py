@@ -62,6 +62,7 @@ from supervisor.lab.netns import Lab, require_root  # noqa: E402
 from supervisor.lab.nodes import FETCH, HTTP_PORT, log_time, spawn_node  # noqa: E402
 from supervisor.membership.codec import NO_DIGEST, Heartbeat, PacketType, decode, encode  # noqa: E402
 from supervisor.membership.keys import read_key_file  # noqa: E402
+from tests.runtime_helpers import cpu_seconds, smaps_kib  # noqa: E402
 
 NODE, PLAYER = "n1", "player"
 SUBNET = "10.0.0.0/16"
@@ -193,13 +194,6 @@ def play_main(args: argparse.Namespace) -> int:
 # -- the driver -------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
-
-
 def session_pids(sid: int) -> list[int]:
     """Every process of the node's session (the supervisor and its workers)."""
     pids = []
@@ -216,12 +210,8 @@ def session_pids(sid: int) -> list[int]:
 
 def memory_mib(pid: int) -> tuple[float, float]:
     """(RSS, PSS) in MiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["Rss"], values["Pss"]
+    fields = smaps_kib(pid)
+    return fields["Rss"] / 1024, fields["Pss"] / 1024
 
 
 class Run:

@@ -147,11 +147,26 @@ def descendants_of(pid: int) -> list[int]:
     return result
 
 
-def pss_kib(pid: int) -> int:
+def smaps_kib(pid: int) -> dict[str, int]:
+    """The kB fields of /proc/PID/smaps_rollup ("Rss", "Pss", ...)."""
+    fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
+        key, _, rest = line.partition(":")
+        value = rest.split()
+        if value and value[0].isdigit():
+            fields[key] = int(value[0])
+    return fields
+
+
+def pss_kib(pid: int) -> int:
+    return smaps_kib(pid).get("Pss", 0)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far (/proc/PID/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def run_env(**extra: str) -> dict[str, str]:
