@@ -42,6 +42,7 @@ from supervisor.config.model import (
     Source,
 )
 from supervisor.electing.election import (
+    NO_BGP_SERVICE_MATCH,
     NO_SERVICE_MATCH,
     SHARED_WITH_SELECTOR,
     Election,
@@ -54,10 +55,11 @@ from supervisor.electing.election import (
 from supervisor.hookspecs import hookimpl
 
 # The plugin contract's version: (major, minor). See the module docstring.
-METALLOID_PLUGIN_API: tuple[int, int] = (1, 1)
+METALLOID_PLUGIN_API: tuple[int, int] = (1, 2)
 
 __all__ = [
     "METALLOID_PLUGIN_API",
+    "NO_BGP_SERVICE_MATCH",
     "NO_SERVICE_MATCH",
     "SHARED_WITH_SELECTOR",
     "AnnounceFailure",

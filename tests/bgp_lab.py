@@ -57,7 +57,7 @@ metadata:
 spec:
   ipAddressPools: [bgp-pool]
   communities: ["65535:65282", "large:64500:1:2"]
----
+{service_selectors}---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata:
@@ -104,6 +104,7 @@ kind: Service
 metadata:
   name: {name}
   namespace: default
+  labels: {{app: {name}}}
 spec:
   type: LoadBalancer
   loadBalancerIP: {ip}
@@ -219,9 +220,11 @@ class BGPLab(LabNodes):
             self.start(node)
         return self
 
-    def config_text(self, services: int | None = None) -> str:
+    def config_text(self, services: int | None = None, selected: str | None = None) -> str:
+        """`selected`: the advertisement's serviceSelectors match only the Service of that name."""
         count = self.services if services is None else services
         return CONFIG.format(
+            service_selectors=f"  serviceSelectors: [{{matchLabels: {{app: {selected}}}}}]\n" if selected else "",
             node_asn=NODE_ASN, router_asn=ROUTER_ASN, router_ip=self.lab.host(ROUTER).ip,
             hold=self.hold, keepalive=self.keepalive,
             bfd_line="  bfdProfile: fast\n" if self.bfd else "", workdir=self.workdir,
@@ -230,10 +233,10 @@ class BGPLab(LabNodes):
             nodes="".join(NODE.format(name=n, ip=self.lab.host(n).ip) for n in NODES),
         )
 
-    def write_config(self, services: int | None = None) -> None:
+    def write_config(self, services: int | None = None, selected: str | None = None) -> None:
         from tests.lab_nodes import write_atomically
 
-        write_atomically(self.config, self.config_text(services))
+        write_atomically(self.config, self.config_text(services, selected))
 
     def start(self, node: str) -> None:
         self.start_node(node, self.config, "bgp")

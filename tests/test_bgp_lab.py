@@ -170,6 +170,21 @@ def test_a_new_service_is_added_by_one_reload_and_an_unchanged_config_reloads_no
     lab.wait("the second Service withdrawn", lambda: lab.paths(second) == set(), 20)
 
 
+def test_service_selectors_keep_an_unselected_service_off_the_router(healthy: BGPLab) -> None:
+    """BGPAdvertisement serviceSelectors (MetalLB's bgpAdsForService): selecting svc-1 only
+    withdraws svc-0 from every node and advertises svc-1; the node says why in /status."""
+    lab = healthy
+    second = service_ips(2)[1]
+    lab.write_config(services=2, selected="svc-1")
+    lab.wait("svc-1 routed over every node, svc-0 withdrawn",
+             lambda: lab.paths(second) == set(NODES) and lab.paths() == set(), 20)
+    lab.wait("n1 reporting why svc-0 is not advertised", lambda: any(
+        "selects this Service" in str(entry) for entry in plugin_status(lab, "n1").get("not_advertised", [])), 10)
+    lab.write_config(services=1)
+    lab.wait("svc-0 back over every node, svc-1 withdrawn",
+             lambda: lab.paths() == set(NODES) and lab.paths(second) == set(), 20)
+
+
 def test_services_added_and_removed_as_deltas_leave_frr_running_what_was_rendered(healthy: BGPLab) -> None:
     lab = healthy
     for count in (6, 3):

@@ -92,12 +92,28 @@ def test_the_list_is_documented() -> None:
 
 
 def test_a_typo_is_still_an_unknown_field_warning() -> None:
-    obj = object_setting(KEPT_NOT_ACTED_ON[0])
-    obj["spec"]["serviceSelector"] = obj["spec"].pop("serviceSelectors")
+    obj = copy.deepcopy(BASES["BGPAdvertisement"])
+    obj["metadata"] = {"name": "obj", "namespace": "metallb-system"}
+    obj["spec"]["serviceSelector"] = SAMPLES["spec.serviceSelectors"]
     config, diagnostics = parse_objects([obj])
     (warned,) = [d for d in diagnostics if "unknown field" in d.message]
     assert "spec.serviceSelector is ignored; did you mean serviceSelectors?" in warned.message
     assert config.inert_fields == ()
+    assert config.bgp_advertisements[0].service_selectors == ()
+
+
+def test_bgp_advertisement_service_selectors_are_acted_on_not_kept() -> None:
+    """Issue 17: parsed into the model, no warning, no inert record; a malformed one is an error."""
+    obj = copy.deepcopy(BASES["BGPAdvertisement"])
+    obj["metadata"] = {"name": "obj", "namespace": "metallb-system"}
+    obj["spec"]["serviceSelectors"] = SAMPLES["spec.serviceSelectors"]
+    config, diagnostics = parse_objects([obj])
+    assert diagnostics == [] and config.inert_fields == ()
+    (selector,) = config.bgp_advertisements[0].service_selectors
+    assert selector.matches({"tier": "frontend"}) and not selector.matches({"tier": "backend"})
+    obj["spec"]["serviceSelectors"] = [{"matchExpressions": [{"key": "a", "operator": "In"}]}]
+    _config, diagnostics = parse_objects([obj])
+    assert any(d.is_error and "operator In on 'a' needs at least one value" in d.message for d in diagnostics)
 
 
 def test_a_malformed_preference_is_an_error_as_in_metallb() -> None:

@@ -11,8 +11,11 @@ configuration) and the `bgp_stub` reference plugin (which records them). No I/O 
 
 MetalLB's BGP rules kept: every eligible node announces (no election); an
 advertisement's nodeSelectors and a peer's nodeSelectors both restrict; an
-advertisement naming `peers` goes only to those; aggregationLength widens the
-prefix (a /24 aggregate for a /32 service IP).
+advertisement with serviceSelectors carries only the Services they match
+(`bgpAdsForService`: a Service no advertisement of its pool selects is not
+advertised, and two selecting it with conflicting localPref keep it off this
+node, `checkBGPAdvConflicts`); an advertisement naming `peers` goes only to
+those; aggregationLength widens the prefix (a /24 aggregate for a /32 service IP).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from supervisor.api import (
+    NO_BGP_SERVICE_MATCH,
     AnnouncerView,
     BGPAdvertisement,
     BGPPeer,
     Config,
     IPAddress,
+    IPAddressPool,
     LabelSelector,
     ServiceKey,
     eligibility,
@@ -152,6 +157,39 @@ def _communities(config: Config, adv: BGPAdvertisement) -> tuple[str, ...]:
     return tuple(sorted({aliases.get(c, c) for c in adv.communities}))
 
 
+def _aggregation_differs(a: BGPAdvertisement, b: BGPAdvertisement, pool: IPAddressPool | None) -> bool:
+    """MetalLB's `isAggrLengthDifferent`: the two make different prefixes for every family the pool has."""
+    families = pool.families() if pool is not None else frozenset()
+    if not families:
+        return True
+    v4 = a.aggregation_length != b.aggregation_length
+    v6 = a.aggregation_length_v6 != b.aggregation_length_v6
+    if families == {4}:
+        return v4
+    if families == {6}:
+        return v6
+    return v4 and v6
+
+
+def conflicting(advs: list[BGPAdvertisement], pool: IPAddressPool | None) -> str | None:
+    """Why this node may not advertise a Service through `advs` (the advertisements selecting both
+    it and this node), or None: MetalLB's `checkBGPAdvConflicts`, two of them giving the same prefix
+    to a common peer with different localPref (unset is 0). MetalLB's webhook already refuses such a
+    pair when neither has serviceSelectors; metalloid keeps its older rule there (the lower
+    treatment wins, frrconf), so the check applies when one of the two selects Services."""
+    for i, a in enumerate(advs):
+        for b in advs[i + 1:]:
+            if not (a.service_selectors or b.service_selectors) or (a.local_pref or 0) == (b.local_pref or 0):
+                continue
+            if _aggregation_differs(a, b, pool) or (a.peers and b.peers and not set(a.peers) & set(b.peers)):
+                continue
+            return (f"BGPAdvertisements {a.name} and {b.name} both select it and this node with different localPref "
+                    f"({a.local_pref or 0} vs {b.local_pref or 0}) for the same prefix and peers; MetalLB refuses "
+                    "to advertise it (conflictingAdvertisements): give them the same localPref, different "
+                    "peers, or serviceSelectors that do not both match")
+    return None
+
+
 def plan(view: AnnouncerView) -> Plan:
     """The sessions and routes this node would have for `view`."""
     config = view.config
@@ -162,18 +200,29 @@ def plan(view: AnnouncerView) -> Plan:
     by_key = config.services_by_key()
     for assignment in sorted(view.assignments, key=lambda a: a.service):
         service = by_key.get(assignment.service)
-        advs = config.bgp_advertisements_for(assignment.pool)
-        if service is None or not advs:
-            if service is not None:
-                skipped.append((assignment.service, f"no BGPAdvertisement covers pool {assignment.pool}"))
+        if service is None:
             continue
-        advertised = False
+        if not config.bgp_advertisements_for(assignment.pool):
+            skipped.append((assignment.service, f"no BGPAdvertisement covers pool {assignment.pool}"))
+            continue
+        advs = config.bgp_advertisements_for_service(assignment.pool, service)
+        if not advs:
+            skipped.append((assignment.service, NO_BGP_SERVICE_MATCH.format(pool=assignment.pool)))
+            continue
+        mine: list[BGPAdvertisement] = []
         for adv in advs:
             eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members)
             if view.node_name not in eligible.candidates:
                 reason = eligible.not_served or dict(eligible.excluded).get(view.node_name, "not a candidate")
                 skipped.append((assignment.service, f"BGPAdvertisement {adv.name}: {reason}"))
                 continue
+            mine.append(adv)
+        conflict = conflicting(mine, config.pool(assignment.pool))
+        if conflict is not None:
+            skipped.append((assignment.service, conflict))
+            continue
+        advertised = False
+        for adv in mine:
             for session in sessions:
                 if adv.peers and session.peer not in adv.peers:
                     continue

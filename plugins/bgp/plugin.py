@@ -7,7 +7,7 @@ from plugins.bgp.announcer import BGPAnnouncer
 from supervisor.api import AnnouncerRegistry, Config, Diagnostic, hookimpl
 
 # The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
-METALLOID_PLUGIN_API_REQUIRED = (1, 0)
+METALLOID_PLUGIN_API_REQUIRED = (1, 2)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from plugins.bgp_stub.announcer import BGPStubAnnouncer
 from supervisor.api import AnnouncerRegistry, hookimpl
 
 # The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
-METALLOID_PLUGIN_API_REQUIRED = (1, 0)
+METALLOID_PLUGIN_API_REQUIRED = (1, 2)
 
 
 @hookimpl

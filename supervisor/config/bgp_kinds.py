@@ -1,10 +1,9 @@
 """Parse MetalLB's BGP side kinds (BFDProfile, Community) and the pieces the
 BGP and layer 2 kinds share with them: community values, kept-but-unused
-fields, selectors metalloid validates without using.
+fields.
 
-metalloid runs no BFD and its BGP announcer is a stub, but a MetalLB cluster
-has these objects and `metalloid check` must say the same things about them
-as MetalLB's webhook: bounds of a BFD profile, the format of a community,
+The bgp plugin acts on these objects through FRR; `metalloid check` must say
+the same things about them as MetalLB's webhook: bounds of a BFD profile, the format of a community,
 duplicate aliases. Kept-but-unused fields are recorded as `InertField`s (see
 `kept_fields`) and warned about. `parsing` dispatches here.
 """
@@ -16,7 +15,6 @@ import re
 from supervisor.config.fields import Fields, describe
 from supervisor.config.kept_fields import WHOLE_OBJECT, inert_field, kept_keys
 from supervisor.config.model import BFDProfile, Community, CommunityAlias, InertField
-from supervisor.config.selectors import parse_selectors
 
 _STANDARD = re.compile(r"^([0-9]+):([0-9]+)$")
 _LARGE = re.compile(r"^large:([0-9]+):([0-9]+):([0-9]+)$")
@@ -74,12 +72,6 @@ def report_kept_kind(top: Fields, kind: str, namespace: str, name: str) -> tuple
         return ()
     top.ctx.warning(top.line, record.message)
     return (record,)
-
-
-def validate_unused_selectors(spec: Fields) -> None:
-    """BGPAdvertisement.serviceSelectors is not used, but a malformed one is still
-    an error, as in MetalLB's webhook."""
-    parse_selectors(spec, "serviceSelectors")
 
 
 _BFD_BOUNDS = {

@@ -2,10 +2,8 @@
 
 metalloid's CRDs declare every field MetalLB's do, so nothing a MetalLB
 manifest sets is pruned by the API server. Some of those fields ask for
-behaviour metalloid does not have (yet): BFD, BGP session options its stub
-announcer does not model. Such a
-field is neither an error (MetalLB accepts it, and the object is otherwise
-honoured) nor silently dropped: parsing records each occurrence as an
+behaviour metalloid does not have (yet). Such a field is neither an error
+(MetalLB accepts it, and the object is otherwise honoured) nor silently dropped: parsing records each occurrence as an
 `InertField` on the `Config`, and `metalloid check` prints a warning naming
 the object, the field and what MetalLB would have done with it.
 
@@ -43,10 +41,9 @@ class KeptField:
         return "" if self.path == WHOLE_OBJECT else self.path.removeprefix("spec.")
 
 
-KEPT_NOT_ACTED_ON: tuple[KeptField, ...] = (
-    KeptField(kind="BGPAdvertisement", path="spec.serviceSelectors",
-              metallb_effect="advertise only the Services matching one of the selectors through this advertisement"),
-)
+# Empty since BGPAdvertisement.serviceSelectors is acted on (issue 17): every field of MetalLB's
+# API that metalloid declares is honoured. The mechanism stays for the next field MetalLB adds.
+KEPT_NOT_ACTED_ON: tuple[KeptField, ...] = ()
 
 
 def kept_keys(kind: str) -> frozenset[str]:

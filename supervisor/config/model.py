@@ -252,6 +252,8 @@ class BGPAdvertisement:
     communities: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
+    # Only Services matching one of these are advertised through it (none: every Service).
+    service_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
     field_lines: FieldLines = field(default=(), compare=False, repr=False)
     __getstate__ = _state_without_lines
@@ -575,14 +577,16 @@ class Config:
 
     def l2_advertisements_for_service(self, pool_name: str, service: Service) -> tuple[L2Advertisement, ...]:
         """MetalLB's `l2AdsForService`: the pool's advertisements whose serviceSelectors (if any) match."""
-        return tuple(
-            a for a in self.l2_advertisements_for(pool_name)
-            if not a.service_selectors or any(s.matches(service.labels) for s in a.service_selectors)
-        )  # fmt: skip
+        return tuple(a for a in self.l2_advertisements_for(pool_name) if _selects(a, service))
 
     def bgp_advertisements_for(self, pool_name: str) -> tuple[BGPAdvertisement, ...]:
         pool = self.pool(pool_name)
         return tuple(a for a in self.bgp_advertisements if _covers(a, pool))
+
+    def bgp_advertisements_for_service(self, pool_name: str, service: Service) -> tuple[BGPAdvertisement, ...]:
+        """MetalLB's `bgpAdsForService` (without its node filter, which the planner applies per
+        advertisement): the pool's advertisements whose serviceSelectors (if any) match."""
+        return tuple(a for a in self.bgp_advertisements_for(pool_name) if _selects(a, service))
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         ns = next((n for n in self.namespaces if n.name == name), None)
@@ -590,6 +594,11 @@ class Config:
         # Kubernetes sets this label on every namespace; selectors rely on it.
         labels.setdefault("kubernetes.io/metadata.name", name)
         return labels
+
+
+def _selects(adv: L2Advertisement | BGPAdvertisement, service: Service) -> bool:
+    """An advertisement's serviceSelectors (ORed; none selects every Service) against a Service's labels."""
+    return not adv.service_selectors or any(s.matches(service.labels) for s in adv.service_selectors)
 
 
 def _covers(adv: L2Advertisement | BGPAdvertisement, pool: IPAddressPool | None) -> bool:

@@ -537,9 +537,8 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
     spec = _spec_or_empty(top)
     spec.warn_unknown(frozenset({
         "aggregationLength", "aggregationLengthV6", "localPref", "communities", "ipAddressPools",
-        "ipAddressPoolSelectors", "nodeSelectors", "peers",
+        "ipAddressPoolSelectors", "nodeSelectors", "peers", "serviceSelectors",
     }) | kept_keys("BGPAdvertisement"))
-    bgp_kinds.validate_unused_selectors(spec)
     aggregation = spec.get_int("aggregationLength", 32, low=1, high=32) or 32
     aggregation_v6 = spec.get_int("aggregationLengthV6", 128, low=0, high=128)
     if spec.get_list("serviceSelectors") and (aggregation != 32 or aggregation_v6 != 128):
@@ -558,6 +557,7 @@ def _bgp_advertisement(top: Fields, out: _Collected) -> None:
         communities=bgp_kinds.advertisement_communities(spec),
         peers=_unique_strs(spec, "peers"),
         node_selectors=parse_selectors(spec, "nodeSelectors"),
+        service_selectors=parse_selectors(spec, "serviceSelectors"),
         source=top.ctx.source(),
         field_lines=_lines(top.ctx),
     ))

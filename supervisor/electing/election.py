@@ -56,6 +56,11 @@ NO_SERVICE_MATCH = (
     "no L2Advertisement for pool {pool} selects this Service: their spec.serviceSelectors do not match its "
     "labels; add a matching label or an advertisement without serviceSelectors"
 )
+# BGP's (MetalLB's `noMatchingAdvertisement`), shared by the bgp plugins and offline `explain`.
+NO_BGP_SERVICE_MATCH = (
+    "no BGPAdvertisement for pool {pool} selects this Service: their spec.serviceSelectors do not match its "
+    "labels; add a matching label or an advertisement without serviceSelectors"
+)
 SHARED_WITH_SELECTOR = (
     "metallb.io/allow-shared-ip cannot be used with an L2Advertisement that has spec.serviceSelectors "
     "(MetalLB's rule); remove the annotation or the advertisement's serviceSelectors"

@@ -4,11 +4,14 @@
 computes what a node would report: the allocator's answer for the file, and
 for each assigned Service the layer 2 election (MetalLB's ranking) with every
 Node of the file considered alive, since there is no membership to ask. BGP
-(a stub in this release) is shown as "every eligible node", its policy.
+is shown as "every eligible node" of the advertisements selecting the Service,
+its policy (whether a node's own advertisements conflict, or its sessions are
+up, only that node's /status says).
 
 The document has the /status shape (see `supervisor.serving.http`) plus two
 fields a live node may also send: `requested` (what the Service asked for)
-and `advertisements` (the advertisements covering its pool, per protocol).
+and `advertisements` (the advertisements covering its pool and selecting the
+Service, per protocol).
 Pure: no I/O.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from supervisor.allocating.results import AllocationResult
 from supervisor.config.model import Config, L2Advertisement, LabelSelector, Service, ServiceKey
 from supervisor.electing.election import (
+    NO_BGP_SERVICE_MATCH,
     NO_SERVICE_MATCH,
     SHARED_WITH_SELECTOR,
     elect_layer2,
@@ -79,7 +83,7 @@ def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: f
     if assignment is None or service is None or not assignment.ips:
         return entry
     l2 = config.l2_advertisements_for_service(assignment.pool, service)
-    bgp = config.bgp_advertisements_for(assignment.pool)
+    bgp = config.bgp_advertisements_for_service(assignment.pool, service)
     entry["advertisements"] = {"layer2": [a.name for a in l2], "bgp": [a.name for a in bgp]}
     first_ip = assignment.ips[0]
     unselected = _layer2_refusal(config, service, assignment.pool, l2)
@@ -93,7 +97,10 @@ def _service(config: Config, result: AllocationResult, key: ServiceKey, alive: f
                                         "not_served": election.not_served}
         if election.winner:
             entry["announced"]["layer2"] = [election.winner]
-    if bgp:
+    if not bgp and config.bgp_advertisements_for(assignment.pool):
+        entry["elections"]["bgp"] = {"winner": None, "ranking": [], "excluded": [],
+                                     "not_served": NO_BGP_SERVICE_MATCH.format(pool=assignment.pool)}
+    elif bgp:
         eligible = eligibility(config, service, node_selectors=_union(a.node_selectors for a in bgp), members=alive)
         entry["elections"]["bgp"] = {"winner": None, "ranking": list(rank(eligible.candidates, first_ip)),
                                      "excluded": [list(e) for e in eligible.excluded],
