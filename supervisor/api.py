@@ -25,6 +25,7 @@ from supervisor.announcing.api import (
     AnnouncerView,
     Previous,
     Recoverable,
+    SecretUnavailable,
 )
 from supervisor.config.announcer_config import setting_error, setting_source, setting_warning
 from supervisor.config.diagnostics import Diagnostic, error, warning
@@ -85,6 +86,7 @@ __all__ = [
     "LabelSelector",
     "Previous",
     "Recoverable",
+    "SecretUnavailable",
     "Service",
     "ServiceKey",
     "Source",

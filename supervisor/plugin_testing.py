@@ -33,7 +33,14 @@ import pluggy
 
 from supervisor import hookspecs
 from supervisor.allocating.allocator import allocate
-from supervisor.announcing.api import Announcer, AnnouncerFactory, AnnouncerRegistry, AnnouncerView, Previous
+from supervisor.announcing.api import (
+    Announcer,
+    AnnouncerFactory,
+    AnnouncerRegistry,
+    AnnouncerView,
+    Previous,
+    SecretUnavailable,
+)
 from supervisor.announcing.host import HostCore, jsonable, status_problems
 from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.diagnostics import Diagnostic, has_errors
@@ -128,8 +135,13 @@ class FakeHost:
     """An `AnnouncerHost` that records metric calls and persists `remember()` like the real one."""
 
     def __init__(self, node_name: str = "n1", *, settings: Mapping[str, Any] | None = None,
-                 store: RecoveryStore | None = None, protocol: str = "test") -> None:
+                 store: RecoveryStore | None = None, protocol: str = "test", mode: str = "standalone",
+                 secrets: Mapping[tuple[str, str], Mapping[str, bytes]] | None = None) -> None:
+        """`secrets`: (namespace, name) -> data, what `read_secret` returns in Kubernetes mode."""
         self._node_name = node_name
+        self._mode = mode
+        self.secrets = dict(secrets or {})
+        self.secret_reads: list[tuple[str, str]] = []
         self._settings = dict(settings or {})
         self.store = store or RecoveryStore(None)
         self.log = logging.getLogger(f"metalloid.plugin.{protocol}")
@@ -143,6 +155,19 @@ class FakeHost:
     @property
     def settings(self) -> Mapping[str, Any]:
         return self._settings
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        """As the real host: 404 for a Secret not in `secrets`, always unavailable in standalone mode."""
+        self.secret_reads.append((namespace, name))
+        if self._mode != "kubernetes":
+            raise SecretUnavailable(0, f"Secret {namespace}/{name}: there is no Kubernetes API in {self._mode} mode")
+        if (namespace, name) not in self.secrets:
+            raise SecretUnavailable(404, f"reading Secret {namespace}/{name}: 404 NotFound")
+        return self.secrets[(namespace, name)]
 
     def counter(self, name: str, documentation: str, labels: Mapping[str, str], value: float = 1.0) -> None:
         self._record("counter", name, labels, value)

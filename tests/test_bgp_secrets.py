@@ -151,3 +151,18 @@ def test_the_announcer_reads_the_secret_in_its_worker_and_applies_the_password_o
         assert not sessions["locked"]["state"].startswith("not configured")
     finally:
         announcer.stop(handover=False)
+
+
+def test_in_kubernetes_the_password_comes_from_the_host_s_read_secret(tmp_path: Path) -> None:
+    """Plugin API 1.2: the plugin asks its host (`read_secret`) and maps the host's errors to fixes."""
+    from plugins.bgp.secrets import kubernetes_reader
+
+    host = FakeHost("n1", mode="kubernetes", secrets={LOCKED: {"password": b"s3cret", "username": b"x"}})
+    read = kubernetes_reader(host)
+    assert read(*LOCKED) == "s3cret"
+    with pytest.raises(SecretError, match="Secret metallb-system/other does not exist: create it"):
+        read("metallb-system", "other")
+    host.secrets[("metallb-system", "empty")] = {"username": b"x"}
+    assert read("metallb-system", "empty") is None  # PasswordSecrets reports "no non-empty `password` key"
+    assert host.secret_reads == [LOCKED, ("metallb-system", "other"), ("metallb-system", "empty")]
+

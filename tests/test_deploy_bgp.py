@@ -77,19 +77,22 @@ def test_only_with_bgp_the_speaker_may_get_secrets_and_only_in_its_namespace() -
 
 
 def test_what_the_secret_reader_calls_is_exactly_what_the_role_grants(api: FakeApiServer) -> None:
-    """The passwordSecret reader against the fake API: its requests, as (group, resource, verb, namespace),
+    """The passwordSecret reader against the fake API, through the host's `read_secret` (its stdlib
+    client, as in a speaker's announcer process): its requests, as (group, resource, verb, namespace),
     are all inside the Role, and it reads what MetalLB reads (the `password` key)."""
     import base64
-
-    from kubernetes import client
+    import queue
 
     from plugins.bgp.secrets import SecretError, kubernetes_reader
+    from supervisor.announcing.host import QueueHost
+    from supervisor.kubernetes.secrets import SecretReader
+    from supervisor.roles import Mode
 
     api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tor-a", "namespace": "metallb-system"},
                 "type": "kubernetes.io/basic-auth", "data": {"password": base64.b64encode(b"s3cret").decode()}})
-    configuration = client.Configuration()
-    configuration.host = api.url
-    read = kubernetes_reader(client.ApiClient(configuration))
+    host = QueueHost(node_name="n1", protocol="bgp", outbox=queue.Queue(), mode=Mode.KUBERNETES,
+                     secrets=SecretReader(api_host=api.url).read)
+    read = kubernetes_reader(host)
     before = len(api.requests)
     assert read("metallb-system", "tor-a") == "s3cret"
     with pytest.raises(SecretError, match="Secret metallb-system/absent does not exist: create it"):

@@ -98,7 +98,7 @@ class BGPAnnouncer:
         self._config = Config()
         self._render_lock = threading.Lock()
         self.secrets = secrets or PasswordSecrets(
-            kubernetes_reader() if self.mode == "kubernetes" else file_reader(self.frr.settings.secrets_dir))
+            kubernetes_reader(host) if self.mode == "kubernetes" else file_reader(self.frr.settings.secrets_dir))
         self._ips: dict[ServiceKey, tuple[IPAddress, ...]] = {}
 
     # -- lifecycle ----------------------------------------------------------

@@ -1,10 +1,11 @@
 """BGPPeer passwordSecret: reading each peer's password off the announcer's loop, and again when it rotates.
 
-In Kubernetes the Secret is read from the API with the speaker's service
-account (`get` on Secrets in metalloid's namespace: deploy/frr's Role, the
-only Secret access metalloid has), as MetalLB's speaker reads it (a Secret of
-type kubernetes.io/basic-auth, key `password`); standalone from the file
-`secrets_dir/NAME` (`frr.secret_password`).
+In Kubernetes the host reads the Secret (`AnnouncerHost.read_secret`, plugin
+API 1.2: its own stdlib API client, the speaker's service account with `get`
+on Secrets in metalloid's namespace: deploy/frr's Role, the only Secret access
+metalloid has), as MetalLB's speaker reads it (a Secret of type
+kubernetes.io/basic-auth, key `password`); standalone from the file
+`secrets_dir/NAME` (`frr.secret_password`). The host's read blocks up to ~5 s.
 
 Reads are slow and can fail (API down, RBAC missing, no such Secret), so they
 happen in the announcer's worker thread (`refresh`), never in `update()`:
@@ -18,20 +19,18 @@ reported once per distinct error (`errors`), naming the Secret and the fix.
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from plugins.bgp.frr import secret_password
+from supervisor.api import AnnouncerHost, SecretUnavailable
 
 Ref = tuple[str, str]  # (namespace, name)
 Reader = Callable[[str, str], str | None]
 
 REFRESH_SECONDS = 30.0  # a rotated password is in FRR within this (plus one reload)
-API_TIMEOUT_SECONDS = 5.0  # one read; the worker thread waits, the host's loop does not
 
 
 class SecretError(Exception):
@@ -117,34 +116,23 @@ def file_reader(secrets_dir: Path | None) -> Reader:
     return read
 
 
-def kubernetes_reader(api_client: Any = None) -> Reader:
-    """Kubernetes: the Secret's `password` key, read with the speaker's service account
-    (in-cluster config on the first read; `api_client`: a configured `kubernetes.client.ApiClient`)."""
-    api: list[object] = []
+def kubernetes_reader(host: AnnouncerHost) -> Reader:
+    """Kubernetes: the Secret's `password` key, read by the host (`AnnouncerHost.read_secret`,
+    over its own API connection with the speaker's service account)."""
 
     def read(namespace: str, name: str) -> str | None:
-        # deferred: the official client, +20.2 MiB PSS in the bgp announcer, only for a passwordSecret
-        # (2026-12-06).
-        from kubernetes import client, config
-        from kubernetes.client.exceptions import ApiException
-
-        if not api:
-            if api_client is None:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api.append(client.CoreV1Api(api_client))
-        core: client.CoreV1Api = api[0]  # type: ignore[assignment]
         try:
-            secret = core.read_namespaced_secret(name, namespace, _request_timeout=API_TIMEOUT_SECONDS)
-        except ApiException as exc:
-            if exc.status == 403:
+            data = host.read_secret(namespace, name)
+        except SecretUnavailable as exc:
+            if exc.code == 403:
                 raise SecretError(f"the speaker may not read Secret {namespace}/{name} (403): passwordSecret must "
                                   "be in metalloid's namespace, where deploy/frr's Role grants `get` on "
                                   "Secrets") from None  # fmt: skip
-            if exc.status == 404:
+            if exc.code == 404:
                 raise SecretError(f"Secret {namespace}/{name} does not exist: create it (type "
                                   "kubernetes.io/basic-auth, key `password`)") from None  # fmt: skip
-            raise SecretError(f"reading Secret {namespace}/{name}: {exc.status} {exc.reason}") from None
-        data = (secret.data or {}).get("password")
-        return base64.b64decode(data).decode() if data else None
+            raise SecretError(str(exc)) from None
+        value = data.get("password")
+        return value.decode() if value else None
 
     return read

@@ -188,11 +188,42 @@ def announcer_state(protocol: str, payload: Mapping[str, Any]) -> AnnouncerState
     return AnnouncerState(protocol=protocol, announcements=tuple(announcements), failures=tuple(failures))
 
 
+class SecretUnavailable(Exception):
+    """`AnnouncerHost.read_secret` could not read the Secret (since plugin API 1.2).
+
+    `code` is the API server's HTTP status (403: this process may not read it,
+    404: no such Secret, ...), or 0 when no API server answered: unreachable,
+    timed out, or none at all (standalone mode). The message says which.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class AnnouncerHost(Protocol):
     """What the host offers an announcer (its only way to talk outward)."""
 
     @property
     def node_name(self) -> str: ...
+
+    @property
+    def mode(self) -> str:
+        """"kubernetes" or "standalone" (since 1.2): where this node's facts come from, the same
+        as every `AnnouncerView.mode`, known from construction on (before the first view)."""
+        ...
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        """The `data` of Secret `namespace/name`, each value base64-decoded (since 1.2).
+
+        Kubernetes mode only: one GET through the host's own API connection, with
+        this process's credentials (the speaker's service account; RBAC decides
+        which Secrets it may read). Blocking, for up to ~5 s: call it from your
+        own worker thread, never from `update()` or `tick()`. Raises
+        `SecretUnavailable` (with the HTTP status) when it cannot, and always in
+        standalone mode, where there is no API server.
+        """
+        ...
 
     @property
     def log(self) -> logging.Logger: ...

@@ -36,10 +36,17 @@ import enum
 import ipaddress
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from supervisor.announcing.api import Announcer, AnnouncerRegistry, AnnouncerState, Recoverable, announcer_state
+from supervisor.announcing.api import (
+    Announcer,
+    AnnouncerRegistry,
+    AnnouncerState,
+    Recoverable,
+    SecretUnavailable,
+    announcer_state,
+)
 from supervisor.announcing.recovery import RecoveryStore
 from supervisor.config.model import ServiceKey
 from supervisor.messages import (
@@ -53,6 +60,7 @@ from supervisor.messages import (
     ViewChanged,
 )
 from supervisor.plugins_loader import PluginLoadFailure, build_plugin_manager
+from supervisor.roles import Mode
 from supervisor.supervising.child import Inbox, Outbox, serve
 from supervisor.supervising.settings import AnnouncerSettings
 
@@ -63,12 +71,25 @@ class QueueHost:
     """The `AnnouncerHost` a plugin gets: facts about this node, metrics onto the outbox."""
 
     def __init__(self, *, node_name: str, protocol: str, outbox: Outbox, settings: Mapping[str, Any] | None = None,
-                 store: RecoveryStore | None = None) -> None:
+                 store: RecoveryStore | None = None, mode: Mode = Mode.STANDALONE,
+                 secrets: Callable[[str, str], Mapping[str, bytes]] | None = None) -> None:
         self._node_name = node_name
         self._outbox = outbox
         self._log = logging.getLogger(f"metalloid.plugin.{protocol}")
         self._settings = dict(settings or {})
         self._store = store or RecoveryStore(None)
+        self._mode = mode
+        self._secrets = secrets
+
+    @property
+    def mode(self) -> str:
+        return self._mode.value
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        if self._secrets is None:
+            raise SecretUnavailable(0, f"Secret {namespace}/{name}: there is no Kubernetes API in {self.mode} "
+                                       "mode; read the value from a file instead")
+        return self._secrets(namespace, name)
 
     @property
     def settings(self) -> Mapping[str, Any]:
@@ -268,13 +289,30 @@ class HostCore:
         return True
 
 
+def _secret_reader(settings: AnnouncerSettings) -> Callable[[str, str], Mapping[str, bytes]]:
+    """`read_secret` in Kubernetes mode: the API client is imported and connected on the first read."""
+    reader: list[Any] = []
+
+    def read(namespace: str, name: str) -> Mapping[str, bytes]:
+        if not reader:
+            # deferred: http.client, ssl and the client module, only in an announcer that reads a Secret
+            from supervisor.kubernetes.secrets import SecretReader
+
+            reader.append(SecretReader(kubeconfig=settings.kubeconfig, api_host=settings.api_host))
+        result: Mapping[str, bytes] = reader[0].read(namespace, name)
+        return result
+
+    return read
+
+
 def run(settings: AnnouncerSettings, inbox: Inbox, outbox: Outbox) -> None:
     protocol = settings.protocol
     if not protocol:
         raise ValueError(f"announcer worker {settings.name} has no protocol")
     store = RecoveryStore.for_protocol(settings.state_dir, protocol)
     host = QueueHost(node_name=settings.node_name, protocol=protocol, outbox=outbox,
-                     settings=json.loads(settings.announcer_settings_json), store=store)
+                     settings=json.loads(settings.announcer_settings_json), store=store, mode=settings.mode,
+                     secrets=_secret_reader(settings) if settings.mode is Mode.KUBERNETES else None)
     failures: list[PluginLoadFailure] = []
     announcer = build_announcer(protocol, host, failures)
     core = HostCore(worker=settings.name, announcer=announcer, store=store, load_failures=failures,

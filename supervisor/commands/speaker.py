@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     # With --announcers they start at once; otherwise with the first config from the API.
     requested = parse_list(args.announcers)
-    template = AnnouncerSettings(name="announcer", **common, state_dir=args.state_dir)
+    template = AnnouncerSettings(name="announcer", **common, state_dir=args.state_dir, kubeconfig=args.kubeconfig,
+                                 api_host=args.api_server)
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
     return serve_supervisor("speaker", specs,
                             SupervisorSettings(node_name=args.node, mode=Mode.KUBERNETES, version=supervisor_version(),

@@ -85,6 +85,9 @@ class AnnouncerSettings(WorkerSettings):
     # and hang deadline (None = the supervisor's --hung-timeout).
     announcer_settings_json: str = "{}"
     hang_timeout_seconds: float | None = None
+    # Kubernetes mode: where the API is, for `AnnouncerHost.read_secret` (as KubernetesSettings).
+    kubeconfig: str | None = None
+    api_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
