@@ -6,12 +6,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from supervisor.announcing.api import SecretUnavailable
+
 
 @dataclass
 class RecordingHost:
     """An AnnouncerHost that records every metric call instead of sending it."""
 
     node: str = "n1"
+    mode: str = "standalone"
     counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
     observations: list[tuple[str, tuple[tuple[str, str], ...], float]] = field(default_factory=list)
@@ -20,6 +23,9 @@ class RecordingHost:
     @property
     def node_name(self) -> str:
         return self.node
+
+    def read_secret(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        raise SecretUnavailable(0, f"Secret {namespace}/{name}: RecordingHost reads no Secrets")
 
     @property
     def log(self) -> logging.Logger:

@@ -166,3 +166,14 @@ def test_in_kubernetes_the_password_comes_from_the_host_s_read_secret(tmp_path: 
     assert read("metallb-system", "empty") is None  # PasswordSecrets reports "no non-empty `password` key"
     assert host.secret_reads == [LOCKED, ("metallb-system", "other"), ("metallb-system", "empty")]
 
+
+def test_the_mode_is_the_host_s_not_the_environment_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A speaker outside a pod (--kubeconfig) is Kubernetes; `metalloid run` inside one is standalone."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    speaker = BGPAnnouncer(FakeHost("n1", mode="kubernetes"), frr=RecordingFRR(tmp_path))
+    assert speaker.mode == "kubernetes" and speaker.frr.settings.secrets_dir is None
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    standalone = BGPAnnouncer(FakeHost("n1", mode="standalone"))
+    assert standalone.mode == "standalone"
+    assert standalone.frr.settings.manage_daemons is True  # standalone's default: FRR is ours to run
+    assert str(standalone.frr.settings.secrets_dir) == "/etc/metalloid/bgp-secrets"

@@ -23,7 +23,6 @@ router sends (the layer 2 plugin's `LocalBinder`).
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 import threading
 import time
@@ -69,17 +68,15 @@ class Snapshot:
     ready: bool = False
 
 
-def _mode() -> str:
-    return "kubernetes" if os.environ.get("KUBERNETES_SERVICE_HOST") else "standalone"
-
-
 class BGPAnnouncer:
     protocol: ClassVar[str] = "bgp"
 
     def __init__(self, host: AnnouncerHost, frr: FRR | None = None, binder: LocalBinder | None = None,
                  secrets: PasswordSecrets | None = None) -> None:
         self.host = host
-        self.mode = _mode()
+        # What the host says (a speaker: "kubernetes", `metalloid run`: "standalone"), not the
+        # environment: a speaker run outside a pod (--kubeconfig, --api-server) is still Kubernetes.
+        self.mode = host.mode
         self.frr = frr or FRR(settings_from(host.settings, node=host.node_name, mode=self.mode))
         self.binder = binder or LocalBinder()
         self.plan = Plan(sessions=(), routes=(), not_advertised=())
