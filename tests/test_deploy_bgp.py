@@ -87,6 +87,7 @@ def test_what_the_secret_reader_calls_is_exactly_what_the_role_grants(api: FakeA
     from supervisor.announcing.host import QueueHost
     from supervisor.kubernetes.secrets import SecretReader
     from supervisor.roles import Mode
+    from tests.runtime_helpers import wait_for
 
     api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tor-a", "namespace": "metallb-system"},
                 "type": "kubernetes.io/basic-auth", "data": {"password": base64.b64encode(b"s3cret").decode()}})
@@ -97,6 +98,8 @@ def test_what_the_secret_reader_calls_is_exactly_what_the_role_grants(api: FakeA
     assert read("metallb-system", "tor-a") == "s3cret"
     with pytest.raises(SecretError, match="Secret metallb-system/absent does not exist: create it"):
         read("metallb-system", "absent")
+    # The fake records a request after it has answered it: wait for the second record.
+    wait_for(lambda: len(api.requests) >= before + 2, timeout=5, what="both requests recorded")
     calls = {(r.method, r.path) for r in api.requests[before:]}
     assert calls == {("GET", "/api/v1/namespaces/metallb-system/secrets/tor-a"),
                      ("GET", "/api/v1/namespaces/metallb-system/secrets/absent")}  # fmt: skip

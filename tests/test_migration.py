@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from supervisor.cli import main
+from supervisor.config import kept_fields
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
 from supervisor.kubernetes.preflight import Finding, pruned, unknown_fields
 from tests.fakeapi import FakeApiServer
@@ -206,7 +207,7 @@ def test_preflight_names_pools_outside_the_namespace_and_config_errors(
 
 
 def test_preflight_blocks_on_fields_metalloid_keeps_but_does_not_act_on(
-    api: FakeApiServer, capsys: pytest.CaptureFixture[str]
+    api: FakeApiServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     api.create(yaml.safe_load(RUNBOOK_POOL))
@@ -214,6 +215,13 @@ def test_preflight_blocks_on_fields_metalloid_keeps_but_does_not_act_on(
     api.create({"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
                 "metadata": {"name": "bgp", "namespace": NS},
                 "spec": {"ipAddressPools": ["first-pool"], "serviceSelectors": [{"matchLabels": {"exposed": "yes"}}]}})
+    # Acted on since issue 17: nothing blocks.
+    code, out = preflight(api, capsys)
+    assert code == 0 and "BLOCKS" not in out, out
+    # The list is empty today; a field on it (as serviceSelectors was) blocks the switch.
+    monkeypatch.setattr(kept_fields, "KEPT_NOT_ACTED_ON", (kept_fields.KeptField(
+        kind="BGPAdvertisement", path="spec.serviceSelectors",
+        metallb_effect="advertise only the Services matching one of the selectors through this advertisement"),))
     code, out = preflight(api, capsys)
     assert code == 1
     [line] = [x for x in out.splitlines() if x.startswith(f"BLOCKS BGPAdvertisement/{NS}/bgp: ")]

@@ -16,7 +16,15 @@ import pluggy
 import pytest
 
 from supervisor import cli
-from supervisor.api import AnnouncerRegistry, Config, Diagnostic, error, hookimpl, setting_error
+from supervisor.api import (
+    METALLOID_PLUGIN_API,
+    AnnouncerRegistry,
+    Config,
+    Diagnostic,
+    error,
+    hookimpl,
+    setting_error,
+)
 from supervisor.config.model import API_SOURCE
 from supervisor.hookspecs import ENTRY_POINT_GROUP
 from supervisor.kubernetes.watcher import build_config
@@ -93,10 +101,14 @@ def test_a_misspelled_hookimpl_is_named_too(monkeypatch: pytest.MonkeyPatch) -> 
     assert failure.hook == "metalloid_register_announcer"
 
 
+PROVIDED = ".".join(map(str, METALLOID_PLUGIN_API))
+
+
 @pytest.mark.parametrize(("required", "message"), [
-    ((2, 0), "needs plugin API 2.0, this metalloid provides 1.1; upgrade metalloid"),
-    ((1, 7), "needs plugin API 1.7, this metalloid provides 1.1; upgrade metalloid"),
-    ((0, 9), "needs plugin API 0.9, this metalloid provides 1.1; use a release of the plugin made for this API"),
+    ((2, 0), f"needs plugin API 2.0, this metalloid provides {PROVIDED}; upgrade metalloid"),
+    ((1, 7), f"needs plugin API 1.7, this metalloid provides {PROVIDED}; upgrade metalloid"),
+    ((0, 9), f"needs plugin API 0.9, this metalloid provides {PROVIDED}; use a release of the plugin made for this "
+             "API"),
     ("1.0", "METALLOID_PLUGIN_API_REQUIRED = '1.0' is not a (major, minor) tuple of ints"),
 ])
 def test_an_incompatible_plugin_api_is_a_clear_load_error(monkeypatch: pytest.MonkeyPatch, required: Any,
