@@ -73,6 +73,37 @@ CASES: list[tuple[str, str, Severity, int, tuple[str, ...]]] = [
             - main
         """), Severity.WARNING, 14, ("L2Advertisement/l2", "spec.ipAddressPools[1]: 'main' is listed twice",
                                      "duplicate definition of ipAddressPools")),
+    ("duplicate-selector", pool("main", "10.0.0.0/24") + textwrap.dedent("""\
+        ---
+        apiVersion: metallb.io/v1beta1
+        kind: L2Advertisement
+        metadata: {name: l2}
+        spec:
+          nodeSelectors:
+            - matchLabels: {zone: a}
+            - matchLabels: {zone: a}
+        """), Severity.WARNING, 14, ("L2Advertisement/l2", "spec.nodeSelectors[1]: the same selector as "
+                                     "spec.nodeSelectors[0]", "duplicate definition of nodeSelectors")),
+    ("duplicate-match-expression", pool("main", "10.0.0.0/24") + "  serviceAllocation:\n    serviceSelectors:\n"
+     "      - matchExpressions:\n          - {key: tier, operator: In, values: [a, b]}\n"
+     "          - {key: tier, operator: In, values: [b, a]}\n" + L2_ALL, Severity.WARNING, 11,
+     ("IPAddressPool/main", "spec.serviceAllocation.serviceSelectors[0].matchExpressions[1]: the same match "
+      "expression as spec.serviceAllocation.serviceSelectors[0].matchExpressions[0]",
+      "duplicate definition of match expressions")),
+    ("duplicate-match-value", pool("main", "10.0.0.0/24") + "  serviceAllocation:\n    namespaceSelectors:\n"
+     "      - matchExpressions:\n          - key: env\n            operator: In\n            values: [prod, prod]\n"
+     + L2_ALL, Severity.WARNING, 12,
+     ("spec.serviceAllocation.namespaceSelectors[0].matchExpressions[0].values[1]: 'prod' is listed twice",
+      "duplicate definition of match expression value in label selector")),
+    ("duplicate-community", pool("main", "10.0.0.0/24") + textwrap.dedent("""\
+        ---
+        apiVersion: metallb.io/v1beta1
+        kind: BGPAdvertisement
+        metadata: {name: b}
+        spec:
+          communities: ["65535:65282", "65535:65282"]
+        """), Severity.WARNING, 12, ("BGPAdvertisement/b", "spec.communities[1]: '65535:65282' is listed twice",
+                                     "duplicate definition of community")),
     ("pool-outside-metallb-namespace", pool("p", "10.0.0.0/24").replace("{name: p}", "{name: p, namespace: other}")
      + L2_ALL, Severity.WARNING, 3, ("IPAddressPool/p", "metadata.namespace is 'other'", "MetalLB's webhook refuses")),
     ("bad-prefix", pool("p", "10.0.0.0/40") + L2_ALL, Severity.ERROR, 6, ("'10.0.0.0/40' is not a valid CIDR",)),

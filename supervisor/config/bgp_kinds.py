@@ -46,6 +46,11 @@ def advertisement_communities(spec: Fields) -> tuple[str, ...]:
         if problem is not None:
             spec.ctx.error(line, f"{path}: {describe(text)} is not a BGP community ({problem}); write "
                                  f"{COMMUNITY_FORMAT}, or the name of a Community alias")
+        elif text in found:
+            # MetalLB refuses the configuration ("duplicate definition of community"); it changes nothing here.
+            spec.ctx.warning(line, f"{path}: {text!r} is listed twice; metalloid ignores the repetition, but MetalLB "
+                                   "refuses the whole configuration over it (duplicate definition of community); "
+                                   "remove it")
         else:
             found.append(text)
     return tuple(found)

@@ -4,6 +4,12 @@ MetalLB's webhooks reject a selector Kubernetes itself would reject: an
 unknown operator, `In`/`NotIn` without values, `Exists`/`DoesNotExist` with
 values. This module does the same, reporting each problem at the line of the
 offending field, and keeps the valid parts so later checks still run.
+
+MetalLB also refuses the whole configuration over a repeated selector in a
+list, a repeated match expression, or a repeated value in one ("duplicate
+definition of ..."). The repetition changes nothing, so here it is a warning
+that says MetalLB would refuse it, as for repeated namespaces and pool names
+(docs/migrating-from-metallb.md).
 """
 
 from __future__ import annotations
@@ -21,22 +27,63 @@ def parse_selector(fields: Fields) -> LabelSelector | None:
     before = len(fields.ctx.diagnostics)
     fields.warn_unknown(_SELECTOR_FIELDS)
     match_labels = fields.get_str_map("matchLabels")
-    requirements = tuple(r for r in (_parse_requirement(e) for e in fields.get_maps("matchExpressions")) if r)
+    requirements: list[SelectorRequirement] = []
+    for expression in fields.get_maps("matchExpressions"):
+        requirement = _parse_requirement(expression)
+        if requirement is None:
+            continue
+        same = next((i for i, r in enumerate(requirements) if _same_requirement(r, requirement)), None)
+        if same is not None:
+            _warn_repeated(expression, expression.line, f"{expression.path}: the same match expression as "
+                           f"{fields.path_of('matchExpressions')}[{same}]", "match expressions")
+        requirements.append(requirement)
     if any(d.is_error for d in fields.ctx.diagnostics[before:]):
         return None
-    return LabelSelector(match_labels=labels_of(match_labels), match_expressions=requirements)
+    return LabelSelector(match_labels=labels_of(match_labels), match_expressions=tuple(requirements))
+
+
+def _same_requirement(a: SelectorRequirement, b: SelectorRequirement) -> bool:
+    return (a.key, a.operator, sorted(a.values)) == (b.key, b.operator, sorted(b.values))
 
 
 def parse_selectors(fields: Fields, key: str) -> tuple[LabelSelector, ...]:
     """A list of selectors under `key` (nodeSelectors, ipAddressPoolSelectors, ...)."""
-    return tuple(s for s in (parse_selector(item) for item in fields.get_maps(key)) if s is not None)
+    found: list[LabelSelector] = []
+    seen: dict[tuple[object, ...], str] = {}
+    for item in fields.get_maps(key):
+        selector = parse_selector(item)
+        if selector is None:
+            continue
+        canonical = _canonical(selector)
+        if canonical in seen:
+            _warn_repeated(item, item.line, f"{item.path}: the same selector as {seen[canonical]}", key)
+        else:
+            seen[canonical] = item.path
+        found.append(selector)
+    return tuple(found)
+
+
+def _canonical(selector: LabelSelector) -> tuple[object, ...]:
+    """What MetalLB compares (the selector's text, match expression values sorted)."""
+    return (selector.match_labels,
+            tuple((r.key, r.operator.value, tuple(sorted(r.values))) for r in selector.match_expressions))
+
+
+def _warn_repeated(fields: Fields, line: int, what: str, definition: str) -> None:
+    fields.ctx.warning(line, f"{what}; metalloid ignores the repetition, but MetalLB refuses the whole "
+                             f"configuration over it (duplicate definition of {definition}); remove it")
 
 
 def _parse_requirement(fields: Fields) -> SelectorRequirement | None:
     fields.warn_unknown(_REQUIREMENT_FIELDS)
     key = fields.get_str("key")
     operator_text = fields.get_str("operator")
-    values = tuple(v for v, _, _ in fields.get_strs("values"))
+    listed = fields.get_strs("values")
+    values = tuple(v for v, _, _ in listed)
+    for number, (value, path, line) in enumerate(listed):
+        if value in values[:number]:
+            _warn_repeated(fields, line, f"{path}: {value!r} is listed twice", "match expression value in label "
+                                                                                 "selector")
     if key is None or not key:
         fields.ctx.error(fields.line, f"{fields.path}: a match expression needs a non-empty key")
         return None
