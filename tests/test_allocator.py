@@ -337,6 +337,15 @@ CASES = [
     # MetalLB's findBestPoolForService: one ipFamilies entry means one IP of that family, whatever the policy.
     Case(id="prefer-dual-stack-one-family-wants-that-family", pools=(pool("v6", "fd00::/120"),),
          services=(svc("s", policy="PreferDualStack", families=(4,)),), expect={"s": "pending: no pool serves IPv4"}),
+    Case(id="prefer-dual-stack-one-family-gets-one-ip", pools=(pool("d", "10.0.9.0/24", "fd09::/120"),),
+         services=(svc("s", policy="PreferDualStack", families=(6,)),), expect={"s": "fd09::@d"}),
+    # No pool has both: the first pool with the primary family (ipFamilies[0]) wins over name order.
+    Case(id="prefer-dual-stack-primary-family-first", pools=(pool("a4", "10.0.0.0/24"), pool("b6", "fd00::/120")),
+         services=(svc("s6", policy="PreferDualStack", families=(6, 4)),
+                   svc("s4", policy="PreferDualStack", families=(4, 6))),
+         expect={"s6": "fd00::@b6", "s4": "10.0.0.0@a4"}),
+    Case(id="prefer-dual-stack-secondary-family-when-no-primary", pools=(pool("b6", "fd00::/120"),),
+         services=(svc("s", policy="PreferDualStack", families=(4, 6)),), expect={"s": "fd00::@b6"}),
     # --- which services ----------------------------------------------------------------------
     Case(id="not-load-balancer-ignored", pools=(P1,), services=(svc("a", type="ClusterIP"), svc("b")),
          expect={"a": "absent", "b": "10.0.0.10"}),
