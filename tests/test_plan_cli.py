@@ -87,12 +87,17 @@ def test_config_errors_exit_1_print_the_plan_with_every_service_pending(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: p\n  namespace: metallb-system\n"
         "spec:\n  addresses:\n    - 10.0.0.300/24\n" + SERVICE.format(name="web", annotations="", spec="")
     )
-    code, out, err = plan(capsys, str(bad), "-o", "json")
-    assert code == 1
-    assert re.search(rf"^{re.escape(str(bad))}:\d+: IPAddressPool/p: .*10\.0\.0\.300", err, re.MULTILINE)
-    (web,) = json.loads(out)["services"]
-    assert web["ips"] == [] and web["pending"].startswith("the config is rejected (IPAddressPool/p at ")
-    assert "keeps its last good config" in web["pending"]
+    for output in ("table", "json", "yaml"):
+        code, out, err = plan(capsys, str(bad), "-o", output)
+        assert code == 1, output
+        assert re.search(rf"^{re.escape(str(bad))}:\d+: IPAddressPool/p: .*10\.0\.0\.300", err, re.MULTILINE)
+        if output == "table":
+            (row,) = [line for line in out.splitlines() if line.split()[:2] == ["default", "web"]]
+            assert "<pending>" in row and "Pending: the config is rejected (IPAddressPool/p at " in row
+            continue
+        (web,) = (json.loads(out) if output == "json" else yaml.safe_load(out))["services"]
+        assert web["ips"] == [] and web["pending"].startswith("the config is rejected (IPAddressPool/p at ")
+        assert "keeps its last good config" in web["pending"]
 
 
 def test_a_service_error_pends_that_service_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
