@@ -220,6 +220,7 @@ def _auto_assign_steps() -> list[Step]:
     ],
 )
 def test_allocation_stories(pools: tuple, steps: list[Step]) -> None:  # type: ignore[type-arg]
+    """TestPoolAllocation, TestAllocation, TestAutoAssign: one story each (the parameter id)."""
     play(Cluster(pools=pools), steps)
 
 

@@ -298,7 +298,8 @@ FROM_NODES = [
 
 @pytest.mark.parametrize("case", EP_SLICES, ids=[c.desc for c in EP_SLICES])
 def test_should_announce_ep_slices(case: Case) -> None:
-    """TestShouldAnnounceEPSlices (and the speakerlist-disabled case): who announces, by serving endpoints."""
+    """TestShouldAnnounceEPSlices and TestUsableNodesEPSlicesWithSpeakerlistDisabled: who announces, by serving
+    endpoints."""
     _check(case)
 
 
