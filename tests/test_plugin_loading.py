@@ -196,3 +196,23 @@ def test_the_file_watcher_runs_the_validators(monkeypatch: pytest.MonkeyPatch, t
     assert config is not None
     assert [d.is_error for d in diagnostics if "typo" in str(d)] == [False]
     assert any("(hook metalloid_register_announcer)" in str(d) for d in diagnostics)
+
+
+@pytest.mark.parametrize("command", ["run", "speaker"])
+def test_an_announcers_name_no_plugin_has_is_an_error_at_start(tmp_path: Path, command: str) -> None:
+    """docs/plugins.md: a name in --announcers that no installed plugin registers is an error at start."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.yaml"
+    path.write_text(POOL)
+    where = (["--config", str(path), "--state-dir", str(tmp_path / "state")] if command == "run" else
+             ["--insecure", "--api-server", "http://127.0.0.1:9"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METALLOID_")}
+    # A timeout, not a hang, if it did start: the supervisor is killed and its workers die with it.
+    done = subprocess.run([str(Path(sys.executable).with_name("metalloid")), command, "--node", "n1", *where,
+                           "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--announcers", "layer2,layr2"],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 1, done.stderr
+    assert f"metalloid {command}: --announcers: no installed plugin named layr2 (installed: " in done.stderr

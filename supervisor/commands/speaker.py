@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     # With --announcers they start at once; otherwise with the first config from the API.
     requested = parse_list(args.announcers)
+    problem = _unknown_announcers(args.announcers) if requested else None
+    if problem:
+        print(f"metalloid speaker: {problem}", file=sys.stderr)
+        return 1
     template = AnnouncerSettings(name="announcer", **common, state_dir=args.state_dir, kubeconfig=args.kubeconfig,
                                  api_host=args.api_server)
     specs.extend(announcer_spec(template, None, protocol) for protocol in requested or ())
@@ -99,3 +103,12 @@ def run(args: argparse.Namespace) -> int:
                                                announcer_template=template, requested_announcers=requested,
                                                pool_metrics=False),
                             args=args)
+
+
+def _unknown_announcers(requested: str) -> str | None:
+    """Why --announcers cannot be run (a name no installed plugin has), as `metalloid run` refuses it; or None."""
+    # deferred: importlib.metadata, read in a forked child as `run` does, so it stays out of the supervisor
+    from supervisor.commands.run import select_announcers
+    from supervisor.supervising.memory import in_forked_child
+
+    return in_forked_child(lambda: select_announcers(None, requested)[1])
