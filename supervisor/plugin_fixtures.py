@@ -7,7 +7,8 @@ Enable them in your plugin's tests/conftest.py:
 `plugin_state_dir`: an empty state dir for the recovery file, per test.
 `announcer_driver`: builds `AnnouncerDriver`s on that state dir and stops
 every one still running when the test ends (so a failing test leaves no
-announcement behind in whatever your plugin talks to).
+announcement behind in whatever your plugin talks to); annotate it
+`DriverFactory`.
 """
 
 from __future__ import annotations

@@ -85,3 +85,18 @@ def test_the_documented_version_is_the_code_s() -> None:
 
     major, minor = METALLOID_PLUGIN_API
     assert f"version **{major}.{minor}**" in DOCS and f"now **({major}, {minor})**" in DOCS
+
+
+def test_the_testing_kit_section_names_every_public_name_of_the_kit() -> None:
+    from supervisor import plugin_fixtures, plugin_testing
+
+    fixtures = {"DriverFactory", "announcer_driver", "plugin_state_dir"}
+    assert all(hasattr(plugin_fixtures, name) for name in fixtures)
+    text = section("Test it")
+    assert sorted(name for name in {*plugin_testing.__all__, *fixtures} if f"`{name}" not in text) == []
+
+
+def test_the_kubernetes_diagnostic_source_is_what_the_docs_say() -> None:
+    from supervisor.kubernetes.watcher import ORIGIN
+
+    assert f"In Kubernetes the file is `{ORIGIN}` and the line 0" in DOCS
