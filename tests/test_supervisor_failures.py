@@ -6,14 +6,19 @@ import errno
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from supervisor.announcing.api import AnnouncerState
+from supervisor.messages import AnnouncementsChanged, AnnouncerFailed
+from supervisor.roles import Mode
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising.backoff import BackoffSettings
 from supervisor.supervising.lifecycle import State
-from supervisor.supervising.settings import WorkerSettings
+from supervisor.supervising.settings import AnnouncerSettings, WorkerSettings
+from supervisor.supervising.specs import announcer_spec
 from supervisor.supervising.state import WATCHER
 from supervisor.supervising.supervisor import (
     EXIT_SUPERVISOR_ERROR,
@@ -134,3 +139,67 @@ def test_probes_do_not_wait_for_the_lock() -> None:
         thread.join(timeout=2)
         assert len(answers) == 2, "a probe waited behind the supervisor lock"
     assert answers[0] == (True, "ok") and answers[1][0] is False
+
+
+class ExitedProcess:
+    """An announcer process that has exited with `exitcode` (a crash of the last restart the budget allowed)."""
+
+    pid = 4242
+    sentinel = -1
+
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class AliveProcess:
+    pid = 4141
+    sentinel = -1
+    exitcode = None
+
+
+class RecordingInbox:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def put(self, message: object) -> None:
+        self.sent.append(message)
+
+    def close(self) -> None:
+        pass
+
+    def qsize(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("mode", [Mode.KUBERNETES, Mode.STANDALONE])
+def test_an_announcer_out_of_budget_is_failed_and_tells_the_watcher_while_the_run_goes_on(mode: Mode) -> None:
+    """Issue 13: the speaker's watcher writes the AnnouncerFailed Event from what this step sends it."""
+    watcher = WorkerSpec(name="watcher", role=WATCHER, entry="x:y",
+                         settings=WorkerSettings(name="watcher", node_name="n1"))  # fmt: skip
+    template = AnnouncerSettings(name="announcer", node_name="n1", mode=mode)
+    announcer = announcer_spec(template, None, "example")
+    sup = Supervisor([watcher, announcer],
+                     SupervisorSettings(node_name="n1", mode=mode, backoff=replace(FAST, budget=0),
+                                        grace_seconds=1.0),
+                     metrics=MetricsRegistry(process_metrics=False))
+    watcher_slot, announcer_slot = sup._slots
+    inbox = RecordingInbox()
+    watcher_slot.inbox, watcher_slot.process = inbox, AliveProcess()  # type: ignore[assignment]
+    now = sup._clock()
+    watcher_slot.ws = replace(watcher_slot.ws, state=State.RUNNING, pid=4141, started_at=now, last_heartbeat=now)
+    announcer_slot.process = ExitedProcess(1)  # type: ignore[assignment]
+    announcer_slot.ws = replace(announcer_slot.ws, state=State.RUNNING, pid=4242, started_at=now, last_heartbeat=now)
+    with sup.lock:
+        sup._step()
+    assert sup.worker_states()["announcer-example"].state is State.FATAL
+    assert sup._stopping is None  # an announcer's failure does not end the run
+    assert AnnouncerFailed(protocol="example", error="exited with code 1") in inbox.sent
+    nothing = AnnouncementsChanged(worker="announcer-example", state=AnnouncerState(protocol="example"))
+    assert (nothing in inbox.sent) is (mode == Mode.KUBERNETES)
+    assert 'metalloid_announcer_failed{announcer="example"} 1' in sup.metrics.render()[0].decode().splitlines()
