@@ -3,7 +3,9 @@
 The hook table lists every hook of supervisor/hookspecs.py with its exact
 signature and nothing else; the lifecycle table lists every method of the
 Announcer and Recoverable Protocols; the host table every member of
-AnnouncerHost; the status table every key of AnnouncerStatus.
+AnnouncerHost; the status table every key of AnnouncerStatus; the testing kit
+section every name of the kit; the contract history every public name once,
+ending at the current version.
 """
 
 from __future__ import annotations
@@ -100,3 +102,30 @@ def test_the_kubernetes_diagnostic_source_is_what_the_docs_say() -> None:
     from supervisor.kubernetes.watcher import ORIGIN
 
     assert f"In Kubernetes the file is `{ORIGIN}` and the line 0" in DOCS
+
+
+def history() -> list[tuple[tuple[int, int], list[str]]]:
+    """The Compatibility section's table: (version, the names it added) per row."""
+    rows = []
+    for line in section("Compatibility").splitlines():
+        match = re.match(r"\| (\d+)\.(\d+) \| (.*) \|$", line)
+        if match:
+            # Only the names a row adds: the words in parentheses describe them.
+            added = re.sub(r"\([^)]*\)", "", match.group(3))
+            rows.append(((int(match.group(1)), int(match.group(2))), re.findall(r"`(\w+)`", added)))
+    return rows
+
+
+def test_the_contract_history_is_every_public_name_once_and_ends_at_the_current_version() -> None:
+    from supervisor import api, plugin_fixtures, plugin_testing
+
+    rows = history()
+    assert rows, "no contract history table"
+    assert rows[-1][0] == api.METALLOID_PLUGIN_API
+    assert [version for version, _ in rows] == sorted(version for version, _ in rows)
+    documented = [name for _, names in rows for name in names]
+    assert sorted(set(documented)) == sorted(documented), "a name is listed twice"
+    fixtures = {"DriverFactory", "announcer_driver", "plugin_state_dir"}
+    assert all(hasattr(plugin_fixtures, name) for name in fixtures)
+    public = {*api.__all__, *plugin_testing.__all__, *fixtures, *hooks()}
+    assert set(documented) == public
