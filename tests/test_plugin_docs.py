@@ -129,3 +129,27 @@ def test_the_contract_history_is_every_public_name_once_and_ends_at_the_current_
     assert all(hasattr(plugin_fixtures, name) for name in fixtures)
     public = {*api.__all__, *plugin_testing.__all__, *fixtures, *hooks()}
     assert set(documented) == public
+
+
+def test_the_documented_timings_are_the_code_s() -> None:
+    import argparse
+
+    from supervisor.announcing.host import REPORT_SECONDS
+    from supervisor.commands import run
+    from supervisor.supervising import backoff
+    from supervisor.supervising.settings import AnnouncerSettings, WorkerSettings
+    from supervisor.supervising.specs import SupervisorSettings
+    from supervisor.supervising.status import LATE_MIN_SECONDS
+
+    tick_ms = round(AnnouncerSettings(name="a", node_name="n").tick_seconds * 1000)
+    heartbeat = WorkerSettings(name="a", node_name="n").heartbeat_seconds
+    hung = SupervisorSettings(node_name="n").hung_seconds
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    assert parser.parse_args([]).hung_timeout == hung
+    for phrase in (f"about every {tick_ms} ms", f"at most every {REPORT_SECONDS:g} s",
+                   f"heartbeat every {heartbeat:g} s", f"(at least {LATE_MIN_SECONDS:g} s)",
+                   f"deadline is {hung:g} s (`metalloid run --hung-timeout` changes it)",
+                   f"({backoff.DEFAULT_MULTIPLIER * 1000:g} ms first, at most {backoff.DEFAULT_MAX:g} s)",
+                   f"restarts ({backoff.DEFAULT_BUDGET}) within", f"`--restart-window` ({backoff.DEFAULT_WINDOW:g} s)"):
+        assert phrase in " ".join(DOCS.split()), phrase
