@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import queue
 from typing import Any
 
 from supervisor.api import Config, Diagnostic, setting_error
 from supervisor.kubernetes.client import RawClient
-from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
+from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions, build_config
 from supervisor.kubernetes.worker import ANNOUNCER_FAILED_REASON, _speaker
 from supervisor.messages import AnnouncerFailed, ConfigLoaded, ConfigRejected
-from supervisor.supervising.settings import SpeakerSettings
+from supervisor.roles import Mode
+from supervisor.serving.metrics import MetricsRegistry
+from supervisor.supervising.settings import AnnouncerSettings, SpeakerSettings
+from supervisor.supervising.state import WATCHER
+from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 from tests.fakeapi import FakeApiServer
 from tests.fakeapi.kube import events_for, running_controller
 from tests.runtime_helpers import wait_for
@@ -75,3 +80,25 @@ def test_the_controller_reports_an_invalid_announcer_config_on_it(runbook_api: F
         assert events[0]["involvedObject"]["kind"] == "AnnouncerConfig"
         assert events[0]["involvedObject"]["name"] == "example"
         assert "spec.enabled: expected true or false" in events[0]["message"]
+
+
+def test_the_speaker_starts_the_announcer_with_the_resources_settings_and_hang_deadline() -> None:
+    """The AnnouncerConfig resource, as the speaker's watcher reads it, is what the announcer process is given."""
+    resource = {**EXAMPLE, "spec": {**EXAMPLE["spec"], "hangTimeoutSeconds": 7}}
+    config, diagnostics = build_config([resource], lb_class=None)
+    assert diagnostics == []
+    template = AnnouncerSettings(name="announcer", node_name="n1", mode=Mode.KUBERNETES, state_dir="/tmp/metalloid")
+    watcher = WorkerSpec(name="watcher", role=WATCHER, entry="x:y",
+                         settings=SpeakerSettings(name="watcher", node_name="n1"))  # fmt: skip
+    sup = Supervisor([watcher], SupervisorSettings(node_name="n1", mode=Mode.KUBERNETES, announcer_template=template),
+                     metrics=MetricsRegistry(process_metrics=False))
+    spawned: list[WorkerSpec] = []
+    sup._spawn = lambda slot: spawned.append(slot.spec)  # type: ignore[method-assign]
+    with sup.lock:
+        sup._route(sup._slots[0], ConfigLoaded(generation=1, config=config, origin="kubernetes"))
+    [spec] = spawned
+    assert isinstance(spec.settings, AnnouncerSettings)
+    assert (spec.name, spec.settings.protocol) == ("announcer-example", "example")
+    assert json.loads(spec.settings.announcer_settings_json) == EXAMPLE["spec"]["settings"]
+    assert spec.settings.hang_timeout_seconds == 7
+    assert [d.reason for d in sup._decisions.values()] == ["enabled by AnnouncerConfig/example at kubernetes:0"]
