@@ -90,3 +90,18 @@ def test_revived_gives_a_failed_worker_a_fresh_start() -> None:
     assert ws.state is State.EXITED and ws.last_error == "exited with code 1"
     assert lifecycle.transition(ws, lifecycle.Spawned(pid=7, at=6.0)).state is State.STARTING
     assert lifecycle.transition(RUNNING, lifecycle.Revived(at=5.0)) == RUNNING
+
+
+@pytest.mark.parametrize(("payload", "ready", "why"), [
+    ({"announcements": [], "sockets_ready": False}, False, "announcer announcer-layer2 does not hold its sockets yet"),
+    ({"announcements": [], "sockets_ready": True}, True, "ok"),
+    ({"announcements": []}, True, "ok"),  # absent = ready (docs/plugins.md, "Status and readiness")
+])
+def test_sockets_ready_is_what_readyz_and_the_ready_column_follow(payload: dict[str, object], ready: bool,
+                                                                   why: str) -> None:
+    state = loaded_state()
+    state.statuses = {"announcer-layer2": payload}
+    assert readiness(state, [RUNNING], ["announcer-layer2"], now=100.0,
+                     hang_deadlines={"announcer-layer2": 3.0}) == (ready, why)
+    [row] = announcer_rows([LAYER2], {"layer2": (RUNNING, 3.0)}, state.statuses, now=100.0)
+    assert row["ready"] is ready
