@@ -209,11 +209,15 @@ class AnnouncerDriver:
 
     `config`: where its AnnouncerConfig's `spec.settings` come from (the
     host hands them over at start). `state_dir`: where the host keeps the
-    recovery file (None: no recovery across `kill()`).
+    recovery file (None: no recovery across `kill()`). `mode` and `secrets`:
+    the `FakeHost`'s (`host.mode`, what `host.read_secret` finds), to drive
+    an announcer as a Kubernetes speaker runs it.
     """
 
     def __init__(self, plugin: Any, protocol: str, *, node_name: str = "n1", config: Config | None = None,
-                 settings: Mapping[str, Any] | None = None, state_dir: str | os.PathLike[str] | None = None) -> None:
+                 settings: Mapping[str, Any] | None = None, state_dir: str | os.PathLike[str] | None = None,
+                 mode: str = "standalone", secrets: Mapping[tuple[str, str], Mapping[str, bytes]] | None = None,
+                 ) -> None:
         factory = registered_announcers(plugin).get(protocol)
         if factory is None:
             raise LookupError(f"the plugin registers no announcer for protocol {protocol!r}")
@@ -222,7 +226,8 @@ class AnnouncerDriver:
         announcer_config = config.announcer(protocol) if config is not None else None
         wanted = settings if settings is not None else (announcer_config.settings if announcer_config else {})
         self.store = RecoveryStore.for_protocol(os.fspath(state_dir) if state_dir is not None else None, protocol)
-        self.host = FakeHost(node_name, settings=wanted, store=self.store, protocol=protocol)
+        self.host = FakeHost(node_name, settings=wanted, store=self.store, protocol=protocol, mode=mode,
+                             secrets=secrets)
         self.announcer: Announcer | None = None
         self._core: HostCore | None = None
         self.recovered: Previous | None = None

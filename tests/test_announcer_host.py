@@ -211,3 +211,49 @@ def test_the_test_kit_default_looks_at_every_tick() -> None:
     for now in (1.0, 1.01, 1.02):
         list(core.tick(now))
     assert plugin.looks == 3
+
+
+class SecretReading:
+    """Reads its password Secret at start, as a Kubernetes-aware plugin would (plugin API 1.2)."""
+
+    protocol = "secret-reading"
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.password: bytes | None = None
+
+    def start(self) -> None:
+        if self.host.mode == "kubernetes":
+            self.password = self.host.read_secret("metallb-system", "peer")["password"]
+
+    def update(self, view: AnnouncerView) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"announcements": []}
+
+    def stop(self, *, handover: bool) -> None:
+        pass
+
+
+def test_the_kit_drives_an_announcer_as_a_kubernetes_speaker_would() -> None:
+    from types import SimpleNamespace
+
+    from supervisor.api import AnnouncerRegistry, hookimpl
+    from supervisor.plugin_testing import AnnouncerDriver
+
+    @hookimpl
+    def metalloid_register_announcers(registry: AnnouncerRegistry) -> None:
+        registry.add(SecretReading)  # type: ignore[arg-type]
+
+    plugin = SimpleNamespace(metalloid_register_announcers=metalloid_register_announcers)
+    driver = AnnouncerDriver(plugin, "secret-reading", mode="kubernetes",
+                             secrets={("metallb-system", "peer"): {"password": b"s3cret"}})
+    started = driver.start()
+    assert isinstance(started, SecretReading) and started.password == b"s3cret"
+    assert driver.host.secret_reads == [("metallb-system", "peer")]
+    standalone = AnnouncerDriver(plugin, "secret-reading")
+    assert standalone.host.mode == "standalone" and standalone.start().password is None  # type: ignore[attr-defined]

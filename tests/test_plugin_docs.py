@@ -110,8 +110,9 @@ def history() -> list[tuple[tuple[int, int], list[str]]]:
     for line in section("Compatibility").splitlines():
         match = re.match(r"\| (\d+)\.(\d+) \| (.*) \|$", line)
         if match:
-            # Only the names a row adds: the words in parentheses describe them.
-            added = re.sub(r"\([^)]*\)", "", match.group(3))
+            # Only the names a row adds: a remark in parentheses after a space describes them
+            # (a call such as `FakeHost(mode=...)` is a change to a name, not a new one).
+            added = re.sub(r" \([^)]*\)", "", match.group(3))
             rows.append(((int(match.group(1)), int(match.group(2))), re.findall(r"`(\w+)`", added)))
     return rows
 
