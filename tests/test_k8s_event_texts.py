@@ -6,8 +6,8 @@ from ipaddress import ip_address
 from typing import Any
 
 from supervisor.allocating.results import AllocationResult, Assignment
-from supervisor.config.diagnostics import warning
-from supervisor.config.model import API_SOURCE, ServiceKey
+from supervisor.config.model import ServiceKey
+from supervisor.config.parsing import parse_objects
 from supervisor.kubernetes.statuswriter import StatusWriter, go_ips
 from tests.test_k8s_status_writer_events import RecordingClient
 
@@ -75,13 +75,17 @@ def test_deprecated_annotation_text_and_prefer_dual_stack_without_the_second_fam
     ]  # fmt: skip
 
 
-def test_kept_fields_are_a_warning_on_their_object_once() -> None:
+def test_a_config_warning_is_a_warning_event_on_its_object_once() -> None:
     client = RecordingClient()
     writer = StatusWriter(client)  # type: ignore[arg-type]
-    pool = {"kind": "IPAddressPool", "metadata": {"name": "first-pool", "namespace": "metallb-system", "uid": "p1"}}
-    kept = warning(API_SOURCE, "IPAddressPool", "first-pool", "spec.x: kept, not acted on")
-    writer.report_warnings([kept], [pool])
-    writer.report_warnings([kept], [pool])  # on change only
-    assert events(client) == [("Warning", "ConfigurationWarning", "spec.x: kept, not acted on")]
+    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "first-pool", "namespace": "metallb-system", "uid": "p1"},
+            "spec": {"addresses": ["10.0.10.10/24"]}}  # fmt: skip
+    _config, diagnostics = parse_objects([pool])
+    (host_bits,) = diagnostics
+    assert not host_bits.is_error
+    writer.report_warnings([host_bits], [pool])
+    writer.report_warnings([host_bits], [pool])  # on change only
+    assert events(client) == [("Warning", "ConfigurationWarning", host_bits.message)]
     [warned] = client.events.values()
     assert warned["involvedObject"]["kind"] == "IPAddressPool"

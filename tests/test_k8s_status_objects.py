@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import pytest
+
 from supervisor.announcing.api import AnnounceFailure, Announcement, AnnouncerState, announcer_state
-from supervisor.config.diagnostics import error, warning
+from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.model import API_SOURCE, ServiceKey
+from supervisor.config.parsing import parse_objects
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
 from supervisor.kubernetes.events import EventRecorder
@@ -20,6 +23,16 @@ from tests.runtime_helpers import wait_for
 NS = "metallb-system"
 WEB = ServiceKey(namespace="default", name="web")
 DNS = ServiceKey(namespace="default", name="dns")
+
+
+def config_warning() -> Diagnostic:
+    """A warning as parsing writes it for a metallb.io object the config keeps (a CIDR with host bits)."""
+    _config, diagnostics = parse_objects([{
+        "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "first-pool", "namespace": NS}, "spec": {"addresses": ["10.0.10.10/24"]}}])  # fmt: skip
+    (found,) = diagnostics
+    assert not found.is_error and "host bits" in found.message
+    return found
 
 
 def announced(node: str, *entries: tuple[ServiceKey, str, tuple[str, ...]]) -> AnnouncerState:
@@ -202,12 +215,10 @@ def test_configuration_state_of_each_component_as_metallb_names_and_computes_it(
                                      "IPAddressPool/first-pool: spec.addresses: must not be empty")  # fmt: skip
     speaker = configuration_state("speaker", "n1", errors=(bad_pool,))
     assert [(c.type, c.status) for c in speaker.conditions] == [("configReconcilerValid", "False")]
-    kept = warning(API_SOURCE, "L2Advertisement", "l2", "spec.serviceSelectors is kept but not acted on")
-    warned = configuration_state("speaker", "n1", errors=(), warnings=(kept,))
+    warned = configuration_state("speaker", "n1", errors=(), warnings=(config_warning(),))
     assert warned.result == "Valid"
     assert [(c.type, c.status, c.reason, c.message) for c in warned.conditions][-1] == (
-        "configWarnings", "True", "ConfigurationWarning", "L2Advertisement/l2: spec.serviceSelectors is kept but "
-        "not acted on")  # fmt: skip
+        "configWarnings", "True", "ConfigurationWarning", f"IPAddressPool/first-pool: {config_warning().message}")
 
 
 def test_configuration_state_is_created_then_patched_on_change_only(api: FakeApiServer, client: RawClient) -> None:
@@ -279,9 +290,9 @@ def test_what_metalloid_writes_is_valid_against_its_status_crds(api: FakeApiServ
     objects = kustomize(".")
     L2StatusWriter(client, namespace=NS, node="n1").update({WEB: ("eth0", "eth1")})
     bad = error(API_SOURCE, "IPAddressPool", "p", "spec.addresses: must not be empty")
-    kept = warning(API_SOURCE, "L2Advertisement", "l2", "spec.serviceSelectors is kept but not acted on")
     ConfigStateWriter(client, namespace=NS).update(configuration_state("controller", "", errors=(bad,)))
-    ConfigStateWriter(client, namespace=NS).update(configuration_state("speaker", "n1", errors=(), warnings=(kept,)))
+    ConfigStateWriter(client, namespace=NS).update(configuration_state("speaker", "n1", errors=(),
+                                                                       warnings=(config_warning(),)))
     written = [*api.list("ServiceL2Status", NS), *api.list("ConfigurationState", NS)]
     assert len(written) == 3
     for obj in written:
@@ -312,3 +323,40 @@ def test_the_leading_controller_writes_its_configuration_state(runbook_api: Fake
             ("configReconcilerValid", "True", "Reconciled"), ("poolReconcilerValid", "False", "ConfigurationError")]
     labels = runbook_api.get("ConfigurationState", NS, "controller")["metadata"]["labels"]
     assert labels == {"metallb.io/component-type": "controller"}
+
+
+def test_a_kept_field_reaches_an_event_and_both_configuration_states(
+    runbook_api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A field on the kept-but-not-acted-on list, end to end: the controller puts a Warning Event
+    ConfigurationWarning on the object and a configWarnings condition on its ConfigurationState,
+    the speaker one on its own. The list is replaced by a stand-in entry, so the path stays tested
+    whichever fields are listed today (metalloid empties the list as it implements them)."""
+    from supervisor.config import kept_fields
+    from tests.fakeapi.kube import ingress, running_controller, running_speaker_worker
+
+    stand_in = kept_fields.KeptField(kind="L2Advertisement", path="spec.interfaces",
+                                     metallb_effect="(a stand-in entry of this test)")  # fmt: skip
+    monkeypatch.setattr(kept_fields, "KEPT_NOT_ACTED_ON", (stand_in,))
+    runbook_api.create({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+                        "metadata": {"name": "on-eth0", "namespace": NS},
+                        "spec": {"ipAddressPools": ["first-pool"], "interfaces": ["eth0"]}})  # fmt: skip
+    runbook_api.create(service("a"))
+
+    def warnings_condition(name: str) -> dict[str, Any] | None:
+        found = [o for o in runbook_api.list("ConfigurationState", NS) if o["metadata"]["name"] == name]
+        conditions = ((found[0].get("status") or {}).get("conditions") or []) if found else []
+        return next((c for c in conditions if c["type"] == "configWarnings"), None)
+
+    with running_controller(runbook_api), running_speaker_worker(runbook_api, namespace=NS):
+        wait_for(lambda: ingress(runbook_api, "a"))
+        warned = wait_for(lambda: events_for(runbook_api, "on-eth0", NS), what="the ConfigurationWarning Event")
+        assert [(e["type"], e["reason"], e["involvedObject"]["kind"]) for e in warned] == [
+            ("Warning", "ConfigurationWarning", "L2Advertisement")]
+        assert "spec.interfaces is kept but metalloid does not act on it" in warned[0]["message"]
+        for component in ("controller", "speaker-n1"):
+            condition = wait_for(lambda c=component: warnings_condition(c), what=f"{component}'s configWarnings")
+            assert condition is not None
+            assert (condition["status"], condition["reason"]) == ("True", "ConfigurationWarning")
+            assert condition["message"].startswith("L2Advertisement/on-eth0: spec.interfaces is kept but")
+        assert events_for(runbook_api, "l2", NS) == []  # the runbook's L2Advertisement sets no listed field
