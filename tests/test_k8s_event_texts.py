@@ -89,3 +89,56 @@ def test_a_config_warning_is_a_warning_event_on_its_object_once() -> None:
     assert events(client) == [("Warning", "ConfigurationWarning", host_bits.message)]
     [warned] = client.events.values()
     assert warned["involvedObject"]["kind"] == "IPAddressPool"
+
+
+def test_prefer_dual_stack_gaining_its_second_family_is_an_additional_ip() -> None:
+    """MetalLB: `Assigned additional IP %q` when a PreferDualStack Service keeps its IP and gets the other family."""
+    client = RecordingClient()
+    obj = svc("10.0.10.10", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+    StatusWriter(client).apply(assigned("10.0.10.10", "fd00::10"), [obj])  # type: ignore[arg-type]
+    assert events(client) == [("Normal", "IPAllocated", 'Assigned additional IP "fd00::10"')]
+
+
+def test_require_dual_stack_without_two_cluster_ips_says_only_not_enough_clusterips() -> None:
+    client = RecordingClient()
+    obj = svc(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4"], clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"])
+    pending = AllocationResult(assignments={}, pending={KEY: "RequireDualStack but spec.ipFamilies lists only IPv4"},
+                               pools=())  # fmt: skip
+    StatusWriter(client).apply(pending, [obj])  # type: ignore[arg-type]
+    assert events(client) == [
+        ("Warning", "not enough clusterips", "Service requires dual stack but not enough clusterips [10.96.0.10]")]
+
+
+def test_status_ips_of_one_family_twice_are_nolbipsipfamily_then_replaced() -> None:
+    client = RecordingClient()
+    obj = svc("10.0.10.10", "10.0.10.11", clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"])
+    StatusWriter(client).apply(assigned("10.0.10.10"), [obj])  # type: ignore[arg-type]
+    (family,) = [e for e in events(client) if e[1] == "nolbIPsIPFamily"]
+    assert family == ("Warning", "nolbIPsIPFamily",
+                      'Failed to retrieve LBIPs IPFamily for ["10.0.10.10" "10.0.10.11"]: '
+                      'IPFamilyForAddresses: same address family ["10.0.10.10" "10.0.10.11"]')  # fmt: skip
+    assert ("PATCH", "/api/v1/namespaces/default/services/web/status") in client.calls  # replaced
+
+
+def test_cluster_ips_of_one_family_twice_are_noclusteripsipfamily() -> None:
+    client = RecordingClient()
+    obj = svc("10.0.10.10", clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "10.96.0.11"])
+    StatusWriter(client).apply(assigned("10.0.10.10"), [obj])  # type: ignore[arg-type]
+    assert events(client) == [
+        ("Warning", "noclusterIPsIPFamily", 'Failed to retrieve ClusterIPs IPFamily for ["10.96.0.10" "10.96.0.11"] '
+         '10.96.0.10: IPFamilyForAddresses: same address family ["10.96.0.10" "10.96.0.11"]')]  # fmt: skip
+
+
+def test_family_texts_follow_metallbs_ipfamily_errors() -> None:
+    from supervisor.kubernetes.families import family_events, family_problem
+
+    assert family_problem(["10.0.0.1"]) is None and family_problem(["10.0.0.1", "fd00::1"]) is None
+    assert family_problem(["10.0.0.1", "fd00::1", "10.0.0.2"]) == (
+        'IPFamilyForAddresses: invalid ips length 3 ["10.0.0.1" "fd00::1" "10.0.0.2"]')
+    assert family_problem(["<nil>"]) == 'IPFamilyForAddresses: Invalid address ["<nil>"]'
+    # An unreadable status IP is net.ParseIP's nil, printed "<nil>" as MetalLB prints it.
+    (found,) = family_events(svc(clusterIP="10.96.0.10"), ["not-an-ip"])
+    assert found == ("nolbIPsIPFamily",
+                     'Failed to retrieve LBIPs IPFamily for ["<nil>"]: IPFamilyForAddresses: Invalid address ["<nil>"]')
+    # No clusterIP yet: MetalLB waits silently.
+    assert family_events(svc(ipFamilyPolicy="RequireDualStack"), []) == []

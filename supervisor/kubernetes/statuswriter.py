@@ -26,7 +26,7 @@ from supervisor.allocating.results import AllocationResult, PoolCounts
 from supervisor.config import lbclass
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.model import ServiceKey
-from supervisor.kubernetes import events, kinds
+from supervisor.kubernetes import events, families, kinds
 from supervisor.kubernetes.client import MERGE_PATCH, ApiError, RawClient
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,15 @@ def missing_family(obj: Mapping[str, Any], ips: Iterable[str]) -> str | None:
     if spec.get("ipFamilyPolicy") != "PreferDualStack" or len(families) < 2 or not held:
         return None
     return next((f for f in families if f not in held), None)
+
+
+def additional_ip(obj: Mapping[str, Any], had: Iterable[str], ips: Iterable[str]) -> str | None:
+    """The one IP a PreferDualStack Service gained beside the one it kept, None otherwise."""
+    before, after = set(had), set(ips)
+    gained = after - before
+    if (obj.get("spec") or {}).get("ipFamilyPolicy") != "PreferDualStack" or len(before) != 1 or not before < after:
+        return None
+    return next(iter(gained)) if len(gained) == 1 else None
 
 
 def pool_status(counts: PoolCounts) -> dict[str, int]:
@@ -166,13 +175,23 @@ class StatusWriter:
         elif changed and had and want.released:
             self._event(obj, events.NORMAL, events.CLEAR_ASSIGNMENT,
                         f"service is no longer a LoadBalancer of this class, clearing {go_ips(had)}")
+        said = dict(families.family_events(obj, had)) if not want.released else {}
+        for reason in families.REASONS:
+            if reason in said:
+                self._event(obj, events.WARNING, reason, said[reason], slot=reason)
+            else:
+                self.recorder.forget("Service", key.namespace, key.name, slot=reason)
         if want.pending is not None:
-            self._event(obj, events.WARNING, events.ALLOCATION_FAILED,
-                        f"Failed to allocate IP for {events.go_quote(str(key))}: {want.pending}")  # fmt: skip
+            if families.NOT_ENOUGH_CLUSTER_IPS not in said:  # MetalLB says only that for such a Service
+                self._event(obj, events.WARNING, events.ALLOCATION_FAILED,
+                            f"Failed to allocate IP for {events.go_quote(str(key))}: {want.pending}")  # fmt: skip
         elif want.problem is not None:
             # MetalLB's words when a Service holding an IP asks for invalid ones.
             self._event(obj, events.WARNING, events.LOAD_BALANCER_FAILED,
                         f"invalid requested loadbalancer IPs: {want.problem}; keeping {json.dumps(list(want.ips))}")
+        elif changed and want.ips and (added := additional_ip(obj, had, want.ips)) is not None:
+            # PreferDualStack's second family joining the IP it kept (MetalLB: "Assigned additional IP %q").
+            self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned additional IP {events.go_quote(added)}")
         elif changed and want.ips:
             self._event(obj, events.NORMAL, events.IP_ALLOCATED, f"Assigned IP {go_ips(want.ips)}")
         missing = missing_family(obj, want.ips)
