@@ -300,8 +300,13 @@ def test_a_service_with_both_ip_fields_fails_alone_in_controller_and_speakers(k8
         assert status["config"]["loaded"] and not status["config"]["stale"], (host, status["config"])
         assert any(f"Service/{SERVICE_NS}/{BAD_NAME}: both" in e for e in status["config"]["object_errors"]), host
     assert k8s.answering_macs("10.0.10.20") == set() and k8s.answering_macs("10.0.10.21") == set()
-    # The runbook's Service is served around it (the tests above and below check its ARP answers).
-    assert k8s.elected("n1") in NODES
+    # The runbook's Service keeps its IP and is announced around it, by the node every speaker elects.
+    svc = k8s.api(SERVICE_PATH)
+    assert [i["ip"] for i in svc["status"]["loadBalancer"]["ingress"]] == [SERVICE_IP]
+    winners = {node: k8s.elected(node) for node in NODES}
+    assert len(set(winners.values())) == 1, winners
+    assert wait_for(lambda: k8s.answering_macs(SERVICE_IP), timeout=5, what="an ARP answer") == {
+        k8s.lab.mac(winners["n1"])}
 
 
 @pytest.mark.lab
