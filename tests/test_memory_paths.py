@@ -144,3 +144,23 @@ def test_the_layer2_plugin_registers_without_importing_its_announcer_until_one_i
     registered, built = out.stdout.splitlines()
     assert registered == "('layer2',) False"
     assert built == "plugins.layer2.announcer Layer2Announcer"
+
+
+FORKED_LATER = """
+import os, sys
+from supervisor.supervising.memory import ForkedJob
+
+def job():
+    import yaml
+    return os.getpid(), "yaml" in sys.modules
+
+pending = ForkedJob(job)
+import json  # this process works meanwhile
+child, child_has_yaml = pending.result()
+print(child != os.getpid(), child_has_yaml, "yaml" in sys.modules)
+"""
+
+
+def test_a_forked_job_runs_while_its_parent_works_and_answers_later() -> None:
+    out = subprocess.run([sys.executable, "-c", FORKED_LATER], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]

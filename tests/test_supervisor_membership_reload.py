@@ -1,11 +1,17 @@
-"""A reload that adds the first peer Node starts the membership worker (no restart needed)."""
+"""Membership starts with the others when the file lists a peer, and on the reload that adds the first one."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 from pathlib import Path
 
+import pytest
+
+from supervisor.commands import run
+from supervisor.config.loading import load_config
+from supervisor.supervising.state import MEMBERSHIP
 from tests.runtime_helpers import config_text, wait_for
 from tests.test_supervisor_process import Node
 
@@ -59,3 +65,20 @@ def test_a_reload_adding_a_peer_starts_membership_heartbeats(tmp_path: Path) -> 
             node.wait_ready()
         finally:
             node.close()
+
+
+@pytest.mark.parametrize(("nodes", "waits"), [
+    ((("n1", "127.0.0.1"), ("n2", "127.0.0.2")), False),
+    ((("n1", "127.0.0.1"),), True),
+    ((), True),
+], ids=["a-peer-starts-it-at-once", "alone-waits", "no-nodes-waits"])
+def test_membership_starts_with_the_others_only_when_the_file_lists_a_peer(
+        tmp_path: Path, nodes: tuple[tuple[str, str], ...], waits: bool) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(_config(7946, *nodes))
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    args = parser.parse_args(["--config", str(path), "--node", "n1", "--state-dir", str(tmp_path / "state")])
+    specs = run.build_specs(args, load_config([str(path)]).config, ())
+    (membership,) = [s for s in specs if s.role == MEMBERSHIP]
+    assert membership.needs_peers is waits

@@ -137,11 +137,11 @@ def announcer_template(args: argparse.Namespace) -> AnnouncerSettings:
 
 
 def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...]) -> list[WorkerSpec]:
-    # deferred: +5.2 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
+    # deferred: +4.7 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-07)
     from supervisor.announcing.enabling import enabled
     from supervisor.supervising.settings import AllocatorSettings, MembershipSettings, WatcherSettings
+    from supervisor.supervising.specs import WorkerSpec, announcer_spec
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
-    from supervisor.supervising.supervisor import WorkerSpec, announcer_spec
 
     specs = [
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run",
@@ -149,12 +149,17 @@ def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decis
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
                    settings=AllocatorSettings(name="allocator", **_common(args), state_dir=args.state_dir)),
     ]
-    # Membership only matters with peers (alone, the live members are this node);
-    # the supervisor starts it once a config, at start or on a reload, lists one.
+    # Membership only matters with peers (alone, the live members are this node).
+    # When the file lists one already, it starts with the others, so its process
+    # start and its start window overlap the watcher's load instead of following
+    # it (its detector, and the startup grace, begin with the first config it
+    # receives, as before). Otherwise the supervisor starts it once a config, on
+    # a reload, lists one.
     membership = MembershipSettings(name="membership", **_common(args),
                                     membership_key_file=args.membership_key_file, insecure=args.insecure)
+    peers = any(node.name != args.node for node in config.nodes)
     specs.append(WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
-                            settings=membership, needs_peers=True))
+                            settings=membership, needs_peers=not peers))
     template = announcer_template(args)
     specs.extend(announcer_spec(template, config, protocol) for protocol in enabled(decisions))
     return specs
@@ -229,13 +234,28 @@ def run(args: argparse.Namespace) -> int:
     args.config = [os.path.abspath(p) for p in args.config]
     args.state_dir = os.path.abspath(args.state_dir)
     # deferred: +0.4 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
-    from supervisor.supervising.memory import in_forked_child
+    from supervisor.supervising.memory import ForkedJob
 
     # In a child that exits afterwards: the parser, PyYAML and the key checks
     # it imports, and the start-up copy of the config (the watcher sends it
     # again at once), would otherwise stay in the supervisor for the whole run.
-    prepared = in_forked_child(lambda: _prepare(args))
+    check = ForkedJob(lambda: _prepare(args))
+    # Meanwhile, on the other core: this process's own imports (the HTTP
+    # server, prometheus_client, the supervisor's parts) and the forkserver's
+    # start (an interpreter and its preload), which the first spawn would
+    # otherwise wait for after the check (BENCHMARKS.md, start → ready).
+    # deferred: +5.2 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
+    import supervisor.supervising.serving  # noqa: F401  (what _serve imports)
+    from supervisor.supervising.spawning import start_forkserver, stop_forkserver
+
+    start_forkserver()
+    try:
+        prepared = check.result()
+    except BaseException:
+        stop_forkserver()
+        raise
     if isinstance(prepared, str):
+        stop_forkserver()
         return _fail(prepared)
     specs, decisions, version = prepared
     return _serve(args, specs, decisions, version)

@@ -13,7 +13,8 @@ collection of the whole heap is a few milliseconds per MiB.
 child that exits when it is done, so the modules the job imports (PyYAML,
 the config parser, the membership key checks: ~2.5 MiB PSS, BENCHMARKS.md)
 and its garbage never enter the process that lives for months. Only the
-job's (small, picklable) answer comes back.
+job's (small, picklable) answer comes back. `ForkedJob` is the same, started
+now and answered later, so the caller works meanwhile.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pickle
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -44,41 +45,60 @@ class ChildFailed(RuntimeError):
 
 
 def in_forked_child(job: Callable[[], T]) -> T:
-    """`job()`, computed in a forked child; its return value (pickled) or ChildFailed.
+    """`job()`, computed in a forked child; its return value (pickled) or ChildFailed."""
+    return ForkedJob(job).result()
 
-    Call it while this process has one thread (fork copies only the caller's).
-    The child shares this process's stdout, stderr and logging, so what the job
-    prints appears as if printed here; it leaves with `os._exit`, running no
-    atexit handler and flushing no buffer of ours twice.
+
+class ForkedJob(Generic[T]):
+    """`job()` started in a forked child at construction; `result()` waits for its answer.
+
+    Construct it while this process has one thread (fork copies only the
+    caller's). Between the two this process is free to do other work, which
+    is the point at start-up: the supervisor imports its own modules and starts
+    the forkserver while the child checks the config (BENCHMARKS.md, start →
+    ready). The child shares this process's stdout, stderr and logging, so what
+    the job prints appears as if printed here; it leaves with `os._exit`,
+    running no atexit handler and flushing no buffer of ours twice.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
-        os.close(read_end)
-        code = 0
+
+    def __init__(self, job: Callable[[], T]) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
+            os.close(read_end)
+            _child(job, write_end)
+        os.close(write_end)
+        self._pid = pid
+        self._read_end = read_end
+
+    def result(self) -> T:
+        """The job's return value; ChildFailed when it raised or died without an answer. Call it once."""
+        with os.fdopen(self._read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        if not data:
+            raise ChildFailed(f"the forked job exited without an answer (wait status {status})")
+        ok, value = pickle.loads(data)
+        if not ok:
+            raise ChildFailed(f"the forked job failed:\n{value}")
+        answer: T = value
+        return answer
+
+
+def _child(job: Callable[[], T], write_end: int) -> NoReturn:  # pragma: no cover - runs in the forked child
+    code = 0
+    try:
         try:
-            try:
-                answer = pickle.dumps((True, job()))
-            except BaseException:  # every failure goes back to the parent
-                answer = pickle.dumps((False, traceback.format_exc()))
-            with os.fdopen(write_end, "wb") as out:
-                out.write(answer)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # nothing may escape a forked child
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        raise ChildFailed(f"the forked job exited without an answer (wait status {status})")
-    ok, value = pickle.loads(data)
-    if not ok:
-        raise ChildFailed(f"the forked job failed:\n{value}")
-    result: T = value
-    return result
+            answer = pickle.dumps((True, job()))
+        except BaseException:  # every failure goes back to the parent
+            answer = pickle.dumps((False, traceback.format_exc()))
+        with os.fdopen(write_end, "wb") as out:
+            out.write(answer)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # nothing may escape a forked child
+        code = 1
+    finally:
+        os._exit(code)

@@ -202,14 +202,28 @@ def _without_resource_tracker() -> None:
     nothing is started. The cost, for a third-party plugin that does use a
     multiprocessing lock and is then SIGKILLed: one /dev/shm/sem.* entry left
     until reboot, instead of being unlinked by the tracker. (Private API, as
-    `_stop_forkserver`; the process test checks no tracker process appears.)
+    `stop_forkserver`; the process test checks no tracker process appears.)
     """
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     if tracker is not None and getattr(tracker, "_fd", None) is None:
         tracker._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
-def _stop_forkserver() -> None:
+def start_forkserver() -> None:
+    """Start the forkserver now, before the first spawn needs it (idempotent).
+
+    Its interpreter start and `PRELOAD` imports take a few hundred ms (more on a
+    busy node); the first `Process.start()` waits for them. Started early, they
+    run while this process does its own start-up work (`metalloid run` checks
+    the config in a forked child meanwhile). The resource tracker is kept out
+    first: `ensure_running` would start it otherwise.
+    """
+    _without_resource_tracker()
+    multiprocessing.get_context(START_METHOD).set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+
+
+def stop_forkserver() -> None:
     """Wait for the forkserver to exit, so that no process outlives the supervisor's exit."""
     # Private, but the only way to join it: closing its "alive" pipe (which our
     # own exit would do a moment later anyway) and reaping it.

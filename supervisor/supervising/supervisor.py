@@ -51,8 +51,8 @@ from supervisor.supervising.spawning import (
     SPAWN_FDS,
     START_METHOD,
     Spawning,
-    _stop_forkserver,
     _without_resource_tracker,
+    stop_forkserver,
 )
 from supervisor.supervising.specs import SupervisorSettings, WorkerSpec, announcer_spec
 from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, RoutedState
@@ -148,7 +148,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         except Exception as exc:
             self._crashed(exc)
             return EXIT_SUPERVISOR_ERROR
-        _stop_forkserver()
+        stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
 
@@ -177,7 +177,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
             except Exception as kill_error:  # pragma: no cover - best effort on the way out
                 log.error("worker.kill_failed worker=%s error=%r", slot.spec.name, kill_error)
         try:
-            _stop_forkserver()
+            stop_forkserver()
         except Exception as stop_error:  # pragma: no cover - best effort on the way out
             log.error("forkserver.stop_failed error=%r", stop_error)
 
