@@ -406,3 +406,22 @@ def test_drops_are_counted_in_memory_and_reported_once_a_second(spawn: Callable[
         reports.append(msg.value)
     assert sum(reports) == 300
     assert len(reports) <= 3, f"300 drops took {len(reports)} reports: {reports}"
+
+
+def test_before_its_first_config_the_worker_sleeps_until_its_next_heartbeat() -> None:
+    # `metalloid run` starts membership with the other workers, so it may wait
+    # a second or more for its first config; its loop must sleep meanwhile, not
+    # wake at once on a report time that only a config sets moving (it spun).
+    from supervisor.membership.worker import _Worker
+
+    sent: queue.Queue[object] = queue.Queue()
+    worker = _Worker(MembershipWorkerSettings(node_name="n1", key=KEY), sent)  # type: ignore[arg-type]
+    try:
+        now = time.monotonic()
+        worker._tick(now)
+        assert isinstance(sent.get_nowait(), WorkerHeartbeat)
+        assert worker._wake_at(listening=True) == worker.next_heartbeat > now
+        worker._tick(time.monotonic())
+        assert sent.empty()  # no heartbeat before it is due, and no report without a config
+    finally:
+        worker.close()

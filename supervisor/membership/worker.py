@@ -160,13 +160,7 @@ class _Worker:
             # During the receive gap (many peers) the socket waits, its datagrams batch up.
             listening = sock is not None and time.monotonic() >= self.next_receive
             waits: list[Any] = [reader.wake_r] + ([sock] if listening else [])
-            due = [self.next_heartbeat, self.next_report]
-            if sock is not None and not listening:
-                due.append(self.next_receive)
-            if self.detector is not None:
-                # Wake exactly at the next deadline: detection costs no extra loop turn.
-                due += [self.next_send, self.detector.next_deadline()]
-            timeout = max(0.0, min(due) - time.monotonic())
+            timeout = max(0.0, self._wake_at(listening) - time.monotonic())
             ready, _, _ = select.select(waits, [], [], timeout)
             now = time.monotonic()
             self._send_due(now)
@@ -180,6 +174,20 @@ class _Worker:
                 if not self._handle(reader.messages.popleft(), now):
                     return
             self._tick(time.monotonic())
+
+    def _wake_at(self, listening: bool) -> float:
+        """When the loop must run next (besides a datagram or a message arriving)."""
+        due = [self.next_heartbeat]
+        if self.transport.sock is not None and not listening:
+            due.append(self.next_receive)
+        if self.detector is not None:
+            # Wake exactly at the next deadline: detection costs no extra loop turn.
+            # Reports only exist with a detector: before the first config (the
+            # supervisor starts this worker with the others, so it may wait a
+            # second for one) the report time never moves, and waking for it
+            # would spin the loop.
+            due += [self.next_report, self.next_send, self.detector.next_deadline()]
+        return min(due)
 
     def _handle(self, msg: object, now: float) -> bool:
         match msg:
