@@ -164,3 +164,28 @@ print(child != os.getpid(), child_has_yaml, "yaml" in sys.modules)
 def test_a_forked_job_runs_while_its_parent_works_and_answers_later() -> None:
     out = subprocess.run([sys.executable, "-c", FORKED_LATER], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False"]
+
+
+PROMETHEUS_PROBE = """
+import sys
+from supervisor.serving.metrics import MetricsRegistry
+loaded = sorted(m for m in sys.modules if m.startswith("prometheus_client"))
+text = MetricsRegistry().render()[0].decode()
+import prometheus_client
+print(loaded)
+print("metallb_k8s_client_updates_total" in text, "process_cpu_seconds_total" in text,
+      prometheus_client.Counter.__name__)
+"""
+
+
+def test_the_supervisor_loads_only_the_prometheus_client_modules_it_uses_and_the_package_still_imports() -> None:
+    # A fresh interpreter: this test process may have imported prometheus_client already.
+    out = subprocess.run([sys.executable, "-c", PROMETHEUS_PROBE], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    modules, rendered = out.stdout.splitlines()
+    loaded = ast.literal_eval(modules)
+    assert "prometheus_client" not in loaded, "the stand-in package must not stay in sys.modules"
+    assert "prometheus_client.registry" in loaded and "prometheus_client.process_collector" in loaded
+    for heavy in ("prometheus_client.exposition", "prometheus_client.metrics", "prometheus_client.gc_collector"):
+        assert heavy not in loaded
+    assert rendered == "True True Counter"  # MetalLB's families and the process metrics render
