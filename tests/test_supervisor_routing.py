@@ -118,3 +118,20 @@ def test_announcements_go_to_the_watcher_in_kubernetes_mode_only() -> None:
     assert kubernetes.outgoing == ((Role.WATCHER, message),)
     standalone = route(RoutedState(node_name="n1"), message)
     assert standalone.outgoing == () and standalone.state.announced == {"announcer-layer2": message}
+
+
+def test_a_speakers_passed_on_allocation_is_kept_once() -> None:
+    # The speaker's allocator answers with the assignments the watcher attached
+    # to the config; unpickled, that is a second equal copy, and only one is kept.
+    attached = done(1).result
+    state = route(RoutedState(node_name="n1", mode=Mode.KUBERNETES),
+                  ConfigLoaded(generation=1, config=CONFIG, origin="test", allocation=attached)).state
+    answer = done(1)  # equal, not the same object
+    assert answer.result == attached and answer.result is not attached
+    routed = route(state, answer)
+    assert routed.state.allocation is not None and routed.state.allocation.result is attached
+    assert routed.allocation == answer and routed.state.allocation == answer
+    # A different answer (not the attached one) is kept as it came.
+    other = AllocationDone(generation=2, result=AllocationResult(assignments={}, pending={}, pools=()))
+    state2 = route(routed.state, ConfigLoaded(generation=2, config=Config(), origin="test", allocation=attached)).state
+    assert route(state2, other).state.allocation == other
