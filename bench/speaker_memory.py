@@ -9,7 +9,8 @@ and n2, their speaker Pods, and `--services` Services whose IPs the controller
 already wrote in their status, each with a ready EndpointSlice on n1) and a real
 `metalloid speaker --node n1` with the DaemonSet's arguments (layer 2
 announcer, membership with peer n2, plain-HTTP API, `--insecure`). Once
-/readyz is 200 and the speaker announces the Services, it prints the PSS of
+/readyz is 200 and the announcer has reported its plan for every Service
+(an election each in /status), it prints the PSS of
 the speaker's processes (supervisor, workers, forkserver; not the fake API
 server). Bytecode is cached under a private PYTHONPYCACHEPREFIX as in
 bench/runtime.py, filled by a warm-up start.
@@ -127,9 +128,15 @@ class Speaker:
         return get_text(f"{self.url}/readyz")[0] == 200
 
     def announcing(self, services: int) -> bool:
+        """The layer 2 announcer has planned every Service (an election each) and reported it.
+
+        Only then does the supervisor hold the announcer's report of all of
+        them; /status listing the Services (the watcher's config) came first,
+        and PSS read then missed the announcer's plan and its report.
+        """
         status = get_json(f"{self.url}/status", timeout=5)
-        return len(status.get("services", [])) >= services and any(w["name"] == "announcer-layer2"
-                                                                    for w in status["workers"])
+        elections = status.get("plugins", {}).get("layer2", {}).get("elections", [])
+        return len(status.get("services", [])) >= services and len(elections) >= services
 
     def memory(self, services: int) -> float:
         time.sleep(1.0)  # let the first status reports and GC settle
