@@ -117,7 +117,15 @@ def memory(run: Run, services: int, *, lab: bool) -> None:
     names = {int(str(w["pid"])): str(name) for name, w in run.workers().items() if w.get("pid")}
     parts = ", ".join(f"{names.get(p, 'supervisor' if p == run.proc.pid else other_name(p))} {kib / 1024:.1f}"
                       for p, kib in sizes.items())
-    print(f"PSS total ({len(pids)} processes, {services} services): {sum(sizes.values()) / 1024:.1f} MiB ({parts})")
+    print(f"PSS total ({len(pids)} processes, {services} services): {sum(sizes.values()) / 1024:.1f} MiB ({parts})"
+          f"{restarted(run.workers())}")
+
+
+def restarted(workers: dict[str, dict[str, object]]) -> str:
+    """Names the workers restarted before the reading (a fresh process is smaller; on a loaded machine
+    the layer 2 announcer can be killed as hung during its first 1,000-Service plan)."""
+    again = [f"{name} {w['restarts']}" for name, w in sorted(workers.items()) if w.get("restarts")]
+    return f"; restarted before the reading: {', '.join(again)}" if again else ""
 
 
 def other_name(pid: int) -> str:

@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.runtime import enter_netns, other_name  # noqa: E402
+from bench.runtime import enter_netns, other_name, restarted  # noqa: E402
 from supervisor.lab.netns import Lab, require_root  # noqa: E402
 from tests.runbook import RUNBOOK_L2  # noqa: E402
 from tests.runtime_helpers import (  # noqa: E402
@@ -142,13 +142,13 @@ class Speaker:
         time.sleep(1.0)  # let the first status reports and GC settle
         pids = [self.proc.pid, *descendants_of(self.proc.pid)]
         sizes = {p: pss_kib(p) for p in pids}
-        names = {int(str(w["pid"])): str(w["name"]) for w in get_json(f"{self.url}/status")["workers"]
-                 if w.get("pid")}
+        workers = get_json(f"{self.url}/status")["workers"]
+        names = {int(str(w["pid"])): str(w["name"]) for w in workers if w.get("pid")}
         parts = ", ".join(f"{names.get(p, 'supervisor' if p == self.proc.pid else other_name(p))} {kib / 1024:.1f}"
                           for p, kib in sizes.items())
         total = sum(sizes.values()) / 1024
-        print(f"speaker PSS total ({len(pids)} processes, {services} services): {total:.1f} MiB ({parts})",
-              flush=True)
+        print(f"speaker PSS total ({len(pids)} processes, {services} services): {total:.1f} MiB ({parts})"
+              f"{restarted({str(w['name']): w for w in workers})}", flush=True)
         return total
 
     def stop(self) -> None:
