@@ -321,3 +321,33 @@ def test_adding_a_node_moves_the_ip_only_if_it_ranks_first(
     assert after[0] in (before, new)
     # ...and the rest of the order is undisturbed: the newcomer is inserted, nothing else moves.
     assert tuple(n for n in after if n != new) == rank(names, ip)
+
+
+def _slice(service: str, name: str, *endpoints: Endpoint) -> EndpointSlice:
+    return EndpointSlice(namespace="default", name=name, service_name=service, endpoints=endpoints)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["slices-listed", "file-without-slices"])
+def test_eligibility_is_the_same_with_the_slice_index_a_planner_builds_once(listed: bool) -> None:
+    # Planners elect every Service with `endpoint_slices_by_service()` built once per pass
+    # (scanning every slice per Service was O(n²)): the answer must not change.
+    local = ExternalTrafficPolicy.LOCAL
+    services = (
+        Service(namespace="default", name="two-slices", external_traffic_policy=local),
+        Service(namespace="default", name="not-serving"),
+        Service(namespace="default", name="no-slice"),
+        Service(namespace="other", name="two-slices", external_traffic_policy=local),  # same name, other namespace
+    )
+    slices = (
+        _slice("two-slices", "a", Endpoint(node_name="n1")),
+        _slice("not-serving", "b", Endpoint(node_name="n2", ready=False, serving=False)),
+        _slice("two-slices", "c", Endpoint(node_name="n2"), Endpoint(node_name=None)),
+    )
+    config = Config(services=services, endpoint_slices=slices, endpoints_listed=listed,
+                    nodes=(Node(name="n1"), Node(name="n2"), Node(name="n3")))
+    index = config.endpoint_slices_by_service()
+    assert index[services[0].key] == (slices[0], slices[2])  # config order
+    assert services[2].key not in index and services[3].key not in index
+    for service in services:
+        kwargs = {"node_selectors": (), "members": frozenset({"n1", "n2", "n3"})}
+        assert eligibility(config, service, slices=index, **kwargs) == eligibility(config, service, **kwargs)

@@ -198,6 +198,7 @@ def plan(view: AnnouncerView) -> Plan:
     merged: dict[tuple[str, IPNetwork, int | None, tuple[str, ...]], list[ServiceKey]] = {}
     skipped: list[tuple[ServiceKey, str]] = []
     by_key = config.services_by_key()
+    slices = config.endpoint_slices_by_service()
     for assignment in sorted(view.assignments, key=lambda a: a.service):
         service = by_key.get(assignment.service)
         if service is None:
@@ -211,7 +212,8 @@ def plan(view: AnnouncerView) -> Plan:
             continue
         mine: list[BGPAdvertisement] = []
         for adv in advs:
-            eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members)
+            eligible = eligibility(config, service, node_selectors=adv.node_selectors, members=view.members,
+                                   slices=slices)
             if view.node_name not in eligible.candidates:
                 reason = eligible.not_served or dict(eligible.excluded).get(view.node_name, "not a candidate")
                 skipped.append((assignment.service, f"BGPAdvertisement {adv.name}: {reason}"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from supervisor.api import (
     NO_SERVICE_MATCH,
@@ -94,7 +95,8 @@ def _for_this_node(config: Config, node: str, advs: tuple[L2Advertisement, ...])
     return tuple(a for a in advs if not a.node_selectors or any(s.matches(labels) for s in a.node_selectors))
 
 
-def _elect(view: AnnouncerView, assignment: Assignment, services: Mapping[ServiceKey, Service]) -> list[IPElection]:
+def _elect(view: AnnouncerView, assignment: Assignment, services: Mapping[ServiceKey, Service],
+           slices: Mapping[ServiceKey, tuple[Any, ...]]) -> list[IPElection]:
     config = view.config
     service = services.get(assignment.service)
     reason = None
@@ -109,7 +111,8 @@ def _elect(view: AnnouncerView, assignment: Assignment, services: Mapping[Servic
         # MetalLB's sharedIPWithServiceSelector: the annotation's presence is enough.
         reason = SHARED_WITH_SELECTOR
     else:
-        eligible = eligibility(config, service, node_selectors=_node_selectors(advs), members=view.members)
+        eligible = eligibility(config, service, node_selectors=_node_selectors(advs), members=view.members,
+                               slices=slices)
         election = elect_layer2(eligible, assignment.ips[0], preferred_scores(config, advs))
         if election.winner is None:
             reason = election.not_served or NO_CANDIDATE
@@ -129,11 +132,12 @@ def plan(view: AnnouncerView) -> Plan:
     """Elect every assigned IP and keep what this node (`view.node_name`) wins."""
     config = view.config
     by_key = config.services_by_key()
+    slices = config.endpoint_slices_by_service()
     assignments = sorted((a for a in view.assignments if a.ips), key=lambda a: a.service)
     elections: list[IPElection] = []
     deciding: dict[IPAddress, IPElection] = {}
     for assignment in assignments:
-        for entry in _elect(view, assignment, by_key):
+        for entry in _elect(view, assignment, by_key, slices):
             first = deciding.get(entry.ip)
             if first is None and entry.winner is not None:
                 deciding[entry.ip] = entry

@@ -567,6 +567,20 @@ class Config:
             index.setdefault(s.key, s)
         return index
 
+    def endpoint_slices_by_service(self) -> dict[ServiceKey, tuple[EndpointSlice, ...]]:
+        """Each Service's EndpointSlices, in config order, for a caller that looks up many (`services_by_key`).
+
+        Electing every Service scanned every slice once per Service: O(n²), over
+        3 s of CPU per view in a speaker with 1,000 Services and their slices,
+        so its layer 2 announcer missed its heartbeats and was killed as hung
+        over and over (bench/speaker_memory.py, 2026-12-07). Built once per pass
+        by the caller and dropped with it, as `services_by_key`.
+        """
+        index: dict[ServiceKey, list[EndpointSlice]] = {}
+        for s in self.endpoint_slices:
+            index.setdefault(s.service_key, []).append(s)
+        return {key: tuple(found) for key, found in index.items()}
+
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
 

@@ -31,6 +31,7 @@ from supervisor.config.model import (
     EXCLUDE_FROM_LB_LABEL,
     Config,
     Endpoint,
+    EndpointSlice,
     ExternalTrafficPolicy,
     IPAddress,
     L2Advertisement,
@@ -133,23 +134,36 @@ def endpoint_can_serve(endpoint: Endpoint) -> bool:
     return endpoint.ready or endpoint.serving
 
 
-def serving_nodes(config: Config, service: ServiceKey) -> frozenset[str] | None:
+SlicesByService = Mapping[ServiceKey, tuple[EndpointSlice, ...]]
+
+
+def _slices_of(config: Config, service: ServiceKey, slices: SlicesByService | None) -> tuple[EndpointSlice, ...]:
+    if slices is not None:
+        return slices.get(service, ())
+    return tuple(s for s in config.endpoint_slices if s.service_key == service)
+
+
+def serving_nodes(config: Config, service: ServiceKey, *,
+                  slices: SlicesByService | None = None) -> frozenset[str] | None:
     """Nodes hosting an endpoint of `service` that can serve; None when the Service counts as served.
 
     None: no EndpointSlice of the Service is listed and the config does not
     list them all (a file), so the host serves it. An empty set: nothing can
     serve it. An endpoint without a node can serve but counts for no node.
+    `slices`: `config.endpoint_slices_by_service()`, from a caller that asks
+    for many Services (else every call scans every slice).
     """
-    slices = [s for s in config.endpoint_slices if s.service_key == service]
-    if not slices and not config.endpoints_listed:
+    found = _slices_of(config, service, slices)
+    if not found and not config.endpoints_listed:
         return None
-    return frozenset(e.node_name or "" for s in slices for e in s.endpoints if endpoint_can_serve(e))
+    return frozenset(e.node_name or "" for s in found for e in s.endpoints if endpoint_can_serve(e))
 
 
-def _not_served(config: Config, service: ServiceKey, serving: frozenset[str] | None) -> str | None:
+def _not_served(config: Config, service: ServiceKey, serving: frozenset[str] | None,
+                slices: SlicesByService | None) -> str | None:
     if serving is None or serving:
         return None
-    if any(s.service_key == service for s in config.endpoint_slices):
+    if _slices_of(config, service, slices):
         return NO_SERVING_ENDPOINT
     return NO_ENDPOINT_SLICE
 
@@ -160,15 +174,17 @@ def eligibility(
     *,
     node_selectors: tuple[LabelSelector, ...],
     members: frozenset[str],
+    slices: SlicesByService | None = None,
 ) -> Eligibility:
     """Which nodes may announce `service`, given the nodeSelectors that apply.
 
     `node_selectors` are the union of the selectors of the advertisements that
     cover the Service's pool (an advertisement without selectors selects all).
-    `members` are the nodes membership currently sees alive.
+    `members` are the nodes membership currently sees alive. `slices`: see
+    `serving_nodes` (planners electing every Service pass it).
     """
-    serving = serving_nodes(config, service.key)
-    not_served = _not_served(config, service.key, serving)
+    serving = serving_nodes(config, service.key, slices=slices)
+    not_served = _not_served(config, service.key, serving, slices)
     if not_served is not None:
         return Eligibility(service=service.key, candidates=(), not_served=not_served)
     local = serving if service.external_traffic_policy is ExternalTrafficPolicy.LOCAL else None

@@ -57,6 +57,13 @@ class SupervisorSettings:
     hung_seconds: float = 3.0
     # The start window: long enough to catch a worker dying in its first
     # message, short enough that kill -9 → RUNNING stays under a second.
+    # It gates readiness only (/readyz, an announcer's READY), never what is
+    # announced: announcers get views while STARTING, and which IPs they answer
+    # for is the election's and membership's startup grace's. At start every
+    # worker is spawned at once and the window ends long before the watcher's
+    # first config and allocation (BENCHMARKS.md, start → ready), so a shorter
+    # one would not make a node ready sooner, only trust a crash-looping worker
+    # earlier.
     start_seconds: float = 0.3
     # Spawn to first heartbeat: a fresh interpreter plus imports, slow on a
     # busy node without bytecode caches; slow is not hung.
