@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import collections
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from supervisor.membership.codec import MIN_PACKET, DropReason, Heartbeat, PacketType, encode
+from supervisor.membership.codec import (
+    MIN_PACKET,
+    NO_DIGEST,
+    DropReason,
+    Heartbeat,
+    HeartbeatWriter,
+    PacketType,
+    decode,
+    encode,
+    lane_fields,
+    lane_token,
+)
 from supervisor.membership.receiving import (
+    LANE_WINDOW,
     TURNS_PER_SECOND,
     DropCounter,
+    Lanes,
     Screen,
     TurnBudget,
     receive_gap,
@@ -203,3 +217,135 @@ def test_the_receive_gap_only_batches_when_datagrams_come_faster_than_the_turn_r
 ) -> None:
     assert receive_gap(peers, interval) == gap
 
+
+
+# -- the fast lane (tokens) -------------------------------------------------------
+
+PEER_INCARNATION = 1_765_000_000_000_000_001
+
+
+def tokened(seq: int, *, sender: str = "b", incarnation: int = PEER_INCARNATION, key: bytes = KEY,
+            echo: int = INCARNATION) -> bytes:
+    """What peer `sender`'s HeartbeatWriter sends: the token slot holds lane_token."""
+    return HeartbeatWriter(sender, key).write(PacketType.HEARTBEAT, "a", incarnation=incarnation, seq=seq,
+                                              sent_at_ns=0, echo_incarnation=echo, digest=NO_DIGEST)
+
+
+def forged(seq: int, *, sender: str = "b", incarnation: int = PEER_INCARNATION) -> bytes:
+    """What an attacker who sees every heartbeat can send: the right fields, a guessed token, a wrong MAC."""
+    return encode(Heartbeat(type=PacketType.HEARTBEAT, sender=sender, receiver="a", incarnation=incarnation,
+                            seq=seq, sent_at_ns=int.from_bytes(secrets.token_bytes(8), "big"),
+                            echo_incarnation=INCARNATION), b"attacker-guess-0123")
+
+
+def decoded(data: bytes) -> Heartbeat:
+    hb = decode(data, key=KEY, receiver="a", known={"b", "c"})
+    assert isinstance(hb, Heartbeat)
+    return hb
+
+
+def test_the_writer_puts_the_lane_token_in_the_token_slot_only_with_a_key() -> None:
+    data = tokened(7)
+    assert lane_fields(data) == (b"b", PEER_INCARNATION, 7, lane_token(KEY, b"b", b"a", PEER_INCARNATION, 7))
+    assert decoded(data).sent_at_ns == int.from_bytes(lane_token(KEY, b"b", b"a", PEER_INCARNATION, 7), "big")
+    # Each sequence number and each direction has its own token.
+    assert lane_token(KEY, b"b", b"a", PEER_INCARNATION, 8) != lane_fields(data)[3]
+    assert lane_token(KEY, b"a", b"b", PEER_INCARNATION, 7) != lane_fields(data)[3]
+    insecure = HeartbeatWriter("b", None).write(PacketType.HEARTBEAT, "a", incarnation=1, seq=7, sent_at_ns=12345,
+                                                echo_incarnation=0, digest=NO_DIGEST)
+    assert lane_fields(insecure)[3] == (12345).to_bytes(8, "big")
+
+
+def test_a_peer_with_a_lane_gets_hmacs_for_its_next_tokens_and_forgeries_only_an_allowance() -> None:
+    lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=4)
+    # No lane yet (not heard since we started): everything that echoes us is worth an HMAC, as before.
+    assert [lanes.check(forged(s)) for s in range(1, 10)] == [None] * 9
+    lanes.heard(decoded(tokened(10)))
+    assert lanes.lane("b") == (PEER_INCARNATION, 10)
+    # The peer's next heartbeats, also after some were lost, and its LEAVING.
+    assert lanes.check(tokened(11)) is None
+    assert lanes.check(tokened(14)) is None
+    assert lanes.check(tokened(10 + LANE_WINDOW)) is None
+    # Forgeries with the right incarnation and a plausible seq, replays, another
+    # incarnation, past the window: the allowance, then bad_token.
+    attempts = [forged(11), forged(12), tokened(10), tokened(9), tokened(11, incarnation=PEER_INCARNATION + 1),
+                tokened(11 + LANE_WINDOW), forged(13), forged(14)]
+    assert [lanes.check(d) for d in attempts] == [None] * 4 + [DropReason.BAD_TOKEN] * 4
+    # The genuine one still passes with the allowance spent, and refill restores it.
+    assert lanes.check(tokened(12)) is None
+    lanes.refill()
+    assert lanes.check(forged(13)) is None
+    # A name that is no peer's is refused before the HMAC (decode would say the same after it).
+    assert lanes.check(forged(1, sender="zz")) is DropReason.UNKNOWN_NODE
+
+
+def test_a_lane_follows_only_newer_authentic_packets_and_a_restart() -> None:
+    lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=0)
+    lanes.heard(decoded(tokened(10)))
+    lanes.heard(decoded(tokened(5)))  # a replay of an older heartbeat: the lane stays
+    assert lanes.lane("b") == (PEER_INCARNATION, 10)
+    lanes.heard(decoded(tokened(12)))
+    assert lanes.lane("b") == (PEER_INCARNATION, 12)
+    assert lanes.check(tokened(12)) is DropReason.BAD_TOKEN  # already used
+    # The peer restarted: its first packet (echo 0) passes the stale allowance and its MAC; the lane moves to it.
+    restarted = tokened(1, incarnation=PEER_INCARNATION + 10**9, echo=0)
+    lanes.heard(decoded(restarted))
+    assert lanes.lane("b") == (PEER_INCARNATION + 10**9, 1)
+    assert lanes.check(tokened(2, incarnation=PEER_INCARNATION + 10**9)) is None
+    assert lanes.check(tokened(13)) is DropReason.BAD_TOKEN  # the old life's tokens are over
+
+
+def test_an_older_peer_without_tokens_keeps_every_datagram_checked() -> None:
+    """Mixed versions: a peer that writes its clock in the token slot has no lane, so nothing it sends is refused."""
+    lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=0)
+    old = encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=PEER_INCARNATION,
+                           seq=10, sent_at_ns=1_765_000_000_000_000_000, echo_incarnation=INCARNATION), KEY)
+    lanes.heard(decoded(old))
+    assert lanes.lane("b") is None
+    assert lanes.check(old) is None
+    assert lanes.check(forged(11)) is None
+    # A lane is dropped when the peer's authentic packets stop carrying tokens (a downgrade).
+    lanes.heard(decoded(tokened(20)))
+    assert lanes.lane("b") is not None
+    lanes.heard(decoded(encode(decoded(old)._replace(seq=21), KEY)))
+    assert lanes.lane("b") is None
+
+
+def test_removed_peers_lose_their_lanes() -> None:
+    lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=0)
+    lanes.heard(decoded(tokened(10)))
+    lanes.heard(decoded(tokened(10, sender="c")))
+    lanes.peers = frozenset({"c"})
+    assert (lanes.lane("b"), lanes.lane("c")) == (None, (PEER_INCARNATION, 10))
+    assert lanes.check(tokened(11)) is DropReason.UNKNOWN_NODE
+
+
+def test_an_echoing_flood_claiming_a_proven_peer_costs_no_hmac_past_the_allowance() -> None:
+    """The sighted attacker (BENCHMARKS.md, spoofed-echo): 20,000 forgeries with the peer's address, incarnation
+    and next sequence numbers, the peer's real heartbeats among them; only the allowance and the real ones are
+    handled (decoded, an HMAC each), every real one is."""
+    clock = FakeClock()
+    sock = FakeSocket(clock)
+    lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=16)
+    lanes.heard(decoded(tokened(1)))
+    screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
+    drops = DropCounter()
+    real = [tokened(seq) for seq in range(2, 22)]
+    for seq, data in enumerate(real, start=2):
+        for i in range(1000):
+            sock.queue.append((forged(seq + 1 + i % 3), PEER))
+        sock.queue.append((data, PEER))
+    handled: list[bytes] = []
+
+    def handle(data: bytes, source: Any) -> None:
+        handled.append(data)
+        hb = decode(data, key=KEY, receiver="a", known={"b"})
+        if isinstance(hb, Heartbeat):
+            lanes.heard(hb)
+
+    while sock.queue:
+        receive_turn(sock.recv, handle, screen=screen, drops=drops, budget=TurnBudget(), clock=lambda: clock.now)
+    assert [h for h in handled if h in real] == real
+    assert len(handled) == len(real) + 16
+    assert drops.take()[0] == {DropReason.BAD_TOKEN: 20_000 - 16}
+    assert lanes.lane("b") == (PEER_INCARNATION, 21)

@@ -12,7 +12,12 @@ destination and can echo what the sender knows about the receiver):
     7       ...   from (UTF-8 node name), to (UTF-8 node name)
             8     incarnation: the sender's wall clock (ns) when it started
             8     seq: increases by one with every packet of this incarnation
-            8     sent_at: the sender's wall clock (ns), informational
+            8     token: with a key, `lane_token` of (from, to, incarnation,
+                  seq), which lets the receiver tell a live peer's next
+                  heartbeats from forgeries before spending an HMAC on them
+                  (receiving.Lanes); without a key, the sender's wall clock
+                  (ns). Nodes before the token wrote their wall clock here
+                  too, and no version ever read it, so the format is unchanged
             8     echo_incarnation: the receiver's incarnation as the sender last
                   accepted it (0: none) — lets a node whose clock stepped back
                   across a restart learn it must re-incarnate higher (see worker)
@@ -90,6 +95,10 @@ class DropReason(enum.Enum):
     STALE_ECHO = "stale_echo"
     # The source address is no configured peer's (checked before any parsing).
     UNKNOWN_SOURCE = "unknown_source"
+    # Echoes our incarnation and claims a peer whose heartbeats carry tokens,
+    # but not the token of its next ones (receiving.Lanes): refused before the
+    # HMAC, past a small allowance a second.
+    BAD_TOKEN = "bad_token"
     # Never read: refused by the socket filter or the receive buffer was full
     # (the kernel counts both as the socket's drops; see membership/sockfilter).
     KERNEL = "kernel"
@@ -124,6 +133,8 @@ class Heartbeat(NamedTuple):
     receiver: str
     incarnation: int
     seq: int
+    # The token's slot on the wire: HeartbeatWriter fills it with `lane_token`
+    # when keyed, the wall clock otherwise; `encode` writes what it is given.
     sent_at_ns: int
     echo_incarnation: int = 0
     digest: bytes = NO_DIGEST
@@ -158,6 +169,32 @@ def encode(hb: Heartbeat, key: bytes | None) -> bytes:
     if key is None:
         return body
     return body + _mac(key, body)
+
+
+TOKEN_SIZE = 8
+_LANE = b"metalloid lane token\0"  # a heartbeat body starts with b"ML": the two MAC inputs never collide
+_INCARNATION_SEQ = struct.Struct("!QQ")
+
+
+def lane_token(key: bytes, sender: bytes, receiver: bytes, incarnation: int, seq: int) -> bytes:
+    """The token a keyed heartbeat carries: HMAC-SHA256(key, names, incarnation, seq), first 8 bytes.
+
+    Unlike everything else in a heartbeat, it cannot be predicted without the
+    key, yet the receiver can compute it before the datagram arrives (it knows
+    the sender's incarnation and the next sequence numbers), so checking it is
+    a dict lookup. An attacker who sees the heartbeats sees the tokens already
+    used, never the next one (receiving.Lanes; docs/failover.md, "Floods").
+    """
+    names = bytes([len(sender)]) + sender + bytes([len(receiver)]) + receiver
+    return _mac(key, _LANE + names + _INCARNATION_SEQ.pack(incarnation, seq))[:TOKEN_SIZE]
+
+
+def lane_fields(data: bytes) -> tuple[bytes, int, int, bytes]:
+    """(sender name, incarnation, seq, token) of a datagram long enough to carry an echo (see `echo_field`)."""
+    at = _PREFIX.size + data[5]
+    incarnation, seq = _INCARNATION_SEQ.unpack_from(data, at + data[6])
+    token = data[at + data[6] + 16 : at + data[6] + 16 + TOKEN_SIZE]
+    return data[_PREFIX.size : at], incarnation, seq, token
 
 
 _BLOCK = 64  # SHA-256's block size, HMAC's key pad length (RFC 2104)
@@ -216,6 +253,10 @@ class HeartbeatWriter:
         digest: bytes,
         chunk: Chunk | None = None,
     ) -> bytes:
+        """The datagram for `receiver`; with a key its token slot carries `lane_token`, not `sent_at_ns`."""
+        if self.key is not None:
+            token = lane_token(self.key, self.sender, receiver.encode(), incarnation, seq)
+            sent_at_ns = int.from_bytes(token, "big")
         if chunk is not None:
             # Rare (only while tables differ): the general path checks the chunk's bounds.
             hb = Heartbeat(type=ptype, sender=self.sender.decode(), receiver=receiver, incarnation=incarnation,
@@ -247,7 +288,7 @@ def screen(data: bytes) -> DropReason | None:
 
 def echo_field(data: bytes) -> bytes:
     """The raw echo_incarnation bytes of a datagram that passed `screen` (b"" if too short to have one)."""
-    at = _PREFIX.size + data[5] + data[6] + 24  # after from, to, incarnation, seq, sent_at
+    at = _PREFIX.size + data[5] + data[6] + 24  # after from, to, incarnation, seq, token
     return data[at : at + 8]
 
 

@@ -28,7 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.membership.codec import DropReason, echo_field, screen
+from supervisor.membership.codec import (
+    TOKEN_SIZE,
+    DropReason,
+    Heartbeat,
+    echo_field,
+    lane_fields,
+    lane_token,
+    screen,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +144,25 @@ class Screen:
        incarnation); those go on to decode only up to `stale_per_second`
        (refilled by `refill`, once a second), the rest are `stale_echo`.
 
+    4. With `lanes` (a key): an echoing datagram that claims a peer whose
+       heartbeats carry tokens must carry the token of one of that peer's
+       next sequence numbers (`Lanes.check`).
+
     So a flood that does not know our incarnation (nothing secret, but only
     sent to peers, unicast) costs a slice and a compare per datagram, not an
-    HMAC. One that does costs an HMAC each (docs/failover.md, "Floods").
+    HMAC, and so does one that knows it but claims a peer proven in this run
+    (its tokens cannot be predicted). Only one that claims a peer not heard
+    since we started costs an HMAC each (docs/failover.md, "Floods").
     """
 
-    def __init__(self, sources: frozenset[str], incarnation: int, *, stale_per_second: int = 64) -> None:
+    def __init__(self, sources: frozenset[str], incarnation: int, *, stale_per_second: int = 64,
+                 lanes: Lanes | None = None) -> None:
         self.sources = sources
         self.stale_per_second = stale_per_second
         self.stale_left = stale_per_second
         self.echo = b""
         self.incarnation = incarnation
+        self.lanes = lanes
 
     @property
     def incarnation(self) -> int:
@@ -158,6 +174,8 @@ class Screen:
 
     def refill(self) -> None:
         self.stale_left = self.stale_per_second
+        if self.lanes is not None:
+            self.lanes.refill()
 
     def __call__(self, data: bytes, source: Any) -> DropReason | None:
         host = source[0]
@@ -167,8 +185,120 @@ class Screen:
         if reason is not None:
             return reason
         if echo_field(data) == self.echo:
-            return None
+            return None if self.lanes is None else self.lanes.check(data)
         if self.stale_left > 0:
             self.stale_left -= 1
             return None
         return DropReason.STALE_ECHO
+
+
+# How far ahead of a peer's last authenticated sequence number a token is
+# looked for: 64 intervals (3.2 s at the default interval), far past any
+# deadline, so a live peer's heartbeats are always inside it.
+LANE_WINDOW = 64
+
+
+@dataclass(slots=True)
+class _Lane:
+    incarnation: int
+    seq: int
+    # lane_token of the sequence numbers asked about so far, each computed once.
+    tokens: dict[int, bytes]
+
+
+class Lanes:
+    """The fast lane: which datagrams echoing our incarnation get an HMAC without limit.
+
+    A keyed peer's heartbeats carry `codec.lane_token(key, sender, receiver,
+    incarnation, seq)`. Once a datagram from a peer has been authenticated
+    (`heard`) and carried a valid token, the peer has a lane: its next
+    datagrams are expected at its incarnation with a sequence number up to
+    LANE_WINDOW past the last, and their tokens can be computed before they
+    arrive (once per sequence number, cached). A datagram claiming that peer
+    with the expected token goes on to the HMAC; any other (a forgery, which
+    cannot know the next token even when it sees every heartbeat; a replay;
+    the peer's first datagrams after it restarted or after it fell more than
+    the window behind) gets `unproven_per_second` HMACs a second between
+    all peers and is `bad_token` beyond that, a dict lookup and a compare.
+
+    A datagram claiming a name that is no peer's is `unknown_node` here, as
+    decode would say after the HMAC. A peer without a lane (not heard since we
+    started; one whose heartbeats carry no valid token: an older metalloid) is
+    checked as before the lanes: every datagram that echoes us gets an HMAC.
+    """
+
+    def __init__(self, key: bytes, receiver: str, peers: frozenset[str] = frozenset(), *,
+                 unproven_per_second: int = 64) -> None:
+        self.key = key
+        self.receiver = receiver.encode()
+        self.unproven_per_second = unproven_per_second
+        self.unproven_left = unproven_per_second
+        self._lanes: dict[bytes, _Lane] = {}
+        self.peers = peers
+
+    @property
+    def peers(self) -> frozenset[str]:
+        return self._peers
+
+    @peers.setter
+    def peers(self, peers: frozenset[str]) -> None:
+        """The configured peers (a new config): lanes of removed peers go."""
+        self._peers = peers
+        self._names = frozenset(p.encode() for p in peers)
+        self._lanes = {n: lane for n, lane in self._lanes.items() if n in self._names}
+
+    def lane(self, peer: str) -> tuple[int, int] | None:
+        """(incarnation, seq) the peer's lane expects next from, or None without a lane."""
+        lane = self._lanes.get(peer.encode())
+        return None if lane is None else (lane.incarnation, lane.seq)
+
+    def refill(self) -> None:
+        self.unproven_left = self.unproven_per_second
+
+    def check(self, data: bytes) -> DropReason | None:
+        """For a datagram that passed the Screen's echo check: None when it deserves an HMAC."""
+        sender, incarnation, seq, token = lane_fields(data)
+        if sender not in self._names:
+            return DropReason.UNKNOWN_NODE
+        lane = self._lanes.get(sender)
+        if lane is None:
+            return None
+        in_window = incarnation == lane.incarnation and lane.seq < seq <= lane.seq + LANE_WINDOW
+        if in_window and token == self._token(sender, lane, seq):
+            return None
+        if self.unproven_left > 0:
+            self.unproven_left -= 1
+            return None
+        return DropReason.BAD_TOKEN
+
+    def heard(self, hb: Heartbeat) -> None:
+        """`hb` passed its MAC check (whatever its echo, fresh or a replay): follow its sender's lane."""
+        sender = hb.sender.encode()
+        token = hb.sent_at_ns.to_bytes(TOKEN_SIZE, "big")  # the token slot
+        if sender not in self._names:
+            return
+        lane = self._lanes.get(sender)
+        if lane is not None and (hb.incarnation, hb.seq) <= (lane.incarnation, lane.seq):
+            return  # not newer than what the lane already follows (a replay)
+        if lane is None or lane.incarnation != hb.incarnation:
+            lane = _Lane(incarnation=hb.incarnation, seq=hb.seq, tokens={})
+            expected = lane_token(self.key, sender, self.receiver, hb.incarnation, hb.seq)
+        else:
+            expected = self._token(sender, lane, hb.seq) if hb.seq <= lane.seq + LANE_WINDOW else \
+                lane_token(self.key, sender, self.receiver, hb.incarnation, hb.seq)
+        if token != expected:
+            # Authentic but without a token: an older metalloid. Check all it sends, as before.
+            self._lanes.pop(sender, None)
+            return
+        lane.seq = hb.seq
+        if len(lane.tokens) > LANE_WINDOW:
+            lane.tokens = {s: t for s, t in lane.tokens.items() if s > hb.seq}
+        else:
+            lane.tokens.pop(hb.seq, None)
+        self._lanes[sender] = lane
+
+    def _token(self, sender: bytes, lane: _Lane, seq: int) -> bytes:
+        token = lane.tokens.get(seq)
+        if token is None:
+            token = lane.tokens[seq] = lane_token(self.key, sender, self.receiver, lane.incarnation, seq)
+        return token

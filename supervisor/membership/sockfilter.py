@@ -65,7 +65,7 @@ from supervisor.membership.codec import MAGIC, MAX_PACKET, MIN_PACKET, VERSION
 UDP_HEADER = 8
 ACCEPT = 0xFFFF  # bytes kept: the whole datagram
 REJECT = 0
-# The echo sits after prefix (7), the two names, incarnation, seq and sent_at (24).
+# The echo sits after prefix (7), the two names, incarnation, seq and token (24).
 _ECHO_AFTER_NAMES = UDP_HEADER + 7 + 24
 
 

@@ -38,7 +38,7 @@ from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
 from supervisor.membership.inbox import InboxReader
 from supervisor.membership.keys import KeyFileError, key_problem, read_key_file
-from supervisor.membership.receiving import DropCounter, Screen, TurnBudget, receive_gap, receive_turn
+from supervisor.membership.receiving import DropCounter, Lanes, Screen, TurnBudget, receive_gap, receive_turn
 from supervisor.membership.reporting import Reporter
 from supervisor.membership.transport import Transport
 from supervisor.messages import AllocationDone, ConfigLoaded, Control, WorkerFailed, WorkerHeartbeat
@@ -136,6 +136,7 @@ class _Worker:
         self.vouched: frozenset[str] = frozenset()
         self.drops = DropCounter()
         self.screen = Screen(frozenset(), self.incarnation)
+        self.lanes: Lanes | None = None  # with a key (see _configure)
         self.known: frozenset[str] = frozenset()
         # Judgements and the socket filter's strict peers, as of detector.version
         # `judged_version` (None: recompute; a config changes what they depend on).
@@ -332,6 +333,10 @@ class _Worker:
         self.receive_gap = receive_gap(len(peers), interval)
         self.judged_version = None  # `vouched` may have changed
         self.screen.sources = self.transport.sources
+        if self.key is not None:
+            if self.lanes is None:
+                self.lanes = self.screen.lanes = Lanes(self.key, self.s.node_name)
+            self.lanes.peers = peers
         if first:
             log.info(
                 "membership.started node=%s incarnation=%d bind=%s peers=%s interval=%.3f dead_after=%s mode=%s",
@@ -365,7 +370,7 @@ class _Worker:
 
     def _receive(self, now: float) -> None:
         self.next_receive = now + self.receive_gap
-        detector = self.detector
+        detector, lanes = self.detector, self.lanes
         if detector is None:
             # No config yet: nothing can be judged, so read nothing; the kernel's
             # buffer holds (or drops) what arrives until the first ConfigLoaded.
@@ -374,6 +379,8 @@ class _Worker:
         def handle(data: bytes, source: Any) -> None:
             result = decode(data, key=self.key, receiver=self.s.node_name, known=self.known)
             if isinstance(result, Heartbeat):
+                if lanes is not None:
+                    lanes.heard(result)
                 self._maybe_reincarnate(result)
                 dropped, changes = detector.receive(result, now)
                 if dropped is None:
