@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from supervisor.membership.codec import (
     MIN_PACKET,
@@ -349,3 +351,17 @@ def test_an_echoing_flood_claiming_a_proven_peer_costs_no_hmac_past_the_allowanc
     assert len(handled) == len(real) + 16
     assert drops.take()[0] == {DropReason.BAD_TOKEN: 20_000 - 16}
     assert lanes.lane("b") == (PEER_INCARNATION, 21)
+
+
+@given(st.binary(max_size=80), st.integers(min_value=0, max_value=200), st.sampled_from([True, False]))
+def test_any_datagram_gets_a_decision_from_the_screen_with_lanes(noise: bytes, at: int, lane: bool) -> None:
+    """Fuzz: a genuine datagram with any bytes overwritten (name lengths, fields, the echo) never raises."""
+    lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=1)
+    if lane:
+        lanes.heard(decoded(tokened(10)))
+    screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
+    data = tokened(11)
+    at = min(at, len(data))
+    mutated = data[:at] + noise + data[at + len(noise):]
+    for datagram in (mutated, mutated[: at + 1], data + noise):
+        assert screen(datagram, PEER) is None or isinstance(screen(datagram, PEER), DropReason)

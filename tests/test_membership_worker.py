@@ -293,6 +293,22 @@ def test_key_file(tmp_path: Any) -> None:
         read_key_file(tmp_path / "missing")
 
 
+def test_a_key_path_that_is_no_regular_file_is_refused_not_waited_on(tmp_path: Any) -> None:
+    """A FIFO without a writer would hang the start, /dev/zero would fill the memory: both are refused at once."""
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(KeyFileError, match=r"key\.fifo: is a FIFO \(named pipe\), not a regular file"):
+        read_key_file(fifo)
+    link = tmp_path / "key"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(KeyFileError, match="is a character device"):
+        read_key_file(link)
+    big = tmp_path / "big.key"
+    big.write_bytes(b"k" * 5000)
+    with pytest.raises(KeyFileError, match="over the 4096 bytes limit for a membership key file"):
+        read_key_file(big)
+
+
 def test_a_short_key_is_refused_naming_the_file_and_the_fix(tmp_path: Any) -> None:
     path = tmp_path / "key"
     path.write_bytes(b"0123456789abcde\n")  # 15 bytes

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from pathlib import Path
 
 from supervisor.config.model import Config
+from supervisor.files import RefusedFile, read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # the minimum sensible length for SHA-256 (half its output), and a 16-character
 # text key is already weaker than it looks; `openssl rand -base64 32` gives 44.
 MIN_KEY_BYTES = 16
+# Far more than any key needs (`openssl rand -base64 32` is 45 bytes).
+MAX_KEY_FILE_BYTES = 4096
 FIX = "e.g. `openssl rand -base64 32 > FILE`, the same file on every node"
 
 
@@ -40,8 +42,11 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
     Refuses a key shorter than MIN_KEY_BYTES; warns (log) when group or others may read the file.
     """
     try:
-        key = Path(path).read_bytes().strip()
+        # A regular file of at most MAX_KEY_FILE_BYTES: a FIFO or /dev/zero given by mistake is refused, not waited on.
+        key = read_regular_file(path, limit=MAX_KEY_FILE_BYTES, what="a membership key file").strip()
         st = os.stat(path)
+    except RefusedFile as exc:
+        raise KeyFileError(f"--membership-key-file {exc}") from exc
     except OSError as exc:
         raise KeyFileError(f"--membership-key-file {path}: cannot read it: {exc.strerror or exc}") from exc
     if not key:
