@@ -6,8 +6,10 @@ turn reads at most `TurnBudget.max_datagrams` datagrams and stops after
 `TurnBudget.max_seconds` (whichever comes first); what is left waits for the
 next turn, after the loop has ticked. Each datagram first goes through
 `Screen` (the source is a configured peer's address, the size and
-magic/version are plausible, it echoes our incarnation), which costs a set
-lookup and two slices, before `handle` authenticates and parses it.
+magic/version are plausible, it echoes our incarnation, and with a key it
+carries the token the claimed peer's next heartbeats carry: `Lanes`), which
+costs a set lookup, a few slices and a dict lookup, before `handle`
+authenticates and parses it.
 The kernel socket filter (sockfilter.py) runs the same checks before a
 datagram is queued; the Screen stays for what the filter lets through (peers
 not proven alive, kernels without a filter) and for its counts.

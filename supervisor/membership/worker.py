@@ -12,7 +12,9 @@ returns.
 
 Each loop turn first sends the heartbeats that are due (a flood on our port
 must not delay them), then reads the socket for one bounded turn
-(`receiving`: at most 512 datagrams or 5 ms), then asks the detector about
+(`receiving`: at most 512 datagrams or 5 ms; a datagram claiming a peer
+heard in this run costs an HMAC only with that peer's next token,
+`receiving.Lanes`), then asks the detector about
 deadlines, telling it how much CPU the turn used so our own receive work is
 never mistaken for a stall. Heartbeats that queued up while this process was
 not scheduled count before any deadline is judged. Dropped datagrams are
