@@ -462,7 +462,8 @@ def test_a_bad_mac_flood_on_the_owners_heartbeat_port_kills_nobody(healthy: Clus
             "--payload", bad.hex(), "--rate", str(rate), "--seconds", "3"]
     if source.startswith("spoofed"):
         argv += ["--spoof-source", c.lab.host(peer).ip, "--target-mac", c.lab.mac(target)]
-    sent = json.loads(c.lab.run(CLIENT, *argv, timeout=60).stdout)["sent"]
+    flood = json.loads(c.lab.run(CLIENT, *argv, timeout=60).stdout)
+    sent = flood["sent"]
     assert sent == rate * 3
 
     def counted() -> bool:
@@ -471,9 +472,10 @@ def test_a_bad_mac_flood_on_the_owners_heartbeat_port_kills_nobody(healthy: Clus
     # The flood did reach the owner's socket (counted once a second)...
     wait_for(f"the owner to count the flood as {' or '.join(reasons)}", counted, 10, c)
     if source == "spoofed-echo":
-        # ...and cost at most the Lanes' allowance in HMACs (64 a second), not one per datagram.
+        # ...and cost at most the Lanes' allowance in HMACs (64 a second while it lasted: 3 s, or
+        # longer when the flooder is slowed down), not one per datagram.
         assert rejected('reason="bad_token"') - counted_before['reason="bad_token"'] >= sent / 10
-        assert rejected('reason="bad_mac"') - counted_before['reason="bad_mac"'] <= 64 * 6
+        assert rejected('reason="bad_mac"') - counted_before['reason="bad_mac"'] <= 64 * (flood["seconds"] + 3)
     # ...and nobody died: no peer_dead logged anywhere, all alive, the owner still owns and serves.
     assert deaths_logged(c) == deaths_before, c.logs()
     assert c.all_alive()

@@ -238,6 +238,39 @@ def test_forged_and_replayed_packets_are_rejected(spawn: Callable[..., Worker]) 
         assert a.rejected("kernel").value == 2
 
 
+def test_an_echoing_flood_claiming_a_live_peer_costs_no_hmac_past_the_allowance(spawn: Callable[..., Worker]) -> None:
+    """The attacker sees the heartbeats: it forges b's address, echoes a's incarnation and uses b's own with
+    b's next sequence numbers. a refuses all but 64 a second before the HMAC (bad_token), and b stays alive."""
+    cluster = make_cluster(("a", "b"), dead_after=5.0)
+    a = spawn(cluster, "a", incarnation=1_765_000_000_000_000_000)
+    b_incarnation = 1_765_000_000_000_000_007
+    spawn(cluster, "b", incarnation=b_incarnation)
+    a.wait_members(heard_all, timeout=20)
+    target = (cluster.addresses["a"], cluster.ports["a"])
+    forged = [encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=b_incarnation,
+                               seq=seq, sent_at_ns=seq, echo_incarnation=1_765_000_000_000_000_000), b"guessed-key")
+              for seq in range(1, 401)]
+    watched = len(a.seen)
+    started = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+        attacker.bind((cluster.addresses["b"], 0))  # b's address, as a forged source would be
+        for _ in range(50):
+            for packet in forged:
+                attacker.sendto(packet, target)
+            time.sleep(0.01)
+    flooded = time.monotonic() - started
+    counts = {"bad_mac": 0.0, "bad_token": 0.0}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(counts.values()) < 20_000 * 0.9:
+        msg = a.wait_for(lambda m: isinstance(m, MetricUpdate) and m.name == "metalloid_heartbeats_rejected_total")
+        assert isinstance(msg, MetricUpdate)
+        reason = dict(msg.labels)["reason"]
+        counts[reason] = counts.get(reason, 0.0) + msg.value
+    assert counts["bad_token"] >= 20_000 * 0.9 - counts["bad_mac"] - counts.get("kernel", 0.0)
+    assert counts["bad_mac"] <= 64 * (flooded + 3), counts  # the allowance, once a second
+    assert all("b" in m.alive for m in a.seen[watched:] if isinstance(m, MembersChanged))
+
+
 def test_multi_node_config_without_key_refuses_to_start(spawn: Callable[..., Worker]) -> None:
     cluster = make_cluster(("a", "b"))
     a = spawn(cluster, "a", key=None)
