@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supervisor.membership import receiving
 from supervisor.membership.codec import (
     MIN_PACKET,
     NO_DIGEST,
@@ -24,6 +25,7 @@ from supervisor.membership.codec import (
     lane_token,
 )
 from supervisor.membership.receiving import (
+    GUARD_SECONDS,
     LANE_WINDOW,
     TURNS_PER_SECOND,
     DropCounter,
@@ -260,6 +262,7 @@ def test_the_writer_puts_the_lane_token_in_the_token_slot_only_with_a_key() -> N
 
 def test_a_peer_with_a_lane_gets_hmacs_for_its_next_tokens_and_forgeries_only_an_allowance() -> None:
     lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=4)
+    lanes.guard(0.0)
     # No lane yet (not heard since we started): everything that echoes us is worth an HMAC, as before.
     assert [lanes.check(forged(s)) for s in range(1, 10)] == [None] * 9
     lanes.heard(decoded(tokened(10)))
@@ -283,6 +286,7 @@ def test_a_peer_with_a_lane_gets_hmacs_for_its_next_tokens_and_forgeries_only_an
 
 def test_a_lane_follows_only_newer_authentic_packets_and_a_restart() -> None:
     lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=0)
+    lanes.guard(0.0)
     lanes.heard(decoded(tokened(10)))
     lanes.heard(decoded(tokened(5)))  # a replay of an older heartbeat: the lane stays
     assert lanes.lane("b") == (PEER_INCARNATION, 10)
@@ -300,21 +304,25 @@ def test_a_lane_follows_only_newer_authentic_packets_and_a_restart() -> None:
 def test_an_older_peer_without_tokens_keeps_every_datagram_checked() -> None:
     """Mixed versions: a peer that writes its clock in the token slot has no lane, so nothing it sends is refused."""
     lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=0)
+    lanes.guard(0.0)
     old = encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=PEER_INCARNATION,
                            seq=10, sent_at_ns=1_765_000_000_000_000_000, echo_incarnation=INCARNATION), KEY)
     lanes.heard(decoded(old))
     assert lanes.lane("b") is None
     assert lanes.check(old) is None
     assert lanes.check(forged(11)) is None
-    # A lane is dropped when the peer's authentic packets stop carrying tokens (a downgrade).
-    lanes.heard(decoded(tokened(20)))
-    assert lanes.lane("b") is not None
-    lanes.heard(decoded(encode(decoded(old)._replace(seq=21), KEY)))
+    # An upgrade restarts the peer (a new incarnation): it has a lane from then on; a downgrade loses it.
+    lanes.heard(decoded(tokened(20, incarnation=PEER_INCARNATION + 1)))
+    assert lanes.lane("b") == (PEER_INCARNATION + 1, 20)
+    assert lanes.check(forged(21, incarnation=PEER_INCARNATION + 1)) is DropReason.BAD_TOKEN
+    lanes.heard(decoded(encode(decoded(old)._replace(incarnation=PEER_INCARNATION + 2, seq=1), KEY)))
     assert lanes.lane("b") is None
+    assert lanes.check(forged(2, incarnation=PEER_INCARNATION + 2)) is None
 
 
 def test_removed_peers_lose_their_lanes() -> None:
     lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=0)
+    lanes.guard(0.0)
     lanes.heard(decoded(tokened(10)))
     lanes.heard(decoded(tokened(10, sender="c")))
     lanes.peers = frozenset({"c"})
@@ -331,6 +339,8 @@ def test_an_echoing_flood_claiming_a_proven_peer_costs_no_hmac_past_the_allowanc
     lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=16)
     lanes.heard(decoded(tokened(1)))
     screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
+    # What the worker does: the first datagram that fails its MAC switches the guard on.
+    lanes.guard(0.0)
     drops = DropCounter()
     real = [tokened(seq) for seq in range(2, 22)]
     for seq, data in enumerate(real, start=2):
@@ -357,6 +367,7 @@ def test_an_echoing_flood_claiming_a_proven_peer_costs_no_hmac_past_the_allowanc
 def test_any_datagram_gets_a_decision_from_the_screen_with_lanes(noise: bytes, at: int, lane: bool) -> None:
     """Fuzz: a genuine datagram with any bytes overwritten (name lengths, fields, the echo) never raises."""
     lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=1)
+    lanes.guard(0.0)
     if lane:
         lanes.heard(decoded(tokened(10)))
     screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
@@ -365,3 +376,28 @@ def test_any_datagram_gets_a_decision_from_the_screen_with_lanes(noise: bytes, a
     mutated = data[:at] + noise + data[at + len(noise):]
     for datagram in (mutated, mutated[: at + 1], data + noise):
         assert screen(datagram, PEER) is None or isinstance(screen(datagram, PEER), DropReason)
+
+
+def test_calm_lanes_cost_no_hmac_and_a_failed_mac_guards_them_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without forgeries (nothing failed its MAC) a genuine heartbeat costs no token; the guard engages at once."""
+    computed: list[int] = []
+
+    def counting_token(key: bytes, sender: bytes, receiver: bytes, incarnation: int, seq: int) -> bytes:
+        computed.append(seq)
+        return lane_token(key, sender, receiver, incarnation, seq)
+
+    monkeypatch.setattr(receiving, "lane_token", counting_token)
+    lanes = Lanes(KEY, "a", frozenset({"b"}), unproven_per_second=0)
+    for seq in range(1, 100):
+        assert lanes.check(tokened(seq)) is None
+        lanes.heard(decoded(tokened(seq)))
+    assert lanes.check(forged(100)) is None  # calm: a forgery goes on to its (failing) MAC check...
+    assert computed == []
+    lanes.guard(50.0)  # ...which makes the worker guard the lanes
+    assert lanes.check(forged(100)) is DropReason.BAD_TOKEN
+    assert lanes.check(tokened(100)) is None
+    assert len(computed) == 2  # the last token heard (is b's a token?) and seq 100's, each once
+    lanes.calm(50.0 + GUARD_SECONDS - 0.1)
+    assert lanes.check(forged(101)) is DropReason.BAD_TOKEN
+    lanes.calm(50.0 + GUARD_SECONDS)
+    assert lanes.check(forged(101)) is None

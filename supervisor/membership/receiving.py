@@ -198,12 +198,19 @@ class Screen:
 # looked for: 64 intervals (3.2 s at the default interval), far past any
 # deadline, so a live peer's heartbeats are always inside it.
 LANE_WINDOW = 64
+# How long the lanes are enforced after the last datagram that failed its MAC.
+GUARD_SECONDS = 10.0
 
 
 @dataclass(slots=True)
 class _Lane:
     incarnation: int
     seq: int
+    # What the token slot of the peer's last authenticated datagram held, and
+    # whether it was lane_token's (None: not looked at yet; False: an older
+    # metalloid, which writes its clock there, so it has no lane).
+    token: bytes
+    valid: bool | None
     # lane_token of the sequence numbers asked about so far, each computed once.
     tokens: dict[int, bytes]
 
@@ -227,6 +234,13 @@ class Lanes:
     decode would say after the HMAC. A peer without a lane (not heard since we
     started; one whose heartbeats carry no valid token: an older metalloid) is
     checked as before the lanes: every datagram that echoes us gets an HMAC.
+
+    The lanes are enforced only while `guarding`: from a datagram that failed
+    its MAC (`guard`, which the worker calls) until GUARD_SECONDS after the
+    last one (`calm`). Without forgeries nothing fails its MAC, and checking
+    tokens would only add an HMAC to every genuine heartbeat; so `heard` only
+    notes what the token slot held, and a token is computed only while
+    guarding (the first forgery costs its HMAC and switches the guard on).
     """
 
     def __init__(self, key: bytes, receiver: str, peers: frozenset[str] = frozenset(), *,
@@ -235,6 +249,8 @@ class Lanes:
         self.receiver = receiver.encode()
         self.unproven_per_second = unproven_per_second
         self.unproven_left = unproven_per_second
+        self.guarding = False
+        self._guard_until = 0.0
         self._lanes: dict[bytes, _Lane] = {}
         self.peers = peers
 
@@ -251,19 +267,30 @@ class Lanes:
 
     def lane(self, peer: str) -> tuple[int, int] | None:
         """(incarnation, seq) the peer's lane expects next from, or None without a lane."""
-        lane = self._lanes.get(peer.encode())
-        return None if lane is None else (lane.incarnation, lane.seq)
+        name = peer.encode()
+        lane = self._lanes.get(name)
+        return None if lane is None or not self._valid(name, lane) else (lane.incarnation, lane.seq)
+
+    def guard(self, now: float) -> None:
+        """A datagram failed its MAC: enforce the lanes until GUARD_SECONDS from now."""
+        self.guarding, self._guard_until = True, now + GUARD_SECONDS
+
+    def calm(self, now: float) -> None:
+        if self.guarding and now >= self._guard_until:
+            self.guarding = False
 
     def refill(self) -> None:
         self.unproven_left = self.unproven_per_second
 
     def check(self, data: bytes) -> DropReason | None:
         """For a datagram that passed the Screen's echo check: None when it deserves an HMAC."""
+        if not self.guarding:
+            return None
         sender, incarnation, seq, token = lane_fields(data)
         if sender not in self._names:
             return DropReason.UNKNOWN_NODE
         lane = self._lanes.get(sender)
-        if lane is None:
+        if lane is None or not self._valid(sender, lane):
             return None
         in_window = incarnation == lane.incarnation and lane.seq < seq <= lane.seq + LANE_WINDOW
         if in_window and token == self._token(sender, lane, seq):
@@ -276,28 +303,27 @@ class Lanes:
     def heard(self, hb: Heartbeat) -> None:
         """`hb` passed its MAC check (whatever its echo, fresh or a replay): follow its sender's lane."""
         sender = hb.sender.encode()
-        token = hb.sent_at_ns.to_bytes(TOKEN_SIZE, "big")  # the token slot
         if sender not in self._names:
             return
         lane = self._lanes.get(sender)
-        if lane is not None and (hb.incarnation, hb.seq) <= (lane.incarnation, lane.seq):
-            return  # not newer than what the lane already follows (a replay)
+        token = hb.sent_at_ns.to_bytes(TOKEN_SIZE, "big")  # the token slot
         if lane is None or lane.incarnation != hb.incarnation:
-            lane = _Lane(incarnation=hb.incarnation, seq=hb.seq, tokens={})
-            expected = lane_token(self.key, sender, self.receiver, hb.incarnation, hb.seq)
-        else:
-            expected = self._token(sender, lane, hb.seq) if hb.seq <= lane.seq + LANE_WINDOW else \
-                lane_token(self.key, sender, self.receiver, hb.incarnation, hb.seq)
-        if token != expected:
-            # Authentic but without a token: an older metalloid. Check all it sends, as before.
-            self._lanes.pop(sender, None)
+            if lane is not None and hb.incarnation < lane.incarnation:
+                return  # a replay of an earlier life
+            # A new life (or the first we hear): whether it writes tokens is looked at when needed.
+            self._lanes[sender] = _Lane(incarnation=hb.incarnation, seq=hb.seq, token=token, valid=None, tokens={})
             return
-        lane.seq = hb.seq
+        if hb.seq <= lane.seq:
+            return  # a replay
+        lane.seq, lane.token = hb.seq, token
         if len(lane.tokens) > LANE_WINDOW:
             lane.tokens = {s: t for s, t in lane.tokens.items() if s > hb.seq}
-        else:
-            lane.tokens.pop(hb.seq, None)
-        self._lanes[sender] = lane
+
+    def _valid(self, sender: bytes, lane: _Lane) -> bool:
+        """Whether the lane's peer writes tokens (one HMAC per life of the peer, when first needed)."""
+        if lane.valid is None:
+            lane.valid = lane.token == self._token(sender, lane, lane.seq)
+        return lane.valid
 
     def _token(self, sender: bytes, lane: _Lane, seq: int) -> bytes:
         token = lane.tokens.get(seq)

@@ -223,6 +223,8 @@ class _Worker:
         changed = False
         cpu = time.thread_time()
         busy, self.cpu = cpu - self.cpu, cpu
+        if self.lanes is not None:
+            self.lanes.calm(now)
         if now >= self.next_drops:
             self._count_kernel_drops()
             counts, last = self.drops.take()
@@ -393,6 +395,8 @@ class _Worker:
                         self.next_report = now
                     return
                 result = dropped
+            elif lanes is not None and result.reason is DropReason.BAD_MAC:
+                lanes.guard(now)  # a forgery: check tokens before the HMAC for a while (receiving.Lanes)
             self.drops.add(result.reason, source, result.detail)
 
         turn = receive_turn(
