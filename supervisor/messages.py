@@ -22,6 +22,7 @@ from supervisor.allocating.results import AllocationResult
 from supervisor.announcing.api import AnnouncerState, AnnouncerView
 from supervisor.config.diagnostics import Diagnostic
 from supervisor.config.model import Config, ServiceKey
+from supervisor.pickling import quick_pickle
 
 
 class Control(enum.Enum):
@@ -36,6 +37,7 @@ class Control(enum.Enum):
     RELOAD = "reload"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigLoaded:
     """A new valid config. `generation` increases with every load of this watcher.
@@ -54,6 +56,7 @@ class ConfigLoaded:
     allocation: AllocationResult | None = None
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigRejected:
     """A new config failed validation; the last good one stays in force."""
@@ -63,6 +66,7 @@ class ConfigRejected:
     diagnostics: tuple[Diagnostic, ...]
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AllocationDone:
     """The allocator's answer for `generation` of the config."""
@@ -71,6 +75,7 @@ class AllocationDone:
     result: AllocationResult
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberInfo:
     name: str
@@ -83,6 +88,7 @@ class MemberInfo:
     basis: str = "heartbeat"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MembersChanged:
     """The membership view: who is alive, and the full table for /status."""
@@ -97,6 +103,7 @@ class MembersChanged:
     changed_at: float | None = None
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ViewChanged:
     """Supervisor → announcer: the facts changed; here is the whole present."""
@@ -104,6 +111,7 @@ class ViewChanged:
     view: AnnouncerView
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHeartbeat:
     worker: str
@@ -124,6 +132,7 @@ class MetricKind(enum.Enum):
     HISTOGRAM = "histogram"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricUpdate:
     """A change to one time series in the supervisor's registry.
@@ -141,6 +150,7 @@ class MetricUpdate:
     value: float = 1.0
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReport:
     """A worker's part of `/status` (JSON-ready), replacing its previous one."""
@@ -149,6 +159,7 @@ class StatusReport:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnouncementsChanged:
     """Announcer → supervisor → (Kubernetes) watcher: what `worker` really announces now.
@@ -162,6 +173,7 @@ class AnnouncementsChanged:
     state: AnnouncerState
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerFailed:
     """A worker met an error it reports before exiting (shown in /status)."""
@@ -170,6 +182,7 @@ class WorkerFailed:
     error: str
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnouncerFailed:
     """To the watcher: announcer `protocol` spent its restart budget and is FAILED (a Warning Event in k8s)."""

@@ -64,13 +64,15 @@ PURE = [
     "supervisor/config/announcer_config.py",
     "supervisor/config/lbclass.py",
     "supervisor/config/parts.py",
+    "supervisor/pickling.py",
 ]
 
 
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Pure data and functions, plus the small file helpers they read with.
-    ("core", ("supervisor.__init__", "supervisor.roles", "supervisor.files", "supervisor.logs", "supervisor.config",
+    ("core", ("supervisor.__init__", "supervisor.roles", "supervisor.files", "supervisor.logs", "supervisor.pickling",
+              "supervisor.config",
               "supervisor.electing",
               "supervisor.allocating", "supervisor.membership.codec", "supervisor.membership.detector",
               "supervisor.membership.deadline", "supervisor.membership.consistency", "supervisor.membership.fallback",

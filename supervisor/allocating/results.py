@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from supervisor.config.model import IPAddress, ServiceKey
+from supervisor.pickling import quick_pickle
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Assignment:
     """The IPs one Service holds and the pool they came from.
@@ -32,6 +34,7 @@ HUGE_RANGE = 2**62
 MAX_COUNT = 2**63 - 1
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolCounts:
     """Per-pool, per-family counts. A shared IP counts once (as MetalLB's do)."""
@@ -56,6 +59,7 @@ class PoolCounts:
         return self.total_v6 - self.assigned_v6
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AllocationResult:
     """The allocator's answer for a whole config.

@@ -29,8 +29,10 @@ from typing import Any, ClassVar, NotRequired, Protocol, TypeAlias, TypedDict, r
 
 from supervisor.allocating.results import Assignment
 from supervisor.config.model import Config, IPAddress, ServiceKey
+from supervisor.pickling import quick_pickle
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnouncerView:
     """The whole present, as the host knows it. Replaces the previous view.
@@ -51,6 +53,7 @@ class AnnouncerView:
     members_changed_at: float | None = None
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Announcement:
     """One IP this node announces for a service, for /status and metrics."""
@@ -108,6 +111,7 @@ class AnnouncerStatus(TypedDict):
     failures: NotRequired[list[AnnounceFailureStatus]]
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Previous:
     """What the last process of this announcer left behind when it did not stop cleanly.
@@ -123,6 +127,7 @@ class Previous:
     remembered: Any = None
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnounceFailure:
     """An IP this node should announce (it won it) but cannot, and why.
@@ -138,6 +143,7 @@ class AnnounceFailure:
     reason: str
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnouncerState:
     """What an announcer really does, as the host reads it from `status()`.

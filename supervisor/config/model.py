@@ -17,8 +17,10 @@ import enum
 import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+
+from supervisor.pickling import NOT_PICKLED, quick_pickle
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -31,18 +33,11 @@ EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers
 # (field path, line) pairs such as ("spec.addresses[1]", 14): where each field of
 # an object was written, so validation can point at the offending field rather
 # than at the object. Excluded from equality: moving a line changes nothing.
+# Never pickled (`NOT_PICKLED`): only validation reads it, and validation runs
+# where the config is loaded (the watchers, `metalloid check`); every process a
+# config is sent to would only carry it, a third of a Service's pickle
+# (bench/payloads.py). The unpickled object still equals the original.
 FieldLines: TypeAlias = tuple[tuple[str, int], ...]
-
-
-def _state_without_lines(self: Any) -> list[Any]:
-    """An object's pickled state without its `field_lines`: line tracking stays in the process that parsed.
-
-    Only validation reads it, and validation runs where the config is loaded
-    (the watchers, `metalloid check`); every process a config is sent to would
-    only carry it, a third of a Service's pickle (bench/payloads.py). Equality
-    ignores it, so the unpickled object equals the original.
-    """
-    return [() if f.name == "field_lines" else getattr(self, f.name) for f in fields(self)]
 
 
 def field_source(source: Source, field_lines: FieldLines, path: str) -> Source:
@@ -56,6 +51,7 @@ def labels_of(mapping: Mapping[str, str] | None) -> Labels:
     return tuple(sorted((mapping or {}).items()))
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """Where an object (or one of its fields) was written: file and 1-based line.
@@ -80,6 +76,7 @@ class SelectorOperator(enum.Enum):
     DOES_NOT_EXIST = "DoesNotExist"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SelectorRequirement:
     key: str
@@ -98,6 +95,7 @@ class SelectorRequirement:
                 return self.key not in labels
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabelSelector:
     """A Kubernetes label selector (matchLabels ANDed with matchExpressions).
@@ -120,6 +118,7 @@ def any_selector_matches(selectors: tuple[LabelSelector, ...], labels: Mapping[s
     return not selectors or any(s.matches(labels) for s in selectors)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AddressRange:
     """One entry of `IPAddressPool.spec.addresses`, as an inclusive range.
@@ -146,6 +145,7 @@ class AddressRange:
         return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceAllocation:
     """`IPAddressPool.spec.serviceAllocation`: which services may use the pool."""
@@ -156,6 +156,7 @@ class ServiceAllocation:
     service_selectors: tuple[LabelSelector, ...] = ()
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IPAddressPool:
     name: str
@@ -167,8 +168,7 @@ class IPAddressPool:
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
     def contains(self, ip: IPAddress) -> bool:
         """True when `ip` is usable from this pool (inside a range, not a buggy IP)."""
@@ -180,6 +180,7 @@ class IPAddressPool:
         return frozenset(r.version for r in self.addresses)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreferredNodeSelector:
     """`L2Advertisement.spec.preferredNodeSelectors[]`: nodes matching `preference` score `weight` (1-100)."""
@@ -188,6 +189,7 @@ class PreferredNodeSelector:
     preference: LabelSelector
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class L2Advertisement:
     name: str
@@ -202,10 +204,10 @@ class L2Advertisement:
     labels: Labels = ()
     annotations: Labels = ()
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BGPPeer:
     name: str
@@ -236,10 +238,10 @@ class BGPPeer:
     dual_stack_address_family: bool = False
     node_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BGPAdvertisement:
     name: str
@@ -255,10 +257,10 @@ class BGPAdvertisement:
     # Only Services matching one of these are advertised through it (none: every Service).
     service_selectors: tuple[LabelSelector, ...] = ()
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BFDProfile:
     """`metallb.io/v1beta1 BFDProfile`: the bgp plugin renders it as an FRR bfd profile.
@@ -278,12 +280,14 @@ class BFDProfile:
     source: Source = API_SOURCE
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommunityAlias:
     name: str
     value: str  # "65535:65282" or "large:64512:1:2", validated
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Community:
     """`metallb.io/v1beta1 Community`: names for BGP community values."""
@@ -294,6 +298,7 @@ class Community:
     source: Source = API_SOURCE
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InertField:
     """One object setting a field metalloid keeps but does not act on.
@@ -329,6 +334,7 @@ class IPFamilyPolicy(enum.Enum):
     REQUIRE_DUAL_STACK = "RequireDualStack"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServicePort:
     name: str = ""
@@ -336,6 +342,7 @@ class ServicePort:
     port: int
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
 class ServiceKey:
     """`namespace/name`: how every part of metalloid refers to a Service."""
@@ -354,6 +361,7 @@ class ServiceKey:
         return cls(namespace=namespace, name=name)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Service:
     """A `v1 Service`, reduced to what load balancing needs.
@@ -387,8 +395,7 @@ class Service:
     # Service too). None for a Service without errors.
     problem: str | None = None
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
     @property
     def key(self) -> ServiceKey:
@@ -399,6 +406,7 @@ class Service:
         return self.type == "LoadBalancer"
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Node:
     """A `v1 Node`: a membership peer. `addresses` are its InternalIPs."""
@@ -414,6 +422,7 @@ class Node:
         return dict(self.labels)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
     addresses: tuple[IPAddress, ...] = ()
@@ -422,6 +431,7 @@ class Endpoint:
     serving: bool = True
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointSlice:
     namespace: str
@@ -435,6 +445,7 @@ class EndpointSlice:
         return ServiceKey(namespace=self.namespace, name=self.service_name)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Namespace:
     name: str
@@ -453,6 +464,7 @@ DEFAULT_INTERVAL_SECONDS = 0.05
 DEFAULT_HEARTBEATS_PER_SECOND = 1000.0
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MembershipSettings:
     """Heartbeat timings. Defaults give sub-second failover (see docs/failover.md)."""
@@ -474,6 +486,7 @@ class MembershipSettings:
         return max(DEFAULT_INTERVAL_SECONDS, peers / DEFAULT_HEARTBEATS_PER_SECOND)
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """The metalloid-only `Settings` object (kind `Settings`, group metalloid.io).
@@ -492,6 +505,7 @@ class Settings:
     source: Source = API_SOURCE
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnnouncerConfig:
     """One announcer plugin's place in the config (kind `AnnouncerConfig`, group metalloid.io).
@@ -508,8 +522,7 @@ class AnnouncerConfig:
     hang_timeout_seconds: float | None = None
     settings_json: str = "{}"
     source: Source = API_SOURCE
-    field_lines: FieldLines = field(default=(), compare=False, repr=False)
-    __getstate__ = _state_without_lines
+    field_lines: FieldLines = field(default=(), compare=False, repr=False, metadata=NOT_PICKLED)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -518,6 +531,7 @@ class AnnouncerConfig:
         return loaded if isinstance(loaded, dict) else {}
 
 
+@quick_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Everything metalloid knows about the cluster at one moment."""

@@ -6,7 +6,7 @@ worker gets only the fields its role reads:
 
 - everyone: no line tracking (`field_lines`). Only validation, where the
   config is loaded, points diagnostics at lines, so the config model leaves
-  it out of every pickle (`model._state_without_lines`).
+  it out of every pickle (`NOT_PICKLED` in `model.FieldLines`).
 - `for_allocator`, the standalone allocator: the pools, the Services and the
   Namespaces (pool selection by namespace labels).
 - `for_membership`, membership: the Nodes and the Settings (peers, addresses,
