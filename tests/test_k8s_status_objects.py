@@ -360,3 +360,34 @@ def test_a_kept_field_reaches_an_event_and_both_configuration_states(
             assert (condition["status"], condition["reason"]) == ("True", "ConfigurationWarning")
             assert condition["message"].startswith("L2Advertisement/on-eth0: spec.interfaces is kept but")
         assert events_for(runbook_api, "l2", NS) == []  # the runbook's L2Advertisement sets no listed field
+
+
+def test_standalone_the_host_keeps_the_real_state_to_itself() -> None:
+    # Only the speaker's watcher reads it; standalone, the supervisor would unpickle it for nothing.
+    from supervisor.announcing.api import AnnouncerView
+    from supervisor.announcing.host import HostCore
+    from supervisor.config.model import Config
+    from supervisor.messages import StatusReport, ViewChanged
+
+    class Plugin:
+        protocol = "layer2"
+        payload: dict[str, Any] = {"announcements": [{"service": "default/web", "ip": "10.0.0.1", "node": "n1"}]}
+
+        def start(self) -> None: ...
+        def update(self, view: Any) -> None: ...
+        def tick(self, now: float) -> None: ...
+        def stop(self, *, handover: bool) -> None: ...
+
+        def status(self) -> dict[str, Any]:
+            return self.payload
+
+    plugin = Plugin()
+    core = HostCore(worker="announcer-layer2", announcer=plugin)  # type: ignore[arg-type]
+    view = AnnouncerView(node_name="n1", mode="standalone", config=Config(), assignments=(), members=frozenset({"n1"}))
+    assert [type(m) for m in core.handle(ViewChanged(view=view))] == [StatusReport]
+    plugin.payload = {"announcements": []}
+    assert [type(m) for m in core.tick(0.0)] == [StatusReport]
+    # The same host told it is a speaker's passes the state on from its next view.
+    kubernetes = ViewChanged(view=AnnouncerView(node_name="n1", mode="kubernetes", config=Config(), assignments=(),
+                                                members=frozenset({"n1"})))
+    assert [type(m).__name__ for m in core.handle(kubernetes)] == ["StatusReport", "AnnouncementsChanged"]

@@ -18,7 +18,7 @@ then loop:
     and after a ViewChanged or a tick, AnnouncementsChanged when the plugin's
     "announcements" or "failures" changed (what it really announces, for the
     speaker), from its first view on (before it, "nothing" means "not told
-    yet")
+    yet"), in Kubernetes mode only (standalone has no one to tell)
 
 Every StatusReport carries the host's own "_host" key: the plugins that failed
 to load (name, hook, reason) and the ways `status()` breaks the
@@ -231,6 +231,9 @@ class HostCore:
         self._reported_problems: list[str] = []
         self._last_state: AnnouncerState | None = None
         self._viewed = False  # the plugin has had a view: its state is an answer, not its empty start
+        # Only the speaker's watcher reads AnnouncementsChanged (ServiceL2Status, Events); standalone,
+        # the supervisor would unpickle ~3,000 objects per change of 1,000 IPs to keep them unread.
+        self._passes_state_on = False
 
     def handle(self, message: ToWorker) -> Iterator[FromWorker]:
         match message:
@@ -239,6 +242,7 @@ class HostCore:
                           len(view.assignments), len(view.members))
                 self.announcer.update(view)
                 self._viewed = True
+                self._passes_state_on = view.mode == Mode.KUBERNETES
                 yield from self.report(force=True)
             case _:
                 log.debug("announcer.ignored message=%s", type(message).__name__)
@@ -266,8 +270,10 @@ class HostCore:
             yield StatusReport(worker=self.worker, payload=document)
             # The plugin's real announcements, passed on when they change
             # (not on every counter or duplicate in the status payload).
+            if not self._passes_state_on:
+                return
             state = announcer_state(self.announcer.protocol, payload if isinstance(payload, Mapping) else {})
-            if state != self._last_state and self._viewed:
+            if state != self._last_state:
                 self._last_state = state
                 yield AnnouncementsChanged(worker=self.worker, state=state)
 
