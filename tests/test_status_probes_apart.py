@@ -24,7 +24,7 @@ from supervisor.serving.http import Server, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising.rendering import Field, StatusRenderer
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings
-from tests.runtime_helpers import config_text
+from tests.runtime_helpers import config_text, wait_for
 
 # Generous: only a broken build waits this long (the blocked request is released at the end).
 ANSWER_SECONDS = 10.0
@@ -38,10 +38,10 @@ class HeldRenderer(StatusRenderer):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def render(self, fields: Sequence[Field]) -> bytes:
+    def keep(self, fields: Sequence[Field]) -> dict[str, str]:
         self.entered.set()
         assert self.release.wait(ANSWER_SECONDS)
-        return super().render(fields)
+        return super().keep(fields)
 
 
 @pytest.fixture
@@ -102,3 +102,40 @@ def test_status_shows_what_the_loop_published_last(node: tuple[Supervisor, Serve
     after = json.loads(get(server, "/status")[1])
     assert (before["config"]["generation"], after["config"]["generation"]) == (0, 1)
     assert after == sup.status()  # the text served is the document
+
+
+def test_status_answers_from_the_last_render_while_the_next_one_is_made(
+        node: tuple[Supervisor, Server], tmp_path: Path) -> None:
+    sup, server = node
+    held = HeldRenderer()
+    held.release.set()
+    sup._renderer = held
+    stop_rendering = sup.render_ahead()
+    try:
+        sup._publish_probes()
+        assert sup._ahead is None  # nobody asked yet: no thread, no text kept
+        code, body = get(server, "/status")  # the first request renders itself and starts the thread
+        assert code == 200 and json.loads(body)["config"]["generation"] == 0
+        wait_for(lambda: sup._rendered is not None, ANSWER_SECONDS, what="the thread's first render")
+        # The next render is held in the middle, as a 1,000-Service render takes tens of ms.
+        held.release.clear()
+        held.entered.clear()
+        path = tmp_path / "c.yaml"
+        path.write_text(config_text(3))
+        config, diagnostics = load_config_files([str(path)])
+        assert config is not None, diagnostics
+        with sup.lock:
+            assert sup.state.accept_config(ConfigLoaded(generation=1, config=config, origin=str(path), warnings=()))
+            sup._publish_probes()
+        assert held.entered.wait(ANSWER_SECONDS)
+        code, body = get(server, "/status")  # answered now, from the last complete render
+        assert code == 200 and json.loads(body)["config"]["generation"] == 0
+        assert json.loads(body)["workers"] == []
+        assert get(server, "/healthz") == (200, b"ok\n")
+        held.release.set()
+        wait_for(lambda: json.loads(get(server, "/status")[1])["config"]["generation"] == 1, ANSWER_SECONDS,
+                 what="the new config in /status")
+        assert json.loads(get(server, "/status")[1]) == sup.status()
+    finally:
+        held.release.set()
+        stop_rendering()

@@ -102,3 +102,22 @@ def test_an_announcer_report_re_renders_only_the_fields_built_from_reports(tmp_p
 ], ids=["empty-dict", "empty-list", "nested-empty", "deep", "mixed-list", "int-keys", "tuple", "not-json"])
 def test_any_value_renders_to_what_json_reads(value: Any) -> None:
     assert json.loads(render_value(value, 1)) == json.loads(json.dumps(value, default=str))
+
+
+def test_kept_texts_of_an_earlier_render_with_live_fields_of_now(tmp_path: Path) -> None:
+    # What a request assembles while the render-ahead thread works on the next change:
+    # the kept fields as last rendered, the live ones (workers, uptimes) from the request's snapshot.
+    from supervisor.supervising.lifecycle import WorkerState
+    from supervisor.supervising.rendering import assemble
+
+    state = _state(tmp_path, 3)
+    protocols = {"announcer-x": "x"}
+    texts = StatusRenderer().keep(status_fields(state, [], now=5.0, version="v", protocols=protocols))
+    assert "workers" not in texts and "services" in texts
+    worker = WorkerState(name="allocator", start_seconds=0.3)
+    later = RoutedState(node_name="n1")  # nothing loaded: what a newer publish would show if texts were redone
+    document = json.loads(assemble(status_fields(later, [worker], now=9.0, version="v", protocols=protocols), texts))
+    expected = _parsed(build_status(state, [worker], now=9.0, version="v", protocols=protocols))
+    assert document == expected
+    assert [w["name"] for w in document["workers"]] == ["allocator"]
+    assert len(document["services"]) == 3

@@ -17,9 +17,11 @@ The endpoint faces the LAN (the speaker is hostNetwork), so it is bounded:
   socket down: a client trickling a byte a second (slowloris) holds a slot
   for REQUEST_SECONDS, not forever;
 - one /status is built at a time, from references the supervisor's loop
-  published on its last turn (no lock shared with the loop), re-rendering
-  only the fields whose sources changed (`supervising/rendering.py`), so a
-  /status is ~1 ms between changes; /healthz and /readyz take no lock at all;
+  published on its last turn (no lock shared with the loop) and the text a
+  thread of the supervisor re-renders whenever they change
+  (`supervising/rendering.py`, `probing.render_ahead`), so a /status only
+  assembles kept text and never waits for a render; /healthz and /readyz
+  take no lock at all;
 - a client that resets or times out costs one log line, rate-limited, never
   a traceback.
 Access rules (`options`): /status only for local clients unless

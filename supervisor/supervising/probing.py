@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from supervisor.announcing.enabling import Decision
 from supervisor.supervising.lifecycle import State, WorkerState
-from supervisor.supervising.rendering import Field
+from supervisor.supervising.rendering import Field, assemble
 from supervisor.supervising.shell import Shell, Slot
 from supervisor.supervising.state import ANNOUNCER, RoutedState
 from supervisor.supervising.status import announcer_rows, readiness, status_fields
@@ -43,6 +44,12 @@ class Probing(Shell):
     """/status, /healthz, /readyz and the worker states, for the HTTP thread, tests and the bench."""
 
     _published_status: StatusSources
+    _render_wanted: threading.Event
+    _rendered: Mapping[str, str] | None  # the render-ahead thread's last texts of the kept fields
+    _ahead: threading.Thread | None
+    _ahead_wanted: bool
+    _ahead_lock: threading.Lock
+    _ahead_stop: threading.Event
 
     def status(self) -> dict[str, Any]:
         """The /status document as a dict (tests, tools); HTTP serves `status_json`, the same as text."""
@@ -50,10 +57,67 @@ class Probing(Shell):
         return {name: compute() for name, _, compute in fields}
 
     def status_json(self) -> bytes:
-        """/status rendered as `json.dumps(status(), indent=2)`, re-rendering only what changed (rendering.py)."""
+        """/status rendered as `json.dumps(status(), indent=2)` (rendering.py).
+
+        Once the render-ahead thread runs (`render_ahead`), the fields kept as
+        text are its last complete render and only the live ones (workers,
+        announcers) are rendered here: a request never pays for a re-render,
+        and is at most one render behind the loop. Without it (tests, tools),
+        or before its first render, this renders what changed itself.
+        """
         fields, lock = self._status_fields()
+        texts = self._rendered
+        if texts is not None:
+            return assemble(fields, texts)
         with lock:  # one render at a time: the renderer keeps the last text of each field
-            return self._renderer.render(fields)
+            document = self._renderer.render(fields)
+        self._start_rendering_ahead()
+        return document
+
+    def render_ahead(self) -> Callable[[], None]:
+        """From the first /status on, re-render it in a thread whenever the loop publishes; returns the stop.
+
+        A render of 1,000 Services after a change is tens of ms of CPU; done in
+        the request, a client polling during reloads waited for it behind the
+        loop's own work under the GIL (bench/status.py: p99 ~200 ms). Started
+        by the first request, not here: a node nobody asks keeps no text
+        (~1 MB with 1,000 Services) and spends nothing on renders.
+        """
+        self._ahead_wanted = True
+
+        def stop_rendering() -> None:
+            self._ahead_wanted = False
+            self._ahead_stop.set()
+            self._render_wanted.set()
+            thread = self._ahead
+            if thread is not None:
+                thread.join(timeout=5)
+            self._rendered = None
+
+        return stop_rendering
+
+    def _start_rendering_ahead(self) -> None:
+        with self._ahead_lock:
+            if not self._ahead_wanted or self._ahead is not None:
+                return
+            self._ahead = threading.Thread(target=self._render_ahead, name="status-render", daemon=True)
+            self._ahead.start()
+        self._render_wanted.set()
+
+    def _render_ahead(self) -> None:
+        while True:
+            self._render_wanted.wait()
+            self._render_wanted.clear()
+            if self._ahead_stop.is_set():
+                return
+            fields, lock = self._status_fields()
+            try:
+                with lock:
+                    self._rendered = self._renderer.keep(fields)
+            except Exception as exc:  # a bad payload: requests render themselves and answer the error
+                self._rendered = None
+                log.error("status.render_failed error=%s: %s", type(exc).__name__, exc)
+                log.debug("status.render_failed traceback", exc_info=True)
 
     def _status_fields(self) -> tuple[list[Field], threading.Lock]:
         # The references the loop published at the end of its last step: no
@@ -83,6 +147,7 @@ class Probing(Shell):
                    for s in self._slots if s.spec.role == ANNOUNCER},
             decisions=tuple(self._decisions.values()),
         )
+        self._render_wanted.set()  # the render-ahead thread, once it runs, looks at what changed
 
     def readyz(self) -> tuple[bool, str]:
         if self._clock() - self._last_loop > 2.0:

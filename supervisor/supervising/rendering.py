@@ -1,4 +1,4 @@
-"""/status as JSON text, re-rendering only the parts whose sources changed since the last request.
+"""/status as JSON text, re-rendering only the parts whose sources changed since the last render.
 
 With 1,000 Services the document is ~1 MB; building and rendering it took
 60-140 ms per request, which a client polling /status during reloads paid
@@ -7,8 +7,11 @@ Most of it (config, pools, services, announcements, members, plugins) changes
 only when a config, an allocation, a membership view or an announcer's status
 arrives, each of which is a new object (nothing the supervisor routes is
 changed in place). So each top-level field is rendered once per identity of
-its sources and kept as text; the live fields (workers, announcers, uptimes)
-are rendered per request.
+its sources and kept as text (`StatusRenderer.keep`); the live fields
+(workers, announcers, uptimes) are rendered per request (`assemble`). The
+supervisor keeps the text up to date in a thread of its own as soon as its
+loop publishes a change (`probing.render_ahead`), so a request only
+assembles: it never waits for a re-render.
 
 The layout: the document and its containers down to MAX_PRETTY levels are
 indented as `json.dumps(indent=2)` would; every value below that (one
@@ -23,7 +26,7 @@ to exactly the document (a test compares the two).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # (field name, the objects its value is computed from or None for "every time", the computation)
@@ -57,18 +60,42 @@ class StatusRenderer:
         self._kept: dict[str, tuple[tuple[object, ...], str]] = {}
 
     def render(self, fields: Sequence[Field]) -> bytes:
-        parts = []
-        encode = _encoder()
+        """The whole document now: kept fields re-rendered where their sources changed, live fields rendered."""
+        return assemble(fields, self.keep(fields))
+
+    def keep(self, fields: Sequence[Field]) -> dict[str, str]:
+        """The text of every field that has sources, re-rendering those whose sources changed since last time."""
+        texts = {}
+        encode: Encode | None = None
         for name, sources, compute in fields:
+            if sources is None:
+                continue
             kept = self._kept.get(name)
-            if sources is not None and kept is not None and _same(kept[0], sources):
-                text = kept[1]
-            else:
-                text = f"  {json.dumps(name)}: {render_value(compute(), 1, encode)}"
-                if sources is not None:
-                    self._kept[name] = (sources, text)
-            parts.append(text)
-        return ("{\n" + ",\n".join(parts) + "\n}\n").encode() if parts else b"{}\n"
+            if kept is not None and _same(kept[0], sources):
+                texts[name] = kept[1]
+                continue
+            encode = encode or _encoder()
+            text = field_text(name, compute(), encode)
+            self._kept[name] = (sources, text)
+            texts[name] = text
+        return texts
+
+
+def assemble(fields: Sequence[Field], texts: Mapping[str, str]) -> bytes:
+    """The document: the kept `texts` of the fields that have sources, the live fields (no sources) rendered now.
+
+    `texts` may come from an earlier render (`StatusRenderer.keep`) than
+    `fields`: the fields with sources are the same names in every render.
+    """
+    encode = _encoder()
+    parts = [texts[name] if sources is not None and name in texts else field_text(name, compute(), encode)
+             for name, sources, compute in fields]
+    return ("{\n" + ",\n".join(parts) + "\n}\n").encode() if parts else b"{}\n"
+
+
+def field_text(name: str, value: Any, encode: Encode) -> str:
+    """One top-level field as it stands in the document."""
+    return f"  {json.dumps(name)}: {render_value(value, 1, encode)}"
 
 
 def render_value(value: Any, level: int, encode: Encode | None = None) -> str:

@@ -46,8 +46,10 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
         return 1
     log.info("%s.starting node=%s workers=%s", command, settings.node_name, ",".join(s.name for s in specs))
     release_memory()
+    stop_rendering = sup.render_ahead()
     try:
         return sup.run()
     finally:
         server.close()
+        stop_rendering()
 

@@ -103,6 +103,12 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self._published_readiness: tuple[bool, str] = (False, "starting")
         self._renderer = StatusRenderer()
         self._render_lock = threading.Lock()
+        self._render_wanted = threading.Event()
+        self._rendered = None
+        self._ahead = None
+        self._ahead_wanted = False
+        self._ahead_lock = threading.Lock()
+        self._ahead_stop = threading.Event()
         self._published_fatal: str | None = None
         self._publish_status()
 
