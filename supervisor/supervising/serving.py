@@ -23,6 +23,8 @@ from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, Wo
 
 log = logging.getLogger(__name__)
 
+SWITCH_SECONDS = 0.001
+
 
 def serve_supervisor(command: str, specs: list[WorkerSpec], settings: SupervisorSettings, *,
                      args: argparse.Namespace, decisions: tuple[Decision, ...] = ()) -> int:
@@ -46,6 +48,11 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
         return 1
     log.info("%s.starting node=%s workers=%s", command, settings.node_name, ",".join(s.name for s in specs))
     release_memory()
+    # The HTTP threads, the /status render, the pipes' writer threads and the loop share one GIL;
+    # a thread that wants it waits until the holder has run this long. 5 ms (CPython's default)
+    # times each hand-over a request needs (accept, its thread's start, read, write) made a /healthz
+    # wait 100+ ms behind a reload's unpickling and a render (bench/status.py); 1 ms cuts that wait.
+    sys.setswitchinterval(SWITCH_SECONDS)
     stop_rendering = sup.render_ahead()
     try:
         return sup.run()
