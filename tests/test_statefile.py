@@ -39,6 +39,24 @@ def test_same_state_same_bytes() -> None:
     assert statefile.encode(_state(5)) == statefile.encode(dict(reversed(list(_state(5).items()))))
 
 
+@pytest.mark.parametrize("n", [0, 1, 30])
+def test_one_line_per_service_and_the_same_json_as_before(n: int) -> None:
+    # Mixed namespaces and a non-ASCII name, so the order and the escaping are both exercised.
+    state = _state(n) | ({ServiceKey(namespace="a", name="caf\u00e9"): (ipaddress.ip_address("fd00::1"),)} if n else {})
+    pools = {key: "first-pool" for key in list(state)[::2]}
+    data = statefile.encode(state, pools)
+    # What the file held when it was written with json.dumps(sort_keys=True, indent=1): the same document.
+    body = {"format": statefile.FORMAT, "version": statefile.VERSION,
+            "assignments": {str(k): {"ips": [str(ip) for ip in v], "pool": pools.get(k)} for k, v in state.items()}}
+    assert json.loads(data) == body
+    assert data.decode().isascii()
+    lines = data.decode().splitlines()
+    assert sum(line.startswith('  "') for line in lines) == len(state)  # one line per Service, grep-able
+    keys = [json.loads("{" + line.rstrip(",") + "}").popitem()[0] for line in lines if line.startswith('  "')]
+    assert keys == sorted(keys, key=lambda k: tuple(k.split("/", 1)))  # namespace, then name
+    assert statefile.decode(data) == state
+
+
 BAD = [
     ("truncated", b'{"format": "metalloid.assignments", "ver', "corrupt"),
     ("not-ours", json.dumps({"hello": 1}).encode(), "not a metalloid assignments file"),

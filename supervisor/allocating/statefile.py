@@ -74,16 +74,21 @@ def state_path(state_dir: str | os.PathLike[str]) -> Path:
 def encode(
     assignments: Mapping[ServiceKey, tuple[IPAddress, ...]], pools: Mapping[ServiceKey, str] | None = None
 ) -> bytes:
-    """The file's bytes for `assignments` (deterministic: same state, same bytes)."""
-    body: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "assignments": {
-            str(key): {"ips": [str(ip) for ip in ips], "pool": (pools or {}).get(key)}
-            for key, ips in sorted(assignments.items())
-        },
-    }
-    return (json.dumps(body, sort_keys=True, indent=1) + "\n").encode()
+    """The file's bytes for `assignments` (deterministic: same state, same bytes).
+
+    One line per Service, its keys sorted, written by json's C encoder: the file
+    is written before the allocator answers a reload, and `json.dumps(indent=1)`
+    (the pure-Python encoder) was a quarter of that answer's CPU with 1,000
+    Services. Any JSON reader reads it; `decode` is indifferent to the layout.
+    """
+    pools = pools or {}
+    # ServiceKey's own order, compared as plain tuples (its dataclass __lt__ is Python code).
+    entries = [f"  {json.dumps(str(key))}: "
+               f"{json.dumps({'ips': [str(ip) for ip in ips], 'pool': pools.get(key)}, sort_keys=True)}"
+               for key, ips in sorted(assignments.items(), key=lambda item: (item[0].namespace, item[0].name))]
+    body = "{\n" + ",\n".join(entries) + "\n }" if entries else "{}"
+    tail = f' "format": {json.dumps(FORMAT)},\n "version": {json.dumps(VERSION)}\n}}\n'
+    return f'{{\n "assignments": {body},\n{tail}'.encode()
 
 
 class _Doubtful(Exception):
