@@ -4,9 +4,11 @@ alert rules metalloid ships and the /metrics exposition its processes serve.
 - `promtool check rules`: the PrometheusRule's groups, and the rules the docs show.
 - `promtool test rules`: every shipped alert fires on a series that should fire it and stays
   quiet on one that should not, with the runbook's metric names (MetalLB's) as input.
-- `promtool check metrics`: a real `metalloid run` and a real `metalloid controller` (against
-  the fake API server). The only lint allowed is on names MetalLB itself exports
-  (MIGRATION_KEPT_NAMES), kept so MetalLB dashboards and alerts keep working.
+- `promtool check metrics`: a real `metalloid run`, and a real `metalloid controller` and
+  `metalloid speaker` against the fake API server, plus every MetalLB family metalloid declares
+  (rendered in-process: the layer 2 and BGP ones need a lab to appear). The only lint allowed
+  is on names MetalLB itself exports (MIGRATION_KEPT_NAMES), kept so MetalLB dashboards and
+  alerts keep working.
 
 Skipped only where promtool is not installed (./dev setup installs it; CI always has it).
 """
@@ -323,5 +325,40 @@ def test_controller_metrics_pass_check_metrics() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+    problems = lint(text)
+    assert unexpected(problems) == [], "\n".join(problems)
+
+
+def test_speaker_metrics_pass_check_metrics(tmp_path: Path) -> None:
+    # A speaker with the recording announcer against the fake API server: no namespace, no root.
+    # Its membership worker binds the heartbeat port (7946) on the host; the membership gauges
+    # are linted when it could.
+    port = free_port()
+    with FakeApiServer(bookmark_interval=1.0) as api:
+        api.create(pool("first-pool", "10.0.10.10-10.0.10.99"))
+        api.create(service("web"))
+        proc = subprocess.Popen([str(METALLOID), "speaker", "--node", "n1", "--api-server", api.url, "--insecure",
+                                 "--announcers", "recording", "--state-dir", str(tmp_path / "state"),
+                                 "--metrics-port", str(port), "--metrics-host", "127.0.0.1"], env=run_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def metrics() -> str:
+                try:
+                    return str(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode())
+                except OSError:
+                    return ""
+
+            wait_for(lambda: "metallb_k8s_client_config_loaded_bool 1" in metrics()
+                     and 'metalloid_announcer_failed{announcer="recording"} 0' in metrics(),
+                     timeout=30, what="the speaker's config and announcer metrics")
+            text = metrics()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert "metallb_allocator_addresses_total" not in text  # the controller's, never a speaker's
     problems = lint(text)
     assert unexpected(problems) == [], "\n".join(problems)
