@@ -121,3 +121,25 @@ def test_kept_texts_of_an_earlier_render_with_live_fields_of_now(tmp_path: Path)
     assert document == expected
     assert [w["name"] for w in document["workers"]] == ["allocator"]
     assert len(document["services"]) == 3
+
+
+def test_a_field_that_fails_is_not_computed_again_until_a_source_changes() -> None:
+    # The render-ahead thread calls keep() at every publish of the loop (20 a second): a payload
+    # that breaks a computation must cost one attempt per change of its sources, not one per turn.
+    calls: list[object] = []
+
+    def broken(source: object) -> Any:
+        calls.append(source)
+        raise ValueError(f"bad payload {source}")
+
+    renderer = StatusRenderer()
+    first, second = object(), object()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="bad payload"):
+            renderer.keep([("plugins", (first,), lambda: broken(first))])
+    assert calls == [first]
+    with pytest.raises(ValueError):
+        renderer.keep([("plugins", (second,), lambda: broken(second))])
+    assert calls == [first, second]
+    fixed = renderer.keep([("plugins", (second, 1), lambda: {"ok": True})])
+    assert fixed == {"plugins": '  "plugins": {\n    "ok": true\n  }'}

@@ -105,6 +105,7 @@ class Probing(Shell):
         self._render_wanted.set()
 
     def _render_ahead(self) -> None:
+        reported: str | None = None
         while True:
             self._render_wanted.wait()
             self._render_wanted.clear()
@@ -114,10 +115,14 @@ class Probing(Shell):
             try:
                 with lock:
                     self._rendered = self._renderer.keep(fields)
+                reported = None
             except Exception as exc:  # a bad payload: requests render themselves and answer the error
                 self._rendered = None
-                log.error("status.render_failed error=%s: %s", type(exc).__name__, exc)
-                log.debug("status.render_failed traceback", exc_info=True)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != reported:  # once per error, not at every turn of the loop
+                    reported = error
+                    log.error("status.render_failed error=%s", error)
+                    log.debug("status.render_failed traceback", exc_info=True)
 
     def _status_fields(self) -> tuple[list[Field], threading.Lock]:
         # The references the loop published at the end of its last step: no

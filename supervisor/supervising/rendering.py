@@ -58,6 +58,9 @@ class StatusRenderer:
 
     def __init__(self) -> None:
         self._kept: dict[str, tuple[tuple[object, ...], str]] = {}
+        # A field whose computation raised, with its sources: the same error again, not the same work,
+        # until a source changes (the render-ahead thread looks at every publish of the loop).
+        self._failed: dict[str, tuple[tuple[object, ...], Exception]] = {}
 
     def render(self, fields: Sequence[Field]) -> bytes:
         """The whole document now: kept fields re-rendered where their sources changed, live fields rendered."""
@@ -74,8 +77,16 @@ class StatusRenderer:
             if kept is not None and _same(kept[0], sources):
                 texts[name] = kept[1]
                 continue
+            failed = self._failed.get(name)
+            if failed is not None and _same(failed[0], sources):
+                raise failed[1].with_traceback(None)
             encode = encode or _encoder()
-            text = field_text(name, compute(), encode)
+            try:
+                text = field_text(name, compute(), encode)
+            except Exception as exc:
+                self._failed[name] = (sources, exc)
+                raise
+            self._failed.pop(name, None)
             self._kept[name] = (sources, text)
             texts[name] = text
         return texts
