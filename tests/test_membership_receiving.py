@@ -115,6 +115,46 @@ def test_the_time_budget_ends_a_turn_whatever_the_count() -> None:
     assert clock.now - start == pytest.approx(0.005)
 
 
+@dataclass
+class PreemptedSocket(FakeSocket):
+    """Each recv costs `cost` of CPU and `cost + stolen` of wall clock (the thread was preempted)."""
+
+    cpu: FakeClock = field(default_factory=FakeClock)
+    stolen: float = 0.0
+
+    def recv(self) -> tuple[bytes, Any]:
+        data = super().recv()
+        self.cpu.now += self.cost
+        self.clock.now += self.stolen
+        return data
+
+
+def cpu_turn(sock: PreemptedSocket, budget: TurnBudget) -> Any:
+    return receive_turn(sock.recv, lambda data, source: None, screen=Screen(frozenset({PEER[0]}), INCARNATION),
+                        drops=DropCounter(), budget=budget, clock=lambda: sock.clock.now, cpu=lambda: sock.cpu.now)
+
+
+def test_time_the_thread_spent_preempted_does_not_count_against_the_budget() -> None:
+    # 10 datagrams of 0.1 ms CPU each, the thread off the CPU 20 ms after each:
+    # 200 ms of wall clock, 1 ms of our own work. Not a flood: read them all.
+    clock = FakeClock()
+    sock = PreemptedSocket(clock, cost=0.0001, stolen=0.02)
+    sock.queue.extend((genuine(i), PEER) for i in range(10))
+    result = cpu_turn(sock, TurnBudget(max_datagrams=10_000, max_seconds=0.005))
+    assert (result.received, result.cut_short) == (10, False)
+    assert clock.now - 100.0 > 0.005
+
+
+def test_the_time_budget_is_our_cpu_time_when_a_cpu_clock_is_given() -> None:
+    # 1 ms of CPU per datagram and 1 ms stolen after each: 5 ms of CPU is 5 datagrams, not 2 or 3.
+    clock = FakeClock()
+    sock = PreemptedSocket(clock, cost=0.001, stolen=0.001)
+    sock.queue.extend((b"junk" * 20, STRANGER) for _ in range(10_000))
+    result = cpu_turn(sock, TurnBudget(max_datagrams=10_000, max_seconds=0.005))
+    assert result.cut_short and result.received == 5
+    assert sock.cpu.now - 100.0 == pytest.approx(0.005)
+
+
 def test_a_turn_reads_at_least_one_datagram_even_on_a_slow_clock() -> None:
     clock = FakeClock()
     sock = FakeSocket(clock, cost=1.0)

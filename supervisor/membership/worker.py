@@ -406,6 +406,7 @@ class _Worker:
             drops=self.drops,
             budget=self.s.receive_budget,
             clock=time.monotonic,
+            cpu=time.thread_time,
         )
         if turn.cut_short:
             # A flood reached the loop: heartbeats may wait behind it (detector.pressure).
