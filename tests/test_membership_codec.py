@@ -320,3 +320,67 @@ def test_the_writer_refuses_what_encode_refuses() -> None:
 def test_the_precomputed_mac_is_hmac_sha256(key: bytes, body: bytes) -> None:
     # Keys shorter than, equal to and longer than SHA-256's 64-byte block.
     assert codec._mac(key, body) == hmac.digest(key, body, "sha256")
+
+
+# -- HeartbeatReader: the receive path's fast decode must say exactly what decode says ---------
+
+
+def read_both(data: bytes, key: bytes | None, receiver: str = "b") -> tuple[Heartbeat | Dropped, Heartbeat | Dropped]:
+    reader = codec.HeartbeatReader(receiver, key, KNOWN)
+    return reader.read(data), decode(data, key=key, receiver=receiver, known=KNOWN)
+
+
+@given(heartbeats, st.sampled_from([KEY, None]), st.sampled_from([KEY, b"another-key-of-the-same-size", None]))
+def test_the_reader_gives_the_same_verdict_as_decode(packet: Heartbeat, sent_with: bytes | None,
+                                                     read_with: bytes | None) -> None:
+    fast, full = read_both(encode(packet, sent_with), read_with, receiver=packet.receiver)
+    assert fast == full
+
+
+@given(st.binary(max_size=80), st.integers(min_value=0, max_value=120), st.sampled_from([KEY, None]))
+def test_the_reader_gives_the_same_verdict_as_decode_on_mutated_heartbeats(noise: bytes, at: int,
+                                                                          key: bytes | None) -> None:
+    data = encode(hb(), KEY)  # a plain heartbeat from a known peer: the reader's fast path
+    at = min(at, len(data))
+    mutated = data[:at] + noise + data[at + len(noise) :]
+    fast, full = read_both(mutated, key)
+    assert fast == full
+    if mutated != data and key is not None:
+        assert isinstance(fast, Dropped)
+
+
+@pytest.mark.parametrize(
+    ("packet", "receiver"),
+    [
+        (hb(), "b"),  # the fast path
+        (hb(sender="stranger"), "b"),  # a name no peer has: decode's unknown_node
+        (hb(), "c"),  # addressed to another node
+        (hb(type=PacketType.LEAVING), "b"),
+        (hb(chunk=Chunk(index=0, count=1, data=b"x=y\n")), "b"),
+    ],
+    ids=["heartbeat", "unknown-sender", "wrong-destination", "leaving", "chunk"],
+)
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "insecure"])
+def test_the_reader_on_each_kind_of_datagram(packet: Heartbeat, receiver: str, key: bytes | None) -> None:
+    fast, full = read_both(encode(packet, key), key, receiver=receiver)
+    assert fast == full
+    assert isinstance(fast, Heartbeat) == (packet.sender in KNOWN and packet.receiver == receiver)
+
+
+def test_a_forged_heartbeat_on_the_fast_path_is_bad_mac() -> None:
+    data = encode(hb(), KEY)
+    forged = data[:-1] + bytes([data[-1] ^ 1])
+    result = codec.HeartbeatReader("b", KEY, KNOWN).read(forged)
+    assert isinstance(result, Dropped) and result.reason is DropReason.BAD_MAC
+
+
+def test_a_plain_heartbeat_from_a_peer_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = codec.HeartbeatReader("b", KEY, KNOWN)
+
+    def no_decode(*args: object, **kwargs: object) -> Dropped:
+        raise AssertionError("decode called")
+
+    monkeypatch.setattr(codec, "decode", no_decode)
+    assert reader.read(encode(hb(), KEY)) == hb()
+    with pytest.raises(AssertionError, match="decode called"):
+        reader.read(encode(hb(type=PacketType.LEAVING), KEY))

@@ -97,7 +97,8 @@ class DeadlinePolicy:
         """Silence allowed after a heartbeat, given the peer's recent lateness `peak`."""
         if self.fixed_seconds is not None:
             return self.fixed_seconds
-        margin = min(max(self.floor_seconds + 2 * peak, self.floor_seconds), max(self.floor_seconds, self.cap_seconds))
+        floor = self.floor_seconds  # (once per heartbeat received: no property calls)
+        margin = min(max(floor + 2 * peak, floor), max(floor, self.cap_intervals * self.interval_seconds))
         return self.misses * self.interval_seconds + margin
 
 
@@ -120,7 +121,9 @@ class Jitter:
         """Record an accepted heartbeat; returns the peak to judge the next deadline by."""
         previous, last_at = self.last_key, self.last_at
         self.last_key, self.last_at = (incarnation, seq), now
-        peak = self.current(policy, now)
+        peak = self.peak  # decayed as `current` does, inline: once per heartbeat received
+        if peak > 0.0:
+            peak *= math.pow(0.5, max(0.0, now - self.peak_at) / policy.half_life_seconds)
         if previous is not None and last_at is not None and previous[0] == incarnation and seq > previous[1]:
             # seq grows by one per send round; a jump is lost datagrams, not lateness.
             lateness = (now - last_at) - (seq - previous[1]) * policy.interval_seconds

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config.model import Config
-from supervisor.membership.codec import DropReason, Heartbeat, HeartbeatWriter, PacketType, decode
+from supervisor.membership.codec import DropReason, Heartbeat, HeartbeatReader, HeartbeatWriter, PacketType
 from supervisor.membership.consistency import DEFAULT_GRACE_SECONDS, ConsistencyTracker, table_lines
 from supervisor.membership.detector import DetectorSettings, FailureDetector
 from supervisor.membership.fallback import Judgement, judge_all
@@ -126,6 +126,7 @@ class _Worker:
         self.seq = 0
         self.transport = Transport(settings.node_name, ports=settings.ports, bind_address=settings.bind_address)
         self.writer = HeartbeatWriter(settings.node_name, self.key)
+        self.reader = HeartbeatReader(settings.node_name, self.key, frozenset())
         self.detector: FailureDetector | None = None
         self.consistency = ConsistencyTracker(grace_seconds=settings.consistency_grace_seconds)
         self.reporter = Reporter(
@@ -334,6 +335,7 @@ class _Worker:
             self.reporter.transitions(self.detector.set_peers(peers, now))
         self.consistency.set_peers(peers)
         self.known = peers
+        self.reader = HeartbeatReader(self.s.node_name, self.key, peers)
         self.receive_gap = receive_gap(len(peers), interval)
         self.judged_version = None  # `vouched` may have changed
         self.screen.sources = self.transport.sources
@@ -380,8 +382,10 @@ class _Worker:
             # buffer holds (or drops) what arrives until the first ConfigLoaded.
             return
 
+        read = self.reader.read
+
         def handle(data: bytes, source: Any) -> None:
-            result = decode(data, key=self.key, receiver=self.s.node_name, known=self.known)
+            result = read(data)
             if isinstance(result, Heartbeat):
                 if lanes is not None:
                     lanes.heard(result)
