@@ -25,6 +25,7 @@ from supervisor.membership.codec import (
     lane_token,
 )
 from supervisor.membership.receiving import (
+    BATCHES_PER_INTERVAL,
     GUARD_SECONDS,
     LANE_WINDOW,
     TURNS_PER_SECOND,
@@ -248,13 +249,16 @@ def test_the_screen_follows_a_new_incarnation() -> None:
     [
         (2, 0.1, 0.0),  # 20 datagrams/s: each read as it arrives
         (20, 0.1, 0.0),  # 200/s: still
-        (21, 0.1, 1 / TURNS_PER_SECOND),  # past TURNS_PER_SECOND: read in batches, at most every 5 ms
-        (250, 0.1, 0.005),
+        (21, 0.1, 0.1 / BATCHES_PER_INTERVAL),  # past TURNS_PER_SECOND: read in batches, a tenth of an interval apart
+        (250, 0.1, 0.01),
+        (50, 0.05, 1 / TURNS_PER_SECOND),  # never more often than TURNS_PER_SECOND
+        (250, 0.25, 0.025),  # the default interval at 250 peers
         (200, 1.0, 0.0),  # the rate counts, not the peers: 200/s at a 1 s interval
-        (250, 1.0, 0.005),
+        (250, 1.0, 0.1),
         (0, 0.1, 0.0),
     ],
-    ids=["2-peers", "20-peers", "21-peers", "250-peers", "200-peers-1s", "250-peers-1s", "alone"],
+    ids=["2-peers", "20-peers", "21-peers", "250-peers", "50-peers-default", "250-peers-default", "200-peers-1s",
+         "250-peers-1s", "alone"],
 )
 def test_the_receive_gap_only_batches_when_datagrams_come_faster_than_the_turn_rate(
     peers: int, interval: float, gap: float

@@ -53,26 +53,35 @@ class TurnBudget:
     max_seconds: float = 0.005
 
 
-# A loop turn costs more than reading one datagram (select, the tick): with
-# many peers their heartbeats arrive a fraction of a millisecond apart, and a
-# turn per datagram was most of the worker's CPU (docs/failover.md, "Cluster
-# size"). Past this many expected datagrams a second, the loop reads in turns
-# at most this often; below it, every datagram is read the moment it arrives.
+# A loop turn costs more than reading one datagram (select, the tick, and on
+# a busy host a wake-up with cold caches): with many peers their heartbeats
+# arrive a fraction of a millisecond apart, and a turn per datagram was most
+# of the worker's CPU (docs/failover.md, "Cluster size"). Past this many
+# expected datagrams a second, the loop reads in batches; below it, every
+# datagram is read the moment it arrives.
 TURNS_PER_SECOND = 200
+# In batches, the socket waits a tenth of the heartbeat interval between
+# reads (at least 1 / TURNS_PER_SECOND): 25 ms at 250 peers (0.25 s), 5 ms at
+# 50 (0.05 s). At 250 peers, 5 ms gaps cost a third more CPU than 25 ms
+# (BENCHMARKS.md, "Issue 16: membership at scale").
+BATCHES_PER_INTERVAL = 10
 
 
 def receive_gap(peers: int, interval_seconds: float) -> float:
     """How long the loop leaves the socket unread after a receive turn (0: read as datagrams arrive).
 
     Peers' heartbeats arrive `peers / interval_seconds` times a second. Up to
-    TURNS_PER_SECOND of them, 0; above, 1 / TURNS_PER_SECOND (5 ms): a heartbeat
-    is then counted up to 5 ms after it arrived, so a death is detected up to
-    5 ms later, and what arrives is read in batches. The loop still reads
-    before it judges a deadline, whatever the gap.
+    TURNS_PER_SECOND of them, 0; above, a tenth of the interval, at least
+    1 / TURNS_PER_SECOND (5 ms). A heartbeat is then counted up to that long
+    after it arrived, which the adaptive deadline sees as lateness: its margin
+    grows by up to twice the gap (a fifth of an interval), so a death is
+    detected that much later at most. The loop still reads before it judges
+    a deadline, whatever the gap, so a heartbeat that arrived in time always
+    counts.
     """
     if interval_seconds <= 0 or peers / interval_seconds <= TURNS_PER_SECOND:
         return 0.0
-    return 1.0 / TURNS_PER_SECOND
+    return max(1.0 / TURNS_PER_SECOND, interval_seconds / BATCHES_PER_INTERVAL)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
