@@ -145,3 +145,16 @@ def test_what_a_peer_can_make_us_keep_is_bounded_by_the_chunk_cap() -> None:
     view = a._peers["b"]
     assert len(view.pieces) <= MAX_TABLE_CHUNKS
     assert sum(len(p) for p in view.pieces.values()) <= MAX_TABLE_CHUNKS * MAX_CHUNK
+
+
+def test_only_differing_peers_are_given_chunks() -> None:
+    # The worker asks chunk_for only of the peers in `differing` (once per datagram sent otherwise).
+    a, b = pair([assign("x/web", "10.0.0.1")], [assign("x/web", "10.0.0.2")])
+    a.set_peers(["b", "c"])
+    a.heard("c", a.digest, None, 0.0)  # c agrees with us
+    exchange(a, b, 0.0, rounds=3)
+    assert set(a.differing) == {"b"}
+    assert a.chunk_for("b") is not None and a.chunk_for("c") is None
+    b.set_ours(table_lines([assign("x/web", "10.0.0.1")]), 1.0)  # b converges
+    exchange(a, b, 1.0, rounds=2)
+    assert set(a.differing) == set() and a.chunk_for("b") is None

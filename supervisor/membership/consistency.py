@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from supervisor.allocating.results import Assignment
@@ -144,6 +145,11 @@ class ConsistencyTracker:
         self._compare(peer, view, now)
         if chunk is not None and view.since is not None:
             self._take_chunk(view, digest, chunk)
+
+    @property
+    def differing(self) -> AbstractSet[str]:
+        """The peers whose digest differs from ours now: the only ones `chunk_for` gives chunks to."""
+        return self._differing
 
     def chunk_for(self, peer: str) -> Chunk | None:
         """The next piece of our table to send `peer`, while our digests differ."""

@@ -366,11 +366,14 @@ class _Worker:
         write, incarnation, seq, digest = self.writer.write, self.incarnation, self.seq, self.consistency.digest
         echo_of, chunk_for = detector.replay.incarnation_of, self.consistency.chunk_for
         heartbeat = ptype is PacketType.HEARTBEAT
+        # Only a peer whose digest differs from ours gets chunks (chunk_for says None to the
+        # others): asked only of those, not once per datagram sent.
+        differing = self.consistency.differing
 
         def packet_for(peer: str) -> bytes:
             return write(ptype, peer, incarnation=incarnation, seq=seq, sent_at_ns=sent_at_ns,
                          echo_incarnation=echo_of(peer), digest=digest,
-                         chunk=chunk_for(peer) if heartbeat else None)  # fmt: skip
+                         chunk=chunk_for(peer) if heartbeat and peer in differing else None)  # fmt: skip
 
         self.transport.send_each(packet_for)
 
@@ -389,11 +392,12 @@ class _Worker:
             if isinstance(result, Heartbeat):
                 if lanes is not None:
                     lanes.heard(result)
-                self._maybe_reincarnate(result)
+                if result.echo_incarnation > self.incarnation:  # (rare: no call per datagram)
+                    self._maybe_reincarnate(result)
                 dropped, changes = detector.receive(result, now)
                 if dropped is None:
                     self.consistency.heard(result.sender, result.digest, result.chunk, now)
-                    if self.reporter.transitions(changes):
+                    if changes and self.reporter.transitions(changes):
                         # A LEAVING or a peer coming back: report in this turn's
                         # _tick, not at the next periodic report (up to 1 s away).
                         self.next_report = now
