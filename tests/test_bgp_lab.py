@@ -26,7 +26,8 @@ from tests.bgp_lab import NODES, VIP, BGPLab, service_ips
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-PEER_LABEL = 'peer="10.0.10.254:179"'
+PEER_LABEL = 'peer="10.0.10.254:179",vrf="default"'  # MetalLB's FRR-mode labels
+BFD_PEER_LABEL = 'peer="10.0.10.254",vrf="default"'
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,12 @@ def test_sessions_routes_and_metrics_are_reported(healthy: BGPLab) -> None:
         assert metric(lab, node, "metallb_bgp_session_up", PEER_LABEL) == 1
         assert metric(lab, node, "metallb_bgp_announced_prefixes_total", PEER_LABEL) == 1
         assert (metric(lab, node, "metallb_bgp_updates_total", PEER_LABEL) or 0) >= 1
+        # The FRR-mode sidecar's set, from the speaker: FRR's counters and bfdd's session.
+        assert (metric(lab, node, "metallb_bgp_opens_sent", PEER_LABEL) or 0) >= 1
+        assert (metric(lab, node, "metallb_bgp_keepalives_received", PEER_LABEL) or 0) >= 1
+        lab.wait(f"{node}'s BFD session up in /metrics",
+                 lambda n=node: metric(lab, n, "metallb_bfd_session_up", BFD_PEER_LABEL) == 1, 5)
+        assert (metric(lab, node, "metallb_bfd_control_packet_input", BFD_PEER_LABEL) or 0) >= 1
     # The router got the advertisement's communities (the outbound route-map) from every node.
     answer = lab.router_show(f"show bgp ipv4 unicast {VIP}/32 json")
     paths = answer["paths"]

@@ -145,15 +145,17 @@ def test_announcer_lifecycle_status_and_metrics() -> None:
     assert status["sessions"][0]["state"].startswith("Idle")
     assert len(host.series(SPEAKER_ANNOUNCED)) == 2
     peer = (("peer", "198.51.100.1:179"),)
+    session = (*peer, ("vrf", "default"))  # MetalLB's FRR-mode labels, as the bgp announcer's
     # No session (a stub): nothing advertised, both routes pending, as MetalLB says with a session down.
-    assert host.gauges[("metallb_bgp_session_up", peer)] == 0
-    assert host.gauges[("metallb_bgp_announced_prefixes_total", peer)] == 0
+    assert host.gauges[("metallb_bgp_session_up", session)] == 0
+    assert host.gauges[("metallb_bgp_announced_prefixes_total", session)] == 0
     assert host.gauges[("metallb_bgp_pending_prefixes_total", peer)] == 2
     # Losing a service withdraws its series: cardinality does not grow forever.
     announcer.update(view(config(), assignments=[Assignment(service=WEB, ips=(ip("192.0.2.10"),), pool="bgp-pool")]))
     assert len(host.series(SPEAKER_ANNOUNCED)) == 1
     announcer.stop(handover=True)
     assert host.series(SPEAKER_ANNOUNCED) == {}
+    assert host.series("metallb_bgp_session_up") == {} and host.series("metallb_bgp_pending_prefixes_total") == {}
     assert announcer.status()["routes"] == []
 
 

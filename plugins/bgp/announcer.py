@@ -32,18 +32,20 @@ from typing import Any, ClassVar
 from plugins.bgp.frr import FRR, FRRError, Neighbor, parse_neighbors, settings_from
 from plugins.bgp.frrconf import render
 from plugins.bgp.frrdelta import compute
+from plugins.bgp.frrmetrics import (
+    BFD_COUNTERS,
+    BFD_PEERS,
+    BFDPeerStats,
+    BGPNeighborStats,
+    Exporter,
+    SessionRef,
+    parse_bfd,
+    parse_bgp,
+    samples,
+)
 from plugins.bgp.planning import Plan, Route, plan
 from plugins.bgp.secrets import PasswordSecrets, file_reader, kubernetes_reader
-from plugins.bgp.speakermetrics import (
-    ANNOUNCED_PREFIXES,
-    PENDING_PREFIXES,
-    SESSION_UP,
-    SPEAKER_ANNOUNCED,
-    UPDATES,
-    Series,
-    announced_series,
-    sync_announced,
-)
+from plugins.bgp.speakermetrics import SPEAKER_ANNOUNCED, Series, announced_series, sync_announced
 from plugins.layer2.localbind import LocalBinder
 from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous, ServiceKey
 
@@ -56,6 +58,9 @@ class Snapshot:
     """What the worker last saw of FRR (replaced whole, read by the host's thread)."""
 
     neighbors: tuple[Neighbor, ...] = ()
+    # The same answer for MetalLB's FRR-mode metrics, and bfdd's peers (plugins.bgp.frrmetrics).
+    bgp_stats: tuple[BGPNeighborStats, ...] = ()
+    bfd_stats: tuple[BFDPeerStats, ...] = ()
     applied_at: float | None = None
     reloads: int = 0
     last_reload_seconds: float | None = None
@@ -85,7 +90,8 @@ class BGPAnnouncer:
         self._applied: str | None = None
         self._bound: set[IPAddress] = set()
         self._announced: Series = frozenset()
-        self._updates_seen: dict[str, int] = {}
+        self._metrics = Exporter(host)
+        self._bfd_error: str | None = None
         self._exported: Snapshot | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -195,17 +201,34 @@ class BGPAnnouncer:
                 self._reconcile()
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.frr.settings.poll_seconds
-                    neighbors = parse_neighbors(self.frr.show(NEIGHBORS))
+                    answer = self.frr.show(NEIGHBORS)
+                    neighbors = parse_neighbors(answer)
                     if self.plan.sessions and not neighbors and self._applied is not None:
                         # An FRR we do not manage came back empty (its container restarted).
                         self._applied = None
                         self._wake.set()
-                    self.snapshot = replace(self.snapshot, neighbors=neighbors, error=None,
+                    self.snapshot = replace(self.snapshot, neighbors=neighbors, bgp_stats=parse_bgp(answer),
+                                            bfd_stats=self._poll_bfd(), error=None,
                                             ready=self._applied is not None)
             except (FRRError, OSError) as exc:
                 self.host.log.error("bgp.frr_error error=%s", exc)
                 self.snapshot = replace(self.snapshot, error=str(exc), ready=False)
                 self._stopping.wait(0.5)
+
+    def _poll_bfd(self) -> tuple[BFDPeerStats, ...]:
+        """bfdd's peers and counters, asked only while a session has a BFD profile (else bfdd has
+        no peer of ours). A failure here costs the BFD metrics only, logged once per error."""
+        if not any(s.bfd_profile for s in self.plan.sessions):
+            return ()
+        try:
+            found = parse_bfd(self.frr.show(BFD_PEERS), self.frr.show(BFD_COUNTERS))
+        except (FRRError, OSError, subprocess.TimeoutExpired) as exc:
+            if str(exc) != self._bfd_error:
+                self.host.log.error("bgp.bfd_query_failed error=%s", exc)
+            self._bfd_error = str(exc)
+            return ()
+        self._bfd_error = None
+        return found
 
     def _refresh_secrets(self) -> None:
         changed, errors = self.secrets.refresh()
@@ -259,24 +282,10 @@ class BGPAnnouncer:
         if snapshot is self._exported:
             return
         self._exported = snapshot
-        frr_state = {(n.address, n.vrf): n for n in snapshot.neighbors}
-        for session in self.plan.sessions:
-            label = {"peer": f"{session.neighbor}:{session.peer_port}"}
-            neighbor = frr_state.get((session.neighbor, session.vrf))
-            pending = sum(1 for r in self.plan.routes if r.peer == session.peer)
-            self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", label,
-                            1 if neighbor is not None and neighbor.established else 0)
-            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
-                            label, neighbor.prefixes_sent if neighbor else 0)
-            self.host.gauge(PENDING_PREFIXES, "Number of prefixes that should be advertised on the BGP session",
-                            label, pending)
-            if neighbor is not None:
-                seen = self._updates_seen.get(label["peer"], 0)
-                # FRR's counter restarts with bgpd: count the new process's updates from zero.
-                delta = neighbor.updates_sent - seen if neighbor.updates_sent >= seen else neighbor.updates_sent
-                if delta:
-                    self.host.counter(UPDATES, "Number of BGP UPDATE messages sent", label, delta)
-                self._updates_seen[label["peer"]] = neighbor.updates_sent
+        sessions = [SessionRef(address=s.neighbor, port=s.peer_port, vrf=s.vrf,
+                               pending=sum(1 for r in self.plan.routes if r.peer == s.peer))
+                    for s in self.plan.sessions]
+        self._metrics.export(samples(sessions, snapshot.bgp_stats, snapshot.bfd_stats))
 
     def _export_announced(self, view: AnnouncerView) -> None:
         self._announced = sync_announced(self.host, self._announced, announced_series(self.plan, view.node_name))
@@ -357,6 +366,7 @@ class BGPAnnouncer:
         for labels in sorted(self._announced):
             self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
         self._announced = frozenset()
+        self._metrics.clear()
         self.host.log.info("bgp.stopped handover=%s", handover)
 
 

@@ -1,9 +1,10 @@
-"""MetalLB's BGP metric names and the `metallb_speaker_announced` series of a plan.
+"""The `metallb_speaker_announced` series of a plan.
 
 Both BGP announcers (the FRR-driven `bgp` and the `bgp-stub` reference) export
-the same series from the same plan; this keeps the names and the set
-arithmetic in one place so the two cannot drift apart. It only talks to the
-host's metric calls; it reads no FRR state.
+the same series from the same plan; this keeps the set arithmetic in one place
+so the two cannot drift apart. It only talks to the host's metric calls; it
+reads no FRR state. The `metallb_bgp_*` and `metallb_bfd_*` families are
+`plugins.bgp.frrmetrics`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from __future__ import annotations
 from plugins.bgp.planning import Plan
 from supervisor.api import AnnouncerHost
 
-SESSION_UP = "metallb_bgp_session_up"
-UPDATES = "metallb_bgp_updates_total"
-ANNOUNCED_PREFIXES = "metallb_bgp_announced_prefixes_total"
-PENDING_PREFIXES = "metallb_bgp_pending_prefixes_total"
 SPEAKER_ANNOUNCED = "metallb_speaker_announced"
 
 Series = frozenset[tuple[tuple[str, str], ...]]

@@ -13,17 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from plugins.bgp.frrmetrics import Exporter, SessionRef, samples
 from plugins.bgp.planning import Plan, Route, plan
-from plugins.bgp.speakermetrics import (
-    ANNOUNCED_PREFIXES,
-    PENDING_PREFIXES,
-    SESSION_UP,
-    SPEAKER_ANNOUNCED,
-    UPDATES,
-    Series,
-    announced_series,
-    sync_announced,
-)
+from plugins.bgp.speakermetrics import SPEAKER_ANNOUNCED, Series, announced_series, sync_announced
 from supervisor.api import AnnouncerHost, AnnouncerView
 
 
@@ -34,6 +26,7 @@ class BGPStubAnnouncer:
         self.host = host
         self.plan = Plan(sessions=(), routes=(), not_advertised=())
         self._announced: Series = frozenset()
+        self._metrics = Exporter(host)
 
     def start(self) -> None:
         self.host.log.info("bgp.stub_started node=%s note=records-routes-speaks-no-bgp", self.host.node_name)
@@ -49,18 +42,13 @@ class BGPStubAnnouncer:
         self._export_metrics(view)
 
     def _export_metrics(self, view: AnnouncerView) -> None:
-        for session in self.plan.sessions:
-            count = sum(1 for r in self.plan.routes if r.peer == session.peer)
-            labels = {"peer": f"{session.neighbor}:{session.peer_port}"}
-            # The stub never establishes a session: like MetalLB's speaker with a
-            # session down, it advertises nothing, sends no UPDATE, and every
-            # route it would advertise is pending. Saying so is the truth.
-            self.host.gauge(SESSION_UP, "BGP session state (1 is up, 0 is down)", labels, 0)
-            self.host.gauge(ANNOUNCED_PREFIXES, "Number of prefixes currently being advertised on the BGP session",
-                            labels, 0)
-            self.host.gauge(PENDING_PREFIXES, "Number of prefixes that should be advertised on the BGP session",
-                            labels, count)
-            self.host.counter(UPDATES, "Number of BGP UPDATE messages sent", labels, 0)
+        # The stub never establishes a session: the bgp announcer's series for sessions FRR does
+        # not know (up 0, nothing advertised, every route it would advertise pending, no message
+        # counters), with the same names and labels. Saying so is the truth.
+        sessions = [SessionRef(address=s.neighbor, port=s.peer_port, vrf=s.vrf,
+                               pending=sum(1 for r in self.plan.routes if r.peer == s.peer))
+                    for s in self.plan.sessions]
+        self._metrics.export(samples(sessions, (), ()))
         self._announced = sync_announced(self.host, self._announced, announced_series(self.plan, view.node_name))
 
     def tick(self, now: float) -> None:
@@ -93,6 +81,7 @@ class BGPStubAnnouncer:
         for labels in sorted(self._announced):
             self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
         self._announced = frozenset()
+        self._metrics.clear()
         self.plan = Plan(sessions=(), routes=(), not_advertised=())
         self.host.log.info("bgp.stub_stopped handover=%s", handover)
 
