@@ -219,14 +219,15 @@ def test_the_stub_exports_the_same_labels(tmp_path: Path) -> None:
 def test_the_hosts_declarations_agree_with_the_plugins_families() -> None:
     from supervisor.serving.metrics import METALLB_FAMILIES
 
+    # The host declares every family up front (HELP and TYPE, promtool's list of kept names):
+    # the same kind, help and labels as the plugin sends, or its updates would be rejected.
     declared = {spec.name: spec for spec in METALLB_FAMILIES}
     for family in FAMILIES:
-        spec = declared.get(family.name)
-        if spec is not None:  # a family the host declares up front: the same kind, help and labels
-            assert (spec.kind.value, spec.documentation) == (family.kind, family.help)
-            expected = ("peer",) if family.name == "metallb_bgp_pending_prefixes_total" else ("peer", "vrf")
-            assert spec.label_names == expected
-    assert {"metallb_bgp_session_up", "metallb_bgp_updates_total"} <= declared.keys()
+        spec = declared[family.name]
+        assert (spec.kind.value, spec.documentation) == (family.kind, family.help)
+        expected = ("peer",) if family.name == "metallb_bgp_pending_prefixes_total" else ("peer", "vrf")
+        assert spec.label_names == expected
+    assert {n for n in declared if n.startswith(("metallb_bgp_", "metallb_bfd_"))} == {f.name for f in FAMILIES}
 
 
 def test_bfd_peers_of_two_vrfs_keep_their_own_counters() -> None:

@@ -248,8 +248,15 @@ MIGRATION_KEPT_NAMES = {
     "metallb_allocator_ipv6_addresses_total", "metallb_allocator_ipv6_addresses_in_use_total",
     "metallb_allocator_services_allocated_total",
     "metallb_bgp_announced_prefixes_total", "metallb_bgp_pending_prefixes_total",
-    # Counters without the _total suffix (MetalLB's layer 2 counters).
+    # Counters without the _total suffix (MetalLB's layer 2 counters, and its FRR-mode sidecar's
+    # BGP and BFD counters: frr-tools/metrics/collector/bgp.go, bfd.go).
     "metallb_layer2_requests_received", "metallb_layer2_responses_sent", "metallb_layer2_gratuitous_sent",
+    *(f"metallb_bgp_{n}" for n in ("opens_sent", "opens_received", "notifications_sent", "updates_total_received",
+                                    "keepalives_sent", "keepalives_received", "route_refresh_sent", "total_sent",
+                                    "total_received")),
+    *(f"metallb_bfd_{n}" for n in ("control_packet_input", "control_packet_output", "echo_packet_input",
+                                    "echo_packet_output", "session_up_events", "session_down_events",
+                                    "zebra_notifications")),
 }
 
 

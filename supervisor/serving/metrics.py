@@ -147,9 +147,10 @@ METALLB_FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(name="metallb_layer2_gratuitous_sent", kind=_C,
                documentation="Number of gratuitous layer2 packets sent for owned IPs as a result of failovers",
                label_names=("ip",)),
-    # The bgp announcer drives FRR: MetalLB's FRR-mode labels (frr-tools/metrics/collector/bgp.go),
-    # `peer` and `vrf`; its other FRR-mode families (plugins/bgp/frrmetrics.py) are declared by
-    # their first update. pending_prefixes_total is native mode's only, with `peer`.
+    # The bgp announcer drives FRR: MetalLB's FRR-mode families and labels (its frr-metrics
+    # sidecar, frr-tools/metrics/collector/bgp.go and bfd.go), `peer` and `vrf`, exported by
+    # plugins/bgp/frrmetrics.py (a test keeps the two in agreement). pending_prefixes_total is
+    # native mode's only, with `peer`.
     FamilySpec(name="metallb_bgp_session_up", kind=_G,
                documentation="BGP session state (1 is up, 0 is down)", label_names=("peer", "vrf")),
     FamilySpec(name="metallb_bgp_updates_total", kind=_C,
@@ -160,6 +161,25 @@ METALLB_FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(name="metallb_bgp_pending_prefixes_total", kind=_G,
                documentation="Number of prefixes that should be advertised on the BGP session",
                label_names=("peer",)),
+    *(FamilySpec(name=f"metallb_bgp_{name}", kind=_C, documentation=f"Number of {what}",
+                 label_names=("peer", "vrf"))
+      for name, what in (("opens_sent", "BGP open messages sent"), ("opens_received", "BGP open messages received"),
+                         ("notifications_sent", "BGP notification messages sent"),
+                         ("updates_total_received", "BGP UPDATE messages received"),
+                         ("keepalives_sent", "BGP keepalive messages sent"),
+                         ("keepalives_received", "BGP keepalive messages received"),
+                         ("route_refresh_sent", "BGP route refresh messages sent"),
+                         ("total_sent", "total BGP messages sent"), ("total_received", "total BGP messages received"))),
+    FamilySpec(name="metallb_bfd_session_up", kind=_G, documentation="BFD session state (1 is up, 0 is down)",
+               label_names=("peer", "vrf")),
+    *(FamilySpec(name=f"metallb_bfd_{name}", kind=_C, documentation=f"Number of {what}", label_names=("peer", "vrf"))
+      for name, what in (("control_packet_input", "received BFD control packets"),
+                         ("control_packet_output", "sent BFD control packets"),
+                         ("echo_packet_input", "received BFD echo packets"),
+                         ("echo_packet_output", "sent BFD echo packets"),
+                         ("session_up_events", "BFD session up events"),
+                         ("session_down_events", "BFD session down events"),
+                         ("zebra_notifications", "BFD zebra notifications"))),
     FamilySpec(name="metallb_k8s_client_updates_total", kind=_C,
                documentation="Number of k8s object updates that have been processed."),
     FamilySpec(name="metallb_k8s_client_update_errors_total", kind=_C,
