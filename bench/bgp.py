@@ -87,6 +87,14 @@ def _logged(path: Path, since: float, *needles: str) -> float | None:
 Breakdown = dict[str, float]
 
 
+def _bfd_status(lab: BGPLab, peer: str) -> str:
+    try:
+        found = [p for p in lab.router_show("show bfd peers json") if p.get("peer") == peer]
+    except Exception as exc:  # the bench reports it and goes on
+        return f"unknown ({exc})"
+    return ",".join(str(p.get("status")) for p in found) or "no session"
+
+
 def failover(lab: BGPLab, node: str) -> tuple[float, float, Breakdown]:
     """(withdrawn as polled, client outage, the kernel-timed withdrawal and its steps in seconds
     after the cut: `bfd_down` (the router's bfdd), `bgp_down` (its bgpd), `kernel`)."""
@@ -97,6 +105,10 @@ def failover(lab: BGPLab, node: str) -> tuple[float, float, Breakdown]:
     # The kernel's events give the cut and the withdrawal to the microsecond; the polled figure
     # also counts the `ip link set` process start before the cut and the polling interval after.
     port = f"p{lab.lab.host(node).index}"
+    node_ip = lab.lab.host(node).ip
+    # Whether the router's BFD session to the node is up at the cut: BFD can only take down a
+    # session that is up (bgpd acts on an up -> down change), otherwise the hold time does.
+    bfd_before = _bfd_status(lab, node_ip)
     links, routes = _monitor(lab.lab.bridge_ns, "link"), _monitor(lab.lab.host("router").netns, "route")
     time.sleep(0.2)
     cut = time.monotonic()
@@ -108,7 +120,6 @@ def failover(lab: BGPLab, node: str) -> tuple[float, float, Breakdown]:
     samples = [s for s in (parse_line(x) for x in rest.splitlines()) if s is not None]
     failed = [s.at for s in samples if s.served_by is None and s.at >= cut]
     outage = (max(failed) - cut) if failed else 0.0
-    node_ip = lab.lab.host(node).ip
     cut_at = next((t for t, text in _events(links) if _link_down(text, port)), None)
     gone_at = next((t for t, text in _events(routes) if cut_at is not None and t >= cut_at and VIP in text
                     and f"via {node_ip} " not in text and "nexthop" in text), None)
@@ -120,6 +131,14 @@ def failover(lab: BGPLab, node: str) -> tuple[float, float, Breakdown]:
                          ("kernel", gone_at)):
             if at is not None:
                 steps[name] = at - cut_at
+    print(f"  trial {node}: withdrawn {withdrawn * 1000:.0f} ms, router's BFD session before the cut: {bfd_before}, "
+          + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in steps.items()), flush=True)
+    if withdrawn > 1.0 or "bfd_down" not in steps:
+        # Not BFD's detection, or not seen in the log: what the router's daemons said about the node.
+        for daemon in ("bfdd", "bgpd"):
+            lines = (lab.router.run_dir / f"{daemon}.log").read_text(errors="replace").splitlines()
+            print(f"    {daemon}.log, last lines naming {node_ip}:", *[x for x in lines if node_ip in x][-6:],
+                  sep="\n      ", flush=True)
     lab.lab.link(node, True)
     lab.wait("all paths back", lambda: lab.paths() == set(NODES), 60)
     time.sleep(1)
