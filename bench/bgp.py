@@ -177,9 +177,41 @@ def run_failover(bfd: bool, trials: int) -> None:
         lab.destroy()
 
 
-def run_scale(services: int, incremental: bool) -> None:
+def _trace_withdrawal(lab: BGPLab, services: int, started: float, timeout: float) -> float | None:
+    """1,000 -> 1: when the router's kernel is down to one route (None: not within `timeout`), printing
+    each second where the routes still are: every node's own BGP table and what it still advertises
+    to the router (FRR's adj-RIB-out), the router's received count per node, its kernel's routes."""
+    router_ip = lab.lab.host("router").ip
+    last = ""
+    while time.monotonic() - started < timeout:
+        if lab.route_count() == 1:
+            return time.monotonic() - started
+        cells = []
+        for node in NODES:
+            frr = lab.node_frr[node]
+            try:
+                table = len(frr.show("show bgp ipv4 unicast json").get("routes", {}))
+                out = frr.show(f"show bgp ipv4 unicast neighbors {router_ip} advertised-routes json")
+                cells.append(f"{node} table {table} adj-out {out.get('totalPrefixCounter', '?')}")
+            except Exception as exc:  # a busy vtysh: say so and go on
+                cells.append(f"{node} ? ({type(exc).__name__})")
+        try:
+            peers = lab.router_show("show bgp ipv4 unicast summary json")["peers"]
+            rcvd = " ".join(f"{ip}={p.get('pfxRcd')}" for ip, p in sorted(peers.items()))
+        except Exception as exc:
+            rcvd = f"? ({type(exc).__name__})"
+        line = f"{'; '.join(cells)}; router received {rcvd}; router kernel {lab.route_count()}"
+        if line != last:
+            print(f"    t={time.monotonic() - started:6.1f}s {line}", flush=True)
+            last = line
+        time.sleep(1)
+    return None
+
+
+def run_scale(services: int, incremental: bool, bind_local: bool = True, withdraw_timeout: float = 900) -> None:
     how = "delta (vtysh -f)" if incremental else "full (frr-reload.py)"
-    lab = BGPLab(bfd=True, prefix="mbgs", incremental=incremental)
+    how += "" if bind_local else ", bindLocal off"
+    lab = BGPLab(bfd=True, prefix="mbgs", incremental=incremental, bind_local=bind_local)
     try:
         lab.create()
         lab.wait("three paths", lambda: lab.paths() == set(NODES), 60)
@@ -202,10 +234,13 @@ def run_scale(services: int, incremental: bool) -> None:
         if incremental:
             started = time.monotonic()
             lab.write_config(services=1)
-            lab.wait("one route left", lambda: lab.route_count() == 1, 900)
-            took = time.monotonic() - started
-            print(f"scale, {how}: {services} -> 1 Services: withdrawn from the router's kernel after {took:.1f} s "
-                  f"= {(services - 1) / took:.0f} routes/s", flush=True)
+            took = _trace_withdrawal(lab, services, started, withdraw_timeout)
+            if took is None:
+                print(f"scale, {how}: {services} -> 1 Services: {lab.route_count()} routes still in the router's "
+                      f"kernel after {withdraw_timeout:.0f} s", flush=True)
+            else:
+                print(f"scale, {how}: {services} -> 1 Services: withdrawn from the router's kernel after "
+                      f"{took:.1f} s = {(services - 1) / took:.0f} routes/s", flush=True)
     finally:
         lab.destroy()
 
@@ -216,13 +251,17 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--skip", choices=("bfd", "nobfd", "scale", "scale-full"), action="append", default=[],
                         help="scale-full: skip the baseline, every change through frr-reload.py")
+    parser.add_argument("--no-bind-local", action="store_true",
+                        help="scale: the nodes do not bind the Service IPs on lo (Settings.bindLocal false)")
+    parser.add_argument("--withdraw-timeout", type=float, default=900, help="scale: give up on N -> 1 after this")
     args = parser.parse_args()
     if "bfd" not in args.skip:
         run_failover(True, args.trials)
     if "nobfd" not in args.skip:
         run_failover(False, args.trials)
     if "scale" not in args.skip:
-        run_scale(args.services, incremental=True)
+        run_scale(args.services, incremental=True, bind_local=not args.no_bind_local,
+                  withdraw_timeout=args.withdraw_timeout)
         if "scale-full" not in args.skip:
             run_scale(args.services, incremental=False)
 

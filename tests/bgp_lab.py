@@ -84,7 +84,7 @@ kind: Settings
 metadata:
   name: lab
 spec:
-  bindLocal: true
+  bindLocal: {bind_local}
 ---
 apiVersion: metalloid.io/v1alpha1
 kind: AnnouncerConfig
@@ -164,12 +164,13 @@ class BGPLab(LabNodes):
     """The lab above; `bfd` selects the BFDProfile on both sides, `services` how many Services."""
 
     def __init__(self, *, bfd: bool = True, services: int = 1, hold: int = 9, keepalive: int = 3,
-                 prefix: str | None = None, incremental: bool = True) -> None:
+                 prefix: str | None = None, incremental: bool = True, bind_local: bool = True) -> None:
         problem = require_root()
         if problem:
             raise LabError(problem)
         self.bfd = bfd
         self.incremental = incremental
+        self.bind_local = bind_local
         self.hold, self.keepalive = hold, keepalive
         self.prefix = prefix or f"mbg{os.getpid() % 10000}"
         workdir = Path(tempfile.mkdtemp(prefix="metalloid-bgp-lab-"))
@@ -229,6 +230,7 @@ class BGPLab(LabNodes):
             hold=self.hold, keepalive=self.keepalive,
             bfd_line="  bfdProfile: fast\n" if self.bfd else "", workdir=self.workdir,
             incremental="true" if self.incremental else "false",
+            bind_local="true" if self.bind_local else "false",
             services="".join(SERVICE.format(name=f"svc-{i}", ip=ip) for i, ip in enumerate(service_ips(count))),
             nodes="".join(NODE.format(name=n, ip=self.lab.host(n).ip) for n in NODES),
         )
