@@ -159,6 +159,22 @@ def test_the_exporter_adds_increases_survives_a_restart_and_removes_ended_series
     assert host.counters == {} and host.gauges == {}
 
 
+def test_after_a_kill_frrs_counts_are_not_added_to_the_hosts_a_second_time() -> None:
+    host = RecordingHost()
+    counter = Family("metallb_bgp_opens_sent", "h", "counter")
+    key = ("metallb_bgp_opens_sent", tuple(sorted(PEER)))
+    Exporter(host).export([Sample(counter, PEER, 4)])  # the killed process; the host keeps its 4
+    assert host.counters[key] == 4
+    after = Exporter(host)
+    after.resume_after_kill()
+    after.export([Sample(counter, PEER, 5)])
+    assert host.counters[key] == 4  # FRR's 5 is the starting point, not an increase of 5
+    after.export([Sample(counter, PEER, 7)])
+    after.export([Sample(counter, PEER, 7), Sample(counter, BFD_PEER, 2)])  # a series first seen later
+    assert host.counters[key] == 6
+    assert host.counters[("metallb_bgp_opens_sent", tuple(sorted(BFD_PEER)))] == 2
+
+
 def announcer(tmp_path: Path) -> tuple[BGPAnnouncer, RecordingHost]:
     host = RecordingHost(node="n1")
     frr = FRR(FRRSettings(run_dir=tmp_path / "frr", manage_daemons=False))

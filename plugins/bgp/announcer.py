@@ -117,7 +117,9 @@ class BGPAnnouncer:
 
     def recover(self, previous: Previous) -> None:
         """Unbind what the last process had bound on `lo`; FRR itself is adopted as it runs, and
-        the first update's reload makes its configuration ours again."""
+        the first update's reload makes its configuration ours again. The host kept the killed
+        process's counters, so FRR's counts are not added to them a second time."""
+        self._metrics.resume_after_kill()
         for ip_text in (previous.remembered or {}).get("bound", []):
             ip = ipaddress.ip_address(ip_text)
             self.binder.unbind(ip)

@@ -217,6 +217,14 @@ class Exporter:
     def __init__(self, host: AnnouncerHost) -> None:
         self.host = host
         self._last: dict[tuple[Family, Labels], int] = {}
+        self._resumed = False
+
+    def resume_after_kill(self) -> None:
+        """The last process was killed without `clear()`: the host still holds its counters, which
+        already include FRR's counts so far. The next export takes FRR's counts as the starting
+        point instead of adding them again (what happened between the kill and now is not counted:
+        an undercount, never a double count)."""
+        self._resumed = True
 
     def export(self, current: Iterable[Sample]) -> None:
         seen: dict[tuple[Family, Labels], int] = {}
@@ -227,12 +235,16 @@ class Exporter:
                 self.host.gauge(sample.family.name, sample.family.help, dict(sample.labels), sample.value)
                 continue
             last = self._last.get(key)
-            increase = sample.value if last is None or sample.value < last else sample.value - last
+            if last is None and self._resumed:
+                increase = 0
+            else:
+                increase = sample.value if last is None or sample.value < last else sample.value - last
             if increase or last is None:  # the first sample declares the series, even at 0
                 self.host.counter(sample.family.name, sample.family.help, dict(sample.labels), increase)
         for family, labels in sorted(self._last.keys() - seen.keys(), key=lambda k: (k[0].name, k[1])):
             self.host.remove(family.name, dict(labels))
         self._last = seen
+        self._resumed = False
 
     def clear(self) -> None:
         """Remove every series exported (the announcer stops)."""
