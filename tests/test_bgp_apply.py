@@ -4,6 +4,7 @@ test (tests/test_bgp_lab.py) checks the real one."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,81 @@ def test_incremental_apply_off_sends_everything_through_frr_reload(tmp_path: Pat
     apply(bgp, OLD)
     apply(bgp, NEW)
     assert frr.calls == [("full", OLD), ("full", NEW)]
+
+
+BIND_CONFIG = """\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: pool}
+spec: {addresses: [192.0.2.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: adv}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: router}
+spec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.254}
+---
+apiVersion: metalloid.io/v1alpha1
+kind: Settings
+metadata: {name: s}
+spec: {bindLocal: true}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+"""
+SERVICE = """---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, loadBalancerIP: 192.0.2.10, ports: [{port: 80}]}
+"""
+
+
+class RecordingBinder:
+    def __init__(self) -> None:
+        self.bound: set[str] = set()
+
+    def bind(self, ip: Any) -> None:
+        self.bound.add(str(ip))
+
+    def unbind(self, ip: Any) -> None:
+        self.bound.discard(str(ip))
+
+
+def test_an_address_leaves_lo_only_after_frr_has_withdrawn_its_route(tmp_path: Path) -> None:
+    """bindLocal: bound before FRR announces; unbound once FRR runs the configuration without the
+    route (the router stops sending first), or after UNBIND_WAIT_SECONDS if FRR never takes it."""
+    from plugins.bgp.announcer import UNBIND_WAIT_SECONDS
+    from supervisor.plugin_testing import FakeHost, config_from_yaml, make_view
+
+    frr = FakeFRR(FRRSettings(run_dir=tmp_path, manage_daemons=True))
+    binder = RecordingBinder()
+    host = FakeHost("n1")
+    bgp = BGPAnnouncer(host, frr=frr, binder=binder)  # type: ignore[arg-type]
+    with_service, without = config_from_yaml(BIND_CONFIG + SERVICE), config_from_yaml(BIND_CONFIG)
+    bgp.update(make_view(with_service, "n1"))
+    assert binder.bound == {"192.0.2.10"}
+    bgp._reconcile()  # the worker applies it
+    assert "network 192.0.2.10/32" in frr.calls[-1][1]
+    bgp.update(make_view(without, "n1"))
+    bgp.tick(0.0)
+    assert binder.bound == {"192.0.2.10"}  # FRR still advertises it: keep answering
+    bgp._reconcile()
+    assert "no network 192.0.2.10/32" in frr.calls[-1][1]
+    bgp.tick(0.0)
+    assert binder.bound == set()
+    assert host.remembered[-1] == {"bound": []}  # the recovery file follows, once per batch
+    # Back, then gone again while FRR takes nothing (a stuck worker): unbound at the deadline.
+    bgp.update(make_view(with_service, "n1"))
+    bgp._reconcile()
+    bgp.update(make_view(without, "n1"))
+    now = time.monotonic()
+    bgp.tick(now)
+    assert binder.bound == {"192.0.2.10"}
+    bgp.tick(now + UNBIND_WAIT_SECONDS + 1)
+    assert binder.bound == set()

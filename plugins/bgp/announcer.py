@@ -50,6 +50,8 @@ from plugins.layer2.localbind import LocalBinder
 from supervisor.api import AnnouncerHost, AnnouncerStatus, AnnouncerView, Config, IPAddress, Previous, ServiceKey
 
 BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
+# How long a no longer wanted IP stays on `lo` waiting for FRR to take its withdrawal (then it goes anyway).
+UNBIND_WAIT_SECONDS = 10.0
 NEIGHBORS = "show bgp vrf all neighbors json"
 
 
@@ -89,6 +91,10 @@ class BGPAnnouncer:
         self._desired: str | None = None
         self._applied: str | None = None
         self._bound: set[IPAddress] = set()
+        # Bound IPs no longer wanted: (the desired-text generation that withdraws their routes, deadline).
+        self._unbinding: dict[IPAddress, tuple[int, float]] = {}
+        self._generation = 0  # of `_desired`, +1 per change
+        self._applied_generation = 0  # the generation FRR runs (written by the worker)
         self._announced: Series = frozenset()
         self._metrics = Exporter(host)
         self._bfd_error: str | None = None
@@ -168,6 +174,8 @@ class BGPAnnouncer:
         with self._lock:
             changed = text != self._desired
             self._desired = text
+            if changed:
+                self._generation += 1
         if changed:
             self._wake.set()
 
@@ -180,13 +188,35 @@ class BGPAnnouncer:
                 annotated = pool is not None and dict(pool.annotations).get(BIND_LOCAL_ANNOTATION, "") == "true"
                 if assignment.service in advertised and (view.config.settings.bind_local or annotated):
                     wanted.update(assignment.ips)
-        for ip in sorted(wanted - self._bound, key=str):
-            self.host.remember({"bound": sorted(map(str, self._bound | {ip}))})
+        for ip in wanted:
+            self._unbinding.pop(ip, None)  # wanted again before its route went
+        new = sorted(wanted - self._bound, key=str)
+        if new:
+            # Write-ahead, once for the batch: a kill mid-way leaves a superset to unbind, which is harmless.
+            self.host.remember({"bound": sorted(map(str, self._bound | set(new)))})
+        for ip in new:
             self.binder.bind(ip)
             self._bound.add(ip)
-        for ip in sorted(self._bound - wanted, key=str):
+        # The route goes first (the router stops sending), then the address: an IP unbound before
+        # FRR has taken the `no network` drops the traffic still routed here, and 999 address
+        # deletions racing the delta held every node's bgpd table for ~20 s (BENCHMARKS.md).
+        with self._lock:
+            generation = self._generation
+        deadline = time.monotonic() + UNBIND_WAIT_SECONDS
+        for ip in self._bound - wanted:
+            self._unbinding.setdefault(ip, (generation, deadline))
+
+    def _unbind_withdrawn(self, now: float) -> None:
+        """Unbind the addresses whose routes FRR has withdrawn (or after UNBIND_WAIT_SECONDS, if FRR
+        has not taken the change: the address must not outlive its Service for long)."""
+        applied = self._applied_generation
+        due = sorted((ip for ip, (generation, deadline) in self._unbinding.items()
+                      if applied >= generation or now >= deadline), key=str)  # fmt: skip
+        for ip in due:
+            del self._unbinding[ip]
             self.binder.unbind(ip)
             self._bound.discard(ip)
+        if due:
             self.host.remember({"bound": sorted(map(str, self._bound))})
 
     # -- the worker -----------------------------------------------------------
@@ -248,13 +278,15 @@ class BGPAnnouncer:
             self._applied = None
             self.snapshot = replace(self.snapshot, frr_restarts=self.snapshot.frr_restarts + 1)
         with self._lock:
-            desired = self._desired
+            desired, generation = self._desired, self._generation
         if desired is None or desired == self._applied:
+            self._applied_generation = generation
             return
         started = time.monotonic()
         how, lines, failures = self._apply(desired)
         took = time.monotonic() - started
         self._applied = desired
+        self._applied_generation = generation
         self.host.log.info("bgp.frr_reloaded seconds=%.3f how=%s lines=%d", took, how, lines)
         self.snapshot = replace(self.snapshot, applied_at=time.time(), reloads=self.snapshot.reloads + 1,
                                 last_reload_seconds=took, last_apply=how, last_apply_lines=lines,
@@ -280,6 +312,8 @@ class BGPAnnouncer:
     # -- reporting --------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        if self._unbinding:
+            self._unbind_withdrawn(now)
         snapshot = self.snapshot
         if snapshot is self._exported:
             return
@@ -365,6 +399,7 @@ class BGPAnnouncer:
         for ip in sorted(self._bound, key=str):
             self.binder.unbind(ip)
         self._bound.clear()
+        self._unbinding.clear()
         for labels in sorted(self._announced):
             self.host.remove(SPEAKER_ANNOUNCED, dict(labels))
         self._announced = frozenset()
