@@ -15,11 +15,12 @@ Skipped only where promtool is not installed (./dev setup installs it; CI always
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
 import subprocess
-import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -308,30 +309,42 @@ def test_standalone_run_metrics_pass_check_metrics(tmp_path: Path) -> None:
     assert unexpected(problems) == [], "\n".join(problems)
 
 
-def test_controller_metrics_pass_check_metrics() -> None:
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[Callable[[], str]]:
+    """`metalloid ARGS` with /metrics on a free local port; yields a reader of its /metrics ("" until it
+    answers); the process is stopped by PID (SIGTERM, then SIGKILL) afterwards."""
     port = free_port()
+    proc = subprocess.Popen([str(METALLOID), *args, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
+                            env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def metrics() -> str:
+        try:
+            code, text = get_text(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            return ""
+        return text if code == 200 else ""
+
+    try:
+        yield metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_controller_metrics_pass_check_metrics() -> None:
     with FakeApiServer(bookmark_interval=1.0) as api:
         api.create(pool("first-pool", "10.0.10.10-10.0.10.99"))
         api.create(service("web"))
-        proc = subprocess.Popen([str(METALLOID), "controller", "--api-server", api.url, "--metrics-port", str(port),
-                                 "--metrics-host", "127.0.0.1"], env=run_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        with serving("controller", "--api-server", api.url) as metrics:
             wait_for(lambda: ingress(api, "web"), timeout=30, what="the controller to write status")
-
-            def metrics() -> str:
-                return str(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode())
-
             wait_for(lambda: "metallb_k8s_client_updates_total" in metrics()
                      and "metallb_allocator_addresses_in_use_total" in metrics(), timeout=15, what="metrics")
             text = metrics()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    assert "metallb_allocator_addresses_in_use_total" in text  # what is linted is the controller's answer
     problems = lint(text)
     assert unexpected(problems) == [], "\n".join(problems)
 
@@ -340,32 +353,16 @@ def test_speaker_metrics_pass_check_metrics(tmp_path: Path) -> None:
     # A speaker with the recording announcer against the fake API server: no namespace, no root.
     # Its membership worker binds the heartbeat port (7946) on the host; the membership gauges
     # are linted when it could.
-    port = free_port()
     with FakeApiServer(bookmark_interval=1.0) as api:
         api.create(pool("first-pool", "10.0.10.10-10.0.10.99"))
         api.create(service("web"))
-        proc = subprocess.Popen([str(METALLOID), "speaker", "--node", "n1", "--api-server", api.url, "--insecure",
-                                 "--announcers", "recording", "--state-dir", str(tmp_path / "state"),
-                                 "--metrics-port", str(port), "--metrics-host", "127.0.0.1"], env=run_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            def metrics() -> str:
-                try:
-                    return str(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode())
-                except OSError:
-                    return ""
-
+        with serving("speaker", "--node", "n1", "--api-server", api.url, "--insecure", "--announcers", "recording",
+                     "--state-dir", str(tmp_path / "state")) as metrics:
             wait_for(lambda: "metallb_k8s_client_config_loaded_bool 1" in metrics()
                      and 'metalloid_announcer_failed{announcer="recording"} 0' in metrics(),
                      timeout=30, what="the speaker's config and announcer metrics")
             text = metrics()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    assert "metallb_k8s_client_config_loaded_bool 1" in text  # what is linted is the speaker's answer
     assert "metallb_allocator_addresses_total" not in text  # the controller's, never a speaker's
     problems = lint(text)
     assert unexpected(problems) == [], "\n".join(problems)
