@@ -84,10 +84,19 @@ def test_crash_consistency_kill_at_random_moments(tmp_path: Path) -> None:
     states = [statefile.encode(_state(500, salt)) for salt in range(2)]
     path = statefile.state_path(tmp_path)
     statefile.write_atomic(path, states[0])
-    # How long one write takes here, so the kills spread over all of it.
+    # How long a forked writer takes here, fork included, so the kills spread over all of it: timing
+    # the write in this process alone left the window shorter than fork + write once writes got faster,
+    # and then no kill landed after the rename.
     started = time.perf_counter()
-    statefile.write_atomic(path, states[1])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            statefile.write_atomic(path, states[1])
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
     write_seconds = time.perf_counter() - started
+    assert path.read_bytes() == states[1]
     statefile.write_atomic(path, states[0])
     rng = random.Random(1234)
     current, landed = 0, 0
