@@ -170,3 +170,66 @@ def test_an_address_leaves_lo_only_after_frr_has_withdrawn_its_route(tmp_path: P
     assert binder.bound == {"192.0.2.10"}
     bgp.tick(now + UNBIND_WAIT_SECONDS + 1)
     assert binder.bound == set()
+
+
+def _neighbors(state: str, sent: int, out_queue: int) -> dict[str, Any]:
+    return {"default": {"10.0.10.254": {"bgpState": state, "messageStats": {"depthOutq": out_queue},
+                                        "addressFamilyInfo": {"ipv4Unicast": {"sentPrefixCounter": sent}}}}}
+
+
+@dataclass
+class DrainingFRR(FakeFRR):
+    """Answers `show bgp ... neighbors` from a script (the last answer repeats) and times each call."""
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    at: dict[str, float] = field(default_factory=dict)
+
+    def show(self, command: str, timeout: float = 10.0) -> Any:
+        self.calls.append(("show", command))
+        self.at["last show"] = time.monotonic()
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def stop_daemons(self) -> None:
+        self.calls.append(("stop", ""))
+        self.at["stop"] = time.monotonic()
+
+
+def draining(tmp_path: Path, answers: list[dict[str, Any]], drain: float) -> tuple[BGPAnnouncer, DrainingFRR]:
+    frr = DrainingFRR(FRRSettings(run_dir=tmp_path, manage_daemons=True, drain_seconds=drain), answers=answers)
+    bgp = BGPAnnouncer(RecordingHost(), frr=frr, binder=object())  # type: ignore[arg-type]
+    apply(bgp, OLD)
+    return bgp, frr
+
+
+def test_a_graceful_stop_waits_for_the_withdrawal_on_the_wire_then_drains(tmp_path: Path, caplog: Any) -> None:
+    caplog.set_level("INFO")
+    bgp, frr = draining(tmp_path, [_neighbors("Established", 1, 0), _neighbors("Established", 0, 2),
+                                   _neighbors("Established", 0, 0)], drain=0.2)
+    bgp.stop(handover=True)
+    kinds = [kind for kind, _ in frr.calls]
+    # The withdrawal (the apply after the first, full one), three polls until sent, then FRR stops.
+    assert kinds == ["full", "delta", "show", "show", "show", "stop"], kinds
+    assert "no router bgp 64500" in frr.calls[1][1]  # what the fake ran is taken away
+    # Until the drain is over the node keeps FRR (and the bound IPs): the router is still moving flows.
+    assert frr.at["stop"] - frr.at["last show"] >= 0.2
+    assert any(m.startswith("bgp.withdrawn_all") and m.endswith("sent=True drain=0.2s") for m in caplog.messages)
+
+
+def test_a_withdrawal_frr_never_confirms_does_not_hold_the_stop(tmp_path: Path, monkeypatch: Any,
+                                                                caplog: Any) -> None:
+    caplog.set_level("INFO")
+    monkeypatch.setattr("plugins.bgp.announcer.WITHDRAWAL_SENT_WAIT_SECONDS", 0.1)
+    bgp, frr = draining(tmp_path, [_neighbors("Established", 1, 0)], drain=0.0)
+    bgp.stop(handover=True)
+    assert frr.calls[-1] == ("stop", "")
+    assert any(m.startswith("bgp.withdrawn_all") and "sent=False" in m for m in caplog.messages), caplog.messages
+
+
+def test_sessions_that_are_down_are_not_waited_for() -> None:
+    from plugins.bgp.announcer import withdrawal_sent
+    from plugins.bgp.frr import parse_neighbors
+
+    assert withdrawal_sent(parse_neighbors(_neighbors("Active", 3, 1)))
+    assert not withdrawal_sent(parse_neighbors(_neighbors("Established", 0, 1)))
+    assert not withdrawal_sent(parse_neighbors(_neighbors("Established", 1, 0)))
+    assert withdrawal_sent(parse_neighbors(_neighbors("Established", 0, 0)))

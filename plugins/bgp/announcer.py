@@ -53,6 +53,8 @@ BIND_LOCAL_ANNOTATION = "metalloid.io/bind-local"
 # How long a no longer wanted IP stays on `lo` waiting for FRR to take its withdrawal (then it goes anyway).
 UNBIND_WAIT_SECONDS = 10.0
 NEIGHBORS = "show bgp vrf all neighbors json"
+# How long a graceful stop waits for FRR to write the withdrawal to its sessions (then it goes on).
+WITHDRAWAL_SENT_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -388,7 +390,13 @@ class BGPAnnouncer:
                 if self._worker is not None:
                     self._worker.join(timeout=10)
                 how, lines, _ = self._apply(text)
-                self.host.log.info("bgp.withdrawn_all routes=%d how=%s lines=%d", len(self.plan.routes), how, lines)
+                sent = self._await_withdrawal_sent(time.monotonic() + WITHDRAWAL_SENT_WAIT_SECONDS)
+                self.host.log.info("bgp.withdrawn_all routes=%d how=%s lines=%d sent=%s drain=%gs",
+                                   len(self.plan.routes), how, lines, sent, self.frr.settings.drain_seconds)
+                # FRR has written the withdrawal to every session; the router still has to take it
+                # into its kernel. Until it has, flows still arrive here, and an address or FRR
+                # gone now would refuse them.
+                time.sleep(self.frr.settings.drain_seconds)
             except (FRRError, OSError, subprocess.TimeoutExpired) as exc:
                 self.host.log.error("bgp.withdraw_failed error=%s", exc)
         self._stopping.set()
@@ -405,6 +413,26 @@ class BGPAnnouncer:
         self._announced = frozenset()
         self._metrics.clear()
         self.host.log.info("bgp.stopped handover=%s", handover)
+
+
+    def _await_withdrawal_sent(self, deadline: float) -> bool:
+        """Poll FRR until no established session still advertises a prefix or holds an unsent
+        message (`sentPrefixCounter`, `depthOutq`): the withdrawal is on the wire. False at `deadline`."""
+        while True:
+            try:
+                neighbors = parse_neighbors(self.frr.show(NEIGHBORS))
+            except (FRRError, OSError, subprocess.TimeoutExpired):
+                neighbors = None
+            if neighbors is not None and withdrawal_sent(neighbors):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+def withdrawal_sent(neighbors: tuple[Neighbor, ...]) -> bool:
+    """Every established session has been sent every withdrawal (pure)."""
+    return all(n.prefixes_sent == 0 and n.out_queue == 0 for n in neighbors if n.established)
 
 
 def _route_json(route: Route, established: bool) -> dict[str, Any]:

@@ -55,6 +55,9 @@ class FRRSettings:
     poll_seconds: float = 1.0
     # Apply changes as their difference through vtysh (else every change through frr-reload.py).
     incremental_apply: bool = True
+    # On a graceful stop, how long the node keeps FRR and the bound IPs after its peers were sent the
+    # withdrawal: the router needs that long to move the flows (a few ms idle, far more when loaded).
+    drain_seconds: float = 0.5
 
 
 def settings_from(raw: Mapping[str, Any], *, node: str, mode: str) -> FRRSettings:
@@ -75,6 +78,7 @@ def settings_from(raw: Mapping[str, Any], *, node: str, mode: str) -> FRRSetting
         secrets_dir=Path(str(secrets).replace("{node}", node)) if secrets else None,
         poll_seconds=float(raw.get("poll_seconds", 1.0)),
         incremental_apply=bool(raw.get("incremental_apply", True)),
+        drain_seconds=float(raw.get("drain_seconds", 0.5)),
     )
 
 
@@ -278,6 +282,7 @@ class Neighbor:
     prefixes_sent: int
     updates_sent: int
     uptime: str = ""
+    out_queue: int = 0  # messages bgpd has built but not yet written to the session's socket
 
     @property
     def established(self) -> bool:
@@ -299,7 +304,8 @@ def parse_neighbors(answer: Mapping[str, Any]) -> tuple[Neighbor, ...]:
             found.append(Neighbor(address=address, vrf="" if vrf_name == "default" else vrf_name,
                                   state=str(info["bgpState"]), prefixes_sent=sent,
                                   updates_sent=int(stats.get("updatesSent", 0)),
-                                  uptime=str(info.get("bgpTimerUpString", ""))))
+                                  uptime=str(info.get("bgpTimerUpString", "")),
+                                  out_queue=int(stats.get("depthOutq", 0))))
     return tuple(found)
 
 

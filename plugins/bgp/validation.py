@@ -2,16 +2,49 @@
 
 MetalLB's webhook rules for the BGP kinds, as values: an aggregation length
 shorter than a covered pool's own prefix, ASNs out of range, a hold time BGP
-forbids, and an advertisement naming a peer that does not exist.
+forbids, and an advertisement naming a peer that does not exist; and the
+`bgp` AnnouncerConfig's own settings, so a typo is refused at `check` (and a
+reload keeps the last good config) instead of failing the announcer's start.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from supervisor.api import BGPAdvertisement, Config, Diagnostic, error, warning
+from supervisor.api import AnnouncerConfig, BGPAdvertisement, Config, Diagnostic, error, setting_error, warning
 
 MAX_ASN = 2**32 - 1
+PATHS = ("run_dir", "secrets_dir", "frr_bin_dir", "vtysh", "frr_reload")
+FLAGS = ("manage_daemons", "incremental_apply")
+# (key, least, most): seconds. The drain is inside the stop's grace period (5 s), with the withdrawal itself.
+SECONDS = (("poll_seconds", 0.05, 60.0), ("drain_seconds", 0.0, 2.0))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate_settings(announcer: AnnouncerConfig) -> list[Diagnostic]:
+    """The `bgp` AnnouncerConfig's `spec.settings` (docs/configuring.md)."""
+    settings = announcer.settings
+    found: list[Diagnostic] = []
+    for key in PATHS:
+        if key in settings and (not isinstance(settings[key], str) or not settings[key]):
+            found.append(setting_error(announcer, key, f"{settings[key]!r} is not a path; write it as a string"))
+    for key in FLAGS:
+        if key in settings and not isinstance(settings[key], bool):
+            found.append(setting_error(announcer, key, f"{settings[key]!r} is not true or false"))
+    for key, least, most in SECONDS:
+        value = settings.get(key, least)
+        if not _number(value) or not least <= value <= most:
+            found.append(setting_error(announcer, key, f"{value!r} is not a number of seconds from {least:g} "
+                                                       f"to {most:g}"))
+    known = {*PATHS, *FLAGS, *(key for key, _, _ in SECONDS)}
+    for key in sorted(settings.keys() - known):
+        found.append(setting_error(announcer, key, f"is not a setting of the bgp announcer; it has "
+                                                   f"{', '.join(sorted(known))}"))
+    return found
 
 
 def _least_specific_prefix(config: Config, adv: BGPAdvertisement, version: int) -> tuple[int, str] | None:
@@ -31,6 +64,9 @@ def _least_specific_prefix(config: Config, adv: BGPAdvertisement, version: int) 
 
 def validate(config: Config) -> list[Diagnostic]:
     found: list[Diagnostic] = []
+    announcer = config.announcer("bgp")
+    if announcer is not None:
+        found.extend(validate_settings(announcer))
     peer_names = {p.name for p in config.bgp_peers}
     for peer in config.bgp_peers:
         asns = [("spec.myASN", peer.my_asn)] + ([] if peer.dynamic_asn else [("spec.peerASN", peer.peer_asn)])
