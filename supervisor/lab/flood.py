@@ -1,7 +1,7 @@
 """A paced UDP flood of one datagram, for the lab: `python -m supervisor.lab.flood ...` inside a namespace.
 
 Sends `--rate` datagrams a second for `--seconds`, 64 per sendmmsg(2) call
-(ctypes: the socket module has no sendmmsg), so the flooder, not Python, is
+(supervisor.batchio's structures: the socket module has no sendmmsg), so the flooder, not Python, is
 rarely what limits the rate. From a UDP socket (the source is this host's
 address), or with `--spoof-source` from a packet socket with IPv4/UDP headers
 built here (an attacker on the LAN can do the same, no privilege on the
@@ -13,33 +13,14 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import json
 import socket
 import struct
 import time
 
+from supervisor.batchio import IOVec, MMsgHdr, libc
+
 BATCH = 64
-
-
-class _IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.POINTER(_IOVec)),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
 
 
 def ipv4_udp_frame(payload: bytes, *, src: str, dst: str, port: int, src_mac: bytes, dst_mac: bytes) -> bytes:
@@ -56,10 +37,10 @@ def ipv4_udp_frame(payload: bytes, *, src: str, dst: str, port: int, src_mac: by
 
 def flood(sock: socket.socket, packet: bytes, rate: int, seconds: float) -> tuple[int, float]:
     """Send `packet` `rate` times a second for `seconds`; (sent, elapsed)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     buf = ctypes.create_string_buffer(packet, len(packet))
-    iov = _IOVec(ctypes.cast(buf, ctypes.c_void_p), len(packet))
-    msgs = (_MMsgHdr * BATCH)()
+    iov = IOVec(ctypes.cast(buf, ctypes.c_void_p), len(packet))
+    # One payload for every message: no copy per datagram (batchio.Sender copies each).
+    msgs = (MMsgHdr * BATCH)()
     for m in msgs:
         m.hdr.iov = ctypes.pointer(iov)
         m.hdr.iovlen = 1
@@ -67,7 +48,7 @@ def flood(sock: socket.socket, packet: bytes, rate: int, seconds: float) -> tupl
     sent, total = 0, int(rate * seconds)
     start = time.perf_counter()
     while sent < total:
-        n = libc.sendmmsg(fd, msgs, min(BATCH, total - sent), 0)
+        n = libc().sendmmsg(fd, ctypes.addressof(msgs), min(BATCH, total - sent), 0)
         if n > 0:
             sent += n
         ahead = start + sent / rate - time.perf_counter()

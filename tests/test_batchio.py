@@ -1,0 +1,162 @@
+"""supervisor.batchio: recvmmsg/sendmmsg on a socketpair(AF_UNIX, SOCK_DGRAM), addresses as pure bytes.
+
+A datagram socketpair keeps datagram boundaries like UDP and touches no
+network, so these run anywhere without a namespace.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from supervisor import batchio
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _read_all(receiver: batchio.Receiver, sock: socket.socket) -> list[list[bytes]]:
+    batches = []
+    while n := receiver.receive(sock):
+        batches.append([bytes(receiver.data(i)) for i in range(n)])
+    return batches
+
+
+def test_one_call_reads_up_to_count_datagrams_with_their_boundaries(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sent = [bytes([i]) * (i + 1) for i in range(10)]
+    for payload in sent:
+        a.send(payload)
+    receiver = batchio.Receiver(count=4, size=64)
+    batches = _read_all(receiver, b)
+    assert [len(batch) for batch in batches] == [4, 4, 2]
+    assert [d for batch in batches for d in batch] == sent
+
+
+def test_nothing_queued_is_zero_not_an_error(pair: tuple[socket.socket, socket.socket]) -> None:
+    receiver = batchio.Receiver(count=8, size=64)
+    assert receiver.receive(pair[1]) == 0
+    assert receiver.received == 0
+
+
+def test_lengths_and_truncation_per_slot(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.send(b"short")
+    a.send(b"x" * 40)
+    receiver = batchio.Receiver(count=4, size=16)
+    assert receiver.receive(b) == 2
+    assert (receiver.length(0), receiver.truncated(0), bytes(receiver.data(0))) == (5, False, b"short")
+    assert (receiver.length(1), receiver.truncated(1), bytes(receiver.data(1))) == (16, True, b"x" * 16)
+
+
+def test_a_slot_is_reused_and_a_shorter_datagram_is_not_padded_with_the_last(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    receiver = batchio.Receiver(count=1, size=32)
+    a.send(b"a long first datagram")
+    assert receiver.receive(b) == 1
+    a.send(b"tiny")
+    assert receiver.receive(b) == 1
+    assert bytes(receiver.data(0)) == b"tiny"
+
+
+def test_an_unnamed_peer_has_no_source(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.send(b"hello")
+    receiver = batchio.Receiver()
+    assert receiver.receive(b) == 1
+    assert receiver.source(0) is None
+    assert receiver.source_raw(0) == b""
+
+
+def test_a_bad_descriptor_raises_like_recvfrom() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    fd = b.fileno()
+    a.close()
+    b.close()
+    with pytest.raises(OSError) as raised:
+        batchio.Receiver().receive(fd)
+    assert raised.value.errno == errno.EBADF
+
+
+def test_sender_sends_more_than_one_batch_in_order(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    messages = [(f"message {i}".encode(), None) for i in range(11)]
+    assert batchio.Sender(count=4, size=32).send(a, messages) == []
+    assert [d for batch in _read_all(batchio.Receiver(count=64, size=32), b) for d in batch] == [m for m, _ in messages]
+
+
+def test_sender_refuses_an_oversized_payload_before_sending_anything(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    with pytest.raises(ValueError, match="33-byte datagram does not fit its 32-byte slot"):
+        batchio.Sender(count=4, size=32).send(a, [(b"ok", None), (b"x" * 33, None)])
+    assert batchio.Receiver().receive(b) == 0
+
+
+def test_sender_reports_each_refused_message_and_goes_on(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.close()
+    failed = batchio.Sender(count=2, size=32).send(a, [(b"one", None), (b"two", None), (b"three", None)])
+    assert [i for i, _ in failed] == [0, 1, 2]
+    assert all(isinstance(exc, OSError) and exc.errno for _, exc in failed)
+
+
+def test_sender_reports_a_full_buffer_as_that_message_failing(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sender = batchio.Sender(count=64, size=1024)
+    failed = sender.send(a, [(b"x" * 1000, None)] * 2000)
+    queued = sum(len(batch) for batch in _read_all(batchio.Receiver(count=64, size=1024), b))
+    assert failed, "a 4 KiB send buffer cannot take 2 MB without the peer reading"
+    assert {exc.errno for _, exc in failed} == {errno.EAGAIN}
+    assert queued + len(failed) == 2000
+
+
+def _native_family(family: int) -> bytes:
+    return struct.pack("=H", family)
+
+
+@pytest.mark.parametrize(
+    ("address", "raw"),
+    [
+        pytest.param(("10.0.10.1", 7946),
+                     _native_family(socket.AF_INET) + b"\x1f\x0a" + bytes([10, 0, 10, 1]) + bytes(8), id="ipv4"),
+        pytest.param(("fd00::1", 7946, 0, 3),
+                     _native_family(socket.AF_INET6) + b"\x1f\x0a" + bytes(4)
+                     + socket.inet_pton(socket.AF_INET6, "fd00::1") + struct.pack("=I", 3), id="ipv6-scope"),
+    ],
+)  # fmt: skip
+def test_addresses_encode_to_the_kernels_sockaddr_and_back(address: tuple[object, ...], raw: bytes) -> None:
+    assert batchio.encode_address(address) == raw
+    assert batchio.decode_address(raw) == address
+
+
+def test_an_ipv6_address_without_flowinfo_and_scope_gets_zeros() -> None:
+    assert batchio.decode_address(batchio.encode_address(("fd00::2", 1))) == ("fd00::2", 1, 0, 0)
+
+
+def test_packet_socket_addresses_decode_to_ifindex_protocol_and_hardware_address() -> None:
+    raw = _native_family(socket.AF_PACKET) + struct.pack("!H", 0x0806) + struct.pack("=iHBB8s", 3, 1, 0, 6, b"\xaa" * 6)
+    assert batchio.decode_address(raw) == (3, 0x0806, 0, 1, b"\xaa" * 6)
+
+
+def test_an_unknown_family_is_given_raw() -> None:
+    raw = _native_family(socket.AF_UNIX) + b"/tmp/x\0"
+    assert batchio.decode_address(raw) == raw
+
+
+def test_bad_sizes_are_refused_with_the_numbers() -> None:
+    with pytest.raises(ValueError, match=r"count \(0\) and size \(64\)"):
+        batchio.Receiver(count=0, size=64)
