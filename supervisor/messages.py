@@ -191,8 +191,30 @@ class AnnouncerFailed:
     error: str
 
 
+@quick_pickle
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedAtStart:
+    """To the file watcher, first in its inbox (`metalloid run`): the start-up check's parse of the files.
+
+    `documents` is that check's `DocumentReuse.export()`: the watcher's first
+    load adopts it and reads only what changed since, instead of parsing every
+    document a second time. Empty for a restarted watcher (it reads the files
+    from nothing, as every restarted worker starts) and when the check had
+    nothing to hand over (a file with a problem is read plainly).
+    """
+
+    documents: bytes = b""
+
+
 ToWorker: TypeAlias = (
-    ConfigLoaded | AllocationDone | MembersChanged | ViewChanged | AnnouncerFailed | AnnouncementsChanged | Control
+    ConfigLoaded
+    | AllocationDone
+    | MembersChanged
+    | ViewChanged
+    | AnnouncerFailed
+    | AnnouncementsChanged
+    | ParsedAtStart
+    | Control
 )
 FromWorker: TypeAlias = (
     ConfigLoaded

@@ -15,12 +15,19 @@ the field names looked up once. A field whose metadata has
 `NOT_PICKLED` travels as its default (the config's line tracking: only the
 process that parsed the file reads it, `config/model.py`). Equality and
 `__init__` are untouched; what unpickles equals what was pickled.
+
+`dumps_whole` is the one exception: it keeps the `NOT_PICKLED` fields, for
+a parse handed to another process that validates it (`metalloid run`'s
+start-up check hands its parse to the file watcher, `config/reusing.py`).
 """
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
+import io
 import operator
+import pickle
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,6 +37,9 @@ C = TypeVar("C", bound=type)
 NOT_PICKLED: dict[str, object] = {"pickle": False}
 
 _set = object.__setattr__  # frozen: the dataclass's own __setattr__ refuses
+
+# The classes with `NOT_PICKLED` fields, and how to read every field's value (for `dumps_whole`).
+_WHOLE: dict[type, Callable[[Any], tuple[Any, ...] | list[Any]]] = {}
 
 
 def quick_pickle(cls: C) -> C:
@@ -41,6 +51,8 @@ def quick_pickle(cls: C) -> C:
         if default is dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{names[i]}: a field that is not pickled needs a default")
     getstate = _getter(names, blanks)
+    if blanks:
+        _WHOLE[cls] = _getter(names, {})
 
     def __setstate__(self: Any, state: tuple[Any, ...] | list[Any]) -> None:
         for name, value in zip(names, state, strict=False):
@@ -74,3 +86,24 @@ def _getter(names: tuple[str, ...], blanks: dict[int, object]) -> Callable[[Any]
         return values
 
     return without_blanks
+
+
+def dumps_whole(obj: object) -> bytes:
+    """`pickle.dumps(obj)`, but every `quick_pickle` object keeps its `NOT_PICKLED` fields too.
+
+    They unpickle through the class's own `__setstate__`, which sets the
+    fields in order, so the copy has its line tracking and validates (and
+    says where) as the original does.
+    """
+    out = io.BytesIO()
+    _WholePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return out.getvalue()
+
+
+class _WholePickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        # Called for every object but the exact builtins (str, int, tuple, ...), so cheap to leave.
+        get = _WHOLE.get(type(obj))
+        if get is None:
+            return NotImplemented
+        return copyreg.__newobj__, (type(obj),), get(obj)  # type: ignore[attr-defined]

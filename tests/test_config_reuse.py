@@ -3,7 +3,9 @@
 `DocumentReuse` keeps what each document chunk parsed to; after every edit
 below, the config and every diagnostic (with its line) must equal a fresh
 `load_config` of the same files, and only the chunks that changed or moved
-may have been read again.
+may have been read again. A parse handed to another process (`export`,
+`adopt`: `metalloid run`'s start-up check to its file watcher) answers the
+same, line tracking included, and is not read again.
 """
 
 from __future__ import annotations
@@ -57,6 +59,63 @@ def test_every_load_is_the_plain_load(tmp_path: Path, texts: list[str]) -> None:
     for text in texts:
         path.write_text(text, newline="")
         _same_as_plain(reuse, [str(path)])
+
+
+def _field_lines(reuse: DocumentReuse, paths: list[str]) -> list[object]:
+    config = load_config(paths, reuse=reuse).config
+    return [o.field_lines for kind in (config.pools, config.l2_advertisements, config.services) for o in kind]
+
+
+@pytest.mark.parametrize("texts", list(EDITS.values()), ids=list(EDITS))
+def test_an_adopted_parse_answers_as_the_plain_load(tmp_path: Path, texts: list[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(texts[0], newline="")
+    checked = DocumentReuse()
+    load_config([str(path)], reuse=checked)
+    assert any(_field_lines(DocumentReuse(), [str(path)]))
+    for text in texts:
+        adopted = DocumentReuse()
+        assert adopted.adopt(checked.export()) == bool(checked.export())
+        path.write_text(text, newline="")
+        _same_as_plain(adopted, [str(path)])
+        # Equality leaves the line tracking out; validation reads it.
+        assert _field_lines(adopted, [str(path)]) == _field_lines(DocumentReuse(), [str(path)])
+
+
+def test_an_adopted_parse_is_not_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(100) + BAD_SERVICE)
+    checked = DocumentReuse()
+    load_config([str(path)], reuse=checked)
+    assert checked.read_last == 104
+    adopted = DocumentReuse()
+    assert adopted.adopt(checked.export())
+    _same_as_plain(adopted, [str(path)])
+    assert adopted.read_last == 0
+    # Changed between the check and the watcher: only that document is read.
+    path.write_text((config_text(100) + BAD_SERVICE).replace("name: svc-5\n", "name: svc-five\n"))
+    adopted = DocumentReuse()
+    adopted.adopt(checked.export())
+    _same_as_plain(adopted, [str(path)])
+    assert adopted.read_last == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"not a pickle", b"\x80\x05K\x01."], ids=["empty", "garbage", "not-a-dict"])
+def test_an_unusable_parse_is_not_adopted_and_everything_is_read(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(10))
+    reuse = DocumentReuse()
+    assert not reuse.adopt(data)
+    _same_as_plain(reuse, [str(path)])
+    assert reuse.read_last == 13
+
+
+def test_a_file_read_plainly_exports_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("%YAML 1.2\n" + config_text(10))
+    reuse = DocumentReuse()
+    load_config([str(path)], reuse=reuse)
+    assert reuse.export() == b""
 
 
 def test_two_files_each_keep_their_documents(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from supervisor.config import loading, reusing
 from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.model import Config, Source
-from supervisor.messages import ConfigLoaded, ConfigRejected, Control, WorkerHeartbeat
+from supervisor.config.reusing import DocumentReuse
+from supervisor.messages import ConfigLoaded, ConfigRejected, Control, ParsedAtStart, WorkerHeartbeat
 from supervisor.supervising.settings import WatcherSettings
 from supervisor.watching import file_watcher
 from supervisor.watching.file_watcher import FileWatcherCore
@@ -114,7 +116,7 @@ def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None
 
 def test_the_watchers_loader_keeps_documents_and_answers_as_the_plain_one(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    watcher_load = file_watcher.default_loader("n1", reuse=True)
+    watcher_load = file_watcher.default_loader("n1", reuse=DocumentReuse())
     for text in (config_text(20), config_text(21), config_text(21) + "---\nkind: Nonsense\n", config_text(22)):
         path.write_text(text)
         assert watcher_load([str(path)]) == file_watcher.default_loader("n1")([str(path)])
@@ -123,11 +125,15 @@ def test_the_watchers_loader_keeps_documents_and_answers_as_the_plain_one(tmp_pa
 class ThreadedWatcher:
     """`file_watcher.run` in a thread with plain queues, as the supervisor would drive it."""
 
-    def __init__(self, path: Path, *, heartbeat_seconds: float = 0.05, **run_kwargs: Any) -> None:
+    def __init__(self, path: Path, *, heartbeat_seconds: float = 0.05, first: Any = None,
+                 parsed_at_start: bool = False, **run_kwargs: Any) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.outbox: queue.Queue[Any] = queue.Queue()
+        if first is not None:
+            self.inbox.put(first)  # as the supervisor puts a spec's first message at the spawn
         settings = WatcherSettings(name="watcher", node_name="n1", config_paths=(str(path),), poll_seconds=0.02,
-                                   debounce_seconds=0.05, heartbeat_seconds=heartbeat_seconds)
+                                   debounce_seconds=0.05, heartbeat_seconds=heartbeat_seconds,
+                                   parsed_at_start=parsed_at_start)
         self.thread = threading.Thread(target=file_watcher.run, args=(settings, self.inbox, self.outbox),
                                        kwargs={"install_signal": False, **run_kwargs}, daemon=True)
         self.thread.start()
@@ -163,6 +169,72 @@ def test_worker_in_a_thread_rejects_an_invalid_reload_with_checks_messages(tmp_p
     watcher.inbox.put(file_watcher.RELOAD)
     assert isinstance(next_config(), ConfigRejected)
     watcher.stop()
+
+
+class DocumentReads:
+    """Counts the documents the loaders read (parse) from YAML text, in any thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for module, name in ((reusing, "load_text"), (loading, "load_documents")):
+            monkeypatch.setattr(module, name, self._counting(getattr(module, name)))
+
+    def _counting(self, read: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            documents, problems = read(*args, **kwargs)
+            self.count += len(documents)
+            return documents, problems
+        return counted
+
+
+def test_the_first_load_adopts_the_start_up_parse_and_parses_nothing_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(50))
+    checked = DocumentReuse()  # what `metalloid run`'s start-up check does
+    loading.load_config([str(path)], reuse=checked)
+    reads = DocumentReads(monkeypatch)
+    watcher = ThreadedWatcher(path, first=ParsedAtStart(documents=checked.export()), parsed_at_start=True)
+    first = watcher.next_config()
+    assert isinstance(first, ConfigLoaded)
+    assert reads.count == 0
+    assert first.config == file_watcher.default_loader("n1")([str(path)])[0]
+    reads.count = 0
+    path.write_text(config_text(51))
+    second = watcher.next_config()
+    assert isinstance(second, ConfigLoaded) and len(second.config.services) == 51
+    assert reads.count == 2  # svc-50, and the Node it moved down
+    watcher.stop()
+
+
+@pytest.mark.parametrize("first", [ParsedAtStart(), None], ids=["restarted", "never-sent"])
+def test_without_a_start_up_parse_the_first_load_reads_everything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: ParsedAtStart | None) -> None:
+    monkeypatch.setattr(file_watcher, "START_PARSE_SECONDS", 0.2)
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(50))
+    reads = DocumentReads(monkeypatch)
+    watcher = ThreadedWatcher(path, first=first, parsed_at_start=True)
+    loaded = watcher.next_config()
+    assert isinstance(loaded, ConfigLoaded) and len(loaded.config.services) == 50
+    assert reads.count == 53
+    watcher.stop()
+
+
+def test_a_stop_before_the_start_up_parse_stops(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config_text(5))
+    watcher = ThreadedWatcher(path, first=Control.STOP, parsed_at_start=True)
+    watcher.thread.join(timeout=5)
+    assert not watcher.thread.is_alive()
+    assert not [m for m in iter_queue(watcher.outbox) if not isinstance(m, WorkerHeartbeat)]
+
+
+def iter_queue(q: queue.Queue[Any]) -> list[Any]:
+    found = []
+    while not q.empty():
+        found.append(q.get_nowait())
+    return found
 
 
 def test_a_loader_that_raises_is_a_rejection_not_a_dead_watcher(tmp_path: Path) -> None:

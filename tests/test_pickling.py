@@ -3,8 +3,9 @@
 The speed is bench/status.py's and bench/runtime.py's to show; these tests
 hold the behaviour: every message class crossing a pipe uses it, what
 unpickles equals what was pickled (also when the stdlib's own state, a list,
-comes in), a field marked `NOT_PICKLED` arrives as its default, and a
-marked field without a default is refused when the class is made.
+comes in), a field marked `NOT_PICKLED` arrives as its default (but not
+through `dumps_whole`, which keeps it), and a marked field without a default
+is refused when the class is made.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from supervisor.announcing.api import AnnouncerView
 from supervisor.config import model
 from supervisor.config.model import AddressRange, Config, IPAddressPool, Service, ServiceKey, ServicePort, Source
 from supervisor.messages import AllocationDone, ConfigLoaded, MemberInfo, MembersChanged, ViewChanged
-from supervisor.pickling import NOT_PICKLED, quick_pickle
+from supervisor.pickling import NOT_PICKLED, dumps_whole, quick_pickle
 from supervisor.roles import Mode
 
 
@@ -133,3 +134,15 @@ def test_a_field_not_pickled_needs_a_default() -> None:
         @dataclass(frozen=True, slots=True, kw_only=True)
         class Bad:
             lines: tuple[int, ...] = field(metadata=NOT_PICKLED)
+
+
+def test_dumps_whole_keeps_the_line_tracking() -> None:
+    whole = config()
+    received = pickle.loads(dumps_whole({"kept": (whole, Marked(kept="k", dropped=(1, 2), after=3))}))
+    received_config, marked = received["kept"]
+    assert received_config == whole
+    assert [s.field_lines for s in received_config.services] == [(("metadata.name", 10 + i),) for i in range(3)]
+    assert received_config.pools[0].field_lines == (("spec.addresses[0]", 9),)
+    assert (marked.kept, marked.dropped, marked.after) == ("k", (1, 2), 3)
+    # The ordinary pickle of the same objects still leaves it out.
+    assert pickle.loads(pickle.dumps(whole)).services[0].field_lines == ()

@@ -321,6 +321,26 @@ def test_valid_reload_adds_a_service_and_keeps_the_others(node: Node) -> None:
     assert after["default/svc-10"] not in before_ips.values()
 
 
+def test_the_watcher_adopts_the_start_up_checks_parse_and_a_restarted_one_reads_the_file(tmp_path: Path) -> None:
+    n = Node(tmp_path, extra_args=("--log-level", "debug"))
+    try:
+        n.wait_ready()
+        first = n.workers()["watcher"]["pid"]
+
+        def adopted() -> list[str]:
+            return [line for line in n.log().splitlines() if " config.adopted " in line]
+
+        assert [f"watcher[{first}]" in line for line in adopted()] == [True]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: n.workers()["watcher"]["pid"] != first and n.ready(), 10, what="watcher restarted")
+        second = n.workers()["watcher"]["pid"]
+        wait_for(lambda: f"watcher[{second}] config.loaded" in n.log(), 5, what="the new watcher's load")
+        assert len(adopted()) == 1  # from nothing: the check's parse was handed over once
+        assert len(n.ips()) == 10
+    finally:
+        n.close()
+
+
 def test_restart_of_everything_keeps_ips(tmp_path: Path) -> None:
     first = Node(tmp_path)
     try:

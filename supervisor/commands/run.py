@@ -136,16 +136,23 @@ def announcer_template(args: argparse.Namespace) -> AnnouncerSettings:
     return AnnouncerSettings(name="announcer", **_common(args), state_dir=args.state_dir)
 
 
-def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...]) -> list[WorkerSpec]:
+def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...],
+                parsed: bytes = b"") -> list[WorkerSpec]:
+    """The workers to start; `parsed`: the start-up check's parse of the files, for the watcher's first load."""
     # deferred: +4.7 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-07)
     from supervisor.announcing.enabling import enabled
+    from supervisor.messages import ParsedAtStart
     from supervisor.supervising.settings import AllocatorSettings, MembershipSettings, WatcherSettings
-    from supervisor.supervising.specs import WorkerSpec, announcer_spec
+    from supervisor.supervising.specs import FirstMessage, WorkerSpec, announcer_spec
     from supervisor.supervising.state import ALLOCATOR, MEMBERSHIP, WATCHER
 
+    # The watcher's first load adopts the check's parse (a restarted one gets
+    # an empty one and reads the files from nothing): 1,000 Services parse in
+    # ~0.2 s of CPU, the check's copy is read in ~0.03 s (BENCHMARKS.md).
+    watcher = WatcherSettings(name="watcher", **_common(args), config_paths=tuple(args.config), parsed_at_start=True)
     specs = [
-        WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run",
-                   settings=WatcherSettings(name="watcher", **_common(args), config_paths=tuple(args.config))),
+        WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.watching.file_watcher:run", settings=watcher,
+                   first_message=FirstMessage(ParsedAtStart(documents=parsed), after=ParsedAtStart())),
         WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.allocating.worker:run",
                    settings=AllocatorSettings(name="allocator", **_common(args), state_dir=args.state_dir)),
     ]
@@ -165,16 +172,21 @@ def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decis
     return specs
 
 
-def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
-    """Load the config and check the state file and key once, before any process starts."""
+def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None, bytes]:
+    """Load the config and check the state file and key once, before any process starts.
+
+    The third value is the parse, for the watcher to adopt (`DocumentReuse.export`).
+    """
     # deferred: +5.8 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
     from supervisor.allocating import statefile
+    from supervisor.config.reusing import DocumentReuse
     from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
     from supervisor.watching.file_watcher import default_loader
 
     # Without the plugins' validators: the watcher runs them (a config they
     # reject leaves the node running, not ready, with the errors in /status).
-    config, diagnostics = default_loader(args.node, plugins=False)(args.config)
+    reuse = DocumentReuse()
+    config, diagnostics = default_loader(args.node, plugins=False, reuse=reuse)(args.config)
     for d in diagnostics:
         print(d, file=sys.stderr)
     if config is None:
@@ -190,17 +202,17 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None]:
         statefile.check_writable(args.state_dir)
         statefile.load(args.state_dir)
     except statefile.StateFileError as exc:
-        return None, str(exc)
+        return None, str(exc), b""
     try:
         # The command line wins; Settings spec.membership.keyFile is the fallback (as in the worker).
         key_file = args.membership_key_file or config.settings.membership.key_file
         key = read_key_file(key_file) if key_file else None
     except KeyFileError as exc:
-        return None, str(exc)
+        return None, str(exc), b""
     problem = key_problem(config, node_name=args.node, key=key, insecure=args.insecure)
     if problem:
-        return None, problem
-    return config, None
+        return None, problem, b""
+    return config, None, reuse.export()
 
 
 def _parsed_part(paths: list[str]) -> Config:
@@ -267,13 +279,13 @@ def _prepare(args: argparse.Namespace) -> tuple[list[WorkerSpec], tuple[Decision
     The version is here too: importlib.metadata, which reads it, costs the
     supervisor 0.4 MiB PSS for good (bench/runtime.py, 2026-12-06).
     """
-    config, problem = _preflight(args)
+    config, problem, parsed = _preflight(args)
     if config is None:
         return problem or "cannot start"
     decisions, problem = select_announcers(config, args.announcers)
     if problem:
         return problem
-    return build_specs(args, config, decisions), decisions, _version()
+    return build_specs(args, config, decisions, parsed), decisions, _version()
 
 
 def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[Decision, ...], version: str) -> int:

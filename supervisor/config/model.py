@@ -36,7 +36,9 @@ EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers
 # Never pickled (`NOT_PICKLED`): only validation reads it, and validation runs
 # where the config is loaded (the watchers, `metalloid check`); every process a
 # config is sent to would only carry it, a third of a Service's pickle
-# (bench/payloads.py). The unpickled object still equals the original.
+# (bench/payloads.py). The unpickled object still equals the original. The one
+# exception is a parse handed to the process that validates it (`metalloid run`'s
+# start-up check to the file watcher: `pickling.dumps_whole`).
 FieldLines: TypeAlias = tuple[tuple[str, int], ...]
 
 

@@ -17,10 +17,18 @@ encoding), or one whose splitting could differ from the YAML reader's
 (directives, `...` markers, line breaks other than `\\n`, a BOM), gets `None`
 and goes through the plain load (`loading.load_config`), whose diagnostics
 are the reference. Validation across objects always runs on the whole config.
+
+`export` and `adopt` hand what one process kept to another: `metalloid run`'s
+start-up check parses the files once, and the file watcher's first load
+adopts that parse instead of reading every document again (the keys are the
+chunks' exact text, so whatever changed in between is read again, and the
+watcher still reads and checks the files itself).
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
 import re
 from collections.abc import Sequence
 
@@ -30,6 +38,9 @@ from supervisor.config.loading import MAX_CONFIG_BYTES, load_text
 from supervisor.config.model import Config
 from supervisor.config.parsing import Parsed, combine, parse_document
 from supervisor.files import RefusedFile, read_regular_file
+from supervisor.pickling import dumps_whole
+
+log = logging.getLogger(__name__)
 
 # A document starts at `---` in column 0 followed by a blank or the line's end (the YAML reader's rule).
 _START = re.compile(r"^---(?=[ \t\n]|\Z)", re.MULTILINE)
@@ -67,6 +78,29 @@ class DocumentReuse:
     def __init__(self) -> None:
         self._kept: dict[Key, tuple[Parsed, ...]] = {}
         self.read_last = 0  # chunks read in the last load (tests, logs)
+
+    def export(self) -> bytes:
+        """What the last load kept, pickled with the line tracking (`pickling.dumps_whole`), for `adopt`."""
+        return dumps_whole(self._kept) if self._kept else b""
+
+    def adopt(self, data: bytes) -> bool:
+        """Keep what another process's `export` holds, as if this one had loaded it; False if unusable.
+
+        The data comes from our own supervisor (it crossed a worker pipe as
+        every message does); whatever fails to unpickle only costs the
+        shortcut: the next load reads every document.
+        """
+        if not data:
+            return False
+        try:
+            kept = pickle.loads(data)
+        except Exception:
+            log.debug("config.reuse-adopt-failed", exc_info=True)
+            return False
+        if not isinstance(kept, dict):
+            return False
+        self._kept = kept
+        return True
 
     def parse(self, paths: Sequence[str]) -> tuple[Config, list[Diagnostic]] | None:
         """`parsing.parse_documents` of the files, reading only what changed; None to use the plain load.

@@ -51,6 +51,10 @@ class WatcherSettings(WorkerSettings):
     # every 50 ms is still ~0.1 % of a core.
     poll_seconds: float = 0.05
     debounce_seconds: float = 0.2
+    # `metalloid run`: the supervisor puts a `ParsedAtStart` first in the
+    # inbox at every spawn (the start-up check's parse the first time, empty
+    # after); the watcher takes it before its first load.
+    parsed_at_start: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -129,6 +129,8 @@ class Spawning(Shell):
                          {"worker": slot.spec.name}, MetricOp.INC, 1.0)
         if slot.spec.role == ANNOUNCER:
             self._failed_metric(slot, 0.0)
+        if slot.spec.first_message is not None:
+            inbox.put(slot.spec.first_message.take())
         for message in self.state.replay(slot.spec.role):
             inbox.put(message)
 

@@ -19,6 +19,12 @@ diagnostics, and an exception that still escapes is a rejection too (dying
 would restart the watcher into the same file until the supervisor gives up,
 a crash loop).
 
+`metalloid run` has parsed the files once already, in its start-up check;
+that parse arrives first in the inbox (`ParsedAtStart`), and the first load
+reads only the documents that changed since (`DocumentReuse.adopt`) instead
+of parsing all of them a second time on the way to ready. The files are still
+read, checked and validated here, as on every load.
+
 A large config (the loader's limit is 1 MiB per file) takes seconds to
 parse, longer than the supervisor's hung timeout, so heartbeats continue
 from a helper thread during a load, for at most MAX_LOAD_SECONDS: a load
@@ -42,7 +48,7 @@ from supervisor.config.loading import MAX_CONFIG_BYTES, internal_error, load_con
 from supervisor.config.model import Config, Source
 from supervisor.config.reusing import DocumentReuse
 from supervisor.files import RefusedFile, read_regular_file
-from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker
+from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker, ParsedAtStart
 from supervisor.plugin_checks import running_validators
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.memory import release_memory
@@ -92,23 +98,20 @@ def check_node(config: Config, node_name: str) -> list[Diagnostic]:
                   f"{node_name!r} with its InternalIP, or pass --node with one of the listed names")]
 
 
-def default_loader(node_name: str, *, plugins: bool = True, reuse: bool = False) -> Loader:
+def default_loader(node_name: str, *, plugins: bool = True, reuse: DocumentReuse | None = None) -> Loader:
     """`load_config_files` plus the node check; `plugins`: run the plugins' validators too.
 
-    `reuse`: keep what each document parsed to, so that a reload reads only
+    `reuse`: keeps what each document parsed to, so that a reload reads only
     the documents that changed (config/reusing.py; the watcher's loader).
     """
     validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
-    kept = None
-    if reuse:
-        kept = DocumentReuse()
 
     def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
         nonlocal validators
         if validators is None:
             validators = running_validators()
         try:
-            config, diagnostics = load_config_files(paths, validators=validators, reuse=kept)
+            config, diagnostics = load_config_files(paths, validators=validators, reuse=reuse)
         except OSError as exc:
             return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
                 str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
@@ -195,12 +198,15 @@ class _Hangup:
 def run(settings: WatcherSettings, inbox: Inbox, outbox: Outbox, *, load: Loader | None = None,
         install_signal: bool = True) -> None:
     """Worker entry: poll until Control.STOP. `load` and `install_signal` are for tests."""
-    core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name, reuse=True),
-                           debounce_seconds=settings.debounce_seconds)
+    reuse = DocumentReuse()
     hangup = _Hangup()
     if install_signal:
         signal.signal(signal.SIGHUP, hangup)
     beat = Heartbeat(settings.name, outbox, settings.heartbeat_seconds)
+    if settings.parsed_at_start and not take_start_parse(inbox, reuse, beat):
+        return
+    core = FileWatcherCore(settings.config_paths, load=load or default_loader(settings.node_name, reuse=reuse),
+                           debounce_seconds=settings.debounce_seconds)
     while True:
         # Beat before a (possibly long) load, so a restarted watcher counts
         # as alive while it parses a big config.
@@ -222,7 +228,31 @@ def run(settings: WatcherSettings, inbox: Inbox, outbox: Outbox, *, load: Loader
             hangup.pending = True
 
 
+def take_start_parse(inbox: Inbox, reuse: DocumentReuse, beat: Heartbeat) -> bool:
+    """Wait for the `ParsedAtStart` the supervisor puts first and adopt it; False when told to stop instead.
+
+    It is the first message of this inbox, so it is there at once; the wait is
+    bounded all the same: without it the watcher reads every document, as a
+    restarted one does.
+    """
+    deadline = time.monotonic() + START_PARSE_SECONDS
+    while (left := deadline - time.monotonic()) > 0:
+        beat.maybe()
+        incoming: object = receive(inbox, min(left, max(beat.due_in(time.monotonic()), 0.01)))
+        if isinstance(incoming, ParsedAtStart):
+            if reuse.adopt(incoming.documents):
+                log.debug("config.adopted source=start-up-check bytes=%d", len(incoming.documents))
+            return True
+        if incoming is Control.STOP:
+            return False
+    log.warning("config.start-parse-missing waited=%gs note=reading every document", START_PARSE_SECONDS)
+    return True
+
+
 RELOAD = Control.RELOAD
+# The start-up parse is the first message in the inbox, put right after the
+# spawn; this only bounds a wait that a supervisor bug would make endless.
+START_PARSE_SECONDS = 5.0
 # A 1 MiB config parses in ~4 s on a loaded 2-core node; ten times that is
 # no longer a slow load but a stuck one.
 MAX_LOAD_SECONDS = 60.0
