@@ -36,7 +36,8 @@ from supervisor.messages import AllocationDone, ConfigLoaded, MembersChanged, Vi
 from supervisor.roles import Mode, Role
 from supervisor.supervising.routing import route
 from supervisor.supervising.state import RoutedState
-from supervisor.watching.file_watcher import FileWatcherCore, default_loader
+from supervisor.watching.file_watcher import FileWatcherCore
+from supervisor.watching.loader import default_loader
 from tests.fakeapi.kube import pool, service
 from tests.runtime_helpers import NODE, config_text
 

@@ -29,7 +29,8 @@ from supervisor.messages import AllocationDone, ConfigLoaded
 from supervisor.roles import Mode, Role
 from supervisor.supervising.routing import route
 from supervisor.supervising.state import RoutedState
-from supervisor.watching.file_watcher import FileWatcherCore, default_loader
+from supervisor.watching.file_watcher import FileWatcherCore
+from supervisor.watching.loader import default_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -20,6 +20,7 @@ from supervisor.messages import ConfigLoaded, ConfigRejected, Control, ParsedAtS
 from supervisor.supervising.settings import WatcherSettings
 from supervisor.watching import file_watcher
 from supervisor.watching.file_watcher import FileWatcherCore
+from supervisor.watching.loader import default_loader
 from tests.runtime_helpers import config_text
 
 
@@ -107,19 +108,19 @@ def test_rejected_then_fixed_back_reloads(setup: tuple[Path, FakeLoader, FileWat
 def test_node_must_be_listed_when_the_config_lists_nodes(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(config_text(1, node="n1"))
-    config, diagnostics = file_watcher.default_loader("n9")([str(path)])
+    config, diagnostics = default_loader("n9")([str(path)])
     assert config is None
     assert any("--node n9" in str(d) and "n1" in str(d) for d in diagnostics)
-    config, _ = file_watcher.default_loader("n1")([str(path)])
+    config, _ = default_loader("n1")([str(path)])
     assert config is not None
 
 
 def test_the_watchers_loader_keeps_documents_and_answers_as_the_plain_one(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    watcher_load = file_watcher.default_loader("n1", reuse=DocumentReuse())
+    watcher_load = default_loader("n1", reuse=DocumentReuse())
     for text in (config_text(20), config_text(21), config_text(21) + "---\nkind: Nonsense\n", config_text(22)):
         path.write_text(text)
-        assert watcher_load([str(path)]) == file_watcher.default_loader("n1")([str(path)])
+        assert watcher_load([str(path)]) == default_loader("n1")([str(path)])
 
 
 class ThreadedWatcher:
@@ -198,7 +199,7 @@ def test_the_first_load_adopts_the_start_up_parse_and_parses_nothing_twice(
     first = watcher.next_config()
     assert isinstance(first, ConfigLoaded)
     assert reads.count == 0
-    assert first.config == file_watcher.default_loader("n1")([str(path)])[0]
+    assert first.config == default_loader("n1")([str(path)])[0]
     reads.count = 0
     path.write_text(config_text(51))
     second = watcher.next_config()

@@ -181,7 +181,7 @@ def test_the_kubernetes_watcher_runs_the_validators() -> None:
 
 
 def test_the_file_watcher_runs_the_validators(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from supervisor.watching.file_watcher import default_loader
+    from supervisor.watching.loader import default_loader
 
     path = tmp_path / "c.yaml"
     path.write_text(POOL + SETTINGS)

@@ -26,7 +26,7 @@ from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.worker import _controller, _speaker
 from supervisor.messages import ConfigLoaded, ConfigRejected
 from supervisor.supervising.settings import ControllerSettings, SpeakerSettings
-from supervisor.watching.file_watcher import default_loader
+from supervisor.watching.loader import default_loader
 from tests.fakeapi import FakeApiServer
 from tests.runtime_helpers import wait_for
 

@@ -180,8 +180,8 @@ def _preflight(args: argparse.Namespace) -> tuple[Config | None, str | None, byt
     # deferred: +5.8 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
     from supervisor.allocating import statefile
     from supervisor.config.reusing import DocumentReuse
-    from supervisor.membership.worker import KeyFileError, key_problem, read_key_file
-    from supervisor.watching.file_watcher import default_loader
+    from supervisor.membership.keys import KeyFileError, key_problem, read_key_file
+    from supervisor.watching.loader import default_loader
 
     # Without the plugins' validators: the watcher runs them (a config they
     # reject leaves the node running, not ready, with the errors in /status).

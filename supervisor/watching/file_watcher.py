@@ -39,24 +39,21 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
 
-from supervisor.config.diagnostics import Diagnostic, error
 from supervisor.config.isolation import config_errors, object_errors
-from supervisor.config.loading import MAX_CONFIG_BYTES, internal_error, load_config_files
-from supervisor.config.model import Config, Source
+from supervisor.config.loading import MAX_CONFIG_BYTES, internal_error
 from supervisor.config.reusing import DocumentReuse
 from supervisor.files import RefusedFile, read_regular_file
 from supervisor.messages import ConfigLoaded, ConfigRejected, Control, FromWorker, ParsedAtStart
-from supervisor.plugin_checks import running_validators
 from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
 from supervisor.supervising.memory import release_memory
 from supervisor.supervising.settings import WatcherSettings
+from supervisor.watching.loader import Loader, default_loader
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[Sequence[str]], tuple[Config | None, list[Diagnostic]]]
 Fingerprint = tuple[tuple[int, int] | None, ...]
 
 
@@ -85,43 +82,6 @@ def content_hash(paths: Sequence[str]) -> str:
             digest.update(f"<unreadable {exc.errno}>".encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def check_node(config: Config, node_name: str) -> list[Diagnostic]:
-    """This node must be one of the config's Nodes, when it lists any."""
-    if not config.nodes or config.node(node_name) is not None:
-        return []
-    names = ", ".join(sorted(n.name for n in config.nodes))
-    source = config.nodes[0].source
-    return [error(source, "Node", node_name,
-                  f"this node (--node {node_name}) is not among the config's Nodes ({names}); add a Node named "
-                  f"{node_name!r} with its InternalIP, or pass --node with one of the listed names")]
-
-
-def default_loader(node_name: str, *, plugins: bool = True, reuse: DocumentReuse | None = None) -> Loader:
-    """`load_config_files` plus the node check; `plugins`: run the plugins' validators too.
-
-    `reuse`: keeps what each document parsed to, so that a reload reads only
-    the documents that changed (config/reusing.py; the watcher's loader).
-    """
-    validators: list[Callable[[Config], list[Diagnostic]]] | None = None if plugins else []
-
-    def load(paths: Sequence[str]) -> tuple[Config | None, list[Diagnostic]]:
-        nonlocal validators
-        if validators is None:
-            validators = running_validators()
-        try:
-            config, diagnostics = load_config_files(paths, validators=validators, reuse=reuse)
-        except OSError as exc:
-            return None, [error(Source(file=exc.filename or paths[0], line=0), "File", os.path.basename(
-                str(exc.filename or paths[0])), f"cannot be read ({exc.strerror}); fix the path or its permissions")]
-        if config is not None:
-            problems = check_node(config, node_name)
-            if problems:
-                return None, diagnostics + problems
-        return config, diagnostics
-
-    return load
 
 
 class FileWatcherCore:
