@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
-import urllib.error
-import urllib.request
 from typing import Any
 
 from supervisor.serving.options import HttpOptionError, read_token
@@ -68,6 +65,12 @@ def status_url(endpoint: str) -> str:
 
 def fetch_status(endpoint: str = DEFAULT_ENDPOINT, *, timeout: float = 5.0, token: str | None = None,
                  verify: bool = True) -> dict[str, Any]:
+    # deferred: ~30 ms of CPU at every command's start (cli.py builds every command's flags), which
+    # `metalloid run` spends before it forks its start-up check (BENCHMARKS.md, 2026-12-07)
+    import ssl
+    import urllib.error
+    import urllib.request
+
     url = status_url(endpoint)
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     context = None

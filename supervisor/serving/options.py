@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from supervisor.files import RefusedFile, read_regular_file
+
+if TYPE_CHECKING:
+    import ssl
 
 STATUS_LOCAL = "local"
 STATUS_ANY = "any"
@@ -27,7 +30,11 @@ STATUS_ANY = "any"
 # certificate, a config) is refused rather than used as a secret.
 MAX_TOKEN_BYTES = 4096
 MIN_TOKEN_CHARS = 16
-TLS_VERSIONS = {"VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
+# MetalLB's names → `ssl.TLSVersion` member names. ssl itself is imported
+# when a context is made: every command's flags are built at start (cli.py),
+# and `metalloid run` forks its start-up check only after that (~17 ms of CPU,
+# BENCHMARKS.md, 2026-12-07); the HTTP server imports ssl once the check runs.
+TLS_VERSIONS = {"VersionTLS12": "TLSv1_2", "VersionTLS13": "TLSv1_3"}
 
 
 class HttpOptionError(Exception):
@@ -90,10 +97,13 @@ def read_token(path: str) -> str:
     return token
 
 
-def tls_context(cert_dir: str, minimum: ssl.TLSVersion) -> ssl.SSLContext:
+def tls_context(cert_dir: str, minimum: str) -> ssl.SSLContext:
+    """A server context with DIR/tls.crt and DIR/tls.key; `minimum` is a `TLS_VERSIONS` value."""
+    import ssl  # deferred: see TLS_VERSIONS
+
     cert, key = os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = minimum
+    context.minimum_version = ssl.TLSVersion[minimum]
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
