@@ -7,12 +7,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from supervisor.config.model import Config
 from supervisor.logs import add_logging_arguments, setup_logging
 from supervisor.serving.options import add_http_arguments
 
 if TYPE_CHECKING:
     from supervisor.announcing.enabling import Decision
-    from supervisor.config.model import Config
     from supervisor.supervising.settings import AnnouncerSettings
     from supervisor.supervising.supervisor import WorkerSpec
 
@@ -138,7 +138,8 @@ def announcer_template(args: argparse.Namespace) -> AnnouncerSettings:
 
 def build_specs(args: argparse.Namespace, config: Config, decisions: tuple[Decision, ...],
                 parsed: bytes = b"") -> list[WorkerSpec]:
-    """The workers to start; `parsed`: the start-up check's parse of the files, for the watcher's first load."""
+    """The workers to start (of `config`, only the Nodes and AnnouncerConfigs are read); `parsed`: the
+    start-up check's parse of the files, for the watcher's first load."""
     # deferred: +4.7 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-07)
     from supervisor.announcing.enabling import enabled
     from supervisor.messages import ParsedAtStart
@@ -224,7 +225,6 @@ def _parsed_part(paths: list[str]) -> Config:
     """
     # deferred: +3.1 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
     from supervisor.config.loading import load_config
-    from supervisor.config.model import Config
 
     try:
         return load_config(paths).config
@@ -269,12 +269,16 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(prepared, str):
         stop_forkserver()
         return _fail(prepared)
-    specs, decisions, version = prepared
+    nodes_and_announcers, decisions, version, parsed = prepared
+    # Here, not in the check: the modules the specs are made of are the
+    # supervisor's own, imported above while the check ran.
+    specs = build_specs(args, nodes_and_announcers, decisions, parsed)
     return _serve(args, specs, decisions, version)
 
 
-def _prepare(args: argparse.Namespace) -> tuple[list[WorkerSpec], tuple[Decision, ...], str] | str:
-    """The workers to start, the announcer decisions and our version, or why the node cannot start.
+def _prepare(args: argparse.Namespace) -> tuple[Config, tuple[Decision, ...], str, bytes] | str:
+    """What `build_specs` reads of the config (its Nodes and AnnouncerConfigs), the announcer decisions,
+    our version and the parse for the watcher (`DocumentReuse.export`), or why the node cannot start.
 
     The version is here too: importlib.metadata, which reads it, costs the
     supervisor 0.4 MiB PSS for good (bench/runtime.py, 2026-12-06).
@@ -285,7 +289,7 @@ def _prepare(args: argparse.Namespace) -> tuple[list[WorkerSpec], tuple[Decision
     decisions, problem = select_announcers(config, args.announcers)
     if problem:
         return problem
-    return build_specs(args, config, decisions, parsed), decisions, _version()
+    return Config(nodes=config.nodes, announcers=config.announcers), decisions, _version(), parsed
 
 
 def _serve(args: argparse.Namespace, specs: list[WorkerSpec], decisions: tuple[Decision, ...], version: str) -> int:
