@@ -80,3 +80,41 @@ def test_without_anchors_libyaml_counts_the_depth_the_walk_would(depth: int, pro
     assert bool(loading._read(fast, "c.yaml")[1]) is problem
     assert bool(_slow(text)[1]) is problem
     assert not loading._FastLineLoader("a: &x [1]\nb: *x\n").counts_depth
+
+
+TRICKY = {
+    "nulls-and-empties": "a:\nb: ~\nc: {}\nd: []\ne: ''\n",
+    "lists-of-maps": "a:\n  - b: 1\n    c: [x, {d: e}]\n  - - f\n    - g: [h]\n",
+    "duplicate-nested": "a:\n  b: 1\n  b: 2\nc: [{d: 1, d: 2}]\n",
+    "non-string-keys": "1: a\ntrue: b\n~: c\n1.5: d\nx: {2: y}\n",
+    "explicit-tags": "a: !!str 1\n!!str b: !!int '5'\nc: !!map {d: !!seq [e]}\nf: !!float '1.5'\n",
+    "value-and-merge-tagged-keys": "? !!value =\n: a\nb:\n  ? !!merge x\n  : {c: d}\n",
+    "unsupported-tag-deep-inside": "a:\n  b: [c, {d: !!binary aGVsbG8=}]\n",
+    "flow-and-quotes": "{a: 'b', \"c\": [d, \"e f\"], g: {h: i}}\n",
+    "several-documents": "---\na: 1\n---\n- b\n---\nc: {d: [e]}\n...\n---\n",
+    "big-int": "a: 1" + "0" * 5000 + "\n",
+}
+
+
+@pytest.mark.skipif(loading._CPARSER is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("text", list(TRICKY.values()), ids=list(TRICKY))
+def test_libyaml_builds_strings_mappings_and_lists_as_the_generic_constructor(text: str) -> None:
+    fast = loading._FastLineLoader(text)
+    assert fast.counts_depth  # no anchor: `_build` reads it
+    fast_docs, fast_diags = loading._read(fast, "c.yaml")
+    slow_docs, slow_diags = _slow(text)
+    assert fast_diags == slow_diags
+    assert len(fast_docs) == len(slow_docs)
+    for a, b in zip(fast_docs, slow_docs, strict=True):
+        assert (a.line, a.index) == (b.line, b.index)
+        _same(a.body, b.body, f"line {a.line}")
+
+
+@pytest.mark.skipif(loading._CPARSER is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize(("depth", "problem"), [(loading.MAX_NESTING, False), (loading.MAX_NESTING + 1, True)])
+def test_nested_mappings_count_their_depth_too(depth: int, problem: bool) -> None:
+    # `a: {a: {... x}}`: every mapping and the innermost scalar are levels.
+    text = "{a: " * (depth - 1) + "x" + "}" * (depth - 1) + "\n"
+    fast = loading._FastLineLoader(text)
+    assert fast.counts_depth
+    assert bool(loading._read(fast, "c.yaml")[1]) is problem
