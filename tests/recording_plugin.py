@@ -3,21 +3,26 @@
     METALLOID_EXTRA_PLUGINS=tests.recording_plugin:plugin
 
 registers protocols "recording" and "recording2" (two independent announcers)
-and "crashy" (raises in update() when $METALLOID_CRASHY_MODE=raise, loops
-forever when it is "hang"). When $METALLOID_RECORDING_LOG names a file, every
-call is appended to it as one JSON line (pid, protocol, call, and for update
-the assignments), so a test can see what a real announcer process was told.
+and "crashy" (raises in update() when $METALLOID_CRASHY_MODE=raise, sleeps
+forever when it is "hang", computes forever when it is "spin", and when it is
+"starved" computes for $METALLOID_CRASHY_CPU seconds of CPU on one core shared
+with four busy processes, so that it takes five times that in wall time).
+When $METALLOID_RECORDING_LOG names a file, every call is appended to it as
+one JSON line (pid, protocol, call, and for update the assignments), so a test
+can see what a real announcer process was told.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from supervisor.api import AnnouncerHost, AnnouncerRegistry, AnnouncerView, hookimpl
+from supervisor.supervising.child import die_with_parent
 
 
 class RecordingAnnouncer:
@@ -80,7 +85,36 @@ class CrashyAnnouncer(RecordingAnnouncer):
         if mode == "hang":
             while True:
                 time.sleep(1)
+        if mode == "spin":
+            while True:
+                pass
+        if mode == "starved":
+            self._starved(float(os.environ.get("METALLOID_CRASHY_CPU", "0.6")))
+            return
         raise RuntimeError("crashy announcer fails on purpose")
+
+    def _starved(self, cpu_seconds: float) -> None:
+        """A slow update on a loaded node: `cpu_seconds` of work while four busy processes share its core."""
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        rivals = []
+        for _ in range(4):
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # a rival: busy on the same core until killed, or until this announcer dies
+                die_with_parent(parent)
+                while True:
+                    pass
+            rivals.append(pid)
+        wall, cpu = time.monotonic(), time.thread_time()
+        try:
+            while time.thread_time() - cpu < cpu_seconds:
+                pass
+        finally:
+            for pid in rivals:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        self._record("starved", cpu=round(time.thread_time() - cpu, 3), wall=round(time.monotonic() - wall, 3))
 
 
 class _Plugin:

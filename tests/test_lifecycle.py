@@ -107,3 +107,16 @@ def test_before_the_first_heartbeat_the_start_deadline_applies() -> None:
     assert not hung(STARTING, 105.0, deadline=3.0, start_deadline=10.0)
     assert hung(STARTING, 110.5, deadline=3.0, start_deadline=10.0)
     assert hung(STARTING_BEAT, 103.2, deadline=3.0, start_deadline=10.0)
+
+
+def test_time_spent_waiting_for_a_cpu_is_not_silence() -> None:
+    beat = transition(RUNNING, HeartbeatSeen(at=101.0, waited=7.0))
+    assert beat.waited_at_heartbeat == 7.0
+    # 5 s since the beat, 4 of them runnable but not running (a loaded node): 1 s of its own.
+    assert not hung(beat, 106.0, deadline=3.0, waited=11.0)
+    # The same 5 s asleep or computing (a deadlock, an infinite loop): hung.
+    assert hung(beat, 106.0, deadline=3.0, waited=7.0)
+    assert hung(beat, 106.0, deadline=3.0, waited=7.5)
+    # Nothing known of the waiting (no schedstat): wall time, as before.
+    assert hung(beat, 106.0, deadline=3.0, waited=None)
+    assert hung(transition(RUNNING, HeartbeatSeen(at=101.0)), 106.0, deadline=3.0, waited=11.0)

@@ -396,6 +396,33 @@ def test_a_hung_plugin_is_killed_and_restarted(tmp_path: Path) -> None:
         n.close()
 
 
+def test_a_plugin_computing_forever_is_killed_and_restarted(tmp_path: Path) -> None:
+    """Busy, not blocked: the starvation cover (supervisor.supervising.starvation) must not hide it."""
+    n = Node(tmp_path, announcers="recording,crashy", extra_args=("--hung-timeout", "1"),
+             env={"METALLOID_CRASHY_MODE": "spin"})
+    try:
+        wait_for(lambda: n.workers()["announcer-crashy"]["restarts"] >= 1, 15, what="spinning crashy restarted")
+        assert "hung" in (n.workers()["announcer-crashy"]["last_error"] or "")
+    finally:
+        n.close()
+
+
+def test_a_plugin_slow_only_because_the_node_is_loaded_is_not_killed(tmp_path: Path) -> None:
+    """0.6 s of CPU against a 1 s hang deadline, on a core shared with four busy processes: ~3 s of
+    wall time. The time it waited for the CPU is not held against it (starvation.py)."""
+    n = Node(tmp_path, announcers="recording,crashy", extra_args=("--hung-timeout", "1"),
+             env={"METALLOID_CRASHY_MODE": "starved", "METALLOID_CRASHY_CPU": "0.6"})
+    try:
+        wait_for(lambda: any(c["call"] == "starved" for c in n.recorded()), 30, what="the slow update finished")
+        [done] = [c for c in n.recorded() if c["call"] == "starved"]
+        assert done["wall"] > 1.5, done  # it really was slower than the deadline in wall time
+        time.sleep(1.5)  # a kill decided late would show now
+        crashy = n.workers()["announcer-crashy"]
+        assert (crashy["restarts"], crashy["state"]) == (0, "RUNNING"), crashy
+    finally:
+        n.close()
+
+
 def test_corrupt_state_file_refuses_to_start(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "assignments.json").write_text("{not json")

@@ -30,6 +30,7 @@ from supervisor.roles import Role
 from supervisor.supervising import lifecycle, routing
 from supervisor.supervising.lifecycle import State
 from supervisor.supervising.shell import Shell, Slot
+from supervisor.supervising.starvation import run_queue_wait
 
 # The supervisor's logger: its parts log as the one process they make (operators filter by it).
 log = logging.getLogger("supervisor.supervising.supervisor")
@@ -46,7 +47,9 @@ class Dispatching(Shell):
     def _route(self, slot: Slot, message: FromWorker) -> None:
         match message:
             case WorkerHeartbeat():
-                slot.ws = lifecycle.transition(slot.ws, lifecycle.HeartbeatSeen(at=self._clock()))
+                waited = run_queue_wait(slot.ws.pid) if slot.ws.pid is not None else None
+                seen = lifecycle.HeartbeatSeen(at=self._clock(), waited=waited)
+                slot.ws = lifecycle.transition(slot.ws, seen)
             case MetricUpdate():
                 self.metrics.apply(message)
             case StatusReport(worker=_, payload=payload):

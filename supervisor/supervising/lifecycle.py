@@ -45,6 +45,7 @@ class Spawned:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatSeen:
     at: float
+    waited: float | None = None  # the worker's run-queue wait then (starvation.run_queue_wait)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +91,7 @@ class WorkerState:
     last_error: str | None = None
     started_at: float | None = None
     last_heartbeat: float | None = None
+    waited_at_heartbeat: float | None = None
     retry_at: float | None = None
     exitcode: int | None = None
     # Seconds a new process must stay alive (and have sent one heartbeat)
@@ -116,11 +118,11 @@ def transition(ws: WorkerState, event: Event) -> WorkerState:
                     retry_at=None, exitcode=None, restarts=restarts,
                 )
             return ws
-        case HeartbeatSeen(at=at):
+        case HeartbeatSeen(at=at, waited=waited):
             if ws.state in (State.STARTING, State.RUNNING, State.STOPPING):
                 # Only a live process's heartbeat counts; a late one from a
                 # dead process must not look like life.
-                return replace(ws, last_heartbeat=at)
+                return replace(ws, last_heartbeat=at, waited_at_heartbeat=waited)
             return ws
         case Tick(at=at):
             if (
@@ -170,17 +172,29 @@ def restart_due(ws: WorkerState, now: float) -> bool:
     return ws.state is State.BACKOFF and ws.retry_at is not None and now >= ws.retry_at
 
 
-def hung(ws: WorkerState, now: float, *, deadline: float, start_deadline: float | None = None) -> bool:
+def silence(*, since: float, now: float, waited_then: float | None, waited_now: float | None) -> float:
+    """How long a worker has been silent by its own time: wall time since `since` less the time its
+    loop waited for a CPU meanwhile (supervisor.supervising.starvation reads the waits)."""
+    quiet = now - since
+    if waited_then is None or waited_now is None:
+        return quiet
+    return quiet - max(0.0, waited_now - waited_then)
+
+
+def hung(ws: WorkerState, now: float, *, deadline: float, start_deadline: float | None = None,
+         waited: float | None = None) -> bool:
     """True when a live worker has sent no heartbeat for `deadline` seconds.
 
     Before its first heartbeat a worker is measured from its spawn against
     `start_deadline` (default: `deadline`): interpreter start and imports on a
     loaded 2-core node can take seconds, which is slow, not hung. STOPPING is
-    not judged here, the grace period governs it.
+    not judged here, the grace period governs it. `waited`: the worker's
+    run-queue wait now; the part of the silence it spent waiting for a CPU
+    does not count (supervisor.supervising.starvation).
     """
     if ws.state not in (State.STARTING, State.RUNNING):
         return False
     if ws.last_heartbeat is None:
         limit = deadline if start_deadline is None else start_deadline
         return ws.started_at is not None and now - ws.started_at > limit
-    return now - ws.last_heartbeat > deadline
+    return silence(since=ws.last_heartbeat, now=now, waited_then=ws.waited_at_heartbeat, waited_now=waited) > deadline

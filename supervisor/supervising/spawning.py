@@ -34,6 +34,7 @@ from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.child import child_main
 from supervisor.supervising.lifecycle import State
 from supervisor.supervising.shell import Shell, Slot
+from supervisor.supervising.starvation import run_queue_wait
 from supervisor.supervising.state import ANNOUNCER
 
 # The supervisor's logger: its parts log as the one process they make (operators filter by it).
@@ -71,8 +72,12 @@ class Spawning(Shell):
         if before is not slot.ws.state:
             log.info("worker.running worker=%s pid=%s", slot.ws.name, slot.ws.pid)
         deadline = self._hang_deadline(slot)
-        hung = lifecycle.hung(slot.ws, now, deadline=deadline,
-                              start_deadline=max(self.settings.start_deadline_seconds, deadline))
+        start_deadline = max(self.settings.start_deadline_seconds, deadline)
+        hung = lifecycle.hung(slot.ws, now, deadline=deadline, start_deadline=start_deadline)
+        if hung and slot.ws.pid is not None and slot.ws.last_heartbeat is not None:
+            # Silent too long by the wall clock; by its own time too, or only starved of CPU?
+            hung = lifecycle.hung(slot.ws, now, deadline=deadline, start_deadline=start_deadline,
+                                  waited=run_queue_wait(slot.ws.pid))
         if hung and slot.process is not None and slot.failure is None:
             slot.failure = f"hung: no heartbeat for {deadline:g}s, killed"
             log.error("worker.hung worker=%s pid=%s deadline=%s", slot.ws.name, slot.ws.pid, deadline)
