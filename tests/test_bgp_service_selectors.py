@@ -157,7 +157,7 @@ def test_selected_advertisements_keep_their_own_peers_and_treatment() -> None:
         # only the IPv6 length differs, the pool is IPv4: same prefix, conflict
         ((adv("ad1", local_pref=100, aggregation_length_v6=64),
           adv("ad2", local_pref=200, service_selectors=app("nginx"))), True),
-        # neither selects Services: metalloid's older rule (the lower treatment is sent), no refusal
+        # neither selects Services: not the speaker's to decide, the config is refused (test_bgp_local_pref_rule.py)
         ((adv("ad1", local_pref=100), adv("ad2", local_pref=200)), False),
     ],
     ids=["same-local-pref", "different-local-pref", "different-peers", "peers-subset", "peers-overlap",

@@ -247,6 +247,8 @@ RULES: tuple[Rule, ...] = (
     not_enforced("validate", "make it at most a third of holdTime",
                  "parsing's keepaliveTime rule (enforced above) rejects it first; this guards Configs built in code"),
     not_enforced("validate", "is shorter than the /{} prefix of pool", CROSS_OBJECT + " (the pool's prefixes)"),
+    not_enforced("local_pref_conflicts", "differs from the {} of BGPAdvertisement",
+                 CROSS_OBJECT + " (the other advertisements of the pool, their peers and nodes)"),
     # addresses.py: reasons _pool reports as "spec.addresses[i]: REASON"
     enforced("parse_address_range", "empty address entry", edit(POOL, address(""))),
     enforced("parse_address_range", "is not an IP address, a CIDR or a range",

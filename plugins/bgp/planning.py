@@ -157,7 +157,7 @@ def _communities(config: Config, adv: BGPAdvertisement) -> tuple[str, ...]:
     return tuple(sorted({aliases.get(c, c) for c in adv.communities}))
 
 
-def _aggregation_differs(a: BGPAdvertisement, b: BGPAdvertisement, pool: IPAddressPool | None) -> bool:
+def aggregation_differs(a: BGPAdvertisement, b: BGPAdvertisement, pool: IPAddressPool | None) -> bool:
     """MetalLB's `isAggrLengthDifferent`: the two make different prefixes for every family the pool has."""
     families = pool.families() if pool is not None else frozenset()
     if not families:
@@ -171,17 +171,22 @@ def _aggregation_differs(a: BGPAdvertisement, b: BGPAdvertisement, pool: IPAddre
     return v4 and v6
 
 
+def local_prefs_collide(a: BGPAdvertisement, b: BGPAdvertisement, pool: IPAddressPool | None) -> bool:
+    """MetalLB's `BGPAdvertisementsHaveCompatibleLocalPref`, negated, without its node test: a different
+    localPref (unset is 0) for the same prefix sent to a common peer (no peers: every peer)."""
+    if (a.local_pref or 0) == (b.local_pref or 0) or aggregation_differs(a, b, pool):
+        return False
+    return not (a.peers and b.peers and not set(a.peers) & set(b.peers))
+
+
 def conflicting(advs: list[BGPAdvertisement], pool: IPAddressPool | None) -> str | None:
     """Why this node may not advertise a Service through `advs` (the advertisements selecting both
     it and this node), or None: MetalLB's `checkBGPAdvConflicts`, two of them giving the same prefix
-    to a common peer with different localPref (unset is 0). MetalLB's webhook already refuses such a
-    pair when neither has serviceSelectors; metalloid keeps its older rule there (the lower
-    treatment wins, frrconf), so the check applies when one of the two selects Services."""
+    to a common peer with different localPref (unset is 0). A pair where neither has serviceSelectors
+    never gets here: the config is refused (validation.py, MetalLB's webhook rule)."""
     for i, a in enumerate(advs):
         for b in advs[i + 1:]:
-            if not (a.service_selectors or b.service_selectors) or (a.local_pref or 0) == (b.local_pref or 0):
-                continue
-            if _aggregation_differs(a, b, pool) or (a.peers and b.peers and not set(a.peers) & set(b.peers)):
+            if not (a.service_selectors or b.service_selectors) or not local_prefs_collide(a, b, pool):
                 continue
             return (f"BGPAdvertisements {a.name} and {b.name} both select it and this node with different localPref "
                     f"({a.local_pref or 0} vs {b.local_pref or 0}) for the same prefix and peers; MetalLB refuses "

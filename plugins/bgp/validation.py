@@ -2,7 +2,9 @@
 
 MetalLB's webhook rules for the BGP kinds, as values: an aggregation length
 shorter than a covered pool's own prefix, ASNs out of range, a hold time BGP
-forbids, and an advertisement naming a peer that does not exist; and the
+forbids, an advertisement naming a peer that does not exist, and two
+advertisements without serviceSelectors giving a common pool's prefix to a
+common peer from a common node with different localPref; and the
 `bgp` AnnouncerConfig's own settings, so a typo is refused at `check` (and a
 reload keeps the last good config) instead of failing the announcer's start.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from plugins.bgp.planning import local_prefs_collide
 from supervisor.api import AnnouncerConfig, BGPAdvertisement, Config, Diagnostic, error, setting_error, warning
 
 MAX_ASN = 2**32 - 1
@@ -62,6 +65,34 @@ def _least_specific_prefix(config: Config, adv: BGPAdvertisement, version: int) 
     return best
 
 
+def _nodes_of(config: Config, adv: BGPAdvertisement) -> set[str]:
+    return {n.name for n in config.nodes
+            if not adv.node_selectors or any(s.matches(n.label_map()) for s in adv.node_selectors)}
+
+
+def local_pref_conflicts(config: Config) -> list[Diagnostic]:
+    """MetalLB's `validateBGPAdvPerPool`: per pool, each advertisement without serviceSelectors against
+    the earlier ones, the first collision refused. (With serviceSelectors it is a per-Service matter:
+    planning.conflicting.)"""
+    found: list[Diagnostic] = []
+    refused: set[str] = set()
+    for pool in config.pools:
+        advs = [a for a in config.bgp_advertisements_for(pool.name) if not a.service_selectors]
+        for i, adv in enumerate(advs):
+            earlier = next((b for b in advs[:i] if local_prefs_collide(adv, b, pool)
+                            and _nodes_of(config, adv) & _nodes_of(config, b)), None)
+            if earlier is None or adv.name in refused:
+                continue
+            refused.add(adv.name)
+            found.append(error(adv.source, "BGPAdvertisement", adv.name,
+                               f"spec.localPref: {adv.local_pref or 0} differs from the {earlier.local_pref or 0} "
+                               f"of BGPAdvertisement {earlier.name} for the same prefixes of pool {pool.name}, a "
+                               "common peer and a common node, so the router would get one route with two "
+                               "preferences (MetalLB refuses it too); give them the same localPref, or different "
+                               "peers, nodeSelectors or aggregation lengths"))
+    return found
+
+
 def validate(config: Config) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     announcer = config.announcer("bgp")
@@ -96,4 +127,5 @@ def validate(config: Config) -> list[Diagnostic]:
                 found.append(error(adv.source, "BGPAdvertisement", adv.name,
                                    f"{field}: {length} is shorter than the /{least[0]} prefix of pool {least[1]}; "
                                    f"use at least {least[0]}"))
+    found.extend(local_pref_conflicts(config))
     return found
