@@ -131,6 +131,7 @@ class _Slots:
             hdr.iov, hdr.iovlen = ctypes.pointer(self.iovs[i]), 1
         self.pointer = ctypes.addressof(self.msgs)
         self.view = memoryview(self.buffer)
+        self.names_view = memoryview(self.names)
         self.words = memoryview(self.headers).cast("I")
         self.slots = [self.view[i * size : (i + 1) * size] for i in range(count)]
 
@@ -147,15 +148,16 @@ class Receiver:
         self._sources: dict[bytes, Address] = {}
         self.received = 0
 
-    def receive(self, sock: socket.socket | int, *, flags: int = MSG_DONTWAIT) -> int:
-        """Read up to `count` queued datagrams; how many came (0: none queued, or interrupted).
+    def receive(self, sock: socket.socket | int, *, limit: int | None = None, flags: int = MSG_DONTWAIT) -> int:
+        """Read up to `limit` (at most `count`) queued datagrams; how many came (0: none queued, or interrupted).
 
         Raises OSError for any other error (a closed descriptor, ECONNREFUSED
         reported from an earlier send), as `recvfrom` would.
         """
         s = self._s
         s.headers[:] = self._pristine
-        n = int(libc().recvmmsg(_fileno(sock), s.pointer, self.count, flags, None))
+        want = self.count if limit is None else max(0, min(limit, self.count))
+        n = int(libc().recvmmsg(_fileno(sock), s.pointer, want, flags, None))
         if n < 0:
             self.received = 0
             err = ctypes.get_errno()
@@ -177,6 +179,30 @@ class Receiver:
         """Datagram i, in place: valid until the next `receive` (copy with bytes() to keep it)."""
         return self._s.slots[i][: self._s.words[i * _STRIDE + _LEN]]
 
+    def datagrams(self) -> list[tuple[bytes, Address]]:
+        """Every datagram of the last `receive` as (bytes, source), like that many `recvfrom` calls.
+
+        The loop is here, over local names, rather than a `data(i)` and a
+        `source(i)` call per datagram: this is the hot path of a flood.
+        """
+        s, cache, decode = self._s, self._sources, decode_address
+        words, slots = s.words, s.slots
+        # One copy of every sockaddr, then bytes slices (no memoryview per datagram).
+        names = s.names_view[: self.received * NAME_SIZE].tobytes()
+        out = []
+        for i in range(self.received):
+            header = i * _STRIDE
+            start = i * NAME_SIZE
+            raw = names[start : start + words[header + _NAMELEN]]
+            try:
+                source = cache[raw]
+            except KeyError:
+                if len(cache) >= SOURCE_CACHE:
+                    cache.clear()
+                source = cache[raw] = decode(raw)
+            out.append((slots[i][: words[header + _LEN]].tobytes(), source))
+        return out
+
     def source_raw(self, i: int) -> bytes:
         """The sockaddr the kernel wrote for datagram i (b"" when none)."""
         start = i * NAME_SIZE
@@ -185,13 +211,13 @@ class Receiver:
     def source(self, i: int) -> Address:
         """Who sent datagram i, decoded like `recvfrom`'s address (see `Address`)."""
         raw = self.source_raw(i)
-        cached = self._sources.get(raw, self)
-        if cached is not self:
-            return cached  # type: ignore[return-value]
-        if len(self._sources) >= SOURCE_CACHE:
-            self._sources.clear()
-        address = self._sources[raw] = decode_address(raw)
-        return address
+        try:
+            return self._sources[raw]
+        except KeyError:
+            if len(self._sources) >= SOURCE_CACHE:
+                self._sources.clear()
+            address = self._sources[raw] = decode_address(raw)
+            return address
 
 
 def decode_address(raw: bytes) -> Address:
@@ -216,15 +242,20 @@ def decode_address(raw: bytes) -> Address:
 def encode_address(address: tuple[Any, ...]) -> bytes:
     """("host", port) or ("host", port, flowinfo, scope_id) as a sockaddr_in / sockaddr_in6.
 
-    The family follows the host: an IPv6 address makes a sockaddr_in6.
+    The family follows the host: an IPv6 address makes a sockaddr_in6; a
+    scoped one ("fe80::1%eth0" or "%2") gets that interface's index.
     Cached: a node sends to the same peers every interval.
     """
     host, port = address[0], address[1]
     order = "=H"
     if ":" in host:
+        host, _, scope = host.partition("%")
         flowinfo = address[2] if len(address) > 2 else 0
         scope_id = address[3] if len(address) > 3 else 0
-        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+        if scope and not scope_id:
+            # "fe80::1%eth0", as sendto takes it: the interface's index.
+            scope_id = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+        packed = socket.inet_pton(socket.AF_INET6, host)
         return (struct.pack(order, socket.AF_INET6) + struct.pack("!HI", port, flowinfo) + packed
                 + struct.pack("=I", scope_id))  # fmt: skip
     packed = socket.inet_pton(socket.AF_INET, host)

@@ -147,6 +147,12 @@ def test_an_ipv6_address_without_flowinfo_and_scope_gets_zeros() -> None:
     assert batchio.decode_address(batchio.encode_address(("fd00::2", 1))) == ("fd00::2", 1, 0, 0)
 
 
+def test_a_scoped_ipv6_address_gets_its_interfaces_index() -> None:
+    assert batchio.decode_address(batchio.encode_address(("fe80::1%7", 1))) == ("fe80::1", 1, 0, 7)
+    lo = socket.if_nametoindex("lo")
+    assert batchio.decode_address(batchio.encode_address(("fe80::1%lo", 1))) == ("fe80::1", 1, 0, lo)
+
+
 def test_packet_socket_addresses_decode_to_ifindex_protocol_and_hardware_address() -> None:
     raw = _native_family(socket.AF_PACKET) + struct.pack("!H", 0x0806) + struct.pack("=iHBB8s", 3, 1, 0, 6, b"\xaa" * 6)
     assert batchio.decode_address(raw) == (3, 0x0806, 0, 1, b"\xaa" * 6)
