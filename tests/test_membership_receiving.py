@@ -50,20 +50,22 @@ class FakeClock:
 
 @dataclass
 class FakeSocket:
-    """A queue of datagrams; each recv costs `cost` seconds of the fake clock."""
+    """A queue of datagrams, up to `per_call` per recv; each datagram costs `cost` seconds of the fake clock."""
 
     clock: FakeClock
     cost: float = 0.0
     queue: collections.deque[tuple[bytes, Any]] = field(default_factory=collections.deque)
     error: OSError | None = None
+    per_call: int = 1
+    calls: list[int] = field(default_factory=list)
 
-    def recv(self) -> tuple[bytes, Any]:
+    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
+        self.calls.append(limit)
         if self.error is not None:
             raise self.error
-        if not self.queue:
-            raise BlockingIOError
-        self.clock.now += self.cost
-        return self.queue.popleft()
+        out = [self.queue.popleft() for _ in range(min(limit, self.per_call, len(self.queue)))]
+        self.clock.now += self.cost * len(out)
+        return out
 
 
 def genuine(seq: int, echo: int = INCARNATION, key: bytes = KEY) -> bytes:
@@ -123,10 +125,10 @@ class PreemptedSocket(FakeSocket):
     cpu: FakeClock = field(default_factory=FakeClock)
     stolen: float = 0.0
 
-    def recv(self) -> tuple[bytes, Any]:
-        data = super().recv()
-        self.cpu.now += self.cost
-        self.clock.now += self.stolen
+    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
+        data = super().recv(limit)
+        self.cpu.now += self.cost * len(data)
+        self.clock.now += self.stolen * len(data)
         return data
 
 
@@ -198,6 +200,45 @@ def test_a_flood_costs_bounded_turns_and_one_count_per_reason() -> None:
         turns += 1
     assert turns == -(-100_000 // 512)
     assert drops.take()[0] == {DropReason.UNKNOWN_SOURCE: 100_000}
+
+
+def test_batches_never_take_more_than_the_count_budget_has_left() -> None:
+    clock = FakeClock()
+    sock = FakeSocket(clock, per_call=64)
+    sock.queue.extend((genuine(i), PEER) for i in range(1000))
+    result, handled = turn(sock, clock, TurnBudget(max_datagrams=100, max_seconds=1.0))
+    assert (result.received, result.cut_short, len(handled)) == (100, True, 100)
+    assert sock.calls == [64, 36]
+    assert handled == [genuine(i) for i in range(100)]
+
+
+def test_the_time_budget_is_looked_at_between_batches() -> None:
+    # 1 ms per datagram, 64 a batch: the first batch outruns a 5 ms budget, and the turn ends after it.
+    clock = FakeClock()
+    sock = FakeSocket(clock, cost=0.001, per_call=64)
+    sock.queue.extend((b"junk" * 20, STRANGER) for _ in range(1000))
+    drops = DropCounter()
+    result, _ = turn(sock, clock, TurnBudget(max_datagrams=10_000, max_seconds=0.005), drops)
+    assert (result.received, result.cut_short) == (64, True)
+    assert drops.take()[0] == {DropReason.UNKNOWN_SOURCE: 64}
+
+
+def test_a_short_batch_is_read_again_until_the_socket_is_empty() -> None:
+    clock = FakeClock()
+    sock = FakeSocket(clock, per_call=64)
+    sock.queue.extend((genuine(i), PEER) for i in range(130))
+    result, handled = turn(sock, clock, TurnBudget(max_datagrams=512, max_seconds=1.0))
+    assert (result.received, result.cut_short, len(handled)) == (130, False, 130)
+    assert sock.calls == [64, 64, 64, 64]  # 64, 64, 2, then nothing queued
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(DropReason)), st.integers(0, 5)), max_size=50))
+def test_counting_a_turns_drops_at_once_is_counting_them_one_by_one(drops: list[tuple[DropReason, int]]) -> None:
+    one_by_one, at_once = DropCounter(), DropCounter()
+    for reason, source in drops:
+        one_by_one.add(reason, source)
+    at_once.add_all([r for r, _ in drops], [s for _, s in drops])
+    assert at_once.take() == one_by_one.take()
 
 
 def test_a_socket_error_ends_the_turn() -> None:
@@ -445,3 +486,57 @@ def test_calm_lanes_cost_no_hmac_and_a_failed_mac_guards_them_for_a_while(monkey
     assert lanes.check(forged(101)) is DropReason.BAD_TOKEN
     lanes.calm(50.0 + GUARD_SECONDS)
     assert lanes.check(forged(101)) is None
+
+
+def _slow(screen: Screen) -> Screen:
+    """The same Screen with the fast lane's heads forgotten: every datagram is judged field by field."""
+    assert screen.lanes is not None
+    screen.lanes.heads.clear()
+    return screen
+
+
+def test_the_fast_lane_learns_heads_only_for_us_and_a_few_per_peer() -> None:
+    lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=0)
+    lanes.guard(0.0)
+    lanes.heard(decoded(tokened(10)))
+    screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
+    assert screen(forged(11), PEER) is DropReason.BAD_TOKEN
+    assert list(lanes.heads.values()) == [b"b"]
+    # Another receiver's name, any flags byte beyond the four known combinations: not remembered.
+    other = bytearray(forged(12))
+    other[4] = 0xF0
+    assert screen(bytes(other), PEER) is DropReason.BAD_TOKEN
+    to_someone_else = encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="x", seq=12, sent_at_ns=0,
+                                       incarnation=PEER_INCARNATION, echo_incarnation=INCARNATION), b"guess-0123")
+    screen(to_someone_else, PEER)
+    assert len(lanes.heads) == 1
+    lanes.peers = frozenset({"c"})
+    assert lanes.heads == {}
+
+
+@given(st.binary(max_size=40), st.integers(min_value=0, max_value=120), st.integers(min_value=1, max_value=80),
+       st.sampled_from([PEER, STRANGER]))
+def test_the_fast_lane_gives_the_verdict_the_field_by_field_checks_give(
+    noise: bytes, at: int, seq: int, source: tuple[str, int]
+) -> None:
+    """A Screen that learnt the peer's heads (each datagram judged by its head, echo and token) says what one
+    that checks every field in order says, for the peer's next heartbeats, forgeries, and mutations of both."""
+    verdicts = []
+    for fast in (True, False):
+        lanes = Lanes(KEY, "a", frozenset({"b", "c"}), unproven_per_second=2)
+        lanes.guard(0.0)
+        lanes.heard(decoded(tokened(10)))
+        screen = Screen(frozenset({PEER[0]}), INCARNATION, lanes=lanes)
+        screen(forged(11), PEER)  # learns b's head (and spends one of the allowance, in both)
+        if not fast:
+            _slow(screen)
+        assert bool(lanes.heads) is fast
+        out = []
+        for data in (tokened(seq), forged(seq), tokened(seq, sender="c"), forged(seq, incarnation=1)):
+            mutated = data[:at] + noise + data[at + len(noise) :]
+            for datagram in (data, mutated):
+                out.append(screen(datagram, source))
+                if not fast:
+                    lanes.heads.clear()
+        verdicts.append(out)
+    assert verdicts[0] == verdicts[1]

@@ -26,11 +26,14 @@ in, so tests drive a turn with a fake socket and a fake clock
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from supervisor.membership.codec import (
+    MAX_PACKET,
+    MIN_PACKET,
     TOKEN_SIZE,
     DropReason,
     Heartbeat,
@@ -42,7 +45,12 @@ from supervisor.membership.codec import (
 
 log = logging.getLogger(__name__)
 
-Recv = Callable[[], tuple[bytes, Any]]
+# Up to `limit` queued datagrams as (data, source); empty when none is queued.
+Recv = Callable[[int], Sequence[tuple[bytes, Any]]]
+# Datagrams per recvmmsg(2) call: one system call and one Python call for
+# up to 64 instead of one each (BENCHMARKS.md, "Membership under a
+# heartbeat-port flood").
+BATCH = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +110,26 @@ class DropCounter:
         self.counts[reason] = self.counts.get(reason, 0) + count
         self.last[reason] = (source, detail)
 
+    def add_all(self, reasons: list[DropReason], sources: list[Any]) -> None:
+        """`add(reasons[i], sources[i])` for every i, counted in C (a receive turn's drops at once)."""
+        left = len(reasons)
+        if not left:
+            return
+        # list.count compares by identity in C; hashing an Enum member is a
+        # Python call each (collections.Counter cost more than the screen did).
+        # A flood is nearly always one reason: one pass.
+        first = reasons[0]
+        for reason in (first, *(r for r in DropReason if r is not first)):
+            count = reasons.count(reason)
+            if not count:
+                continue
+            self.counts[reason] = self.counts.get(reason, 0) + count
+            # The last source of each reason wins, as with one `add` per datagram.
+            self.last[reason] = (sources[len(reasons) - 1 - reasons[::-1].index(reason)], "")
+            left -= count
+            if not left:
+                return
+
     def take(self) -> tuple[dict[DropReason, int], dict[DropReason, tuple[Any, str]]]:
         """The counts and samples so far; starts counting from zero again."""
         counts, last = self.counts, self.last
@@ -118,8 +146,15 @@ def receive_turn(
     budget: TurnBudget,
     clock: Callable[[], float],
     cpu: Callable[[], float] | None = None,
+    batch: int = BATCH,
 ) -> TurnResult:
     """Read and handle datagrams until the socket is empty or the budget is spent.
+
+    `recv(limit)` gives up to `limit` queued datagrams at once (the worker's
+    is one recvmmsg(2) call, `transport.Transport.recv`), at most `batch` per
+    call and never more than the count budget has left; the time budget is
+    looked at between calls, so a turn may outrun it by one batch (64
+    datagrams, well under a millisecond).
 
     `cpu` (the worker passes `time.thread_time`): the time budget counts the
     CPU this turn used, not time the thread spent preempted. On a loaded host
@@ -127,36 +162,48 @@ def receive_turn(
     looked like a flood (`cut_short` puts every peer on the longest deadline,
     detector.pressure), which at 250 peers made detection 1.75 s instead of
     ~0.76 s (BENCHMARKS.md, "Issue 16: membership at scale"). The wall clock
-    is read per datagram (cheap); the CPU clock only at the start and when the
+    is read per call (cheap); the CPU clock only at the start and when the
     wall clock says the budget may be spent. None: `clock` is both.
     """
     start = clock()
     limit = start + budget.max_seconds
     cpu_start = cpu() if cpu is not None else start
     n = 0
+    reasons: list[DropReason] = []
+    sources: list[Any] = []
     while n < budget.max_datagrams:
         # At least one datagram per turn, however slow the clock says we are.
         if n and clock() >= limit:
             used = budget.max_seconds if cpu is None else cpu() - cpu_start
             if used >= budget.max_seconds:
+                drops.add_all(reasons, sources)
                 return TurnResult(received=n, cut_short=True)
             # The rest of the wall time was not ours: what is left of the CPU budget.
             limit = clock() + budget.max_seconds - used
         try:
-            data, source = recv()
+            datagrams = recv(min(batch, budget.max_datagrams - n))
         except (BlockingIOError, InterruptedError):
-            return TurnResult(received=n, cut_short=False)
+            break
         except OSError as exc:
             # e.g. ECONNREFUSED from an earlier send's ICMP: nothing to read now.
             log.debug("membership.recv_failed error=%s", exc)
-            return TurnResult(received=n, cut_short=False)
-        n += 1
-        reason = screen(data, source)
-        if reason is not None:
-            drops.add(reason, source)
-            continue
-        handle(data, source)
-    return TurnResult(received=n, cut_short=True)
+            break
+        if not datagrams:
+            break
+        n += len(datagrams)
+        for data, source in datagrams:
+            reason = screen(data, source)
+            if reason is None:
+                handle(data, source)
+            else:
+                # Counted once per turn (`add_all`): under a flood this is most datagrams.
+                reasons.append(reason)
+                sources.append(source)
+    else:
+        drops.add_all(reasons, sources)
+        return TurnResult(received=n, cut_short=True)
+    drops.add_all(reasons, sources)
+    return TurnResult(received=n, cut_short=False)
 
 
 class Screen:
@@ -209,6 +256,14 @@ class Screen:
         host = source[0]
         if host not in self.sources and host.partition("%")[0] not in self.sources:  # IPv6: fe80::1%eth0
             return DropReason.UNKNOWN_SOURCE
+        lanes = self.lanes
+        if lanes is not None and lanes.guarding and MIN_PACKET <= len(data) <= MAX_PACKET:
+            # The fast lane (see Lanes.heads): a flood that echoes us claiming a
+            # proven peer costs this, not the checks below one by one.
+            end = HEAD_SIZE + data[5] + data[6]
+            sender = lanes.heads.get(data[:end])
+            if sender is not None and data[end + 24 : end + 32] == self.echo:
+                return lanes.check_known(sender, data, end)
         reason = screen(data)
         if reason is not None:
             return reason
@@ -219,6 +274,13 @@ class Screen:
             return None
         return DropReason.STALE_ECHO
 
+
+# A heartbeat's fixed prefix before the names (magic, version, type, flags, two name lengths).
+HEAD_SIZE = 7
+# The heads `Lanes` keeps per peer: the two packet types, the four flag combinations.
+_HEAD_TYPES = (1, 2)
+_HEAD_FLAGS = 3
+_INCARNATION_SEQ = struct.Struct("!QQ")
 
 # How far ahead of a peer's last authenticated sequence number a token is
 # looked for: 64 intervals (3.2 s at the default interval), far past any
@@ -278,6 +340,11 @@ class Lanes:
         self.guarding = False
         self._guard_until = 0.0
         self._lanes: dict[bytes, _Lane] = {}
+        # The bytes up to the counters (magic, version, type, flags, the two
+        # names: ours as the receiver) of datagrams `check` saw claiming a
+        # peer with a lane -> that peer. A datagram starting with one of them
+        # is judged by `check_known` without parsing it (Screen.__call__).
+        self.heads: dict[bytes, bytes] = {}
         self.peers = peers
 
     @property
@@ -290,6 +357,7 @@ class Lanes:
         self._peers = peers
         self._names = frozenset(p.encode() for p in peers)
         self._lanes = {n: lane for n, lane in self._lanes.items() if n in self._names}
+        self.heads = {head: n for head, n in self.heads.items() if n in self._names}
 
     def lane(self, peer: str) -> tuple[int, int] | None:
         """(incarnation, seq) the peer's lane expects next from, or None without a lane."""
@@ -318,6 +386,26 @@ class Lanes:
         lane = self._lanes.get(sender)
         if lane is None or not self._valid(sender, lane):
             return None
+        end = HEAD_SIZE + data[5] + data[6]
+        if data[3] in _HEAD_TYPES and data[4] <= _HEAD_FLAGS and data[HEAD_SIZE + data[5] : end] == self.receiver:
+            # The next datagram with these bytes up to the counters takes the fast lane (bounded: 8 per peer).
+            self.heads[data[:end]] = sender
+        return self._judge(sender, lane, incarnation, seq, token)
+
+    def check_known(self, sender: bytes, data: bytes, end: int) -> DropReason | None:
+        """`check`'s verdict for a datagram whose head (bytes up to the counters) is in `heads`, without parsing it.
+
+        The head says who it claims to be and that it is a heartbeat for us;
+        the rest is the lane's window and token. A lane not yet judged (a new
+        life of the peer) goes through `check`.
+        """
+        lane = self._lanes.get(sender)
+        if lane is None or lane.valid is not True:
+            return self.check(data)
+        incarnation, seq = _INCARNATION_SEQ.unpack_from(data, end)
+        return self._judge(sender, lane, incarnation, seq, data[end + 16 : end + 16 + TOKEN_SIZE])
+
+    def _judge(self, sender: bytes, lane: _Lane, incarnation: int, seq: int, token: bytes) -> DropReason | None:
         in_window = incarnation == lane.incarnation and lane.seq < seq <= lane.seq + LANE_WINDOW
         if in_window and token == self._token(sender, lane, seq):
             return None

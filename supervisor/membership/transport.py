@@ -17,10 +17,15 @@ from a peer proven alive that do not echo our incarnation; the worker says
 which peers are strict (`set_strict`), and the filter is re-attached when that,
 the peers' addresses or our incarnation change.
 
-The receive buffer is set to RCVBUF_BYTES whatever the host's default: what
-still passes the filter under a flood (a forger who knows our incarnation) is
-junk a real heartbeat waits behind, so a bigger buffer only makes that wait
-longer (see docs/failover.md, "Floods").
+Datagrams are read up to 64 per recvmmsg(2) call (`supervisor.batchio`).
+The receive buffer is set to RCVBUF_BYTES whatever the host's default, sized
+by time: what still passes the filter under a flood (a forger who sees the
+heartbeats and echoes our incarnation) queues in front of the real
+heartbeats. With batched reads the loop drains faster than such a flood
+arrives, so what drops heartbeats is the buffer filling while this process is
+not scheduled; 1 MiB (the kernel doubles it: ~2,500 small datagrams, 12 ms of
+a 200k/s flood) outlasts a preemption, and draining it takes a few ms, far
+under a deadline (see docs/failover.md, "Floods").
 """
 
 from __future__ import annotations
@@ -33,17 +38,23 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import bpf
+from supervisor import batchio, bpf
 from supervisor.config.model import Config
 from supervisor.membership import sockfilter
 from supervisor.membership.codec import MAX_CHUNK
+from supervisor.membership.receiving import BATCH
 
 log = logging.getLogger(__name__)
 
 RECV_SIZE = MAX_CHUNK + 1024
-# The kernel doubles it for its bookkeeping (and caps it at net.core.rmem_max):
-# a few hundred small datagrams, drained in a few ms even when all are junk.
-RCVBUF_BYTES = 128 * 1024
+# The kernel doubles it for its bookkeeping: ~830 bytes per small datagram,
+# so ~2,500 of them. Set with SO_RCVBUFFORCE where we may (root, CAP_NET_ADMIN:
+# a speaker has it), else SO_RCVBUF, which the kernel caps at net.core.rmem_max
+# (208 KiB by default: ~500 datagrams). 128 KiB (~300) was 1.6 ms of a 200k/s
+# flood: a false death whenever the worker was descheduled longer
+# (BENCHMARKS.md, "Membership under a heartbeat-port flood").
+RCVBUF_BYTES = 1 << 20
+SO_RCVBUFFORCE = 33
 
 
 class Transport:
@@ -64,6 +75,8 @@ class Transport:
         self._strict: frozenset[str] = frozenset()
         self._incarnation = 0
         self._program: bpf.Program | None = None
+        self._receiver = batchio.Receiver(count=BATCH, size=RECV_SIZE)
+        self._sender = batchio.Sender(count=BATCH, size=RECV_SIZE)
 
     def configure(self, config: Config, port: int) -> None:
         """Resolve the peers' addresses and (re)bind when our own address or port changed."""
@@ -132,18 +145,19 @@ class Transport:
         """Send every peer its own datagram (`packet_for(peer)`); a failed send is only logged."""
         if self.sock is None:
             return
-        for peer, addr in self.peer_addrs.items():
-            try:
-                self.sock.sendto(packet_for(peer), addr)
-            except OSError as exc:
-                # A peer's network may be down; its deadline on our side is what counts.
-                log.debug("membership.send_failed peer=%s addr=%s error=%s", peer, addr, exc)
+        peers = list(self.peer_addrs.items())
+        # Up to 64 per sendmmsg(2) call: at 250 peers, 4 system calls an interval instead of 250.
+        failed = self._sender.send(self.sock, [(packet_for(peer), addr) for peer, addr in peers])
+        for i, exc in failed:
+            # A peer's network may be down; its deadline on our side is what counts.
+            log.debug("membership.send_failed peer=%s addr=%s error=%s", peers[i][0], peers[i][1], exc)
 
-    def recv(self) -> tuple[bytes, Any]:
-        """One queued datagram, (data, source address); BlockingIOError when none is."""
+    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
+        """Up to `limit` queued datagrams as (data, source address), one recvmmsg(2) call; [] when none is."""
         if self.sock is None:
-            raise BlockingIOError
-        return self.sock.recvfrom(RECV_SIZE)
+            return []
+        self._receiver.receive(self.sock, limit=limit)
+        return self._receiver.datagrams()
 
     def close(self) -> None:
         if self.sock is not None:
@@ -154,7 +168,10 @@ class Transport:
 
 def _bind(family: socket.AddressFamily, want: tuple[str, int], node_name: str) -> tuple[socket.socket, tuple[str, int]]:
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
     try:
         sock.bind(want)
     except OSError as exc:
