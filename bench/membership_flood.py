@@ -34,7 +34,9 @@ it on its token (`bad_token`), past 64 HMACs a second.
 
 The figures also show what n1 itself counted (`metalloid_heartbeats_rejected_total`
 by reason, from its once-a-second `membership.rejected` lines), so how much of
-the flood reached its receive loop.
+the flood reached its receive loop, and, of n1's `kernel` count, how many
+found the receive buffer full (its namespace's UDP `RcvbufErrors` during the
+first flood) rather than being refused by the socket filter.
 """
 
 from __future__ import annotations
@@ -142,6 +144,18 @@ class Bench:
         return argv
 
 
+def buffer_full(lab: Lab, node: str) -> int:
+    """`node`'s namespace-wide UDP RcvbufErrors: datagrams dropped because a receive buffer was full.
+
+    The socket's own drop count (`kernel` in n1's reports) adds those its
+    filter refused; this tells the two apart. Only n1's heartbeat socket
+    receives UDP in its namespace during a flood.
+    """
+    lines = lab.run(node, "cat", "/proc/net/snmp").stdout.splitlines()
+    udp = [line.split()[1:] for line in lines if line.startswith("Udp:")]
+    return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
+
+
 def rejected(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for _, reason, count in REJECTED.findall(text):
@@ -171,7 +185,7 @@ def main() -> int:
           f"defaults: interval {policy.interval_seconds:g} s, deadline adaptive {policy.shortest:.3f}-"
           f"{policy.longest:.3f} s; floods of {args.seconds:g} s on n1:{PORT}")
     print(f"{'source':8} {'rate/s':>8} {'sent/s':>8} | {'false deaths':>12} | {'real death: silence':>19} "
-          f"{'after kill':>10} | n1 counted (per s, by reason)")
+          f"{'after kill':>10} | n1 counted (per s, by reason) | of which buffer full (per s)")
     try:
         lab.create()
         bench = Bench(lab, workdir)
@@ -182,7 +196,9 @@ def main() -> int:
             for rate in (int(r) for r in args.rates.split(",")):
                 # 1. false deaths in a healthy cluster
                 before = bench.offsets()
+                full_before = buffer_full(lab, "n1")
                 flood = run_flood(bench.flood_argv(rate, args.seconds, source), args.seconds + 60)
+                full = buffer_full(lab, "n1") - full_before
                 time.sleep(1.2)  # the last once-a-second drop report
                 deaths = sum(len(DEAD.findall(bench.since(n, before))) for n in NODES)
                 counted = rejected(bench.since("n1", before))
@@ -204,8 +220,8 @@ def main() -> int:
                     death = f"{'not detected':>30}"
                 secs = flood["seconds"]
                 per_s = ", ".join(f"{r} {c / secs:.0f}" for r, c in sorted(counted.items())) or "-"
-                print(f"{source:8} {rate:8d} {flood['sent'] / secs:8.0f} | {deaths:12d} | {death} | {per_s}",
-                      flush=True)
+                print(f"{source:8} {rate:8d} {flood['sent'] / secs:8.0f} | {deaths:12d} | {death} | {per_s} | "
+                      f"{full / secs:.0f}", flush=True)
                 bench.start("n2")
                 bench.wait_steady()
     finally:

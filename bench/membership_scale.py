@@ -17,7 +17,8 @@ For each N, once every peer counts as alive on heartbeats in n1's /status:
 1. over `--window` seconds: the membership worker's CPU (utime + stime from
    /proc/<pid>/stat, and each apart: `sys` includes the kernel delivering
    every sent datagram through the veth pair to the player, which a real NIC
-   does not do in the sender's time) as % of one core, the supervisor's and the whole node's
+   does not do in the sender's time) as % of one core, how often its loop
+   went to sleep (voluntary context switches a second: its wake-ups), the supervisor's and the whole node's
    (every process of its session), the worker's RSS/PSS (smaps_rollup),
    bytes/s on n1's eth0, the size of n1's /status;
 2. `false deaths`: `membership.peer_dead` lines in n1's log during the window
@@ -208,6 +209,14 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def sleeps(pid: int) -> int:
+    """How often the process's main thread (the worker's loop) has gone to sleep: its voluntary context switches."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     """(RSS, PSS) in MiB."""
     fields = smaps_kib(pid)
@@ -271,10 +280,12 @@ class Run:
         pids = session_pids(self.node.pid)
         before = {p: cpu_seconds(p) for p in pids}
         wire = self.wire_bytes()
+        wakes = sleeps(worker)
         t0 = time.monotonic()
         time.sleep(window)
         elapsed = time.monotonic() - t0
         after = {p: cpu_seconds(p) for p in pids if Path(f"/proc/{p}").exists()}
+        wakes = sleeps(worker) - wakes
         wire = self.wire_bytes() - wire
         rss, pss = memory_mib(worker)
 
@@ -284,7 +295,8 @@ class Run:
 
         return {"worker_cpu": pct(worker), "worker_user": pct(worker, 0), "worker_sys": pct(worker, 1),
                 "supervisor_cpu": pct(self.node.pid), "node_cpu": sum(pct(p) for p in after if p in before),
-                "rss": rss, "pss": pss, "wire_bps": wire / elapsed, "status_bytes": size}  # fmt: skip
+                "rss": rss, "pss": pss, "wire_bps": wire / elapsed, "status_bytes": size,
+                "wakes": wakes / elapsed}  # fmt: skip
 
     def deaths(self, count: int) -> tuple[list[tuple[float, float]], int]:
         """Silence `count` peers one by one; [(silence, after last send)] and false deaths."""
@@ -341,7 +353,8 @@ def main() -> int:
           f"defaults: interval {DEFAULTS.interval_for(min(counts)):g}-{DEFAULTS.interval_for(max(counts)):g} s "
           f"(grows past 50 peers), deadline adaptive (3 intervals + a learnt margin); "
           f"{args.window:g} s windows, {args.deaths} deaths per count")
-    print(f"{'peers':>5} | {'worker %core':>12} {'user':>5} {'sys':>5} {'ratio':>6} | {'sup. %':>6} {'node %':>6} | "
+    print(f"{'peers':>5} | {'worker %core':>12} {'user':>5} {'sys':>5} {'ratio':>6} {'wakes/s':>7} | "
+          f"{'sup. %':>6} {'node %':>6} | "
           f"{'RSS MiB':>7} {'PSS MiB':>7} | {'wire B/s':>9} {'/status B':>9} | "
           f"{'false':>5} | detection: silence / after last send (s)")
     base: float | None = None
@@ -363,7 +376,8 @@ def main() -> int:
             detection = ", ".join(f"{s:.3f}/{a:.3f}" for s, a in found) or "not detected"
             if len(found) < deaths:
                 detection += f" ({deaths - len(found)} not detected)"
-            print(f"{n:5d} | {m['worker_cpu']:12.2f} {m['worker_user']:5.2f} {m['worker_sys']:5.2f} {ratio:6.1f} | "
+            print(f"{n:5d} | {m['worker_cpu']:12.2f} {m['worker_user']:5.2f} {m['worker_sys']:5.2f} {ratio:6.1f} "
+                  f"{m['wakes']:7.0f} | "
                   f"{m['supervisor_cpu']:6.2f} {m['node_cpu']:6.2f} | "
                   f"{m['rss']:7.1f} {m['pss']:7.1f} | {m['wire_bps']:9.0f} {m['status_bytes']:9.0f} | "
                   f"{false:5d} | {detection}   (player: {played})", flush=True)  # fmt: skip
