@@ -44,6 +44,19 @@ def test_one_call_reads_up_to_count_datagrams_with_their_boundaries(pair: tuple[
     assert [d for batch in batches for d in batch] == sent
 
 
+def test_datagrams_is_every_slot_as_bytes_with_its_source(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    for payload in (b"one", b"two!", b"three"):
+        a.send(payload)
+    receiver = batchio.Receiver(count=2, size=64)
+    assert receiver.receive(b, limit=5) == 2
+    assert receiver.datagrams() == [(b"one", None), (b"two!", None)]
+    assert receiver.receive(b, limit=1) == 1
+    assert receiver.datagrams() == [(b"three", None)]
+    assert receiver.receive(b) == 0
+    assert receiver.datagrams() == []
+
+
 def test_nothing_queued_is_zero_not_an_error(pair: tuple[socket.socket, socket.socket]) -> None:
     receiver = batchio.Receiver(count=8, size=64)
     assert receiver.receive(pair[1]) == 0
