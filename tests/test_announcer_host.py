@@ -205,6 +205,36 @@ def test_ticks_drive_the_plugin_but_its_status_is_looked_at_every_report_every()
     assert plugin.looks == 3
 
 
+def test_a_costly_look_waits_longer_so_the_looks_take_at_most_their_share_of_a_core() -> None:
+    # 1,000 Services: a look is 25-35 ms of CPU; every 0.25 s that was a tenth of a core for nothing.
+    plugin = Counting()
+    cpu = [0.0]
+
+    def costly() -> dict[str, Any]:
+        cpu[0] += 0.03  # what this look costs
+        plugin.looks += 1
+        return {"announcements": [], "looks": plugin.looks}  # changed at every look
+
+    plugin.status = costly  # type: ignore[method-assign]
+    core = host.HostCore(worker="announcer-counting", announcer=plugin, report_every=0.25,
+                         cpu_clock=lambda: cpu[0])  # type: ignore[arg-type]
+    assert [type(m) for m in core.tick(10.0)] == [StatusReport]
+    every = 0.03 / host.LOOK_SHARE
+    assert every > 0.25
+    # Not at the quarter second: 0.03 s of CPU per look, at most LOOK_SHARE of a core.
+    assert list(core.tick(10.25)) == [] and list(core.tick(10.0 + every - 0.01)) == []
+    assert plugin.looks == 1
+    assert [type(m) for m in core.tick(10.0 + every + 0.001)] == [StatusReport]  # it changed: reported
+    assert plugin.looks == 2
+    # Cheap again: back to every REPORT_SECONDS, never more often.
+    plugin.status = lambda: {"announcements": [], "cheap": plugin.ticks}  # type: ignore[method-assign]
+    list(core.tick(20.0))
+    assert list(core.tick(20.1)) == []
+    assert [type(m) for m in core.tick(20.25)] == [StatusReport]  # looked again a quarter second on
+    # A view is still reported at once.
+    assert StatusReport in [type(m) for m in core.handle(ViewChanged(view=VIEW))]
+
+
 def test_the_test_kit_default_looks_at_every_tick() -> None:
     plugin = Counting()
     core = host.HostCore(worker="announcer-counting", announcer=plugin)  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ import enum
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -210,20 +211,32 @@ def status_problems(payload: Any) -> list[str]:
 # at most this often between views: building, converting and comparing a 1,000-IP layer 2 status
 # is ~15 ms of CPU, a quarter of a core at every tick. A view's report is never held back.
 REPORT_SECONDS = 0.25
+# ... and at most this share of a core: the looks between views wait longer once one costs more
+# than LOOK_SHARE * REPORT_SECONDS. With 1,000 Services a look (status(), jsonable, compare) is
+# 25-35 ms of CPU, so every 0.25 s was 0.1-0.14 of a core, most of what the layer 2 announcer spent
+# while nothing happened (bench/runtime.py's node, py-spy), taken from the supervisor and the
+# allocator on a 2-core node during a reload; at this share a change that comes without a view
+# (a link, a conflict) shows in /status within ~0.6 s instead of 0.25 s.
+LOOK_SHARE = 0.05
 
 
 class HostCore:
     """Drives one announcer; every call into the plugin happens here.
 
     `report_every`: the least time between two looks at the status from `tick`
-    (0: at every tick, as the plugin test kit drives it; the process: REPORT_SECONDS).
+    (0: at every tick, as the plugin test kit drives it; the process: REPORT_SECONDS),
+    longer while a look costs more than LOOK_SHARE of it (`cpu_clock`: the
+    look's CPU time; a fake in tests).
     """
 
     def __init__(self, *, worker: str, announcer: Announcer, store: RecoveryStore | None = None,
-                 load_failures: list[PluginLoadFailure] | None = None, report_every: float = 0.0) -> None:
+                 load_failures: list[PluginLoadFailure] | None = None, report_every: float = 0.0,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.worker = worker
         self.announcer = announcer
         self._report_every = report_every
+        self._look_every = report_every
+        self._cpu_clock = cpu_clock
         self._looked_at: float | None = None
         self.store = store or RecoveryStore(None)
         self._load_failures = [f.as_dict() for f in load_failures or []]
@@ -249,33 +262,42 @@ class HostCore:
 
     def tick(self, now: float) -> Iterator[FromWorker]:
         self.announcer.tick(now)
-        if self._looked_at is not None and now - self._looked_at < self._report_every:
+        if self._looked_at is not None and now - self._looked_at < self._look_every:
             return
         self._looked_at = now
-        yield from self.report(force=False)
+        started = self._cpu_clock()
+        payload = jsonable(self.announcer.status())
+        changed = payload != self._last_status
+        if self._report_every:
+            self._look_every = max(self._report_every, (self._cpu_clock() - started) / LOOK_SHARE)
+        if changed:
+            yield from self._send(payload)
 
     def report(self, *, force: bool) -> Iterator[FromWorker]:
         payload = jsonable(self.announcer.status())
         if force or payload != self._last_status:
-            self._last_status = payload
-            problems = status_problems(payload)
-            if problems != self._reported_problems:
-                self._reported_problems = problems
-                if problems:
-                    log.warning("announcer.status_invalid worker=%s problems=%s", self.worker, "; ".join(problems))
-            announcements = payload.get("announcements") if isinstance(payload, Mapping) else None
-            self.store.announced(announcements if isinstance(announcements, list) else [])
-            document = dict(payload) if isinstance(payload, Mapping) else {"announcements": []}
-            document["_host"] = {"load_failures": self._load_failures, "status_errors": problems}
-            yield StatusReport(worker=self.worker, payload=document)
-            # The plugin's real announcements, passed on when they change
-            # (not on every counter or duplicate in the status payload).
-            if not self._passes_state_on:
-                return
-            state = announcer_state(self.announcer.protocol, payload if isinstance(payload, Mapping) else {})
-            if state != self._last_state:
-                self._last_state = state
-                yield AnnouncementsChanged(worker=self.worker, state=state)
+            yield from self._send(payload)
+
+    def _send(self, payload: Any) -> Iterator[FromWorker]:
+        self._last_status = payload
+        problems = status_problems(payload)
+        if problems != self._reported_problems:
+            self._reported_problems = problems
+            if problems:
+                log.warning("announcer.status_invalid worker=%s problems=%s", self.worker, "; ".join(problems))
+        announcements = payload.get("announcements") if isinstance(payload, Mapping) else None
+        self.store.announced(announcements if isinstance(announcements, list) else [])
+        document = dict(payload) if isinstance(payload, Mapping) else {"announcements": []}
+        document["_host"] = {"load_failures": self._load_failures, "status_errors": problems}
+        yield StatusReport(worker=self.worker, payload=document)
+        # The plugin's real announcements, passed on when they change
+        # (not on every counter or duplicate in the status payload).
+        if not self._passes_state_on:
+            return
+        state = announcer_state(self.announcer.protocol, payload if isinstance(payload, Mapping) else {})
+        if state != self._last_state:
+            self._last_state = state
+            yield AnnouncementsChanged(worker=self.worker, state=state)
 
     def recover(self) -> bool:
         """Call `recover(previous)` when the last process ended uncleanly; True when it was called."""
