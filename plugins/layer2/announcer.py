@@ -177,8 +177,10 @@ class Layer2Announcer:
             self._reconcile(now)
         wall = self._wall_clock()
         self._resolve(self._flush_duplicates(wall), now, wall)
-        ours = {str(ip) for ip in self._owned} | {str(ip) for ip, _ in self._conflicts.yielded}
-        self._sightings.prune(ours, wall)
+        if len(self._sightings):  # none seen, none to prune: the texts of 1,000 IPs 20 times a second were
+            # ~0.03 of a core on an idle node with 1,000 Services (py-spy)
+            ours = {str(ip) for ip in self._owned} | {str(ip) for ip, _ in self._conflicts.yielded}
+            self._sightings.prune(ours, wall)
         self._send_due(now)
         self._flush_counters()
 

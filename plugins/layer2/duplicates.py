@@ -54,6 +54,9 @@ class Sightings:
                                               last_logged=wall if log else before.last_logged)  # fmt: skip
         return log
 
+    def __len__(self) -> int:
+        return len(self._by_key)
+
     def prune(self, ours: Collection[str], wall: float) -> None:
         """Keep sightings of IPs announced or yielded (`ours`), seen within KEEP_SECONDS, the newest MAX."""
         fresh = [key for key, s in self._by_key.items() if key[0] in ours and wall - s.last_seen <= KEEP_SECONDS]
