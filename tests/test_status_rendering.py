@@ -12,7 +12,7 @@ import pytest
 from supervisor.allocating.allocator import allocate
 from supervisor.config.loading import load_config_files
 from supervisor.messages import AllocationDone, ConfigLoaded
-from supervisor.supervising.rendering import StatusRenderer, render_value
+from supervisor.supervising.rendering import StatusRenderer, plain, render_value
 from supervisor.supervising.state import RoutedState
 from supervisor.supervising.status import build_status, status_fields
 from tests.runtime_helpers import config_text
@@ -143,3 +143,67 @@ def test_a_field_that_fails_is_not_computed_again_until_a_source_changes() -> No
     assert calls == [first, second]
     fixed = renderer.keep([("plugins", (second, 1), lambda: {"ok": True})])
     assert fixed == {"plugins": '  "plugins": {\n    "ok": true\n  }'}
+
+
+def test_a_reload_builds_and_renders_only_the_services_whose_sources_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reload adds one Service to 1,000; rebuilding and re-encoding every row after each allocation
+    # and announcer report was half of a render's CPU, in the supervisor that serves /status.
+    from supervisor.supervising import status
+
+    built: list[str] = []
+    service = status._service
+
+    def counted(result: Any, key: Any, announced: Any, elections: Any) -> dict[str, Any]:
+        built.append(str(key))
+        return service(result, key, announced, elections)
+
+    monkeypatch.setattr(status, "_service", counted)
+    protocols = {"announcer-x": "x"}
+    state = _state(tmp_path, 5)
+    renderer = StatusRenderer()
+    renderer.render(status_fields(state, [], now=1.0, version="v", protocols=protocols))
+    assert len(built) == 5
+
+    # The same Services allocated again (new objects, equal values) and one more: only the new one is built.
+    path = tmp_path / "c6.yaml"
+    path.write_text(config_text(6))
+    config, _ = load_config_files([str(path)])
+    assert config is not None
+    previous = {key: a.ips for key, a in state.allocation.result.assignments.items()}  # type: ignore[union-attr]
+    assert state.accept_config(ConfigLoaded(generation=2, config=config, origin=str(path), warnings=()))
+    assert state.accept_allocation(AllocationDone(generation=2, result=allocate(config, previous)))
+    built.clear()
+    text = renderer.render(status_fields(state, [], now=2.0, version="v", protocols=protocols))
+    assert built == ["default/svc-5"]
+    assert text == StatusRenderer().render(status_fields(state, [], now=2.0, version="v", protocols=protocols))
+
+    # An announcer's report that changes one Service's election: that row alone, and the text is a fresh render's.
+    state.statuses["announcer-x"] = {"announcements": [
+        {"service": "default/svc-1", "ip": "10.20.0.1", "protocol": "x", "node": "n1", "reason": "won \u00e9 \"q\"\n"}],
+        "elections": [{"service": "default/svc-1", "winner": "n2"}]}
+    built.clear()
+    text = renderer.render(status_fields(state, [], now=3.0, version="v", protocols=protocols))
+    assert built == ["default/svc-1"]
+    document = json.loads(text)
+    assert document["services"][1]["elections"] == {"x": {"service": "default/svc-1", "winner": "n2"}}
+    assert document == _parsed(build_status(state, [], now=3.0, version="v", protocols=protocols))
+    assert text == StatusRenderer().render(status_fields(state, [], now=3.0, version="v", protocols=protocols))
+
+    # Services removed: the rows that remain are taken from where they stood and none is built.
+    path = tmp_path / "c3.yaml"
+    path.write_text(config_text(0, names=["svc-0", "svc-3", "svc-5"]))
+    config, _ = load_config_files([str(path)])
+    assert config is not None
+    previous = {key: a.ips for key, a in state.allocation.result.assignments.items()}  # type: ignore[union-attr]
+    assert state.accept_config(ConfigLoaded(generation=3, config=config, origin=str(path), warnings=()))
+    assert state.accept_allocation(AllocationDone(generation=3, result=allocate(config, previous)))
+    built.clear()
+    text = renderer.render(status_fields(state, [], now=4.0, version="v", protocols=protocols))
+    assert built == []
+    assert [s["name"] for s in json.loads(text)["services"]] == ["svc-0", "svc-3", "svc-5"]
+    assert text == StatusRenderer().render(status_fields(state, [], now=4.0, version="v", protocols=protocols))
+    # The rows' layout is the one every other list of the document has.
+    as_lists = [(name, sources, (lambda c=compute: plain(c()))) for name, sources, compute
+                in status_fields(state, [], now=4.0, version="v", protocols=protocols)]
+    assert text == StatusRenderer().render(as_lists)

@@ -20,7 +20,7 @@ from typing import Any
 
 from supervisor.announcing.enabling import Decision
 from supervisor.supervising.lifecycle import State, WorkerState
-from supervisor.supervising.rendering import Field, assemble
+from supervisor.supervising.rendering import Field, assemble, plain
 from supervisor.supervising.shell import Shell, Slot
 from supervisor.supervising.state import ANNOUNCER, RoutedState
 from supervisor.supervising.status import announcer_rows, readiness, status_fields
@@ -54,7 +54,7 @@ class Probing(Shell):
     def status(self) -> dict[str, Any]:
         """The /status document as a dict (tests, tools); HTTP serves `status_json`, the same as text."""
         fields, _ = self._status_fields()
-        return {name: compute() for name, _, compute in fields}
+        return {name: plain(compute()) for name, _, compute in fields}
 
     def status_json(self) -> bytes:
         """/status rendered as `json.dumps(status(), indent=2)` (rendering.py).

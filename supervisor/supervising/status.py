@@ -18,12 +18,15 @@ announcers run and why, and which are FAILED or not responding.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
+from supervisor.allocating.results import AllocationResult
 from supervisor.announcing.enabling import Decision
+from supervisor.config.model import ServiceKey
 from supervisor.serving.documents import service_document
 from supervisor.supervising.lifecycle import State, WorkerState
-from supervisor.supervising.rendering import Field
+from supervisor.supervising.rendering import Field, Row, Rows, plain
 from supervisor.supervising.state import RoutedState
 
 
@@ -36,8 +39,8 @@ def build_status(
     protocols: Mapping[str, str],
 ) -> dict[str, Any]:
     """`protocols` maps announcer worker name → protocol."""
-    return {name: compute() for name, _, compute in status_fields(state, workers, now=now, version=version,
-                                                                  protocols=protocols)}
+    return {name: plain(compute()) for name, _, compute in status_fields(state, workers, now=now, version=version,
+                                                                         protocols=protocols)}
 
 
 def status_fields(
@@ -186,44 +189,66 @@ def _pools(state: RoutedState) -> list[dict[str, Any]]:
     return pools
 
 
-def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]],
-              announcements: list[Any]) -> list[dict[str, Any]]:
+def _services(state: RoutedState, plugins: Mapping[str, Mapping[str, Any]], announcements: list[Any]) -> Rows:
+    """One row per Service, each with what it is built from (`rendering.Rows`: a reload re-renders one of 1,000)."""
     if state.allocation is None:
-        return []
+        return Rows(())
     result = state.allocation.result
     # Indexed once by Service: a scan per Service was 1,000 x 1,000 steps and
     # most of a 140 ms /status with 1,000 Services (bench/status.py).
-    announced_by: dict[str, dict[str, list[str]]] = {}
+    # Each Service's (protocol, node) pairs, the same tuple for every Service announced alike: the rows
+    # keep them as their sources, 1,000 small dicts of lists would be ~0.3 MiB more in the supervisor.
+    pairs_by: dict[str, list[tuple[str, str]]] = {}
     for a in announcements:
-        if isinstance(a, Mapping):
-            nodes = announced_by.setdefault(str(a.get("service")), {}).setdefault(str(a.get("protocol", "")), [])
-            if a.get("node") not in nodes:
-                nodes.append(str(a.get("node")))
-    listed: dict[str, dict[str, dict[str, Any]]] = {}
+        if type(a) is dict or isinstance(a, Mapping):  # exact dicts first: the ABC check per item was a tenth
+            pair = (str(a.get("protocol", "")), str(a.get("node")))
+            pairs = pairs_by.setdefault(str(a.get("service")), [])
+            if pair not in pairs:
+                pairs.append(pair)
+    alike: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    announced_by = {name: alike.setdefault(t, t) for name, pairs in pairs_by.items() if (t := tuple(pairs))}
+    # Each plugin's elections: keyed by Service (a mapping), or the layer2 plugin's list of
+    # {"service", "ip", "winner", ...} of which the first entry per Service counts.
+    kinds: list[tuple[str, Mapping[str, Any] | None]] = []
+    listed: dict[str, dict[str, Any]] = {}
     for protocol, payload in plugins.items():
         found = payload.get("elections")
+        kinds.append((protocol, found if isinstance(found, Mapping) else None))
         if isinstance(found, (list, tuple)):
-            # The layer2 plugin reports a list of {"service", "ip", "winner", ...}; the first entry counts.
             for entry in found:
-                if isinstance(entry, Mapping):
-                    listed.setdefault(str(entry.get("service")), {}).setdefault(protocol, dict(entry))
-    services = []
+                if type(entry) is dict or isinstance(entry, Mapping):
+                    listed.setdefault(str(entry.get("service")), {}).setdefault(protocol, entry)
+    rows: list[Row] = []
+    assignments, pending, problems = result.assignments, result.pending, result.problems
     # ServiceKey's own order, compared as plain tuples (its dataclass __lt__ was a sixth of this function).
-    for key in sorted(set(result.assignments) | set(result.pending), key=lambda k: (k.namespace, k.name)):
+    for key in sorted(set(assignments) | set(pending), key=lambda k: (k.namespace, k.name)):
         name = str(key)
-        elections = {}
-        for protocol, payload in plugins.items():
-            found = payload.get("elections")
-            if isinstance(found, Mapping) and name in found:
-                elections[protocol] = found[name]
-            elif protocol in listed.get(name, {}):
-                elections[protocol] = listed[name][protocol]
-        services.append({
-            **service_document(result, key),
-            "announced": announced_by.get(name, {}),
-            "elections": elections,
-        })
-    return services
+        mine = listed.get(name, {})
+        elections: list[Any] = []  # protocol, its election, ...: flat, so a row keeps no dict of its own
+        for protocol, by_service in kinds:
+            if by_service is not None:
+                if name in by_service:
+                    elections += (protocol, by_service[name])
+            elif protocol in mine:
+                elections += (protocol, mine[protocol])
+        announced = announced_by.get(name, ())
+        sources = (assignments.get(key), pending.get(key), problems.get(key), announced, *elections)
+        rows.append((name, sources, partial(_service, result, key, announced, tuple(elections))))
+    return Rows(rows)
+
+
+def _service(result: AllocationResult, key: ServiceKey, announced: tuple[tuple[str, str], ...],
+             elections: tuple[Any, ...]) -> dict[str, Any]:
+    """One Service's row; `announced`: (protocol, node) pairs; `elections` flat: protocol, its election, ..."""
+    nodes: dict[str, list[str]] = {}
+    for protocol, node in announced:
+        nodes.setdefault(protocol, []).append(node)
+    return {
+        **service_document(result, key),
+        "announced": nodes,
+        "elections": {protocol: dict(entry) if isinstance(entry, Mapping) else entry
+                      for protocol, entry in zip(elections[::2], elections[1::2], strict=True)},
+    }
 
 
 def _members(state: RoutedState) -> list[dict[str, Any]]:
