@@ -46,16 +46,18 @@ class AllocatorCore:
                 result: AllocationResult = handed if handed is not None else allocate(config, self.previous)
                 current = {key: a.ips for key, a in result.assignments.items()}
                 self._persist(current, result)
+                previous, self.previous = self.previous, current
+                # Answered before the log lines: at start every Service is new, and
+                # 1,000 lines are ~20 ms the node's readiness need not wait for.
+                yield AllocationDone(generation=generation, result=result)
                 for key, ips in sorted(current.items()):
-                    if self.previous.get(key) != ips:
+                    if previous.get(key) != ips:
                         log.info("ip.assigned service=%s ips=%s pool=%s", key,
                                  ",".join(map(str, ips)), result.assignments[key].pool)
-                for key in sorted(set(self.previous) - set(current)):
-                    log.info("ip.released service=%s ips=%s", key, ",".join(map(str, self.previous[key])))
+                for key in sorted(set(previous) - set(current)):
+                    log.info("ip.released service=%s ips=%s", key, ",".join(map(str, previous[key])))
                 for key, reason in sorted(result.pending.items()):
                     log.info("ip.pending service=%s reason=%s", key, reason)
-                self.previous = current
-                yield AllocationDone(generation=generation, result=result)
             case _:
                 # Everything else (membership views, STOP) is not for us; STOP
                 # never reaches here (the loop handles it).
