@@ -273,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
     # Here, not in the check: the modules the specs are made of are the
     # supervisor's own, imported above while the check ran.
     specs = build_specs(args, nodes_and_announcers, decisions, parsed)
+    # From here only the watcher's first message holds the parse, until its
+    # first spawn takes it (specs.FirstMessage): this frame lives as long as the node.
+    del prepared, parsed
     return _serve(args, specs, decisions, version)
 
 

@@ -76,6 +76,9 @@ class Outgoing:
                     log.debug("inbox.broken worker=%s error=%r", self._worker, exc)
                     broken = True
                 finally:
+                    # Not kept until the next message arrives (for the watcher that can be
+                    # hours): a config or the start-up parse is a few hundred KB.
+                    del message
                     with self._lock:
                         self._pending -= 1
         finally:
