@@ -424,10 +424,11 @@ def test_both_cores_loaded_fails_nobody_over(healthy: Cluster) -> None:
     assert c.served_by() == target
 
 
-# spoofed-echo at 40k/s: the rate this 2-core lab's owner reads in full. At 200k/s the kernel drops
-# real heartbeats with the junk (5 false deaths at 157k/s sent, BENCHMARKS.md "End of the second
-# session"): issue 15's open part, measured by bench/membership_flood.py, not asserted here.
-@pytest.mark.parametrize(("source", "rate"), [("client", 200_000), ("spoofed", 200_000), ("spoofed-echo", 40_000)])
+# spoofed-echo at 80k/s: half the most the lab's flooder sends of it on an idle 2-core machine
+# (~160k/s), where the owner, reading in batches, had 0 false deaths in every run and read 92-98 %
+# of the flood (BENCHMARKS.md, "Third session: batched reads"); the code before gave 3 at 154k/s.
+# 200k/s is issue 15's figure, measured by bench/membership_flood.py, not asserted here.
+@pytest.mark.parametrize(("source", "rate"), [("client", 200_000), ("spoofed", 200_000), ("spoofed-echo", 80_000)])
 def test_a_bad_mac_flood_on_the_owners_heartbeat_port_kills_nobody(healthy: Cluster, source: str, rate: int) -> None:
     """Issue 15: `rate` bad-MAC heartbeats a second for 3 s at the owner's port, no key needed.
 
