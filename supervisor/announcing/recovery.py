@@ -100,7 +100,9 @@ class RecoveryStore:
         fd, temporary = tempfile.mkstemp(prefix=".announcer-", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle)
+                # dumps, not dump: json.dump streams through the pure-Python encoder (only a one-shot
+                # dumps runs the C one), 7 against 1.6 ms of CPU for 1,000 announcements, at every view.
+                handle.write(json.dumps(document))
             os.replace(temporary, self.path)
         except BaseException:
             try:
