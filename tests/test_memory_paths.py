@@ -7,6 +7,7 @@ pin the behaviour the figures rest on.
 from __future__ import annotations
 
 import ast
+import os
 import pickle
 import subprocess
 import sys
@@ -189,3 +190,77 @@ def test_the_supervisor_loads_only_the_prometheus_client_modules_it_uses_and_the
     for heavy in ("prometheus_client.exposition", "prometheus_client.metrics", "prometheus_client.gc_collector"):
         assert heavy not in loaded
     assert rendered == "True True Counter"  # MetalLB's families and the process metrics render
+
+
+HEAPS = """
+import ctypes, os, sys, threading
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.open_memstream.restype = ctypes.c_void_p
+libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+
+def heaps_with_threads(n=4):
+    # n threads alive at once, each with a C allocation of its own: glibc gives each its arena when allowed.
+    ready, done, kept = threading.Barrier(n + 1), threading.Event(), []
+    def grab():
+        kept.append(libc.malloc(4096))
+        ready.wait()
+        done.wait()
+    threads = [threading.Thread(target=grab) for _ in range(n)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    done.set()
+    for t in threads:
+        t.join()
+    return buf.value.decode().count("<heap nr=")
+"""
+
+TUNED = HEAPS + """
+from supervisor.supervising.memory import tune_malloc
+if sys.argv[1] == "tuned":
+    print(tune_malloc())
+print(heaps_with_threads())
+"""
+
+
+def test_tune_malloc_keeps_every_thread_on_one_heap() -> None:
+    # Without it (the control) glibc gives concurrent threads arenas of their own: the check can fail.
+    runs = {mode: subprocess.run([sys.executable, "-c", TUNED, mode], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split() for mode in ("default", "tuned")}
+    assert int(runs["default"][0]) > 1
+    assert runs["tuned"] == ["True", "1"]
+
+
+WORKER_HEAPS = HEAPS + """
+import multiprocessing
+from supervisor.supervising.spawning import START_METHOD, start_forkserver, stop_forkserver
+
+def report(conn):
+    conn.send(heaps_with_threads())
+
+if __name__ == "__main__":
+    start_forkserver()
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    worker = multiprocessing.get_context(START_METHOD).Process(target=report, args=(writer,))
+    worker.start()
+    print(reader.recv(), heaps_with_threads())
+    worker.join()
+    stop_forkserver()
+"""
+
+
+def test_a_worker_forked_from_the_forkserver_inherits_one_heap(tmp_path: Path) -> None:
+    # The forkserver's preload tunes malloc; this (untuned) process is the control.
+    script = tmp_path / "worker_heaps.py"
+    script.write_text(WORKER_HEAPS)
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    worker, parent = map(int, out.stdout.split())
+    assert worker == 1 and parent > 1

@@ -16,6 +16,8 @@ their death signal, before the announcers could hand over. It still exits the
 moment the supervisor does (EOF on its "alive" pipe), and the supervisor stops
 it explicitly when it exits.
 
+`tune_malloc` (supervising.memory) is set here once for every worker.
+
 `gc.freeze()` moves everything imported so far out of the collector's
 generations: a collection in a worker would otherwise walk (and so write to,
 and so copy) every shared object's GC header.
@@ -31,7 +33,10 @@ import supervisor.logs
 import supervisor.messages
 import supervisor.supervising.channels
 import supervisor.supervising.child  # noqa: F401
+from supervisor.supervising.memory import tune_malloc
 
+# Every worker is forked from here, so each inherits one malloc arena and the fixed mapping threshold.
+tune_malloc()
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 gc.collect()

@@ -18,7 +18,7 @@ from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.serving.options import HttpOptionError, http_options
-from supervisor.supervising.memory import release_memory
+from supervisor.supervising.memory import release_memory, tune_malloc
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
 
     `args` holds the HTTP flags (`supervisor.serving.options.add_http_arguments`).
     """
+    tune_malloc()  # before the first thread (the HTTP server's, the pipes' writers, the render-ahead)
     try:
         options = http_options(args)
     except HttpOptionError as exc:
