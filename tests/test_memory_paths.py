@@ -264,3 +264,30 @@ def test_a_worker_forked_from_the_forkserver_inherits_one_heap(tmp_path: Path) -
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     worker, parent = map(int, out.stdout.split())
     assert worker == 1 and parent > 1
+
+
+PLUGINS_PROBE = """
+import sys
+from supervisor.api import AnnouncerRegistry
+from supervisor.plugins_loader import build_plugin_manager
+pm = build_plugin_manager(strict=True)
+registry = AnnouncerRegistry()
+pm.hook.metalloid_register_announcers(registry=registry)
+print(registry.names())
+print(sorted(m for m in sys.modules if m == "yaml" or m.endswith(".announcer") or m.startswith("plugins.bgp.frr")))
+from supervisor.plugin_testing import FakeHost
+built = [registry.get(name)(FakeHost("n1")) for name in ("bgp", "bgp-stub")]
+print([f"{type(a).__module__}.{type(a).__name__}" for a in built])
+"""
+
+
+def test_loading_every_plugin_imports_no_announcer_and_no_yaml_until_one_is_built() -> None:
+    # What a watcher (validators) and each announcer process load: every installed plugin, registered.
+    out = subprocess.run([sys.executable, "-c", PLUGINS_PROBE], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "METALLOID_EXTRA_PLUGINS"})
+    names, modules, built = out.stdout.splitlines()
+    assert {"bgp", "bgp-stub", "layer2"} <= set(ast.literal_eval(names))
+    assert ast.literal_eval(modules) == []
+    assert ast.literal_eval(built) == ["plugins.bgp.announcer.BGPAnnouncer",
+                                       "plugins.bgp_stub.announcer.BGPStubAnnouncer"]
+
