@@ -10,10 +10,9 @@ import pytest
 
 from supervisor.config.model import Config, IPAddressPool, Service
 from supervisor.config.parsing import parse_objects
-from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_status
+from supervisor.kubernetes.assignments import POOL_ANNOTATION, assignments_from_status, speaker_allocation
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.peers import nodes_with_speaker_addresses, speaker_addresses
-from supervisor.kubernetes.speaker import speaker_allocation
 from supervisor.kubernetes.watcher import Emitted, KubeWatcher, WatchOptions
 from supervisor.messages import ConfigLoaded
 from tests.fakeapi import FakeApiServer
@@ -137,7 +136,7 @@ def test_speaker_watcher_reads_peers_from_pods_and_keeps_last_state_in_an_outage
 
 
 def test_status_allocator_worker_answers_each_routed_config_from_status() -> None:
-    from supervisor.kubernetes.worker import run_status_allocator
+    from supervisor.kubernetes.status_allocator import run as run_status_allocator
     from supervisor.messages import AllocationDone, Control
     from supervisor.supervising.settings import WorkerSettings
 

@@ -291,3 +291,40 @@ def test_loading_every_plugin_imports_no_announcer_and_no_yaml_until_one_is_buil
     assert ast.literal_eval(built) == ["plugins.bgp.announcer.BGPAnnouncer",
                                        "plugins.bgp_stub.announcer.BGPStubAnnouncer"]
 
+
+SPEAKER_SPECS = """
+import supervisor.supervising.serving as serving
+seen = []
+serving.serve_supervisor = lambda command, specs, settings, **kw: seen.extend(specs) or 0
+from supervisor.cli import main
+main(["speaker", "--node", "n1", "--insecure", "--api-server", "http://127.0.0.1:1"])
+print({spec.name: spec.entry for spec in seen})
+"""
+
+ALLOCATOR_WORKER = """
+import importlib, queue, sys
+import supervisor.supervising.preload  # what the forkserver imported before forking the worker
+from supervisor.config.model import Config, Service
+from supervisor.messages import AllocationDone, ConfigLoaded, Control
+from supervisor.supervising.settings import WorkerSettings
+module, _, name = sys.argv[1].partition(":")
+run = getattr(importlib.import_module(module), name)
+inbox, outbox = queue.Queue(), queue.Queue()
+inbox.put(ConfigLoaded(generation=3, config=Config(services=(Service(namespace="d", name="s"),)), origin="kubernetes"))
+inbox.put(Control.STOP)
+run(WorkerSettings(name="allocator", node_name="n1"), inbox, outbox)
+done = [m.generation for m in outbox.queue if isinstance(m, AllocationDone)]
+print(done, sorted(m for m in sys.modules if m in ("ssl", "http.client") or m.startswith("supervisor.kubernetes.")))
+"""
+
+
+def test_the_speakers_allocator_worker_imports_no_api_client() -> None:
+    # It passes on what the watcher read; only the watcher talks to the API server.
+    out = subprocess.run([sys.executable, "-c", SPEAKER_SPECS], cwd=ROOT, capture_output=True, text=True, check=True)
+    entries = ast.literal_eval(out.stdout.strip())
+    assert entries["watcher"] == "supervisor.kubernetes.worker:run"
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_WORKER, entries["allocator"]], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    done, modules = out.stdout.strip().split(" ", 1)
+    assert done == "[3]"  # it answered the routed config
+    assert ast.literal_eval(modules) == ["supervisor.kubernetes.assignments", "supervisor.kubernetes.status_allocator"]

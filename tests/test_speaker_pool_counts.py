@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from supervisor.config.parsing import parse_objects
-from supervisor.kubernetes.speaker import speaker_allocation
+from supervisor.kubernetes.assignments import speaker_allocation
 
 POOLS = """\
 apiVersion: metallb.io/v1beta1

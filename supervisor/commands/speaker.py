@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         WorkerSpec(name="watcher", role=WATCHER, entry="supervisor.kubernetes.worker:run",
                    settings=SpeakerSettings(name="watcher", **common, kubeconfig=args.kubeconfig,
                                             api_host=args.api_server, namespace=args.namespace)),
-        WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.kubernetes.worker:run_status_allocator",
+        WorkerSpec(name="allocator", role=ALLOCATOR, entry="supervisor.kubernetes.status_allocator:run",
                    settings=WorkerSettings(name="allocator", **common)),
         WorkerSpec(name="membership", role=MEMBERSHIP, entry="supervisor.membership.worker:run",
                    settings=MembershipSettings(name="membership", **common, membership_key_file=key_file,

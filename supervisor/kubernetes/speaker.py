@@ -1,7 +1,7 @@
 """The speaker's Kubernetes side: assignments from Service status, nodeAssigned / announceFailed Events.
 
-The speaker never allocates. Its "allocation" is what the controller wrote:
-`assignments_from_status`, sent on as an `AllocationDone` right after each
+The speaker never allocates. Its "allocation" is what the controller wrote
+(`assignments.speaker_allocation`), sent on as an `AllocationDone` right after each
 `ConfigLoaded`, so the supervisor and the announcers run exactly as in
 standalone mode. When the API server is unreachable nothing new arrives and
 the supervisor keeps routing the last state: announcing continues, and
@@ -19,46 +19,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from supervisor.allocating.freeips import PoolIndex
-from supervisor.allocating.results import AllocationResult, Assignment, PoolCounts
 from supervisor.announcing.api import AnnouncerState
-from supervisor.config.model import Config, IPAddressPool, ServiceKey
+from supervisor.config.model import ServiceKey
 from supervisor.kubernetes import events, kinds
-from supervisor.kubernetes.assignments import assignments_from_status
 
 log = logging.getLogger(__name__)
 
 Note = tuple[str, str, str]  # (type, reason, message)
-
-
-def speaker_allocation(config: Config) -> AllocationResult:
-    found = assignments_from_status(config)
-    return AllocationResult(assignments={a.service: a for a in found}, pending={},
-                            pools=pool_counts(config.pools, found))
-
-
-def pool_counts(pools: Iterable[IPAddressPool], assignments: Iterable[Assignment]) -> tuple[PoolCounts, ...]:
-    """Each pool's totals and the IPs in use, counted as the allocator counts them.
-
-    The allocator's own `PoolIndex` does the counting (a shared IP counts once,
-    buggy .0/.255 addresses are neither total nor used when the pool avoids
-    them), so a speaker's /status and metrics match the controller's. An IP
-    counts for the pool its Assignment names, and only when inside it.
-    """
-    indexes = {pool.name: PoolIndex(pool) for pool in pools}
-    for assignment in assignments:
-        index = indexes.get(assignment.pool)
-        if index is None:
-            continue
-        for ip in assignment.ips:
-            position = index.locate(ip)
-            if position is not None:
-                index.mark(position)
-    return tuple(
-        PoolCounts(pool=name, total_v4=index.total(4), assigned_v4=index.used(4), total_v6=index.total(6),
-                   assigned_v6=index.used(6))
-        for name, index in indexes.items()
-    )
 
 
 def announcement_events(node: str, states: Iterable[AnnouncerState]) -> dict[tuple[ServiceKey, str], Note]:

@@ -12,9 +12,9 @@ ConfigLoaded, and writes what this speaker reports: ServiceL2Status and the
 nodeAssigned / announceFailed Events from the announcers' real state
 (`AnnouncementsChanged`, routed here by the supervisor), its
 ConfigurationState from the config's verdict. The assignments Service status
-holds are read once, by this watcher, and attached to the ConfigLoaded;
-`run_status_allocator`, the speaker's allocator-role worker, passes them on so
-the supervisor routes them to membership and the announcers as usual.
+holds are read once, by this watcher, and attached to the ConfigLoaded; the
+speaker's allocator-role worker (`kubernetes.status_allocator`) passes them on
+so the supervisor routes them to membership and the announcers as usual.
 """
 
 from __future__ import annotations
@@ -31,19 +31,16 @@ from supervisor.kubernetes import kinds
 from supervisor.kubernetes.client import RawClient
 from supervisor.kubernetes.events import WARNING
 from supervisor.messages import (
-    AllocationDone,
     AnnouncementsChanged,
     AnnouncerFailed,
     ConfigLoaded,
     ConfigRejected,
     Control,
-    FromWorker,
     MetricKind,
     MetricUpdate,
-    ToWorker,
 )
-from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive, serve
-from supervisor.supervising.settings import ControllerSettings, SpeakerSettings, WorkerSettings
+from supervisor.supervising.child import Heartbeat, Inbox, Outbox, receive
+from supervisor.supervising.settings import ControllerSettings, SpeakerSettings
 
 if TYPE_CHECKING:
     from supervisor.config.diagnostics import Diagnostic
@@ -122,11 +119,12 @@ def _controller(
 def _speaker(settings: SpeakerSettings, client: RawClient, put: Put, metric: Callable[[str, float], None]) -> Handlers:
     # deferred: the speaker's writers, +0.3 MiB PSS in the controller's watcher (2026-12-06).
     from supervisor.announcing.api import AnnouncerState
+    from supervisor.kubernetes.assignments import speaker_allocation
     from supervisor.kubernetes.bgpstatus import BGPStatusWriter, wanted_bgp_statuses
     from supervisor.kubernetes.confstate import ConfigStateWriter, configuration_state
     from supervisor.kubernetes.events import EventRecorder
     from supervisor.kubernetes.l2status import L2StatusWriter, wanted_statuses
-    from supervisor.kubernetes.speaker import AnnouncementReporter, speaker_allocation
+    from supervisor.kubernetes.speaker import AnnouncementReporter
     from supervisor.kubernetes.watcher import KubeWatcher, WatchOptions
 
     node, namespace = settings.node_name, settings.namespace
@@ -226,22 +224,3 @@ def _plugin_validators() -> list[Callable[[Config], list[Diagnostic]]]:
     from supervisor.plugin_checks import running_validators
 
     return running_validators()
-
-
-def run_status_allocator(settings: WorkerSettings, inbox: Inbox, outbox: Outbox) -> None:
-    """The speaker's allocator role: it passes on the assignments the watcher read from Service status.
-
-    The watcher attaches them to every ConfigLoaded it sends; a ConfigLoaded
-    without them (none is sent today) is read from its Services' status, the
-    same function the watcher runs, so the answer never depends on the sender.
-    """
-    # deferred: with the speaker's writers, +0.3 MiB PSS in the controller's watcher (2026-12-06).
-    from supervisor.kubernetes.speaker import speaker_allocation
-
-    def handle(message: ToWorker) -> list[FromWorker]:
-        if isinstance(message, ConfigLoaded):
-            result = message.allocation if message.allocation is not None else speaker_allocation(message.config)
-            return [AllocationDone(generation=message.generation, result=result)]
-        return []
-
-    serve(settings, inbox, outbox, handle)
