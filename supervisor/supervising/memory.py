@@ -9,18 +9,16 @@ with the timing of reloads. Called at start-up (the supervisor) and after a
 config or an allocation was handled (the workers), never on a hot path: a
 collection of the whole heap is a few milliseconds per MiB.
 
-`tune_malloc` makes glibc keep one heap per process and put big blocks
-(a rendered /status, a pickled config: hundreds of KiB each) in mappings of
-their own, handed back the moment they are freed. By default every thread
-that allocates gets an arena of its own (up to 8 per core), and the
-threshold for a mapping grows to 32 MiB once a big block has been freed, so
-the supervisor's HTTP and render threads left each a partly used heap
-behind: 3-5 MiB PSS of the supervisor (bench/runtime.py and
-bench/speaker_memory.py with `GLIBC_TUNABLES=glibc.malloc.arena_max=1:
-glibc.malloc.mmap_threshold=131072` against without, BENCHMARKS.md).
-Small objects are CPython's own allocator's and are not affected; the
-threads of one process already take turns on the GIL, so one arena costs
-them no parallelism.
+`tune_malloc` makes glibc keep one heap per process. By default every
+thread that allocates gets an arena of its own (up to 8 per core), and the
+supervisor's HTTP and render threads each left a partly used heap behind:
+~3 MiB PSS of the supervisor (bench/runtime.py and bench/speaker_memory.py,
+BENCHMARKS.md). Small objects are CPython's own allocator's and are not
+affected; the threads of one process already take turns on the GIL, so one
+arena costs them no parallelism. A fixed mapping threshold (big blocks in
+mappings of their own, returned when freed) saved ~1 MiB more but made
+every /status request pay page faults for its ~1 MB of text: p50 20 -> 35 ms
+in bench/status.py, so it is not set.
 
 `in_forked_child` runs a one-off job (the supervisor's start-up checks) in a
 child that exits when it is done, so the modules the job imports (PyYAML,
@@ -44,15 +42,12 @@ from typing import Generic, NoReturn, TypeVar
 T = TypeVar("T")
 
 
-# glibc's mallopt() parameters (malloc.h).
-M_MMAP_THRESHOLD = -3
+# glibc's mallopt() parameter (malloc.h).
 M_ARENA_MAX = -8
-# Blocks from this size up get their own mapping: glibc's initial threshold, kept fixed.
-MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def tune_malloc() -> bool:
-    """One malloc arena, a fixed mapping threshold (see the module docstring); False when not glibc.
+    """One malloc arena for every thread (see the module docstring); False when not glibc.
 
     Call it before the process starts threads: a thread keeps the arena it
     got at its first allocation. A forked child inherits the settings.
@@ -61,7 +56,7 @@ def tune_malloc() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         return False
-    return bool(mallopt(M_ARENA_MAX, 1)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    return bool(mallopt(M_ARENA_MAX, 1))
 
 
 def release_memory() -> None:

@@ -35,7 +35,7 @@ import supervisor.supervising.channels
 import supervisor.supervising.child  # noqa: F401
 from supervisor.supervising.memory import tune_malloc
 
-# Every worker is forked from here, so each inherits one malloc arena and the fixed mapping threshold.
+# Every worker is forked from here, so each inherits one malloc arena.
 tune_malloc()
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
