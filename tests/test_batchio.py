@@ -179,3 +179,64 @@ def test_an_unknown_family_is_given_raw() -> None:
 def test_bad_sizes_are_refused_with_the_numbers() -> None:
     with pytest.raises(ValueError, match=r"count \(0\) and size \(64\)"):
         batchio.Receiver(count=0, size=64)
+
+
+def test_packed_gives_one_copy_whose_slots_hold_each_datagram_up_to_its_length(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    receiver = batchio.Receiver(count=4, size=8)
+    for payload in (b"abcdefgh", b"ijklmnop", b"qrstuvwx"):
+        a.send(payload)
+    assert receiver.receive(b) == 3  # fills every slot, so the next read's leftovers are known
+    a.send(b"xy")
+    a.send(b"0123456789")  # longer than a slot: cut to its size
+    assert receiver.receive(b) == 2
+    block, lengths = receiver.packed()
+    assert list(lengths) == [2, 8]
+    assert len(block) == 2 * 8
+    assert [block[i * 8 : i * 8 + length] for i, length in enumerate(lengths)] == [b"xy", b"01234567"]
+    assert block[2:8] == b"cdefgh", "past a datagram's length: an earlier datagram's bytes, as documented"
+
+
+def test_send_packed_cuts_a_block_into_datagrams_of_the_slot_size(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sender = batchio.Sender(count=3, size=4)
+    payloads = [bytes([i]) * 4 for i in range(7)]  # more than one call's worth
+    assert sender.send_packed(a, b"".join(payloads)) == []
+    got = []
+    while True:
+        try:
+            got.append(b.recv(64))
+        except BlockingIOError:
+            break
+    assert got == payloads
+
+
+def test_send_packed_after_send_sends_no_address_and_full_slots(pair: tuple[socket.socket, socket.socket]) -> None:
+    """send() leaves per-slot lengths and addresses behind; send_packed must not reuse them."""
+    a, b = pair
+    sender = batchio.Sender(count=2, size=4)
+    assert sender.send(a, [(b"x", None), (b"y", None)]) == []
+    assert [b.recv(64), b.recv(64)] == [b"x", b"y"]
+    assert sender.send_packed(a, b"abcdefgh") == []
+    assert [b.recv(64), b.recv(64)] == [b"abcd", b"efgh"]
+
+
+def test_send_packed_refuses_a_block_that_is_not_whole_datagrams(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    with pytest.raises(ValueError, match="not a whole number of 4-byte datagrams"):
+        batchio.Sender(count=2, size=4).send_packed(a, b"abcde")
+    with pytest.raises(BlockingIOError):
+        b.recv(64)
+
+
+def test_send_packed_reports_refused_datagrams_by_their_number_in_the_block() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.close()  # every datagram is refused: the peer is gone
+    try:
+        failed = batchio.Sender(count=2, size=2).send_packed(a, b"aabbcc")
+    finally:
+        a.close()
+    assert [index for index, _ in failed] == [0, 1, 2]
+    assert all(isinstance(error, OSError) for _, error in failed)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -125,3 +126,93 @@ def test_a_yielders_probe_is_answered_by_the_keeper_and_the_answer_holds_the_yie
     yport = Port(name="eth0", index=2, mac=OTHER, arp=port.arp, ndp=port.ndp)
     yielder._drain_arp(yport) if family == 4 else yielder._drain_ndp(yport)
     assert [(d.mac, d.ip) for d in yielder.duplicates] == [(OURS, V4 if family == 4 else V6)]
+
+
+def _requester(i: int) -> tuple[bytes, bytes]:
+    """The MAC and IPv4 address of the i-th asking host, all distinct."""
+    return bytes.fromhex("02aa0000") + i.to_bytes(2, "big"), bytes([10, 0, 11 + i // 250, 1 + i % 250])
+
+
+def _serve_until_empty(drain: Callable[[], None], sock: socket.socket) -> None:
+    """What the serving loop does: drain while poll says there is more (a drain stops after ROUNDS batches)."""
+    while select.select([sock], [], [], 0)[0]:
+        drain()
+
+
+def _read_all(sock: socket.socket) -> list[bytes]:
+    sock.setblocking(False)
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(1500))
+        except BlockingIOError:
+            return out
+
+
+@pytest.mark.parametrize("burst", [pytest.param(1, id="one-request"), pytest.param(300, id="several-batches")])
+def test_a_burst_of_requests_gets_one_correct_reply_per_owned_request_and_none_for_foreign_ips(
+    ports: dict[str, tuple[Port, socket.socket]], burst: int
+) -> None:
+    """Requests for an owned IP and for a foreign one, interleaved, more than one batch's worth (BATCH = 64)."""
+    port, far = ports["eth0"]
+    for sock in (far, port.arp):  # room for the whole burst and all its replies
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    foreign = ipaddress.ip_address("10.0.10.11").packed
+    responder = Responder()
+    responder.set_owned({V4: frozenset({"eth0"})}, {})
+    asked: set[tuple[bytes, bytes]] = set()
+    for i in range(burst):
+        mac, ip = _requester(i)
+        for target in (V4, foreign):
+            far.send(frames.build_arp(
+                op=frames.ARP_REQUEST, eth_src=mac, eth_dst=frames.BROADCAST_MAC,
+                sender_mac=mac, sender_ip=ip, target_mac=bytes(6), target_ip=target,
+            ))  # fmt: skip
+        asked.add((mac, ip))
+    _serve_until_empty(lambda: responder._drain_arp(port), port.arp)
+    replies = [frames.parse_arp(raw) for raw in _read_all(far)]
+    assert len(replies) == burst
+    answered = set()
+    for reply in replies:
+        assert reply is not None
+        assert (reply.op, reply.eth_src, reply.sender_mac, reply.sender_ip) == (frames.ARP_REPLY, OURS, OURS, V4)
+        assert reply.eth_dst == reply.target_mac
+        answered.add((reply.target_mac, reply.target_ip))
+    assert answered == asked, "every requester answered once, at its own MAC and IP"
+    assert responder.requests == {V4: burst} and responder.responses == {V4: burst}
+    assert not responder.duplicates
+
+
+def test_a_burst_of_solicitations_is_answered_per_owned_target(ports: dict[str, tuple[Port, socket.socket]]) -> None:
+    port, arp_far = ports["eth0"]
+    _, ndp_far = ports["eth0/ndp"]
+    for sock in (ndp_far, port.arp):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    foreign = ipaddress.ip_address("fd00::11").packed
+    responder = Responder()
+    responder.set_owned({}, {V6: frozenset({"eth0"})})
+    burst = 150
+    for i in range(burst):
+        mac = _requester(i)[0]
+        src = ipaddress.ip_address(f"fd00::1:{i + 1:x}").packed
+        for target in (V6, foreign):
+            ndp_far.send(frames.build_ns(eth_src=mac, src_ip=src, target=target))
+    _serve_until_empty(lambda: responder._drain_ndp(port), port.ndp)
+    replies = [frames.parse_ndp(raw) for raw in _read_all(arp_far)]
+    assert len(replies) == burst
+    assert {(r.type, r.target, r.link_addr) for r in replies if r is not None} == {(frames.NDP_NA, V6, OURS)}
+    assert len({r.eth_dst for r in replies if r is not None}) == burst
+    assert responder.requests == {V6: burst} and responder.responses == {V6: burst}
+
+
+def test_a_reply_the_kernel_refuses_is_not_counted_as_sent(ports: dict[str, tuple[Port, socket.socket]]) -> None:
+    port, far = ports["eth0"]
+    far.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    responder = Responder()
+    responder.set_owned({V4: frozenset({"eth0"})}, {})
+    for _ in range(100):
+        far.send(request_for(V4))
+    port.arp.shutdown(socket.SHUT_WR)  # every send now fails with EPIPE; reading still works
+    _serve_until_empty(lambda: responder._drain_arp(port), port.arp)
+    assert responder.requests == {V4: 100}
+    assert responder.responses == {}

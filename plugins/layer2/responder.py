@@ -30,11 +30,12 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from plugins.layer2 import bpf, frames
+from supervisor.api import batchio
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,27 @@ PACKET_STATISTICS = 6
 # speaker has) passes net.core.rmem_max; without it the kernel caps silently.
 RECEIVE_BUFFER = 16 << 20
 SO_RCVBUFFORCE = 33
-# Frames read from one socket before looking at the others, so a flood on one
-# interface does not starve another.
-BATCH = 512
+# Frames read per recvmmsg(2), and replies sent per sendmmsg(2): one system
+# call and one trip through ctypes per batch instead of per frame. A call
+# returns what is queued, never waits for more, so a lone request is answered
+# as soon as it is read.
+BATCH = 64
+# Batches read from one socket before looking at the others, so a flood on
+# one interface does not starve another (512 frames).
+ROUNDS = 8
+# Bytes kept of each frame: an ARP frame is 42 (60 padded on a real wire), a
+# Neighbor Solicitation 86 with its option; the BPF filters pass at most 256.
+ARP_SLOT = 64
+NDP_SLOT = bpf.ACCEPT
 POLL_MS = 500
 
 _ARP_REPLY_HEAD = struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY)
 _ETHERTYPE_ARP = struct.pack("!H", frames.ETH_P_ARP)
 _ARP_REPLY_PREFIX = _ETHERTYPE_ARP + _ARP_REPLY_HEAD
+_OP_REQUEST = struct.pack("!H", frames.ARP_REQUEST)
+# One received ARP slot: Ethernet source, ethertype, opcode, sender MAC and IP
+# (together: they go back in that order), target IP. The rest is skipped.
+_ARP_SLOT = struct.Struct(f"6x6s2s6x2s10s6x4s{ARP_SLOT - frames.ARP_FRAME_LEN}x")
 
 # Packed IP -> names of the interfaces it is answered on.
 OwnedMap = Mapping[bytes, frozenset[str]]
@@ -87,6 +101,14 @@ class Port:
     def close(self) -> None:
         self.arp.close()
         self.ndp.close()
+
+
+def _union(a: OwnedMap, b: OwnedMap) -> dict[bytes, frozenset[str]]:
+    """Per IP, the interfaces of either map."""
+    merged = dict(a)
+    for ip, on in b.items():
+        merged[ip] = merged.get(ip, _NOWHERE) | on
+    return merged
 
 
 def _group(ip: bytes) -> bytes:
@@ -125,6 +147,8 @@ class Responder:
         # other MACs are still reported, so the yield lasts while the keeper is heard.
         self._watched4: OwnedMap = EMPTY
         self._watched6: OwnedMap = EMPTY
+        # Owned or watched IPv4 IPs: where a claim by another MAC is a duplicate.
+        self._claimed4: OwnedMap = EMPTY
         self._our_macs: frozenset[bytes] = frozenset()
         self._retired: list[Port] = []
         self._lock = threading.Lock()  # control side only: open/close/membership
@@ -137,6 +161,11 @@ class Responder:
         self.responses: dict[bytes, int] = {}
         self.ignored = 0
         self.duplicates: collections.deque[Duplicate] = collections.deque(maxlen=1024)
+        # Buffers for the batched reads and sends, allocated once (responder thread only).
+        self._arp_in = batchio.Receiver(BATCH, ARP_SLOT)
+        self._arp_out = batchio.Sender(BATCH, frames.ARP_FRAME_LEN)
+        self._ndp_in = batchio.Receiver(BATCH, NDP_SLOT)
+        self._ndp_out = batchio.Sender(BATCH, NDP_SLOT)
 
     # -- control side -------------------------------------------------------
 
@@ -185,13 +214,19 @@ class Responder:
     def set_owned(self, owned4: OwnedMap, owned6: OwnedMap) -> None:
         """Replace what is answered; joins the solicited-node groups IPv6 needs first."""
         self._sync_groups(owned6)
-        self._owned4 = MappingProxyType(dict(owned4))
-        self._owned6 = MappingProxyType(dict(owned6))
+        # Private copies, never mutated once published: plain dicts, because a
+        # MappingProxyType's get() is a method call through the proxy, on
+        # every frame. Claims first, so an IP is never owned and not watched.
+        owned4 = dict(owned4)
+        self._claimed4 = _union(owned4, self._watched4)
+        self._owned4 = owned4
+        self._owned6 = dict(owned6)
 
     def set_watched(self, watched4: OwnedMap, watched6: OwnedMap) -> None:
         """Replace the IPs (and interfaces) only watched for claims by other MACs: never answered."""
-        self._watched4 = MappingProxyType(dict(watched4))
-        self._watched6 = MappingProxyType(dict(watched6))
+        self._watched4 = dict(watched4)
+        self._claimed4 = _union(self._owned4, self._watched4)
+        self._watched6 = dict(watched6)
 
     def _sync_groups(self, owned6: OwnedMap) -> None:
         with self._lock:
@@ -247,7 +282,7 @@ class Responder:
         self._thread.start()
 
     def stop(self) -> None:
-        self._owned4 = self._owned6 = self._watched4 = self._watched6 = EMPTY
+        self._owned4 = self._owned6 = self._watched4 = self._watched6 = self._claimed4 = EMPTY
         self._stopping = True
         self._wake()
         if self._thread is not None:
@@ -310,73 +345,157 @@ class Responder:
         return fresh
 
     def _drain_arp(self, port: Port) -> None:
-        sock, mac, name = port.arp, port.mac, port.name
-        requests, responses = self.requests, self.responses
-        for _ in range(BATCH):
-            try:
-                frame = sock.recv(128)
-            except BlockingIOError:
+        sock, name = port.arp, port.name
+        # Ethernet source, ethertype, ARP head and sender MAC: the part of every
+        # reply on this port that no request changes.
+        head = port.mac + _ARP_REPLY_PREFIX + port.mac
+        # The first frame after a wake-up is read with recv(2) and answered
+        # with send(2): a lone request, the usual case off a flood, pays no
+        # ctypes call before its reply leaves. What queued behind it is read
+        # and answered in batches (recvmmsg/sendmmsg), so a flood costs one
+        # system call per BATCH frames each way.
+        first = self._recv_first(sock, name, ARP_SLOT)
+        if first is None:
+            return
+        replies, answered = self._answer_arp(name, head, first.ljust(ARP_SLOT, b"\0"), (len(first),))
+        self._send(sock, replies, answered)
+        second = self._recv_first(sock, name, ARP_SLOT)
+        if second is None:
+            return
+        replies, answered = self._answer_arp(name, head, second.ljust(ARP_SLOT, b"\0"), (len(second),))
+        self._send(sock, replies, answered)
+        rx = self._arp_in
+        for _ in range(ROUNDS):
+            n = self._receive(rx, sock, name)
+            if not n:
                 return
-            except OSError as exc:
-                # ENETDOWN is reported once when the link goes down; the
-                # socket works again when it comes back.
-                if exc.errno != errno.ENETDOWN:
-                    log.warning("layer2.recv.failed interface=%s error=%s", name, exc)
-                return
-            if len(frame) < frames.ARP_FRAME_LEN or frame[12:14] != _ETHERTYPE_ARP or frame[6:12] in self._our_macs:
-                self.ignored += 1
+            block, lengths = rx.packed()
+            replies, answered = self._answer_arp(name, head, block, lengths)
+            self._send(sock, replies, answered)
+            if n < rx.count:
+                return  # drained: never wait to fill a batch
+
+    def _answer_arp(
+        self, name: str, head: bytes, block: bytes, lengths: Iterable[int]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The replies to the requests in `block` (ARP_SLOT bytes per frame) and the IPs they answer for.
+
+        The maps current when the frames were read: each request is checked
+        against them on its own.
+        """
+        owned, claimed, ours, duplicates = self._owned4, self._claimed4, self._our_macs, self.duplicates
+        replies: list[bytes] = []
+        answered: list[bytes] = []
+        ignored = 0
+        slots = _ARP_SLOT.iter_unpack(block)
+        for length, (eth_src, ethertype, op, sender, target_ip) in zip(lengths, slots, strict=True):
+            if length < frames.ARP_FRAME_LEN or ethertype != _ETHERTYPE_ARP or eth_src in ours:
+                ignored += 1
                 continue
-            owned = self._owned4
-            sender_mac = frame[22:28]
-            sender_ip = frame[28:32]
-            # Only a conflict where we announce (or yielded) the IP: on another
-            # segment the same address may legitimately belong to someone else.
-            if (name in owned.get(sender_ip, _NOWHERE) or name in self._watched4.get(sender_ip, _NOWHERE)) and (
-                sender_mac not in self._our_macs
-            ):
-                self.duplicates.append(Duplicate(ip=sender_ip, mac=sender_mac, interface=name))
+            # Another MAC claiming an IP we announce (or yielded) here; on
+            # another segment the same address may belong to someone else.
+            if name in claimed.get(sender[6:], _NOWHERE) and sender[:6] not in ours:
+                duplicates.append(Duplicate(ip=sender[6:], mac=sender[:6], interface=name))
                 continue
-            if frame[20:22] != b"\x00\x01":
+            if op != _OP_REQUEST:
                 continue
-            target_ip = frame[38:42]
             where = owned.get(target_ip)
             if where is None or name not in where:
                 continue
-            requests[target_ip] = requests.get(target_ip, 0) + 1
-            try:
-                sock.send(sender_mac + mac + _ARP_REPLY_PREFIX + mac + target_ip + sender_mac + sender_ip)
-            except OSError:
-                continue
-            responses[target_ip] = responses.get(target_ip, 0) + 1
+            # To the sender's MAC, from ours; then the target (ours) and the
+            # sender's MAC and IP, which `sender` already holds in that order.
+            replies.append(sender[:6] + head + target_ip + sender)
+            answered.append(target_ip)
+        self.ignored += ignored
+        return replies, answered
 
     def _drain_ndp(self, port: Port) -> None:
-        sock, mac, name = port.ndp, port.mac, port.name
-        for _ in range(BATCH):
-            try:
-                frame = sock.recv(256)
-            except BlockingIOError:
+        sock, name = port.ndp, port.name
+        first = self._recv_first(sock, name, NDP_SLOT)
+        if first is None:
+            return
+        # Every frame goes out on the port's first socket (bound to ARP; a
+        # packet socket sends whatever ethertype the frame carries).
+        self._send(port.arp, *self._answer_ndp(port, [first]))
+        rx = self._ndp_in
+        for _ in range(ROUNDS):
+            n = self._receive(rx, sock, name)
+            if not n:
                 return
-            except OSError as exc:
-                if exc.errno != errno.ENETDOWN:
-                    log.warning("layer2.recv.failed interface=%s error=%s", name, exc)
+            self._send(port.arp, *self._answer_ndp(port, [bytes(rx.data(i)) for i in range(n)]))
+            if n < rx.count:
                 return
+
+    def _answer_ndp(self, port: Port, received: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """The Neighbor Advertisements answering the solicitations in `received`, and their targets."""
+        owned, watched, ours, name = self._owned6, self._watched6, self._our_macs, port.name
+        replies: list[bytes] = []
+        answered: list[bytes] = []
+        for frame in received:
             packet = frames.parse_ndp(frame)
-            if packet is None or packet.eth_src in self._our_macs:
+            if packet is None or packet.eth_src in ours:
                 self.ignored += 1
                 continue
-            owned = self._owned6
             where = owned.get(packet.target, _NOWHERE)
             if packet.type == frames.NDP_NA:
                 claimed = packet.link_addr or packet.eth_src
-                watched = self._watched6.get(packet.target, _NOWHERE)
-                if (name in where or name in watched) and claimed not in self._our_macs:
+                if (name in where or name in watched.get(packet.target, _NOWHERE)) and claimed not in ours:
                     self.duplicates.append(Duplicate(ip=packet.target, mac=claimed, interface=name))
                 continue
             if name not in where:
                 continue
-            self.requests[packet.target] = self.requests.get(packet.target, 0) + 1
+            replies.append(frames.na_reply(packet, port.mac))
+            answered.append(packet.target)
+        return replies, answered
+
+    @staticmethod
+    def _recv_first(sock: socket.socket, name: str, size: int) -> bytes | None:
+        try:
+            return sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            _recv_failed(name, exc)
+            return None
+
+    @staticmethod
+    def _receive(rx: batchio.Receiver, sock: socket.socket, name: str) -> int:
+        try:
+            return rx.receive(sock)
+        except OSError as exc:
+            _recv_failed(name, exc)
+            return 0
+
+    def _send(self, sock: socket.socket, replies: list[bytes], answered: list[bytes]) -> None:
+        """Send the replies, in one system call; count the requests, and the replies the kernel took, per IP.
+
+        ARP replies all have one size: the batch goes as one block
+        (`send_packed`); Neighbor Advertisements one by one into the slots.
+        """
+        if not replies:
+            return
+        requests, responses = self.requests, self.responses
+        for ip in answered:
+            requests[ip] = requests.get(ip, 0) + 1
+        if len(replies) == 1:
             try:
-                port.arp.send(frames.na_reply(packet, mac))
+                sock.send(replies[0])
             except OSError:
-                continue
-            self.responses[packet.target] = self.responses.get(packet.target, 0) + 1
+                return
+        else:
+            if len(replies[0]) == frames.ARP_FRAME_LEN:
+                failed = self._arp_out.send_packed(sock, b"".join(replies))
+            else:
+                failed = self._ndp_out.send(sock, [(reply, None) for reply in replies])
+            if failed:
+                refused = {index for index, _ in failed}
+                answered = [ip for index, ip in enumerate(answered) if index not in refused]
+        for ip in answered:
+            responses[ip] = responses.get(ip, 0) + 1
+
+
+def _recv_failed(name: str, exc: OSError) -> None:
+    # ENETDOWN is reported once when the link goes down; the socket works
+    # again when it comes back.
+    if exc.errno != errno.ENETDOWN:
+        log.warning("layer2.recv.failed interface=%s error=%s", name, exc)
