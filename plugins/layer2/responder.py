@@ -13,6 +13,11 @@ rather than ETH_P_ALL means the kernel never loops our own transmitted
 frames back to us. Sockets are opened before anything is owned (hot
 standby): a takeover then costs only the gratuitous burst.
 
+Frames are read and answered in batches (recvmmsg/sendmmsg through the
+host's `batchio`): the first SINGLES frames after a wake-up with plain
+recv/send, so a lone request pays nothing for batching, then up to BATCH a
+system call each way. A batch is whatever is queued; nothing waits for more.
+
 Counters are plain dicts written only by this thread; the control side reads
 copies and turns them into metric deltas on its tick, because a queue or a
 lock per packet would cost more than the reply itself at 100k requests/s.
@@ -58,6 +63,8 @@ BATCH = 64
 # Batches read from one socket before looking at the others, so a flood on
 # one interface does not starve another (512 frames).
 ROUNDS = 8
+# Frames read one recv(2) at a time after a wake-up before batching (see `_drain_arp`).
+SINGLES = 2
 # Bytes kept of each frame: an ARP frame is 42 (60 padded on a real wire), a
 # Neighbor Solicitation 86 with its option; the BPF filters pass at most 256.
 ARP_SLOT = 64
@@ -216,7 +223,7 @@ class Responder:
         self._sync_groups(owned6)
         # Private copies, never mutated once published: plain dicts, because a
         # MappingProxyType's get() is a method call through the proxy, on
-        # every frame. Claims first, so an IP is never owned and not watched.
+        # every frame. Claims first, so an owned IP is always in them.
         owned4 = dict(owned4)
         self._claimed4 = _union(owned4, self._watched4)
         self._owned4 = owned4
@@ -349,21 +356,17 @@ class Responder:
         # Ethernet source, ethertype, ARP head and sender MAC: the part of every
         # reply on this port that no request changes.
         head = port.mac + _ARP_REPLY_PREFIX + port.mac
-        # The first frame after a wake-up is read with recv(2) and answered
-        # with send(2): a lone request, the usual case off a flood, pays no
-        # ctypes call before its reply leaves. What queued behind it is read
-        # and answered in batches (recvmmsg/sendmmsg), so a flood costs one
-        # system call per BATCH frames each way.
-        first = self._recv_first(sock, name, ARP_SLOT)
-        if first is None:
-            return
-        replies, answered = self._answer_arp(name, head, first.ljust(ARP_SLOT, b"\0"), (len(first),))
-        self._send(sock, replies, answered)
-        second = self._recv_first(sock, name, ARP_SLOT)
-        if second is None:
-            return
-        replies, answered = self._answer_arp(name, head, second.ljust(ARP_SLOT, b"\0"), (len(second),))
-        self._send(sock, replies, answered)
+        # The first frames after a wake-up are read with recv(2) and answered
+        # with send(2), as before batching: a lone request, the usual case off
+        # a flood, pays no ctypes call, and the read that finds the queue
+        # empty is the same recv(2). A frame queued behind the first means a
+        # burst: from there it is read and answered in batches, one system
+        # call per BATCH frames each way.
+        for _ in range(SINGLES):
+            frame = self._recv_one(sock, name, ARP_SLOT)
+            if frame is None:
+                return
+            self._send(sock, *self._answer_arp(name, head, frame.ljust(ARP_SLOT, b"\0"), (len(frame),)))
         rx = self._arp_in
         for _ in range(ROUNDS):
             n = self._receive(rx, sock, name)
@@ -411,12 +414,14 @@ class Responder:
 
     def _drain_ndp(self, port: Port) -> None:
         sock, name = port.ndp, port.name
-        first = self._recv_first(sock, name, NDP_SLOT)
-        if first is None:
-            return
-        # Every frame goes out on the port's first socket (bound to ARP; a
-        # packet socket sends whatever ethertype the frame carries).
-        self._send(port.arp, *self._answer_ndp(port, [first]))
+        # As for ARP: plain reads first, batches once frames queue up. Every
+        # frame goes out on the port's first socket (bound to ARP; a packet
+        # socket sends whatever ethertype the frame carries).
+        for _ in range(SINGLES):
+            frame = self._recv_one(sock, name, NDP_SLOT)
+            if frame is None:
+                return
+            self._send(port.arp, *self._answer_ndp(port, [frame]))
         rx = self._ndp_in
         for _ in range(ROUNDS):
             n = self._receive(rx, sock, name)
@@ -449,7 +454,7 @@ class Responder:
         return replies, answered
 
     @staticmethod
-    def _recv_first(sock: socket.socket, name: str, size: int) -> bytes | None:
+    def _recv_one(sock: socket.socket, name: str, size: int) -> bytes | None:
         try:
             return sock.recv(size)
         except BlockingIOError:
