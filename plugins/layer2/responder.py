@@ -366,7 +366,7 @@ class Responder:
             frame = self._recv_one(sock, name, ARP_SLOT)
             if frame is None:
                 return
-            self._send(sock, *self._answer_arp(name, head, frame.ljust(ARP_SLOT, b"\0"), (len(frame),)))
+            self._answer_one_arp(sock, name, head, frame)
         rx = self._arp_in
         for _ in range(ROUNDS):
             n = self._receive(rx, sock, name)
@@ -377,6 +377,33 @@ class Responder:
             self._send(sock, replies, answered)
             if n < rx.count:
                 return  # drained: never wait to fill a batch
+
+    def _answer_one_arp(self, sock: socket.socket, name: str, head: bytes, frame: bytes) -> None:
+        """`_answer_arp`'s checks for one frame, written out with slices: no struct, list or extra call.
+
+        The lone request is what the latency target measures; the batch path's
+        setup (a padded copy, an unpacker, two lists) cost it ~2-3 us.
+        """
+        ours = self._our_macs
+        if len(frame) < frames.ARP_FRAME_LEN or frame[12:14] != _ETHERTYPE_ARP or frame[6:12] in ours:
+            self.ignored += 1
+            return
+        sender = frame[22:32]
+        if name in self._claimed4.get(sender[6:], _NOWHERE) and sender[:6] not in ours:
+            self.duplicates.append(Duplicate(ip=sender[6:], mac=sender[:6], interface=name))
+            return
+        if frame[20:22] != _OP_REQUEST:
+            return
+        target_ip = frame[38:42]
+        where = self._owned4.get(target_ip)
+        if where is None or name not in where:
+            return
+        self.requests[target_ip] = self.requests.get(target_ip, 0) + 1
+        try:
+            sock.send(sender[:6] + head + target_ip + sender)
+        except OSError:
+            return
+        self.responses[target_ip] = self.responses.get(target_ip, 0) + 1
 
     def _answer_arp(
         self, name: str, head: bytes, block: bytes, lengths: Iterable[int]
