@@ -76,12 +76,14 @@ def local_pref_conflicts(config: Config) -> list[Diagnostic]:
     planning.conflicting.)"""
     found: list[Diagnostic] = []
     refused: set[str] = set()
+    nodes = {adv: _nodes_of(config, adv) for adv in config.bgp_advertisements if not adv.service_selectors}
     for pool in config.pools:
-        advs = [a for a in config.bgp_advertisements_for(pool.name) if not a.service_selectors]
+        advs = [a for a in config.bgp_advertisements_for(pool.name) if a in nodes]
         for i, adv in enumerate(advs):
-            earlier = next((b for b in advs[:i] if local_prefs_collide(adv, b, pool)
-                            and _nodes_of(config, adv) & _nodes_of(config, b)), None)
-            if earlier is None or adv.name in refused:
+            if adv.name in refused:
+                continue
+            earlier = next((b for b in advs[:i] if local_prefs_collide(adv, b, pool) and nodes[adv] & nodes[b]), None)
+            if earlier is None:
                 continue
             refused.add(adv.name)
             found.append(error(adv.source, "BGPAdvertisement", adv.name,
