@@ -69,7 +69,9 @@ class Worker:
     outbox: Any
     seen: list[object] = field(default_factory=list)
 
-    def wait_for(self, pred: Callable[[object], bool], timeout: float = 5.0, *, past: bool = False) -> object:
+    # Generous waits: they only bound how long a failure takes to show. On a loaded 2-core machine a
+    # spawned worker's start (imports, first config) alone has taken several seconds.
+    def wait_for(self, pred: Callable[[object], bool], timeout: float = 15.0, *, past: bool = False) -> object:
         """The first message that satisfies `pred` (fails after `timeout`).
 
         Only messages that arrive from now on count, unless `past`: then one
@@ -92,12 +94,12 @@ class Worker:
             if pred(msg):
                 return msg
 
-    def wait_members(self, pred: Callable[[MembersChanged], bool], timeout: float = 5.0) -> MembersChanged:
+    def wait_members(self, pred: Callable[[MembersChanged], bool], timeout: float = 15.0) -> MembersChanged:
         msg = self.wait_for(lambda m: isinstance(m, MembersChanged) and pred(m), timeout)
         assert isinstance(msg, MembersChanged)
         return msg
 
-    def rejected(self, reason: str, timeout: float = 5.0) -> MetricUpdate:
+    def rejected(self, reason: str, timeout: float = 15.0) -> MetricUpdate:
         msg = self.wait_for(
             lambda m: (
                 isinstance(m, MetricUpdate)
@@ -159,15 +161,14 @@ def test_killed_node_is_declared_dead_within_the_deadline(spawn: Callable[..., W
 
 
 def test_stop_sends_leaving_and_peers_react_at_once(spawn: Callable[..., Worker]) -> None:
-    # A long deadline, so that only LEAVING can explain a quick death.
-    cluster = make_cluster(("a", "b"), dead_after=5.0)
+    # A long deadline, so that only LEAVING can explain a death well before it.
+    cluster = make_cluster(("a", "b"), dead_after=30.0)
     a, b = (spawn(cluster, n) for n in cluster.names)
     a.wait_members(heard_all)
     b.wait_members(heard_all)
-    stopped = time.monotonic()
     b.inbox.put(Control.STOP)
-    a.wait_members(lambda m: m.alive == {"a"}, timeout=4.0)
-    assert time.monotonic() - stopped < 2.0
+    # Within half the deadline: only LEAVING explains it.
+    a.wait_members(lambda m: m.alive == {"a"}, timeout=15.0)
     b.proc.join(5)
     assert b.proc.exitcode == 0
 
@@ -191,11 +192,11 @@ def test_a_restarted_node_is_heard_again_through_the_kernel_filter(spawn: Callab
     else:
         os.kill(b.proc.pid, signal.SIGKILL)
     b.proc.join(5)
-    a.wait_members(lambda m: m.alive == {"a"}, timeout=3.0)
+    a.wait_members(lambda m: m.alive == {"a"})
     b2 = spawn(cluster, "b")
     # Heard (not only presumed alive during b2's startup grace) on both sides.
-    b2.wait_members(heard_all, timeout=5.0)
-    a.wait_members(lambda m: m.alive == {"a", "b"} and heard_all(m), timeout=5.0)
+    b2.wait_members(heard_all)
+    a.wait_members(lambda m: m.alive == {"a", "b"} and heard_all(m))
 
 
 def test_forged_and_replayed_packets_are_rejected(spawn: Callable[..., Worker]) -> None:
