@@ -34,7 +34,9 @@ the other. The ratios at the same interval are printed at the end.
 
 A trial does not restart the cluster: it waits for the steady state (every
 daemon up, the expected owner holding the IP, the client served by it and its
-neighbour entry on the owner's MAC), fails the owner, measures, then restores
+neighbour entry on the owner's MAC), waits a fraction of an interval (the trials'
+fractions are spread evenly over it: the failure's phase in the heartbeat or advert
+cycle, see `trial`), fails the owner, measures, then restores
 that one node (cable back, stale VIP removed, daemon restarted) and waits for
 the steady state again.
 
@@ -60,6 +62,7 @@ import functools
 import itertools
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -372,9 +375,10 @@ def wait_until(check: Callable[[], bool], timeout: float, pause: float = 0.1) ->
     return False
 
 
-def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[float, float, list[Sample]]:
-    """Probe every 10 ms; after 0.5 s of steady answers `act()`; stop once another node has
-    answered 50 times in a row (0.5 s) or after `cap` seconds."""
+def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float,
+          delay: float = 0.0) -> tuple[float, float, list[Sample]]:
+    """Probe every 10 ms; after 0.5 s of steady answers and `delay` seconds more `act()`; stop once
+    another node has answered 50 times in a row (0.5 s) or after `cap` seconds."""
     proc = subprocess.Popen(
         ["ip", "netns", "exec", lab.host("client").netns, sys.executable, "-m", "supervisor.lab.probe",
          "--target", f"{VIP}:{PORT}", "--interval", "0.01", "--timeout", "0.05", "--duration", str(cap + 10)],
@@ -394,6 +398,7 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float) -> tuple[fl
             if acted is None:
                 streak = streak + 1 if sample.served_by == owner else 0
                 if streak >= 50:
+                    time.sleep(delay)  # the probe's lines wait in the pipe, with their own times
                     acted, acted_wall = time.monotonic(), time.time()
                     act()
                     streak = 0
@@ -440,7 +445,19 @@ def restore(cluster: Cluster, owner: str) -> None:
     cluster.start(owner)
 
 
-def trial(cluster: Cluster, scenario: str) -> Trial:
+def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
+    """One failure of the owner, `phase` (0 to 1) of an interval after the steady state was seen.
+
+    The phase matters because detection is "the deadline minus how long ago the
+    last heartbeat (advert) was sent". A restored keepalived becomes master at a
+    moment the restore sequence fixes (it preempts on the backup's advert), and
+    the bench's own steps after it take about the same time in every trial, so
+    without a spread the failure fell at nearly the same point of its advert
+    cycle every time: keepalived's 1 s death outage was 2.43-2.53 s in every
+    trial of one run and its p50 3.04 s in another, while metalloid's heartbeat
+    schedule is not tied to the restore. `main` spreads the trials' phases
+    evenly over the interval, the same for both daemons.
+    """
     owner = cluster.expected_owner
     if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
         # Say so and start the whole cluster again once rather than lose the run.
@@ -453,7 +470,8 @@ def trial(cluster: Cluster, scenario: str) -> Trial:
             raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
                                f"after {cluster.settle_seconds():.0f} s")
     interval = cluster.advert_int if isinstance(cluster, Keepalived) else cast(Metalloid, cluster).interval
-    acted, acted_wall, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval)
+    acted, acted_wall, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval,
+                                       delay=phase * interval)
     after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
     gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
     if os.environ.get("FAILOVER_DEBUG"):
@@ -576,7 +594,10 @@ def main() -> int:
                 for scenario in scenarios:
                     if isinstance(cluster, Keepalived) and scenario == "linkdown":
                         continue  # no link tracking configured: keepalived never fails over on it
-                    results = [trial(cluster, scenario) for _ in range(args.trials)]
+                    # Evenly spread failure phases (see `trial`), in a fixed shuffled order.
+                    phases = [(i + 0.5) / args.trials for i in range(args.trials)]
+                    random.Random(args.trials).shuffle(phases)
+                    results = [trial(cluster, scenario, phase) for phase in phases]
                     row = summarise(cluster.name, scenario, results)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
