@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable
 from types import ModuleType
 
 # name -> module; the order is the order `metalloid --help` lists them in.
@@ -33,9 +34,10 @@ Start here:
 """
 
 
-def _available() -> dict[str, ModuleType]:
+def _available(names: Iterable[str] = COMMANDS) -> dict[str, ModuleType]:
     found: dict[str, ModuleType] = {}
-    for name, module in COMMANDS.items():
+    for name in names:
+        module = COMMANDS[name]
         try:
             found[name] = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -44,12 +46,21 @@ def _available() -> dict[str, ModuleType]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or only `command`'s when it names one (then only its module is imported).
+
+    The top level has no option of its own, so the first argument is the
+    command or `-h`; a parse that names a command never reads another one's
+    parser. Importing all of them cost `metalloid run` ~30 ms of CPU before its
+    start-up check could begin (BENCHMARKS.md, issue 16's fourth session).
+    """
     parser = argparse.ArgumentParser(
         prog="metalloid", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _available().items():
+    modules = _available([command]) if command in COMMANDS else {}
+    # A command whose module is missing falls back to the whole list, which then refuses it as before.
+    for name, module in (modules or _available()).items():
         cmd = sub.add_parser(
             name,
             help=module.HELP,
@@ -62,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

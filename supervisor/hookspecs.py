@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+# Defined with no import, for the start-up check; re-exported here for plugin authors and the loader.
+from supervisor.plugin_names import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+
 if TYPE_CHECKING:
     from supervisor.announcing.api import AnnouncerRegistry
     from supervisor.config.diagnostics import Diagnostic
     from supervisor.config.model import Config
 
 PROJECT = "metalloid"
-ENTRY_POINT_GROUP = "metalloid.announcers"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

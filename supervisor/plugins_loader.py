@@ -30,6 +30,7 @@ import pluggy
 
 from supervisor import hookspecs
 from supervisor.api import METALLOID_PLUGIN_API
+from supervisor.plugin_names import EXTRA_PLUGINS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,6 @@ def build_plugin_manager(
         log.debug("plugin.loaded name=%s value=%s", entry_point.name, entry_point.value)
     _load_extra_plugins(pm, strict=strict, failures=failures)
     return pm
-
-
-EXTRA_PLUGINS_ENV = "METALLOID_EXTRA_PLUGINS"
 
 
 def _load_extra_plugins(pm: pluggy.PluginManager, *, strict: bool, failures: list[PluginLoadFailure] | None) -> None:

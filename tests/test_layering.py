@@ -80,7 +80,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "supervisor.supervising.lifecycle", "supervisor.supervising.backoff", "supervisor.serving.options")),
     # What processes and plugins agree on: messages, the plugin API and hooks, the worker runtime,
     # the documents /status serves.
-    ("contracts", ("supervisor.messages", "supervisor.api", "supervisor.hookspecs", "supervisor.plugins_loader",
+    ("contracts", ("supervisor.messages", "supervisor.api", "supervisor.hookspecs", "supervisor.plugin_names",
+                   "supervisor.plugins_loader",
                    "supervisor.bpf", "supervisor.batchio", "supervisor.plugin_checks", "supervisor.announcing.__init__",
                    "supervisor.announcing.api", "supervisor.announcing.enabling",
                    "supervisor.announcing.recovery", "supervisor.supervising.settings",

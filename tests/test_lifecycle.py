@@ -15,6 +15,7 @@ from supervisor.supervising.lifecycle import (
     WorkerState,
     hung,
     restart_due,
+    start_window_end,
     transition,
 )
 
@@ -120,3 +121,13 @@ def test_time_spent_waiting_for_a_cpu_is_not_silence() -> None:
     # Nothing known of the waiting (no schedstat): wall time, as before.
     assert hung(beat, 106.0, deadline=3.0, waited=None)
     assert hung(transition(RUNNING, HeartbeatSeen(at=101.0)), 106.0, deadline=3.0, waited=11.0)
+
+
+@pytest.mark.parametrize(("ws", "end"), [
+    (STARTING, 100.3), (STARTING_BEAT, 100.3), (RUNNING, None), (BACKOFF, None), (NEW, None), (STOPPING, None),
+], ids=["starting", "starting-beat", "running", "backoff", "new", "stopping"])
+def test_only_a_starting_worker_has_a_start_window_to_end(ws: WorkerState, end: float | None) -> None:
+    assert start_window_end(ws) == pytest.approx(end)
+    if end is not None:  # a Tick just after it promotes the worker (with a heartbeat), one before does not
+        assert transition(STARTING_BEAT, Tick(at=end + 0.001)).state is State.RUNNING
+        assert transition(STARTING_BEAT, Tick(at=end - 0.001)).state is State.STARTING

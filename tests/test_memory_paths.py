@@ -240,7 +240,7 @@ def test_tune_malloc_keeps_every_thread_on_one_heap() -> None:
 
 WORKER_HEAPS = HEAPS + """
 import multiprocessing
-from supervisor.supervising.spawning import START_METHOD, start_forkserver, stop_forkserver
+from supervisor.supervising.forkserver import START_METHOD, start_forkserver, stop_forkserver
 
 def report(conn):
     conn.send(heaps_with_threads())

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -457,3 +458,38 @@ def test_at_the_open_file_limit_a_worker_death_backs_off_and_exits_3_not_a_hang(
         assert "worker.died worker=allocator" not in log and "worker.died worker=announcer" not in log
     finally:
         n.close()
+
+
+ORPHANS_PROBE = """
+import ctypes, json, os, subprocess, sys
+# A subreaper: whatever `metalloid run` leaves behind is handed to this process, alive or as a zombie.
+PR_SET_CHILD_SUBREAPER = 36
+assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+code = subprocess.run(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+me = str(os.getpid())
+left = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    if stat.rsplit(")", 1)[1].split()[1] == me:
+        left.append(open(f"/proc/{pid}/cmdline").read().replace("\\0", " "))
+print(json.dumps([code, left]))
+"""
+
+
+def test_a_failed_start_up_check_stops_the_start_and_leaves_no_process(tmp_path: Path) -> None:
+    # The forkserver starts before the check answers (BENCHMARKS.md, start → ready): a check that fails
+    # must stop it again, not leave it to the orphans (nor any worker: none is spawned before the check).
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "assignments.json").write_text("{not json")
+    (tmp_path / "config.yaml").write_text(config_text(3))
+    argv = [str(METALLOID), "run", "--config", str(tmp_path / "config.yaml"), "--node", "n1",
+            "--state-dir", str(tmp_path / "state"), "--metrics-port", str(free_port()),
+            "--metrics-host", "127.0.0.1", "--announcers", "recording"]
+    out = subprocess.run([sys.executable, "-c", ORPHANS_PROBE, json.dumps(argv)], env=run_env(),
+                         capture_output=True, text=True, timeout=60, check=True)
+    code, left = json.loads(out.stdout)
+    assert code == 1
+    assert left == [], left

@@ -110,8 +110,9 @@ def select_announcers(config: Config | None, requested: str | None) -> tuple[tup
     import importlib.metadata
 
     from supervisor.announcing.enabling import decide, parse_list
-    from supervisor.hookspecs import ENTRY_POINT_GROUP
-    from supervisor.plugins_loader import EXTRA_PLUGINS_ENV
+
+    # The names alone: hookspecs and plugins_loader import pluggy and the plugin API (~25-30 ms of CPU).
+    from supervisor.plugin_names import ENTRY_POINT_GROUP, EXTRA_PLUGINS_ENV
 
     installed = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
     names = parse_list(requested)
@@ -245,24 +246,15 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     args.config = [os.path.abspath(p) for p in args.config]
     args.state_dir = os.path.abspath(args.state_dir)
-    # deferred: +0.4 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
-    from supervisor.supervising.memory import ForkedJob
+    from supervisor.supervising.forkserver import start_forkserver, stop_forkserver
 
-    # In a child that exits afterwards: the parser, PyYAML and the key checks
-    # it imports, and the start-up copy of the config (the watcher sends it
-    # again at once), would otherwise stay in the supervisor for the whole run.
-    check = ForkedJob(lambda: _prepare(args))
-    # Meanwhile, on the other core: this process's own imports (the HTTP
-    # server, prometheus_client, the supervisor's parts) and the forkserver's
-    # start (an interpreter and its preload), which the first spawn would
-    # otherwise wait for after the check (BENCHMARKS.md, start → ready).
-    # deferred: +5.2 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
-    import supervisor.supervising.serving  # noqa: F401  (what _serve imports)
-    from supervisor.supervising.spawning import start_forkserver, stop_forkserver
-
+    # First the forkserver (an interpreter and its preload, ~90 ms of CPU),
+    # which the first spawn waits for: it starts on the other core while this
+    # process forks the check and imports its own modules (BENCHMARKS.md,
+    # start → ready). It is stopped again if the check fails.
     start_forkserver()
     try:
-        prepared = check.result()
+        prepared = _checked(args)
     except BaseException:
         stop_forkserver()
         raise
@@ -277,6 +269,23 @@ def run(args: argparse.Namespace) -> int:
     # first spawn takes it (specs.FirstMessage): this frame lives as long as the node.
     del prepared, parsed
     return _serve(args, specs, decisions, version)
+
+
+def _checked(args: argparse.Namespace) -> tuple[Config, tuple[Decision, ...], str, bytes] | str:
+    """`_prepare`'s answer, computed in a forked child while this process imports what it runs with."""
+    # deferred: +0.4 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
+    from supervisor.supervising.memory import ForkedJob
+
+    # In a child that exits afterwards: the parser, PyYAML and the key checks
+    # it imports, and the start-up copy of the config (the watcher sends it
+    # again at once), would otherwise stay in the supervisor for the whole run.
+    check = ForkedJob(lambda: _prepare(args))
+    # Meanwhile: this process's own imports (the HTTP server, prometheus_client,
+    # the supervisor's parts).
+    # deferred: +5.2 MiB PSS in every other metalloid process (cli.py imports every command; 2026-12-06)
+    import supervisor.supervising.serving  # noqa: F401  (what _serve imports)
+
+    return check.result()
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Config, tuple[Decision, ...], str, bytes] | str:

@@ -167,6 +167,13 @@ def transition(ws: WorkerState, event: Event) -> WorkerState:
     raise AssertionError(f"unknown lifecycle event {event!r}")  # pragma: no cover
 
 
+def start_window_end(ws: WorkerState) -> float | None:
+    """When a STARTING worker's start window is over, so the Tick that may promote it is due; else None."""
+    if ws.state is State.STARTING and ws.started_at is not None:
+        return ws.started_at + ws.start_seconds
+    return None
+
+
 def restart_due(ws: WorkerState, now: float) -> bool:
     """True when the shell should spawn the worker again now."""
     return ws.state is State.BACKOFF and ws.retry_at is not None and now >= ws.retry_at

@@ -1,11 +1,10 @@
 """The one way every long-running command runs its supervisor: build, signals, HTTP, run, close.
 
 `metalloid run`, `controller` and `speaker` differ only in the workers they
-list; this is the block they share. Before the loop starts it also hands back
-to the operating system what the command's start-up checks allocated (a
-parsed 1,000-Service config is several MiB of short-lived objects): the
-supervisor lives for months, and its resident memory counts against the pod's
-memory request.
+list; this is the block they share. (What the command's start-up checks
+allocated is handed back to the operating system by the supervisor right
+after its first spawns, `Supervisor.run`: the supervisor lives for months, and
+its resident memory counts against the pod's memory request.)
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from supervisor.announcing.enabling import Decision
 from supervisor.serving.http import PortInUseError, start_http_server
 from supervisor.serving.metrics import MetricsRegistry
 from supervisor.serving.options import HttpOptionError, http_options
-from supervisor.supervising.memory import release_memory, tune_malloc
+from supervisor.supervising.memory import tune_malloc
 from supervisor.supervising.supervisor import Supervisor, SupervisorSettings, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ def serve_supervisor(command: str, specs: list[WorkerSpec], settings: Supervisor
         print(f"metalloid {command}: {exc}", file=sys.stderr)
         return 1
     log.info("%s.starting node=%s workers=%s", command, settings.node_name, ",".join(s.name for s in specs))
-    release_memory()
     # The HTTP threads, the /status render, the pipes' writer threads and the loop share one GIL;
     # a thread that wants it waits until the holder has run this long. 5 ms (CPython's default)
     # times each hand-over a request needs (accept, its thread's start, read, write) made a /healthz

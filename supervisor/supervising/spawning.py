@@ -22,11 +22,8 @@ import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.forkserver
 import os
 import resource
-from multiprocessing import resource_tracker
-from typing import Final
 
 from supervisor.messages import MetricKind, MetricOp
 from supervisor.supervising import lifecycle
@@ -40,8 +37,6 @@ from supervisor.supervising.state import ANNOUNCER
 # The supervisor's logger: its parts log as the one process they make (operators filter by it).
 log = logging.getLogger("supervisor.supervising.supervisor")
 
-START_METHOD: Final = "forkserver"
-PRELOAD: Final = ["supervisor.supervising.preload"]
 CHILD_MAIN = "supervisor.supervising.child:child_main"
 
 
@@ -197,47 +192,3 @@ def _check_fd_headroom() -> None:
     used = len(os.listdir("/proc/self/fd"))  # at the limit this itself fails with EMFILE
     if soft != resource.RLIM_INFINITY and soft - used < SPAWN_FDS:
         raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-
-
-def _without_resource_tracker() -> None:
-    """Keep multiprocessing from starting its resource tracker, a whole Python process (~6.5 MiB PSS).
-
-    Python 3.11 starts it for spawn and forkserver whether or not anything is
-    tracked. It only ever tracks named semaphores and shared memory, and
-    metalloid creates neither (`channels` uses pipes, not Queues), so its
-    connection is pointed at /dev/null: the "is it alive" probe succeeds and
-    nothing is started. The cost, for a third-party plugin that does use a
-    multiprocessing lock and is then SIGKILLed: one /dev/shm/sem.* entry left
-    until reboot, instead of being unlinked by the tracker. (Private API, as
-    `stop_forkserver`; the process test checks no tracker process appears.)
-    """
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    if tracker is not None and getattr(tracker, "_fd", None) is None:
-        tracker._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def start_forkserver() -> None:
-    """Start the forkserver now, before the first spawn needs it (idempotent).
-
-    Its interpreter start and `PRELOAD` imports take a few hundred ms (more on a
-    busy node); the first `Process.start()` waits for them. Started early, they
-    run while this process does its own start-up work (`metalloid run` checks
-    the config in a forked child meanwhile). The resource tracker is kept out
-    first: `ensure_running` would start it otherwise.
-    """
-    _without_resource_tracker()
-    multiprocessing.get_context(START_METHOD).set_forkserver_preload(PRELOAD)
-    multiprocessing.forkserver.ensure_running()
-
-
-def stop_forkserver() -> None:
-    """Wait for the forkserver to exit, so that no process outlives the supervisor's exit."""
-    # Private, but the only way to join it: closing its "alive" pipe (which our
-    # own exit would do a moment later anyway) and reaping it.
-    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)
-    if stop is not None:
-        try:
-            stop()
-        except OSError as exc:  # pragma: no cover - already gone
-            log.debug("forkserver.stop_failed error=%r", exc)
-

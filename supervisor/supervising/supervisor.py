@@ -40,20 +40,14 @@ from supervisor.serving.metrics import MetricsRegistry
 from supervisor.supervising import lifecycle, stopping
 from supervisor.supervising.dispatching import Dispatching
 from supervisor.supervising.failing import ANNOUNCER_FAILED, ANNOUNCER_FAILED_HELP, Failing
+from supervisor.supervising.forkserver import PRELOAD, START_METHOD, _without_resource_tracker, stop_forkserver
 from supervisor.supervising.lifecycle import State
+from supervisor.supervising.memory import release_memory
 from supervisor.supervising.probing import Probing
 from supervisor.supervising.reloading import Reloading
 from supervisor.supervising.rendering import StatusRenderer
 from supervisor.supervising.shell import EXIT_OK, EXIT_SUPERVISOR_ERROR, EXIT_WORKER_FATAL, Slot
-from supervisor.supervising.spawning import (
-    CHILD_MAIN,
-    PRELOAD,
-    SPAWN_FDS,
-    START_METHOD,
-    Spawning,
-    _without_resource_tracker,
-    stop_forkserver,
-)
+from supervisor.supervising.spawning import CHILD_MAIN, SPAWN_FDS, Spawning
 from supervisor.supervising.specs import SupervisorSettings, WorkerSpec, announcer_spec
 from supervisor.supervising.state import ANNOUNCER, MEMBERSHIP, RoutedState
 
@@ -63,8 +57,9 @@ __all__ = ["ANNOUNCER_FAILED", "ANNOUNCER_FAILED_HELP", "CHILD_MAIN", "EXIT_OK",
 
 log = logging.getLogger(__name__)
 
-# The loop's timer resolution: start windows, hung checks and backoff retries
-# are all judged at this granularity.
+# The loop's timer resolution: hung checks and backoff retries are judged at
+# this granularity. Start windows are not: the loop also wakes when one ends
+# (`_wait_seconds`).
 LOOP_SECONDS = 0.05
 
 
@@ -138,6 +133,10 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
             for slot in self._slots:
                 if not slot.spec.needs_peers:
                     self._spawn(slot)
+            # What the start-up left (the check's answer; the parse, now in the
+            # watcher's inbox) back to the kernel: after the spawns, so their
+            # start windows do not wait for it.
+            release_memory()
             while self._exit_code is None:
                 handles: list[Any] = []
                 for slot in self._slots:
@@ -147,7 +146,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
                         handles.append(slot.outbox)
                 if self._wakeup is not None:
                     handles.append(self._wakeup)
-                multiprocessing.connection.wait(handles, timeout=LOOP_SECONDS)
+                multiprocessing.connection.wait(handles, timeout=self._wait_seconds(self._clock()))
                 self._drain_wakeup()
                 with self.lock:
                     self._step()
@@ -157,6 +156,19 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         stop_forkserver()
         log.info("supervisor.exited code=%d", self._exit_code)
         return self._exit_code
+
+    def _wait_seconds(self, now: float) -> float:
+        """How long the loop may wait for a message: LOOP_SECONDS, or until the next start window ends.
+
+        A worker becomes RUNNING (and the node ready) at the first step after
+        its window; at the 50 ms resolution that step came up to 50 ms late,
+        and at start every worker's window, not the config, is what the node
+        waits for last (BENCHMARKS.md, issue 16's fourth session). A window
+        already over is not waited for: the worker's first heartbeat, the
+        other condition, wakes the loop by itself.
+        """
+        ends = [end for s in self._slots if (end := lifecycle.start_window_end(s.ws)) is not None and end > now]
+        return min([LOOP_SECONDS, *(end - now for end in ends)])
 
     def _drain_wakeup(self) -> None:
         if self._wakeup is None:
