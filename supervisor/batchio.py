@@ -15,6 +15,11 @@ nothing is allocated per datagram unless the caller asks for it:
   ctypes attribute access per datagram), and `source(i)` decodes the
   sender's address the way `recvfrom` does, through a small cache, so a
   flood from one address costs a dict lookup per datagram.
+- Arrival times: a `Receiver(timestamps=True)` also has room for one
+  control message per datagram, and once the socket has
+  `enable_timestamps` (SO_TIMESTAMPNS) `arrivals()` gives each datagram's
+  kernel receive time, read at fixed offsets (membership counts a heartbeat
+  from its arrival, not from a batched read).
 - `Sender`: the same for sendmmsg: `send(fd, messages)` copies each
   (payload, address) into its slot and sends up to `count` per call; a
   message the kernel refuses (an unreachable peer) is returned with its
@@ -81,6 +86,7 @@ _STRIDE = _HEADER // 4
 _NAMELEN = MsgHdr.namelen.offset // 4
 _FLAGS = MsgHdr.flags.offset // 4
 _LEN = MMsgHdr.len.offset // 4
+_CONTROLLEN_AT = MsgHdr.controllen.offset  # bytes into an mmsghdr (a size_t the kernel sets to what it wrote)
 # sockaddr_ll after its family: protocol (network order), ifindex, hatype, pkttype, halen, addr[8].
 _SOCKADDR_LL = struct.Struct("!H")
 _SOCKADDR_LL_REST = struct.Struct("=iHBB8s")
@@ -106,15 +112,52 @@ def _error() -> OSError:
     return OSError(code, os.strerror(code))
 
 
-class _Slots:
-    """`count` buffers of `size` bytes, `count` sockaddrs and the mmsghdr array pointing at them."""
+class _CMsgHdr(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_size_t), ("level", ctypes.c_int), ("type", ctypes.c_int)]
 
-    def __init__(self, count: int, size: int) -> None:
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
+def _cmsg_align(n: int) -> int:
+    word = ctypes.sizeof(ctypes.c_size_t)
+    return (n + word - 1) & ~(word - 1)
+
+
+# One control message per datagram: a cmsghdr and the kernel's receive time (CMSG_SPACE of a timespec).
+_STAMP_AT = _cmsg_align(ctypes.sizeof(_CMsgHdr))
+STAMP_SPACE = _STAMP_AT + _cmsg_align(ctypes.sizeof(_TimeSpec))
+_SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
+# cmsg_len, cmsg_level, cmsg_type, padding to the data, tv_sec, tv_nsec.
+_STAMP = struct.Struct(f"@{_SIZE_T}ii{_STAMP_AT - ctypes.sizeof(_CMsgHdr)}xll")
+_CONTROLLEN = struct.Struct("@" + _SIZE_T)
+# SO_TIMESTAMPNS (the generic Linux value: x86, arm, arm64, riscv; the socket module does not name it);
+# the control message that carries the time has the same number.
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+
+
+def enable_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each datagram with its arrival time (wall clock, ns); False where it cannot."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+class _Slots:
+    """`count` buffers of `size` bytes, `count` sockaddrs, `control` bytes each for control messages
+    (0: none), and the mmsghdr array pointing at them."""
+
+    def __init__(self, count: int, size: int, control: int = 0) -> None:
         if count < 1 or size < 1:
             raise ValueError(f"batchio: count ({count}) and size ({size}) must be at least 1")
-        self.count, self.size = count, size
+        self.count, self.size, self.control = count, size, control
         self.buffer = bytearray(count * size)
         self.names = bytearray(count * NAME_SIZE)
+        self.controls = bytearray(max(1, count * control))
         self.headers = bytearray(count * _HEADER)
         iov_bytes = bytearray(count * ctypes.sizeof(IOVec))
         self.iovs = (IOVec * count).from_buffer(iov_bytes)
@@ -124,11 +167,14 @@ class _Slots:
         self.msgs = (MMsgHdr * count).from_buffer(self.headers)
         data = ctypes.addressof(ctypes.c_char.from_buffer(self.buffer))
         names = ctypes.addressof(ctypes.c_char.from_buffer(self.names))
+        controls = ctypes.addressof(ctypes.c_char.from_buffer(self.controls))
         for i in range(count):
             self.iovs[i].base, self.iovs[i].len = data + i * size, size
             hdr = self.msgs[i].hdr
             hdr.name, hdr.namelen = names + i * NAME_SIZE, NAME_SIZE
             hdr.iov, hdr.iovlen = ctypes.pointer(self.iovs[i]), 1
+            if control:
+                hdr.control, hdr.controllen = controls + i * control, control
         self.pointer = ctypes.addressof(self.msgs)
         self.view = memoryview(self.buffer)
         self.names_view = memoryview(self.names)
@@ -137,10 +183,14 @@ class _Slots:
 
 
 class Receiver:
-    """recvmmsg(2) into buffers allocated once: `receive`, then `data(i)` / `source(i)` for i < the count."""
+    """recvmmsg(2) into buffers allocated once: `receive`, then `data(i)` / `source(i)` for i < the count.
 
-    def __init__(self, count: int = 64, size: int = 2048) -> None:
-        self._s = _Slots(count, size)
+    `timestamps`: room for each datagram's arrival time, which the kernel
+    fills once the socket has `enable_timestamps`; `arrivals()` reads them.
+    """
+
+    def __init__(self, count: int = 64, size: int = 2048, *, timestamps: bool = False) -> None:
+        self._s = _Slots(count, size, STAMP_SPACE if timestamps else 0)
         self.count, self.size = count, size
         # The headers as built: every receive starts from them (the kernel
         # shrinks msg_namelen to the address it wrote, and sets len and flags).
@@ -214,6 +264,28 @@ class Receiver:
                     cache.clear()
                 source = cache[raw] = decode(raw)
             out.append((slots[i][: words[header + _LEN]].tobytes(), source))
+        return out
+
+    def arrivals(self) -> list[float]:
+        """When each datagram of the last `receive` arrived, in wall-clock seconds (0.0: no time came with it).
+
+        The kernel's own stamp, taken as the datagram was queued: how long it
+        then waited for us to read it does not count. 0.0 for every datagram
+        of a receiver made without `timestamps` or a socket without
+        `enable_timestamps`.
+        """
+        s = self._s
+        if not s.control:
+            return [0.0] * self.received
+        out = []
+        for i in range(self.received):
+            (controllen,) = _CONTROLLEN.unpack_from(s.headers, i * _HEADER + _CONTROLLEN_AT)
+            if controllen >= _STAMP.size:
+                length, level, kind, sec, nsec = _STAMP.unpack_from(s.controls, i * s.control)
+                if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and length >= _STAMP.size:
+                    out.append(sec + nsec * 1e-9)
+                    continue
+            out.append(0.0)
         return out
 
     def source_raw(self, i: int) -> bytes:

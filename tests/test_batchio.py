@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -240,3 +241,44 @@ def test_send_packed_reports_refused_datagrams_by_their_number_in_the_block() ->
         a.close()
     assert [index for index, _ in failed] == [0, 1, 2]
     assert all(isinstance(error, OSError) for _, error in failed)
+
+
+@pytest.fixture
+def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    a.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_arrivals_are_the_kernels_wall_clock_stamps(udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = udp_pair
+    assert batchio.enable_timestamps(a)
+    brackets = []
+    for i in range(3):
+        before = time.time()
+        b.sendto(b"d%d" % i, a.getsockname())  # loopback: queued on `a` inside this call
+        brackets.append((before, time.time()))
+    time.sleep(0.02)
+    receiver = batchio.Receiver(count=8, size=64, timestamps=True)
+    assert receiver.receive(a) == 3
+    stamps = receiver.arrivals()
+    assert [d for d, _ in receiver.datagrams()] == [b"d0", b"d1", b"d2"]
+    for stamp, (before, after) in zip(stamps, brackets, strict=True):
+        assert before - 1e-6 <= stamp <= after + 1e-6
+    assert stamps == sorted(stamps)
+
+
+def test_no_arrivals_without_room_or_without_the_socket_option(udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = udp_pair
+    b.sendto(b"x", a.getsockname())
+    stamped = batchio.Receiver(count=4, size=64, timestamps=True)
+    assert stamped.receive(a) == 1 and stamped.arrivals() == [0.0]  # the socket was not asked for stamps
+    batchio.enable_timestamps(a)
+    b.sendto(b"y", a.getsockname())
+    plain = batchio.Receiver(count=4, size=64)
+    assert plain.receive(a) == 1 and plain.arrivals() == [0.0]  # no room for them
+    b.sendto(b"z", a.getsockname())
+    assert stamped.receive(a) == 1 and stamped.arrivals()[0] > 0.0

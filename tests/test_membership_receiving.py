@@ -28,6 +28,7 @@ from supervisor.membership.receiving import (
     BATCHES_PER_INTERVAL,
     GUARD_SECONDS,
     LANE_WINDOW,
+    MAX_GAP_SECONDS,
     TURNS_PER_SECOND,
     DropCounter,
     Lanes,
@@ -59,11 +60,11 @@ class FakeSocket:
     per_call: int = 1
     calls: list[int] = field(default_factory=list)
 
-    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
+    def recv(self, limit: int) -> list[tuple[bytes, Any, float]]:
         self.calls.append(limit)
         if self.error is not None:
             raise self.error
-        out = [self.queue.popleft() for _ in range(min(limit, self.per_call, len(self.queue)))]
+        out = [(*self.queue.popleft(), self.clock.now) for _ in range(min(limit, self.per_call, len(self.queue)))]
         self.clock.now += self.cost * len(out)
         return out
 
@@ -76,8 +77,9 @@ def genuine(seq: int, echo: int = INCARNATION, key: bytes = KEY) -> bytes:
 def turn(sock: FakeSocket, clock: FakeClock, budget: TurnBudget, drops: DropCounter | None = None,
          sources: frozenset[str] = frozenset({PEER[0]})) -> tuple[Any, list[bytes]]:
     handled: list[bytes] = []
-    result = receive_turn(sock.recv, lambda data, source: handled.append(data), screen=Screen(sources, INCARNATION),
-                          drops=drops or DropCounter(), budget=budget, clock=lambda: clock.now)
+    result = receive_turn(sock.recv, lambda data, source, arrived: handled.append(data),
+                          screen=Screen(sources, INCARNATION), drops=drops or DropCounter(), budget=budget,
+                          clock=lambda: clock.now)
     return result, handled
 
 
@@ -125,7 +127,7 @@ class PreemptedSocket(FakeSocket):
     cpu: FakeClock = field(default_factory=FakeClock)
     stolen: float = 0.0
 
-    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
+    def recv(self, limit: int) -> list[tuple[bytes, Any, float]]:
         data = super().recv(limit)
         self.cpu.now += self.cost * len(data)
         self.clock.now += self.stolen * len(data)
@@ -133,8 +135,9 @@ class PreemptedSocket(FakeSocket):
 
 
 def cpu_turn(sock: PreemptedSocket, budget: TurnBudget) -> Any:
-    return receive_turn(sock.recv, lambda data, source: None, screen=Screen(frozenset({PEER[0]}), INCARNATION),
-                        drops=DropCounter(), budget=budget, clock=lambda: sock.clock.now, cpu=lambda: sock.cpu.now)
+    return receive_turn(sock.recv, lambda data, source, arrived: None,
+                        screen=Screen(frozenset({PEER[0]}), INCARNATION), drops=DropCounter(), budget=budget,
+                        clock=lambda: sock.clock.now, cpu=lambda: sock.cpu.now)
 
 
 def test_time_the_thread_spent_preempted_does_not_count_against_the_budget() -> None:
@@ -263,7 +266,7 @@ def test_packets_that_do_not_echo_our_incarnation_get_a_small_allowance_per_refi
             sock.queue.append((genuine(10_000 + i), PEER))
     handled: list[bytes] = []
     while sock.queue:
-        receive_turn(sock.recv, lambda data, source: handled.append(data), screen=screen, drops=drops,
+        receive_turn(sock.recv, lambda data, source, arrived: handled.append(data), screen=screen, drops=drops,
                      budget=TurnBudget(), clock=lambda: clock.now)
     real = [genuine(10_000 + i) for i in range(0, 2000, 100)]
     assert [h for h in handled if h in real] == real
@@ -271,7 +274,7 @@ def test_packets_that_do_not_echo_our_incarnation_get_a_small_allowance_per_refi
     assert drops.take()[0] == {DropReason.STALE_ECHO: 2000 - 8}
     screen.refill()
     sock.queue.append((genuine(1, echo=0), PEER))  # a peer's first packet after a restart
-    receive_turn(sock.recv, lambda data, source: handled.append(data), screen=screen, drops=drops,
+    receive_turn(sock.recv, lambda data, source, arrived: handled.append(data), screen=screen, drops=drops,
                  budget=TurnBudget(), clock=lambda: clock.now)
     assert handled[-1] == genuine(1, echo=0)
 
@@ -290,16 +293,17 @@ def test_the_screen_follows_a_new_incarnation() -> None:
     [
         (2, 0.1, 0.0),  # 20 datagrams/s: each read as it arrives
         (20, 0.1, 0.0),  # 200/s: still
-        (21, 0.1, 0.1 / BATCHES_PER_INTERVAL),  # past TURNS_PER_SECOND: read in batches, a tenth of an interval apart
-        (250, 0.1, 0.01),
-        (50, 0.05, 1 / TURNS_PER_SECOND),  # never more often than TURNS_PER_SECOND
-        (250, 0.25, 0.025),  # the default interval at 250 peers
+        (21, 0.1, 0.1 / BATCHES_PER_INTERVAL),  # past TURNS_PER_SECOND: read in batches, half an interval apart
+        (250, 0.1, 0.05),
+        (50, 0.05, 0.025),  # the default interval at 50 peers
+        (400, 0.004, 1 / TURNS_PER_SECOND),  # never more often than TURNS_PER_SECOND
+        (250, 0.25, MAX_GAP_SECONDS),  # the default interval at 250 peers: a LEAVING is read at most 50 ms late
         (200, 1.0, 0.0),  # the rate counts, not the peers: 200/s at a 1 s interval
-        (250, 1.0, 0.1),
+        (250, 1.0, MAX_GAP_SECONDS),
         (0, 0.1, 0.0),
     ],
-    ids=["2-peers", "20-peers", "21-peers", "250-peers", "50-peers-default", "250-peers-default", "200-peers-1s",
-         "250-peers-1s", "alone"],
+    ids=["2-peers", "20-peers", "21-peers", "250-peers", "50-peers-default", "fast", "250-peers-default",
+         "200-peers-1s", "250-peers-1s", "alone"],
 )
 def test_the_receive_gap_only_batches_when_datagrams_come_faster_than_the_turn_rate(
     peers: int, interval: float, gap: float
@@ -434,7 +438,7 @@ def test_an_echoing_flood_claiming_a_proven_peer_costs_no_hmac_past_the_allowanc
         sock.queue.append((data, PEER))
     handled: list[bytes] = []
 
-    def handle(data: bytes, source: Any) -> None:
+    def handle(data: bytes, source: Any, arrived: float) -> None:
         handled.append(data)
         hb = decode(data, key=KEY, receiver="a", known={"b"})
         if isinstance(hb, Heartbeat):

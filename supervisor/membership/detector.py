@@ -177,7 +177,12 @@ class FailureDetector:
         return changes
 
     def receive(self, hb: Heartbeat, now: float) -> tuple[Dropped | None, list[Transition]]:
-        """An authenticated packet from a configured peer: replay-check it, check its proof of life, apply it."""
+        """An authenticated packet from a configured peer: replay-check it, check its proof of life, apply it.
+
+        `now` is when the packet arrived (the kernel's stamp, transport.recv),
+        which may be earlier than the read: its lateness and the peer's next
+        deadline count from then.
+        """
         state = self._peers.get(hb.sender)
         if state is None:
             # decode() checked the sender against the same peer set; a race with

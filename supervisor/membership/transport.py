@@ -17,7 +17,8 @@ from a peer proven alive that do not echo our incarnation; the worker says
 which peers are strict (`set_strict`), and the filter is re-attached when that,
 the peers' addresses or our incarnation change.
 
-Datagrams are read up to 64 per recvmmsg(2) call (`supervisor.batchio`).
+Datagrams are read up to 64 per recvmmsg(2) call (`supervisor.batchio`),
+each with the time the kernel queued it (`recv`).
 The receive buffer is set to RCVBUF_BYTES whatever the host's default, sized
 by time: what still passes the filter under a flood (a forger who sees the
 heartbeats and echoes our incarnation) queues in front of the real
@@ -35,6 +36,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +77,9 @@ class Transport:
         self._strict: frozenset[str] = frozenset()
         self._incarnation = 0
         self._program: bpf.Program | None = None
-        self._receiver = batchio.Receiver(count=BATCH, size=RECV_SIZE)
+        self._receiver = batchio.Receiver(count=BATCH, size=RECV_SIZE, timestamps=True)
+        self._stamped = False  # the socket has the kernel's arrival times (batchio.enable_timestamps)
+        self._last_read = time.monotonic()
         self._sender = batchio.Sender(count=BATCH, size=RECV_SIZE)
 
     def configure(self, config: Config, port: int) -> None:
@@ -102,6 +106,8 @@ class Transport:
         if want != self.bound or self.sock is None:
             self.close()
             self.sock, self.bound = _bind(family, want, self.node_name)
+            self._stamped = batchio.enable_timestamps(self.sock)
+            self._last_read = time.monotonic()
         self._filter()
 
     def set_strict(self, peers: frozenset[str], incarnation: int) -> None:
@@ -152,12 +158,33 @@ class Transport:
             # A peer's network may be down; its deadline on our side is what counts.
             log.debug("membership.send_failed peer=%s addr=%s error=%s", peers[i][0], peers[i][1], exc)
 
-    def recv(self, limit: int) -> list[tuple[bytes, Any]]:
-        """Up to `limit` queued datagrams as (data, source address), one recvmmsg(2) call; [] when none is."""
+    def recv(self, limit: int) -> list[tuple[bytes, Any, float]]:
+        """Up to `limit` queued datagrams as (data, source address, arrived), one recvmmsg(2) call; [] when none is.
+
+        `arrived` is when the kernel queued the datagram, on the monotonic
+        clock: the worker reads in batches (receiving.receive_gap), and a
+        heartbeat must count from when it came, not from when we got round
+        to it, or the read delay would look like the peer's lateness to the
+        adaptive deadline. The kernel stamps the wall clock; it is moved to
+        the monotonic one with both clocks read once per call and kept
+        between the previous call and now, so a wall-clock step between
+        arrival and read can make a datagram look at most as old as the
+        previous read (as without the stamps), never older. Without stamps
+        (kernels or sockets that refuse them): the time of this read.
+        """
         if self.sock is None:
             return []
-        self._receiver.receive(self.sock, limit=limit)
-        return self._receiver.datagrams()
+        since, now = self._last_read, time.monotonic()
+        self._last_read = now
+        receiver = self._receiver
+        if not receiver.receive(self.sock, limit=limit):
+            return []
+        datagrams = receiver.datagrams()
+        if not self._stamped:
+            return [(data, source, now) for data, source in datagrams]
+        offset = now - time.time()
+        return [(data, source, min(now, max(since, wall + offset)) if wall else now)
+                for (data, source), wall in zip(datagrams, receiver.arrivals(), strict=True)]  # fmt: skip
 
     def close(self) -> None:
         if self.sock is not None:

@@ -387,14 +387,15 @@ class _Worker:
 
         read = self.reader.read
 
-        def handle(data: bytes, source: Any) -> None:
+        def handle(data: bytes, source: Any, arrived: float) -> None:
             result = read(data)
             if isinstance(result, Heartbeat):
                 if lanes is not None:
                     lanes.heard(result)
                 if result.echo_incarnation > self.incarnation:  # (rare: no call per datagram)
                     self._maybe_reincarnate(result)
-                dropped, changes = detector.receive(result, now)
+                # Heard when it arrived, not when this turn read it (transport.recv).
+                dropped, changes = detector.receive(result, arrived)
                 if dropped is None:
                     self.consistency.heard(result.sender, result.digest, result.chunk, now)
                     if changes and self.reporter.transitions(changes):
@@ -417,8 +418,10 @@ class _Worker:
             cpu=time.thread_time,
         )
         if turn.cut_short:
-            # A flood reached the loop: heartbeats may wait behind it (detector.pressure).
+            # A flood reached the loop: heartbeats may wait behind it (detector.pressure),
+            # so the next turn reads at once, not a receive gap from now.
             detector.pressure(now)
+            self.next_receive = now
 
     def _maybe_reincarnate(self, hb: Heartbeat) -> None:
         # (A packet echoing a higher incarnation than ours gets here through
