@@ -105,3 +105,24 @@ def test_sockets_ready_is_what_readyz_and_the_ready_column_follow(payload: dict[
                      hang_deadlines={"announcer-layer2": 3.0}) == (ready, why)
     [row] = announcer_rows([LAYER2], {"layer2": (RUNNING, 3.0)}, state.statuses, now=100.0)
     assert row["ready"] is ready
+
+
+@pytest.mark.parametrize(("waited_since_heartbeat", "state"), [
+    (0.0, "NOT-RESPONDING"),  # 2 s silent, none of it waiting for a CPU: its own loop is stuck
+    (0.8, "RUNNING"),  # 2 s silent, 0.8 s of it runnable but not run: 1.2 s of its own, not late
+    (0.4, "NOT-RESPONDING"),  # 1.6 s of its own: late
+    (None, "NOT-RESPONDING"),  # the wait is unknown (no /proc): wall time, as before
+])
+def test_time_spent_waiting_for_a_cpu_is_not_silence(waited_since_heartbeat: float | None, state: str) -> None:
+    """As the hang killer judges (lifecycle.hung): slow because the node is loaded is not hanging."""
+    ws = replace(RUNNING, last_heartbeat=98.0, waited_at_heartbeat=5.0)
+
+    def waits(pid: int) -> float | None:
+        assert pid == ws.pid
+        return None if waited_since_heartbeat is None else 5.0 + waited_since_heartbeat
+
+    [row] = announcer_rows([LAYER2], {"layer2": (ws, 3.0)}, loaded_state().statuses, now=100.0, waits=waits)
+    assert row["state"] == state
+    ready, _ = readiness(loaded_state(), [ws], ["announcer-layer2"], now=100.0,
+                         hang_deadlines={"announcer-layer2": 3.0}, waits=waits)
+    assert ready is (state == "RUNNING")

@@ -22,6 +22,7 @@ from supervisor.announcing.enabling import Decision
 from supervisor.supervising.lifecycle import State, WorkerState
 from supervisor.supervising.rendering import Field, assemble, plain
 from supervisor.supervising.shell import Shell, Slot
+from supervisor.supervising.starvation import run_queue_wait
 from supervisor.supervising.state import ANNOUNCER, RoutedState
 from supervisor.supervising.status import announcer_rows, readiness, status_fields
 
@@ -134,7 +135,8 @@ class Probing(Shell):
         state, workers, protocols, slots, decisions = (published.state, published.workers, published.protocols,
                                                        published.slots, published.decisions)
         fields = status_fields(state, workers, now=now, version=self.settings.version, protocols=protocols)
-        fields.append(("announcers", None, lambda: announcer_rows(decisions, slots, state.statuses, now=now)))
+        fields.append(("announcers", None,
+                       lambda: announcer_rows(decisions, slots, state.statuses, now=now, waits=run_queue_wait)))
         return fields, self._render_lock
 
     def _publish_status(self) -> None:
@@ -162,7 +164,7 @@ class Probing(Shell):
     def _readiness(self) -> tuple[bool, str]:
         announcers = {s.spec.name: self._hang_deadline(s) for s in self._active() if s.spec.role == ANNOUNCER}
         return readiness(self.state, [s.ws for s in self._active()], list(announcers), now=self._clock(),
-                         hang_deadlines=announcers)
+                         hang_deadlines=announcers, waits=run_queue_wait)
 
     def _hang_deadline(self, slot: Slot) -> float:
         return slot.spec.hang_timeout_seconds or self.settings.hung_seconds

@@ -17,7 +17,7 @@ announcers run and why, and which are FAILED or not responding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -25,9 +25,12 @@ from supervisor.allocating.results import AllocationResult
 from supervisor.announcing.enabling import Decision
 from supervisor.config.model import ServiceKey
 from supervisor.serving.documents import service_document
-from supervisor.supervising.lifecycle import State, WorkerState
+from supervisor.supervising.lifecycle import State, WorkerState, silence
 from supervisor.supervising.rendering import Field, Row, Rows, plain
 from supervisor.supervising.state import RoutedState
+
+# A process's run-queue wait so far in seconds, None if unknown (starvation.run_queue_wait).
+RunQueueWaits = Callable[[int], float | None]
 
 
 def build_status(
@@ -107,12 +110,14 @@ def announcer_rows(
     statuses: Mapping[str, Mapping[str, Any]],
     *,
     now: float,
+    waits: RunQueueWaits | None = None,
 ) -> list[dict[str, Any]]:
     """One row per announcer the flag or the config mentions: runs or not, why, and how it is.
 
     `slots` maps protocol → (its worker's state, its hang deadline). "state" is
     the worker's, except FAILED (restart budget spent) and NOT-RESPONDING (no
-    heartbeat for half its hang deadline: it is about to be killed as hung).
+    heartbeat for half its hang deadline, by its own time: it is about to be
+    killed as hung; `waits`, see `_late`).
     """
     rows = []
     for decision in sorted(decisions, key=lambda d: d.protocol):
@@ -128,7 +133,7 @@ def announcer_rows(
                 state = "FAILED"
             elif ws.state is State.EXITED:
                 state = "STOPPED"
-            elif _late(ws, now, deadline):
+            elif _late(ws, now, deadline, waits):
                 state = "NOT-RESPONDING"
             row.update(worker=ws.name, state=state, hang_timeout_seconds=deadline, last_error=ws.last_error,
                        ready=ws.state is State.RUNNING and payload.get("sockets_ready", True) is not False
@@ -141,10 +146,24 @@ def announcer_rows(
 LATE_MIN_SECONDS = 1.5
 
 
-def _late(ws: WorkerState, now: float, deadline: float) -> bool:
-    """No heartbeat for half the hang deadline (at least LATE_MIN_SECONDS): hanging, not yet killed."""
-    return (ws.state is State.RUNNING and ws.last_heartbeat is not None
-            and now - ws.last_heartbeat > max(LATE_MIN_SECONDS, deadline / 2))
+def _late(ws: WorkerState, now: float, deadline: float, waits: RunQueueWaits | None = None) -> bool:
+    """No heartbeat for half the hang deadline (at least LATE_MIN_SECONDS): hanging, not yet killed.
+
+    Judged as the hang killer judges (`lifecycle.hung`): with `waits` (a
+    process's run-queue wait so far, `starvation.run_queue_wait`), the time
+    the worker spent waiting for a CPU since its last heartbeat is not
+    silence, so a worker that is only slow because the node is loaded is
+    neither NOT-RESPONDING nor makes /readyz fail, as it is not killed.
+    """
+    if ws.state is not State.RUNNING or ws.last_heartbeat is None:
+        return False
+    limit = max(LATE_MIN_SECONDS, deadline / 2)
+    if now - ws.last_heartbeat <= limit:
+        return False
+    if waits is None or ws.pid is None:
+        return True
+    quiet = silence(since=ws.last_heartbeat, now=now, waited_then=ws.waited_at_heartbeat, waited_now=waits(ws.pid))
+    return quiet > limit
 
 
 def _list(value: Any) -> list[Any]:
@@ -286,6 +305,7 @@ def readiness(
     *,
     now: float | None = None,
     hang_deadlines: Mapping[str, float] | None = None,
+    waits: RunQueueWaits | None = None,
 ) -> tuple[bool, str]:
     """Ready: a config is loaded, every worker RUNNING, no announcer FAILED or hanging, every one ready.
 
@@ -302,7 +322,7 @@ def readiness(
         if ws.state is not State.RUNNING:
             return False, f"worker {ws.name} is {ws.state.value}"
         deadline = (hang_deadlines or {}).get(ws.name)
-        if now is not None and deadline is not None and _late(ws, now, deadline):
+        if now is not None and deadline is not None and _late(ws, now, deadline, waits):
             assert ws.last_heartbeat is not None
             return False, (f"announcer {ws.name} is not responding (no heartbeat for "
                            f"{now - ws.last_heartbeat:.1f}s; killed at {deadline:g}s)")
