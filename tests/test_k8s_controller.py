@@ -195,7 +195,7 @@ def test_no_valid_config_at_start_touches_no_service(api: FakeApiServer) -> None
     with running_controller(api) as loop:
         wait_for(lambda: [e for e in api.list("Event", "metallb-system") if e["reason"] == "InvalidConfiguration"],
                  what="InvalidConfiguration event")
-        assert loop.allocations == 0 and loop.core.watcher.last_good is None
+        assert loop.allocations == 0 and loop.core.watcher.last_good_generation == 0
         assert ingress(api, "web") == ["10.0.20.5"] and events_for(api, "web") == []
         obj = api.get("IPAddressPool", "metallb-system", "broken")
         obj["spec"]["addresses"] = ["10.0.20.0/24"]

@@ -40,6 +40,24 @@ def test_membership_gets_the_nodes_and_settings_without_the_services(tmp_path: P
     assert len(pickle.dumps(slim)) * 10 < len(pickle.dumps(loaded))
 
 
+def test_a_service_from_the_api_keeps_no_line_tracking_and_one_from_a_file_keeps_its_lines(tmp_path: Path) -> None:
+    from supervisor.config.model import field_source
+    from supervisor.config.parsing import parse_objects
+
+    from_file = _loaded(tmp_path, 1).config.services[0]
+    assert from_file.field_lines and all(line > 0 for _, line in from_file.field_lines)
+    api_service = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "namespace": "default",
+                                "annotations": {"metallb.universe.tf/loadBalancerIPs": "10.0.10.5"}},
+                   "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+    config, diagnostics = parse_objects([api_service], origin="kubernetes")
+    (service,) = config.services
+    assert service.field_lines == ()
+    # What the lines were for: the source of a field's diagnostic, the object's own in the API's case.
+    assert field_source(service.source, service.field_lines, "metadata.annotations.x") == service.source
+    assert [d.source for d in diagnostics if "deprecated" in d.message] == [service.source]
+
+
 def test_a_restarted_membership_worker_is_replayed_the_slim_config(tmp_path: Path) -> None:
     state = RoutedState(node_name="n1")
     routed = state.accept_config(_loaded(tmp_path, 5))

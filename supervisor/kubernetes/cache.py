@@ -1,8 +1,8 @@
 """The watcher's in-memory copy of the watched objects, per kind.
 
-Kept as the API's own dicts (minus managedFields, which is most of a Service's
-bytes and nothing metalloid reads), so a snapshot is what `parse_objects`
-takes, exactly as the YAML path does. A version counter tells the emitter that
+Kept as dicts shaped like the API's, of only the fields metalloid reads
+(`projection`), so a snapshot is what `parse_objects` takes, exactly as the
+YAML path does. A version counter tells the emitter that
 something changed; `synced` says every kind has been listed at least once, so
 nobody allocates against a half-known cluster.
 """
@@ -14,18 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from supervisor.kubernetes.kinds import Kind
+from supervisor.kubernetes.projection import project
 
 Obj = dict[str, Any]
-
-
-def _slim(kind: Kind, obj: Mapping[str, Any]) -> Obj:
-    slim = dict(obj)
-    meta = dict(slim.get("metadata") or {})
-    meta.pop("managedFields", None)
-    slim["metadata"] = meta
-    # List items of built-in kinds carry no kind/apiVersion; parse_objects needs them.
-    slim["kind"], slim["apiVersion"] = kind.kind, kind.api_version
-    return slim
 
 
 def key_of(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -45,7 +36,7 @@ class ObjectCache:
     def replace(self, kind: str, items: Iterable[Mapping[str, Any]]) -> None:
         """A fresh list: drop everything known of `kind` (deletions missed during a 410 included)."""
         k = self._kinds[kind]
-        fresh = {key_of(o): _slim(k, o) for o in items}
+        fresh = {key_of(o): project(k, o) for o in items}
         with self._lock:
             self._objects[kind] = fresh
             self._listed.add(kind)
@@ -58,7 +49,7 @@ class ObjectCache:
                 if self._objects[kind].pop(key_of(obj), None) is None:
                     return
             else:
-                self._objects[kind][key_of(obj)] = _slim(k, obj)
+                self._objects[kind][key_of(obj)] = project(k, obj)
             self._bump()
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:

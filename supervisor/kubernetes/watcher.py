@@ -41,6 +41,7 @@ from supervisor.kubernetes.cache import ObjectCache
 from supervisor.kubernetes.client import ApiError, RawClient
 from supervisor.kubernetes.peers import SPEAKER_SELECTOR, nodes_with_speaker_addresses
 from supervisor.messages import ConfigLoaded, ConfigRejected
+from supervisor.supervising.memory import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ class KubeWatcher:
         self.cache = ObjectCache(self.kinds)
         self.stopping = threading.Event()
         self.generation = 0
-        self.last_good: ConfigLoaded | None = None
+        # The generation of the last ConfigLoaded (0: none yet). Not the config itself: once sent, the
+        # supervisor holds it, and keeping it here kept a second Config alive through the next parse.
+        self.last_good_generation = 0
         self._force = False
         self._threads: list[threading.Thread] = []
         self._streams: set[Any] = set()
@@ -264,6 +267,8 @@ class KubeWatcher:
                     break
             seen = cache.version
             self._emit_now()
+            # The parse's garbage and the config just sent: as the file watcher does after a load.
+            release_memory()
 
     def snapshot(self) -> list[dict[str, Any]]:
         objects: list[dict[str, Any]] = []
@@ -289,7 +294,7 @@ class KubeWatcher:
             message = ConfigLoaded(
                 generation=self.generation, config=config, origin=ORIGIN, warnings=tuple(diagnostics)
             )
-            self.last_good = message
+            self.last_good_generation = self.generation
             log.info(
                 "config.loaded generation=%d services=%d pools=%d nodes=%d",
                 self.generation,

@@ -54,10 +54,14 @@ class Dispatching(Shell):
                 self.metrics.apply(message)
             case StatusReport(worker=_, payload=payload):
                 self.state.statuses[slot.spec.name] = payload
+                if slot.spec.role == Role.ANNOUNCER:  # sent on change, 1,000 elections; membership's every second
+                    self._trimmer.touched(self._clock())
             case WorkerFailed(error=error):
                 slot.failure = error
             case ConfigLoaded() | ConfigRejected() | AllocationDone() | MembersChanged() | AnnouncementsChanged():
                 self._apply(message, routing.route(self.state, message))
+                if not isinstance(message, MembersChanged):  # that one comes every second, with ages
+                    self._trimmer.touched(self._clock())
             case _:  # a closed union, but a buggy worker may send anything
                 log.warning(  # type: ignore[unreachable]
                     "message.unexpected worker=%s type=%s", slot.spec.name, type(message).__name__)

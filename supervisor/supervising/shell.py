@@ -27,6 +27,7 @@ from supervisor.supervising import stopping
 from supervisor.supervising.backoff import RestartPolicy
 from supervisor.supervising.channels import Outgoing
 from supervisor.supervising.lifecycle import WorkerState
+from supervisor.supervising.memory import HeapTrimmer
 from supervisor.supervising.rendering import StatusRenderer
 from supervisor.supervising.specs import SupervisorSettings, WorkerSpec
 from supervisor.supervising.state import RoutedState
@@ -74,6 +75,7 @@ class Shell:
     _renderer: StatusRenderer
     _render_lock: threading.Lock
     _published_fatal: str | None
+    _trimmer: HeapTrimmer
     _exit_after_stop = EXIT_OK
 
     def _metric(self, name: str, kind: MetricKind, doc: str, labels: dict[str, str], op: MetricOp,

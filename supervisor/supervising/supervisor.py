@@ -42,7 +42,7 @@ from supervisor.supervising.dispatching import Dispatching
 from supervisor.supervising.failing import ANNOUNCER_FAILED, ANNOUNCER_FAILED_HELP, Failing
 from supervisor.supervising.forkserver import PRELOAD, START_METHOD, _without_resource_tracker, stop_forkserver
 from supervisor.supervising.lifecycle import State
-from supervisor.supervising.memory import release_memory
+from supervisor.supervising.memory import HeapTrimmer, release_memory
 from supervisor.supervising.probing import Probing
 from supervisor.supervising.reloading import Reloading
 from supervisor.supervising.rendering import StatusRenderer
@@ -105,6 +105,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self._ahead_lock = threading.Lock()
         self._ahead_stop = threading.Event()
         self._published_fatal: str | None = None
+        self._trimmer = HeapTrimmer()
         self._publish_status()
 
     def install_signal_handlers(self) -> None:
@@ -219,6 +220,7 @@ class Supervisor(Probing, Spawning, Dispatching, Failing, Reloading):
         self._publish_probes()
         if self._stopping is None:
             self._log_readiness()
+        self._trimmer.maybe(now)
 
     # -- stopping ------------------------------------------------------------
 
