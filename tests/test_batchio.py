@@ -256,13 +256,24 @@ def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 def test_arrivals_are_the_kernels_wall_clock_stamps(udp_pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = udp_pair
     assert batchio.enable_timestamps(a)
+    receiver = batchio.Receiver(count=8, size=64, timestamps=True)
+    # The kernel turns stamping on asynchronously for the first socket that asks (a work queue): until
+    # then a datagram is stamped when it is read. Wait for a stamp taken on arrival.
+    give_up = time.time() + 10.0
+    while True:
+        b.sendto(b"w", a.getsockname())
+        time.sleep(0.02)
+        read_at = time.time()
+        assert receiver.receive(a) == 1
+        if receiver.arrivals()[0] < read_at - 0.01:
+            break
+        assert time.time() < give_up, "the kernel never stamped a datagram on arrival"
     brackets = []
     for i in range(3):
         before = time.time()
         b.sendto(b"d%d" % i, a.getsockname())  # loopback: queued on `a` inside this call
         brackets.append((before, time.time()))
     time.sleep(0.02)
-    receiver = batchio.Receiver(count=8, size=64, timestamps=True)
     assert receiver.receive(a) == 3
     stamps = receiver.arrivals()
     assert [d for d, _ in receiver.datagrams()] == [b"d0", b"d1", b"d2"]

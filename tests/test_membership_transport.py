@@ -49,6 +49,27 @@ def heartbeat(seq: int) -> bytes:
                             sent_at_ns=0), b"k" * 32)  # fmt: skip
 
 
+def stamping(transport: Transport, peer: socket.socket, timeout: float = 10.0) -> None:
+    """Wait until the kernel stamps datagrams as they arrive.
+
+    The first socket on a host that asks for stamps turns stamping on
+    asynchronously (net_enable_timestamp defers it to a work queue, and the
+    last one closing turns it off the same way): until then a datagram is
+    stamped when it is read, i.e. counts from the read, as before the stamps.
+    """
+    assert transport.bound is not None
+    give_up = time.monotonic() + timeout
+    while True:
+        transport.recv(64)
+        peer.sendto(heartbeat(0), transport.bound)
+        time.sleep(0.02)
+        read_at = time.monotonic()
+        got = transport.recv(64)
+        if got and got[-1][2] < read_at - 0.01:
+            return
+        assert time.monotonic() < give_up, "the kernel never stamped a datagram on arrival"
+
+
 def send(peer: socket.socket, transport: Transport, payload: bytes) -> tuple[float, float]:
     """Send one datagram; the monotonic clock just before and just after (loopback queues it in the call)."""
     assert transport.bound is not None
@@ -59,6 +80,7 @@ def send(peer: socket.socket, transport: Transport, payload: bytes) -> tuple[flo
 
 def test_a_datagram_read_late_keeps_its_arrival_time(pair: tuple[Transport, socket.socket]) -> None:
     transport, peer = pair
+    stamping(transport, peer)
     transport.recv(64)  # the previous read: before anything was sent
     sent = [send(peer, transport, heartbeat(i)) for i in range(3)]
     time.sleep(0.05)  # read late, as a batched turn does
@@ -138,6 +160,7 @@ def test_the_worker_counts_a_heartbeat_read_late_from_its_arrival() -> None:
     worker, peer = worker_and_peer()
     try:
         assert worker.transport.bound is not None and worker.detector is not None
+        stamping(worker.transport, peer)
         sent = time.monotonic()
         peer.sendto(peer_heartbeat(worker, 1), worker.transport.bound)
         time.sleep(0.05)  # a batched read: the loop comes round later

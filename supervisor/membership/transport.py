@@ -170,7 +170,10 @@ class Transport:
         between the previous call and now, so a wall-clock step between
         arrival and read can make a datagram look at most as old as the
         previous read (as without the stamps), never older. Without stamps
-        (kernels or sockets that refuse them): the time of this read.
+        (kernels or sockets that refuse them): the time of this read. (The
+        kernel turns stamping on asynchronously when the first socket on the
+        host asks for it; datagrams that arrive before are stamped when read,
+        which is the same.)
         """
         if self.sock is None:
             return []
