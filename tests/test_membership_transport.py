@@ -27,15 +27,24 @@ OURS, PEER = "127.0.0.1", "127.0.0.2"
 KEY = b"transport-test-key-0123456789abcdef"
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Transport, socket.socket]]:
-    port = free_port(OURS, socket.SOCK_DGRAM)
+def config() -> Config:
+    """Node a (us) and node b (the peer), each with its loopback address."""
     nodes = (Node(name="a", addresses=(ipaddress.IPv4Address(OURS),)),
              Node(name="b", addresses=(ipaddress.IPv4Address(PEER),)))  # fmt: skip
-    transport = Transport("a")
-    transport.configure(Config(nodes=nodes, settings=Settings(membership=MembershipSettings())), port)
+    return Config(nodes=nodes, settings=Settings(membership=MembershipSettings()))
+
+
+def peer_socket() -> socket.socket:
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind((PEER, 0))
+    return peer
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Transport, socket.socket]]:
+    transport = Transport("a")
+    transport.configure(config(), free_port(OURS, socket.SOCK_DGRAM))
+    peer = peer_socket()
     try:
         yield transport, peer
     finally:
@@ -43,10 +52,11 @@ def pair() -> Iterator[tuple[Transport, socket.socket]]:
         transport.close()
 
 
-def heartbeat(seq: int) -> bytes:
-    """A datagram the socket filter lets through (size, magic, a peer's source)."""
-    return encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=1, seq=seq,
-                            sent_at_ns=0), b"k" * 32)  # fmt: skip
+def heartbeat(seq: int, echo: int = 0) -> bytes:
+    """b's heartbeat to a: the socket filter lets it through (size, magic, a peer's source); with a's
+    incarnation as `echo` the worker also counts it as proof of life."""
+    return encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=7, seq=seq,
+                            sent_at_ns=0, echo_incarnation=echo), KEY)  # fmt: skip
 
 
 def stamping(transport: Transport, peer: socket.socket, timeout: float = 10.0) -> None:
@@ -139,21 +149,11 @@ class Outbox:
 
 
 def worker_and_peer(budget: TurnBudget | None = None) -> tuple[_Worker, socket.socket]:
-    port = free_port(OURS, socket.SOCK_DGRAM)
-    nodes = (Node(name="a", addresses=(ipaddress.IPv4Address(OURS),)),
-             Node(name="b", addresses=(ipaddress.IPv4Address(PEER),)))  # fmt: skip
-    settings = MembershipWorkerSettings(node_name="a", key=KEY, ports=(("a", port),),
+    settings = MembershipWorkerSettings(node_name="a", key=KEY, ports=(("a", free_port(OURS, socket.SOCK_DGRAM)),),
                                         receive_budget=budget or TurnBudget())
     worker = _Worker(settings, Outbox())
-    worker._configure(Config(nodes=nodes, settings=Settings(membership=MembershipSettings())), time.monotonic())
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind((PEER, 0))
-    return worker, peer
-
-
-def peer_heartbeat(worker: _Worker, seq: int) -> bytes:
-    return encode(Heartbeat(type=PacketType.HEARTBEAT, sender="b", receiver="a", incarnation=7, seq=seq, sent_at_ns=0,
-                            echo_incarnation=worker.incarnation), KEY)  # fmt: skip
+    worker._configure(config(), time.monotonic())
+    return worker, peer_socket()
 
 
 def test_the_worker_counts_a_heartbeat_read_late_from_its_arrival() -> None:
@@ -162,7 +162,7 @@ def test_the_worker_counts_a_heartbeat_read_late_from_its_arrival() -> None:
         assert worker.transport.bound is not None and worker.detector is not None
         stamping(worker.transport, peer)
         sent = time.monotonic()
-        peer.sendto(peer_heartbeat(worker, 1), worker.transport.bound)
+        peer.sendto(heartbeat(1, worker.incarnation), worker.transport.bound)
         time.sleep(0.05)  # a batched read: the loop comes round later
         read = time.monotonic()
         worker._receive(read)
@@ -179,7 +179,7 @@ def test_a_turn_cut_short_reads_again_at_once_not_a_gap_later() -> None:
         assert worker.transport.bound is not None
         worker.receive_gap = 0.05  # as with many peers
         for seq in range(1, 6):
-            peer.sendto(peer_heartbeat(worker, seq), worker.transport.bound)
+            peer.sendto(heartbeat(seq, worker.incarnation), worker.transport.bound)
         now = time.monotonic()
         worker._receive(now)  # 2 of 5: cut short
         assert worker.next_receive == now
