@@ -18,14 +18,20 @@ from supervisor.supervising.status import build_status, status_fields
 from tests.runtime_helpers import config_text
 
 
-def _state(tmp_path: Path, services: int) -> RoutedState:
-    path = tmp_path / f"c{services}.yaml"
-    path.write_text(config_text(services))
+def _reload(state: RoutedState, path: Path, text: str, *, generation: int) -> None:
+    """Write `text` as the config file, load it and allocate it (keeping the IPs already assigned) into `state`."""
+    path.write_text(text)
     config, diagnostics = load_config_files([str(path)])
     assert config is not None, diagnostics
+    allocation = state.allocation
+    previous = {key: a.ips for key, a in allocation.result.assignments.items()} if allocation is not None else {}
+    assert state.accept_config(ConfigLoaded(generation=generation, config=config, origin=str(path), warnings=()))
+    assert state.accept_allocation(AllocationDone(generation=generation, result=allocate(config, previous)))
+
+
+def _state(tmp_path: Path, services: int) -> RoutedState:
     state = RoutedState(node_name="n1")
-    assert state.accept_config(ConfigLoaded(generation=1, config=config, origin=str(path), warnings=()))
-    assert state.accept_allocation(AllocationDone(generation=1, result=allocate(config, {})))
+    _reload(state, tmp_path / f"c{services}.yaml", config_text(services), generation=1)
     state.statuses["announcer-x"] = {"announcements": [
         {"service": "default/svc-1", "ip": "10.20.0.1", "protocol": "x", "node": "n1", "reason": "won \u00e9 \"q\"\n"}],
         "elections": [{"service": "default/svc-1", "winner": "n1"}]}
@@ -166,13 +172,7 @@ def test_a_reload_builds_and_renders_only_the_services_whose_sources_changed(
     assert len(built) == 5
 
     # The same Services allocated again (new objects, equal values) and one more: only the new one is built.
-    path = tmp_path / "c6.yaml"
-    path.write_text(config_text(6))
-    config, _ = load_config_files([str(path)])
-    assert config is not None
-    previous = {key: a.ips for key, a in state.allocation.result.assignments.items()}  # type: ignore[union-attr]
-    assert state.accept_config(ConfigLoaded(generation=2, config=config, origin=str(path), warnings=()))
-    assert state.accept_allocation(AllocationDone(generation=2, result=allocate(config, previous)))
+    _reload(state, tmp_path / "c6.yaml", config_text(6), generation=2)
     built.clear()
     text = renderer.render(status_fields(state, [], now=2.0, version="v", protocols=protocols))
     assert built == ["default/svc-5"]
@@ -191,13 +191,7 @@ def test_a_reload_builds_and_renders_only_the_services_whose_sources_changed(
     assert text == StatusRenderer().render(status_fields(state, [], now=3.0, version="v", protocols=protocols))
 
     # Services removed: the rows that remain are taken from where they stood and none is built.
-    path = tmp_path / "c3.yaml"
-    path.write_text(config_text(0, names=["svc-0", "svc-3", "svc-5"]))
-    config, _ = load_config_files([str(path)])
-    assert config is not None
-    previous = {key: a.ips for key, a in state.allocation.result.assignments.items()}  # type: ignore[union-attr]
-    assert state.accept_config(ConfigLoaded(generation=3, config=config, origin=str(path), warnings=()))
-    assert state.accept_allocation(AllocationDone(generation=3, result=allocate(config, previous)))
+    _reload(state, tmp_path / "c3.yaml", config_text(0, names=["svc-0", "svc-3", "svc-5"]), generation=3)
     built.clear()
     text = renderer.render(status_fields(state, [], now=4.0, version="v", protocols=protocols))
     assert built == []
