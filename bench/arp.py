@@ -1,8 +1,10 @@
 """ARP reply latency and sustained reply rate of metalloid's layer 2 responder, next to the kernel's.
 
 Builds its own lab (tests/layer2_lab.py: client ns <-> node ns over a veth
-pair), runs one Layer2Announcer in the node ns announcing 10.99.0.10, and from
-the client ns:
+pair), runs one Layer2Announcer in the node ns announcing 10.99.0.10 (twice
+by default: with ARP answered in the kernel, metalloid's default where the
+host allows it, then with METALLOID_LAYER2_KERNEL_ARP=off, the responder
+thread alone), and from the client ns:
 
 1. latency: one ARP request at a time over a packet socket, alternating the
    node's own address 10.99.0.2 (answered by the kernel) and 10.99.0.10
@@ -11,7 +13,8 @@ the client ns:
    metalloid saw and answered (its own counters), what reached the client
    (interface rx counter) and the responder process's CPU use.
 
-Run as root: `.venv/bin/python bench/arp.py [--samples N] [--rates 50000,100000] [--seconds S]`.
+Run as root: `.venv/bin/python bench/arp.py [--samples N] [--rates 50000,100000] [--seconds S]
+[--kernel-arp on|off|both]`.
 CPU/reply (responder CPU time / replies) is what one core's capacity follows
 from; on a loaded host the responder only gets its fair share of a core, and
 requests beyond that share wait in, and then drop from, the socket queue
@@ -30,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from plugins.layer2.kernel_arp import COUNTS_SECONDS, ENV
 from tests.layer2_lab import CLIENT_V4, NODE_V4, Lab, sh
 from tests.runtime_helpers import cpu_seconds
 
@@ -139,6 +143,58 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 1)[0]
 
 
+def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
+    """One harness, ARP answered in the kernel (`on`) or by the responder thread only (`off`)."""
+    ready = lab.start_harness(env={ENV: mode})
+    in_kernel = ready["arp_in_kernel"]
+    where = f"in the kernel on {','.join(in_kernel['interfaces'])}" if in_kernel["interfaces"] else (
+        f"in user space ({in_kernel['unavailable']})")  # fmt: skip
+    lab.announce("bench", VIP)
+    time.sleep(0.2)
+    assert lab.harness is not None
+    pid = lab.harness.pid
+    print(f"== {ENV}={mode}: ARP for {VIP} answered {where}")
+    print(f"responder RSS after start: {rss_mib(pid):.1f} MiB")
+
+    done = lab.client_python(LATENCY, str(args.samples), CLIENT_V4, f"{NODE_V4},{VIP}", timeout=300)
+    result = json.loads(done.stdout)
+    kernel, ours = result["rtt_ns"][NODE_V4], result["rtt_ns"][VIP]
+    k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
+    m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
+    print(f"latency, {args.samples} requests each, alternating, one outstanding:")
+    print(f"  kernel    ({NODE_V4}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V4]}")
+    print(f"  metalloid ({VIP}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP]}")
+    print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
+
+    time.sleep(0.3 + COUNTS_SECONDS)  # the latency run's counts reach the metrics before the floods' baseline
+    print(f"throughput, paced floods of {args.seconds:g} s, flooder: {args.flooder}:")
+    print("  target/s   sent/s   seen/s  replied/s  client-rx/s  unanswered  socket-drops"
+          "  responder CPU  CPU/reply")
+    flood_code = FLOOD_MMSG if args.flooder == "sendmmsg" else FLOOD
+    for rate in (int(r) for r in args.rates.split(",")):
+        seen0, replied0, rx0 = counter(lab, "metallb_layer2_requests_received"), counter(
+            lab, "metallb_layer2_responses_sent"), client_rx(lab)  # fmt: skip
+        cpu0, drops0 = sum(cpu_seconds(pid)), socket_drops(lab)
+        flood = json.loads(
+            lab.client_python(flood_code, str(rate), str(args.seconds), CLIENT_V4, VIP, timeout=120).stdout
+        )
+        # Let the responder drain its queue, and the kernel's counts reach the metrics.
+        time.sleep(0.3 + COUNTS_SECONDS)
+        cpu = sum(cpu_seconds(pid)) - cpu0
+        seen = counter(lab, "metallb_layer2_requests_received") - seen0
+        replied = counter(lab, "metallb_layer2_responses_sent") - replied0
+        rx = client_rx(lab) - rx0
+        dropped = socket_drops(lab) - drops0
+        secs = flood["seconds"]
+        print(
+            f"  {rate:8d} {flood['sent'] / secs:8.0f} {seen / secs:8.0f} {replied / secs:10.0f}"
+            f" {rx / secs:12.0f} {flood['sent'] - replied:11.0f} {dropped:13d}"
+            f"  {100 * cpu / secs:5.0f}% of a core  {1e6 * cpu / max(replied, 1):5.1f} us"
+        )
+    print(f"responder RSS after floods: {rss_mib(pid):.1f} MiB; load average {loadavg()} at the end")
+    lab.stop_harness()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=3000)
@@ -146,52 +202,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--flooder", choices=("sendmmsg", "send"), default="sendmmsg",
                         help="sendmmsg: 64 pre-built frames per system call; send: one send() per frame")
+    parser.add_argument("--kernel-arp", choices=("on", "off", "both"), default="both",
+                        help=f"{ENV} for the announcer: both runs `on` (the default) and then `off`")
     args = parser.parse_args()
     lab = Lab("bn")
     try:
         lab.create()
-        lab.start_harness()
-        lab.announce("bench", VIP)
-        time.sleep(0.2)
-        assert lab.harness is not None
-        pid = lab.harness.pid
         print(f"{os.cpu_count()} cores, load average {loadavg()} at start")
-        print(f"responder RSS after start: {rss_mib(pid):.1f} MiB")
-
-        done = lab.client_python(LATENCY, str(args.samples), CLIENT_V4, f"{NODE_V4},{VIP}", timeout=300)
-        result = json.loads(done.stdout)
-        kernel, ours = result["rtt_ns"][NODE_V4], result["rtt_ns"][VIP]
-        k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
-        m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
-        print(f"latency, {args.samples} requests each, alternating, one outstanding:")
-        print(f"  kernel    ({NODE_V4}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V4]}")
-        print(f"  metalloid ({VIP}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP]}")
-        print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
-
-        print(f"throughput, paced floods of {args.seconds:g} s, flooder: {args.flooder}:")
-        print("  target/s   sent/s   seen/s  replied/s  client-rx/s  unanswered  socket-drops"
-              "  responder CPU  CPU/reply")
-        flood_code = FLOOD_MMSG if args.flooder == "sendmmsg" else FLOOD
-        for rate in (int(r) for r in args.rates.split(",")):
-            seen0, replied0, rx0 = counter(lab, "metallb_layer2_requests_received"), counter(
-                lab, "metallb_layer2_responses_sent"), client_rx(lab)  # fmt: skip
-            cpu0, drops0 = sum(cpu_seconds(pid)), socket_drops(lab)
-            flood = json.loads(
-                lab.client_python(flood_code, str(rate), str(args.seconds), CLIENT_V4, VIP, timeout=120).stdout
-            )
-            time.sleep(0.3)  # let the responder drain its queue and flush counters
-            cpu = sum(cpu_seconds(pid)) - cpu0
-            seen = counter(lab, "metallb_layer2_requests_received") - seen0
-            replied = counter(lab, "metallb_layer2_responses_sent") - replied0
-            rx = client_rx(lab) - rx0
-            dropped = socket_drops(lab) - drops0
-            secs = flood["seconds"]
-            print(
-                f"  {rate:8d} {flood['sent'] / secs:8.0f} {seen / secs:8.0f} {replied / secs:10.0f}"
-                f" {rx / secs:12.0f} {flood['sent'] - replied:11.0f} {dropped:13d}"
-                f"  {100 * cpu / secs:5.0f}% of a core  {1e6 * cpu / max(replied, 1):5.1f} us"
-            )
-        print(f"responder RSS after floods: {rss_mib(pid):.1f} MiB; load average {loadavg()} at the end")
+        for mode in ("on", "off") if args.kernel_arp == "both" else (args.kernel_arp,):
+            measure(lab, mode, args)
     finally:
         lab.destroy()
     return 0

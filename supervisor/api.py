@@ -11,7 +11,7 @@ its plugin module; docs/plugins.md ("Compatibility") says what changes bump
 which number.
 """
 
-from supervisor import batchio, bpf
+from supervisor import batchio, bpf, ebpf
 from supervisor.allocating.results import Assignment
 from supervisor.announcing.api import (
     AnnounceFailure,
@@ -56,7 +56,7 @@ from supervisor.electing.election import (
 from supervisor.hookspecs import hookimpl
 
 # The plugin contract's version: (major, minor). See the module docstring.
-METALLOID_PLUGIN_API: tuple[int, int] = (1, 3)
+METALLOID_PLUGIN_API: tuple[int, int] = (1, 4)
 
 __all__ = [
     "METALLOID_PLUGIN_API",
@@ -92,6 +92,7 @@ __all__ = [
     "Source",
     "batchio",
     "bpf",
+    "ebpf",
     "elect_layer2",
     "eligibility",
     "error",

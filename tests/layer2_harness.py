@@ -6,6 +6,9 @@ The node is "n1", alone in its cluster so it wins every election. Commands:
     {"op": "update", "services": {"web": ["10.99.0.10"]}, "bind_local": false, "refresh": 0}
     {"op": "status"}   -> one JSON line: the announcer's status plus "metrics"
     {"op": "stop"}     -> stop(handover=True), print {"stopped": true}, exit 0
+    {"op": "kernel_lease", "seconds": 60}  -> the in-kernel ARP answers' lease, renewed
+                          that far ahead once (kernel_arp.LEASE_SECONDS otherwise);
+                          the next tick shortens it again unless "hold" is true
 
 Prints {"ready": true, ...} once the sockets are open.
 """
@@ -94,11 +97,22 @@ def main() -> int:
 
     threading.Thread(target=read, daemon=True).start()
     print(json.dumps({"ready": True, **announcer.status()}), flush=True)
+    hold_lease = False
     while True:
         try:
             command = commands.get(timeout=0.05)
         except queue.Empty:
-            announcer.tick(time.monotonic())
+            if not hold_lease:
+                announcer.tick(time.monotonic())
+            continue
+        if command.get("op") == "kernel_lease":
+            # Test-only: a long lease, so what ends the kernel's answers after
+            # a SIGKILL can only be the link dying with the process.
+            kernel = announcer._responder._kernel
+            assert kernel is not None, "no in-kernel ARP in this harness"
+            kernel.renew(seconds=float(command["seconds"]))
+            hold_lease = bool(command.get("hold"))
+            print(json.dumps({"lease": command["seconds"]}), flush=True)
             continue
         if command is None or command["op"] == "stop":
             announcer.stop(handover=True)

@@ -288,3 +288,23 @@ def test_namespace_allows_the_speaker_but_warns_on_anything_else() -> None:
     labels = find(kustomize("."), "Namespace", "metallb-system")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_kernel_arp_adds_only_bpf_and_net_admin_to_the_speaker() -> None:
+    def speaker(directory: str) -> dict[str, Any]:
+        ds = next(o for o in kustomize(directory) if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "speaker")
+        container: dict[str, Any] = ds["spec"]["template"]["spec"]["containers"][0]
+        assert container["name"] == "speaker"
+        return container
+
+    base, kernel = speaker("."), speaker("with-kernel-arp")
+    assert base["securityContext"]["capabilities"] == {"add": ["NET_RAW"], "drop": ["ALL"]}
+    assert kernel["securityContext"]["capabilities"] == {"add": ["NET_RAW", "NET_ADMIN", "BPF"], "drop": ["ALL"]}
+    # Nothing else of the speaker, or of any other object, differs.
+    kernel["securityContext"]["capabilities"] = base["securityContext"]["capabilities"]
+    assert kernel == base
+    others = [o for o in kustomize("with-kernel-arp") if o["kind"] != "DaemonSet"]
+    assert others == [o for o in kustomize(".") if o["kind"] != "DaemonSet"]
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(next(o for o in kustomize("with-kernel-arp") if o["kind"] == "DaemonSet"),
+                                     version, strict=True)  # fmt: skip

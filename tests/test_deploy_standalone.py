@@ -38,8 +38,10 @@ def test_unit_runs_the_documented_command() -> None:
 
 def test_unit_is_hardened() -> None:
     service = unit()["Service"]
-    assert set(service["CapabilityBoundingSet"].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN"}
-    assert set(service["AmbientCapabilities"].split()) <= {"CAP_NET_RAW", "CAP_NET_ADMIN"}
+    assert set(service["CapabilityBoundingSet"].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_BPF"}
+    assert set(service["AmbientCapabilities"].split()) <= {"CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_BPF"}
+    # The system calls: systemd's service set, and bpf(2) for the in-kernel ARP answers only.
+    assert service["SystemCallFilter"].split() == ["@system-service", "bpf"]
     assert service["User"] != "root"
     expected = {
         "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
@@ -95,7 +97,7 @@ def test_the_bgp_drop_in_runs_as_root_with_only_frrs_capabilities_added() -> Non
     assert set(bgp["CapabilityBoundingSet"].split()) == set(base["CapabilityBoundingSet"].split()) | FRR_CAPABILITIES
     # The drop-in loosens nothing else: the lockdown lines are the base unit's.
     assert set(bgp) == {"User", "Group", "AmbientCapabilities", "CapabilityBoundingSet", "RuntimeDirectoryMode"}
-    assert base["NoNewPrivileges"] == "yes" and base["SystemCallFilter"] == "@system-service"
+    assert base["NoNewPrivileges"] == "yes" and base["SystemCallFilter"] == "@system-service bpf"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -101,6 +101,12 @@ class FakeResponder:
     def take_drops(self) -> dict[str, int]:
         return {}
 
+    def kernel_tick(self, now: float) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        return {}, {}
+
+    def kernel_status(self) -> dict[str, Any]:
+        return {"interfaces": [], "entries": 0, "unavailable": "a fake responder"}
+
     def send(self, name: str, frame: bytes) -> bool:
         self.sent.append((name, frame))
         return True

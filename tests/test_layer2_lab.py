@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from plugins.layer2.kernel_arp import LEASE_SECONDS
 from tests.layer2_lab import Lab, sh
 
 pytestmark = pytest.mark.lab
@@ -263,7 +264,7 @@ def _softnet_drops() -> int:
 
 
 def test_a_burst_beyond_the_socket_queue_is_answered_or_counted_as_dropped(lab: Lab) -> None:
-    """With the responder stopped, a burst fills its socket queue; afterwards every request is answered or a drop."""
+    """With the announcer stopped, a burst fills the socket queue; afterwards every request is answered or a drop."""
     lab.announce("web", "10.99.0.10")
     before = lab.status()
     metric = "{}{{ip=10.99.0.10}}"
@@ -274,6 +275,9 @@ def test_a_burst_beyond_the_socket_queue_is_answered_or_counted_as_dropped(lab: 
     assert lab.harness is not None
     os.kill(lab.harness.pid, signal.SIGSTOP)
     try:
+        # The kernel's answers stop with the lease the stopped announcer no
+        # longer renews: from then on, requests queue for the responder.
+        time.sleep(LEASE_SECONDS + 0.1)
         # ~3x what the 16 MiB receive queue holds of these frames.
         sent = json.loads(lab.client_python(BURST, "60000", "10.99.0.10").stdout)["sent"]
     finally:

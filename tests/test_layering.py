@@ -81,8 +81,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What processes and plugins agree on: messages, the plugin API and hooks, the worker runtime,
     # the documents /status serves.
     ("contracts", ("supervisor.messages", "supervisor.api", "supervisor.hookspecs", "supervisor.plugin_names",
-                   "supervisor.plugins_loader",
-                   "supervisor.bpf", "supervisor.batchio", "supervisor.plugin_checks", "supervisor.announcing.__init__",
+                   "supervisor.plugins_loader", "supervisor.bpf", "supervisor.ebpf", "supervisor.batchio",
+                   "supervisor.plugin_checks", "supervisor.announcing.__init__",
                    "supervisor.announcing.api", "supervisor.announcing.enabling",
                    "supervisor.announcing.recovery", "supervisor.supervising.settings",
                    "supervisor.supervising.channels", "supervisor.supervising.child", "supervisor.supervising.memory",

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from plugins.layer2 import conflicts, frames, ownership, status, takeover
+from plugins.layer2 import conflicts, frames, kernel_arp, ownership, status, takeover
 from plugins.layer2.duplicates import Sightings
 from plugins.layer2.gratuitous import BURST_INTERVAL, GratuitousTimer
 from plugins.layer2.interfaces import (
@@ -86,7 +86,7 @@ class Layer2Announcer:
         self._exclude = exclude if exclude is not None else exclude_list(
             env=self._env_exclude, settings=None, mounted=self._mounted_exclude
         )
-        self._responder = responder or Responder()
+        self._responder = responder or Responder(**kernel_arp.for_responder())
         self._binder = binder or LocalBinder()
         self._watcher = LinkWatcher(self._links_changed) if watch_links else None
         self._links: dict[str, Link] = {}
@@ -124,6 +124,12 @@ class Layer2Announcer:
         self._host.log.info(
             "layer2.started node=%s interfaces=%s", self._host.node_name, ",".join(sorted(self._responder.ports))
         )
+        in_kernel = self._responder.kernel_status()
+        if in_kernel["unavailable"]:
+            self._host.log.info("layer2.kernel_arp.off reason=%s (ARP is answered from user space)",
+                                in_kernel["unavailable"])  # fmt: skip
+        else:
+            self._host.log.info("layer2.kernel_arp.on interfaces=%s", ",".join(in_kernel["interfaces"]))
 
     def _safe_leftovers(self) -> tuple[IPAddress, ...]:
         try:
@@ -351,10 +357,16 @@ class Layer2Announcer:
     # -- conflicts, metrics and status --------------------------------------
 
     def _flush_counters(self) -> None:
-        for name, current in ((REQUESTS, self._responder.requests), (RESPONSES, self._responder.responses)):
-            for packed, delta in self._counts.deltas(name, current):
+        responder = self._responder
+        kernel_requests, kernel_responses = responder.kernel_tick(self._clock())
+        for name, current, in_kernel in ((REQUESTS, responder.requests, kernel_requests),
+                                         (RESPONSES, responder.responses, kernel_responses)):  # fmt: skip
+            for packed, delta in self._counts.deltas(name, current, in_kernel):
                 self._host.counter(name, DOCS[name], {"ip": str(ipaddress.ip_address(packed))}, delta)
-        self._counts.forget({ip.packed for ip in self._owned}, (self._responder.requests, self._responder.responses))
+        self._counts.forget(
+            {ip.packed for ip in self._owned},
+            (responder.requests, responder.responses, kernel_requests, kernel_responses),
+        )
         for ifname, dropped in self._responder.take_drops().items():
             self._socket_drops[ifname] = self._socket_drops.get(ifname, 0) + dropped
             self._host.counter(SOCKET_DROPS, DOCS[SOCKET_DROPS], {"interface": ifname}, dropped)
@@ -417,4 +429,5 @@ class Layer2Announcer:
             ready={name for name, link in self._links.items() if link.ready},
             sockets_ready=self._sockets_ready, duplicates=self._sightings.report(), bound=self._bound,
             socket_drops=self._socket_drops, socket_errors=self._socket_errors,
+            kernel_arp=self._responder.kernel_status(),
         )  # fmt: skip

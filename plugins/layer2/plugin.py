@@ -13,7 +13,7 @@ from typing import ClassVar
 from supervisor.api import Announcer, AnnouncerHost, AnnouncerRegistry, hookimpl
 
 # The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
-METALLOID_PLUGIN_API_REQUIRED = (1, 1)
+METALLOID_PLUGIN_API_REQUIRED = (1, 4)
 
 
 class Layer2Factory:

@@ -21,6 +21,11 @@ system call each way. A batch is whatever is queued; nothing waits for more.
 Counters are plain dicts written only by this thread; the control side reads
 copies and turns them into metric deltas on its tick, because a queue or a
 lock per packet would cost more than the reply itself at 100k requests/s.
+Where the host can run it, IPv4 requests for owned IPs are answered before
+they reach these sockets, in the kernel (`kernel_arp`): the responder keeps
+its map equal to `owned` and answers whatever the map does not hold, so where
+an ARP reply is made changes, never what is answered.
+
 What this module does not do: decide what is owned, or when to send gratuitous
 frames (see `announcer`, `gratuitous`).
 """
@@ -38,8 +43,10 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from plugins.layer2 import bpf, frames
+from plugins.layer2.kernel_arp import KernelArp
 from supervisor.api import batchio
 
 log = logging.getLogger(__name__)
@@ -146,8 +153,15 @@ def open_packet_socket(ifname: str, proto: int, program: bpf.Program) -> socket.
 class Responder:
     """Answers for `owned` IPs on every open port, from one thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, kernel: KernelArp | None = None, kernel_unavailable: str = "") -> None:
         self._ports: Mapping[str, Port] = MappingProxyType({})
+        # The in-kernel ARP answers (control side only), or why there are none.
+        self._kernel = kernel
+        self._kernel_unavailable = kernel_unavailable
+        # The kernel's per-IP totals (its dicts: `stats.Counts.forget` shrinks them with the responder's).
+        self._kernel_counted: tuple[dict[bytes, int], dict[bytes, int]] = (
+            (kernel.requests, kernel.responses) if kernel is not None else ({}, {})
+        )
         self._owned4: OwnedMap = EMPTY
         self._owned6: OwnedMap = EMPTY
         # Yielded IPs (see `conflicts`): never answered, but claims of them by
@@ -195,6 +209,7 @@ class Responder:
             ports = dict(self._ports)
             ports[name] = Port(name=name, index=index, mac=mac, arp=arp, ndp=ndp)
             self._publish(ports, retire=current)
+            self._attach_kernel(name, index, mac)
         log.info("layer2.socket.opened interface=%s mac=%s", name, frames.mac_text(mac))
 
     def close(self, name: str) -> None:
@@ -205,7 +220,27 @@ class Responder:
             ports = dict(self._ports)
             del ports[name]
             self._publish(ports, retire=current)
+            if self._kernel is not None:
+                self._kernel.detach(name)
+                self._sync_kernel()
         log.info("layer2.socket.closed interface=%s", name)
+
+    def _attach_kernel(self, name: str, index: int, mac: bytes) -> None:
+        """In-kernel answers on a (re)opened interface; on failure the sockets answer there."""
+        if self._kernel is None:
+            return
+        try:
+            self._kernel.attach(name, index, mac)
+        except OSError as exc:
+            log.warning("layer2.kernel_arp.attach_failed interface=%s error=%s (answered from user space)", name, exc)
+            self._kernel.detach(name)
+        self._sync_kernel()
+
+    def _sync_kernel(self) -> None:
+        if self._kernel is not None:
+            indexes = {name: port.index for name, port in self._ports.items()}
+            self._kernel.sync(self._owned4, self._watched4, indexes)
+            self._kernel.renew()
 
     def _publish(self, ports: dict[str, Port], *, retire: Port | None) -> None:
         self._ports = MappingProxyType(ports)
@@ -228,12 +263,36 @@ class Responder:
         self._claimed4 = _union(owned4, self._watched4)
         self._owned4 = owned4
         self._owned6 = dict(owned6)
+        with self._lock:
+            self._sync_kernel()
 
     def set_watched(self, watched4: OwnedMap, watched6: OwnedMap) -> None:
         """Replace the IPs (and interfaces) only watched for claims by other MACs: never answered."""
         self._watched4 = dict(watched4)
         self._claimed4 = _union(self._owned4, self._watched4)
         self._watched6 = dict(watched6)
+        with self._lock:
+            self._sync_kernel()
+
+    def kernel_tick(self, now: float) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        """Renew the in-kernel answers' lease; the requests and responses counted there, per packed IP.
+
+        Called on every announcer tick: when the ticks stop, so do the
+        kernel's answers (`kernel_arp.LEASE_SECONDS`). The counts are
+        cumulative (see `kernel_arp`).
+        """
+        if self._kernel is None:
+            return self._kernel_counted  # the last, after `stop`
+        with self._lock:
+            self._kernel.renew()
+            self._kernel.refresh_counts(now)
+        return self._kernel_counted
+
+    def kernel_status(self) -> dict[str, Any]:
+        """Where IPv4 ARP is answered: the interfaces with the kernel program, or why none."""
+        if self._kernel is None:
+            return {"interfaces": [], "entries": 0, "unavailable": self._kernel_unavailable or "turned off"}
+        return {"interfaces": self._kernel.interfaces, "entries": self._kernel.entries, "unavailable": ""}
 
     def _sync_groups(self, owned6: OwnedMap) -> None:
         with self._lock:
@@ -290,6 +349,11 @@ class Responder:
 
     def stop(self) -> None:
         self._owned4 = self._owned6 = self._watched4 = self._watched6 = self._claimed4 = EMPTY
+        if self._kernel is not None:
+            with self._lock:
+                self._kernel.refresh_counts(0.0, force=True)
+                self._kernel.close()  # detached everywhere: nothing is answered any more
+                self._kernel, self._kernel_unavailable = None, "stopped"
         self._stopping = True
         self._wake()
         if self._thread is not None:

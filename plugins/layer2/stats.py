@@ -41,12 +41,19 @@ class Counts:
         # Packed IPs found not owned at the last `forget`: dropped at the next.
         self._unowned: set[bytes] = set()
 
-    def deltas(self, name: str, current: Mapping[bytes, int]) -> list[tuple[bytes, int]]:
-        """What `current` grew by since the last call, per packed IP; remembers it as flushed."""
+    def deltas(self, name: str, current: Mapping[bytes, int], *more: Mapping[bytes, int]) -> list[tuple[bytes, int]]:
+        """What `current` (plus `more`: the kernel's counts) grew by since the last call, per packed IP.
+
+        Remembers it as flushed.
+        """
         flushed = self.flushed[name]
         out: list[tuple[bytes, int]] = []
         # A copy: the responder thread keeps writing the original.
-        for packed, total in dict(current).items():
+        totals = dict(current)
+        for counted in more:
+            for packed, n in counted.items():
+                totals[packed] = totals.get(packed, 0) + n
+        for packed, total in totals.items():
             delta = total - flushed.get(packed, 0)
             if delta > 0:
                 out.append((packed, delta))

@@ -81,11 +81,13 @@ def report(
     bound: Collection[IPAddress],
     socket_drops: Mapping[str, int],
     socket_errors: Mapping[str, str],
+    kernel_arp: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """/status's layer 2 documents.
 
     `ports`: open interface -> its MAC; `ready`: links up with a carrier; the
-    rest (sockets, duplicates seen, IPs bound on `lo`) is reported as given.
+    rest (sockets, duplicates seen, IPs bound on `lo`, where ARP is answered
+    in the kernel) is reported as given.
     """
     announcements = [
         {
@@ -116,4 +118,5 @@ def report(
         "bound_local": sorted(str(ip) for ip in bound),
         "socket_drops": dict(socket_drops),
         "socket_errors": dict(socket_errors),
+        "arp_in_kernel": dict(kernel_arp) if kernel_arp is not None else {},
     }

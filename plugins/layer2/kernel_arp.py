@@ -1,0 +1,336 @@
+"""ARP requests for owned IPs answered in the kernel, at the interface's ingress, by an eBPF program.
+
+The responder thread answers a request in ~20 us more than the kernel takes
+for the node's own address: the frame is queued to a packet socket, the
+thread wakes (on an idle VM, another vCPU's wake-up from halt), Python reads,
+checks and sends. This program answers the same requests in the softirq that
+received them, from a hash map the control side keeps equal to what the
+responder answers: no wake-up, no copy to user space, and the answer does
+not wait for Python's GIL or a descheduled thread on a loaded node.
+
+The map, keyed by (packed IPv4, ifindex), holds one entry per owned IP per
+interface it is answered on (answer=1) and per yielded IP (answer=0, see
+`conflicts`), with the interface's MAC and two counters the program adds to.
+The program answers (rewrites the request into the reply and sends it back
+out of the interface: TCX_REDIRECT) only a well-formed Ethernet/IPv4 ARP
+request, untagged, addressed to this host or broadcast, whose target has an
+answer=1 entry for this interface, and which is none of these, handed on
+untouched (TCX_NEXT) to the kernel and the responder's packet socket:
+- its sender IP is in the map: another MAC claiming an IP we hold (or
+  yielded), which the responder reports as a duplicate and does not answer;
+- its sender IP is its target IP (a gratuitous ARP request: same reason);
+- it comes from the interface's own MAC.
+These are `responder._answer_arp`'s rules; tests run both on the same frames.
+
+What the program never does is answer for an IP not in the map: an IP is
+deleted from it before `Responder.set_owned` returns, and the tcx link dies
+with the process (see `supervisor.api.ebpf`), so a killed speaker stops
+answering at once. Anything the map cannot hold (full) stays with the
+responder, which answers every owned IP itself: the map only moves where the
+answer is made, never what is answered. IPv6 Neighbor Solicitations stay in
+user space (an NA needs an ICMPv6 checksum).
+
+Counters: the program counts per entry; `refresh_counts` folds the growth
+into per-IP totals (monotonic across an entry's removal), which the announcer
+reports as metallb_layer2_requests_received / responses_sent beside the
+responder's own counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.api import ebpf
+
+log = logging.getLogger(__name__)
+
+# The instructions used, by the names the kernel's headers give them.
+ADD64_K, ATOMIC_ADD_DW, CALL, EXIT = ebpf.ADD64_K, ebpf.ATOMIC_ADD_DW, ebpf.CALL, ebpf.EXIT
+JEQ32_X, JEQ_K, JEQ_X, JGT_X = ebpf.JEQ32_X, ebpf.JEQ_K, ebpf.JEQ_X, ebpf.JGT_X
+JNE32_K, JNE32_X, JNE_K, LDX_B = ebpf.JNE32_K, ebpf.JNE32_X, ebpf.JNE_K, ebpf.LDX_B
+LDX_H, LDX_W, LDX_DW, MOV64_K, MOV64_X = ebpf.LDX_H, ebpf.LDX_W, ebpf.LDX_DW, ebpf.MOV64_K, ebpf.MOV64_X
+ST_H, ST_W, STX_H, STX_W = ebpf.ST_H, ebpf.ST_W, ebpf.STX_H, ebpf.STX_W
+Label, MapFd = ebpf.Label, ebpf.MapFd
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
+
+# (IPv4 in network order, ifindex): the key the program builds on its stack.
+KEY = struct.Struct("<4sI")
+# requests, responses (the program's atomic adds), interface MAC, answer flag.
+VALUE = struct.Struct("<QQ6sB1x")
+# Entries are (IP, interface) pairs, allocated as inserted: room for a large
+# pool on a few interfaces; beyond it the responder answers the rest.
+MAX_ENTRIES = 65536
+ENV = "METALLOID_LAYER2_KERNEL_ARP"
+# The program answers only while the announcer keeps renewing this lease (every
+# tick, 50 ms): a speaker frozen or starved (SIGSTOP, a stuck interpreter)
+# stops answering within it, as its responder thread would at once, well
+# before peers declare it dead (3 heartbeat intervals, 0.3 s by default) and
+# another node takes its IPs. A lapse under load only hands the answers back
+# to the responder thread.
+LEASE_SECONDS = 0.2
+_LEASE_KEY = bytes(4)
+# Reading every entry's counters is one batched system call per 256 entries;
+# metrics are scraped every 15-60 s, so once a second is plenty.
+COUNTS_SECONDS = 1.0
+
+_PACKET_OTHERHOST = 3
+_ETH_P_ARP_BE = 0x0608  # htons(0x0806) as the little-endian u32 loads below see it
+_ARP_FRAME_LEN = 42
+
+
+def _u32le(raw: bytes) -> int:
+    """The value a little-endian u32/u16 load of these packet bytes gives (compared by JNE32_K)."""
+    return int.from_bytes(raw, "little")
+
+
+def program() -> list[ebpf.Item]:
+    """The tcx ingress program; maps "owned" and "lease". Packet offsets are from the Ethernet header."""
+
+    def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> ebpf.Insn:
+        return ebpf.Insn(code, dst, src, off, imm)
+
+    def jump(code: int, dst: int, label: str, *, src: int = 0, imm: int = 0) -> ebpf.Insn:
+        return ebpf.Insn(code, dst, src, 0, imm, label)
+
+    def lookup_key_at_r10_minus_8() -> list[ebpf.Item]:
+        return [MapFd(R1, "owned"), insn(MOV64_X, R2, R10), insn(ADD64_K, R2, imm=-8),
+                insn(CALL, imm=ebpf.FUNC_MAP_LOOKUP_ELEM)]  # fmt: skip
+
+    def packet_bounds() -> list[ebpf.Item]:
+        # r2 = data, r3 = data_end; the whole ARP frame must be there. Any
+        # helper call invalidates packet pointers: this is repeated after one.
+        return [insn(LDX_W, R2, R6, ebpf.SKB_DATA), insn(LDX_W, R3, R6, ebpf.SKB_DATA_END), insn(MOV64_X, R4, R2),
+                insn(ADD64_K, R4, imm=_ARP_FRAME_LEN), jump(JGT_X, R4, "next", src=R3)]  # fmt: skip
+
+    return [
+        insn(MOV64_X, R6, R1),  # r6 = the skb, kept across calls
+        # Every frame the interface receives runs this: the cheapest test first.
+        insn(LDX_W, R4, R6, ebpf.SKB_PROTOCOL), jump(JNE32_K, R4, "next", imm=_ETH_P_ARP_BE),
+        # A tag the NIC stripped: the request came on a VLAN, not this interface.
+        insn(LDX_W, R4, R6, ebpf.SKB_VLAN_PRESENT), jump(JNE_K, R4, "next"),
+        # Unicast to another host's MAC (seen in promiscuous mode): not ours to answer.
+        insn(LDX_W, R4, R6, ebpf.SKB_PKT_TYPE), jump(JEQ_K, R4, "next", imm=_PACKET_OTHERHOST),
+        *packet_bounds(),
+        insn(LDX_H, R4, R2, 12), jump(JNE32_K, R4, "next", imm=_u32le(b"\x08\x06")),
+        # Ethernet (1), IPv4 (0x0800), lengths 6 and 4, request (1).
+        insn(LDX_W, R4, R2, 14), jump(JNE32_K, R4, "next", imm=_u32le(b"\x00\x01\x08\x00")),
+        insn(LDX_H, R4, R2, 18), jump(JNE32_K, R4, "next", imm=_u32le(b"\x06\x04")),
+        insn(LDX_H, R4, R2, 20), jump(JNE32_K, R4, "next", imm=_u32le(b"\x00\x01")),
+        insn(LDX_W, R7, R2, 28),  # r7 = sender IP
+        insn(LDX_W, R8, R2, 38),  # r8 = target IP
+        jump(JEQ_X, R7, "next", src=R8),  # gratuitous
+        # The lease: r9 = its expiry; past it, the responder (as stuck as whoever stopped renewing) decides.
+        insn(ST_W, R10, 0, -12, 0),
+        MapFd(R1, "lease"), insn(MOV64_X, R2, R10), insn(ADD64_K, R2, imm=-12),
+        insn(CALL, imm=ebpf.FUNC_MAP_LOOKUP_ELEM),
+        jump(JEQ_K, R0, "next"),
+        insn(LDX_DW, R9, R0, 0),
+        insn(CALL, imm=ebpf.FUNC_KTIME_GET_NS),
+        jump(JGT_X, R0, "next", src=R9),
+        insn(LDX_W, R9, R6, ebpf.SKB_IFINDEX),  # r9 = this interface
+        insn(STX_W, R10, R7, -8), insn(STX_W, R10, R9, -4),
+        *lookup_key_at_r10_minus_8(),
+        jump(JNE_K, R0, "next"),  # the sender claims an IP we hold or watch: the responder reports it
+        insn(STX_W, R10, R8, -8),
+        *lookup_key_at_r10_minus_8(),
+        jump(JEQ_K, R0, "next"),  # not ours here
+        insn(LDX_B, R1, R0, 22), jump(JEQ_K, R1, "next"),  # watched, never answered
+        *packet_bounds(),
+        # From our own MAC (a frame of ours looped back): ignored, as the responder does.
+        insn(LDX_W, R4, R2, 6), insn(LDX_W, R5, R0, 16), jump(JNE32_X, R4, "answer", src=R5),
+        insn(LDX_H, R4, R2, 10), insn(LDX_H, R5, R0, 20), jump(JEQ32_X, R4, "next", src=R5),
+        Label("answer"),
+        insn(MOV64_K, R1, imm=1), insn(ATOMIC_ADD_DW, R0, R1, 0),  # requests += 1
+        # The reply: to the sender's MAC (from the ARP body, as the responder
+        # does), from ours; sender = our MAC and the asked-for IP, target =
+        # the asker. Opcode 2.
+        insn(LDX_W, R4, R2, 22), insn(LDX_H, R5, R2, 26),
+        insn(STX_W, R2, R4, 0), insn(STX_H, R2, R5, 4),
+        insn(STX_W, R2, R4, 32), insn(STX_H, R2, R5, 36),
+        insn(LDX_W, R4, R0, 16), insn(LDX_H, R5, R0, 20),
+        insn(STX_W, R2, R4, 6), insn(STX_H, R2, R5, 10),
+        insn(STX_W, R2, R4, 22), insn(STX_H, R2, R5, 26),
+        insn(STX_W, R2, R8, 28), insn(STX_W, R2, R7, 38),
+        insn(ST_H, R2, 0, 20, _u32le(b"\x00\x02")),
+        insn(MOV64_K, R1, imm=1), insn(ATOMIC_ADD_DW, R0, R1, 8),  # responses += 1
+        insn(MOV64_X, R1, R9), insn(MOV64_K, R2, imm=0),  # out of the interface it came in on
+        insn(CALL, imm=ebpf.FUNC_REDIRECT),
+        insn(EXIT),
+        Label("next"),
+        insn(MOV64_K, R0, imm=ebpf.TCX_NEXT),
+        insn(EXIT),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    mac: bytes
+    answer: bool
+
+
+class KernelArp:
+    """The program, its map and a link per interface; kept equal to the responder's IPv4 answers.
+
+    Control side only (the announcer's thread): not thread-safe, and needs
+    no lock against the responder thread, which never touches it.
+    """
+
+    def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
+        """Raises `ebpf.Unavailable` with the reason when this host cannot run it."""
+        self._map = ebpf.Map("metalloid_arp", KEY.size, VALUE.size, max_entries)
+        try:
+            self._lease = ebpf.Map("metalloid_lease", 4, 8, 1, kind=ebpf.MAP_TYPE_ARRAY)
+            try:
+                code = ebpf.assemble(program(), {"owned": self._map.fd, "lease": self._lease.fd})
+                self._program = ebpf.Program("metalloid_arp", code)
+            except BaseException:
+                self._lease.close()
+                raise
+        except BaseException:
+            self._map.close()
+            raise
+        self._links: dict[str, ebpf.Link] = {}
+        self._macs: dict[str, bytes] = {}
+        self._entries: dict[bytes, _Entry] = {}
+        # What the last `sync` was given: packed IP -> (interfaces, answered), and the ports then.
+        self._ips: dict[bytes, tuple[frozenset[str], bool]] = {}
+        self._ports: dict[str, tuple[int, bytes]] = {}
+        self._seen: dict[bytes, bytes] = {}  # key -> the counters last folded (raw)
+        self._next_counts = 0.0
+        self._full_logged = False
+        # Per packed IP, everything the program counted for it (written here only).
+        self.requests: dict[bytes, int] = {}
+        self.responses: dict[bytes, int] = {}
+
+    @property
+    def interfaces(self) -> list[str]:
+        return sorted(self._links)
+
+    @property
+    def entries(self) -> int:
+        return len(self._entries)
+
+    def test_run(self, frame: bytes, *, ifindex: int = 0) -> tuple[int, bytes]:
+        return self._program.test_run(frame, ifindex=ifindex)
+
+    def attach(self, name: str, index: int, mac: bytes) -> None:
+        """Answer on `name` from now on (replacing an older link, as after the interface was recreated)."""
+        self.detach(name)
+        self._links[name] = self._program.attach_ingress(index)
+        self._macs[name] = mac
+
+    def detach(self, name: str) -> None:
+        link = self._links.pop(name, None)
+        self._macs.pop(name, None)
+        if link is not None:
+            link.close()
+
+    def sync(self, owned4: Mapping[bytes, Iterable[str]], watched4: Mapping[bytes, Iterable[str]],
+             indexes: Mapping[str, int]) -> None:  # fmt: skip
+        """Make the map hold exactly `owned4` (answered) and `watched4` (not) on the attached interfaces.
+
+        Removals go first: when this returns, nothing withdrawn is answered.
+        Called on every change of the owned set (once per IP withdrawn at a
+        shutdown), so only what changed since the last call is worked out
+        entry by entry.
+        """
+        ports = {name: (indexes[name], self._macs[name]) for name in self._links if name in indexes}
+        wanted_ips: dict[bytes, tuple[frozenset[str], bool]] = {ip: (frozenset(names), False)
+                                                               for ip, names in watched4.items()}  # fmt: skip
+        wanted_ips.update((ip, (frozenset(names), True)) for ip, names in owned4.items())
+        if ports != self._ports:
+            changed = set(wanted_ips) | set(self._ips)
+        else:
+            previous = self._ips
+            changed = {ip for ip, want in wanted_ips.items() if previous.get(ip) != want}
+            changed.update(ip for ip in previous if ip not in wanted_ips)
+        self._ports, self._ips = ports, wanted_ips
+        if not changed:
+            return
+        wanted: dict[bytes, _Entry] = {}
+        for ip in changed:
+            names, answer = wanted_ips.get(ip, (frozenset(), False))
+            for name in names:
+                if name in ports:
+                    index, mac = ports[name]
+                    wanted[KEY.pack(ip, index)] = _Entry(mac, answer)
+        stale = [key for key in self._entries if key[:4] in changed and key not in wanted]
+        for key in stale:
+            self._fold(key, self._map.lookup(key))
+            self._map.delete(key)
+            del self._entries[key]
+            self._seen.pop(key, None)
+        for key, entry in wanted.items():
+            if self._entries.get(key) == entry:
+                continue
+            current = self._map.lookup(key)
+            requests, responses = VALUE.unpack(current)[:2] if current else (0, 0)
+            try:
+                self._map.update(key, VALUE.pack(requests, responses, entry.mac, entry.answer))
+            except OSError as exc:
+                if not self._full_logged:
+                    log.warning("layer2.kernel_arp.map_full entries=%d error=%s (the responder answers the rest)",
+                                len(self._entries), exc)  # fmt: skip
+                    self._full_logged = True
+                continue
+            self._entries[key] = entry
+
+    def renew(self, *, seconds: float = LEASE_SECONDS) -> None:
+        """Let the program answer for `seconds` more (see LEASE_SECONDS)."""
+        self._lease.update(_LEASE_KEY, struct.pack("<Q", time.monotonic_ns() + int(seconds * 1e9)))
+
+    def refresh_counts(self, now: float, *, force: bool = False) -> None:
+        """Fold what the program counted since the last call into `requests` / `responses`."""
+        if not force and now < self._next_counts:
+            return
+        self._next_counts = now + COUNTS_SECONDS
+        seen = self._seen
+        for key, raw in self._map.items():
+            counters = raw[:16]
+            if seen.get(key) != counters:
+                self._fold(key, raw)
+
+    def _fold(self, key: bytes, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        counters = raw[:16]
+        before = self._seen.get(key, bytes(16))
+        ip = key[:4]
+        now_req, now_resp = struct.unpack_from("<QQ", counters)
+        was_req, was_resp = struct.unpack_from("<QQ", before)
+        if now_req > was_req:
+            self.requests[ip] = self.requests.get(ip, 0) + now_req - was_req
+        if now_resp > was_resp:
+            self.responses[ip] = self.responses.get(ip, 0) + now_resp - was_resp
+        self._seen[key] = counters
+
+    def close(self) -> None:
+        """Detach everywhere and free the program and the map."""
+        for name in list(self._links):
+            self.detach(name)
+        self._program.close()
+        self._map.close()
+        self._lease.close()
+        self._entries.clear()
+        self._seen.clear()
+
+
+def for_responder(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`Responder`'s arguments: a KernelArp, or None and why ARP is answered from user space only.
+
+    METALLOID_LAYER2_KERNEL_ARP=off keeps every answer in user space (to
+    compare, or on a kernel whose tcx misbehaves).
+    """
+    value = (os.environ if environ is None else environ).get(ENV, "on").strip().lower()
+    if value in ("off", "0", "false", "no"):
+        return {"kernel": None, "kernel_unavailable": f"turned off ({ENV}={value})"}
+    try:
+        return {"kernel": KernelArp(), "kernel_unavailable": ""}
+    except ebpf.Unavailable as exc:
+        return {"kernel": None, "kernel_unavailable": str(exc)}

@@ -1,0 +1,373 @@
+"""ARP answered in the kernel (plugins/layer2/kernel_arp.py): the same answers as the responder, and only while owned.
+
+Two parts. The program itself runs under BPF_PROG_TEST_RUN in a namespace
+of our own (a veth `eth0` the program is attached to), on hand-made frames
+and on fuzzed ones, against what the user-space responder decides for the
+same frame: the kernel answers exactly the requests the responder would, with
+the same bytes, and hands everything else on. Then a lab (client ns <-> node
+ns) with the real announcer: a client resolves through the kernel while the
+announcer is stopped, the answers stop when its lease lapses, and a SIGKILL
+ends them at once, however long the lease.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import queue
+import signal
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plugins.layer2 import bpf, frames
+from plugins.layer2.kernel_arp import LEASE_SECONDS, KernelArp
+from plugins.layer2.responder import Responder
+from supervisor.api import ebpf
+from tests.layer2_lab import Lab, sh
+
+pytestmark = pytest.mark.lab
+T = TypeVar("T")
+OURS = bytes.fromhex("0200000000a1")
+CLIENT = bytes.fromhex("0200000000c1")
+OWNED = ipaddress.ip_address("10.0.10.10").packed
+ALSO_OWNED = ipaddress.ip_address("10.0.10.12").packed
+WATCHED = ipaddress.ip_address("10.0.10.20").packed
+ELSEWHERE = ipaddress.ip_address("10.0.10.30").packed  # owned, on another interface only
+NOT_OWNED = ipaddress.ip_address("10.0.10.11").packed
+CLIENT_IP = ipaddress.ip_address("10.0.10.1").packed
+CLONE_NEWNET = 0x40000000
+# Nothing renews the rig's lease on a tick: one that outlasts the module.
+RIG_LEASE = 3600.0
+
+
+class NamespaceThread:
+    """A thread inside a network namespace of its own: ifindexes and tcx links are that namespace's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            # Only this thread moves: setns(2) on a network namespace is per thread.
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+        while (item := self._calls.get()) is not None:
+            call, reply = item
+            try:
+                reply.put((True, call()))
+            except BaseException as exc:  # handed back to the caller's thread
+                reply.put((False, exc))
+
+    def run(self, call: Callable[[], T]) -> T:
+        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
+        self._calls.put((call, reply))
+        ok, value = reply.get(timeout=30)
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._calls.put(None)
+        self._thread.join(timeout=5)
+
+
+class Rig:
+    """The program on a veth eth0 in its own namespace, and a responder (no kernel) with the same state."""
+
+    def __init__(self, ns: NamespaceThread, kernel: KernelArp, index: int, dev_mac: bytes) -> None:
+        self.ns, self.kernel, self.index, self.dev_mac = ns, kernel, index, dev_mac
+        self.responder = Responder()
+        # Normally learnt from the ports it opens; this one opens none.
+        self.responder._our_macs = frozenset({OURS})
+        owned = {OWNED: frozenset({"eth0"}), ALSO_OWNED: frozenset({"eth0"}), ELSEWHERE: frozenset({"eth1"})}
+        watched = {WATCHED: frozenset({"eth0"})}
+        self.responder.set_owned(owned, {})
+        self.responder.set_watched(watched, {})
+        self.owned, self.watched = owned, watched
+        self.sync(owned, watched)
+
+    def sync(self, owned: dict[bytes, frozenset[str]], watched: dict[bytes, frozenset[str]]) -> None:
+        # eth1 has no link: its entries must not reach the map.
+        self.ns.run(lambda: self.kernel.sync(owned, watched, {"eth0": self.index, "eth1": self.index + 100}))
+        self.kernel.renew(seconds=RIG_LEASE)
+
+    def kernel_answer(self, frame: bytes) -> bytes | None:
+        verdict, out = self.ns.run(lambda: self.kernel.test_run(frame, ifindex=self.index))
+        if verdict == ebpf.TCX_NEXT:
+            return None
+        assert verdict == ebpf.TCX_REDIRECT, verdict
+        return out
+
+    def user_answer(self, frame: bytes) -> bytes | None:
+        """What the responder sends for `frame` on eth0, if its socket's filter lets it in."""
+        if bpf.run(bpf.ARP_FILTER, frame) == 0:
+            return None
+        slot = frame[:64].ljust(64, b"\0")
+        head = OURS + b"\x08\x06" + struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY) + OURS
+        replies, _ = self.responder._answer_arp("eth0", head, slot, [min(len(frame), 64)])
+        assert len(replies) <= 1
+        return replies[0] if replies else None
+
+    def reaches_the_host(self, frame: bytes) -> bool:
+        """Whether the kernel would hand `frame` to the host at all (its destination is us, or a group)."""
+        return bool(frame[0] & 1) or frame[:6] == self.dev_mac
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    name = f"mlka{os.getpid()}"[-12:]
+    sh("ip", "netns", "add", name)
+    ns: NamespaceThread | None = None
+    kernel: KernelArp | None = None
+    try:
+        sh("ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        sh("ip", "-n", name, "link", "set", "eth0", "up")
+        ns = NamespaceThread(name)
+        index = ns.run(lambda: __import__("socket").if_nametoindex("eth0"))
+        dev_mac = bytes.fromhex(sh("ip", "netns", "exec", name, "cat", "/sys/class/net/eth0/address")
+                                .stdout.strip().replace(":", ""))  # fmt: skip
+        try:
+            kernel = KernelArp()
+        except ebpf.Unavailable as exc:
+            pytest.skip(f"no eBPF here: {exc}")
+        ns.run(lambda: kernel.attach("eth0", index, OURS))
+        yield Rig(ns, kernel, index, dev_mac)
+    finally:
+        if kernel is not None:
+            kernel.close()
+        if ns is not None:
+            ns.stop()
+        sh("ip", "netns", "del", name, check=False)
+
+
+def request(target: bytes, *, sender_ip: bytes = CLIENT_IP, sender_mac: bytes = CLIENT, eth_src: bytes = CLIENT,
+            eth_dst: bytes = frames.BROADCAST_MAC, op: int = frames.ARP_REQUEST) -> bytes:  # fmt: skip
+    return frames.build_arp(op=op, eth_src=eth_src, eth_dst=eth_dst, sender_mac=sender_mac, sender_ip=sender_ip,
+                            target_mac=frames.ZERO_MAC, target_ip=target)  # fmt: skip
+
+
+def test_an_owned_ip_is_answered_with_the_responders_exact_reply(rig: Rig) -> None:
+    for frame in (request(OWNED), request(ALSO_OWNED), frames.arp_probe(CLIENT, OWNED),
+                  request(OWNED, eth_src=bytes.fromhex("0200000000c2")),  # relayed: the reply goes to the ARP sender
+                  request(OWNED) + bytes(18)):  # padded to 60 bytes, as on a real wire  # fmt: skip
+        expected = rig.user_answer(frame)
+        assert expected is not None
+        answered = rig.kernel_answer(frame)
+        assert answered is not None and answered[: len(expected)] == expected
+        parsed = frames.parse_arp(answered)
+        assert parsed is not None and parsed.op == frames.ARP_REPLY and parsed.sender_mac == OURS
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "not owned", "watched (yielded)", "owned on another interface", "gratuitous request",
+        "sender claims an owned IP", "from our own MAC", "a reply", "truncated", "wrong lengths",
+        "to another host's MAC",
+    ],
+)  # fmt: skip
+def test_what_the_responder_does_not_answer_is_handed_on(rig: Rig, case: str) -> None:
+    frame = {
+        "not owned": request(NOT_OWNED),
+        "watched (yielded)": request(WATCHED),
+        "owned on another interface": request(ELSEWHERE),
+        "gratuitous request": request(OWNED, sender_ip=OWNED),
+        "sender claims an owned IP": request(ALSO_OWNED, sender_ip=OWNED),
+        "from our own MAC": request(OWNED, eth_src=OURS, sender_mac=OURS),
+        "a reply": request(OWNED, op=frames.ARP_REPLY),
+        "truncated": request(OWNED)[:41],
+        "wrong lengths": request(OWNED)[:18] + b"\x06\x10" + request(OWNED)[20:],
+        "to another host's MAC": request(OWNED, eth_dst=bytes.fromhex("0200000000ee")),
+    }[case]
+    assert rig.kernel_answer(frame) is None
+    if rig.reaches_the_host(frame):
+        assert rig.user_answer(frame) is None
+
+
+def test_a_withdrawn_ip_is_not_answered_once_sync_returns(rig: Rig) -> None:
+    assert rig.kernel_answer(request(ALSO_OWNED)) is not None
+    owned = {k: v for k, v in rig.owned.items() if k != ALSO_OWNED}
+    rig.sync(owned, rig.watched)
+    try:
+        assert rig.kernel_answer(request(ALSO_OWNED)) is None
+        assert rig.kernel_answer(request(OWNED)) is not None
+    finally:
+        rig.sync(rig.owned, rig.watched)
+
+
+def test_nothing_is_answered_once_the_lease_lapses(rig: Rig) -> None:
+    rig.kernel.renew(seconds=-1.0)
+    try:
+        assert rig.kernel_answer(request(OWNED)) is None
+    finally:
+        rig.kernel.renew(seconds=RIG_LEASE)
+    assert rig.kernel_answer(request(OWNED)) is not None
+
+
+def test_counts_are_per_ip_and_survive_the_entry_going_and_coming_back(rig: Rig) -> None:
+    rig.kernel.refresh_counts(0.0, force=True)
+    before_req, before_resp = rig.kernel.requests.get(OWNED, 0), rig.kernel.responses.get(OWNED, 0)
+    for _ in range(5):
+        assert rig.kernel_answer(request(OWNED)) is not None
+    assert rig.kernel_answer(request(NOT_OWNED)) is None  # counted nowhere
+    rig.sync({k: v for k, v in rig.owned.items() if k != OWNED}, rig.watched)  # folded before the delete
+    rig.sync(rig.owned, rig.watched)
+    for _ in range(3):
+        assert rig.kernel_answer(request(OWNED)) is not None
+    rig.kernel.refresh_counts(0.0, force=True)
+    assert rig.kernel.requests[OWNED] - before_req == 8
+    assert rig.kernel.responses[OWNED] - before_resp == 8
+    assert NOT_OWNED not in rig.kernel.requests
+
+
+def test_a_full_map_leaves_the_rest_to_the_responder(rig: Rig) -> None:
+    small = KernelArp(max_entries=2)
+    try:
+        rig.ns.run(lambda: small.attach("eth0", rig.index, OURS))
+        many = {ipaddress.ip_address(f"10.0.11.{i}").packed: frozenset({"eth0"}) for i in range(1, 5)}
+        rig.ns.run(lambda: small.sync(many, {}, {"eth0": rig.index}))
+        assert small.entries == 2
+    finally:
+        small.close()
+    assert rig.kernel_answer(request(OWNED)) is not None  # the rig's own program is untouched
+
+
+# -- fuzzing: any frame, the same decision as the responder ------------------
+
+VALID = [request(OWNED), request(NOT_OWNED), request(WATCHED), frames.arp_probe(CLIENT, OWNED),
+         request(OWNED, op=frames.ARP_REPLY), request(ALSO_OWNED, sender_ip=OWNED)]  # fmt: skip
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    frame = bytearray(draw(st.sampled_from(VALID)))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(frame) - 1))
+        if draw(st.booleans()):
+            frame[at] ^= 1 << draw(st.integers(min_value=0, max_value=7))
+        else:
+            frame[at] = draw(st.integers(min_value=0, max_value=255))
+    if draw(st.booleans()):
+        del frame[draw(st.integers(min_value=14, max_value=len(frame))):]
+    return bytes(frame)
+
+
+@settings(max_examples=int(os.environ.get("METALLOID_PROPERTY_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(frame=mutated())
+def test_any_frame_gets_the_responders_decision(rig: Rig, frame: bytes) -> None:
+    answered = rig.kernel_answer(frame)
+    if not rig.reaches_the_host(frame):
+        assert answered is None
+        return
+    expected = rig.user_answer(frame)
+    if answered is None:
+        # Handed on: the responder answers it itself, or not at all, never wrongly.
+        return
+    assert expected is not None, f"the kernel answered a frame the responder would not: {frame.hex()}"
+    assert answered[: len(expected)] == expected
+
+
+def test_the_kernel_hands_on_only_what_the_responder_would_answer_the_same(rig: Rig) -> None:
+    """The other direction of the fuzz property, on every single-byte change of a request for an owned IP."""
+    base = request(OWNED)
+    disagreements = []
+    for at in range(len(base)):
+        for value in (0x00, 0x01, 0xFF, base[at] ^ 0x80):
+            frame = base[:at] + bytes([value]) + base[at + 1 :]
+            if not rig.reaches_the_host(frame):
+                continue
+            expected, answered = rig.user_answer(frame), rig.kernel_answer(frame)
+            if (expected is None) != (answered is None):
+                disagreements.append((at, value, expected is not None))
+    assert disagreements == [], sorted({(at, exp) for at, _, exp in disagreements})
+
+
+# -- the lab: the real announcer, a client kernel resolving ---------------------
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    lab = Lab("ka")
+    try:
+        lab.create()
+        ready = lab.start_harness()
+        if ready["arp_in_kernel"]["unavailable"]:
+            pytest.skip(f"no in-kernel ARP here: {ready['arp_in_kernel']['unavailable']}")
+        yield lab
+    finally:
+        lab.destroy()
+
+
+def arping(lab: Lab, ip: str) -> bool:
+    done = lab.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", ip)
+    return done.returncode == 0 and lab.node_mac() in done.stdout.lower()
+
+
+def test_the_kernel_answers_while_the_announcer_is_stopped_until_the_lease_lapses(lab: Lab) -> None:
+    status = lab.announce("web", "10.99.0.10")
+    assert status["arp_in_kernel"]["interfaces"] == ["eth0"] and status["arp_in_kernel"]["entries"] == 1
+    assert lab.harness is not None
+    lab.command(op="kernel_lease", seconds=30, hold=True)  # long enough for arping to start
+    os.kill(lab.harness.pid, signal.SIGSTOP)
+    try:
+        # Nobody in user space can answer: the reply is the kernel's.
+        assert arping(lab, "10.99.0.10")
+    finally:
+        os.kill(lab.harness.pid, signal.SIGCONT)
+    # Back to the short lease, renewed every tick; stopped again, it lapses.
+    lab.command(op="kernel_lease", seconds=LEASE_SECONDS, hold=False)
+    lab.status()
+    os.kill(lab.harness.pid, signal.SIGSTOP)
+    try:
+        time.sleep(LEASE_SECONDS + 0.1)
+        assert not arping(lab, "10.99.0.10")
+    finally:
+        os.kill(lab.harness.pid, signal.SIGCONT)
+    assert arping(lab, "10.99.0.10")
+    metrics = lab.status()["metrics"]
+    assert metrics["metallb_layer2_requests_received{ip=10.99.0.10}"] >= 2
+
+
+def test_off_in_the_environment_answers_from_user_space(lab: Lab) -> None:
+    lab.stop_harness()
+    try:
+        ready = lab.start_harness(env={"METALLOID_LAYER2_KERNEL_ARP": "off"})
+        assert ready["arp_in_kernel"]["interfaces"] == []
+        assert "METALLOID_LAYER2_KERNEL_ARP=off" in ready["arp_in_kernel"]["unavailable"]
+        lab.announce("web", "10.99.0.10")
+        assert arping(lab, "10.99.0.10")
+    finally:
+        lab.stop_harness()
+        lab.start_harness()
+
+
+def test_a_killed_announcer_answers_nothing_however_long_its_lease(lab: Lab) -> None:
+    lab.announce("web", "10.99.0.10")
+    assert arping(lab, "10.99.0.10")
+    lab.command(op="kernel_lease", seconds=600, hold=True)
+    assert lab.harness is not None
+    os.kill(lab.harness.pid, signal.SIGKILL)
+    lab.harness.wait(timeout=5)
+    lab.harness = None
+    try:
+        # The lease would let the program answer for ten more minutes: only the
+        # tcx link closing with the process ends it.
+        assert not arping(lab, "10.99.0.10")
+        assert lab.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", "10.99.0.2").returncode == 0
+    finally:
+        lab.start_harness()
