@@ -53,7 +53,7 @@ from supervisor.api import (
 )
 
 # The plugin API this plugin is written against (docs/plugins.md, "Compatibility").
-METALLOID_PLUGIN_API_REQUIRED = (1, 3)
+METALLOID_PLUGIN_API_REQUIRED = (1, 4)
 
 PROTOCOL = "example"
 ANNOUNCED = "metallb_speaker_announced"
