@@ -191,6 +191,8 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
             f" {rx / secs:12.0f} {flood['sent'] - replied:11.0f} {dropped:13d}"
             f"  {100 * cpu / secs:5.0f}% of a core  {1e6 * cpu / max(replied, 1):5.1f} us"
         )
+    if in_kernel["interfaces"]:
+        print("  (answered in the kernel: the replies' CPU is the receiving softirq's, not the responder process's)")
     print(f"responder RSS after floods: {rss_mib(pid):.1f} MiB; load average {loadavg()} at the end")
     lab.stop_harness()
 

@@ -99,6 +99,9 @@ Item = Insn | Label | MapFd
 class Unavailable(OSError):
     """eBPF cannot be used here; the text says why and what would allow it."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def assemble(body: Iterable[Item], maps: dict[str, int]) -> bytes:
     """Resolve labels and map descriptors into the kernel's 8-byte instructions."""
@@ -154,7 +157,18 @@ def _address(buffer: ctypes.Array[ctypes.c_char]) -> int:
     return ctypes.addressof(buffer)
 
 
-class Map:
+class _Held:
+    """A kernel object held by a file descriptor: closing it lets the kernel free it (a link: detach it)."""
+
+    fd: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Map(_Held):
     """A BPF map of fixed-size keys and values, owned by this object's file descriptor.
 
     A hash map's entries are allocated as inserted; an array (u32 keys
@@ -167,7 +181,7 @@ class Map:
         flags = F_NO_PREALLOC if kind == MAP_TYPE_HASH else 0
         struct.pack_into("<IIIII", attr, 0, kind, key_size, value_size, max_entries, flags)
         attr[28 : 28 + 15] = name.encode()[:15].ljust(15, b"\0")
-        self.fd = _checked(MAP_CREATE, attr, f"create BPF map {name}")
+        self.fd = _checked(MAP_CREATE, attr, f"creating BPF map {name}", needs="CAP_BPF")
         self.key_size, self.value_size, self.max_entries = key_size, value_size, max_entries
         self._key = ctypes.create_string_buffer(key_size)
         self._value = ctypes.create_string_buffer(value_size)
@@ -228,13 +242,8 @@ class Map:
             ctypes.memmove(cursor_in, cursor_out, 8)
             first = False
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
-
-class Program:
+class Program(_Held):
     """A loaded program (SCHED_CLS for tcx ingress), owned by this object's file descriptor."""
 
     def __init__(self, name: str, code: bytes, *, attach_type: int = ATTACH_TCX_INGRESS) -> None:
@@ -250,9 +259,10 @@ class Program:
         struct.pack_into("<I", attr, 68, attach_type)
         try:
             self.fd = bpf(PROG_LOAD, attr)
-        except PermissionError as exc:
-            raise Unavailable(exc.errno, f"loading a BPF program needs CAP_BPF and CAP_NET_ADMIN ({exc})") from exc
         except OSError as exc:
+            # EPERM: no capability. The verifier refuses with EACCES (or EINVAL).
+            if exc.errno == errno.EPERM:
+                raise Unavailable(exc.errno, f"loading a BPF program needs CAP_BPF and CAP_NET_ADMIN ({exc})") from exc
             # The verifier's last words say which instruction it refused, and why.
             tail = log.value.decode(errors="replace").strip().splitlines()[-6:]
             raise Unavailable(exc.errno, f"the kernel refused BPF program {name}: {exc}: {' | '.join(tail)}") from exc
@@ -262,14 +272,9 @@ class Program:
         """Run this program on every frame `ifindex` receives, until the returned link is closed."""
         attr = bytearray(_ATTR_SIZE)
         struct.pack_into("<IIII", attr, 0, self.fd, ifindex, ATTACH_TCX_INGRESS, 0)
-        try:
-            return Link(bpf(LINK_CREATE, attr), ifindex)
-        except PermissionError as exc:
-            raise Unavailable(exc.errno, f"attaching at tcx ingress needs CAP_NET_ADMIN ({exc})") from exc
-        except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                raise Unavailable(exc.errno, f"this kernel has no tcx links (Linux 6.6 or later): {exc}") from exc
-            raise
+        fd = _checked(LINK_CREATE, attr, "attaching at tcx ingress", needs="CAP_NET_ADMIN",
+                      unsupported="this kernel has no tcx links (Linux 6.6 or later)")  # fmt: skip
+        return Link(fd, ifindex)
 
     def test_run(self, frame: bytes, *, ifindex: int = 0) -> tuple[int, bytes]:
         """Run the program once on `frame` (BPF_PROG_TEST_RUN): its verdict and the frame as it left it.
@@ -291,30 +296,21 @@ class Program:
         verdict, _, size = struct.unpack_from("<iII", attr, 4)
         return verdict, data_out.raw[:size]
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
-
-class Link:
+class Link(_Held):
     """An attachment; closing it (or the process ending) detaches the program."""
 
     def __init__(self, fd: int, ifindex: int) -> None:
         self.fd, self.ifindex = fd, ifindex
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
-
-def _checked(cmd: int, attr: bytearray, what: str) -> int:
+def _checked(cmd: int, attr: bytearray, what: str, *, needs: str, unsupported: str = "") -> int:
+    """bpf(2), with a refusal this host will never lift turned into `Unavailable` saying what would."""
     try:
         return bpf(cmd, attr)
-    except PermissionError as exc:
-        raise Unavailable(exc.errno, f"{what}: needs CAP_BPF ({exc})") from exc
     except OSError as exc:
-        if exc.errno in (errno.ENOSYS, errno.EINVAL):
-            raise Unavailable(exc.errno, f"{what}: {exc}") from exc
+        if exc.errno == errno.EPERM:
+            raise Unavailable(exc.errno, f"{what} needs {needs} ({exc})") from exc
+        if exc.errno in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise Unavailable(exc.errno, f"{what}: {unsupported + ': ' if unsupported else ''}{exc}") from exc
         raise

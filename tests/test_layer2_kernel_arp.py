@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import json
 import os
 import queue
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +34,7 @@ from plugins.layer2 import bpf, frames
 from plugins.layer2.kernel_arp import LEASE_SECONDS, KernelArp
 from plugins.layer2.responder import Responder
 from supervisor.api import ebpf
-from tests.layer2_lab import Lab, sh
+from tests.layer2_lab import ROOT, Lab, sh
 
 pytestmark = pytest.mark.lab
 T = TypeVar("T")
@@ -295,6 +298,16 @@ def test_the_kernel_hands_on_only_what_the_responder_would_answer_the_same(rig: 
             if (expected is None) != (answered is None):
                 disagreements.append((at, value, expected is not None))
     assert disagreements == [], sorted({(at, exp) for at, _, exp in disagreements})
+
+
+def test_without_cap_bpf_the_reason_is_said_and_the_responder_answers_alone() -> None:
+    code = ("from plugins.layer2.kernel_arp import for_responder; import json; "
+            "print(json.dumps({k: str(v) if k == 'kernel' else v for k, v in for_responder().items()}))")  # fmt: skip
+    done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-c",
+                           code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    got = json.loads(done.stdout)
+    assert got == {"kernel": "None", "kernel_unavailable": got["kernel_unavailable"]}
+    assert got["kernel_unavailable"].startswith("creating BPF map metalloid_arp needs CAP_BPF"), got
 
 
 # -- the lab: the real announcer, a client kernel resolving ---------------------
