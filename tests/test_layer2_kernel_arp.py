@@ -39,6 +39,7 @@ from tests.layer2_lab import ROOT, Lab, sh
 pytestmark = pytest.mark.lab
 T = TypeVar("T")
 OURS = bytes.fromhex("0200000000a1")
+ALSO_OURS = bytes.fromhex("0200000000a2")  # another interface of this node
 CLIENT = bytes.fromhex("0200000000c1")
 OWNED = ipaddress.ip_address("10.0.10.10").packed
 ALSO_OWNED = ipaddress.ip_address("10.0.10.12").packed
@@ -96,7 +97,7 @@ class Rig:
         self.ns, self.kernel, self.index, self.dev_mac = ns, kernel, index, dev_mac
         self.responder = Responder()
         # Normally learnt from the ports it opens; this one opens none.
-        self.responder._our_macs = frozenset({OURS})
+        self.responder._our_macs = frozenset({OURS, ALSO_OURS})
         owned = {OWNED: frozenset({"eth0"}), ALSO_OWNED: frozenset({"eth0"}), ELSEWHERE: frozenset({"eth1"})}
         watched = {WATCHED: frozenset({"eth0"})}
         self.responder.set_owned(owned, {})
@@ -106,7 +107,8 @@ class Rig:
 
     def sync(self, owned: dict[bytes, frozenset[str]], watched: dict[bytes, frozenset[str]]) -> None:
         # eth1 has no link: its entries must not reach the map.
-        self.ns.run(lambda: self.kernel.sync(owned, watched, {"eth0": self.index, "eth1": self.index + 100}))
+        indexes = {"eth0": self.index, "eth1": self.index + 100}
+        self.ns.run(lambda: self.kernel.sync(owned, watched, indexes, self.responder._our_macs))
         self.kernel.renew(seconds=RIG_LEASE)
 
     def kernel_answer(self, frame: bytes) -> bytes | None:
@@ -183,8 +185,8 @@ def test_an_owned_ip_is_answered_with_the_responders_exact_reply(rig: Rig) -> No
     "case",
     [
         "not owned", "watched (yielded)", "owned on another interface", "gratuitous request",
-        "sender claims an owned IP", "from our own MAC", "a reply", "truncated", "wrong lengths",
-        "to another host's MAC",
+        "sender claims an owned IP", "from our own MAC", "from another of our MACs", "a reply", "truncated",
+        "wrong lengths", "to another host's MAC",
     ],
 )  # fmt: skip
 def test_what_the_responder_does_not_answer_is_handed_on(rig: Rig, case: str) -> None:
@@ -195,6 +197,7 @@ def test_what_the_responder_does_not_answer_is_handed_on(rig: Rig, case: str) ->
         "gratuitous request": request(OWNED, sender_ip=OWNED),
         "sender claims an owned IP": request(ALSO_OWNED, sender_ip=OWNED),
         "from our own MAC": request(OWNED, eth_src=OURS, sender_mac=OURS),
+        "from another of our MACs": request(OWNED, eth_src=ALSO_OURS, sender_mac=ALSO_OURS),
         "a reply": request(OWNED, op=frames.ARP_REPLY),
         "truncated": request(OWNED)[:41],
         "wrong lengths": request(OWNED)[:18] + b"\x06\x10" + request(OWNED)[20:],
@@ -246,7 +249,7 @@ def test_a_full_map_leaves_the_rest_to_the_responder(rig: Rig) -> None:
     try:
         rig.ns.run(lambda: small.attach("eth0", rig.index, OURS))
         many = {ipaddress.ip_address(f"10.0.11.{i}").packed: frozenset({"eth0"}) for i in range(1, 5)}
-        rig.ns.run(lambda: small.sync(many, {}, {"eth0": rig.index}))
+        rig.ns.run(lambda: small.sync(many, {}, {"eth0": rig.index}, {OURS}))
         assert small.entries == 2
     finally:
         small.close()

@@ -19,7 +19,7 @@ untouched (TCX_NEXT) to the kernel and the responder's packet socket:
 - its sender IP is in the map: another MAC claiming an IP we hold (or
   yielded), which the responder reports as a duplicate and does not answer;
 - its sender IP is its target IP (a gratuitous ARP request: same reason);
-- it comes from the interface's own MAC.
+- it comes from one of our own interfaces' MACs (a second map, "ours").
 These are `responder._answer_arp`'s rules; tests run both on the same frames.
 
 What the program never does is answer for an IP not in the map: an IP is
@@ -42,7 +42,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 # The instructions used, by the names the kernel's headers give them.
 ADD64_K, ATOMIC_ADD_DW, CALL, EXIT = ebpf.ADD64_K, ebpf.ATOMIC_ADD_DW, ebpf.CALL, ebpf.EXIT
-JEQ32_X, JEQ_K, JEQ_X, JGT_X = ebpf.JEQ32_X, ebpf.JEQ_K, ebpf.JEQ_X, ebpf.JGT_X
-JNE32_K, JNE32_X, JNE_K, LDX_B = ebpf.JNE32_K, ebpf.JNE32_X, ebpf.JNE_K, ebpf.LDX_B
+JEQ_K, JEQ_X, JGT_X = ebpf.JEQ_K, ebpf.JEQ_X, ebpf.JGT_X
+JNE32_K, JNE_K, LDX_B = ebpf.JNE32_K, ebpf.JNE_K, ebpf.LDX_B
 LDX_H, LDX_W, LDX_DW, MOV64_K, MOV64_X = ebpf.LDX_H, ebpf.LDX_W, ebpf.LDX_DW, ebpf.MOV64_K, ebpf.MOV64_X
 ST_H, ST_W, STX_H, STX_W = ebpf.ST_H, ebpf.ST_W, ebpf.STX_H, ebpf.STX_W
 Label, MapFd = ebpf.Label, ebpf.MapFd
@@ -79,6 +79,9 @@ _LEASE_KEY = bytes(4)
 # metrics are scraped every 15-60 s, so once a second is plenty.
 COUNTS_SECONDS = 1.0
 
+# Our interfaces' MACs, each padded to 8 bytes: the key the program builds from a frame's source.
+MAX_MACS = 1024
+_MAC_KEY_SIZE = 8
 _PACKET_OTHERHOST = 3
 _ETH_P_ARP_BE = 0x0608  # htons(0x0806) as the little-endian u32 loads below see it
 _ARP_FRAME_LEN = 42
@@ -90,7 +93,7 @@ def _u32le(raw: bytes) -> int:
 
 
 def program() -> list[ebpf.Item]:
-    """The tcx ingress program; maps "owned" and "lease". Packet offsets are from the Ethernet header."""
+    """The tcx ingress program; maps "owned", "ours" and "lease". Packet offsets are from the Ethernet header."""
 
     def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> ebpf.Insn:
         return ebpf.Insn(code, dst, src, off, imm)
@@ -125,6 +128,12 @@ def program() -> list[ebpf.Item]:
         insn(LDX_W, R7, R2, 28),  # r7 = sender IP
         insn(LDX_W, R8, R2, 38),  # r8 = target IP
         jump(JEQ_X, R7, "next", src=R8),  # gratuitous
+        # From one of our own MACs (a frame of ours looped back): the responder ignores it.
+        insn(LDX_W, R4, R2, 6), insn(STX_W, R10, R4, -24),
+        insn(LDX_H, R4, R2, 10), insn(STX_H, R10, R4, -20), insn(ST_H, R10, 0, -18, 0),
+        MapFd(R1, "ours"), insn(MOV64_X, R2, R10), insn(ADD64_K, R2, imm=-24),
+        insn(CALL, imm=ebpf.FUNC_MAP_LOOKUP_ELEM),
+        jump(JNE_K, R0, "next"),
         # The lease: r9 = its expiry; past it, the responder (as stuck as whoever stopped renewing) decides.
         insn(ST_W, R10, 0, -12, 0),
         MapFd(R1, "lease"), insn(MOV64_X, R2, R10), insn(ADD64_K, R2, imm=-12),
@@ -142,10 +151,6 @@ def program() -> list[ebpf.Item]:
         jump(JEQ_K, R0, "next"),  # not ours here
         insn(LDX_B, R1, R0, 22), jump(JEQ_K, R1, "next"),  # watched, never answered
         *packet_bounds(),
-        # From our own MAC (a frame of ours looped back): ignored, as the responder does.
-        insn(LDX_W, R4, R2, 6), insn(LDX_W, R5, R0, 16), jump(JNE32_X, R4, "answer", src=R5),
-        insn(LDX_H, R4, R2, 10), insn(LDX_H, R5, R0, 20), jump(JEQ32_X, R4, "next", src=R5),
-        Label("answer"),
         insn(MOV64_K, R1, imm=1), insn(ATOMIC_ADD_DW, R0, R1, 0),  # requests += 1
         # The reply: to the sender's MAC (from the ARP body, as the responder
         # does), from ours; sender = our MAC and the asked-for IP, target =
@@ -183,17 +188,17 @@ class KernelArp:
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES) -> None:
         """Raises `ebpf.Unavailable` with the reason when this host cannot run it."""
-        self._map = ebpf.Map("metalloid_arp", KEY.size, VALUE.size, max_entries)
+        maps: list[ebpf.Map] = []
         try:
-            self._lease = ebpf.Map("metalloid_lease", 4, 8, 1, kind=ebpf.MAP_TYPE_ARRAY)
-            try:
-                code = ebpf.assemble(program(), {"owned": self._map.fd, "lease": self._lease.fd})
-                self._program = ebpf.Program("metalloid_arp", code)
-            except BaseException:
-                self._lease.close()
-                raise
+            maps.append(ebpf.Map("metalloid_arp", KEY.size, VALUE.size, max_entries))
+            maps.append(ebpf.Map("metalloid_ours", _MAC_KEY_SIZE, 1, MAX_MACS))
+            maps.append(ebpf.Map("metalloid_lease", 4, 8, 1, kind=ebpf.MAP_TYPE_ARRAY))
+            self._map, self._ours, self._lease = maps
+            code = ebpf.assemble(program(), {"owned": self._map.fd, "ours": self._ours.fd, "lease": self._lease.fd})
+            self._program = ebpf.Program("metalloid_arp", code)
         except BaseException:
-            self._map.close()
+            for made in maps:
+                made.close()
             raise
         self._links: dict[str, ebpf.Link] = {}
         self._macs: dict[str, bytes] = {}
@@ -201,6 +206,7 @@ class KernelArp:
         # What the last `sync` was given: packed IP -> (interfaces, answered), and the ports then.
         self._ips: dict[bytes, tuple[frozenset[str], bool]] = {}
         self._ports: dict[str, tuple[int, bytes]] = {}
+        self._our_macs: frozenset[bytes] = frozenset()
         self._seen: dict[bytes, bytes] = {}  # key -> the counters last folded (raw)
         self._next_counts = 0.0
         self._full_logged = False
@@ -232,14 +238,18 @@ class KernelArp:
             link.close()
 
     def sync(self, owned4: Mapping[bytes, Iterable[str]], watched4: Mapping[bytes, Iterable[str]],
-             indexes: Mapping[str, int]) -> None:  # fmt: skip
+             indexes: Mapping[str, int], ours: Collection[bytes]) -> None:  # fmt: skip
         """Make the map hold exactly `owned4` (answered) and `watched4` (not) on the attached interfaces.
+
+        `ours`: the MACs of every interface the responder has open; a request
+        from any of them is left to it (it ignores them).
 
         Removals go first: when this returns, nothing withdrawn is answered.
         Called on every change of the owned set (once per IP withdrawn at a
         shutdown), so only what changed since the last call is worked out
         entry by entry.
         """
+        self._sync_macs(frozenset(ours))
         ports = {name: (indexes[name], self._macs[name]) for name in self._links if name in indexes}
         wanted_ips: dict[bytes, tuple[frozenset[str], bool]] = {ip: (frozenset(names), False)
                                                                for ip, names in watched4.items()}  # fmt: skip
@@ -281,6 +291,13 @@ class KernelArp:
                 continue
             self._entries[key] = entry
 
+    def _sync_macs(self, ours: frozenset[bytes]) -> None:
+        for mac in self._our_macs - ours:
+            self._ours.delete(mac.ljust(_MAC_KEY_SIZE, b"\0"))
+        for mac in ours - self._our_macs:
+            self._ours.update(mac.ljust(_MAC_KEY_SIZE, b"\0"), b"\1")
+        self._our_macs = ours
+
     def renew(self, *, seconds: float = LEASE_SECONDS) -> None:
         """Let the program answer for `seconds` more (see LEASE_SECONDS)."""
         self._lease.update(_LEASE_KEY, struct.pack("<Q", time.monotonic_ns() + int(seconds * 1e9)))
@@ -316,6 +333,7 @@ class KernelArp:
             self.detach(name)
         self._program.close()
         self._map.close()
+        self._ours.close()
         self._lease.close()
         self._entries.clear()
         self._seen.clear()
