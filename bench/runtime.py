@@ -17,7 +17,6 @@ one warm-up start fills it before anything is measured.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
 import signal
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.lab.netns import Lab, require_root  # noqa: E402
+from supervisor.lab.netns import Lab, enter_netns, require_root  # noqa: E402
 from tests.runtime_helpers import (  # noqa: E402
     METALLOID,
     NODE,
@@ -44,19 +43,6 @@ from tests.runtime_helpers import (  # noqa: E402
     run_env,
     wait_for,
 )
-
-CLONE_NEWNET = 0x40000000
-
-
-def enter_netns(name: str) -> None:
-    """Move this (single-threaded) process into a lab namespace: HTTP to its loopback, children born there."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-    finally:
-        os.close(fd)
 
 
 class Run:

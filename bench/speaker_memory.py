@@ -32,8 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.runtime import enter_netns, other_name, restarted  # noqa: E402
-from supervisor.lab.netns import Lab, require_root  # noqa: E402
+from bench.runtime import other_name, restarted  # noqa: E402
+from supervisor.lab.netns import Lab, enter_netns, require_root  # noqa: E402
 from tests.runbook import RUNBOOK_L2  # noqa: E402
 from tests.runtime_helpers import (  # noqa: E402
     METALLOID,

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from runtime import Run, enter_netns  # noqa: E402
+from runtime import Run  # noqa: E402
 
-from supervisor.lab.netns import Lab, require_root  # noqa: E402
+from supervisor.lab.netns import Lab, enter_netns, require_root  # noqa: E402
 from tests.runtime_helpers import wait_for  # noqa: E402
 
 

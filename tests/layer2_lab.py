@@ -8,12 +8,14 @@ from 10.99.0.10-250 and fd00:99::10-ff.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,17 @@ NODE_V6, CLIENT_V6 = "fd00:99::2", "fd00:99::1"
 
 def sh(*args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def running(tag: str, env: dict[str, str] | None = None) -> Iterator[tuple[Lab, dict[str, Any]]]:
+    """A created lab with the harness started (`env` for it), and the harness's ready line; destroyed after."""
+    lab = Lab(tag)
+    try:
+        lab.create()
+        yield lab, lab.start_harness(env)
+    finally:
+        lab.destroy()
 
 
 class Lab:
@@ -74,6 +87,11 @@ class Lab:
 
     def client_python(self, code: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.in_client(sys.executable, "-c", code, *argv, check=True, timeout=timeout)
+
+    def arping(self, ip: str) -> tuple[int, str]:
+        """One ARP request for `ip` from the client (iputils arping, 1 s): its exit code and output."""
+        done = self.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", ip)
+        return done.returncode, done.stdout
 
     def neighbour(self, ip: str) -> str | None:
         """The client kernel's MAC for `ip`, or None."""

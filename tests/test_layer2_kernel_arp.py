@@ -12,13 +12,11 @@ ends them at once, however long the lease.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import json
 import os
 import queue
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -31,10 +29,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from plugins.layer2 import bpf, frames
+from plugins.layer2 import responder as responder_module
 from plugins.layer2.kernel_arp import LEASE_SECONDS, KernelArp
 from plugins.layer2.responder import Responder
 from supervisor.api import ebpf
-from tests.layer2_lab import ROOT, Lab, sh
+from supervisor.lab.netns import enter_netns
+from tests.layer2_lab import ROOT, Lab, running, sh
 
 pytestmark = pytest.mark.lab
 T = TypeVar("T")
@@ -47,7 +47,6 @@ WATCHED = ipaddress.ip_address("10.0.10.20").packed
 ELSEWHERE = ipaddress.ip_address("10.0.10.30").packed  # owned, on another interface only
 NOT_OWNED = ipaddress.ip_address("10.0.10.11").packed
 CLIENT_IP = ipaddress.ip_address("10.0.10.1").packed
-CLONE_NEWNET = 0x40000000
 _TEST_RUN_MINIMUM = {b"\x08\x00": 14 + 20, b"\x86\xdd": 14 + 40}
 # Nothing renews the rig's lease on a tick: one that outlasts the module.
 RIG_LEASE = 3600.0
@@ -63,13 +62,7 @@ class NamespaceThread:
         self._thread.start()
 
     def _serve(self) -> None:
-        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            # Only this thread moves: setns(2) on a network namespace is per thread.
-            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-        finally:
-            os.close(fd)
+        enter_netns(self.name)  # this thread only
         while (item := self._calls.get()) is not None:
             call, reply = item
             try:
@@ -126,7 +119,7 @@ class Rig:
         if bpf.run(bpf.ARP_FILTER, frame) == 0:
             return None
         slot = frame[:64].ljust(64, b"\0")
-        head = OURS + b"\x08\x06" + struct.pack("!HHBBH", 1, frames.ETH_P_IP, 6, 4, frames.ARP_REPLY) + OURS
+        head = OURS + responder_module._ARP_REPLY_PREFIX + OURS  # as the responder's `_drain_arp` builds it
         replies, _ = self.responder._answer_arp("eth0", head, slot, [min(len(frame), 64)])
         assert len(replies) <= 1
         return replies[0] if replies else None
@@ -325,20 +318,16 @@ def test_without_cap_bpf_the_reason_is_said_and_the_responder_answers_alone() ->
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab("ka")
-    try:
-        lab.create()
-        ready = lab.start_harness()
+    with running("ka") as (lab, ready):
         if ready["arp_in_kernel"]["unavailable"]:
             pytest.skip(f"no in-kernel ARP here: {ready['arp_in_kernel']['unavailable']}")
         yield lab
-    finally:
-        lab.destroy()
 
 
 def arping(lab: Lab, ip: str) -> bool:
-    done = lab.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", ip)
-    return done.returncode == 0 and lab.node_mac() in done.stdout.lower()
+    """Whether the node's MAC answered."""
+    code, out = lab.arping(ip)
+    return code == 0 and lab.node_mac() in out.lower()
 
 
 def test_the_kernel_answers_while_the_announcer_is_stopped_until_the_lease_lapses(lab: Lab) -> None:
@@ -391,6 +380,6 @@ def test_a_killed_announcer_answers_nothing_however_long_its_lease(lab: Lab) -> 
         # The lease would let the program answer for ten more minutes: only the
         # tcx link closing with the process ends it.
         assert not arping(lab, "10.99.0.10")
-        assert lab.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", "10.99.0.2").returncode == 0
+        assert lab.arping("10.99.0.2")[0] == 0  # the node's own address: the kernel's answer
     finally:
         lab.start_harness()

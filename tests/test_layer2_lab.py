@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from plugins.layer2.kernel_arp import LEASE_SECONDS
-from tests.layer2_lab import Lab, sh
+from tests.layer2_lab import Lab, running, sh
 
 pytestmark = pytest.mark.lab
 
@@ -103,19 +103,9 @@ def test_kernel_filters_pass_arp_and_ndp_only(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab("l2")
-    try:
-        lab.create()
-        ready = lab.start_harness()
+    with running("l2") as (lab, ready):
         assert ready["sockets_ready"] is True
         yield lab
-    finally:
-        lab.destroy()
-
-
-def arping(lab: Lab, ip: str) -> tuple[int, str]:
-    done = lab.in_client("arping", "-c", "1", "-w", "1", "-I", "eth0", ip)
-    return done.returncode, done.stdout
 
 
 def test_sockets_are_open_before_anything_is_owned(lab: Lab) -> None:
@@ -126,7 +116,7 @@ def test_sockets_are_open_before_anything_is_owned(lab: Lab) -> None:
 
 def test_client_resolves_the_announced_ip_to_the_node_mac(lab: Lab) -> None:
     lab.announce("web", "10.99.0.10")
-    code, out = arping(lab, "10.99.0.10")
+    code, out = lab.arping("10.99.0.10")
     assert code == 0 and lab.node_mac() in out.lower()
     # The client's own kernel resolution, not only arping's.
     lab.in_client("ip", "neigh", "flush", "dev", "eth0")
@@ -139,16 +129,16 @@ def test_client_resolves_the_announced_ip_to_the_node_mac(lab: Lab) -> None:
 
 def test_an_unassigned_ip_gets_no_reply(lab: Lab) -> None:
     lab.announce("web", "10.99.0.10")
-    code, _ = arping(lab, "10.99.0.11")
+    code, _ = lab.arping("10.99.0.11")
     assert code != 0
 
 
 def test_a_withdrawn_ip_gets_no_reply_and_loses_its_metric(lab: Lab) -> None:
     lab.announce("gone", "10.99.0.20")
-    assert arping(lab, "10.99.0.20")[0] == 0
+    assert lab.arping("10.99.0.20")[0] == 0
     status = lab.announce("gone")
     assert not any(k.startswith("metallb_speaker_announced{ip=10.99.0.20") for k in status["metrics"])
-    assert arping(lab, "10.99.0.20")[0] != 0
+    assert lab.arping("10.99.0.20")[0] != 0
 
 
 def test_takeover_gratuitous_arp_switches_a_fresh_client_entry(lab: Lab) -> None:
@@ -210,7 +200,7 @@ def test_link_down_and_up_is_announced_again(lab: Lab) -> None:
     lab.in_client("ip", "neigh", "replace", "10.99.0.10", "lladdr", FAKE_MAC, "dev", "eth0", "nud", "stale")
     lab.wait_neighbour("10.99.0.10", lab.node_mac(), timeout=3.0)
     assert gratuitous_sent(lab, "10.99.0.10") > before
-    assert arping(lab, "10.99.0.10")[0] == 0
+    assert lab.arping("10.99.0.10")[0] == 0
 
 
 def test_another_mac_claiming_our_ip_is_reported_as_duplicate(lab: Lab) -> None:
@@ -231,14 +221,14 @@ def test_another_mac_claiming_our_ip_is_reported_as_duplicate(lab: Lab) -> None:
         time.sleep(0.05)
     assert dups and dups[0]["mac"] == "fe:ff:ff:ff:ff:ff" and dups[0]["ip"] == "10.99.0.10"
     assert lab.status()["metrics"]["metalloid_layer2_duplicate_announcements_total{ip=10.99.0.10}"] >= 1
-    assert arping(lab, "10.99.0.10")[0] == 0, "kept: still answered"
+    assert lab.arping("10.99.0.10")[0] == 0, "kept: still answered"
 
 
 def test_a_garbage_flood_is_survived(lab: Lab) -> None:
     lab.announce("web", "10.99.0.10")
     lab.client_python(GARBAGE)
     assert lab.harness is not None and lab.harness.poll() is None
-    code, out = arping(lab, "10.99.0.10")
+    code, out = lab.arping("10.99.0.10")
     assert code == 0 and lab.node_mac() in out.lower()
     assert "Traceback" not in lab.log_path.read_text()
 

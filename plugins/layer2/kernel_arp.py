@@ -279,7 +279,8 @@ class KernelArp:
         for key, entry in wanted.items():
             if self._entries.get(key) == entry:
                 continue
-            current = self._map.lookup(key)
+            # A changed entry keeps its counts; the map holds exactly `_entries`, so a new key needs no lookup.
+            current = self._map.lookup(key) if key in self._entries else None
             requests, responses = VALUE.unpack(current)[:2] if current else (0, 0)
             try:
                 self._map.update(key, VALUE.pack(requests, responses, entry.mac, entry.answer))

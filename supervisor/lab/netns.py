@@ -13,6 +13,7 @@ leaves no namespace behind.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
 import os
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 log = logging.getLogger(__name__)
+
+CLONE_NEWNET = 0x40000000
 
 # veth peers in the bridge namespace are named p<index>; interface names are
 # limited to 15 bytes, so hosts are indexed, not named.
@@ -244,3 +247,19 @@ class Lab:
 def list_netns() -> list[str]:
     out = _run(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def enter_netns(name: str) -> None:
+    """Move the calling thread into network namespace `name` (setns(2) moves one thread, not the process).
+
+    In a single-threaded process that is the whole process: its sockets,
+    HTTP to its loopback, and the children it starts then live there. A
+    thread of its own keeps the rest of a process where it was (a test
+    attaching to an interface of its own namespace).
+    """
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
