@@ -103,6 +103,10 @@ class Unavailable(OSError):
         return str(self.strerror)
 
 
+class Refused(Unavailable):
+    """The verifier refused the program: a fault in the program, not in the host."""
+
+
 def assemble(body: Iterable[Item], maps: dict[str, int]) -> bytes:
     """Resolve labels and map descriptors into the kernel's 8-byte instructions."""
     items = list(body)
@@ -265,7 +269,7 @@ class Program(_Held):
                 raise Unavailable(exc.errno, f"loading a BPF program needs CAP_BPF and CAP_NET_ADMIN ({exc})") from exc
             # The verifier's last words say which instruction it refused, and why.
             tail = log.value.decode(errors="replace").strip().splitlines()[-6:]
-            raise Unavailable(exc.errno, f"the kernel refused BPF program {name}: {exc}: {' | '.join(tail)}") from exc
+            raise Refused(exc.errno, f"the kernel refused BPF program {name}: {exc}: {' | '.join(tail)}") from exc
         self.name = name
 
     def attach_ingress(self, ifindex: int) -> Link:

@@ -32,7 +32,7 @@ def test_labels_and_map_loads_are_resolved() -> None:
 def test_a_refused_program_says_why() -> None:
     # r2 is read before anything wrote it: the verifier refuses, and names the register.
     bad = ebpf.assemble([Insn(ebpf.MOV64_X, R0, R2), Insn(EXIT)], {})
-    with pytest.raises(ebpf.Unavailable, match=r"refused BPF program bad.*R2"):
+    with pytest.raises(ebpf.Refused, match=r"refused BPF program bad.*R2"):
         ebpf.Program("bad", bad)
 
 

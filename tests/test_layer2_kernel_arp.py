@@ -129,6 +129,16 @@ class Rig:
         return bool(frame[0] & 1) or frame[:6] == self.dev_mac
 
 
+def kernel_or_skip(**kwargs: Any) -> KernelArp:
+    """A KernelArp; skipped where the host cannot load one (no CAP_BPF), never when the verifier refuses it."""
+    try:
+        return KernelArp(**kwargs)
+    except ebpf.Refused:
+        raise  # a fault in the program: the test fails
+    except ebpf.Unavailable as exc:
+        pytest.skip(f"no eBPF here: {exc}")
+
+
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     name = f"mlka{os.getpid()}"[-12:]
@@ -142,11 +152,11 @@ def rig() -> Iterator[Rig]:
         index = ns.run(lambda: __import__("socket").if_nametoindex("eth0"))
         dev_mac = bytes.fromhex(sh("ip", "netns", "exec", name, "cat", "/sys/class/net/eth0/address")
                                 .stdout.strip().replace(":", ""))  # fmt: skip
+        kernel = kernel_or_skip()
         try:
-            kernel = KernelArp()
+            ns.run(lambda: kernel.attach("eth0", index, OURS))
         except ebpf.Unavailable as exc:
-            pytest.skip(f"no eBPF here: {exc}")
-        ns.run(lambda: kernel.attach("eth0", index, OURS))
+            pytest.skip(f"no tcx links here: {exc}")
         yield Rig(ns, kernel, index, dev_mac)
     finally:
         if kernel is not None:
@@ -237,8 +247,38 @@ def test_counts_are_per_ip_and_survive_the_entry_going_and_coming_back(rig: Rig)
     assert NOT_OWNED not in rig.kernel.requests
 
 
+class NoTcx:
+    """A KernelArp on a host without tcx links: loading worked, attaching cannot."""
+
+    closed = False
+    requests: dict[bytes, int] = {}
+    responses: dict[bytes, int] = {}
+
+    def attach(self, name: str, index: int, mac: bytes) -> None:
+        raise ebpf.Unavailable(22, "attaching at tcx ingress: this kernel has no tcx links (Linux 6.6 or later)")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_host_that_cannot_attach_answers_from_user_space_and_says_why(rig: Rig) -> None:
+    fake = NoTcx()
+    responder = Responder(kernel=fake)  # type: ignore[arg-type]
+    try:
+        rig.ns.run(lambda: responder.open("eth0", rig.index, OURS))
+        assert list(responder.ports) == ["eth0"]  # the sockets answer there
+        assert fake.closed
+        assert responder.kernel_status() == {
+            "interfaces": [], "entries": 0,
+            "unavailable": "attaching at tcx ingress: this kernel has no tcx links (Linux 6.6 or later)",
+        }  # fmt: skip
+        responder.set_owned({OWNED: frozenset({"eth0"})}, {})  # no kernel left to sync: no error
+    finally:
+        responder.stop()
+
+
 def test_a_full_map_leaves_the_rest_to_the_responder(rig: Rig) -> None:
-    small = KernelArp(max_entries=2)
+    small = kernel_or_skip(max_entries=2)
     try:
         rig.ns.run(lambda: small.attach("eth0", rig.index, OURS))
         many = {ipaddress.ip_address(f"10.0.11.{i}").packed: frozenset({"eth0"}) for i in range(1, 5)}
@@ -318,6 +358,7 @@ def test_without_cap_bpf_the_reason_is_said_and_the_responder_answers_alone() ->
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
+    kernel_or_skip().close()  # a refused program fails here, before the harness hides it as a reason
     with running("ka") as (lab, ready):
         if ready["arp_in_kernel"]["unavailable"]:
             pytest.skip(f"no in-kernel ARP here: {ready['arp_in_kernel']['unavailable']}")

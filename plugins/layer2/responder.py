@@ -47,7 +47,7 @@ from typing import Any
 
 from plugins.layer2 import bpf, frames
 from plugins.layer2.kernel_arp import KernelArp
-from supervisor.api import batchio
+from supervisor.api import batchio, ebpf
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,13 @@ class Responder:
             return
         try:
             self._kernel.attach(name, index, mac)
+        except ebpf.Unavailable as exc:
+            # The host cannot attach anywhere (no tcx links before Linux 6.6,
+            # no CAP_NET_ADMIN): answer from user space, and say why.
+            log.warning("layer2.kernel_arp.unavailable interface=%s error=%s (answered from user space)", name, exc)
+            self._kernel.close()
+            self._kernel, self._kernel_unavailable = None, str(exc)
+            return
         except OSError as exc:
             log.warning("layer2.kernel_arp.attach_failed interface=%s error=%s (answered from user space)", name, exc)
             self._kernel.detach(name)
