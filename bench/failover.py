@@ -34,9 +34,11 @@ the other. The ratios at the same interval are printed at the end.
 
 A trial does not restart the cluster: it waits for the steady state (every
 daemon up, the expected owner holding the IP, the client served by it and its
-neighbour entry on the owner's MAC), waits a fraction of an interval (the trials'
-fractions are spread evenly over it: the failure's phase in the heartbeat or advert
-cycle, see `trial`), fails the owner, measures, then restores
+neighbour entry on the owner's MAC), watches the owner's cable for its next
+heartbeat (advert) and waits a fraction of an interval after it (the trials'
+fractions are spread evenly over it, the same for both daemons: the failure's
+phase in the heartbeat or advert cycle, see `trial`), fails the owner,
+measures, then restores
 that one node (cable back, stale VIP removed, daemon restarted) and waits for
 the steady state again.
 
@@ -82,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 
 from supervisor.config.model import MembershipSettings  # noqa: E402
 from supervisor.electing.election import rank  # noqa: E402
+from supervisor.lab import wire  # noqa: E402
 from supervisor.lab.netns import Lab  # noqa: E402
 from supervisor.lab.nodes import FETCH, HTTP_PORT, spawn_node  # noqa: E402
 from supervisor.lab.probe import Sample, outages, parse_line  # noqa: E402
@@ -145,6 +148,14 @@ class Cluster:
 
     def steady(self) -> bool:
         raise NotImplementedError
+
+    def heartbeat(self) -> wire.Match:
+        """What a daemon's heartbeats (advertisements) look like on its cable."""
+        raise NotImplementedError
+
+    def beat(self, node: str, timeout: float) -> float | None:
+        """When `node` next sends a heartbeat (advertisement), seen on its interface; None if it does not."""
+        return wire.next_sent(self.lab, node, self.heartbeat(), timeout)
 
     def settle_seconds(self) -> float:
         """How long to wait for the steady state after a restore."""
@@ -228,6 +239,9 @@ vrrp_instance VI_1 {{
     def settle_seconds(self) -> float:
         return 10 + 10 * self.advert_int
 
+    def heartbeat(self) -> wire.Match:
+        return wire.ip_protocol(wire.VRRP_PROTOCOL)  # the master's advertisements
+
 
 class Metalloid(Cluster):
     def __init__(self, lab: Lab, workdir: Path, interval: float | None, dead_after: float | None = None) -> None:
@@ -284,6 +298,9 @@ class Metalloid(Cluster):
 
     def settle_seconds(self) -> float:
         return 30 + 10 * self.interval
+
+    def heartbeat(self) -> wire.Match:
+        return wire.udp_to(MembershipSettings().port)  # one datagram to each peer, each interval
 
     def breakdown(self, node: str, dead: str, since: float) -> tuple[float | None, float | None]:
         """(failure -> `node` logged `dead` dead, that IP's layer2.failover seconds), from `node`'s log.
@@ -375,9 +392,10 @@ def wait_until(check: Callable[[], bool], timeout: float, pause: float = 0.1) ->
     return False
 
 
-def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float,
-          delay: float = 0.0) -> tuple[float, float, list[Sample]]:
-    """Probe every 10 ms; after 0.5 s of steady answers and `delay` seconds more `act()`; stop once
+def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float, delay: float = 0.0,
+          beat: Callable[[], float | None] | None = None) -> tuple[float, float, list[Sample]]:
+    """Probe every 10 ms; after 0.5 s of steady answers `act()` `delay` seconds after the owner's
+    next heartbeat (`beat()`: when it went out) or, without `beat`, `delay` seconds later; stop once
     another node has answered 50 times in a row (0.5 s) or after `cap` seconds."""
     proc = subprocess.Popen(
         ["ip", "netns", "exec", lab.host("client").netns, sys.executable, "-m", "supervisor.lab.probe",
@@ -398,7 +416,11 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float,
             if acted is None:
                 streak = streak + 1 if sample.served_by == owner else 0
                 if streak >= 50:
-                    time.sleep(delay)  # the probe's lines wait in the pipe, with their own times
+                    # The probe's lines wait in the pipe, with their own times.
+                    sent = beat() if beat is not None else time.monotonic()
+                    if sent is None:
+                        raise RuntimeError(f"{owner} sent no heartbeat (or advertisement) on its interface")
+                    time.sleep(max(0.0, sent + delay - time.monotonic()))
                     acted, acted_wall = time.monotonic(), time.time()
                     act()
                     streak = 0
@@ -454,9 +476,13 @@ def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
     the bench's own steps after it take about the same time in every trial, so
     without a spread the failure fell at nearly the same point of its advert
     cycle every time: keepalived's 1 s death outage was 2.43-2.53 s in every
-    trial of one run and its p50 3.04 s in another, while metalloid's heartbeat
-    schedule is not tied to the restore. `main` spreads the trials' phases
-    evenly over the interval, the same for both daemons.
+    trial of one run and its p50 3.04 s in another. With the phase counted from
+    the steady state instead, metalloid's (whose heartbeat schedule is not tied
+    to the restore) was random: a 30-trial run's medians tied at 269.8 against
+    270.1 ms while the deadlines differ by ~9 ms. So the phase is counted from
+    the owner's next heartbeat (advert) as its own interface sends it
+    (`supervisor.lab.wire`), and `main` spreads the trials' phases evenly over
+    the interval, the same for both daemons.
     """
     owner = cluster.expected_owner
     if not wait_until(cluster.steady, cluster.settle_seconds(), pause=0.2):
@@ -470,13 +496,22 @@ def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
             raise RuntimeError(f"{cluster.name}: no steady state ({owner} serving, all up) "
                                f"after {cluster.settle_seconds():.0f} s")
     interval = cluster.advert_int if isinstance(cluster, Keepalived) else cast(Metalloid, cluster).interval
+    beats: list[float | None] = []
+
+    def beat() -> float | None:
+        beats.append(cluster.beat(owner, timeout=3 * interval))
+        return beats[-1]
+
     acted, acted_wall, samples = probe(cluster.lab, lambda: fail(cluster, owner, scenario), owner, cap=5 + 8 * interval,
-                                       delay=phase * interval)
+                                       delay=phase * interval, beat=beat)
+    since_beat = acted - beats[0] if beats and beats[0] is not None else None
     after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
     gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
     if os.environ.get("FAILOVER_DEBUG"):
-        print(cluster.name, scenario, [(round(g.start - acted, 3), round(g.seconds, 3), g.before, g.after)
-                                       for g in outages(samples)], file=sys.stderr)
+        after_beat = f"failed {since_beat:.4f} s after a heartbeat" if since_beat is not None else ""
+        print(cluster.name, scenario, after_beat,
+              [(round(g.start - acted, 3), round(g.seconds, 3), g.before, g.after) for g in outages(samples)],
+              file=sys.stderr)
     if scenario == "linkdown":
         # Wait until metalloid on the cut-off node noticed, so that restoring
         # the cable is a real "link comes back" (re-announced), not a blip.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
+from supervisor.lab import wire
 from supervisor.lab.netns import Lab, list_netns
 
 pytestmark = pytest.mark.lab
@@ -38,3 +40,19 @@ def test_cut_cable_stops_traffic_and_restoring_it_resumes() -> None:
         assert lab.run("client", "ping", "-c1", "-W1", target, check=False).returncode != 0
         lab.link("n1", up=True)
         assert lab.run("client", "ping", "-c1", "-W2", target, check=False).returncode == 0
+
+
+def test_wire_sees_when_a_host_sends_not_what_it_receives() -> None:
+    # bench/failover.py fails each daemon at the same points of its heartbeat cycle from this.
+    prefix = f"mlt{os.getpid() % 10000}d"
+    sender = "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n" \
+             "while True:\n    s.sendto(b'beat', (sys.argv[1], int(sys.argv[2])))\n    time.sleep(0.05)\n"
+    with Lab(prefix=prefix, hosts=["n1", "client"], host_index={"client": 100}) as lab:
+        lab.spawn("n1", sys.executable, "-c", sender, lab.host("client").ip, "7946")
+        lab.spawn("client", sys.executable, "-c", sender, lab.host("n1").ip, "9999")
+        before = time.monotonic()
+        sent = wire.next_sent(lab, "n1", wire.udp_to(7946), timeout=2.0)
+        assert sent is not None and before <= sent <= time.monotonic()
+        # n1 receives datagrams to port 9999 all the time, and sends no VRRP.
+        assert wire.next_sent(lab, "n1", wire.udp_to(9999), timeout=0.3) is None
+        assert wire.next_sent(lab, "n1", wire.ip_protocol(wire.VRRP_PROTOCOL), timeout=0.3) is None
