@@ -120,6 +120,7 @@ class Cluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.cable = wire.Cable(lab)
         # Process groups of stopped daemons, until every member is reaped.
         self.gone: dict[str, int] = {}
 
@@ -441,7 +442,7 @@ def probe(lab: Lab, act: Callable[[], None], owner: str, cap: float, delay: floa
 
 def fail(cluster: Cluster, owner: str, scenario: str) -> None:
     if scenario in ("death", "linkdown"):
-        cluster.lab.link(owner, up=False)
+        cluster.cable.set(owner, up=False)  # at once: `trial`'s phase is the moment of the cut
     if scenario in ("death", "crash"):
         cluster.stop(owner, signal.SIGKILL)
     elif scenario == "sigterm":
@@ -638,6 +639,7 @@ def main() -> int:
                     print(json.dumps(row), flush=True)
             finally:
                 cluster.stop_all()
+                cluster.cable.close()
                 for node in NODES:
                     lab.link(node, up=True)
                 lab.flush_neighbours("client")

@@ -42,7 +42,7 @@ def test_cut_cable_stops_traffic_and_restoring_it_resumes() -> None:
         assert lab.run("client", "ping", "-c1", "-W2", target, check=False).returncode == 0
 
 
-def test_wire_sees_when_a_host_sends_not_what_it_receives() -> None:
+def test_wire_sees_when_a_host_sends_and_cuts_its_cable() -> None:
     # bench/failover.py fails each daemon at the same points of its heartbeat cycle from this.
     prefix = f"mlt{os.getpid() % 10000}d"
     sender = "import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n" \
@@ -56,3 +56,11 @@ def test_wire_sees_when_a_host_sends_not_what_it_receives() -> None:
         # n1 receives datagrams to port 9999 all the time, and sends no VRRP.
         assert wire.next_sent(lab, "n1", wire.udp_to(9999), timeout=0.3) is None
         assert wire.next_sent(lab, "n1", wire.ip_protocol(wire.VRRP_PROTOCOL), timeout=0.3) is None
+        cable = wire.Cable(lab)
+        try:
+            cable.set("n1", up=False)
+            assert lab.run("client", "ping", "-c1", "-W1", lab.host("n1").ip, check=False).returncode != 0
+            cable.set("n1", up=True)
+            assert lab.run("client", "ping", "-c1", "-W2", lab.host("n1").ip, check=False).returncode == 0
+        finally:
+            cable.close()

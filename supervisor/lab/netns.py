@@ -175,10 +175,13 @@ class Lab:
         """The processes this lab started that are still alive."""
         return [p for p in self._procs if p.poll() is None]
 
+    def bridge_port(self, host: str) -> str:
+        """The name of `host`'s port on the bridge (in `bridge_ns`): the far end of its cable."""
+        return f"p{self._hosts[host].index}"
+
     def link(self, host: str, up: bool) -> None:
         """Cut or restore a host's cable (its bridge port), as unplugging would."""
-        peer = f"p{self._hosts[host].index}"
-        self._ns(self.bridge_ns, "ip", "link", "set", peer, "up" if up else "down")
+        self._ns(self.bridge_ns, "ip", "link", "set", self.bridge_port(host), "up" if up else "down")
 
     def mac(self, host: str) -> str:
         out = self.run(host, "cat", "/sys/class/net/eth0/address").stdout.strip()

@@ -11,13 +11,14 @@ difference being measured at a 0.1 s interval (BENCHMARKS.md, failover).
 thread of its own enters it: the bench stays where it is) and returns the
 monotonic time at which the host next sent an IPv4 packet that `match`
 accepts. A socket only sees packets from its creation on, so nothing queued
-from before counts.
+from before counts. `Cable` cuts a host's cable at the moment asked for.
 
     sent = next_sent(lab, "n1", udp_to(7946), timeout=1.0)
 """
 
 from __future__ import annotations
 
+import fcntl
 import socket
 import struct
 import threading
@@ -30,6 +31,7 @@ ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
 VRRP_PROTOCOL = 112
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 Match = Callable[[bytes], bool]
 
@@ -49,17 +51,15 @@ def ip_protocol(number: int) -> Match:
     return lambda packet: packet[9] == number
 
 
-def _open_in(netns: str, device: str) -> socket.socket:
+def _socket_in(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
+    """`make()` run in a thread inside `netns`: the socket stays in that namespace, this process does not move."""
     opened: list[socket.socket] = []
     failed: list[BaseException] = []
 
     def work() -> None:
         try:
-            enter_netns(netns)  # this thread only; the socket stays in that namespace
-            # ETH_P_ALL: a socket bound to one protocol is not shown what the host sends.
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-            sock.bind((device, ETH_P_ALL))
-            opened.append(sock)
+            enter_netns(netns)  # this thread only
+            opened.append(make())
         except BaseException as exc:
             failed.append(exc)
 
@@ -71,9 +71,16 @@ def _open_in(netns: str, device: str) -> socket.socket:
     return opened[0]
 
 
+def _packet_socket(device: str) -> socket.socket:
+    # ETH_P_ALL: a socket bound to one protocol is not shown what the host sends.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    sock.bind((device, ETH_P_ALL))
+    return sock
+
+
 def next_sent(lab: Lab, host: str, match: Match, timeout: float, device: str = "eth0") -> float | None:
     """The monotonic time `host` next sent a packet `match` accepts on `device`; None after `timeout`."""
-    sock = _open_in(lab.host(host).netns, device)
+    sock = _socket_in(lab.host(host).netns, lambda: _packet_socket(device))
     try:
         until = time.monotonic() + timeout
         while (left := until - time.monotonic()) > 0:
@@ -89,3 +96,28 @@ def next_sent(lab: Lab, host: str, match: Match, timeout: float, device: str = "
         return None
     finally:
         sock.close()
+
+
+class Cable:
+    """Cuts and restores hosts' cables from this process, in microseconds.
+
+    `Lab.link` starts `ip` (a few ms, varying), so a failure meant for a point
+    of the heartbeat cycle happened a little later, and near the end of the
+    cycle after the next heartbeat: one trial in 20 of a run measured a whole
+    interval more than it should. This flips the bridge port's IFF_UP with an
+    ioctl on a socket opened in the bridge's namespace.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self._lab = lab
+        self._sock = _socket_in(lab.bridge_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+
+    def set(self, host: str, *, up: bool) -> None:
+        name = self._lab.bridge_port(host).encode()
+        request = struct.pack("16sH", name, 0)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(self._sock, SIOCGIFFLAGS, request))[1]
+        flags = flags | IFF_UP if up else flags & ~IFF_UP
+        fcntl.ioctl(self._sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags))
+
+    def close(self) -> None:
+        self._sock.close()
