@@ -508,11 +508,6 @@ def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
     since_beat = acted - beats[0] if beats and beats[0] is not None else None
     after = next((s for s in samples if s.at >= acted and s.served_by not in (None, owner)), None)
     gaps = [o for o in outages([s for s in samples if s.at >= acted - 0.05]) if o.before == owner]
-    if os.environ.get("FAILOVER_DEBUG"):
-        after_beat = f"failed {since_beat:.4f} s after a heartbeat" if since_beat is not None else ""
-        print(cluster.name, scenario, after_beat,
-              [(round(g.start - acted, 3), round(g.seconds, 3), g.before, g.after) for g in outages(samples)],
-              file=sys.stderr)
     if scenario == "linkdown":
         # Wait until metalloid on the cut-off node noticed, so that restoring
         # the cable is a real "link comes back" (re-announced), not a blip.
@@ -521,6 +516,12 @@ def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
     detect = react = None
     if isinstance(cluster, Metalloid) and after is not None and after.served_by is not None:
         detect, react = cluster.breakdown(after.served_by, owner, acted_wall)
+    if os.environ.get("FAILOVER_DEBUG"):
+        figures = {"failed after a heartbeat": since_beat, "switch": after.at - acted if after else None,
+                   "detect": detect, "react": react}  # fmt: skip
+        print(cluster.name, scenario, {k: round(v, 4) for k, v in figures.items() if v is not None},
+              [(round(g.start - acted, 3), round(g.seconds, 3), g.before, g.after) for g in outages(samples)],
+              file=sys.stderr)
     return Trial(
         outage=max((g.seconds for g in gaps), default=0.0) if after else None,
         switch=(after.at - acted) if after else None,
