@@ -1,4 +1,4 @@
-"""Runtime figures of `metalloid run`: start→ready, kill -9→healed, memory (PSS), reload.
+"""Runtime figures of `metalloid run`: start→ready, kill -9→healed, memory (PSS), reload, stop.
 
     .venv/bin/python bench/runtime.py [--mode lab|loopback] [--services 1000] [--kills 5] [--memory-only]
 
@@ -214,6 +214,12 @@ def measure(args: argparse.Namespace, lab: Lab | None) -> int:
                 reloads.append(time.monotonic() - t0)
             if reloads:
                 print(f"reload (SIGHUP → new service in /status, {args.services} services): {ms(reloads)}")
+            if lab is not None:
+                # The node announces every Service (memory() waited): the stop withdraws them all.
+                announced = len(get_json(f"{run.url}/status", timeout=5)["announcements"])
+                t0 = time.monotonic()
+                run.stop()
+                print(f"stop (SIGTERM → exited, {announced} IPs announced): {(time.monotonic() - t0) * 1000:.0f} ms")
         finally:
             run.stop()
             if args.keep_log is not None:

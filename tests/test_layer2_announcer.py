@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -85,6 +86,7 @@ class FakeResponder:
         self.responses: dict[bytes, int] = {}
         self.duplicates: collections.deque[Duplicate] = collections.deque()
         self.running = False
+        self.published: list[int] = []  # the size of each set_owned
 
     def open(self, name: str, index: int, mac: bytes) -> None:
         self.ports[name] = FakePort(name, index, mac)
@@ -94,6 +96,7 @@ class FakeResponder:
 
     def set_owned(self, owned4: Mapping[bytes, frozenset[str]], owned6: Mapping[bytes, frozenset[str]]) -> None:
         self.owned4, self.owned6 = dict(owned4), dict(owned6)
+        self.published.append(len(owned4) + len(owned6))
 
     def set_watched(self, watched4: Mapping[bytes, frozenset[str]], watched6: Mapping[bytes, frozenset[str]]) -> None:
         self.watched4, self.watched6 = dict(watched4), dict(watched6)
@@ -265,6 +268,29 @@ def test_losing_withdraws_answers_and_the_metric() -> None:
     assert responder.owned4 == {}
     assert host.announced() == set()
     assert a.status()["announcements"] == []
+
+
+def test_many_ips_lost_or_stopped_at_once_are_withdrawn_in_one_publish() -> None:
+    # Each publish is a whole set_owned (and a kernel map sync): one per IP made a stop O(n^2).
+    owner = NODES[0]
+    ips = [f"10.0.10.{last}" for last in range(10, 40)]
+    services = [Assignment(service=ServiceKey(namespace="default", name=f"s{last}"), ips=(ip(text),),
+                           pool="first-pool") for last, text in enumerate(ips)]  # fmt: skip
+    cfg = dataclasses.replace(config(bind_local=True), services=tuple(
+        Service(namespace="default", name=s.service.name, ip_families=(4,)) for s in services))  # fmt: skip
+    for ending in ("lost", "stopped"):
+        a, host, responder, binder = announcer(owner)
+        a.start()
+        a.update(view(owner, cfg, *services, members=(owner,)))
+        assert len(responder.owned4) == len(ips) and len(host.announced()) == len(ips)
+        responder.published.clear()
+        if ending == "lost":
+            a.update(view(owner, cfg, *services, members=(NODES[1],)))
+        else:
+            a.stop(handover=False)
+        assert responder.published[0] == 0, ending  # the first publish already drops every one of them
+        assert len(responder.published) <= 2, ending
+        assert host.announced() == set() and binder.bound == set(), ending
 
 
 def test_a_loser_never_answers() -> None:

@@ -213,8 +213,7 @@ class Layer2Announcer:
         self._host.log.info("layer2.rejoin joined=%s reassert=%d", ",".join(sorted(joined)), len(self._owned))
 
     def stop(self, *, handover: bool) -> None:
-        for ip in list(self._owned):
-            self._withdraw(ip)
+        self._withdraw(list(self._owned))
         self._responder.stop()
         if self._watcher is not None:
             self._watcher.stop()
@@ -278,8 +277,7 @@ class Layer2Announcer:
         self._conflicts = conflicts.retain(self._conflicts, ownership.keys(candidates))
         wanted = ownership.without(candidates, self._conflicts.yielded)
         # Withdraw first so the responder never holds an IP that is gone.
-        for ip in ownership.withdrawn(self._owned, wanted):
-            self._withdraw(ip)
+        self._withdraw(ownership.withdrawn(self._owned, wanted))
         self._takeovers = takeover.forget(self._takeovers, wanted=wanted, now=now, window=self._timer.duration)
         self._publish(ownership.answering(wanted))
         for change in ownership.changes(self._owned, wanted):
@@ -303,16 +301,21 @@ class Layer2Announcer:
         self._responder.set_owned(*ownership.packed(owned))
         self._responder.set_watched(*ownership.packed(ownership.by_ip(self._conflicts.yielded)))
 
-    def _withdraw(self, ip: IPAddress) -> None:
-        held = self._owned.pop(ip)
+    def _withdraw(self, ips: list[IPAddress]) -> None:
+        if not ips:
+            return
+        gone = [(ip, self._owned.pop(ip)) for ip in ips]
+        # One publish for all of them: each is a whole set_owned (and a kernel
+        # map sync), so one per IP made a stop of 1,000 IPs O(n^2).
         self._publish(ownership.answering(self._owned))
-        for ifname in held.interfaces:
-            self._timer.cancel((ip, ifname))
-        self._takeovers.pop(ip, None)
-        for service in held.ownership.services:
-            self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
-            self._host.log.info("layer2.withdraw service=%s ip=%s", service, ip)
-        self._bind(ip, False)
+        for ip, held in gone:
+            for ifname in held.interfaces:
+                self._timer.cancel((ip, ifname))
+            self._takeovers.pop(ip, None)
+            for service in held.ownership.services:
+                self._host.remove(ANNOUNCED, self._announced_labels(str(service), ip))
+                self._host.log.info("layer2.withdraw service=%s ip=%s", service, ip)
+            self._bind(ip, False)
 
     def _announced_labels(self, service: str, ip: IPAddress) -> dict[str, str]:
         return {"service": service, "protocol": PROTOCOL, "node": self._host.node_name, "ip": str(ip)}
