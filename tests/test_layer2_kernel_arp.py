@@ -284,6 +284,11 @@ def test_a_full_map_leaves_the_rest_to_the_responder(rig: Rig) -> None:
         many = {ipaddress.ip_address(f"10.0.11.{i}").packed: frozenset({"eth0"}) for i in range(1, 5)}
         rig.ns.run(lambda: small.sync(many, {}, {"eth0": rig.index}, {OURS}))
         assert small.entries == 2
+        placed = {key[:4] for key, _ in small._map.items()}
+        # Two withdrawn make room: the two the map refused go in, no other change needed.
+        left = {ip: names for ip, names in many.items() if ip not in placed}
+        rig.ns.run(lambda: small.sync(left, {}, {"eth0": rig.index}, {OURS}))
+        assert {key[:4] for key, _ in small._map.items()} == set(left) and small.entries == 2
     finally:
         small.close()
     assert rig.kernel_answer(request(OWNED)) is not None  # the rig's own program is untouched

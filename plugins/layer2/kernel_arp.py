@@ -26,8 +26,8 @@ What the program never does is answer for an IP not in the map: an IP is
 deleted from it before `Responder.set_owned` returns, and the tcx link dies
 with the process (see `supervisor.api.ebpf`), so a killed speaker stops
 answering at once. Anything the map cannot hold (full) stays with the
-responder, which answers every owned IP itself: the map only moves where the
-answer is made, never what is answered. IPv6 Neighbor Solicitations stay in
+responder, which answers every owned IP itself, until removals make room: the
+map only moves where the answer is made, never what is answered. IPv6 Neighbor Solicitations stay in
 user space (an NA needs an ICMPv6 checksum).
 
 Counters: the program counts per entry; `refresh_counts` folds the growth
@@ -208,6 +208,8 @@ class KernelArp:
         self._ports: dict[str, tuple[int, bytes]] = {}
         self._our_macs: frozenset[bytes] = frozenset()
         self._seen: dict[bytes, bytes] = {}  # key -> the counters last folded (raw)
+        # Wanted entries the full map refused: placed as soon as removals make room.
+        self._unplaced: dict[bytes, _Entry] = {}
         self._next_counts = 0.0
         self._full_logged = False
         # Per packed IP, everything the program counted for it (written here only).
@@ -276,21 +278,34 @@ class KernelArp:
             self._map.delete(key)
             del self._entries[key]
             self._seen.pop(key, None)
+        for key in [key for key in self._unplaced if key[:4] in changed and key not in wanted]:
+            del self._unplaced[key]
         for key, entry in wanted.items():
-            if self._entries.get(key) == entry:
-                continue
-            # A changed entry keeps its counts; the map holds exactly `_entries`, so a new key needs no lookup.
-            current = self._map.lookup(key) if key in self._entries else None
-            requests, responses = VALUE.unpack(current)[:2] if current else (0, 0)
-            try:
-                self._map.update(key, VALUE.pack(requests, responses, entry.mac, entry.answer))
-            except OSError as exc:
-                if not self._full_logged:
-                    log.warning("layer2.kernel_arp.map_full entries=%d error=%s (the responder answers the rest)",
-                                len(self._entries), exc)  # fmt: skip
-                    self._full_logged = True
-                continue
-            self._entries[key] = entry
+            if self._entries.get(key) != entry:
+                self._place(key, entry)
+        if stale and self._unplaced:
+            # The removals made room: what a full map refused earlier goes in now.
+            for key, entry in list(self._unplaced.items()):
+                if not self._place(key, entry):
+                    break
+
+    def _place(self, key: bytes, entry: _Entry) -> bool:
+        """Put one entry in the map; False (and kept in `_unplaced`) when the map is full."""
+        # A changed entry keeps its counts; the map holds exactly `_entries`, so a new key needs no lookup.
+        current = self._map.lookup(key) if key in self._entries else None
+        requests, responses = VALUE.unpack(current)[:2] if current else (0, 0)
+        try:
+            self._map.update(key, VALUE.pack(requests, responses, entry.mac, entry.answer))
+        except OSError as exc:
+            if not self._full_logged:
+                log.warning("layer2.kernel_arp.map_full entries=%d error=%s (the responder answers the rest)",
+                            len(self._entries), exc)  # fmt: skip
+                self._full_logged = True
+            self._unplaced[key] = entry
+            return False
+        self._entries[key] = entry
+        self._unplaced.pop(key, None)
+        return True
 
     def _sync_macs(self, ours: frozenset[bytes]) -> None:
         for mac in self._our_macs - ours:
@@ -338,6 +353,7 @@ class KernelArp:
         self._lease.close()
         self._entries.clear()
         self._seen.clear()
+        self._unplaced.clear()
 
 
 def for_responder(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
