@@ -352,7 +352,8 @@ class Layer2Announcer:
         if sent:
             self._host.counter(GRATUITOUS, DOCS[GRATUITOUS], {"ip": str(ip)}, sent)
             taken = self._takeovers.pop(ip, None)
-            seconds = takeover.seconds(taken, now=now, window=self._timer.duration) if taken else None
+            # Timed at the send, not at this turn's start: a takeover binds the IP first (sysctls, netlink).
+            seconds = takeover.seconds(taken, now=self._clock(), window=self._timer.duration) if taken else None
             if seconds is not None:
                 self._host.observe(FAILOVER, DOCS[FAILOVER], {}, seconds)
                 self._host.log.info("layer2.failover ip=%s seconds=%.3f", ip, seconds)

@@ -18,7 +18,7 @@ lost datagram is not mistaken for jitter). It decays with a half-life, so a
 burst of load an hour ago does not slow detection now, while a peer that is
 late again and again keeps a long deadline (the soak in BENCHMARKS.md).
 
-Why this is safe with a margin of only 10-20 ms on an idle network: a false
+Why this is safe with a margin of only 5-15 ms on an idle network: a false
 death needs the next heartbeat to be later than `allowed` after the last
 one. Without loss that is a lateness *increase* of (misses - 1) intervals
 plus the margin (200+ ms at the 0.1 s default); only two lost datagrams in a
@@ -48,8 +48,11 @@ from dataclasses import dataclass
 
 # Silent intervals before the margin: VRRP's 3 (RFC 9568 Master_Down_Interval).
 MISSES = 3
-# The smallest margin: timer and scheduling granularity of an idle host.
-FLOOR_SECONDS = 0.01
+# The smallest margin: timer and scheduling granularity of an idle host (its
+# heartbeats' lateness, which the learnt part adds twice, is ~0.5 ms on an
+# idle VM). VRRP's first backup (priority 254) waits 2/256 of an interval,
+# 0.8 ms at 0.1 s; 10 ms until issue 16's sixth round.
+FLOOR_SECONDS = 0.005
 # A lateness spike counts half as much after this long.
 HALF_LIFE_SECONDS = 30.0
 # The margin never exceeds this many intervals: the longest deadline is 7
