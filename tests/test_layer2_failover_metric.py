@@ -74,6 +74,31 @@ def test_taking_over_from_a_dead_owner_is_timed_to_the_first_gratuitous_frame() 
     assert len(failovers(host)) == 1, "only the first frame of the burst counts"
 
 
+def test_the_time_taken_to_bind_the_ip_before_the_frame_counts() -> None:
+    # bindLocal: the IP is bound (sysctls, netlink) before the frame goes out; the metric ends at the frame.
+    owner, second = ranking()[:2]
+    clock = Clock()
+
+    class SlowBinder(FakeBinder):
+        def bind(self, address: object) -> None:
+            clock.now += 0.004
+            super().bind(address)
+
+    host, responder = RecordingHost(node=second), FakeResponder()
+    a = Layer2Announcer(
+        host, responder=responder, binder=SlowBinder(), watch_links=False,  # type: ignore[arg-type]
+        list_links=lambda: (ETH0,), exclude=(), clock=clock,
+    )  # fmt: skip
+    a.start()
+    bind_local = config(bind_local=True)
+    a.update(dataclasses.replace(view(second, bind_local, web(IP), members=NODES), members_changed_at=None))
+    clock.now = CHANGED_AT + 0.002
+    a.update(dataclasses.replace(view(second, bind_local, web(IP), members=everyone_but(owner)),
+                                 members_changed_at=CHANGED_AT))  # fmt: skip
+    assert responder.sent
+    assert failovers(host) == [pytest.approx(0.006)]
+
+
 def everyone_but(node: str) -> tuple[str, ...]:
     return tuple(n for n in NODES if n != node)
 
