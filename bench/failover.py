@@ -480,7 +480,7 @@ def trial(cluster: Cluster, scenario: str, phase: float = 0.0) -> Trial:
     trial of one run and its p50 3.04 s in another. With the phase counted from
     the steady state instead, metalloid's (whose heartbeat schedule is not tied
     to the restore) was random: a 30-trial run's medians tied at 269.8 against
-    270.1 ms while the deadlines differ by ~9 ms. So the phase is counted from
+    270.1 ms while the deadlines differ by 15 ms (311 against 326). So the phase is counted from
     the owner's next heartbeat (advert) as its own interface sends it
     (`supervisor.lab.wire`), and `main` spreads the trials' phases evenly over
     the interval, the same for both daemons.
