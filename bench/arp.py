@@ -9,6 +9,7 @@ thread alone), and from the client ns:
 1. latency: one ARP request at a time over a packet socket, alternating the
    node's own address 10.99.0.2 (answered by the kernel) and 10.99.0.10
    (answered by metalloid), p50/p99 of the round trip for each, same run;
+   then the same with Neighbor Solicitations for fd00:99::2 and fd00:99::10;
 2. throughput: a paced request flood for 10.99.0.10 at fixed rates; counts what
    metalloid saw and answered (its own counters), what reached the client
    (interface rx counter) and the responder process's CPU use.
@@ -34,10 +35,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plugins.layer2.kernel_arp import COUNTS_SECONDS, ENV
-from tests.layer2_lab import CLIENT_V4, NODE_V4, Lab, sh
+from tests.layer2_lab import CLIENT_V4, CLIENT_V6, NODE_V4, NODE_V6, Lab, sh
 from tests.runtime_helpers import cpu_seconds
 
 VIP = "10.99.0.10"
+VIP6 = "fd00:99::10"
 
 LATENCY = r"""
 import json, select, socket, struct, sys, time
@@ -63,6 +65,37 @@ for i in range(samples + 200):
                 break
             reply = s.recv(128)
             if reply[20:22] == b"\x00\x02" and reply[28:32] == packed[ip]:
+                if i >= 200:
+                    out[ip].append(time.perf_counter_ns() - start)
+                break
+print(json.dumps({"rtt_ns": out, "lost": lost}))
+"""
+
+# The same for IPv6: a Neighbor Solicitation (with the source link-layer
+# option, as hosts send them) for the node's own address and for metalloid's.
+LATENCY6 = r"""
+import json, select, socket, sys, time
+from plugins.layer2 import frames
+samples, client_ip, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+s.bind(("eth0", 0x86DD))
+mac = s.getsockname()[4]
+packed = {ip: socket.inet_pton(socket.AF_INET6, ip) for ip in targets}
+solicitations = {ip: frames.build_ns(eth_src=mac, src_ip=socket.inet_pton(socket.AF_INET6, client_ip),
+                                     target=packed[ip]) for ip in targets}
+poller = select.poll(); poller.register(s, select.POLLIN)
+out = {ip: [] for ip in targets}
+lost = {ip: 0 for ip in targets}
+for i in range(samples + 200):
+    for ip in targets:
+        start = time.perf_counter_ns()
+        s.send(solicitations[ip])
+        while True:
+            if not poller.poll(100):
+                lost[ip] += 1
+                break
+            reply = s.recv(256)
+            if len(reply) >= 78 and reply[54] == 136 and reply[62:78] == packed[ip]:
                 if i >= 200:
                     out[ip].append(time.perf_counter_ns() - start)
                 break
@@ -149,7 +182,7 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
     in_kernel = ready["arp_in_kernel"]
     where = f"in the kernel on {','.join(in_kernel['interfaces'])}" if in_kernel["interfaces"] else (
         f"in user space ({in_kernel['unavailable']})")  # fmt: skip
-    lab.announce("bench", VIP)
+    lab.announce("bench", VIP, VIP6)
     time.sleep(0.2)
     assert lab.harness is not None
     pid = lab.harness.pid
@@ -164,6 +197,15 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
     print(f"latency, {args.samples} requests each, alternating, one outstanding:")
     print(f"  kernel    ({NODE_V4}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V4]}")
     print(f"  metalloid ({VIP}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP]}")
+    print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
+    done = lab.client_python(LATENCY6, str(args.samples), CLIENT_V6, f"{NODE_V6},{VIP6}", timeout=300)
+    result = json.loads(done.stdout)
+    kernel, ours = result["rtt_ns"][NODE_V6], result["rtt_ns"][VIP6]
+    k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
+    m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
+    print(f"NDP latency, {args.samples} solicitations each, alternating, one outstanding:")
+    print(f"  kernel    ({NODE_V6}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V6]}")
+    print(f"  metalloid ({VIP6}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP6]}")
     print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
 
     time.sleep(0.3 + COUNTS_SECONDS)  # the latency run's counts reach the metrics before the floods' baseline

@@ -43,10 +43,10 @@ F_NO_PREALLOC = 1
 # tcx verdicts: NEXT hands the packet to the next program and then the stack.
 TCX_NEXT, TCX_PASS, TCX_DROP, TCX_REDIRECT = -1, 0, 2, 7
 # Helper function ids (enum bpf_func_id).
-FUNC_MAP_LOOKUP_ELEM, FUNC_KTIME_GET_NS, FUNC_REDIRECT = 1, 5, 23
+FUNC_MAP_LOOKUP_ELEM, FUNC_KTIME_GET_NS, FUNC_REDIRECT, FUNC_CSUM_DIFF = 1, 5, 23, 28
 
 # struct __sk_buff field offsets the programs here read.
-SKB_PKT_TYPE, SKB_PROTOCOL, SKB_VLAN_PRESENT, SKB_IFINDEX, SKB_DATA, SKB_DATA_END = 4, 16, 20, 40, 76, 80
+SKB_LEN, SKB_PKT_TYPE, SKB_PROTOCOL, SKB_VLAN_PRESENT, SKB_IFINDEX, SKB_DATA, SKB_DATA_END = 0, 4, 16, 20, 40, 76, 80
 
 _SYSCALL_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 _ATTR_SIZE = 144  # covers every command used here; the kernel checks the unused tail is zero
@@ -55,7 +55,9 @@ _ATTR_SIZE = 144  # covers every command used here; the kernel checks the unused
 LDX_W, LDX_H, LDX_B, LDX_DW = 0x61, 0x69, 0x71, 0x79
 STX_W, STX_H, STX_DW = 0x63, 0x6B, 0x7B
 ST_W, ST_H = 0x62, 0x6A
-MOV64_X, MOV64_K, ADD64_K = 0xBF, 0xB7, 0x07
+MOV64_X, MOV64_K, ADD64_K, ADD64_X = 0xBF, 0xB7, 0x07, 0x0F
+MOV32_X = 0xBC  # the low 32 bits, zero-extended
+AND64_K, OR64_X, XOR64_K, RSH64_K = 0x57, 0x4F, 0xA7, 0x77
 JA, JEQ_K, JNE_K, JGT_X, JEQ_X, JNE_X = 0x05, 0x15, 0x55, 0x2D, 0x1D, 0x5D
 # 32-bit compares: a loaded u32 against an immediate that would sign-extend in a 64-bit one.
 JEQ32_K, JNE32_K, JEQ32_X, JNE32_X = 0x16, 0x56, 0x1E, 0x5E
@@ -135,6 +137,9 @@ def assemble(body: Iterable[Item], maps: dict[str, int]) -> bytes:
 
 
 def _encode(code: int, dst: int, src: int, off: int, imm: int) -> bytes:
+    # An immediate is 32 bits; one given unsigned (a u32 compared by a 32-bit jump) is the same bits.
+    if 1 << 31 <= imm < 1 << 32:
+        imm -= 1 << 32
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 

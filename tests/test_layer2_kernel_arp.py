@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -47,6 +48,11 @@ WATCHED = ipaddress.ip_address("10.0.10.20").packed
 ELSEWHERE = ipaddress.ip_address("10.0.10.30").packed  # owned, on another interface only
 NOT_OWNED = ipaddress.ip_address("10.0.10.11").packed
 CLIENT_IP = ipaddress.ip_address("10.0.10.1").packed
+OWNED6 = ipaddress.ip_address("fd00:10::10").packed
+WATCHED6 = ipaddress.ip_address("fd00:10::20").packed
+ELSEWHERE6 = ipaddress.ip_address("fd00:10::30").packed
+NOT_OWNED6 = ipaddress.ip_address("fd00:10::11").packed
+CLIENT6 = ipaddress.ip_address("fd00:10::1").packed
 _TEST_RUN_MINIMUM = {b"\x08\x00": 14 + 20, b"\x86\xdd": 14 + 40}
 # Nothing renews the rig's lease on a tick: one that outlasts the module.
 RIG_LEASE = 3600.0
@@ -93,15 +99,20 @@ class Rig:
         self.responder._our_macs = frozenset({OURS, ALSO_OURS})
         owned = {OWNED: frozenset({"eth0"}), ALSO_OWNED: frozenset({"eth0"}), ELSEWHERE: frozenset({"eth1"})}
         watched = {WATCHED: frozenset({"eth0"})}
-        self.responder.set_owned(owned, {})
-        self.responder.set_watched(watched, {})
-        self.owned, self.watched = owned, watched
+        owned6 = {OWNED6: frozenset({"eth0"}), ELSEWHERE6: frozenset({"eth1"})}
+        watched6 = {WATCHED6: frozenset({"eth0"})}
+        self.responder.set_owned(owned, owned6)
+        self.responder.set_watched(watched, watched6)
+        self.owned, self.watched, self.owned6, self.watched6 = owned, watched, owned6, watched6
         self.sync(owned, watched)
 
-    def sync(self, owned: dict[bytes, frozenset[str]], watched: dict[bytes, frozenset[str]]) -> None:
+    def sync(self, owned: dict[bytes, frozenset[str]], watched: dict[bytes, frozenset[str]],
+             owned6: dict[bytes, frozenset[str]] | None = None) -> None:  # fmt: skip
         # eth1 has no link: its entries must not reach the map.
         indexes = {"eth0": self.index, "eth1": self.index + 100}
-        self.ns.run(lambda: self.kernel.sync(owned, watched, indexes, self.responder._our_macs))
+        v6 = self.owned6 if owned6 is None else owned6
+        self.ns.run(lambda: self.kernel.sync(owned, watched, indexes, self.responder._our_macs,
+                                             owned6=v6, watched6=self.watched6))  # fmt: skip
         self.kernel.renew(seconds=RIG_LEASE)
 
     def kernel_answer(self, frame: bytes) -> bytes | None:
@@ -116,6 +127,13 @@ class Rig:
 
     def user_answer(self, frame: bytes) -> bytes | None:
         """What the responder sends for `frame` on eth0, if its socket's filter lets it in."""
+        if frame[12:14] == b"\x86\xdd":
+            if bpf.run(bpf.NDP_FILTER, frame) == 0:
+                return None
+            port = responder_module.Port(name="eth0", index=self.index, mac=OURS, arp=None, ndp=None)  # type: ignore[arg-type]
+            advertisements, _ = self.responder._answer_ndp(port, [frame])
+            assert len(advertisements) <= 1
+            return advertisements[0] if advertisements else None
         if bpf.run(bpf.ARP_FILTER, frame) == 0:
             return None
         slot = frame[:64].ljust(64, b"\0")
@@ -172,6 +190,65 @@ def request(target: bytes, *, sender_ip: bytes = CLIENT_IP, sender_mac: bytes = 
                             target_mac=frames.ZERO_MAC, target_ip=target)  # fmt: skip
 
 
+def solicit(target: bytes, *, src_ip: bytes = CLIENT6, eth_src: bytes = CLIENT, eth_dst: bytes | None = None) -> bytes:
+    frame = frames.build_ns(eth_src=eth_src, src_ip=src_ip, target=target)
+    return frame if eth_dst is None else eth_dst + frame[6:]
+
+
+def with_byte(frame: bytes, at: int, value: int) -> bytes:
+    return frame[:at] + bytes([value]) + frame[at + 1 :]
+
+
+def test_a_solicitation_for_an_owned_ipv6_gets_the_responders_exact_advertisement(rig: Rig) -> None:
+    relayed = solicit(OWNED6)[:6] + bytes.fromhex("0200000000c2") + solicit(OWNED6)[12:]  # answered to the option's MAC
+    for frame in (solicit(OWNED6), solicit(OWNED6, eth_dst=rig.dev_mac), relayed,
+                  with_byte(solicit(OWNED6), 15, 0x12)):  # a flow label (not in the checksum)  # fmt: skip
+        expected = rig.user_answer(frame)
+        assert expected is not None
+        answered = rig.kernel_answer(frame)
+        assert answered == expected
+        parsed = frames.parse_ndp(answered)
+        assert parsed is not None and parsed.type == frames.NDP_NA and parsed.link_addr == OURS
+        assert parsed.eth_dst == CLIENT and parsed.dst_ip == CLIENT6 and parsed.target == OWNED6
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["not owned", "watched (yielded)", "owned on another interface", "from our own MAC", "bad checksum",
+     "an advertisement", "hop limit 254", "to another host's MAC"],
+)  # fmt: skip
+def test_what_the_responder_does_not_answer_in_ipv6_is_handed_on(rig: Rig, case: str) -> None:
+    frame = {
+        "not owned": solicit(NOT_OWNED6),
+        "watched (yielded)": solicit(WATCHED6),
+        "owned on another interface": solicit(ELSEWHERE6),
+        "from our own MAC": solicit(OWNED6, eth_src=OURS),
+        "bad checksum": with_byte(solicit(OWNED6), 57, solicit(OWNED6)[57] ^ 1),
+        "an advertisement": frames.unsolicited_na(CLIENT, OWNED6),  # a duplicate: the responder reports it
+        "hop limit 254": with_byte(solicit(OWNED6), 21, 254),
+        "to another host's MAC": solicit(OWNED6, eth_dst=bytes.fromhex("0200000000ee")),
+    }[case]
+    assert rig.kernel_answer(frame) is None
+    if rig.reaches_the_host(frame):
+        assert rig.user_answer(frame) is None
+
+
+@pytest.mark.parametrize("case", ["duplicate address detection (from ::)", "padded", "no source address option"])
+def test_solicitations_the_program_leaves_to_the_responder(rig: Rig, case: str) -> None:
+    # Answerable, but not by rewriting the frame in place (another destination, another length).
+    base = solicit(OWNED6)
+    message = b"\x87\x00\x00\x00" + base[58:78]  # the solicitation without its option
+    checksum = struct.pack("!H", frames.icmpv6_checksum(CLIENT6, base[38:54], message))
+    no_option = base[:18] + b"\x00\x18" + base[20:54] + message[:2] + checksum + message[4:]
+    frame = {
+        "duplicate address detection (from ::)": frames.ns_probe(CLIENT, OWNED6),
+        "padded": base + bytes(4),
+        "no source address option": no_option,
+    }[case]
+    assert rig.kernel_answer(frame) is None
+    assert rig.user_answer(frame) is not None
+
+
 def test_an_owned_ip_is_answered_with_the_responders_exact_reply(rig: Rig) -> None:
     for frame in (request(OWNED), request(ALSO_OWNED), frames.arp_probe(CLIENT, OWNED),
                   request(OWNED, eth_src=bytes.fromhex("0200000000c2")),  # relayed: the reply goes to the ARP sender
@@ -222,13 +299,26 @@ def test_a_withdrawn_ip_is_not_answered_once_sync_returns(rig: Rig) -> None:
         rig.sync(rig.owned, rig.watched)
 
 
+def test_a_withdrawn_ipv6_is_not_answered_once_sync_returns(rig: Rig) -> None:
+    assert rig.kernel_answer(solicit(OWNED6)) is not None
+    rig.sync(rig.owned, rig.watched, owned6={})
+    try:
+        assert rig.kernel_answer(solicit(OWNED6)) is None
+        assert rig.kernel_answer(request(OWNED)) is not None
+    finally:
+        rig.sync(rig.owned, rig.watched)
+    assert rig.kernel_answer(solicit(OWNED6)) is not None
+
+
 def test_nothing_is_answered_once_the_lease_lapses(rig: Rig) -> None:
     rig.kernel.renew(seconds=-1.0)
     try:
         assert rig.kernel_answer(request(OWNED)) is None
+        assert rig.kernel_answer(solicit(OWNED6)) is None
     finally:
         rig.kernel.renew(seconds=RIG_LEASE)
     assert rig.kernel_answer(request(OWNED)) is not None
+    assert rig.kernel_answer(solicit(OWNED6)) is not None
 
 
 def test_counts_are_per_ip_and_survive_the_entry_going_and_coming_back(rig: Rig) -> None:
@@ -245,6 +335,17 @@ def test_counts_are_per_ip_and_survive_the_entry_going_and_coming_back(rig: Rig)
     assert rig.kernel.requests[OWNED] - before_req == 8
     assert rig.kernel.responses[OWNED] - before_resp == 8
     assert NOT_OWNED not in rig.kernel.requests
+
+
+def test_ipv6_counts_are_per_ip_too(rig: Rig) -> None:
+    rig.kernel.refresh_counts(0.0, force=True)
+    before = rig.kernel.requests.get(OWNED6, 0), rig.kernel.responses.get(OWNED6, 0)
+    for _ in range(4):
+        assert rig.kernel_answer(solicit(OWNED6)) is not None
+    assert rig.kernel_answer(solicit(NOT_OWNED6)) is None
+    rig.kernel.refresh_counts(0.0, force=True)
+    assert (rig.kernel.requests[OWNED6] - before[0], rig.kernel.responses[OWNED6] - before[1]) == (4, 4)
+    assert NOT_OWNED6 not in rig.kernel.requests
 
 
 class NoTcx:
@@ -297,7 +398,9 @@ def test_a_full_map_leaves_the_rest_to_the_responder(rig: Rig) -> None:
 # -- fuzzing: any frame, the same decision as the responder ------------------
 
 VALID = [request(OWNED), request(NOT_OWNED), request(WATCHED), frames.arp_probe(CLIENT, OWNED),
-         request(OWNED, op=frames.ARP_REPLY), request(ALSO_OWNED, sender_ip=OWNED)]  # fmt: skip
+         request(OWNED, op=frames.ARP_REPLY), request(ALSO_OWNED, sender_ip=OWNED),
+         solicit(OWNED6), solicit(OWNED6), solicit(NOT_OWNED6), solicit(WATCHED6), frames.ns_probe(CLIENT, OWNED6),
+         frames.unsolicited_na(CLIENT, OWNED6)]  # fmt: skip
 
 
 @st.composite
@@ -333,9 +436,10 @@ def test_any_frame_gets_the_responders_decision(rig: Rig, frame: bytes) -> None:
     assert answered[: len(expected)] == expected
 
 
-def test_the_kernel_hands_on_only_what_the_responder_would_answer_the_same(rig: Rig) -> None:
+@pytest.mark.parametrize("family", ["arp", "ndp"])
+def test_the_kernel_hands_on_only_what_the_responder_would_answer_the_same(rig: Rig, family: str) -> None:
     """The other direction of the fuzz property, on every single-byte change of a request for an owned IP."""
-    base = request(OWNED)
+    base = request(OWNED) if family == "arp" else solicit(OWNED6)
     disagreements = []
     for at in range(len(base)):
         for value in (0x00, 0x01, 0xFF, base[at] ^ 0x80):
@@ -377,14 +481,15 @@ def arping(lab: Lab, ip: str) -> bool:
 
 
 def test_the_kernel_answers_while_the_announcer_is_stopped_until_the_lease_lapses(lab: Lab) -> None:
-    status = lab.announce("web", "10.99.0.10")
-    assert status["arp_in_kernel"]["interfaces"] == ["eth0"] and status["arp_in_kernel"]["entries"] == 1
+    status = lab.announce("web", "10.99.0.10", "fd00:99::10")
+    assert status["arp_in_kernel"]["interfaces"] == ["eth0"] and status["arp_in_kernel"]["entries"] == 2
     assert lab.harness is not None
     lab.command(op="kernel_lease", seconds=30, hold=True)  # long enough for arping to start
     os.kill(lab.harness.pid, signal.SIGSTOP)
     try:
         # Nobody in user space can answer: the reply is the kernel's.
         assert arping(lab, "10.99.0.10")
+        assert resolves6(lab, "fd00:99::10")
     finally:
         os.kill(lab.harness.pid, signal.SIGCONT)
     # Back to the short lease, renewed every tick; stopped again, it lapses.
@@ -394,11 +499,21 @@ def test_the_kernel_answers_while_the_announcer_is_stopped_until_the_lease_lapse
     try:
         time.sleep(LEASE_SECONDS + 0.1)
         assert not arping(lab, "10.99.0.10")
+        assert not resolves6(lab, "fd00:99::10")
     finally:
         os.kill(lab.harness.pid, signal.SIGCONT)
     assert arping(lab, "10.99.0.10")
+    assert resolves6(lab, "fd00:99::10")
     metrics = lab.status()["metrics"]
     assert metrics["metallb_layer2_requests_received{ip=10.99.0.10}"] >= 2
+    assert metrics["metallb_layer2_requests_received{ip=fd00:99::10}"] >= 2
+
+
+def resolves6(lab: Lab, ip: str) -> bool:
+    """Whether the client's kernel resolves `ip` (a Neighbor Solicitation) to the node's MAC."""
+    lab.in_client("ip", "-6", "neigh", "flush", "dev", "eth0")
+    lab.in_client("ping", "-6", "-c", "1", "-W", "1", ip)
+    return lab.neighbour(ip) == lab.node_mac()
 
 
 def test_off_in_the_environment_answers_from_user_space(lab: Lab) -> None:

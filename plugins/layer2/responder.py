@@ -246,7 +246,8 @@ class Responder:
     def _sync_kernel(self) -> None:
         if self._kernel is not None:
             indexes = {name: port.index for name, port in self._ports.items()}
-            self._kernel.sync(self._owned4, self._watched4, indexes, self._our_macs)
+            self._kernel.sync(self._owned4, self._watched4, indexes, self._our_macs,
+                              owned6=self._owned6, watched6=self._watched6)  # fmt: skip
             self._kernel.renew()
 
     def _publish(self, ports: dict[str, Port], *, retire: Port | None) -> None:
