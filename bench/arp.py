@@ -41,61 +41,42 @@ from tests.runtime_helpers import cpu_seconds
 VIP = "10.99.0.10"
 VIP6 = "fd00:99::10"
 
+# One request at a time, alternating the targets; `family` arp: ARP requests,
+# ndp: Neighbor Solicitations (with the source link-layer option, as hosts
+# send them). Round trips are timed until the matching reply.
 LATENCY = r"""
-import json, select, socket, struct, sys, time
-samples, client_ip, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-s.bind(("eth0", 0x0806))
-mac = s.getsockname()[4]
-def request(ip):
-    return (b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x800, 6, 4, 1) + mac
-            + socket.inet_aton(client_ip) + b"\x00" * 6 + socket.inet_aton(ip))
-frames = {ip: request(ip) for ip in targets}
-packed = {ip: socket.inet_aton(ip) for ip in targets}
-poller = select.poll(); poller.register(s, select.POLLIN)
-out = {ip: [] for ip in targets}
-lost = {ip: 0 for ip in targets}
-for i in range(samples + 200):
-    for ip in targets:
-        start = time.perf_counter_ns()
-        s.send(frames[ip])
-        while True:
-            if not poller.poll(100):
-                lost[ip] += 1
-                break
-            reply = s.recv(128)
-            if reply[20:22] == b"\x00\x02" and reply[28:32] == packed[ip]:
-                if i >= 200:
-                    out[ip].append(time.perf_counter_ns() - start)
-                break
-print(json.dumps({"rtt_ns": out, "lost": lost}))
-"""
-
-# The same for IPv6: a Neighbor Solicitation (with the source link-layer
-# option, as hosts send them) for the node's own address and for metalloid's.
-LATENCY6 = r"""
 import json, select, socket, sys, time
 from plugins.layer2 import frames
-samples, client_ip, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
-s.bind(("eth0", 0x86DD))
+samples, family, client_ip, targets = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+ethertype = 0x0806 if family == "arp" else 0x86DD
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+s.bind(("eth0", ethertype))
 mac = s.getsockname()[4]
-packed = {ip: socket.inet_pton(socket.AF_INET6, ip) for ip in targets}
-solicitations = {ip: frames.build_ns(eth_src=mac, src_ip=socket.inet_pton(socket.AF_INET6, client_ip),
-                                     target=packed[ip]) for ip in targets}
+af = socket.AF_INET if family == "arp" else socket.AF_INET6
+packed = {ip: socket.inet_pton(af, ip) for ip in targets}
+me = socket.inet_pton(af, client_ip)
+if family == "arp":
+    requests = {ip: frames.build_arp(op=frames.ARP_REQUEST, eth_src=mac, eth_dst=frames.BROADCAST_MAC, sender_mac=mac,
+                                     sender_ip=me, target_mac=frames.ZERO_MAC, target_ip=packed[ip]) for ip in targets}
+    def answers(reply, ip):
+        return reply[20:22] == b"\x00\x02" and reply[28:32] == packed[ip]
+else:
+    requests = {ip: frames.build_ns(eth_src=mac, src_ip=me, target=packed[ip]) for ip in targets}
+    def answers(reply, ip):
+        return len(reply) >= 78 and reply[54] == 136 and reply[62:78] == packed[ip]
 poller = select.poll(); poller.register(s, select.POLLIN)
 out = {ip: [] for ip in targets}
 lost = {ip: 0 for ip in targets}
 for i in range(samples + 200):
     for ip in targets:
         start = time.perf_counter_ns()
-        s.send(solicitations[ip])
+        s.send(requests[ip])
         while True:
             if not poller.poll(100):
                 lost[ip] += 1
                 break
             reply = s.recv(256)
-            if len(reply) >= 78 and reply[54] == 136 and reply[62:78] == packed[ip]:
+            if answers(reply, ip):
                 if i >= 200:
                     out[ip].append(time.perf_counter_ns() - start)
                 break
@@ -176,6 +157,20 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 1)[0]
 
 
+def latency(lab: Lab, samples: int, family: str, client: str, node: str, vip: str) -> None:
+    """Round trips to the node's own address (the kernel's answer) and to `vip` (metalloid's), alternating."""
+    done = lab.client_python(LATENCY, str(samples), family, client, f"{node},{vip}", timeout=300)
+    result = json.loads(done.stdout)
+    kernel, ours = result["rtt_ns"][node], result["rtt_ns"][vip]
+    k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
+    m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
+    what = "ARP requests" if family == "arp" else "Neighbor Solicitations"
+    print(f"{family.upper()} latency, {samples} {what} each, alternating, one outstanding:")
+    print(f"  kernel    ({node}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][node]}")
+    print(f"  metalloid ({vip}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][vip]}")
+    print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
+
+
 def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
     """One harness, ARP answered in the kernel (`on`) or by the responder thread only (`off`)."""
     ready = lab.start_harness(env={ENV: mode})
@@ -189,24 +184,8 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> None:
     print(f"== {ENV}={mode}: ARP for {VIP} answered {where}")
     print(f"responder RSS after start: {rss_mib(pid):.1f} MiB")
 
-    done = lab.client_python(LATENCY, str(args.samples), CLIENT_V4, f"{NODE_V4},{VIP}", timeout=300)
-    result = json.loads(done.stdout)
-    kernel, ours = result["rtt_ns"][NODE_V4], result["rtt_ns"][VIP]
-    k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
-    m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
-    print(f"latency, {args.samples} requests each, alternating, one outstanding:")
-    print(f"  kernel    ({NODE_V4}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V4]}")
-    print(f"  metalloid ({VIP}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP]}")
-    print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
-    done = lab.client_python(LATENCY6, str(args.samples), CLIENT_V6, f"{NODE_V6},{VIP6}", timeout=300)
-    result = json.loads(done.stdout)
-    kernel, ours = result["rtt_ns"][NODE_V6], result["rtt_ns"][VIP6]
-    k50, k99 = percentile(kernel, 0.5), percentile(kernel, 0.99)
-    m50, m99 = percentile(ours, 0.5), percentile(ours, 0.99)
-    print(f"NDP latency, {args.samples} solicitations each, alternating, one outstanding:")
-    print(f"  kernel    ({NODE_V6}): p50 {k50:7.1f} us  p99 {k99:7.1f} us  lost {result['lost'][NODE_V6]}")
-    print(f"  metalloid ({VIP6}): p50 {m50:7.1f} us  p99 {m99:7.1f} us  lost {result['lost'][VIP6]}")
-    print(f"  ratio p50 {m50 / k50:.2f}x  p99 {m99 / k99:.2f}x")
+    latency(lab, args.samples, "arp", CLIENT_V4, NODE_V4, VIP)
+    latency(lab, args.samples, "ndp", CLIENT_V6, NODE_V6, VIP6)
 
     time.sleep(0.3 + COUNTS_SECONDS)  # the latency run's counts reach the metrics before the floods' baseline
     print(f"throughput, paced floods of {args.seconds:g} s, flooder: {args.flooder}:")
