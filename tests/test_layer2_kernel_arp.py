@@ -15,15 +15,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import queue
 import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -34,11 +32,10 @@ from plugins.layer2 import responder as responder_module
 from plugins.layer2.kernel_arp import LEASE_SECONDS, KernelArp
 from plugins.layer2.responder import Responder
 from supervisor.api import ebpf
-from supervisor.lab.netns import enter_netns
+from supervisor.lab.netns import NamespaceThread
 from tests.layer2_lab import ROOT, Lab, running, sh
 
 pytestmark = pytest.mark.lab
-T = TypeVar("T")
 OURS = bytes.fromhex("0200000000a1")
 ALSO_OURS = bytes.fromhex("0200000000a2")  # another interface of this node
 CLIENT = bytes.fromhex("0200000000c1")
@@ -56,37 +53,6 @@ CLIENT6 = ipaddress.ip_address("fd00:10::1").packed
 _TEST_RUN_MINIMUM = {b"\x08\x00": 14 + 20, b"\x86\xdd": 14 + 40}
 # Nothing renews the rig's lease on a tick: one that outlasts the module.
 RIG_LEASE = 3600.0
-
-
-class NamespaceThread:
-    """A thread inside a network namespace of its own: ifindexes and tcx links are that namespace's."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        enter_netns(self.name)  # this thread only
-        while (item := self._calls.get()) is not None:
-            call, reply = item
-            try:
-                reply.put((True, call()))
-            except BaseException as exc:  # handed back to the caller's thread
-                reply.put((False, exc))
-
-    def run(self, call: Callable[[], T]) -> T:
-        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
-        self._calls.put((call, reply))
-        ok, value = reply.get(timeout=30)
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        self._calls.put(None)
-        self._thread.join(timeout=5)
 
 
 class Rig:

@@ -17,15 +17,19 @@ import ctypes
 import ipaddress
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 
@@ -266,3 +270,46 @@ def enter_netns(name: str) -> None:
             raise OSError(ctypes.get_errno(), f"setns {name}")
     finally:
         os.close(fd)
+
+
+class NamespaceThread:
+    """A thread inside network namespace `name` that runs the calls handed to it.
+
+    What a call makes belongs to that namespace (sockets, tcx links; its
+    ifindexes are the ones it sees) while the rest of the process stays where
+    it is. Exceptions, a failed setns(2) included, are raised in the caller.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=f"netns-{name}", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            enter_netns(self.name)  # this thread only
+            entered: OSError | None = None
+        except OSError as exc:
+            entered = exc
+        while (item := self._calls.get()) is not None:
+            call, reply = item
+            if entered is not None:
+                reply.put((False, entered))
+                continue
+            try:
+                reply.put((True, call()))
+            except BaseException as exc:  # handed back to the caller's thread
+                reply.put((False, exc))
+
+    def run(self, call: Callable[[], T]) -> T:
+        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
+        self._calls.put((call, reply))
+        ok, value = reply.get(timeout=30)
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._calls.put(None)
+        self._thread.join(timeout=5)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 
-from supervisor.lab.netns import Lab, enter_netns
+from supervisor.lab.netns import Lab, NamespaceThread
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -52,23 +51,12 @@ def ip_protocol(number: int) -> Match:
 
 
 def _socket_in(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
-    """`make()` run in a thread inside `netns`: the socket stays in that namespace, this process does not move."""
-    opened: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            enter_netns(netns)  # this thread only
-            opened.append(make())
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=work, name=f"wire-{netns}")
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return opened[0]
+    """`make()` run inside `netns`: the socket stays in that namespace, this process does not move."""
+    thread = NamespaceThread(netns)
+    try:
+        return thread.run(make)
+    finally:
+        thread.stop()
 
 
 def _packet_socket(device: str) -> socket.socket:
