@@ -21,10 +21,11 @@ system call each way. A batch is whatever is queued; nothing waits for more.
 Counters are plain dicts written only by this thread; the control side reads
 copies and turns them into metric deltas on its tick, because a queue or a
 lock per packet would cost more than the reply itself at 100k requests/s.
-Where the host can run it, IPv4 requests for owned IPs are answered before
-they reach these sockets, in the kernel (`kernel_arp`): the responder keeps
-its map equal to `owned` and answers whatever the map does not hold, so where
-an ARP reply is made changes, never what is answered.
+Where the host can run it, ARP requests and Neighbor Solicitations for owned
+IPs are answered before they reach these sockets, in the kernel
+(`kernel_arp`): the responder keeps its maps equal to `owned` and answers
+whatever the program hands on, so where a reply is made changes, never what
+is answered.
 
 What this module does not do: decide what is owned, or when to send gratuitous
 frames (see `announcer`, `gratuitous`).
@@ -155,7 +156,7 @@ class Responder:
 
     def __init__(self, *, kernel: KernelArp | None = None, kernel_unavailable: str = "") -> None:
         self._ports: Mapping[str, Port] = MappingProxyType({})
-        # The in-kernel ARP answers (control side only), or why there are none.
+        # The in-kernel ARP and NDP answers (control side only), or why there are none.
         self._kernel = kernel
         self._kernel_unavailable = kernel_unavailable
         # The kernel's per-IP totals (its dicts: `stats.Counts.forget` shrinks them with the responder's).
@@ -297,7 +298,7 @@ class Responder:
         return self._kernel_counted
 
     def kernel_status(self) -> dict[str, Any]:
-        """Where IPv4 ARP is answered: the interfaces with the kernel program, or why none."""
+        """Where ARP and NDP are answered: the interfaces with the kernel program, or why none."""
         if self._kernel is None:
             return {"interfaces": [], "entries": 0, "unavailable": self._kernel_unavailable or "turned off"}
         return {"interfaces": self._kernel.interfaces, "entries": self._kernel.entries, "unavailable": ""}
